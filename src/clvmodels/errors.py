@@ -1,0 +1,57 @@
+"""Exceptions and warnings of clvmodels.
+
+Every error caused by the user's data is a :class:`ClvDataError` (a ``ValueError``), whose message
+names the problem, the column, how many rows are affected, what to do, and shows a few example rows.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+class ClvDataError(ValueError):
+    """Invalid input data (a transaction log, an RFM table, a model file)."""
+
+
+class ModelFileError(ClvDataError):
+    """A saved model that cannot be read: corrupted, incomplete or from an incompatible version."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit that did not converge, landed on a boundary, or sampled badly."""
+
+
+class AssumptionWarning(UserWarning):
+    """The data violates an assumption of the model (e.g. Gamma-Gamma independence)."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``."""
+
+
+def data_error(
+    problem: str,
+    *,
+    column: str | None = None,
+    rows: pd.DataFrame | None = None,
+    n_rows: int | None = None,
+    fix: str | None = None,
+    n_examples: int = 5,
+) -> ClvDataError:
+    """Build a :class:`ClvDataError` with a uniform, actionable message.
+
+    The message reads ``problem`` + ``in column 'c'`` + ``(n rows)`` + ``fix`` + example rows.
+    """
+    parts = [problem]
+    if column is not None:
+        parts[0] += f" in column {column!r}"
+    if n_rows is None and rows is not None:
+        n_rows = len(rows)
+    if n_rows is not None:
+        parts[0] += f" ({n_rows:,} row{'s' if n_rows != 1 else ''})"
+    parts[0] += "."
+    if fix:
+        parts.append(fix)
+    if rows is not None and len(rows):
+        parts.append("Examples:\n" + rows.head(n_examples).to_string())
+    return ClvDataError(" ".join(parts[:2]) + ("\n" + parts[2] if len(parts) > 2 else ""))

@@ -1,0 +1,58 @@
+"""Time units: the one table that converts between days, weeks, months and years.
+
+A month is 365.25/12 = 30.4375 days and a year 365.25 days by default. Functions that need a
+different convention (e.g. lifetimes' month of 4.345 weeks) take the length explicitly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import ClvDataError
+
+#: Length of each time unit in days.
+UNIT_DAYS: dict[str, float] = {
+    "h": 1.0 / 24.0,
+    "D": 1.0,
+    "W": 7.0,
+    "M": 365.25 / 12.0,
+    "Q": 365.25 / 4.0,
+    "Y": 365.25,
+}
+
+_ALIASES = {
+    "hour": "h", "hours": "h", "H": "h",
+    "d": "D", "day": "D", "days": "D",
+    "w": "W", "week": "W", "weeks": "W",
+    "m": "M", "month": "M", "months": "M", "ME": "M", "MS": "M",
+    "q": "Q", "quarter": "Q", "quarters": "Q",
+    "y": "Y", "year": "Y", "years": "Y", "A": "Y",
+}
+
+
+def normalize_unit(unit: str) -> str:
+    """Return the canonical code ('h', 'D', 'W', 'M', 'Q', 'Y') of a time unit name."""
+    code = _ALIASES.get(unit, unit)
+    if code not in UNIT_DAYS:
+        raise ClvDataError(
+            f"Unknown time unit {unit!r}. Use one of {sorted(UNIT_DAYS)} "
+            "(hours, days, weeks, months, quarters, years)."
+        )
+    return code
+
+
+def unit_days(unit: str) -> float:
+    """Length of ``unit`` in days."""
+    return UNIT_DAYS[normalize_unit(unit)]
+
+
+def convert(value, from_unit: str, to_unit: str):
+    """Convert a duration from one unit to another (works on scalars and arrays)."""
+    return np.asarray(value, dtype=float) * (unit_days(from_unit) / unit_days(to_unit))
+
+
+def timedelta_in_units(delta, unit: str):
+    """Express a pandas/numpy timedelta (scalar, array or Series) in ``unit``."""
+    days = pd.to_timedelta(delta) / pd.Timedelta(days=1)
+    return days / unit_days(unit)
