@@ -1,0 +1,31 @@
+"""clvmodels: probabilistic, predictive customer lifetime value.
+
+From a transaction log to per-customer expected purchases, P(alive), expected spend and discounted
+CLV, each with uncertainty::
+
+    import clvmodels as clv
+    log = clv.load_transactions("transactions.csv", customer_id="id", timestamp="date", amount="value")
+    rfm = clv.rfm_summary(log, time_unit="W")
+    bgnbd = clv.BetaGeoModel().fit(rfm)
+    gg = clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
+    clv.clv(bgnbd, gg, rfm, horizon=12, time_unit="M", discount_rate=0.01, interval=0.9)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .clv import clv
+from .data import load_transactions
+from .errors import AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, NotFittedError
+from .models import BetaGeoModel, CLVModel, GammaGammaModel
+from .rfm import calibration_holdout, rfm_summary
+
+try:
+    __version__ = version("clvmodels")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AssumptionWarning", "BetaGeoModel", "CLVModel", "ClvDataError", "ConvergenceWarning",
+    "GammaGammaModel", "ModelFileError", "NotFittedError", "__version__", "calibration_holdout", "clv",
+    "load_transactions", "rfm_summary",
+]
