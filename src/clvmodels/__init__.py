@@ -17,6 +17,7 @@ from .clv import clv
 from .data import load_transactions
 from .errors import AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, NotFittedError
 from .models import BetaGeoModel, CLVModel, GammaGammaModel
+from .models.persistence import load_model, load_models, save_models
 from .rfm import calibration_holdout, rfm_summary
 
 try:
@@ -28,4 +29,5 @@ __all__ = [
     "AssumptionWarning", "BetaGeoModel", "CLVModel", "ClvDataError", "ConvergenceWarning",
     "GammaGammaModel", "ModelFileError", "NotFittedError", "__version__", "calibration_holdout", "clv",
     "load_transactions", "rfm_summary",
+    "load_model", "load_models", "save_models",
 ]

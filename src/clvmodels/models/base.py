@@ -140,6 +140,9 @@ class CLVModel:
         self.n_customers_ = int(round(w.sum()))
         self.n_unique_ = len(w)
         self.time_unit_ = rfm.attrs.get("time_unit") if hasattr(rfm, "attrs") else None
+        from .persistence import data_fingerprint
+
+        self.fingerprint_ = data_fingerprint(unique, w)
         self.rfm_ = rfm
         return self
 
@@ -181,6 +184,11 @@ class CLVModel:
     # ------------------------------------------------------------------ predictions
     def _rfm_or_fitted(self, rfm):
         self._check_fitted()
+        if rfm is None and not hasattr(self, "rfm_"):
+            raise ClvDataError(
+                f"This {type(self).__name__} has no training data (it was loaded from a file, which "
+                "does not store the training frame): pass the customers to score, e.g. rfm=..."
+            )
         return self.rfm_ if rfm is None else rfm
 
     def _predict(
@@ -230,6 +238,16 @@ class CLVModel:
         table.attrs.update(log_likelihood=self.log_likelihood_, aic=self.aic_, bic=self.bic_,
                            converged=self.converged_, n_customers=self.n_customers_)
         return table
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Save the model to the directory ``path`` (JSON + netCDF, no pickle; written atomically).
+
+        Load it with :func:`clvmodels.load_model`; see :mod:`clvmodels.models.persistence`.
+        """
+        from .persistence import save_model
+
+        save_model(self, path)
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:

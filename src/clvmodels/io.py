@@ -1,0 +1,275 @@
+"""Files in and out: atomic writes and chunked readers and writers of CSV/Parquet tables.
+
+Every output of clvmodels is written to a temporary file (or directory) next to its destination
+and renamed into place only once complete, so a crash or a kill leaves either the previous
+version or the complete new one, never a partial file. Large tables are read and written in
+chunks (pyarrow's ``ParquetFile.iter_batches`` and ``ParquetWriter``; streaming CSV), so memory
+stays bounded by the chunk size, not by the number of rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ClvDataError
+
+#: Rows per chunk of the chunked readers unless told otherwise.
+DEFAULT_CHUNK_ROWS = 250_000
+
+_PARQUET = (".parquet", ".pq", ".parq")
+_CSV = (".csv", ".csv.gz", ".txt", ".tsv", ".csv.zip", ".csv.bz2")
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """``"parquet"`` or ``"csv"`` from a file name (a directory is a Parquet dataset)."""
+    p = Path(path)
+    suffixes = "".join(p.suffixes).lower()
+    if p.is_dir() or suffixes.endswith(_PARQUET):
+        return "parquet"
+    if suffixes.endswith(_CSV):
+        return "csv"
+    raise ClvDataError(f"Unsupported file type for {str(p)!r}: use .csv (optionally compressed) or .parquet.")
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file (or a directory entry) to disk; best effort where the OS does not allow it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed to ``path`` atomically.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ClvDataError(f"Cannot write the file {str(path)!r}: a directory of that name exists.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_path(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, marker_files: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a fresh temporary directory next to ``path``; on success it replaces ``path``.
+
+    An existing ``path`` is moved aside, the new directory renamed into place, and the old one
+    removed. ``marker_files``: an existing non-empty directory is only replaced if it contains one
+    of these files (so a user's unrelated directory is never deleted).
+    """
+    path = Path(path)
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise ClvDataError(f"Cannot write the directory {str(path)!r}: a file of that name exists.")
+    if path.is_dir() and marker_files and any(path.iterdir()) \
+            and not any((path / m).exists() for m in marker_files):
+        raise ClvDataError(
+            f"Refusing to overwrite {str(path)!r}: it is a non-empty directory that is not a saved "
+            "clvmodels model. Choose another path or remove it first."
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                _fsync_path(f)
+        if path.exists():
+            old = parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+        _fsync_path(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def leftover_versions(path: str | os.PathLike) -> list[Path]:
+    """Previous versions of ``path`` moved aside by an interrupted :func:`atomic_directory`."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{path.name}.old-*"))
+
+
+# ---------------------------------------------------------------------------- reading
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """Column names of a CSV or Parquet table, without reading its rows."""
+    p = _existing(path)
+    if table_format(p) == "parquet":
+        import pyarrow.dataset as ds
+
+        return list(ds.dataset(p, format="parquet").schema.names)
+    return list(pd.read_csv(p, nrows=0, sep="\t" if ".tsv" in p.name.lower() else ",").columns)
+
+
+def count_rows(path: str | os.PathLike) -> int | None:
+    """Number of rows of a Parquet table from its metadata (None for CSV: unknown without reading)."""
+    p = _existing(path)
+    if table_format(p) != "parquet":
+        return None
+    import pyarrow.dataset as ds
+
+    return int(ds.dataset(p, format="parquet").count_rows())
+
+
+def iter_table(path: str | os.PathLike, columns: list[str] | None = None,
+               chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Read a CSV or Parquet table in chunks of at most ``chunk_rows`` rows (pandas frames).
+
+    Memory is bounded by the chunk size. Missing columns raise a :class:`ClvDataError`.
+    """
+    p = _existing(path)
+    available = table_columns(p)
+    if columns is not None:
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise ClvDataError(
+                f"{str(p)!r} lacks column(s) {missing} (it has {available}). "
+                "Pass the right column names or rebuild the table."
+            )
+    if table_format(p) == "parquet":
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(p, format="parquet")
+        for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows):
+            if batch.num_rows:
+                yield batch.to_pandas()
+        return
+    sep = "\t" if ".tsv" in p.name.lower() else ","
+    with pd.read_csv(p, usecols=columns, sep=sep, chunksize=chunk_rows) as reader:
+        for chunk in reader:
+            yield chunk.reset_index(drop=True)
+
+
+def read_columns(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read ``columns`` of a whole CSV or Parquet table (Parquet reads only those columns)."""
+    chunks = list(iter_table(path, columns))
+    if not chunks:
+        return pd.DataFrame(columns=columns or table_columns(path))
+    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+def _existing(path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ClvDataError(f"File not found: {str(p)!r}. Check the path.")
+    return p
+
+
+# ---------------------------------------------------------------------------- writing
+class ChunkedTableWriter:
+    """Write pandas frames chunk by chunk to a Parquet or CSV file, atomically.
+
+    Use as a context manager: the rows go to a temporary file that is renamed to ``path`` only
+    when the block ends without an exception. All chunks must have the same columns.
+
+    Parameters
+    ----------
+    path
+        Destination.
+    fmt
+        ``"parquet"`` or ``"csv"``; default from the file name (Parquet unless it ends in .csv).
+    schema
+        Optional pyarrow schema for Parquet (otherwise taken from the first chunk).
+    """
+
+    def __init__(self, path: str | os.PathLike, fmt: str | None = None, schema=None):
+        self.path = Path(path)
+        if fmt is None:
+            fmt = "csv" if "".join(self.path.suffixes).lower().endswith(".csv") else "parquet"
+        if fmt not in ("parquet", "csv"):
+            raise ClvDataError(f"Output format must be 'parquet' or 'csv', got {fmt!r}.")
+        self.fmt = fmt
+        self.schema = schema
+        self.rows = 0
+        self._writer = None
+        self._ctx = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> "ChunkedTableWriter":
+        self._ctx = atomic_file(self.path)
+        self._tmp = self._ctx.__enter__()
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append the rows of ``frame``."""
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+            if self._writer is None:
+                self.schema = table.schema
+                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            self._writer.write_table(table)
+        else:
+            frame.to_csv(self._tmp, mode="a", header=self.rows == 0 and self._writer is None, index=False)
+            self._writer = True
+        self.rows += len(frame)
+
+    def _finish_empty(self) -> None:
+        """A file with no rows still gets its header/schema."""
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist([], schema=self.schema) if self.schema is not None
+                           else pa.table({}), self._tmp)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                if self._writer is None:
+                    self._finish_empty()
+                elif self.fmt == "parquet":
+                    self._writer.close()
+            elif self.fmt == "parquet" and self._writer not in (None, True):
+                self._writer.close()
+        finally:
+            self._ctx.__exit__(exc_type, exc, tb)
+        return False
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None,
+                index: bool = True) -> None:
+    """Write a whole frame to Parquet or CSV atomically (the index becomes a column when named)."""
+    path = Path(path)
+    if fmt is None:
+        fmt = "csv" if "".join(path.suffixes).lower().endswith(".csv") else "parquet"
+    with atomic_file(path) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=index)
+        else:
+            frame.to_parquet(tmp, index=index)
