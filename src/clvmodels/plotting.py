@@ -1,0 +1,252 @@
+"""Diagnostic plots of CLV models and backtests (matplotlib; each function returns a ``Figure``).
+
+Plots of a backtest take a :class:`~clvmodels.backtest.BacktestResult` (or the relevant tidy frame
+of one); plots of a model take a fitted purchase model. Figures are built with
+``matplotlib.figure.Figure`` (not ``pyplot``), so making many of them leaks no global state; pass
+``ax=`` to draw into an existing axes instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import metrics as M
+from .errors import ClvDataError
+
+#: Colour of the actual values in every plot.
+ACTUAL_COLOR = "black"
+
+
+def _axes(ax, figsize=(8, 4.5)):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots()
+
+
+def _frame(result, name: str) -> pd.DataFrame:
+    frame = result if isinstance(result, pd.DataFrame) else getattr(result, name)
+    if frame is None or len(frame) == 0:
+        raise ClvDataError(f"There is no {name} data to plot.")
+    return frame
+
+
+def _one_cutoff(frame: pd.DataFrame, cutoff):
+    cutoffs = list(dict.fromkeys(frame["cutoff"]))
+    cutoff = cutoffs[-1] if cutoff is None else str(cutoff)
+    if cutoff not in cutoffs:
+        raise ClvDataError(f"Unknown cutoff {cutoff!r}; the result has {cutoffs}.")
+    return frame[frame["cutoff"] == cutoff], cutoff
+
+
+#: Forecast colours: tab10 without its red, which marks missed intervals.
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def _colors(names):
+    return {n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(names)}
+
+
+# ---------------------------------------------------------------------------- backtest plots
+def plot_tracking(result, *, cumulative: bool = False, cutoff=None, models=None, ax=None) -> Figure:
+    """Actual vs expected repeat transactions of the cohort per period (FHL 2005, figs. 2 and 3).
+
+    Parameters
+    ----------
+    result
+        A :class:`~clvmodels.backtest.BacktestResult` or its ``tracking`` frame.
+    cumulative
+        Cumulative instead of per-period (incremental) transactions.
+    cutoff
+        Calibration end to show (default: the latest).
+    models
+        Names of the models to draw (default: all with a tracking series).
+    """
+    frame, cutoff = _one_cutoff(_frame(result, "tracking"), cutoff)
+    names = list(dict.fromkeys(frame["model"])) if models is None else list(models)
+    fig, ax = _axes(ax)
+    col = "_cumulative" if cumulative else ""
+    first = frame[frame["model"] == names[0]]
+    ax.plot(first["period_end"], first["actual" + col], color=ACTUAL_COLOR, lw=2, label="actual")
+    colors = _colors(names)
+    for name in names:
+        part = frame[frame["model"] == name]
+        ax.plot(part["period_end"], part["predicted" + col], color=colors[name], ls="--", lw=1.8,
+                label=f"{name} (expected)")
+    boundary = first.loc[first["phase"] == "calibration", "period_end"].max()
+    ax.axvline(boundary, color="grey", ls=":", lw=1)
+    ax.text(boundary, ax.get_ylim()[1], " holdout →", va="top", ha="left", color="grey", fontsize=9)
+    ax.set_xlabel("period ending")
+    ax.set_ylabel(("cumulative " if cumulative else "") + "repeat transactions")
+    ax.set_title(f"{'Cumulative' if cumulative else 'Weekly'} repeat transactions, calibration end {cutoff}")
+    ax.legend(loc="upper left" if cumulative else "upper right", fontsize=9)
+    return fig
+
+
+def plot_conditional_expectations(result, *, cutoff=None, models=None, ax=None) -> Figure:
+    """Mean holdout purchases by calibration frequency 0..7+: actual vs each forecast (FHL 2005, fig. 4)."""
+    frame, cutoff = _one_cutoff(_frame(result, "conditional"), cutoff)
+    names = list(dict.fromkeys(frame["model"])) if models is None else list(models)
+    fig, ax = _axes(ax)
+    first = frame[frame["model"] == names[0]]
+    ax.plot(first["frequency"], first["actual"], color=ACTUAL_COLOR, lw=2.2, marker="o", label="actual")
+    colors = _colors(names)
+    for name in names:
+        part = frame[frame["model"] == name]
+        ax.plot(part["frequency"], part["predicted"], color=colors[name], ls="--", marker=".", label=name)
+    ax.set_xlabel("repeat transactions in the calibration period")
+    ax.set_ylabel("mean repeat transactions in the holdout")
+    ax.set_title(f"Conditional expectations, calibration end {cutoff}")
+    ax.legend(fontsize=9)
+    return fig
+
+
+def plot_calibration(result, *, target: str = "purchases", cutoff=None, bins: int = 10) -> Figure:
+    """Calibration of the predictive distributions: randomised-PIT histograms and interval coverage.
+
+    Left: the share of customers in each PIT bin (flat at ``1/bins`` when calibrated; a U shape means
+    too narrow, a hump too wide, a slope a biased forecast). Right: empirical vs nominal coverage of
+    the central 50/80/90% intervals per model.
+    """
+    preds, cutoff = _one_cutoff(_frame(result, "predictions"), cutoff)
+    col = f"pit_{target}"
+    if col not in preds.columns or preds[col].notna().sum() == 0:
+        raise ClvDataError(f"No PIT values for {target}: no model in the result has predictive distributions.")
+    names = [n for n in dict.fromkeys(preds["model"]) if preds.loc[preds["model"] == n, col].notna().any()]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_pit, ax_cov = fig.subplots(1, 2)
+    colors = _colors(names)
+    edges = np.linspace(0, 1, bins + 1)
+    width = (edges[1] - edges[0]) / (len(names) + 1)
+    for i, name in enumerate(names):
+        pit = preds.loc[preds["model"] == name, col].to_numpy(dtype=float)
+        ax_pit.bar(edges[:-1] + (i + 0.5) * width, M.pit_histogram(pit, bins), width=width,
+                   color=colors[name], label=name, align="edge")
+        cov = M.pit_coverage(pit)
+        ax_cov.plot(list(cov), list(cov.values()), marker="o", color=colors[name], label=name)
+    ax_pit.axhline(1 / bins, color=ACTUAL_COLOR, ls="--", lw=1, label="calibrated")
+    ax_pit.set_xlabel("randomised PIT")
+    ax_pit.set_ylabel("share of customers")
+    ax_pit.set_title(f"PIT histogram ({target})")
+    ax_pit.legend(fontsize=9)
+    ax_cov.plot([0.4, 1], [0.4, 1], color=ACTUAL_COLOR, ls="--", lw=1, label="nominal")
+    ax_cov.set_xlabel("nominal coverage of the central interval")
+    ax_cov.set_ylabel("share of customers inside")
+    ax_cov.set_title(f"Interval coverage ({target}), calibration end {cutoff}")
+    ax_cov.legend(fontsize=9)
+    return fig
+
+
+def plot_lift(result, *, target: str = "value", cutoff=None, ax=None) -> Figure:
+    """Cumulative gains: share of the actual holdout ``target`` captured by the predicted top customers."""
+    preds, cutoff = _one_cutoff(_frame(result, "predictions"), cutoff)
+    if target not in preds.columns:
+        raise ClvDataError(f"The result has no {target} predictions.")
+    names = list(dict.fromkeys(preds["model"]))
+    fig, ax = _axes(ax, figsize=(6.5, 5))
+    colors = _colors(names)
+    actual = preds.loc[preds["model"] == names[0], f"actual_{target}"].to_numpy(dtype=float)
+    x, perfect = M.gains_curve(actual, actual)
+    ax.plot(x, perfect, color=ACTUAL_COLOR, lw=2, label="perfect ranking")
+    for name in names:
+        part = preds[preds["model"] == name]
+        if part[target].isna().all():
+            continue
+        x, captured = M.gains_curve(part[f"actual_{target}"], part[target])
+        ax.plot(x, captured, color=colors[name], label=name)
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", label="random")
+    for q in (0.1, 0.2):
+        ax.axvline(q, color="grey", lw=0.6, alpha=0.6)
+    ax.set_xlabel("share of customers, ranked by prediction")
+    ax.set_ylabel(f"share of actual holdout {target}")
+    ax.set_title(f"Lift (cumulative gains), calibration end {cutoff}")
+    ax.legend(fontsize=9, loc="lower right")
+    return fig
+
+
+def plot_totals(result, *, target: str = "purchases", ax=None) -> Figure:
+    """Predicted holdout totals (with their intervals, where the model has them) against the actual."""
+    totals = _frame(result, "totals")
+    totals = totals[totals["target"] == target]
+    if len(totals) == 0:
+        raise ClvDataError(f"The result has no {target} totals.")
+    names = list(dict.fromkeys(totals["model"]))
+    cutoffs = list(dict.fromkeys(totals["cutoff"]))
+    fig, ax = _axes(ax, figsize=(8, 0.6 + 0.45 * len(names) * len(cutoffs) + 0.8))
+    colors = _colors(names)
+    y = 0
+    ticks, labels = [], []
+    for cutoff in cutoffs:
+        part = totals[totals["cutoff"] == cutoff]
+        actual = float(part["actual"].iloc[0])
+        top = y
+        for _, r in part.iterrows():
+            has = np.isfinite(r["lower"])
+            if has:
+                ax.plot([r["lower"], r["upper"]], [y, y], color=colors[r["model"]], lw=3, alpha=0.6)
+            miss = has and not bool(r["inside"])
+            ax.plot(r["predicted"], y, "o", color=colors[r["model"]], ms=7,
+                    markeredgecolor="red" if miss else colors[r["model"]], markeredgewidth=2 if miss else 1)
+            ticks.append(y)
+            labels.append(f"{r['model']}" + (f" ({cutoff})" if len(cutoffs) > 1 else ""))
+            y += 1
+        ax.plot([actual, actual], [top - 0.4, y - 0.6], color=ACTUAL_COLOR, lw=2)
+        y += 0.5
+    ax.plot([], [], color=ACTUAL_COLOR, lw=2, label="actual total")
+    ax.plot([], [], color="grey", lw=3, alpha=0.6, label="predicted interval")
+    ax.set_yticks(ticks, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"holdout {target}, total over customers")
+    ax.set_title(f"Predicted vs actual holdout {target} total")
+    ax.legend(fontsize=9, loc="lower right")
+    return fig
+
+
+# ---------------------------------------------------------------------------- model plots
+def _grid(model, max_frequency, max_recency, T):
+    rfm = getattr(model, "rfm_", None)
+    if rfm is None and (max_frequency is None or max_recency is None):
+        raise ClvDataError("Pass max_frequency= and max_recency= (the model has no training data attached).")
+    max_frequency = int(rfm["frequency"].max()) if max_frequency is None else int(max_frequency)
+    max_recency = float(rfm["T"].max()) if max_recency is None else float(max_recency)
+    T = max_recency if T is None else float(T)
+    if max_recency > T:
+        raise ClvDataError(f"max_recency ({max_recency}) cannot exceed the age T ({T}).")
+    freq = np.arange(max_frequency + 1)
+    rec = np.linspace(0, max_recency, 60)
+    f, r = np.meshgrid(freq, rec, indexing="ij")
+    grid = pd.DataFrame({"frequency": f.ravel(), "recency": np.where(f.ravel() == 0, 0.0, r.ravel()),
+                         "T": T})
+    return grid, freq, rec, T
+
+
+def _matrix_plot(values, freq, rec, title, label, ax):
+    fig, ax = _axes(ax, figsize=(7, 5.5))
+    im = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis",
+                   extent=[rec[0], rec[-1], freq[0] - 0.5, freq[-1] + 0.5])
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_xlabel("recency (time of the last purchase)")
+    ax.set_ylabel("frequency (repeat purchases)")
+    ax.set_title(title)
+    return fig
+
+
+def plot_probability_alive_matrix(model, *, max_frequency=None, max_recency=None, T=None, ax=None) -> Figure:
+    """P(alive) over frequency × recency for customers of age ``T`` (default: the oldest customer).
+
+    Defaults for the ranges come from the model's training data.
+    """
+    grid, freq, rec, T = _grid(model, max_frequency, max_recency, T)
+    values = model.probability_alive(grid).to_numpy().reshape(len(freq), len(rec))
+    return _matrix_plot(values, freq, rec, f"Probability alive at age T = {T:.3g}", "P(alive)", ax)
+
+
+def plot_frequency_recency_matrix(model, t: float = 1.0, *, max_frequency=None, max_recency=None, T=None,
+                                  ax=None) -> Figure:
+    """Expected purchases in the next ``t`` periods over frequency × recency, for customers of age ``T``."""
+    grid, freq, rec, T = _grid(model, max_frequency, max_recency, T)
+    values = model.expected_purchases(t, grid).to_numpy().reshape(len(freq), len(rec))
+    return _matrix_plot(values, freq, rec, f"Expected purchases in the next {t:g} periods (age T = {T:.3g})",
+                        "expected purchases", ax)
