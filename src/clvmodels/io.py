@@ -145,10 +145,11 @@ def count_rows(path: str | os.PathLike) -> int | None:
 
 
 def iter_table(path: str | os.PathLike, columns: list[str] | None = None,
-               chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+               chunk_rows: int = DEFAULT_CHUNK_ROWS, text_columns: tuple[str, ...] = ()) -> Iterator[pd.DataFrame]:
     """Read a CSV or Parquet table in chunks of at most ``chunk_rows`` rows (pandas frames).
 
     Memory is bounded by the chunk size. Missing columns raise a :class:`ClvDataError`.
+    ``text_columns`` of a CSV are read as text (so that every chunk gets the same type).
     """
     p = _existing(path)
     available = table_columns(p)
@@ -165,10 +166,11 @@ def iter_table(path: str | os.PathLike, columns: list[str] | None = None,
         dataset = ds.dataset(p, format="parquet")
         for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows):
             if batch.num_rows:
-                yield batch.to_pandas()
+                yield batch.to_pandas(ignore_metadata=True)
         return
     sep = "\t" if ".tsv" in p.name.lower() else ","
-    with pd.read_csv(p, usecols=columns, sep=sep, chunksize=chunk_rows) as reader:
+    dtype = {c: str for c in text_columns} or None
+    with pd.read_csv(p, usecols=columns, sep=sep, chunksize=chunk_rows, dtype=dtype) as reader:
         for chunk in reader:
             yield chunk.reset_index(drop=True)
 
@@ -241,6 +243,8 @@ class ChunkedTableWriter:
 
     def _finish_empty(self) -> None:
         """A file with no rows still gets its header/schema."""
+        if self.fmt == "csv" and self.schema is not None:
+            pd.DataFrame(columns=self.schema.names).to_csv(self._tmp, index=False)
         if self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq

@@ -1,0 +1,393 @@
+"""RFM summaries of large transaction logs, out of core, with DuckDB.
+
+:func:`rfm_summary_duckdb` and :func:`calibration_holdout_duckdb` give the same summaries as
+:func:`clvmodels.rfm_summary` and :func:`clvmodels.calibration_holdout` (same definitions: purchases
+in one period of the ``resolution`` count once, durations between period starts in ``time_unit``,
+``monetary_value`` the mean of the repeat transactions; same validation and refund policies), but
+read the log straight from Parquet or CSV files with DuckDB, an embedded engine that streams the
+file and spills to disk beyond its ``memory_limit``: the log never has to fit in memory, only the
+per-customer result does.
+
+DuckDB reduces the log to integer per-customer aggregates (first and last period, number of
+distinct periods, spend totals); the final arithmetic is the pandas path's own function
+(``rfm._frame``), so frequency, recency and T are identical and monetary values agree to the
+rounding of the sums (about 1e-15 relative).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import AMOUNT, CUSTOMER, REFUND_POLICIES, TIMESTAMP
+from .errors import ClvDataError, data_error
+from .rfm import _end_hours, _end_label, _frame, _resolve
+from .units import normalize_unit, unit_days
+
+#: Default cap on DuckDB's memory; beyond it DuckDB spills to a temporary directory.
+DEFAULT_MEMORY_LIMIT = "4GB"
+#: The pandas path's rule for a purchase netted to nothing: at most max(1e-12, 1e-9 x its value).
+_NEAR_ZERO = 1e-12
+_REFUND_RTOL = 1e-9
+
+
+def _connect(memory_limit: str | None, threads: int | None, temp_directory: str | None):
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is in the 'scale' extra
+        raise ClvDataError("The DuckDB engine needs the 'duckdb' package: pip install 'clvmodels[scale]'.") from None
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = '{memory_limit or DEFAULT_MEMORY_LIMIT}'")
+    con.execute(f"SET temp_directory = '{_sql_str(temp_directory or tempfile.gettempdir())}'")
+    con.execute("SET preserve_insertion_order = true")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+def _q(name: str) -> str:
+    """Quote an identifier."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _sql_str(s: str) -> str:
+    return str(s).replace("'", "''")
+
+
+def _ts_literal(ts: pd.Timestamp) -> str:
+    return f"TIMESTAMP '{ts.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def _register_source(con, source, columns: list[str], date_format: str | None, timestamp: str):
+    """Create the view ``raw`` over ``source`` (a path or a DataFrame) with a row number ``_rn``."""
+    if isinstance(source, pd.DataFrame):
+        missing = [c for c in columns if c not in source.columns]
+        if missing:
+            raise ClvDataError(
+                f"Missing column(s) {missing} in the transaction log; it has {list(source.columns)}. "
+                "Pass the right names with customer_id=..., timestamp=..., amount=...")
+        frame = source[columns].reset_index(drop=True)
+        con.register("_source", frame)
+        relation = "_source"
+        tz = getattr(frame[timestamp].dtype, "tz", None)
+    else:
+        from .io import table_columns, table_format
+
+        path = Path(source)
+        if not path.exists():
+            raise ClvDataError(f"File not found: {str(path)!r}. Check the path.")
+        available = table_columns(path)
+        missing = [c for c in columns if c not in available]
+        if missing:
+            raise ClvDataError(
+                f"Missing column(s) {missing} in the transaction log; it has {available}. "
+                "Pass the right names with customer_id=..., timestamp=..., amount=... "
+                "(amount=None for a log without values).")
+        tz = None
+        if table_format(path) == "parquet":
+            import pyarrow.dataset as ds
+
+            glob = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+            relation = f"read_parquet('{_sql_str(glob)}')"
+            tz = getattr(ds.dataset(path, format="parquet").schema.field(timestamp).type, "tz", None)
+        else:
+            types = f", types={{'{_sql_str(timestamp)}': 'VARCHAR'}}" if date_format else ""
+            sep = "\t" if ".tsv" in path.name.lower() else ","
+            relation = f"read_csv('{_sql_str(str(path))}', header=true, delim='{sep}'{types})"
+    # keep wall-clock time of tz-aware timestamps, as the pandas path does
+    con.execute(f"SET TimeZone = '{_sql_str(str(tz) if tz is not None else 'UTC')}'")
+    cols = ", ".join(_q(c) for c in columns)
+    con.execute(f"CREATE VIEW raw AS SELECT {cols}, row_number() OVER () AS _rn FROM {relation}")
+    return None if tz is None else str(tz)
+
+
+def _naive(value, tz: str | None) -> pd.Timestamp:
+    """A user-given time as naive wall-clock time of the log's time zone (as the pandas path)."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ClvDataError(f"{value!r} is not a valid date or time: {exc}") from exc
+    if ts.tz is not None:
+        ts = (ts.tz_convert(tz) if tz is not None else ts).tz_localize(None)
+    return ts
+
+
+def _timestamp_expr(con, column: str, date_format: str | None) -> str:
+    """SQL expression turning the timestamp column into a TIMESTAMP (NULL where unparseable)."""
+    kind = dict((r[0], r[1]) for r in con.execute("DESCRIBE raw").fetchall())[column].upper()
+    col = _q(column)
+    if kind.startswith("TIMESTAMP") or kind == "DATE":
+        # time-zone-aware values become wall-clock time of the session's (the log's) time zone
+        inner = f"CAST({col} AS TIMESTAMP)" if kind in ("TIMESTAMP WITH TIME ZONE", "DATE") else col
+        return f"CAST({inner} AS TIMESTAMP_NS)"
+    if any(kind.startswith(k) for k in ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "UBIGINT", "UINTEGER")):
+        fmt = date_format or "%Y%m%d"  # integers such as 19970101 are YYYYMMDD dates, as in load_transactions
+        return f"CAST(try_strptime(CAST({col} AS VARCHAR), '{_sql_str(fmt)}') AS TIMESTAMP_NS)"
+    if date_format:
+        return f"CAST(try_strptime(CAST({col} AS VARCHAR), '{_sql_str(date_format)}') AS TIMESTAMP_NS)"
+    return f"TRY_CAST({col} AS TIMESTAMP_NS)"
+
+
+def _period_key(ts: str, res: str) -> str:
+    """Start of the period containing ``ts``, in hours since the epoch (as rfm._period_start_days * 24)."""
+    if res == "h":
+        return f"datediff('hour', TIMESTAMP '1970-01-01', date_trunc('hour', {ts}))"
+    days = f"datediff('day', DATE '1970-01-01', CAST({ts} AS DATE))"
+    if res == "D":
+        return f"({days}) * 24"
+    # weeks start on Monday; 1970-01-01 was a Thursday
+    return f"(({days}) - ((({days}) + 3) % 7 + 7) % 7) * 24"
+
+
+def _examples(con, where: str, columns: list[str]) -> pd.DataFrame:
+    cols = ", ".join(_q(c) for c in columns)
+    return con.execute(f"SELECT {cols} FROM raw WHERE {where} ORDER BY _rn LIMIT 5").df()
+
+
+def _validate(con, customer_id, timestamp, amount, ts_expr, refunds) -> None:
+    """The checks of :func:`clvmodels.load_transactions`, as one scan of the log."""
+    wanted = [customer_id, timestamp] + ([amount] if amount else [])
+    cid, ts = _q(customer_id), _q(timestamp)
+    id_kind = dict((r[0], r[1]) for r in con.execute("DESCRIBE raw").fetchall())[customer_id].upper()
+    blank = f" OR trim(CAST({cid} AS VARCHAR)) = ''" if id_kind == "VARCHAR" else ""
+    checks = {
+        "bad_id": f"{cid} IS NULL{blank}",
+        "no_ts": f"{ts} IS NULL",
+        "bad_ts": f"{ts} IS NOT NULL AND {ts_expr} IS NULL",
+    }
+    if amount:
+        amt = _q(amount)
+        checks["bad_amount_type"] = f"{amt} IS NOT NULL AND TRY_CAST({amt} AS DOUBLE) IS NULL"
+        checks["bad_amount"] = (f"{amt} IS NULL OR isnan(TRY_CAST({amt} AS DOUBLE)) "
+                                f"OR isinf(TRY_CAST({amt} AS DOUBLE))")
+        checks["negative"] = f"TRY_CAST({amt} AS DOUBLE) < 0"
+    select = ", ".join(f"count(*) FILTER (WHERE {w})" for w in checks.values())
+    counts = dict(zip(checks, con.execute(f"SELECT count(*), {select} FROM raw").fetchone()[1:]))
+    n_rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    if n_rows == 0:
+        raise ClvDataError("The transaction log is empty (0 rows): there is nothing to summarise.")
+    messages = {
+        "bad_id": ("Missing customer ids", customer_id, "Every transaction needs a customer id: remove or fill these rows."),
+        "no_ts": ("Missing timestamps", timestamp, "Every transaction needs a time: remove or fill these rows."),
+        "bad_ts": ("Unparseable timestamps", timestamp, "Fix these values or pass the right date_format."),
+        "bad_amount_type": ("Non-numeric amounts", amount,
+                            "Amounts must be numbers (no currency symbols or thousands separators)."),
+        "bad_amount": ("Missing (NaN) or infinite amounts", amount, "Remove these rows or fill in their value."),
+        "negative": ("Negative amounts (refunds)", amount,
+                     "Pass refunds='net' to subtract each refund from the customer's latest earlier "
+                     "purchase, or refunds='drop' to ignore refunds."),
+    }
+    for key, (problem, column, fix) in messages.items():
+        if key == "negative" and refunds != "error":
+            continue
+        if counts.get(key):
+            raise data_error(problem, column=column, n_rows=int(counts[key]),
+                             rows=_examples(con, checks[key], wanted), fix=fix)
+
+
+def _clean_log(con, customer_id, timestamp, amount, date_format, refunds, resolution) -> dict:
+    """Create the view ``tx(cid, ts, amount, pkey)`` of valid purchases after the refund policy."""
+    ts_expr = _timestamp_expr(con, timestamp, date_format)
+    _validate(con, customer_id, timestamp, amount, ts_expr, refunds)
+    amt = f"CAST({_q(amount)} AS DOUBLE)" if amount else "NULL::DOUBLE"
+    con.execute(f"CREATE VIEW base AS SELECT {_q(customer_id)} AS cid, {ts_expr} AS ts, {amt} AS amount, "
+                "_rn FROM raw")
+    stats = {"n_refunds": 0, "n_refunds_netted": 0, "n_refunds_dropped": 0, "n_purchases_fully_refunded": 0}
+    if amount:
+        stats["n_refunds"] = int(con.execute("SELECT count(*) FROM base WHERE amount < 0").fetchone()[0])
+    if not amount or stats["n_refunds"] == 0:
+        source = "SELECT cid, ts, amount FROM base"
+    elif refunds == "drop":
+        stats["n_refunds_dropped"] = stats["n_refunds"]
+        source = "SELECT cid, ts, amount FROM base WHERE amount >= 0"
+    else:
+        # each refund nets against the same customer's latest purchase at or before it (ties: the
+        # last one in the log's order), as pandas.merge_asof does on the pandas path
+        key = "(CAST(epoch_ns(ts) AS HUGEINT) * 1099511627776 + {rn})"
+        con.execute(f"""
+            CREATE TEMP TABLE netted AS
+            WITH purchases AS (SELECT cid, ts, amount, _rn, {key.format(rn='_rn')} AS k FROM base WHERE amount >= 0),
+                 refunds AS (SELECT cid, amount, {key.format(rn='1099511627775')} AS k FROM base WHERE amount < 0),
+                 matched AS (SELECT r.amount AS refund, p._rn AS prn
+                             FROM refunds r ASOF LEFT JOIN purchases p ON r.cid = p.cid AND r.k >= p.k),
+                 per_purchase AS (SELECT prn, sum(refund) AS refund FROM matched WHERE prn IS NOT NULL GROUP BY prn)
+            SELECT p.cid, p.ts, p.amount AS original,
+                   greatest(p.amount + coalesce(r.refund, 0), 0.0) AS amount
+            FROM purchases p LEFT JOIN per_purchase r ON p._rn = r.prn""")
+        matched = con.execute(f"""
+            WITH purchases AS (SELECT cid, {key.format(rn='_rn')} AS k FROM base WHERE amount >= 0),
+                 refunds AS (SELECT cid, {key.format(rn='1099511627775')} AS k FROM base WHERE amount < 0)
+            SELECT count(p.k) FROM refunds r ASOF LEFT JOIN purchases p ON r.cid = p.cid AND r.k >= p.k
+        """).fetchone()[0]
+        kept = f"amount > greatest({_NEAR_ZERO}, {_REFUND_RTOL} * original)"
+        fully = con.execute(f"SELECT count(*) FROM netted WHERE NOT ({kept})").fetchone()[0]
+        stats.update(n_refunds_netted=int(matched), n_refunds_dropped=stats["n_refunds"] - int(matched),
+                     n_purchases_fully_refunded=int(fully))
+        source = f"SELECT cid, ts, amount FROM netted WHERE {kept}"
+    con.execute(f"CREATE VIEW tx AS SELECT cid, ts, amount, {_period_key('ts', resolution)} AS pkey "
+                f"FROM ({source})")
+    if con.execute("SELECT count(*) FROM tx").fetchone()[0] == 0:
+        raise ClvDataError("No purchases left after handling refunds: the log holds only refunds.")
+    return stats
+
+
+def _check_late(con, end: pd.Timestamp, res: str, truncate: bool, timestamp: str) -> str:
+    """Condition selecting the rows up to the observation end; error on later ones unless ``truncate``."""
+    cond = f"pkey <= {_end_hours(end, res)}"
+    n_late = con.execute(f"SELECT count(*) FROM tx WHERE NOT ({cond})").fetchone()[0]
+    if n_late and not truncate:
+        rows = con.execute(f"SELECT cid AS {CUSTOMER}, ts AS {TIMESTAMP}, amount AS {AMOUNT} FROM tx "
+                           f"WHERE NOT ({cond}) LIMIT 5").df()
+        raise data_error(f"Transactions after the observation end {end.date()}", column=timestamp,
+                         n_rows=int(n_late), rows=rows,
+                         fix="Pass truncate=True to ignore them, or a later observation_end.")
+    return cond
+
+
+def _aggregate(con, cond: str, has_amount: bool) -> tuple[dict, pd.Index]:
+    """Per-customer first/last period (hours), distinct periods and repeat spend, by customer id.
+
+    Returns the arrays of ``rfm._summarise`` and the sorted customer index.
+    """
+    money = ", sum(v) - arg_min(v, pkey) AS repeat_value" if has_amount else ""
+    sql = f"""
+        WITH periods AS (SELECT cid, pkey, sum(amount) AS v FROM tx WHERE {cond} GROUP BY cid, pkey)
+        SELECT cid, min(pkey) AS first, max(pkey) AS last, count(*) AS n_periods{money}
+        FROM periods GROUP BY cid ORDER BY cid"""
+    agg = con.execute(sql).df()
+    s = {k: agg[k].to_numpy(dtype=np.int64) for k in ("first", "last", "n_periods")}
+    if has_amount:
+        s["repeat_value"] = agg["repeat_value"].to_numpy(dtype=float)
+    return s, pd.Index(agg["cid"].to_numpy(), name=CUSTOMER)
+
+
+def _summary_frame(con, cond: str, end: pd.Timestamp, unit: str, res: str, has_amount: bool) -> pd.DataFrame:
+    s, index = _aggregate(con, cond, has_amount)
+    return _frame(s, _end_hours(end, res), unit, index, has_amount)
+
+
+def rfm_summary_duckdb(
+    source,
+    observation_end=None,
+    time_unit: str = "W",
+    *,
+    resolution: str = "D",
+    truncate: bool = False,
+    customer_id: str = "customer_id",
+    timestamp: str = "timestamp",
+    amount: str | None = "amount",
+    date_format: str | None = None,
+    refunds: str = "error",
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    temp_directory: str | None = None,
+) -> pd.DataFrame:
+    """Per-customer RFM summary of a transaction log, computed out of core by DuckDB.
+
+    Parameters
+    ----------
+    source
+        Path of a Parquet file, a directory of Parquet files, or a CSV file (or a DataFrame).
+    observation_end, time_unit, resolution, truncate
+        As for :func:`clvmodels.rfm_summary`.
+    customer_id, timestamp, amount, date_format, refunds
+        As for :func:`clvmodels.load_transactions` (the column names in ``source``).
+    memory_limit
+        DuckDB's memory cap (e.g. ``"4GB"``, the default); beyond it DuckDB spills to disk.
+    threads
+        DuckDB's threads (default: all cores).
+    temp_directory
+        Where DuckDB spills (default: the system's temporary directory).
+
+    Returns
+    -------
+    The same frame as :func:`clvmodels.rfm_summary`: indexed by customer id (sorted), with
+    ``frequency``, ``recency``, ``T`` and ``monetary_value`` (when there are amounts).
+    """
+    return _run(source, observation_end=observation_end, calibration_end=None, time_unit=time_unit,
+                resolution=resolution, truncate=truncate, customer_id=customer_id, timestamp=timestamp,
+                amount=amount, date_format=date_format, refunds=refunds, memory_limit=memory_limit,
+                threads=threads, temp_directory=temp_directory)
+
+
+def calibration_holdout_duckdb(source, calibration_end, observation_end=None, time_unit: str = "W",
+                               **kwargs) -> pd.DataFrame:
+    """Calibration summary plus holdout behaviour, as :func:`clvmodels.calibration_holdout`, by DuckDB.
+
+    Takes the keyword arguments of :func:`rfm_summary_duckdb`.
+    """
+    return _run(source, observation_end=observation_end, calibration_end=calibration_end,
+                time_unit=time_unit, **kwargs)
+
+
+def _run(source, *, observation_end, calibration_end, time_unit, resolution="D", truncate=False,
+         customer_id="customer_id", timestamp="timestamp", amount="amount", date_format=None,
+         refunds="error", memory_limit=None, threads=None, temp_directory=None) -> pd.DataFrame:
+    if refunds not in REFUND_POLICIES:
+        raise ClvDataError(f"refunds must be one of {REFUND_POLICIES}, got {refunds!r}.")
+    columns = [customer_id, timestamp] + ([amount] if amount is not None else [])
+    if len(set(columns)) != len(columns):
+        raise ClvDataError(f"The customer id, timestamp and amount columns must differ, got {columns}.")
+    unit = normalize_unit(time_unit)
+    res = _resolve(resolution)
+    has_amount = amount is not None
+    con = _connect(memory_limit, threads, temp_directory)
+    try:
+        tz = _register_source(con, source, columns, date_format, timestamp)
+        stats = _clean_log(con, customer_id, timestamp, amount, date_format, refunds, res)
+        if observation_end is not None:
+            end = _naive(observation_end, tz)
+        else:
+            end = pd.Timestamp(con.execute("SELECT epoch_ns(max(ts)) FROM tx").fetchone()[0], unit="ns")
+        if calibration_end is None:
+            cond = _check_late(con, end, res, truncate, timestamp)
+            if con.execute(f"SELECT count(*) FROM tx WHERE {cond}").fetchone()[0] == 0:
+                raise ClvDataError(f"No transactions on or before the observation end {end}.")
+            out = _summary_frame(con, cond, end, unit, res, has_amount)
+            out.attrs.update(time_unit=unit, resolution=res,
+                             observation_end=_end_label(end, res), **stats)
+            return out
+        cal_end = _naive(calibration_end, tz)
+        if end < cal_end:
+            raise ClvDataError(f"observation_end {end} is before calibration_end {cal_end}.")
+        cond = _check_late(con, end, res, truncate, timestamp)
+        cal_cond = f"pkey <= {_end_hours(cal_end, res)}"
+        if con.execute(f"SELECT count(*) FROM tx WHERE {cal_cond}").fetchone()[0] == 0:
+            raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
+        cal = _summary_frame(con, cal_cond, cal_end, unit, res, has_amount)
+        money = ", sum(h.amount) AS value" if has_amount else ""
+        hold = con.execute(f"""
+            WITH cal AS (SELECT DISTINCT cid FROM tx WHERE {cal_cond}),
+                 h AS (SELECT cid, pkey, amount FROM tx WHERE ({cond}) AND NOT ({cal_cond}))
+            SELECT h.cid, count(DISTINCT h.pkey) AS n_periods{money},
+                   bool_or(cal.cid IS NOT NULL) AS known
+            FROM h LEFT JOIN cal ON h.cid = cal.cid GROUP BY h.cid""").df()
+        known = hold[hold["known"]]
+        codes = cal.index.get_indexer(pd.Index(known["cid"].to_numpy()))
+        n = len(cal)
+        cal["frequency_holdout"] = np.bincount(codes, weights=known["n_periods"].to_numpy(dtype=float),
+                                               minlength=n).astype(np.int64)
+        if has_amount:
+            cal["value_holdout"] = np.bincount(codes, weights=known["value"].to_numpy(dtype=float), minlength=n)
+        cal["duration_holdout"] = (_end_hours(end, res) - _end_hours(cal_end, res)) / 24.0 / unit_days(unit)
+        cal.attrs.update(time_unit=unit, resolution=res, calibration_end=_end_label(cal_end, res),
+                         observation_end=_end_label(end, res),
+                         n_excluded_new_customers=int((~hold["known"]).sum()), **stats)
+        return cal
+    finally:
+        con.close()
+
+
+def duckdb_available() -> bool:
+    """Whether the DuckDB engine can be used (the ``duckdb`` package is installed)."""
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+__all__ = ["calibration_holdout_duckdb", "duckdb_available", "rfm_summary_duckdb"]
