@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
-from scipy.special import betaln, expit, gammaln, hyp2f1
+from scipy.special import betainc, betaln, expit, gammaln, hyp2f1
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
@@ -31,7 +31,20 @@ def log_likelihood(params: dict, data: dict):
 
     ``ln L = lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x) − ln B(a, b)
     + ln[(α+T)^−(r+x) + 1{x>0} a/(b+x−1) (α+t_x)^−(r+x)]``, the bracket by log-sum-exp.
+    It is the sum of :func:`frequency_terms` and :func:`history_terms`.
     """
+    return frequency_terms(params, data) + history_terms(params, data)
+
+
+def frequency_terms(params: dict, data: dict):
+    """The terms of eq. (6) that read only ``x``: ``lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x) − ln B(a, b)``."""
+    r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
+    x = data["frequency"]
+    return pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) + pt_betaln(a, b + x) - pt_betaln(a, b)
+
+
+def history_terms(params: dict, data: dict):
+    """The bracket of eq. (6): ``ln[(α+T)^−(r+x) + 1{x>0} a/(b+x−1) (α+t_x)^−(r+x)]``."""
     r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
     x, tx, T = data["frequency"], data["recency"], data["T"]
     repeat = pt.gt(x, 0)
@@ -39,8 +52,7 @@ def log_likelihood(params: dict, data: dict):
     bx1 = pt.switch(repeat, b + x - 1, b)
     term_alive = -(r + x) * pt.log(alpha + T)
     term_dead = pt.switch(repeat, pt.log(a) - pt.log(bx1) - (r + x) * pt.log(alpha + tx), -np.inf)
-    return (pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha)
-            + pt_betaln(a, b + x) - pt_betaln(a, b) + pt.logaddexp(term_alive, term_dead))
+    return pt.logaddexp(term_alive, term_dead)
 
 
 # ---------------------------------------------------------------------------- predictions
@@ -59,14 +71,55 @@ def probability_alive(params, frequency, recency, T):
     return expit(-log_odds_dead(params, frequency, recency, T))
 
 
+#: Half-width of the window around the removable singularities of :func:`expected_new` (``a = 1``
+#: and ``a + b = 1``) inside which the value is interpolated linearly from its two edges.
+SINGULAR_WINDOW = 1e-5
+
+
 def expected_new(r, alpha, a, b, t):
     """E[X(t)] for a new customer (FHL 2005 eq. 9), evaluated after Euler's transformation.
 
     ``(α/(α+t))^r 2F1(r, b; a+b−1; z) = (1−z)^(a−1) 2F1(a+b−1−r, a−1; a+b−1; z)`` with
     ``z = t/(α+t)``: the transformed series has parameters that do not grow with ``r`` and ``b``, so
     it stays finite and accurate when they are updated by a large frequency.
+
+    The closed form has two removable singularities, ``a = 1`` (the ``(a−1)`` division) and
+    ``a + b = 1`` (the ``2F1`` pole at ``c = 0``), where it evaluates to ``0/0``. The expectation
+    itself, ``E_p[(1 − (α/(α+pt))^r)/p]`` with ``p ~ Beta(a, b)``, is smooth in ``a`` and ``b``
+    there, so within :data:`SINGULAR_WINDOW` of either it is interpolated linearly between the two
+    edges of the window (error of order ``SINGULAR_WINDOW²``, relative error below ~1e-8).
     """
-    t = np.asarray(t, dtype=float)
+    r, alpha, a, b, t = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (r, alpha, a, b, t)))
+    near_a = np.abs(a - 1.0) < SINGULAR_WINDOW
+    if near_a.any():
+        lo = _expected_new_off_c(r, alpha, np.where(near_a, 1.0 - 2 * SINGULAR_WINDOW, a), b, t)
+        hi = _expected_new_off_c(r, alpha, np.where(near_a, 1.0 + 2 * SINGULAR_WINDOW, a), b, t)
+        weight = (a - (1.0 - 2 * SINGULAR_WINDOW)) / (4 * SINGULAR_WINDOW)
+        return np.where(near_a, lo + weight * (hi - lo), hi)
+    return _expected_new_off_c(r, alpha, a, b, t)
+
+
+def _expected_new_off_c(r, alpha, a, b, t):
+    """:func:`_expected_new_closed_form` with the ``a + b = 1`` singularity bridged (moving the
+    larger of ``a`` and ``b``, so that it stays positive)."""
+    c = a + b - 1.0
+    near_c = np.abs(c) < SINGULAR_WINDOW
+    if not near_c.any():
+        return _expected_new_closed_form(r, alpha, a, b, t)
+    move_a = a >= b
+    step = np.where(near_c, 2 * SINGULAR_WINDOW, 0.0)
+    a_lo, a_hi = np.where(move_a, a - c - step, a), np.where(move_a, a - c + step, a)
+    b_lo, b_hi = np.where(move_a, b, b - c - step), np.where(move_a, b, b - c + step)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = _expected_new_closed_form(r, alpha, a_lo, b_lo, t)
+        hi = _expected_new_closed_form(r, alpha, a_hi, b_hi, t)
+        mid = lo + (c + 2 * SINGULAR_WINDOW) / (4 * SINGULAR_WINDOW) * (hi - lo)
+        plain = _expected_new_closed_form(r, alpha, a, b, t)
+    return np.where(near_c, mid, plain)
+
+
+def _expected_new_closed_form(r, alpha, a, b, t):
+    """FHL 2005 eq. (9) after Euler's transformation (see :func:`expected_new`)."""
     c = a + b - 1.0
     z = t / (alpha + t)
     log1mz = np.log(alpha) - np.log(alpha + t)
@@ -88,20 +141,21 @@ def expected_purchases_new_customer(params, *, t):
 
 
 def probability_new(r, alpha, a, b, t, n):
-    """P(X(t) = n) for a new customer (FHL 2005 eq. 8), in log space."""
-    n = np.asarray(n)
+    """P(X(t) = n) for a new customer (FHL 2005 eq. 8), in log space.
+
+    ``B(a, b+n)/B(a, b) NB(n; r, q) + 1{n>0} B(a+1, b+n−1)/B(a, b) P(NB(r, q) ≥ n)`` with
+    ``q = t/(α+t)`` and ``NB(j; r, q) = Γ(r+j)/(Γ(r) j!) (1−q)^r q^j``. The tail
+    ``P(NB ≥ n) = 1 − Σ_{j<n} NB(j)`` of the paper is the regularised incomplete beta function
+    ``I_q(n, r)``: no sum over ``j``, no cancellation, constant memory for any ``n``.
+    """
+    n = np.asarray(n, dtype=float)
     log_q = np.log(t) - np.log(alpha + t)          # ln(t/(α+t))
     log_1mq = np.log(alpha) - np.log(alpha + t)    # ln(α/(α+t))
-    log_nb = lambda j: gammaln(r + j) - gammaln(r) - gammaln(j + 1.0) + r * log_1mq + j * log_q  # noqa: E731
-    first = np.exp(betaln(a, b + n) - betaln(a, b) + log_nb(n))
-    if np.all(n == 0):
-        return first
-    # 1 − Σ_{j<n} NB(j): the NB(r, q) mass below n
-    n_max = int(np.max(n))
-    js = np.arange(n_max).reshape((-1,) + (1,) * np.ndim(first))
-    cdf = np.where(js < n, np.exp(log_nb(js)), 0.0).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        second = np.exp(betaln(a + 1.0, b + n - 1.0) - betaln(a, b)) * np.clip(1.0 - cdf, 0.0, 1.0)
+    log_nb = gammaln(r + n) - gammaln(r) - gammaln(n + 1.0) + r * log_1mq + n * log_q
+    first = np.exp(betaln(a, b + n) - betaln(a, b) + log_nb)
+    n1 = np.maximum(n, 1.0)  # the second term only exists for n > 0
+    tail = betainc(n1, r, np.exp(log_q))
+    second = np.exp(betaln(a + 1.0, b + n1 - 1.0) - betaln(a, b)) * tail
     return first + np.where(n > 0, second, 0.0)
 
 
@@ -111,6 +165,53 @@ def probability_of_n_purchases(params, frequency, recency, T, *, t, n):
     alive = probability_alive(params, frequency, recency, T)
     p_alive = probability_new(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x, t, n)
     return alive * p_alive + (1.0 - alive) * (np.asarray(n) == 0)
+
+
+def purchase_pmf(params, frequency, recency, T, *, t, n_max):
+    """Predictive pmf of future purchases: ``P(Y(t) = k | x, t_x, T)`` for ``k = 0 .. n_max−1`` and the
+    tail ``P(Y(t) ≥ n_max)``, stacked on a new last axis of length ``n_max + 1``.
+
+    Each ``k`` is :func:`probability_of_n_purchases` (FHL 2005 eq. 8 at the updated parameters,
+    times P(alive), plus the dead customers' mass at 0). The tail is closed form: an alive customer
+    makes at least ``n`` purchases when her Poisson process has ``N(t) ≥ n`` events and she survives
+    the first ``n−1``, so ``P(X(t) ≥ n) = B(a, b+n−1)/B(a, b) · I_q(n, r)``, ``q = t/(α+t)``, at the
+    updated parameters.
+    """
+    if int(n_max) != n_max or n_max < 1:
+        raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
+    x = np.asarray(frequency, dtype=float)
+    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
+                                                params["b"] + x, probability_alive(params, frequency, recency, T))
+    r, alpha, a, b, alive = (v[..., None] for v in (r, alpha, a, b, alive))
+    k = np.arange(int(n_max), dtype=float)
+    pmf = alive * probability_new(r, alpha, a, b, t, k)
+    pmf[..., 0] += 1.0 - alive[..., 0]
+    n = float(n_max)
+    q = np.exp(np.log(t) - np.log(alpha + t))
+    tail = alive * np.exp(betaln(a, b + n - 1.0) - betaln(a, b)) * betainc(n, r, q)
+    return np.concatenate([pmf, tail], axis=-1)
+
+
+def simulate_purchases(params, frequency, recency, T, *, t, rng):
+    """One draw of each customer's number of repeat purchases in ``(T, T+t]``, exactly, from her
+    individual-level posterior (FHL 2005 sec. 5; the reference's simulation recipe).
+
+    With probability P(alive) she is alive at ``T``; then ``λ ~ Gamma(r+x, rate α+T)`` and
+    ``p ~ Beta(a, b+x)``, she buys at the events of a Poisson process of rate ``λ`` and drops out
+    after each purchase with probability ``p``: the count is ``min(N, G)`` with
+    ``N ~ Poisson(λ t)`` and ``G ~ Geometric(p)`` (purchases up to and including the last one).
+    Parameters of shape ``(n_samples, 1)`` broadcast against customers ``(n,)``; returns
+    ``(n_samples, n)`` integers.
+    """
+    x = np.asarray(frequency, dtype=float)
+    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
+                                                params["b"] + x, probability_alive(params, frequency, recency, T))
+    is_alive = rng.random(alive.shape) < alive
+    lam = rng.gamma(r, 1.0 / alpha)
+    p = np.clip(rng.beta(a, b), 1e-12, 1.0)
+    n = rng.poisson(lam * t)
+    g = rng.geometric(p)
+    return np.where(is_alive, np.minimum(n, g), 0)
 
 
 # ---------------------------------------------------------------------------- estimator
@@ -148,8 +249,14 @@ class BetaGeoModel(CLVModel):
         "b": ("HalfNormal", {"sigma": 10.0}),
     }
     log_likelihood = staticmethod(log_likelihood)
+    #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
+    log_likelihood_parts = ((("frequency",), frequency_terms),
+                            (("frequency", "recency", "T"), history_terms))
     #: The conditional expected-purchases formula, used by :func:`clvmodels.clv`.
     expected_purchases_formula = staticmethod(expected_purchases)
+    #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
+    purchase_pmf_formula = staticmethod(purchase_pmf)
+    simulate_purchases_formula = staticmethod(simulate_purchases)
 
     def initial_params(self, data, weights):
         # r/alpha: a method-of-moments guess of the purchase rate
@@ -173,6 +280,14 @@ class BetaGeoModel(CLVModel):
             raise ClvDataError(f"n must be a non-negative integer, got {n!r}.")
         return self._predict(probability_of_n_purchases, rfm, name=f"p_{int(n)}_purchases",
                              t=float(t), n=int(n), **kwargs)
+
+    def predictive_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
+        """Per-customer predictive distribution of the number of purchases in the next ``t`` periods
+        (parameter and process uncertainty): mean and quantiles; see
+        :func:`clvmodels.predictive.predictive_purchases`."""
+        from ..predictive import predictive_purchases
+
+        return predictive_purchases(self, t, rfm, **kwargs)
 
     def expected_purchases_new_customer(self, t, **kwargs):
         """E[X(t)] for a newly acquired customer (FHL 2005 eq. 9), for one or several ``t``."""

@@ -24,13 +24,25 @@ CORRELATION_WARNING = 0.3
 def log_likelihood(params: dict, data: dict):
     """Per-customer log density of the mean spend (Fader & Hardie 2013, eq. 5).
 
-    ``ln f = lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln γ + (px−1) ln m + px ln x − (px+q) ln(γ + x m)``.
+    ``ln f = lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln γ + (px−1) ln m + px ln x − (px+q) ln(γ + x m)``:
+    the sum of :func:`frequency_terms` and :func:`spend_terms`.
     """
+    return frequency_terms(params, data) + spend_terms(params, data)
+
+
+def frequency_terms(params: dict, data: dict):
+    """The terms of eq. (5) that read only ``x``: ``lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln γ + px ln x``."""
+    p, q, gamma = params["p"], params["q"], params["gamma"]
+    px = p * data["frequency"]
+    return pt.gammaln(px + q) - pt.gammaln(px) - pt.gammaln(q) + q * pt.log(gamma) + px * pt.log(data["frequency"])
+
+
+def spend_terms(params: dict, data: dict):
+    """The terms of eq. (5) that read the mean spend: ``(px−1) ln m − (px+q) ln(γ + x m)``."""
     p, q, gamma = params["p"], params["q"], params["gamma"]
     x, m = data["frequency"], data["monetary_value"]
     px = p * x
-    return (pt.gammaln(px + q) - pt.gammaln(px) - pt.gammaln(q) + q * pt.log(gamma)
-            + (px - 1) * pt.log(m) + px * pt.log(x) - (px + q) * pt.log(gamma + x * m))
+    return (px - 1) * pt.log(m) - (px + q) * pt.log(gamma + x * m)
 
 
 def expected_spend(params, frequency, monetary_value):
@@ -42,6 +54,25 @@ def expected_spend(params, frequency, monetary_value):
     x = frequency
     m = np.where(x > 0, monetary_value, 0.0)
     return p * (gamma + x * m) / (p * x + q - 1.0)
+
+
+def simulate_spend(params, frequency, monetary_value, *, n_transactions, rng):
+    """One draw of each customer's total spend over ``n_transactions`` future transactions, exactly,
+    from her individual-level posterior (Fader & Hardie 2013): ``ν ~ Gamma(px+q, rate γ + x m)``
+    (the prior ``Gamma(q, γ)`` when ``x = 0``), and the sum of ``n`` transaction values
+    ``Gamma(p, ν)`` is ``Gamma(n p, ν)`` (0 when ``n = 0``).
+
+    ``n_transactions`` has the broadcast shape of the parameters ``(n_samples, 1)`` against the
+    customers ``(n,)``.
+    """
+    p, q, gamma = params["p"], params["q"], params["gamma"]
+    x = np.asarray(frequency, dtype=float)
+    m = np.where(x > 0, monetary_value, 0.0)
+    n = np.asarray(n_transactions, dtype=float)
+    shape_nu, rate_nu, n = np.broadcast_arrays(p * x + q, gamma + x * m, n)
+    nu = rng.gamma(shape_nu, 1.0 / rate_nu)
+    total = rng.gamma(np.where(n > 0, n * np.broadcast_to(p, n.shape), 1.0), 1.0 / nu)
+    return np.where(n > 0, total, 0.0)
 
 
 class GammaGammaModel(CLVModel):
@@ -70,6 +101,11 @@ class GammaGammaModel(CLVModel):
         "gamma": ("HalfNormal", {"sigma": 50.0}),
     }
     log_likelihood = staticmethod(log_likelihood)
+    #: Exact simulation of future spend, used by :func:`clvmodels.predictive.simulate_value`.
+    simulate_spend_formula = staticmethod(simulate_spend)
+    #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
+    log_likelihood_parts = ((("frequency",), frequency_terms),
+                            (("frequency", "monetary_value"), spend_terms))
 
     def __init__(self, *, exclude_invalid: bool = False, method: str = "mle", penalizer: float = 0.0,
                  priors: dict | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4,
