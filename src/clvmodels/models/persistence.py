@@ -4,7 +4,8 @@ A saved model is a directory::
 
     MODEL_DIR/
         model.json      format and package version, class name, constructor parameters
-                        (``get_params()``: priors as a spec), fitted attributes (params_,
+                        (``get_params()``; priors given as PyMC objects are kept as
+                        text only), fitted attributes (params_,
                         covariance_, log_likelihood_, converged_, time_unit_, fingerprint_, ...),
                         the SHA-256 of every other file, and its own checksum
         posterior.nc    posterior_draws_ (Bayesian fits): one variable per parameter, dim "draw"
@@ -217,17 +218,22 @@ def _write_model(model: CLVModel, directory: Path) -> None:
             f"{name} is not a known model class, so it could not be loaded back: register it with "
             "clvmodels.models.persistence.register_model_class first."
         )
-    try:
-        params = _encode(model.get_params(), "parameters")
-    except TypeError as exc:
-        raise ClvDataError(
-            f"Cannot save this {name}: {exc}. Priors must be given as a spec "
-            "{param: ('Distribution', {kwargs})} (not PyMC objects) for the model to be saved."
-        ) from exc
+    params = {}
+    for key, value in model.get_params().items():
+        try:
+            params[key] = _encode(value, key)
+        except TypeError:
+            if key != "priors":
+                raise ClvDataError(f"Cannot save this {name}: its parameter {key}={value!r} is not "
+                                   "a number, string, list or dict.") from None
+            # PyMC objects or functions: kept as text only (the fitted priors_ records them too)
+            params[key] = {"__unsaved__": repr(value)}
     fitted = {}
     for attr, value in vars(model).items():
-        if not attr.endswith("_") or attr.startswith("_") or attr in _NOT_IN_JSON:
+        if not attr.endswith("_") or attr.startswith("_") or attr == "rfm_":
             continue
+        if attr in _NOT_IN_JSON and value is not None:
+            continue  # the draws go to netCDF files
         try:
             fitted[attr] = _encode(value, attr)
         except TypeError as exc:
@@ -298,8 +304,16 @@ def _read_model(path: Path) -> CLVModel:
             raise ModelFileError(f"{str(file)!r} is missing: the model directory is incomplete.")
         if _sha256_file(file) != digest:
             raise ModelFileError(f"{str(file)!r} fails its checksum: the file is corrupted or truncated.")
+    params = {}
+    for key, value in doc["params"].items():
+        if isinstance(value, dict) and set(value) == {"__unsaved__"}:
+            warnings.warn(f"{cls.__name__} was saved with {key}={value['__unsaved__']} (PyMC objects "
+                          f"cannot be saved): the loaded model has {key}=None, so refitting it uses the "
+                          "defaults. Its fitted values and predictions are unaffected.", UserWarning, stacklevel=3)
+            value = None
+        params[key] = _decode(value)
     try:
-        model = cls(**_decode(doc["params"]))
+        model = cls(**params)
     except TypeError as exc:
         raise ModelFileError(f"{str(path)!r}: its parameters do not fit {cls.__name__} ({exc}).") from exc
     for attr, value in _decode(doc["fitted"]).items():

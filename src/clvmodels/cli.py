@@ -1,0 +1,469 @@
+"""The ``clvmodels`` command: summarise logs, fit models, score customers, backtest, demo.
+
+::
+
+    clvmodels summarize LOG --out RFM.parquet [--calibration-end DATE] [--time-unit W]
+    clvmodels fit RFM.parquet --model bgnbd+gg --method mle --out MODEL_DIR
+    clvmodels score MODEL_DIR RFM_OR_LOG --horizon 12 --time-unit M --discount-rate 0.01 \\
+        --interval 0.9 --out SCORES.parquet
+    clvmodels backtest LOG --calibration-end DATE --out RESULT_DIR [--report REPORT.html]
+    clvmodels report LOG --calibration-end DATE --out REPORT.html
+    clvmodels demo
+
+Exit codes (for schedulers):
+
+* 0: success;
+* 1: internal failure (a bug or an environment problem: the traceback is printed);
+* 2: bad input or usage (missing file or column, invalid data, unreadable model, bad option);
+* 3: the run finished, but some customers were rejected (see the rejects file) and
+  ``--allow-rejects`` was not given.
+
+Outputs are written to a temporary file and renamed into place, so a failed or killed run leaves
+the previous file (or none), never a partial one. Progress bars are shown on a terminal; with
+``--quiet`` or when stderr is not a terminal, progress goes to log lines instead (none with
+``--quiet``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from .errors import ClvDataError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_REJECTS = 3
+
+log = logging.getLogger("clvmodels.cli")
+
+#: Short names of the model classes for ``--model`` (class names work too).
+MODEL_ALIASES = {
+    "bgnbd": "BetaGeoModel",
+    "mbgnbd": "ModifiedBetaGeoModel",
+    "pnbd": "ParetoNBDModel",
+    "paretonbd": "ParetoNBDModel",
+    "sbg": "ShiftedBetaGeoModel",
+    "gg": "GammaGammaModel",
+    "gammagamma": "GammaGammaModel",
+}
+
+
+class UsageError(ClvDataError):
+    """An invalid combination of options (exit code 2)."""
+
+
+# ---------------------------------------------------------------------------- progress and logging
+def _interactive(args) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def progress(args, total: int | None, desc: str, unit: str = "rows"):
+    """A callback ``advance(n)``: a tqdm bar on a terminal, else log lines (none with --quiet)."""
+    if _interactive(args):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr)
+        try:
+            yield bar.update
+        finally:
+            bar.close()
+        return
+    done = [0]
+    start = time.monotonic()
+
+    def advance(n: int) -> None:
+        done[0] += n
+        of = f" of {total:,}" if total else ""
+        log.info("%s: %s%s %s (%.0f s)", desc, f"{done[0]:,}", of, unit, time.monotonic() - start)
+
+    yield advance
+
+
+def _setup_logging(args) -> None:
+    logger = logging.getLogger("clvmodels")
+    logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    if not any(getattr(h, "_clvmodels_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler._clvmodels_cli = True
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+# ---------------------------------------------------------------------------- argument parsing
+def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    # accepted before and after the subcommand; a subcommand's default must not override the top's
+    parser.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="no progress bars or log lines (errors only)")
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("transaction log")
+    g.add_argument("--customer-id", default="customer_id", metavar="COL", help="customer id column (customer_id)")
+    g.add_argument("--timestamp", default="timestamp", metavar="COL", help="purchase time column (timestamp)")
+    g.add_argument("--amount", default="amount", metavar="COL", help="purchase value column (amount)")
+    g.add_argument("--no-amount", action="store_true", help="the log has no values (purchase models only)")
+    g.add_argument("--date-format", metavar="FMT", help="strftime format of text timestamps, e.g. %%Y-%%m-%%d")
+    g.add_argument("--refunds", choices=["error", "net", "drop"], default="error",
+                   help="negative amounts: error (default), net against the latest earlier purchase, or drop")
+    g.add_argument("--observation-end", metavar="DATE", help="end of observation (default: the last transaction)")
+    g.add_argument("--resolution", default="D", help="purchases within one such period count once (D)")
+    g.add_argument("--truncate", action="store_true", help="ignore transactions after --observation-end")
+    g.add_argument("--engine", choices=["auto", "pandas", "duckdb"], default="auto",
+                   help="pandas (in memory) or duckdb (out of core); auto: duckdb for files when installed")
+    g.add_argument("--memory-limit", default=None, metavar="SIZE", help="DuckDB memory cap, e.g. 4GB")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clvmodels",
+        description="Probabilistic customer lifetime value: summarise transaction logs, fit models, score customers.",
+        epilog="Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
+               "(see the rejects file) without --allow-rejects.",
+    )
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("summarize", aliases=["summarise"], help="RFM summary of a transaction log",
+                       description="Per-customer RFM summary (frequency, recency, T, monetary_value) of a "
+                                   "transaction log (CSV or Parquet); with --calibration-end, also the "
+                                   "holdout behaviour.")
+    p.add_argument("log", help="transaction log: .csv or .parquet")
+    p.add_argument("--out", required=True, help="output table (.parquet, or .csv)")
+    p.add_argument("--calibration-end", metavar="DATE", help="split into calibration and holdout at this date")
+    p.add_argument("--time-unit", default="W", help="unit of recency and T (W)")
+    p.add_argument("--csv", action="store_true", help="write CSV instead of Parquet")
+    _log_options(p)
+    _common(p)
+
+    p = sub.add_parser("fit", help="fit a purchase (and spend) model to an RFM table",
+                       description="Fit models to an RFM table and save them to a model directory.")
+    p.add_argument("rfm", help="RFM table (.parquet or .csv) from 'clvmodels summarize'")
+    p.add_argument("--model", default="bgnbd+gg",
+                   help="purchase model, optionally +spend model: bgnbd, mbgnbd, pnbd, sbg; +gg (bgnbd+gg)")
+    p.add_argument("--method", choices=["mle", "map", "nuts", "advi"], default="mle", help="fit method (mle)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--time-unit", help="unit of the table's recency and T (default: recorded in the Parquet file)")
+    p.add_argument("--penalizer", type=float, default=0.0, help="L2 penalty of the MLE (0)")
+    p.add_argument("--draws", type=int, default=1000, help="NUTS/ADVI draws per chain (1000)")
+    p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps (1000)")
+    p.add_argument("--chains", type=int, default=4, help="NUTS chains (4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    _common(p)
+
+    p = sub.add_parser("score", help="score customers with a saved model",
+                       description="Per-customer expected purchases, P(alive), expected spend and CLV "
+                                   "(with interval columns when --interval is given). Input: an RFM table or "
+                                   "a transaction log (summarised first, in the model's time unit).")
+    p.add_argument("model_dir", help="model directory from 'clvmodels fit'")
+    p.add_argument("input", help="RFM table or transaction log (.csv or .parquet)")
+    p.add_argument("--out", required=True, help="scores table (.parquet, or .csv)")
+    p.add_argument("--horizon", type=int, default=12, help="number of periods ahead (12)")
+    p.add_argument("--time-unit", default="M", help="length of a period (M: months)")
+    p.add_argument("--discount-rate", type=float, default=0.01, help="discount rate per period (0.01)")
+    p.add_argument("--interval", type=float, default=None, help="add lower/upper columns of this width, e.g. 0.9")
+    p.add_argument("--draws", type=int, default=200, help="parameter draws for intervals (200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the parameter draws (0)")
+    p.add_argument("--period-length", type=float, help="length of one period in the model's time unit")
+    p.add_argument("--csv", action="store_true", help="write CSV instead of Parquet")
+    p.add_argument("--rejects", help="rejects table (default: <out>.rejects.parquet / .csv)")
+    p.add_argument("--allow-rejects", action="store_true", help="exit 0 even when customers were rejected")
+    p.add_argument("--id-column", default="customer_id", help="customer id column of an RFM table (customer_id)")
+    p.add_argument("--chunk-rows", type=int, default=250_000, help="customers per chunk (250000)")
+    _log_options(p)
+    _common(p)
+
+    p = sub.add_parser("backtest", help="fit on a calibration period and score the holdout",
+                       description="Backtest purchase models on a transaction log (clvmodels.backtest).")
+    _backtest_options(p)
+    p.add_argument("--out", required=True, help="directory for the result tables (Parquet)")
+    p.add_argument("--report", help="also write the HTML comparison report here")
+    _common(p)
+
+    p = sub.add_parser("report", help="backtest and write the HTML comparison report",
+                       description="Backtest purchase models and write the comparison report (one HTML file).")
+    _backtest_options(p)
+    p.add_argument("--out", required=True, help="report file (.html)")
+    p.add_argument("--title", help="report title")
+    _common(p)
+
+    p = sub.add_parser("demo", help="CDNOW end to end: fit BG/NBD + Gamma-Gamma, show the top customers",
+                       description="Run the CDNOW demo (clvmodels.demo).")
+    p.add_argument("--top", type=int, default=10, help="number of customers to show (10)")
+    p.add_argument("--sample", action="store_true", help="use the 2,357-customer sample")
+    _common(p)
+    return parser
+
+
+def _backtest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("log", help="transaction log (.csv or .parquet)")
+    p.add_argument("--calibration-end", required=True, metavar="DATE", help="last day of the calibration period")
+    p.add_argument("--holdout", type=float, help="holdout length in --time-unit (default: to the end of the log)")
+    p.add_argument("--models", default="bgnbd", help="comma-separated purchase models (bgnbd)")
+    p.add_argument("--time-unit", default="W", help="unit of T, recency and --holdout (W)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    g = p.add_argument_group("transaction log")
+    g.add_argument("--customer-id", default="customer_id", metavar="COL")
+    g.add_argument("--timestamp", default="timestamp", metavar="COL")
+    g.add_argument("--amount", default="amount", metavar="COL")
+    g.add_argument("--no-amount", action="store_true")
+    g.add_argument("--date-format", metavar="FMT")
+    g.add_argument("--refunds", choices=["error", "net", "drop"], default="error")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _amount(args):
+    return None if args.no_amount else args.amount
+
+
+def _out_format(path: str, csv: bool) -> str:
+    return "csv" if csv or path.lower().endswith(".csv") else "parquet"
+
+
+def _use_duckdb(args, source) -> bool:
+    if args.engine == "pandas" or not isinstance(source, (str, Path)):
+        return False
+    from .scale import duckdb_available
+
+    if args.engine == "duckdb" and not duckdb_available():
+        raise UsageError("--engine duckdb needs the 'duckdb' package: pip install 'clvmodels[scale]'.")
+    return duckdb_available()
+
+
+def summarise_log(args, source, time_unit: str, calibration_end=None):
+    """The RFM frame of a log file, by DuckDB or pandas (``args``: the log options)."""
+    common = dict(time_unit=time_unit, resolution=args.resolution, truncate=args.truncate)
+    load = dict(customer_id=args.customer_id, timestamp=args.timestamp, amount=_amount(args),
+                date_format=args.date_format, refunds=args.refunds)
+    if _use_duckdb(args, source):
+        from .scale import calibration_holdout_duckdb, rfm_summary_duckdb
+
+        extra = dict(memory_limit=args.memory_limit)
+        if calibration_end is not None:
+            return calibration_holdout_duckdb(source, calibration_end, args.observation_end, **common, **load, **extra)
+        return rfm_summary_duckdb(source, args.observation_end, **common, **load, **extra)
+    from .data import load_transactions
+    from .rfm import calibration_holdout, rfm_summary
+
+    frame = load_transactions(source, **load)
+    if calibration_end is not None:
+        return calibration_holdout(frame, calibration_end, args.observation_end, **common)
+    return rfm_summary(frame, args.observation_end, **common)
+
+
+def _resolve_model(name: str):
+    from .models.persistence import model_classes
+
+    classes = model_classes()
+    key = name.strip()
+    cls_name = MODEL_ALIASES.get(key.lower().replace("/", "").replace("-", "").replace("_", ""), key)
+    lookup = {k.lower(): v for k, v in classes.items()}
+    cls = classes.get(cls_name) or lookup.get(cls_name.lower())
+    if cls is None:
+        known = sorted(set(MODEL_ALIASES) | set(classes))
+        raise UsageError(f"Unknown model {name!r}; known: {', '.join(known)}.")
+    return cls
+
+
+def _table_time_unit(path: str) -> str | None:
+    """The time unit recorded in a Parquet RFM table written by pandas (``attrs``), if any."""
+    from .io import table_format
+
+    if table_format(path) != "parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta.get(b"PANDAS_ATTRS", b"{}")).get("time_unit")
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_summarize(args) -> int:
+    from .io import write_table
+
+    start = time.monotonic()
+    rfm = summarise_log(args, args.log, args.time_unit, args.calibration_end)
+    fmt = _out_format(args.out, args.csv)
+    write_table(rfm, args.out, fmt=fmt)
+    log.info("summarised %s customers in %.1f s -> %s", f"{len(rfm):,}", time.monotonic() - start, args.out)
+    print(f"customers: {len(rfm):,}; repeat buyers: {int((rfm['frequency'] > 0).sum()):,}; wrote {args.out}")
+    return EXIT_OK
+
+
+def cmd_fit(args) -> int:
+    from .io import read_columns, table_columns
+    from .models.persistence import save_models
+    from .units import normalize_unit
+
+    names = args.model.split("+")
+    if len(names) > 2:
+        raise UsageError(f"--model takes a purchase model and optionally a spend model (e.g. bgnbd+gg), got {args.model!r}.")
+    purchase_cls = _resolve_model(names[0])
+    spend_cls = _resolve_model(names[1]) if len(names) == 2 else None
+    unit = args.time_unit or _table_time_unit(args.rfm)
+    if unit is None:
+        raise UsageError(f"{args.rfm!r} does not record its time unit (CSV tables cannot): pass --time-unit W (or D, M, ...).")
+    unit = normalize_unit(unit)
+    columns = list(dict.fromkeys(purchase_cls.data_columns + (spend_cls.data_columns if spend_cls else ())))
+    available = table_columns(args.rfm)
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise ClvDataError(f"{args.rfm!r} lacks column(s) {missing} needed by {args.model} (it has {available}).")
+    rfm = read_columns(args.rfm, columns)
+    rfm.attrs["time_unit"] = unit
+    settings = dict(method=args.method, penalizer=args.penalizer, draws=args.draws, tune=args.tune,
+                    chains=args.chains, random_seed=args.seed, progressbar=_interactive(args))
+    models = {}
+    start = time.monotonic()
+    log.info("fitting %s (%s) on %s customers", purchase_cls.__name__, args.method, f"{len(rfm):,}")
+    models["purchase"] = purchase_cls(**_accepted(purchase_cls, settings)).fit(rfm)
+    if spend_cls is not None:
+        log.info("fitting %s (%s)", spend_cls.__name__, args.method)
+        spend_settings = _accepted(spend_cls, {**settings, "exclude_invalid": True})
+        models["spend"] = spend_cls(**spend_settings).fit(rfm)
+    metadata = {"model": args.model, "method": args.method, "source": str(args.rfm), "time_unit": unit,
+                "n_customers": len(rfm)}
+    save_models(models, args.out, metadata=metadata)
+    log.info("fitted in %.1f s -> %s", time.monotonic() - start, args.out)
+    if not args.quiet:
+        for role, model in models.items():
+            print(f"{role}: {model}")
+            print(model.summary().to_string(float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def _accepted(cls, settings: dict) -> dict:
+    names = set(cls._get_param_names())
+    return {k: v for k, v in settings.items() if k in names}
+
+
+def cmd_score(args) -> int:
+    from .io import count_rows, table_columns
+    from .models.persistence import load_models
+    from .scoring import PURCHASE_COLUMNS, ScoreSettings, default_rejects_path, score_table
+
+    models, _ = load_models(args.model_dir)
+    if "purchase" not in models:
+        raise ClvDataError(f"{args.model_dir!r} holds no purchase model (it has {sorted(models)}).")
+    purchase, spend = models["purchase"], models.get("spend")
+    settings = ScoreSettings(horizon=args.horizon, time_unit=args.time_unit, discount_rate=args.discount_rate,
+                             interval=args.interval, n_draws=args.draws, seed=args.seed,
+                             period_length=args.period_length)
+    fmt = _out_format(args.out, args.csv)
+    rejects = args.rejects or default_rejects_path(args.out, fmt)
+    columns = table_columns(args.input)
+    if all(c in columns for c in PURCHASE_COLUMNS):
+        source, total = args.input, count_rows(args.input)
+        log.info("scoring the RFM table %s", args.input)
+    else:
+        unit = getattr(purchase, "time_unit_", None)
+        if unit is None:
+            raise UsageError("The model does not record its time unit, so a log cannot be summarised for it: "
+                             "summarise the log first (clvmodels summarize) and score the RFM table.")
+        log.info("summarising the transaction log %s (time unit %s)", args.input, unit)
+        source = summarise_log(args, args.input, unit)
+        total = len(source)
+    with progress(args, total, "scoring", "customers") as advance:
+        counts = score_table(purchase, spend, source, args.out, settings=settings, rejects=rejects, fmt=fmt,
+                             id_column=args.id_column, chunk_rows=args.chunk_rows, progress=advance)
+    print(f"read: {counts.read:,}; scored: {counts.scored:,}; rejected: {counts.rejected:,}; "
+          f"wrote {args.out} and {rejects}")
+    if counts.rejected:
+        for reason, n in sorted(counts.reasons.items(), key=lambda kv: -kv[1]):
+            log.warning("rejected %s customer(s): %s", f"{n:,}", reason)
+        if not args.allow_rejects:
+            print(f"{counts.rejected:,} customer(s) rejected (see {rejects}); pass --allow-rejects to accept.",
+                  file=sys.stderr)
+            return EXIT_REJECTS
+    return EXIT_OK
+
+
+def _run_backtest(args):
+    from .backtest import backtest
+    from .data import load_transactions
+    from .io import table_format  # noqa: F401  (validates the extension early)
+
+    table_format(args.log)
+    frame = load_transactions(args.log, customer_id=args.customer_id, timestamp=args.timestamp,
+                              amount=_amount(args), date_format=args.date_format, refunds=args.refunds)
+    models = {name.strip(): _resolve_model(name)() for name in args.models.split(",") if name.strip()}
+    return backtest(frame, models, calibration_end=args.calibration_end, holdout=args.holdout,
+                    time_unit=args.time_unit, seed=args.seed)
+
+
+def cmd_backtest(args) -> int:
+    from .io import atomic_directory, write_table
+    from .report import compare_report
+
+    result = _run_backtest(args)
+    tables = {name: getattr(result, name) for name in vars(result)
+              if hasattr(getattr(result, name), "to_parquet")}
+    with atomic_directory(args.out, marker_files=("settings.json",)) as tmp:
+        for name, table in tables.items():
+            write_table(table.reset_index() if table.index.name else table, tmp / f"{name}.parquet", index=False)
+        (tmp / "settings.json").write_text(json.dumps(result.settings, indent=1, default=str) + "\n")
+    if args.report:
+        compare_report(result, args.report)
+    print(f"wrote {args.out}" + (f" and {args.report}" if args.report else ""))
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .report import compare_report
+
+    path = compare_report(_run_backtest(args), args.out, title=args.title)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import main as demo_main
+
+    return int(demo_main(["--top", str(args.top)] + (["--sample"] if args.sample else [])) or 0)
+
+
+COMMANDS = {"summarize": cmd_summarize, "summarise": cmd_summarize, "fit": cmd_fit, "score": cmd_score,
+            "backtest": cmd_backtest, "report": cmd_report, "demo": cmd_demo}
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``clvmodels`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit with 2 (argparse)
+    _setup_logging(args)
+    if not args.quiet:
+        warnings.simplefilter("default")
+    try:
+        return COMMANDS[args.command](args)
+    except ClvDataError as exc:  # bad input, unreadable model file, bad option combination
+        print(f"clvmodels {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"clvmodels {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"clvmodels {args.command}: interrupted; outputs left as they were.", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - an internal failure: report it with its traceback
+        traceback.print_exc()
+        print(f"clvmodels {args.command}: internal error (exit {EXIT_INTERNAL}); outputs left as they were.",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

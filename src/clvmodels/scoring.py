@@ -1,0 +1,331 @@
+"""Batch scoring: per-customer expected purchases, P(alive), expected spend and CLV, in chunks.
+
+:func:`score_frame` scores the customers of one RFM frame with a fitted purchase model (and
+optionally a spend model). :func:`score_table` streams a whole RFM table (Parquet or CSV, or a
+frame) through it chunk by chunk and writes the scores atomically, so memory stays bounded by the
+chunk size and nothing is lost: every input row ends up exactly once either in the scores or in the
+rejects file with the reason it could not be scored (missing or invalid values, duplicate customer
+id). With ``interval`` every score gets ``_lower``/``_upper`` columns over parameter draws (the
+posterior of a Bayesian fit, or the MLE's asymptotic normal); the draws are the same for every
+chunk (fixed ``seed``), so chunked and one-shot scoring give the same numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .clv import clv as clv_values
+from .errors import ClvDataError
+from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, count_rows, iter_table, table_columns, table_format
+from .units import normalize_unit, unit_days
+
+log = logging.getLogger("clvmodels")
+
+PURCHASE_COLUMNS = ("frequency", "recency", "T")
+SPEND_COLUMNS = ("monetary_value",)
+SCORE_NAMES = ("expected_purchases", "probability_alive", "expected_spend", "clv")
+REJECT_COLUMNS = ["customer_id", "reason"]
+
+
+@dataclass
+class ScoreSettings:
+    """What to score: the horizon, the discounting and the uncertainty.
+
+    Parameters
+    ----------
+    horizon
+        Number of periods of ``time_unit`` ahead (expected purchases over the whole horizon; CLV
+        discounted period by period).
+    time_unit
+        Length of a period (``"M"``: months).
+    discount_rate
+        Per-period discount rate of the CLV.
+    interval
+        Width of the per-customer intervals (e.g. 0.9), or None for point scores only.
+    n_draws
+        Parameter draws used for the intervals (and for the posterior means of Bayesian fits).
+    seed
+        Seed of the parameter draws: the same draws for every chunk and every run.
+    period_length
+        Length of one period in the models' time unit; by default from ``time_unit`` and the unit
+        the purchase model was fitted in.
+    """
+
+    horizon: int = 12
+    time_unit: str = "M"
+    discount_rate: float = 0.01
+    interval: float | None = None
+    n_draws: int = 200
+    seed: int = 0
+    period_length: float | None = None
+
+    def __post_init__(self):
+        if int(self.horizon) != self.horizon or self.horizon < 1:
+            raise ClvDataError(f"horizon must be a positive integer, got {self.horizon!r}.")
+        self.time_unit = normalize_unit(self.time_unit)
+        if self.interval is not None and not 0 < self.interval < 1:
+            raise ClvDataError(f"interval must be in (0, 1), e.g. 0.9; got {self.interval!r}.")
+        if int(self.n_draws) != self.n_draws or self.n_draws < 2:
+            raise ClvDataError(f"n_draws must be an integer >= 2, got {self.n_draws!r}.")
+
+
+def score_columns(has_spend: bool, interval: bool) -> list[str]:
+    """Names of the score columns, in order."""
+    names = [n for n in SCORE_NAMES if has_spend or n in ("expected_purchases", "probability_alive")]
+    if not interval:
+        return names
+    return [c for n in names for c in (n, f"{n}_lower", f"{n}_upper")]
+
+
+def period_length(purchase_model, settings: ScoreSettings) -> float:
+    """Length of one scoring period in the purchase model's time unit."""
+    if settings.period_length is not None:
+        return float(settings.period_length)
+    model_unit = getattr(purchase_model, "time_unit_", None)
+    if model_unit is None:
+        raise ClvDataError(
+            "The purchase model does not know its time unit (its RFM table had none): pass the "
+            "length of one period in the model's unit (period_length / --period-length)."
+        )
+    return unit_days(settings.time_unit) / unit_days(model_unit)
+
+
+def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreSettings) -> pd.DataFrame:
+    """Scores of the customers of ``rfm`` (valid rows only; see :func:`row_problems`).
+
+    Returns a frame with the same index and the columns of :func:`score_columns`.
+    """
+    s = settings
+    length = period_length(purchase_model, s)
+    kw = {"n_draws": s.n_draws, "seed": s.seed}
+    if s.interval is not None:
+        kw["interval"] = s.interval
+    out = {}
+
+    def put(name, value):
+        if isinstance(value, pd.DataFrame):
+            out[name] = value["mean"].to_numpy()
+            out[f"{name}_lower"] = value["lower"].to_numpy()
+            out[f"{name}_upper"] = value["upper"].to_numpy()
+        else:
+            out[name] = np.asarray(value, dtype=float)
+
+    put("expected_purchases", purchase_model.expected_purchases(s.horizon * length, rfm, **kw))
+    put("probability_alive", purchase_model.probability_alive(rfm, **kw))
+    if spend_model is not None:
+        put("expected_spend", spend_model.expected_spend(rfm, **kw))
+        put("clv", clv_values(purchase_model, spend_model, rfm, horizon=int(s.horizon),
+                              discount_rate=s.discount_rate, period_length=length,
+                              interval=s.interval, n_draws=s.n_draws, seed=s.seed))
+    return pd.DataFrame(out, index=rfm.index)[score_columns(spend_model is not None, s.interval is not None)]
+
+
+def row_problems(rfm: pd.DataFrame, columns: Iterable[str], id_column: str | None = None) -> pd.Series:
+    """Why each row cannot be scored (empty string when it can), checked vectorised.
+
+    The checks are those of the models' input validation: values present, numeric and finite;
+    frequency a non-negative integer; recency in [0, T]; recency 0 without repeat purchases;
+    monetary value not negative; a customer id present.
+    """
+    n = len(rfm)
+    reason = np.full(n, "", dtype=object)
+
+    def flag(mask, text):
+        mask = np.asarray(mask, dtype=bool) & (reason == "")
+        reason[mask] = text
+
+    if id_column is not None:
+        ids = rfm[id_column]
+        bad = ids.isna().to_numpy(copy=True)
+        if ids.dtype == object or pd.api.types.is_string_dtype(ids.dtype):
+            bad |= ids.astype(str).str.strip().eq("").to_numpy() & ~bad
+        flag(bad, f"missing {id_column}")
+    values = {}
+    for c in columns:
+        v = pd.to_numeric(rfm[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        flag(~np.isfinite(v), f"missing, non-numeric or infinite {c}")
+        values[c] = np.where(np.isfinite(v), v, 0.0)
+    if "frequency" in values:
+        f = values["frequency"]
+        flag((f < 0) | (f != np.round(f)), "frequency is not a non-negative integer")
+    if "recency" in values and "T" in values:
+        r, T = values["recency"], values["T"]
+        flag(T < 0, "T is negative")
+        flag((r < 0) | (r > T * (1 + 1e-12) + 1e-12), "recency is not in [0, T]")
+        if "frequency" in values:
+            flag((values["frequency"] == 0) & (r > 0), "recency > 0 without repeat purchases")
+    if "monetary_value" in values:
+        flag(values["monetary_value"] < 0, "monetary_value is negative")
+    return pd.Series(reason, index=rfm.index, name="reason")
+
+
+# ---------------------------------------------------------------------------- streaming
+@dataclass
+class ScoreCounts:
+    """Counts of a scoring run: every input row is either scored or rejected."""
+
+    read: int = 0
+    scored: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add_rejects(self, reasons: pd.Series) -> None:
+        for text, count in reasons.value_counts().items():
+            self.reasons[text] = self.reasons.get(text, 0) + int(count)
+
+
+def _hash_ids(ids: pd.Series) -> np.ndarray:
+    return pd.util.hash_array(ids.astype(str).to_numpy(dtype=object) if ids.dtype == object else ids.to_numpy())
+
+
+def _duplicate_hashes(chunks: Iterable[pd.Series]) -> set[int]:
+    """Hashes of customer ids that occur more than once (a pass over the id column only)."""
+    hashes = [_hash_ids(c) for c in chunks]
+    if not hashes:
+        return set()
+    all_h = np.concatenate(hashes)
+    all_h.sort()
+    dup = all_h[1:][all_h[1:] == all_h[:-1]]
+    return set(np.unique(dup).tolist())
+
+
+class _DuplicateFilter:
+    """Flags the second and later occurrences of a customer id (the first one is scored)."""
+
+    def __init__(self, dup_hashes: set[int]):
+        self.dup_hashes = dup_hashes
+        self.seen: set = set()
+
+    def __call__(self, ids: pd.Series) -> np.ndarray:
+        repeat = np.zeros(len(ids), dtype=bool)
+        if not self.dup_hashes:
+            return repeat
+        candidates = np.flatnonzero(np.isin(_hash_ids(ids), np.fromiter(self.dup_hashes, dtype=np.uint64)))
+        values = ids.to_numpy(dtype=object)
+        for i in candidates:
+            key = values[i]
+            if key in self.seen:
+                repeat[i] = True
+            else:
+                self.seen.add(key)
+        return repeat
+
+
+def iter_frame(frame: pd.DataFrame, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Slices of ``frame`` of at most ``chunk_rows`` rows."""
+    for start in range(0, len(frame), chunk_rows):
+        yield frame.iloc[start:start + chunk_rows]
+
+
+def score_table(
+    purchase_model,
+    spend_model,
+    source,
+    out: str | os.PathLike,
+    *,
+    settings: ScoreSettings,
+    rejects: str | os.PathLike | None = None,
+    fmt: str | None = None,
+    id_column: str = "customer_id",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> ScoreCounts:
+    """Score every customer of an RFM table and write the scores (and rejects) atomically.
+
+    Parameters
+    ----------
+    purchase_model, spend_model
+        Fitted models (``spend_model`` may be None: no spend or CLV columns).
+    source
+        Path of an RFM table (Parquet or CSV, with an id column and the models' columns), or a
+        frame indexed by customer id (as :func:`clvmodels.rfm_summary` returns).
+    out
+        Scores file: one row per scored customer, its id, its RFM columns and the scores.
+    settings
+        Horizon, discounting, interval and draws (:class:`ScoreSettings`).
+    rejects
+        Rejects file (default: next to ``out``, ``<stem>.rejects.<ext>``): id, reason and the
+        row's values as text. Always written (empty when nothing was rejected).
+    fmt
+        ``"parquet"`` or ``"csv"`` for both outputs (default: from the name of ``out``).
+    id_column
+        Name of the customer id column of a table source.
+    chunk_rows
+        Rows per chunk.
+    progress
+        Called with the number of rows of each chunk once it is done.
+
+    Returns
+    -------
+    :class:`ScoreCounts`: rows read, scored and rejected (with the reasons).
+    """
+    columns = list(PURCHASE_COLUMNS) + (list(SPEND_COLUMNS) if spend_model is not None else [])
+    out = os.fspath(out)
+    if fmt is None:
+        fmt = "csv" if out.lower().endswith(".csv") else "parquet"
+    if rejects is None:
+        rejects = default_rejects_path(out, fmt)
+    period_length(purchase_model, settings)  # fail before reading anything if the unit is unknown
+
+    if isinstance(source, pd.DataFrame):
+        frame = source.reset_index()
+        id_column = frame.columns[0] if source.index.name is None else source.index.name
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ClvDataError(f"The RFM frame lacks column(s) {missing} (it has {list(source.columns)}).")
+        dup = _duplicate_hashes([frame[id_column]])
+        chunks = iter_frame(frame[[id_column] + columns], chunk_rows)
+    else:
+        available = table_columns(source)
+        if id_column not in available:
+            raise ClvDataError(
+                f"{os.fspath(source)!r} has no customer id column {id_column!r} (it has {available}): "
+                "pass its name with --id-column / id_column=...")
+        # CSV ids are read as text: chunks of a CSV could otherwise get different id types
+        text = (id_column,) if table_format(source) == "csv" else ()
+        dup = _duplicate_hashes(c[id_column] for c in iter_table(source, [id_column], chunk_rows, text))
+        chunks = iter_table(source, [id_column] + columns, chunk_rows, text)
+    repeats = _DuplicateFilter(dup)
+    counts = ScoreCounts()
+    with ChunkedTableWriter(out, fmt) as scores_out, ChunkedTableWriter(rejects, fmt) as rejects_out:
+        for chunk in chunks:
+            chunk = chunk.reset_index(drop=True)
+            counts.read += len(chunk)
+            reason = row_problems(chunk, columns, id_column)
+            repeat = repeats(chunk[id_column]) & (reason == "").to_numpy()
+            reason[repeat] = f"duplicate {id_column} (an earlier row was scored)"
+            bad = (reason != "").to_numpy()
+            if bad.any():
+                rej = chunk.loc[bad].astype(str).assign(reason=reason[bad])
+                rej = rej.rename(columns={id_column: "customer_id"}) if id_column != "customer_id" else rej
+                rejects_out.write(rej[REJECT_COLUMNS + [c for c in rej.columns if c not in REJECT_COLUMNS]])
+                counts.rejected += int(bad.sum())
+                counts.add_rejects(reason[bad])
+            good = chunk.loc[~bad]
+            if len(good):
+                rfm = good.set_index(id_column)
+                rfm = rfm.astype({c: float for c in columns}).astype({"frequency": np.int64})
+                scores = score_frame(purchase_model, spend_model, rfm, settings)
+                scores_out.write(pd.concat([rfm, scores], axis=1).reset_index())
+                counts.scored += len(good)
+            if progress is not None:
+                progress(len(chunk))
+        if rejects_out.rows == 0:
+            import pyarrow as pa
+
+            rejects_out.schema = pa.schema([(c, pa.string()) for c in REJECT_COLUMNS + [
+                c for c in [id_column] + columns if c != id_column]])
+    return counts
+
+
+def default_rejects_path(out: str | os.PathLike, fmt: str) -> str:
+    """``scores.parquet`` -> ``scores.rejects.parquet`` (``.csv`` likewise)."""
+    out = os.fspath(out)
+    base, ext = os.path.splitext(out)
+    return f"{base}.rejects{ext or ('.csv' if fmt == 'csv' else '.parquet')}"
