@@ -1,0 +1,392 @@
+"""Bayesian fits (MAP, NUTS, ADVI) of any :class:`~clvmodels.models.base.CLVModel` with PyMC.
+
+The PyMC model is built generically from the class's declared :attr:`param_names`, its priors and
+its one PyTensor log-likelihood ``type(model).log_likelihood(params, data)``: the weighted sum of that
+expression over the unique data rows (weights: how many customers share each row) enters as a
+``pm.Potential``. Every model class with the standard interface therefore gets all three methods
+without further code.
+
+Priors
+------
+A model's :attr:`default_priors` maps each parameter to a small spec ``(distribution, kwargs)``,
+e.g. ``("HalfNormal", {"sigma": 5.0})``, or ``(distribution, kwargs, scale)`` where ``scale`` maps
+some kwargs to a data column whose weighted mean multiplies them, e.g.
+``("HalfNormal", {"sigma": 5.0}, {"sigma": "T"})`` is a half-normal of scale 5 x the mean customer
+age. Scale parameters (BG/NBD's ``alpha`` has the unit of time, Gamma-Gamma's ``gamma`` that of
+money) are given this way, so the default priors are equally weak whatever the time unit or the
+currency. ``priors={...}`` on the estimator (or in ``fit``) replaces some or all of them; each value
+may be
+
+* a spec as above;
+* a PyMC distribution made with ``.dist(...)`` (e.g. ``pm.Gamma.dist(2, 1)``), registered under
+  the parameter's name;
+* a function ``f(name)`` called inside the model context that returns a named random variable,
+  e.g. ``lambda name: pm.LogNormal(name, 0, 2)``.
+
+Priors must put all their mass on (0, inf): every parameter of these models is positive.
+
+Methods
+-------
+``"map"``
+    The posterior mode (``pm.find_MAP``) with a Laplace approximation: ``covariance_`` is the
+    inverse negative Hessian of the log posterior with respect to the log-parameters at the mode,
+    so predictions with ``interval=`` draw from it exactly as for the MLE.
+``"nuts"``
+    Hamiltonian Monte Carlo. Sampler: nutpie when it is installed (compiled with numba; measured
+    on CDNOW about twice as fast as PyMC's sampler end to end, see ``benchmarks/bench_bayes.py``),
+    else PyMC's own; ``nuts_sampler="pymc"|"nutpie"`` chooses. Chains run in parallel on the
+    available cores. Diagnostics (r_hat, bulk/tail ESS, divergences) are checked and a
+    :class:`~clvmodels.errors.ConvergenceWarning` says what to do when they fail.
+``"advi"``
+    Mean-field ADVI (``pm.fit``), then ``draws x chains`` independent draws from the fitted
+    approximation. Fast, but it under-states posterior spread; a fit whose ELBO did not settle warns.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ClvDataError
+from .base import warn_convergence
+
+#: r_hat above this fails the convergence check (Vehtari et al. 2021).
+RHAT_MAX = 1.01
+#: Bulk and tail ESS below this many per chain fail the convergence check (Vehtari et al. 2021: 100).
+ESS_PER_CHAIN_MIN = 100
+
+
+def nutpie_available() -> bool:
+    """Whether the optional nutpie sampler is installed (``pip install clvmodels[nutpie]``)."""
+    return importlib.util.find_spec("nutpie") is not None
+
+
+def default_nuts_sampler() -> str:
+    """``"nutpie"`` when installed (faster on these models), else ``"pymc"``."""
+    return "nutpie" if nutpie_available() else "pymc"
+
+
+# ---------------------------------------------------------------------------- priors
+def resolve_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
+                   weights: np.ndarray) -> dict[str, Any]:
+    """The model's default priors updated by ``priors``, with data-scaled spec kwargs computed."""
+    unknown = set(priors or {}) - set(model_cls.param_names)
+    if unknown:
+        raise ValueError(f"priors given for unknown parameter(s) {sorted(unknown)}; "
+                         f"{model_cls.__name__} has {list(model_cls.param_names)}.")
+    merged = {**model_cls.default_priors, **(priors or {})}
+    missing = [k for k in model_cls.param_names if k not in merged]
+    if missing:
+        raise ValueError(f"No prior for parameter(s) {missing} of {model_cls.__name__}: pass priors={{...}}.")
+    out = {}
+    for name in model_cls.param_names:
+        spec = merged[name]
+        if isinstance(spec, tuple):
+            out[name] = _scaled_spec(name, spec, data, weights)
+        else:
+            out[name] = spec
+    return out
+
+
+def _scaled_spec(name: str, spec: tuple, data, weights) -> tuple[str, dict[str, float]]:
+    if len(spec) not in (2, 3) or not isinstance(spec[0], str) or not isinstance(spec[1], dict):
+        raise ValueError(f"Prior spec of {name!r} must be (distribution_name, {{kwargs}}[, {{kwarg: column}}]), "
+                         f"got {spec!r}.")
+    dist, kwargs = spec[0], dict(spec[1])
+    for kwarg, column in (spec[2] if len(spec) == 3 else {}).items():
+        if column not in data:
+            raise ValueError(f"Prior of {name!r} is scaled by column {column!r}, which the model does not read.")
+        scale = float(np.average(np.abs(data[column]), weights=weights))
+        kwargs[kwarg] = float(kwargs[kwarg]) * (scale if scale > 0 else 1.0)
+    return dist, kwargs
+
+
+def _prior_rv(name: str, prior, pymc_model):
+    import pymc as pm
+
+    if isinstance(prior, tuple):
+        dist_name, kwargs = prior
+        dist = getattr(pm, dist_name, None)
+        if dist is None or not hasattr(dist, "dist"):
+            raise ValueError(f"Prior of {name!r}: {dist_name!r} is not a PyMC distribution.")
+        return dist(name, **kwargs)
+    if callable(prior) and not hasattr(prior, "owner"):
+        rv = prior(name)
+        if getattr(rv, "name", None) != name:
+            raise ValueError(f"The prior function of {name!r} must return a random variable named {name!r}.")
+        return rv
+    if hasattr(prior, "owner"):  # an unnamed distribution made with pm.X.dist(...)
+        return pymc_model.register_rv(prior, name)
+    raise ValueError(f"Prior of {name!r} must be a spec tuple, a pm.X.dist(...) or a function of the name; "
+                     f"got {type(prior).__name__}.")
+
+
+def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict):
+    """PyMC model: priors on :attr:`param_names` plus ``Potential(sum(w * log_likelihood))``."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    with pm.Model() as pymc_model:
+        params = {name: _prior_rv(name, priors[name], pymc_model) for name in model_cls.param_names}
+        tensors = {k: pt.as_tensor_variable(np.asarray(v, dtype=float)) for k, v in data.items()}
+        ll = model_cls.log_likelihood(params, tensors)
+        pm.Potential("log_likelihood", (pt.as_tensor_variable(np.asarray(weights, dtype=float)) * ll).sum())
+    return pymc_model
+
+
+def _log_posterior_functions(model_cls, data, weights, priors, pymc_model):
+    """Compiled log posterior (natural-scale densities, no Jacobian) and its exact Hessian, both as
+    functions of the log-parameters, plus the log-likelihood alone."""
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.gradient import hessian
+
+    theta = pt.dvector("theta")
+    params = {k: pt.exp(theta[i]) for i, k in enumerate(model_cls.param_names)}
+    tensors = {k: pt.as_tensor_variable(np.asarray(v, dtype=float)) for k, v in data.items()}
+    ll = (pt.as_tensor_variable(np.asarray(weights, dtype=float)) * model_cls.log_likelihood(params, tensors)).sum()
+    log_prior = sum(pm.logp(pymc_model[k], params[k]).sum() for k in model_cls.param_names)
+    lp = ll + log_prior
+    return (pytensor.function([theta], lp), pytensor.function([theta], hessian(lp, theta)),
+            pytensor.function([theta], ll))
+
+
+# ---------------------------------------------------------------------------- fitting
+def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str, priors: dict | None = None,
+              draws: int | None = None, tune: int | None = None, chains: int | None = None,
+              cores: int | None = None, random_seed: int | None = None, progressbar: bool | None = None,
+              nuts_sampler: str | None = None, target_accept: float = 0.8, advi_iterations: int = 50_000,
+              **sampler_kwargs) -> None:
+    """Fit ``model`` on unique rows ``data`` with weights ``w`` by MAP, NUTS or ADVI; sets its ``*_``.
+
+    Parameters
+    ----------
+    model
+        The estimator; its constructor settings (``priors``, ``draws``, ``tune``, ``chains``,
+        ``random_seed``, ``progressbar``) are the defaults of the keyword arguments here.
+    data, w
+        Unique data rows and how many customers each stands for (see :func:`~.base.compress`).
+    method
+        ``"map"``, ``"nuts"`` or ``"advi"``.
+    nuts_sampler
+        ``"nutpie"`` or ``"pymc"``; default :func:`default_nuts_sampler`.
+    target_accept
+        NUTS target acceptance rate (raise to 0.9-0.99 if there are divergences).
+    advi_iterations
+        Maximum ADVI optimisation steps (it stops earlier once the parameters settle).
+    **sampler_kwargs
+        Passed on to ``pm.sample`` / ``pm.find_MAP`` / ``pm.fit``.
+
+    Sets ``params_`` (posterior means; the mode for MAP), ``covariance_`` (of the log-parameters),
+    ``posterior_draws_`` (NUTS/ADVI: dict of flat arrays over chains x draws), ``idata_`` (the
+    DataTree PyMC returns), ``diagnostics_``, ``converged_``, ``priors_`` (the priors used, as
+    given or as resolved specs) and ``sampler_``.
+    """
+    import pymc as pm
+
+    cls = type(model)
+    names = list(cls.param_names)
+    priors = resolve_priors(cls, model.priors if priors is None else priors, data, w)
+    draws = int(model.draws if draws is None else draws)
+    tune = int(model.tune if tune is None else tune)
+    chains = int(model.chains if chains is None else chains)
+    seed = model.random_seed if random_seed is None else random_seed
+    progressbar = model.progressbar if progressbar is None else progressbar
+    if draws < 1 or chains < 1 or tune < 0:
+        raise ValueError(f"draws and chains must be >= 1 and tune >= 0; got {draws}, {chains}, {tune}.")
+    pymc_model = build_pymc_model(cls, data, w, priors)
+    model.priors_ = {k: (list(v) if isinstance(v, tuple) else repr(v)) for k, v in priors.items()}
+    model.posterior_draws_ = None
+    model.idata_ = None
+
+    if method == "map":
+        _fit_map(model, data, w, priors, pymc_model, seed, progressbar, sampler_kwargs)
+        return
+    if method == "nuts":
+        sampler = nuts_sampler or default_nuts_sampler()
+        if sampler not in ("pymc", "nutpie"):
+            raise ValueError(f"nuts_sampler must be 'pymc' or 'nutpie', got {sampler!r}.")
+        if sampler == "nutpie" and not nutpie_available():
+            raise ValueError("nuts_sampler='nutpie' needs the nutpie package: pip install 'clvmodels[nutpie]'.")
+        cores = int(cores or min(chains, os.cpu_count() or 1))
+        kwargs = dict(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
+                      progressbar=progressbar, model=pymc_model, nuts_sampler=sampler,
+                      compute_convergence_checks=False)
+        if sampler == "pymc":
+            kwargs["target_accept"] = target_accept
+        else:
+            kwargs["nuts_sampler_kwargs"] = {"target_accept": target_accept,
+                                             **sampler_kwargs.pop("nuts_sampler_kwargs", {})}
+        idata = pm.sample(**kwargs, **sampler_kwargs)
+        model.sampler_ = sampler
+    elif method == "advi":
+        from pymc.variational.callbacks import CheckParametersConvergence
+
+        callback = CheckParametersConvergence(every=1000, tolerance=1e-3, diff="relative")
+        approx = pm.fit(n=int(advi_iterations), method="advi", model=pymc_model, random_seed=seed,
+                        progressbar=progressbar, callbacks=[callback], **sampler_kwargs)
+        n_steps = len(approx.hist)
+        idata = approx.sample(draws * chains, random_seed=seed)
+        model.sampler_ = "advi"
+        model.advi_steps_ = n_steps
+    else:
+        raise ValueError(f"Unknown Bayesian method {method!r}.")
+
+    posterior = idata.posterior
+    model.idata_ = idata
+    model.posterior_draws_ = {k: np.asarray(posterior[k].values, dtype=float).reshape(-1) for k in names}
+    model.params_ = pd.Series({k: float(v.mean()) for k, v in model.posterior_draws_.items()},
+                              name="posterior_mean")[names]
+    logs = np.column_stack([np.log(model.posterior_draws_[k]) for k in names])
+    model.covariance_ = np.atleast_2d(np.cov(logs, rowvar=False))
+    if method == "nuts":
+        model.diagnostics_ = nuts_diagnostics(idata, names)
+        model.converged_ = _check_nuts(cls.__name__, model.diagnostics_, chains, target_accept)
+    else:
+        converged = n_steps < int(advi_iterations)
+        model.diagnostics_ = {"advi_steps": n_steps, "final_elbo": float(-approx.hist[-1])}
+        model.converged_ = converged
+        if not converged:
+            warn_convergence(
+                f"{cls.__name__}: ADVI did not settle within {advi_iterations:,} steps; the approximation "
+                "may be poor. Pass advi_iterations=<more>, or use method='nuts'.")
+
+
+def _fit_map(model, data, w, priors, pymc_model, seed, progressbar, kwargs) -> None:
+    import pymc as pm
+
+    cls = type(model)
+    names = list(cls.param_names)
+    point = pm.find_MAP(model=pymc_model, progressbar=progressbar, random_seed=seed, **kwargs)
+    theta = np.log(np.array([float(point[k]) for k in names]))
+    log_post, hess, loglik = _log_posterior_functions(cls, data, w, priors, pymc_model)
+    H = np.asarray(hess(theta), dtype=float)
+    cov = np.full((len(names), len(names)), np.nan)
+    ok = np.all(np.isfinite(H))
+    if ok:
+        try:
+            eig = np.linalg.eigvalsh(-H)
+            ok = bool(np.all(eig > 0))
+            if ok:
+                cov = np.linalg.inv(-H)
+        except np.linalg.LinAlgError:
+            ok = False
+    # the mode in log space: zero gradient there too (d/dlog θ = θ d/dθ)
+    grad = _numeric_gradient(log_post, theta)
+    model.params_ = pd.Series(np.exp(theta), index=names, name="map")
+    model.covariance_ = cov
+    model.log_likelihood_ = float(loglik(theta))
+    model.log_posterior_ = float(log_post(theta))
+    total = float(np.sum(w))
+    k = len(names)
+    model.aic_ = 2 * k - 2 * model.log_likelihood_
+    model.bic_ = k * np.log(total) - 2 * model.log_likelihood_
+    scale = max(1.0, abs(model.log_posterior_))
+    model.converged_ = bool(ok and np.max(np.abs(grad)) < 1e-3 * scale ** 0.5)
+    model.diagnostics_ = {"max_abs_gradient": float(np.max(np.abs(grad))), "hessian_negative_definite": ok}
+    model.sampler_ = "map"
+    if not ok:
+        warn_convergence(
+            f"{cls.__name__}: the log posterior's Hessian at the MAP is not negative definite, so the "
+            "Laplace approximation (and intervals) are unavailable; the data barely identify the "
+            "parameters. Use method='nuts' or more informative priors.")
+    elif not model.converged_:
+        warn_convergence(
+            f"{cls.__name__}: the MAP optimiser stopped away from the mode (max |gradient| "
+            f"{np.max(np.abs(grad)):.2g}). Try method='nuts', or check the data.")
+
+
+def _numeric_gradient(f, theta, step=1e-6):
+    g = np.empty_like(theta)
+    for i in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[i] = step
+        g[i] = (f(theta + e) - f(theta - e)) / (2 * step)
+    return g
+
+
+# ---------------------------------------------------------------------------- diagnostics
+def nuts_diagnostics(idata, names) -> dict[str, Any]:
+    """Max r_hat, min bulk/tail ESS (ArviZ 1.x, rank-normalised), divergences and tree-depth hits."""
+    import arviz as az
+
+    posterior = idata.posterior
+    rhat = az.rhat(idata, var_names=names)
+    ess_bulk = az.ess(idata, var_names=names, method="bulk")
+    ess_tail = az.ess(idata, var_names=names, method="tail")
+    stats = idata.sample_stats
+    divergences = int(np.asarray(stats["diverging"].values).sum()) if "diverging" in stats else 0
+    depth_hits = 0
+    if "reached_max_treedepth" in stats:
+        depth_hits = int(np.asarray(stats["reached_max_treedepth"].values).sum())
+    return {
+        "r_hat": {k: float(rhat[k].values) for k in names},
+        "ess_bulk": {k: float(ess_bulk[k].values) for k in names},
+        "ess_tail": {k: float(ess_tail[k].values) for k in names},
+        "divergences": divergences,
+        "max_treedepth_hits": depth_hits,
+        "chains": int(posterior.sizes["chain"]),
+        "draws": int(posterior.sizes["draw"]),
+    }
+
+
+def _check_nuts(name: str, diag: dict, chains: int, target_accept: float) -> bool:
+    problems = []
+    worst_rhat = max(diag["r_hat"].values())
+    if not worst_rhat <= RHAT_MAX:
+        bad = [k for k, v in diag["r_hat"].items() if not v <= RHAT_MAX]
+        problems.append(f"r_hat up to {worst_rhat:.3f} > {RHAT_MAX} ({', '.join(bad)}): the chains disagree; "
+                        "run more tune/draws or check for multiple modes")
+    ess_min = ESS_PER_CHAIN_MIN * chains
+    low = {k: min(diag["ess_bulk"][k], diag["ess_tail"][k]) for k in diag["ess_bulk"]}
+    if min(low.values()) < ess_min:
+        bad = [k for k, v in low.items() if v < ess_min]
+        problems.append(f"effective sample size as low as {min(low.values()):.0f} (< {ess_min}) for "
+                        f"{', '.join(bad)}: increase draws")
+    if diag["divergences"]:
+        problems.append(f"{diag['divergences']} divergent transitions: the posterior is hard to explore; "
+                        f"raise target_accept (now {target_accept}) toward 0.95, or use tighter priors")
+    if problems:
+        warn_convergence(f"{name}: NUTS sampling problems: " + "; ".join(problems)
+                         + ". Do not trust these estimates or intervals before fixing this.")
+    return not problems
+
+
+# ---------------------------------------------------------------------------- summary
+def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
+    """Posterior mean, sd, highest-density interval at ``level``, and for NUTS r_hat and bulk/tail ESS.
+
+    ``attrs`` hold the method, sampler, divergences, convergence flag and number of customers.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}.")
+    import arviz as az
+
+    names = list(type(model).param_names)
+    draws = model.posterior_draws_
+    lo, hi = f"hdi_lower_{level:.0%}", f"hdi_upper_{level:.0%}"
+    rows = {}
+    for k in names:
+        v = np.asarray(draws[k], dtype=float)
+        lower, upper = np.asarray(az.hdi(v, prob=level), dtype=float)
+        rows[k] = {"mean": v.mean(), "sd": v.std(ddof=1), lo: lower, hi: upper}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "parameter"
+    diag = getattr(model, "diagnostics_", {}) or {}
+    if "r_hat" in diag:
+        for col in ("r_hat", "ess_bulk", "ess_tail"):
+            table[col] = [diag[col][k] for k in names]
+    table.attrs.update(method=model.method_ if hasattr(model, "method_") else None,
+                       sampler=getattr(model, "sampler_", None), converged=model.converged_,
+                       divergences=diag.get("divergences"), n_customers=getattr(model, "n_customers_", None),
+                       n_draws=len(next(iter(draws.values()))))
+    return table
+
+
+__all__ = ["build_pymc_model", "bayes_summary", "default_nuts_sampler", "fit_bayes", "nuts_diagnostics",
+           "nutpie_available", "resolve_priors"]

@@ -1,0 +1,331 @@
+"""Predictive distributions of what customers will actually do in a future window.
+
+The expectations of the models (``expected_purchases``, ``clv``, ...) carry parameter uncertainty
+only. The functions here add process randomness: each customer's number of purchases and total
+spend over the next ``t`` periods, averaged over parameter draws (the posterior of a Bayesian fit,
+the asymptotic normal of the log-parameters of an MLE when ``n_draws`` is given, else the point
+estimate).
+
+* Purchases use a closed-form predictive pmf (a model's ``purchase_pmf_formula``; BG/NBD: FHL 2005
+  eq. 8 at the individual-level posterior), so quantiles and the randomised PIT are exact.
+* Spend uses exact simulation from each customer's individual-level posterior (the purchase model's
+  ``simulate_purchases_formula`` and the spend model's ``simulate_spend_formula``), with a fresh
+  draw of the population parameters for every sample. It streams over customers in chunks, so
+  memory stays bounded for millions of customers; results are reproducible for a given ``seed``.
+
+Quantile columns are named ``q5``, ``q50``, ``q95`` (the percentage).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .errors import ClvDataError
+from .models.base import CHUNK_ELEMENTS, check_finite, unique_rows, validate_columns
+
+#: Largest predictive-pmf support tried by :func:`predictive_purchases` before giving up.
+MAX_SUPPORT = 1 << 16
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_t(t) -> float:
+    t = float(t)
+    if not np.isfinite(t) or t <= 0:
+        raise ClvDataError(f"The prediction window t must be finite and positive, got {t!r}.")
+    return t
+
+
+def _check_quantiles(quantiles) -> np.ndarray:
+    qs = np.asarray(quantiles, dtype=float).ravel()
+    if qs.size == 0 or np.any((qs <= 0) | (qs >= 1)):
+        raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}.")
+    return qs
+
+
+def quantile_name(q: float) -> str:
+    """Column name of a quantile: ``0.05 -> "q5"``, ``0.975 -> "q97.5"``."""
+    return f"q{100 * q:.10g}"
+
+
+def _formula(model, attr: str, what: str):
+    fn = getattr(type(model), attr, None)
+    if fn is None:
+        raise TypeError(f"{type(model).__name__} has no {attr} ({what}); use a model that defines it.")
+    return fn
+
+
+def _draws(model, n_draws: int | None, rng: np.random.Generator, *, replace: bool = False) -> dict[str, np.ndarray]:
+    """Parameter draws of a fitted model: the posterior (all, or ``n_draws`` of them; with
+    ``replace`` as many as asked, resampled), or for a point fit its estimate (``n_draws`` None)
+    or ``n_draws`` draws from the asymptotic normal of the log-parameters."""
+    model._check_fitted()
+    posterior = getattr(model, "posterior_draws_", None)
+    if posterior is not None:
+        total = len(next(iter(posterior.values())))
+        if n_draws is None:
+            return {k: np.asarray(v, dtype=float) for k, v in posterior.items()}
+        if not replace and n_draws >= total:
+            idx = np.arange(total)
+        else:
+            idx = rng.choice(total, size=int(n_draws), replace=replace or n_draws > total)
+        return {k: np.asarray(v, dtype=float)[idx] for k, v in posterior.items()}
+    if n_draws is None:
+        return model.parameter_draws()
+    return model.parameter_draws(int(n_draws), seed=int(rng.integers(2**63)))
+
+
+def _n(draws) -> int:
+    return len(next(iter(draws.values())))
+
+
+def _pmf_unique(formula, draws, data, t: float, n_max: int) -> np.ndarray:
+    """Mean over draws of the pmf table, per row of ``data``, in chunks of bounded memory."""
+    n_rows = len(next(iter(data.values())))
+    params = {k: v[:, None] for k, v in draws.items()}
+    chunk = max(1, CHUNK_ELEMENTS // (_n(draws) * (n_max + 1)))
+    out = np.empty((n_rows, n_max + 1))
+    for start in range(0, n_rows, chunk):
+        sl = slice(start, start + chunk)
+        table = formula(params, **{k: v[sl] for k, v in data.items()}, t=t, n_max=n_max)
+        check_finite(table, "purchase_pmf")
+        out[sl] = table.mean(axis=0)
+    return np.clip(out, 0.0, 1.0)
+
+
+def _actual_counts(actual, rfm: pd.DataFrame) -> np.ndarray:
+    if isinstance(actual, pd.Series):
+        missing = rfm.index.difference(actual.index)
+        if len(missing):
+            raise ClvDataError(f"actual lacks {len(missing):,} of the customers to score (e.g. {list(missing[:3])}).")
+        actual = actual.reindex(rfm.index)
+    y = np.asarray(actual, dtype=float)
+    if y.shape != (len(rfm),):
+        raise ClvDataError(f"actual must hold one count per customer ({len(rfm):,}), got shape {y.shape}.")
+    bad = ~np.isfinite(y) | (y < 0) | (y != np.round(y))
+    if bad.any():
+        raise ClvDataError(f"actual purchases must be non-negative integers ({int(bad.sum()):,} are not).")
+    return y.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------- purchases
+def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *, n_draws: int | None = None,
+                 seed: int | None = None) -> np.ndarray:
+    """Predictive distribution of each customer's number of purchases in the next ``t`` periods.
+
+    Parameters
+    ----------
+    model
+        A fitted purchase model with a ``purchase_pmf_formula`` (e.g. :class:`~clvmodels.BetaGeoModel`).
+    t
+        Length of the future window, in the model's time unit.
+    n_max
+        Columns ``0 .. n_max-1`` hold ``P(Y(t) = k)``; the last column holds ``P(Y(t) >= n_max)``.
+    rfm
+        Customers to score (default: the training data).
+    n_draws, seed
+        Parameter draws averaged over (parameter + process uncertainty): all posterior draws by
+        default, or ``n_draws`` of them; for an MLE the point estimate, or ``n_draws`` draws from
+        the asymptotic normal.
+
+    Returns
+    -------
+    Array of shape ``(n_customers, n_max + 1)``; each row sums to 1. Evaluated once per distinct
+    history.
+    """
+    formula = _formula(model, "purchase_pmf_formula", "a predictive pmf")
+    t = _check_t(t)
+    if int(n_max) != n_max or n_max < 1:
+        raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
+    rfm = model._rfm_or_fitted(rfm)
+    data = validate_columns(rfm, model.data_columns)
+    draws = _draws(model, n_draws, np.random.default_rng(seed))
+    uniq, inverse = unique_rows(data)
+    return _pmf_unique(formula, draws, uniq, t, int(n_max))[inverse]
+
+
+def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *,
+                         quantiles=(0.05, 0.5, 0.95), n_draws: int | None = None,
+                         seed: int | None = None) -> pd.DataFrame:
+    """Per-customer mean and quantiles of the number of purchases in the next ``t`` periods.
+
+    The mean is the expected count (the model's ``expected_purchases_formula``, averaged over the
+    same draws); a quantile ``q`` is the smallest ``k`` with ``P(Y(t) <= k) >= q`` under
+    :func:`purchase_pmf`, whose support is widened until it covers the largest quantile of every
+    customer.
+
+    Returns
+    -------
+    DataFrame indexed like ``rfm`` with ``mean``, ``p_zero`` (P(no purchase)) and one column per
+    quantile (``q5``, ``q50``, ``q95`` by default).
+    """
+    formula = _formula(model, "purchase_pmf_formula", "a predictive pmf")
+    mean_formula = _formula(model, "expected_purchases_formula", "an expected-purchases formula")
+    t = _check_t(t)
+    qs = _check_quantiles(quantiles)
+    rfm = model._rfm_or_fitted(rfm)
+    data = validate_columns(rfm, model.data_columns)
+    draws = _draws(model, n_draws, np.random.default_rng(seed))
+    uniq, inverse = unique_rows(data)
+    n_max = 16
+    while True:
+        pmf = _pmf_unique(formula, draws, uniq, t, n_max)
+        if np.all(pmf[:, -1] < 1.0 - qs.max()) or n_max >= MAX_SUPPORT:
+            break
+        n_max *= 4
+    cdf = np.cumsum(pmf[:, :-1], axis=1)
+    out = {"mean": np.empty(len(cdf))}
+    params = {k: v[:, None] for k, v in draws.items()}
+    chunk = max(1, CHUNK_ELEMENTS // _n(draws))
+    for start in range(0, len(cdf), chunk):
+        sl = slice(start, start + chunk)
+        values = np.broadcast_to(mean_formula(params, **{k: v[sl] for k, v in uniq.items()}, t=t),
+                                 (_n(draws), len(cdf[sl])))
+        check_finite(values, "expected_purchases")
+        out["mean"][sl] = values.mean(axis=0)
+    out["p_zero"] = pmf[:, 0]
+    for q in qs:
+        # cdf rounding: a tolerance so that a cdf of 0.95 - 1e-16 counts as reaching 0.95
+        k = (cdf < q - 1e-12).sum(axis=1).astype(float)
+        k[k >= n_max] = np.nan  # beyond the support tried (only when MAX_SUPPORT was reached)
+        out[quantile_name(q)] = k
+    frame = pd.DataFrame({k: v[inverse] for k, v in out.items()}, index=rfm.index)
+    if frame.isna().any().any():
+        raise FloatingPointError(f"Some customers' predictive quantiles exceed {MAX_SUPPORT:,} purchases: "
+                                 "check the time unit of t and of the model.")
+    return frame
+
+
+def randomized_pit(model, t: float, actual, rfm: pd.DataFrame | None = None, *, n_draws: int | None = None,
+                   seed: int | None = None) -> np.ndarray:
+    """Randomised probability integral transform of actual counts (Czado, Gneiting & Held 2009).
+
+    ``u = F(y−1) + V (F(y) − F(y−1))`` with ``F`` each customer's predictive cdf of purchases in the
+    window (:func:`purchase_pmf`) and ``V ~ U(0, 1)``. Under a calibrated model the ``u`` are uniform
+    on (0, 1): e.g. 90% of them lie in [0.05, 0.95].
+
+    Parameters
+    ----------
+    actual
+        Each customer's actual number of purchases in the window (array in the order of ``rfm``, or
+        a Series indexed by customer id).
+    seed
+        Seeds both the choice of draws (when ``n_draws`` is given) and ``V``.
+    """
+    rfm = model._rfm_or_fitted(rfm)
+    y = _actual_counts(actual, rfm)
+    rng = np.random.default_rng(seed)
+    pmf = purchase_pmf(model, t, int(y.max()) + 1, rfm, n_draws=n_draws,
+                       seed=int(rng.integers(2**63)))
+    cdf = np.cumsum(pmf, axis=1)
+    rows = np.arange(len(y))
+    upper = np.minimum(cdf[rows, y], 1.0)
+    lower = np.where(y > 0, cdf[rows, np.maximum(y - 1, 0)], 0.0)
+    return lower + rng.random(len(y)) * (upper - lower)
+
+
+# ---------------------------------------------------------------------------- value
+def _simulate_chunks(purchase_model, spend_model, t: float, rfm: pd.DataFrame, n_samples: int,
+                     seed) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``."""
+    sim_purchases = _formula(purchase_model, "simulate_purchases_formula", "an exact purchase simulator")
+    sim_spend = _formula(spend_model, "simulate_spend_formula", "an exact spend simulator")
+    t = _check_t(t)
+    if int(n_samples) != n_samples or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    n_samples = int(n_samples)
+    purchase_data = validate_columns(rfm, purchase_model.data_columns)
+    spend_data = validate_columns(rfm, spend_model.data_columns)
+    rng = np.random.default_rng(seed)
+    pd_ = _draws(purchase_model, n_samples, rng, replace=True)
+    sd_ = _draws(spend_model, n_samples, rng, replace=True)
+    pp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in pd_.items()}
+    sp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in sd_.items()}
+    n = len(rfm)
+    chunk = max(1, CHUNK_ELEMENTS // n_samples)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        counts = sim_purchases(pp, **{k: v[sl] for k, v in purchase_data.items()}, t=t, rng=rng)
+        spend = sim_spend(sp, **{k: v[sl] for k, v in spend_data.items()}, n_transactions=counts, rng=rng)
+        check_finite(spend, "simulate_value")
+        yield sl, counts, spend
+
+
+def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,
+                   n_samples: int = 1000, seed: int | None = None) -> np.ndarray:
+    """Samples of each customer's total spend in the next ``t`` periods, by exact simulation.
+
+    Every sample draws the population parameters of both models (from the posterior, or the
+    asymptotic normal of an MLE), then each customer's future from her individual-level posterior:
+    alive with probability P(alive); ``λ ~ Gamma(r+x, α+T)``, ``p ~ Beta(a, b+x)``; the purchases of
+    a Poisson process with drop-out; each transaction's value ``Gamma(p, ν)`` with
+    ``ν ~ Gamma(px+q, γ + x m)`` (see the models' ``simulate_*`` formulas).
+
+    Returns
+    -------
+    Array ``(n_samples, n_customers)``. For summaries over many customers use
+    :func:`predictive_value`, which never holds this whole array.
+    """
+    rfm = purchase_model._rfm_or_fitted(rfm)
+    spend_model._check_fitted()
+    out = np.empty((int(n_samples), len(rfm)))
+    for sl, _, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, seed):
+        out[:, sl] = spend
+    return out
+
+
+def predictive_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,
+                     quantiles=(0.05, 0.5, 0.95), n_samples: int = 1000, seed: int | None = None) -> pd.DataFrame:
+    """Per-customer predictive distribution of total spend in the next ``t`` periods.
+
+    Summarises :func:`simulate_value` chunk by chunk (bounded memory; the same samples for the same
+    ``seed``).
+
+    Returns
+    -------
+    DataFrame indexed like ``rfm`` with ``mean`` (Monte Carlo mean of the simulated spend),
+    ``p_zero`` (share of samples with no purchase), ``mean_purchases`` and one column per quantile.
+    """
+    qs = _check_quantiles(quantiles)
+    rfm = purchase_model._rfm_or_fitted(rfm)
+    spend_model._check_fitted()
+    n = len(rfm)
+    out = {"mean": np.empty(n), "p_zero": np.empty(n), "mean_purchases": np.empty(n)}
+    out.update({quantile_name(q): np.empty(n) for q in qs})
+    for sl, counts, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, seed):
+        out["mean"][sl] = spend.mean(axis=0)
+        out["p_zero"][sl] = (counts == 0).mean(axis=0)
+        out["mean_purchases"][sl] = counts.mean(axis=0)
+        values = np.quantile(spend, qs, axis=0)
+        for q, v in zip(qs, values):
+            out[quantile_name(q)][sl] = v
+    return pd.DataFrame(out, index=rfm.index)
+
+
+def randomized_pit_value(purchase_model, spend_model, t: float, actual, rfm: pd.DataFrame | None = None, *,
+                         n_samples: int = 1000, seed: int | None = None) -> np.ndarray:
+    """Randomised PIT of each customer's actual spend in the window against :func:`simulate_value`.
+
+    ``u = F̂(y−) + V (F̂(y) − F̂(y−))`` with ``F̂`` the empirical cdf of the customer's simulated
+    spend: the randomisation spreads the atom at zero spend (no purchase) uniformly.
+    """
+    rfm = purchase_model._rfm_or_fitted(rfm)
+    if isinstance(actual, pd.Series):
+        actual = actual.reindex(rfm.index)
+    y = np.asarray(actual, dtype=float)
+    if y.shape != (len(rfm),) or not np.all(np.isfinite(y)) or np.any(y < 0):
+        raise ClvDataError(f"actual spend must be one finite, non-negative value per customer ({len(rfm):,}).")
+    rng = np.random.default_rng(seed)
+    sim_seed = int(rng.integers(2**63))
+    u = np.empty(len(y))
+    for sl, _, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, sim_seed):
+        below = (spend < y[sl]).mean(axis=0)
+        at = (spend == y[sl]).mean(axis=0)
+        u[sl] = below + rng.random(len(below)) * at
+    return u
+
+
+__all__ = ["predictive_purchases", "predictive_value", "purchase_pmf", "quantile_name", "randomized_pit",
+           "randomized_pit_value", "simulate_value"]
