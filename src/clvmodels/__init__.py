@@ -17,6 +17,8 @@ from .clv import clv
 from .data import load_transactions
 from .errors import AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, NotFittedError
 from .models import BetaGeoModel, CLVModel, GammaGammaModel
+from .models import (BetaGeoBetaBinomModel, ModifiedBetaGeoModel, ParetoNBDModel, ShiftedBetaGeoModel,
+                     bgbb_summary, survivor_table)
 from .models.persistence import load_model, load_models, save_models
 from .rfm import calibration_holdout, rfm_summary
 
@@ -31,3 +33,5 @@ __all__ = [
     "load_transactions", "rfm_summary",
     "load_model", "load_models", "save_models",
 ]
+__all__ += ["BetaGeoBetaBinomModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "ShiftedBetaGeoModel",
+            "bgbb_summary", "survivor_table"]

@@ -1,0 +1,329 @@
+"""BG/BB: the beta-geometric/beta-Bernoulli model of discrete transaction opportunities
+(Fader, Hardie & Shang 2010, "Customer-base analysis in a discrete-time noncontractual setting",
+Marketing Science 29(6)).
+
+After her first transaction (opportunity 0) a customer has ``n`` further opportunities (e.g. one a
+year). At the start of each she dies with probability ``θ ~ Beta(γ, δ)``; while alive she transacts
+at it with probability ``p ~ Beta(α, β)``. Her history is ``x`` transactions, the last at
+opportunity ``t_x`` (``x = t_x = 0`` without any), out of ``n`` (:func:`bgbb_summary` builds it
+from a transaction log).
+
+A customer alive at opportunity ``n`` has the posterior ``p ~ Beta(α+x, β+n−x)``,
+``θ ~ Beta(γ, δ+n)``, so her future is that of a new customer with those parameters; the
+conditional predictions are ``P(alive) ×`` the new-customer formulas at the updated parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytensor.tensor as pt
+from scipy.special import betaln, digamma, gammaln
+
+from ..data import CUSTOMER, TIMESTAMP, load_transactions
+from ..errors import ClvDataError, data_error
+from ._pt import betaln as pt_betaln
+from .base import CLVModel, validate_columns
+
+
+# ---------------------------------------------------------------------------- likelihood
+def log_likelihood(params: dict, data: dict):
+    """Per-customer log-likelihood (Fader, Hardie & Shang 2010, eq. 5), in log space:
+
+    ``L = B(α+x, β+n−x)/B(α, β) · B(γ, δ+n)/B(γ, δ)
+    + Σ_{i=0}^{n−t_x−1} B(α+x, β+t_x−x+i)/B(α, β) · B(γ+1, δ+t_x+i)/B(γ, δ)``
+
+    (alive throughout, or died at the start of opportunity ``t_x+i+1``). The sum runs over a
+    trailing axis of length ``max(n − t_x)`` with the terms beyond each row's own length masked;
+    all terms are combined by one log-sum-exp.
+    """
+    alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
+    x, tx, n = data["frequency"], data["recency"], data["n_periods"]
+    ab, gd = pt_betaln(alpha, beta), pt_betaln(gamma, delta)
+    alive = pt_betaln(alpha + x, beta + n - x) - ab + pt_betaln(gamma, delta + n) - gd
+    gap = n - tx
+    i = pt.cast(pt.arange(pt.cast(pt.max(gap), "int64")), "float64")
+    xc, txc = x[:, None], tx[:, None]
+    dead = (pt_betaln(alpha + xc, beta + txc - xc + i) - ab
+            + pt_betaln(gamma + 1.0, delta + txc + i) - gd)
+    dead = pt.switch(pt.lt(i, gap[:, None]), dead, -np.inf)
+    terms = pt.concatenate([alive[:, None], dead], axis=1)
+    top = pt.max(terms, axis=1)            # finite: the 'alive' column always is
+    return top + pt.log(pt.exp(terms - top[:, None]).sum(axis=1))
+
+
+def _log_likelihood_np(params, frequency, recency, n_periods):
+    """numpy twin of :func:`log_likelihood` for the predictions (same formula, looped over ``i``)."""
+    alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
+    x, tx, n = frequency, recency, n_periods
+    ab, gd = betaln(alpha, beta), betaln(gamma, delta)
+    out = betaln(alpha + x, beta + n - x) - ab + betaln(gamma, delta + n) - gd
+    for i in range(int(np.max(n - tx)) if np.size(n) else 0):
+        term = betaln(alpha + x, beta + tx - x + i) - ab + betaln(gamma + 1.0, delta + tx + i) - gd
+        out = np.where(i < n - tx, np.logaddexp(out, term), out)
+    return out
+
+
+# ---------------------------------------------------------------------------- predictions
+def probability_alive(params, frequency, recency, n_periods, *, future=0):
+    """P(alive at opportunity ``n + future`` | x, t_x, n) (Fader, Hardie & Shang 2010, eq. 11 for
+    ``future = 1``): ``B(α+x, β+n−x)/B(α, β) · B(γ, δ+n+future)/B(γ, δ) / L``."""
+    alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
+    x, n = frequency, n_periods
+    log_alive = (betaln(alpha + x, beta + n - x) - betaln(alpha, beta)
+                 + betaln(gamma, delta + n + future) - betaln(gamma, delta))
+    return np.exp(log_alive - _log_likelihood_np(params, frequency, recency, n_periods))
+
+
+def expected_survived(gamma, delta, m):
+    """``Σ_{j=1}^{m} B(γ, δ+j)/B(γ, δ)``: expected opportunities survived out of the next ``m``.
+
+    Closed form (Fader, Hardie & Shang 2010, eq. 9 and 13) ``[δ − Γ(γ+δ)Γ(δ+m+1)/(Γ(δ)Γ(γ+δ+m))]/(γ−1)``,
+    written ``δ (1 − e^z)/(γ−1)`` with ``z = D(1) − D(γ)``, ``D(c) = lnΓ(c+δ+m) − lnΓ(c+δ)``; at
+    ``γ = 1`` (within 1e-8) its limit ``δ (ψ(δ+m+1) − ψ(δ+1))``. Real ``m`` interpolates.
+    """
+    def D(c):
+        return gammaln(c + delta + m) - gammaln(c + delta)
+
+    near_one = np.abs(gamma - 1.0) < 1e-8
+    g = np.where(near_one, 2.0, gamma)
+    generic = -np.expm1(D(1.0) - D(g)) / (g - 1.0)
+    limit = digamma(delta + m + 1.0) - digamma(delta + 1.0)
+    return delta * np.where(near_one, limit, generic)
+
+
+def expected_purchases(params, frequency, recency, n_periods, *, t):
+    """E[X(n, n+t) | x, t_x, n]: expected transactions in the next ``t`` opportunities (Fader,
+    Hardie & Shang 2010, eq. 13): ``P(alive at n) · (α+x)/(α+β+n) · Σ_{j=1}^{t} B(γ, δ+n+j)/B(γ, δ+n)``."""
+    alpha, beta = params["alpha"], params["beta"]
+    x, n = frequency, n_periods
+    alive = probability_alive(params, frequency, recency, n_periods)
+    return alive * (alpha + x) / (alpha + beta + n) * expected_survived(params["gamma"], params["delta"] + n, t)
+
+
+def expected_purchases_new_customer(params, *, t):
+    """E[X(t)] = α/(α+β) · δ/(γ−1) · [1 − Γ(γ+δ)Γ(1+δ+t)/(Γ(γ+δ+t)Γ(1+δ))] (Fader, Hardie & Shang
+    2010, eq. 9): expected transactions in the first ``t`` opportunities."""
+    alpha, beta = params["alpha"], params["beta"]
+    return alpha / (alpha + beta) * expected_survived(params["gamma"], params["delta"], t)
+
+
+def probability_new(alpha, beta, gamma, delta, m, k):
+    """P(X(m) = k) for a new customer (Fader, Hardie & Shang 2010, eq. 7), as a mixture over the
+    number ``d`` of opportunities she survives: ``P(d) = B(γ+1, δ+d)/B(γ, δ)`` for ``d < m`` and
+    ``B(γ, δ+m)/B(γ, δ)`` for ``d = m``, then ``k ~ BetaBinomial(d, α, β)``.
+
+    ``k`` may be an array on a trailing axis; ``m`` is a non-negative integer.
+    """
+    m = int(m)
+    k = np.asarray(k, dtype=float)
+    total = 0.0
+    for d in range(m + 1):
+        log_pd = (betaln(gamma + 1.0, delta + d) if d < m else betaln(gamma, delta + m)) - betaln(gamma, delta)
+        with np.errstate(invalid="ignore"):
+            log_bb = (gammaln(d + 1.0) - gammaln(k + 1.0) - gammaln(np.maximum(d - k, 0.0) + 1.0)
+                      + betaln(alpha + k, beta + np.maximum(d - k, 0.0)) - betaln(alpha, beta))
+        total = total + np.where(k <= d, np.exp(log_pd + log_bb), 0.0)
+    return total
+
+
+def probability_of_n_purchases_new_customer(params, *, t, n):
+    """P(X(t) = n) for a new customer over its first ``t`` opportunities (Fader, Hardie & Shang 2010, eq. 7)."""
+    return probability_new(params["alpha"], params["beta"], params["gamma"], params["delta"], t, n)
+
+
+def purchase_pmf(params, frequency, recency, n_periods, *, t, n_max):
+    """Predictive pmf ``P(X(n, n+t) = k | x, t_x, n)`` for ``k = 0 .. n_max−1`` and the tail
+    ``P(X ≥ n_max)``, on a new last axis of length ``n_max + 1``: alive customers (probability
+    :func:`probability_alive`) follow :func:`probability_new` at ``(α+x, β+n−x, γ, δ+n)``.
+    ``t`` must be a whole number of opportunities."""
+    if int(n_max) != n_max or n_max < 1:
+        raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
+    if int(t) != t:
+        raise ClvDataError(f"BG/BB predicts whole transaction opportunities: t must be an integer, got {t!r}.")
+    x, n = np.asarray(frequency, dtype=float), np.asarray(n_periods, dtype=float)
+    a, b, g, d, alive = np.broadcast_arrays(params["alpha"] + x, params["beta"] + n - x, params["gamma"],
+                                            params["delta"] + n,
+                                            probability_alive(params, frequency, recency, n_periods))
+    a, b, g, d, alive = (v[..., None] for v in (a, b, g, d, alive))
+    p_alive = probability_new(a, b, g, d, int(t), np.arange(int(n_max), dtype=float))
+    tail = np.clip(1.0 - p_alive.sum(axis=-1, keepdims=True), 0.0, 1.0)
+    pmf = alive * np.concatenate([p_alive, tail], axis=-1)
+    pmf[..., 0] += 1.0 - alive[..., 0]
+    return pmf
+
+
+def simulate_purchases(params, frequency, recency, n_periods, *, t, rng):
+    """One draw of each customer's transactions in the next ``t`` opportunities from her
+    individual-level posterior: alive at ``n`` with probability P(alive), then
+    ``p ~ Beta(α+x, β+n−x)``, ``θ ~ Beta(γ, δ+n)``; she survives ``min(G−1, t)`` more
+    opportunities (``G ~ Geometric(θ)``) and transacts at each with probability ``p``."""
+    if int(t) != t:
+        raise ClvDataError(f"BG/BB predicts whole transaction opportunities: t must be an integer, got {t!r}.")
+    x, n = np.asarray(frequency, dtype=float), np.asarray(n_periods, dtype=float)
+    a, b, g, d, alive = np.broadcast_arrays(params["alpha"] + x, params["beta"] + n - x, params["gamma"],
+                                            params["delta"] + n,
+                                            probability_alive(params, frequency, recency, n_periods))
+    is_alive = rng.random(alive.shape) < alive
+    p = rng.beta(a, b)
+    theta = np.clip(rng.beta(g, d), 1e-300, 1.0)
+    survived = np.minimum(rng.geometric(theta) - 1, int(t))
+    return np.where(is_alive, rng.binomial(survived, p), 0)
+
+
+# ---------------------------------------------------------------------------- summary of a log
+def bgbb_summary(transactions, period: str = "Y", observation_end=None, **load_kwargs) -> pd.DataFrame:
+    """Discrete-time summary of a transaction log for BG/BB: one opportunity per calendar period.
+
+    A customer's first period (her first transaction) is opportunity 0; each later period up to
+    the one containing ``observation_end`` is an opportunity. Several transactions in one period
+    count as one.
+
+    Parameters
+    ----------
+    transactions
+        A log from :func:`clvmodels.load_transactions`, or anything it accepts (then pass its
+        column arguments here, e.g. ``customer_id="id"``).
+    period
+        pandas period alias of an opportunity: ``"Y"`` (default), ``"Q"``, ``"M"``, ``"W"``, ``"D"``.
+    observation_end
+        Last observed date (default: the log's last timestamp); later transactions are an error.
+
+    Returns
+    -------
+    DataFrame indexed by customer id with ``frequency`` (periods with a transaction after the
+    first), ``recency`` (opportunity of the last one, 0 if none) and ``n_periods`` (opportunities
+    observed); ``attrs["period"]`` records the period.
+    """
+    if (isinstance(transactions, pd.DataFrame) and not load_kwargs
+            and list(transactions.columns[:2]) == [CUSTOMER, TIMESTAMP] and "n_rows" in transactions.attrs):
+        log = transactions
+    else:
+        log = load_transactions(transactions, **load_kwargs)
+    ts = pd.DatetimeIndex(log[TIMESTAMP])
+    try:
+        ordinal = pd.PeriodIndex(ts, freq=period).asi8
+        end = (pd.Timestamp(observation_end) if observation_end is not None else ts.max()).to_period(period).ordinal
+    except (ValueError, TypeError) as exc:
+        raise ClvDataError(f"period must be a pandas period alias such as 'Y', 'Q', 'M', 'W' or 'D', "
+                           f"got {period!r} ({exc}).") from exc
+    late = ordinal > end
+    if late.any():
+        raise data_error(f"Transactions after the observation end {observation_end}", column=TIMESTAMP,
+                         rows=log.loc[late], fix="Pass a later observation_end or drop them.")
+    codes, customers = pd.factorize(log[CUSTOMER], sort=True)
+    first = pd.Series(ordinal).groupby(codes).min().to_numpy()
+    pairs = pd.unique(pd.Series(codes.astype(np.int64) * (end - ordinal.min() + 1) + (ordinal - ordinal.min())))
+    code_of_pair = pairs // (end - ordinal.min() + 1)
+    period_of_pair = pairs % (end - ordinal.min() + 1) + ordinal.min()
+    frequency = np.bincount(code_of_pair, minlength=len(customers)) - 1
+    last = pd.Series(period_of_pair).groupby(code_of_pair).max().reindex(range(len(customers))).to_numpy()
+    out = pd.DataFrame({
+        "frequency": frequency.astype(np.int64),
+        "recency": np.where(frequency > 0, last - first, 0).astype(np.int64),
+        "n_periods": (end - first).astype(np.int64),
+    }, index=pd.Index(customers, name=CUSTOMER))
+    out.attrs.update(period=period, observation_end=str(pd.Period(ordinal=end, freq=period)))
+    return out
+
+
+# ---------------------------------------------------------------------------- estimator
+class BetaGeoBetaBinomModel(CLVModel):
+    """BG/BB model of discrete transaction opportunities (Fader, Hardie & Shang 2010).
+
+    Fit on a frame with ``frequency``, ``recency`` and ``n_periods`` (:func:`bgbb_summary`), one row
+    per customer or one per distinct history with ``weights`` (as in the papers' tables).
+
+    Parameters
+    ----------
+    method, penalizer, priors, draws, tune, chains, random_seed, progressbar
+        As for :class:`~clvmodels.BetaGeoModel`.
+
+    Attributes (after ``fit``)
+    --------------------------
+    params_ : Series with ``alpha``, ``beta``, ``gamma``, ``delta``
+    log_likelihood_, aic_, bic_, converged_, covariance_ (log-parameters), n_customers_, n_unique_
+
+    Examples
+    --------
+    >>> d = clvmodels.datasets.load_donations()                                        # doctest: +SKIP
+    >>> m = BetaGeoBetaBinomModel().fit(d.rename(columns={"periods": "n_periods"}),
+    ...                                 weights=d["weights"])                           # doctest: +SKIP
+    >>> m.expected_purchases(t=5)                                                       # doctest: +SKIP
+    """
+
+    param_names = ("alpha", "beta", "gamma", "delta")
+    data_columns = ("frequency", "recency", "n_periods")
+    default_priors = {
+        "alpha": ("HalfNormal", {"sigma": 10.0}),
+        "beta": ("HalfNormal", {"sigma": 10.0}),
+        "gamma": ("HalfNormal", {"sigma": 10.0}),
+        "delta": ("HalfNormal", {"sigma": 10.0}),
+    }
+    log_likelihood = staticmethod(log_likelihood)
+    #: The conditional expected-purchases formula (``t`` in opportunities), used by :func:`clvmodels.clv`.
+    expected_purchases_formula = staticmethod(expected_purchases)
+    #: Predictive pmf and exact simulation of future transactions, used by :mod:`clvmodels.predictive`.
+    purchase_pmf_formula = staticmethod(purchase_pmf)
+    simulate_purchases_formula = staticmethod(simulate_purchases)
+
+    def _data_arrays(self, rfm: pd.DataFrame) -> dict[str, np.ndarray]:
+        data = validate_columns(rfm, self.data_columns)
+        return _check_histories(rfm, data, self.data_columns)
+
+    def expected_purchases(self, t: int, rfm: pd.DataFrame | None = None, **kwargs):
+        """Expected transactions in the next ``t`` opportunities given each history (FHS 2010 eq. 13).
+        ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
+        _check_m(t)
+        return self._predict(expected_purchases, self._checked(rfm), name="expected_purchases", t=float(t),
+                             **kwargs)
+
+    def probability_alive(self, rfm: pd.DataFrame | None = None, *, future: int = 0, **kwargs):
+        """Probability that each customer is alive at opportunity ``n + future`` (``future=1``: FHS
+        2010 eq. 11, alive at the next opportunity)."""
+        _check_m(future)
+        return self._predict(probability_alive, self._checked(rfm), name="probability_alive",
+                             future=float(future), **kwargs)
+
+    def expected_purchases_new_customer(self, t, **kwargs):
+        """Expected transactions of a new customer over her first ``t`` opportunities (FHS 2010 eq. 9)."""
+        ts = np.atleast_1d(np.asarray(t, dtype=float))
+        _check_m(ts)
+        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
+        out = self._predict(lambda params, t: expected_purchases_new_customer(params, t=t), grid,
+                            name="expected_purchases", columns=("t",), **kwargs)
+        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
+
+    def probability_of_n_purchases_new_customer(self, t: int, **kwargs) -> pd.Series | pd.DataFrame:
+        """``P(X(t) = k)``, ``k = 0..t``, for a new customer over her first ``t`` opportunities
+        (FHS 2010 eq. 7); multiply by the cohort size for the expected histogram."""
+        _check_m(t)
+        ks = np.arange(int(t) + 1, dtype=float)
+        grid = pd.DataFrame({"k": ks}, index=pd.Index(ks.astype(int), name="frequency"))
+        return self._predict(lambda params, k: probability_of_n_purchases_new_customer(params, t=int(t), n=k),
+                             grid, name="probability", columns=("k",), **kwargs)
+
+    def _checked(self, rfm):
+        rfm = self._rfm_or_fitted(rfm)
+        _check_histories(rfm, validate_columns(rfm, self.data_columns), self.data_columns)
+        return rfm
+
+
+def _check_histories(rfm, data, columns):
+    x, tx, n = data["frequency"], data["recency"], data["n_periods"]
+    for name, v in data.items():
+        bad = (v < 0) | (v != np.round(v))
+        if bad.any():
+            raise data_error("BG/BB counts must be non-negative integers", column=name, rows=rfm.loc[bad, list(columns)])
+    bad = (tx > n) | (x > tx) | ((x == 0) & (tx > 0))
+    if bad.any():
+        raise data_error("Each history needs frequency <= recency <= n_periods (and recency 0 without "
+                         "transactions)", column="recency", rows=rfm.loc[bad, list(columns)],
+                         fix="Build the summary with clvmodels.models.bgbb.bgbb_summary(...).")
+    return data
+
+
+def _check_m(m) -> None:
+    m = np.asarray(m, dtype=float)
+    if not np.all(np.isfinite(m)) or np.any(m < 0) or np.any(m != np.round(m)):
+        raise ClvDataError(f"The number of opportunities must be a non-negative integer, got {m}.")

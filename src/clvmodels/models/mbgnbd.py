@@ -1,0 +1,204 @@
+"""MBG/NBD: the modified beta-geometric/negative-binomial model (Batislam, Denizel & Filiztekin 2007).
+
+As BG/NBD (:mod:`clvmodels.models.bgnbd`), except that a customer may also drop out right after
+her *first* purchase: a coin with drop-out probability ``p ~ Beta(a, b)`` is tossed after every
+purchase, the first one included. Customers without repeat purchases can therefore be inactive,
+which removes BG/NBD's ``1{x>0}`` and the "zero repeaters are all alive" artefact.
+
+A customer alive at ``T`` has survived ``x + 1`` tosses, so from ``T`` on she behaves like a
+*BG/NBD* customer just after a purchase, with the updated parameters ``(r+x, α+T, a, b+x+1)``; a
+new MBG/NBD customer is dead at once with probability ``a/(a+b)`` and otherwise a BG/NBD customer
+with ``(r, α, a, b+1)``. The BG/NBD new-customer formulas are therefore reused from
+:mod:`clvmodels.models.bgnbd`, not rewritten here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytensor.tensor as pt
+from scipy.special import expit
+
+from ..errors import ClvDataError
+from ._pt import betaln as pt_betaln
+from .base import CLVModel
+from .bgnbd import _check_t, expected_new, probability_new
+
+
+# ---------------------------------------------------------------------------- likelihood
+def log_likelihood(params: dict, data: dict):
+    """Per-customer log-likelihood (Batislam et al. 2007, eq. 5; Wagner & Hoppe 2008, App. A).
+
+    ``ln L = lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x+1) − ln B(a, b)
+    + ln[(α+T)^−(r+x) + a/(b+x) (α+t_x)^−(r+x)]``, the bracket by log-sum-exp (the second term,
+    ``B(a+1, b+x)/B(a, b+x+1) = a/(b+x)``, applies for every ``x``). It is the sum of
+    :func:`frequency_terms` and :func:`history_terms`.
+    """
+    return frequency_terms(params, data) + history_terms(params, data)
+
+
+def frequency_terms(params: dict, data: dict):
+    """The terms that read only ``x``: ``lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x+1) − ln B(a, b)``."""
+    r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
+    x = data["frequency"]
+    return pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) + pt_betaln(a, b + x + 1) - pt_betaln(a, b)
+
+
+def history_terms(params: dict, data: dict):
+    """The bracket: ``ln[(α+T)^−(r+x) + a/(b+x) (α+t_x)^−(r+x)]``."""
+    r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
+    x, tx, T = data["frequency"], data["recency"], data["T"]
+    term_alive = -(r + x) * pt.log(alpha + T)
+    term_dead = pt.log(a) - pt.log(b + x) - (r + x) * pt.log(alpha + tx)
+    return pt.logaddexp(term_alive, term_dead)
+
+
+# ---------------------------------------------------------------------------- predictions
+def probability_alive(params, frequency, recency, T):
+    """P(alive at T | x, t_x, T) = 1 / (1 + a/(b+x) ((α+T)/(α+t_x))^(r+x)) (Batislam et al. 2007, eq. 8)."""
+    r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
+    x = frequency
+    log_odds_dead = (np.log(a) - np.log(b + x)
+                     + (r + x) * (np.log(alpha + T) - np.log(alpha + recency)))
+    return expit(-log_odds_dead)
+
+
+def expected_purchases(params, frequency, recency, T, *, t):
+    """E[Y(t) | x, t_x, T] (Batislam et al. 2007, eq. 9): ``P(alive)`` times the BG/NBD
+    new-customer expectation (FHL 2005 eq. 9) at ``(r+x, α+T, a, b+x+1)``, i.e.
+    ``(a+b+x)/(a−1) [1 − ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; t/(α+T+t))] P(alive)``."""
+    x = frequency
+    alive = probability_alive(params, frequency, recency, T)
+    future = expected_new(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0, t)
+    return alive * future
+
+
+def expected_purchases_new_customer(params, *, t):
+    """E[X(t)] = b/(a−1) [1 − (α/(α+t))^r 2F1(r, b+1; a+b; t/(α+t))] (Batislam et al. 2007, eq. 7):
+    ``b/(a+b)`` times the BG/NBD new-customer expectation at ``(r, α, a, b+1)``."""
+    a, b = params["a"], params["b"]
+    return b / (a + b) * expected_new(params["r"], params["alpha"], a, b + 1.0, t)
+
+
+def probability_of_n_purchases_new_customer(params, *, t, n):
+    """P(X(t) = n) for a new customer (Batislam et al. 2007, eq. 6): dead at once with probability
+    ``a/(a+b)``, else the BG/NBD law (FHL 2005 eq. 8) at ``(r, α, a, b+1)``."""
+    a, b = params["a"], params["b"]
+    p_dead = a / (a + b)
+    bg = probability_new(params["r"], params["alpha"], a, b + 1.0, t, n)
+    return p_dead * (np.asarray(n) == 0) + (1.0 - p_dead) * bg
+
+
+def probability_of_n_purchases(params, frequency, recency, T, *, t, n):
+    """P(Y(t) = n | x, t_x, T): alive customers follow the BG/NBD law at ``(r+x, α+T, a, b+x+1)``."""
+    x = frequency
+    alive = probability_alive(params, frequency, recency, T)
+    p_alive = probability_new(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0, t, n)
+    return alive * p_alive + (1.0 - alive) * (np.asarray(n) == 0)
+
+
+def purchase_pmf(params, frequency, recency, T, *, t, n_max):
+    """Predictive pmf ``P(Y(t) = k | x, t_x, T)`` for ``k = 0 .. n_max−1`` and the tail
+    ``P(Y(t) ≥ n_max)``, stacked on a new last axis of length ``n_max + 1``: alive customers follow
+    the BG/NBD law (FHL 2005 eq. 8) at ``(r+x, α+T, a, b+x+1)``; the tail is one minus the rest."""
+    if int(n_max) != n_max or n_max < 1:
+        raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
+    x = np.asarray(frequency, dtype=float)
+    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
+                                                params["b"] + x + 1.0,
+                                                probability_alive(params, frequency, recency, T))
+    r, alpha, a, b, alive = (v[..., None] for v in (r, alpha, a, b, alive))
+    p_alive = probability_new(r, alpha, a, b, t, np.arange(int(n_max), dtype=float))
+    tail = np.clip(1.0 - p_alive.sum(axis=-1, keepdims=True), 0.0, 1.0)
+    pmf = alive * np.concatenate([p_alive, tail], axis=-1)
+    pmf[..., 0] += 1.0 - alive[..., 0]
+    return pmf
+
+
+def simulate_purchases(params, frequency, recency, T, *, t, rng):
+    """One draw of each customer's repeat purchases in ``(T, T+t]`` from her individual-level
+    posterior: alive with probability P(alive), then ``λ ~ Gamma(r+x, rate α+T)``,
+    ``p ~ Beta(a, b+x+1)``, and ``min(N, G)`` purchases with ``N ~ Poisson(λ t)``,
+    ``G ~ Geometric(p)`` (she drops out after purchase ``G``)."""
+    x = np.asarray(frequency, dtype=float)
+    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
+                                                params["b"] + x + 1.0,
+                                                probability_alive(params, frequency, recency, T))
+    is_alive = rng.random(alive.shape) < alive
+    lam = rng.gamma(r, 1.0 / alpha)
+    p = np.clip(rng.beta(a, b), 1e-12, 1.0)
+    return np.where(is_alive, np.minimum(rng.poisson(lam * t), rng.geometric(p)), 0)
+
+
+# ---------------------------------------------------------------------------- estimator
+class ModifiedBetaGeoModel(CLVModel):
+    """MBG/NBD purchase and drop-out model (Batislam, Denizel & Filiztekin 2007).
+
+    Parameters
+    ----------
+    method, penalizer, priors, draws, tune, chains, random_seed, progressbar
+        As for :class:`~clvmodels.BetaGeoModel`.
+
+    Attributes (after ``fit``)
+    --------------------------
+    params_ : Series with ``r``, ``alpha``, ``a``, ``b``
+    log_likelihood_, aic_, bic_, converged_, covariance_ (log-parameters), n_customers_, n_unique_
+
+    Examples
+    --------
+    >>> model = ModifiedBetaGeoModel().fit(rfm)        # doctest: +SKIP
+    >>> model.probability_alive()                      # doctest: +SKIP
+    """
+
+    param_names = ("r", "alpha", "a", "b")
+    data_columns = ("frequency", "recency", "T")
+    default_priors = {
+        "r": ("HalfNormal", {"sigma": 5.0}),
+        "alpha": ("HalfNormal", {"sigma": 50.0}),
+        "a": ("HalfNormal", {"sigma": 5.0}),
+        "b": ("HalfNormal", {"sigma": 10.0}),
+    }
+    log_likelihood = staticmethod(log_likelihood)
+    #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
+    log_likelihood_parts = ((("frequency",), frequency_terms),
+                            (("frequency", "recency", "T"), history_terms))
+    #: The conditional expected-purchases formula, used by :func:`clvmodels.clv`.
+    expected_purchases_formula = staticmethod(expected_purchases)
+    #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
+    purchase_pmf_formula = staticmethod(purchase_pmf)
+    simulate_purchases_formula = staticmethod(simulate_purchases)
+
+    def initial_params(self, data, weights):
+        rate = np.average(data["frequency"] / np.maximum(data["T"], 1e-9), weights=weights)
+        return np.array([1.0, 1.0 / max(rate, 1e-6), 1.0, 1.0])
+
+    def expected_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs):
+        """Expected repeat purchases in the next ``t`` periods given each customer's history.
+        ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
+        _check_t(t)
+        return self._predict(expected_purchases, rfm, name="expected_purchases", t=float(t), **kwargs)
+
+    def probability_alive(self, rfm: pd.DataFrame | None = None, **kwargs):
+        """Probability that each customer is still alive at the end of observation."""
+        return self._predict(probability_alive, rfm, name="probability_alive", **kwargs)
+
+    def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):
+        """Probability that each customer makes exactly ``n`` repeat purchases in the next ``t`` periods."""
+        _check_t(t)
+        _check_n(n)
+        return self._predict(probability_of_n_purchases, rfm, name=f"p_{int(n)}_purchases",
+                             t=float(t), n=int(n), **kwargs)
+
+    def expected_purchases_new_customer(self, t, **kwargs):
+        """E[X(t)] for a newly acquired customer, for one or several ``t``."""
+        ts = np.atleast_1d(np.asarray(t, dtype=float))
+        _check_t(ts)
+        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
+        out = self._predict(lambda params, t: expected_purchases_new_customer(params, t=t), grid,
+                            name="expected_purchases", columns=("t",), **kwargs)
+        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
+
+
+def _check_n(n) -> None:
+    if int(n) != n or n < 0:
+        raise ClvDataError(f"n must be a non-negative integer, got {n!r}.")

@@ -1,0 +1,223 @@
+"""Shifted-beta-geometric (sBG) model of contractual retention (Fader & Hardie 2007).
+
+At the end of every period an active customer cancels with probability ``θ``, the same for her
+whole lifetime; across customers ``θ ~ Beta(α, β)``. With ``T`` the period in which a customer
+churns (``T = 1``: she did not renew at the end of her first period):
+
+* ``P(T = t) = B(α+1, β+t−1) / B(α, β)`` (Fader & Hardie 2007, eq. 3);
+* ``S(t) = P(T > t) = B(α, β+t) / B(α, β)`` (eq. 4);
+* retention rate ``r(t) = S(t)/S(t−1) = (β+t−1)/(α+β+t−1)`` (eq. 5), increasing in ``t``: the
+  heterogeneity the model captures (the churn-prone leave first).
+
+Its data are per-period counts, not per-customer histories. A cohort's survivor counts
+``n_0, n_1, ..., n_K`` (customers active at the start of periods 0..K) become one row per churn
+period ``t = 1..K`` (``churned = 1``, weight ``n_{t−1} − n_t``) plus one censored row
+(``period = K``, ``churned = 0``, weight ``n_K``): see :func:`survivor_table`. The generic
+weighted fit (:meth:`CLVModel.fit` with ``weights``) then maximises exactly the likelihood of
+Fader & Hardie 2007, eq. 6.
+
+Discounted expected residual lifetime (Fader & Hardie 2010, "Customer-base valuation in a
+contractual setting", Marketing Science 29(1), eq. 6): for a customer who has made ``n−1``
+renewals, evaluated just before her ``n``-th renewal decision (so the next payment, if she renews,
+is not discounted),
+``DERL(d | n−1 renewals) = B(α, β+n)/B(α, β+n−1) · 2F1(1, β+n; α+β+n; 1/(1+d))``;
+the discounted expected lifetime of a new customer, her first payment included, is
+``DEL(d) = 2F1(1, β; α+β; 1/(1+d))``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytensor.tensor as pt
+from scipy.special import betaln, hyp2f1
+
+from ..errors import ClvDataError, data_error
+from ._pt import betaln as pt_betaln
+from .base import CLVModel, validate_columns
+
+
+# ---------------------------------------------------------------------------- likelihood
+def log_likelihood(params: dict, data: dict):
+    """Log-likelihood of one row (Fader & Hardie 2007, eq. 6).
+
+    ``churned = 1``: ``ln P(T = t) = ln B(α+1, β+t−1) − ln B(α, β)``;
+    ``churned = 0`` (still active after ``t`` periods): ``ln S(t) = ln B(α, β+t) − ln B(α, β)``.
+    """
+    alpha, beta = params["alpha"], params["beta"]
+    t, churned = data["period"], data["churned"]
+    return pt.switch(pt.gt(churned, 0.5),
+                     pt_betaln(alpha + 1, beta + t - 1),
+                     pt_betaln(alpha, beta + t)) - pt_betaln(alpha, beta)
+
+
+# ---------------------------------------------------------------------------- predictions
+def survival(params, period):
+    """S(t) = B(α, β+t)/B(α, β): share of a cohort still active after ``t`` periods (eq. 4)."""
+    alpha, beta = params["alpha"], params["beta"]
+    return np.exp(betaln(alpha, beta + period) - betaln(alpha, beta))
+
+
+def retention_rate(params, period):
+    """r(t) = (β+t−1)/(α+β+t−1): share of the customers active in period ``t−1`` who renew (eq. 5)."""
+    alpha, beta = params["alpha"], params["beta"]
+    return (beta + period - 1.0) / (alpha + beta + period - 1.0)
+
+
+def churn_probability(params, period):
+    """P(T = t) = B(α+1, β+t−1)/B(α, β): share of a cohort lost at the end of period ``t`` (eq. 3)."""
+    alpha, beta = params["alpha"], params["beta"]
+    return np.exp(betaln(alpha + 1.0, beta + period - 1.0) - betaln(alpha, beta))
+
+
+def derl(params, renewals, *, discount_rate):
+    """DERL(d | n−1 renewals) = B(α, β+n)/B(α, β+n−1) · 2F1(1, β+n; α+β+n; 1/(1+d)) with
+    ``n − 1 = renewals`` (Fader & Hardie 2010, eq. 6).
+
+    ``renewals = 0`` is a customer who has just been acquired and will decide on her first renewal;
+    the value counts the expected number of future (discounted) payments, each worth 1.
+    """
+    alpha, beta = params["alpha"], params["beta"]
+    n = renewals + 1.0
+    ratio = np.exp(betaln(alpha, beta + n) - betaln(alpha, beta + n - 1.0))
+    return ratio * hyp2f1(1.0, beta + n, alpha + beta + n, 1.0 / (1.0 + discount_rate))
+
+
+def del_new_customer(params, *, discount_rate):
+    """DEL(d) = 2F1(1, β; α+β; 1/(1+d)): discounted expected lifetime of a new customer, her first
+    payment included (Fader & Hardie 2010, eq. 5)."""
+    alpha, beta = params["alpha"], params["beta"]
+    return hyp2f1(1.0, beta, alpha + beta, 1.0 / (1.0 + discount_rate))
+
+
+# ---------------------------------------------------------------------------- data
+def survivor_table(survivors) -> pd.DataFrame:
+    """Per-period rows of a cohort's survivor counts, ready for :meth:`ShiftedBetaGeoModel.fit`.
+
+    Parameters
+    ----------
+    survivors
+        Customers active at the start of periods ``0, 1, ..., K`` (non-increasing counts; the first
+        is the cohort size).
+
+    Returns
+    -------
+    DataFrame with ``period``, ``churned`` and ``count``: one row per period ``t = 1..K`` with the
+    customers lost at its end (``churned = 1``) and one row ``(K, 0)`` with the customers still
+    active (censored). Pass ``weights=table["count"]`` to ``fit``.
+    """
+    s = np.asarray(survivors, dtype=float)
+    if s.ndim != 1 or len(s) < 2:
+        raise ClvDataError("survivors must be a 1-d sequence of at least 2 counts (periods 0, 1, ...).")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ClvDataError(f"survivors must be finite, non-negative counts, got {s.tolist()}.")
+    lost = -np.diff(s)
+    if np.any(lost < 0):
+        bad = int(np.argmax(lost < 0)) + 1
+        raise ClvDataError(f"survivors must not increase: {s[bad - 1]:g} at period {bad - 1} but "
+                           f"{s[bad]:g} at period {bad}. Pass the survivors of one cohort.")
+    K = len(s) - 1
+    return pd.DataFrame({
+        "period": np.r_[np.arange(1, K + 1), K].astype(np.int64),
+        "churned": np.r_[np.ones(K, dtype=np.int64), 0],
+        "count": np.r_[lost, s[-1]],
+    })
+
+
+# ---------------------------------------------------------------------------- estimator
+class ShiftedBetaGeoModel(CLVModel):
+    """Shifted-beta-geometric model of contractual retention (Fader & Hardie 2007).
+
+    Fit on a per-period table (``period``, ``churned``) with counts as ``weights``, or directly on
+    a cohort's survivor counts with :meth:`fit_survivors`.
+
+    Parameters
+    ----------
+    method, penalizer, priors, draws, tune, chains, random_seed, progressbar
+        As for :class:`~clvmodels.BetaGeoModel`.
+
+    Attributes (after ``fit``)
+    --------------------------
+    params_ : Series with ``alpha``, ``beta``
+    log_likelihood_, aic_, bic_, converged_, covariance_ (log-parameters), n_customers_
+
+    Examples
+    --------
+    >>> sbg = ShiftedBetaGeoModel().fit_survivors([1000, 631, 468, 382, 326, 289, 262, 241])  # doctest: +SKIP
+    >>> sbg.params_.round(3).tolist()                                                      # doctest: +SKIP
+    [0.704, 1.182]
+    >>> sbg.survival([8, 9, 10, 11, 12])                                                   # doctest: +SKIP
+    """
+
+    param_names = ("alpha", "beta")
+    data_columns = ("period", "churned")
+    default_priors = {
+        "alpha": ("HalfNormal", {"sigma": 10.0}),
+        "beta": ("HalfNormal", {"sigma": 10.0}),
+    }
+    log_likelihood = staticmethod(log_likelihood)
+
+    def _data_arrays(self, rfm: pd.DataFrame) -> dict[str, np.ndarray]:
+        data = validate_columns(rfm, self.data_columns)
+        t = data["period"]
+        bad = (t < 1) | (t != np.round(t))
+        if bad.any():
+            raise data_error("Periods must be positive integers (1 = the first period)", column="period",
+                             rows=rfm.loc[bad, list(self.data_columns)])
+        bad = ~np.isin(data["churned"], (0.0, 1.0))
+        if bad.any():
+            raise data_error("churned must be 0 (still active after the period) or 1 (lost at its end)",
+                             column="churned", rows=rfm.loc[bad, list(self.data_columns)])
+        return data
+
+    def fit_survivors(self, survivors, **kwargs) -> "ShiftedBetaGeoModel":
+        """Fit on one cohort's survivor counts at the start of periods 0..K (see :func:`survivor_table`)."""
+        table = survivor_table(survivors)
+        table = table[table["count"] > 0].reset_index(drop=True)
+        return self.fit(table, weights=table["count"].to_numpy(), **kwargs)
+
+    # ------------------------------------------------------------------ predictions
+    def _grid_predict(self, fn, periods, name, column="period", **kwargs):
+        ps = np.atleast_1d(np.asarray(periods, dtype=float))
+        if not np.all(np.isfinite(ps)) or np.any(ps < 0):
+            raise ClvDataError(f"{column} must be finite and non-negative, got {ps}.")
+        grid = pd.DataFrame({column: ps}, index=pd.Index(ps, name=column))
+        return self._predict(fn, grid, name=name, columns=(column,), **kwargs)
+
+    def survival(self, periods, **kwargs):
+        """Share of a new cohort still active after each of ``periods`` (``S(t)``); ``interval=0.9``
+        adds parameter uncertainty."""
+        return self._grid_predict(lambda params, period: survival(params, period), periods, "survival", **kwargs)
+
+    def retention_rate(self, periods, **kwargs):
+        """Retention rate ``r(t)`` of each period ``t >= 1``: the share of period ``t−1``'s customers renewing."""
+        if np.any(np.asarray(periods, dtype=float) < 1):
+            raise ClvDataError("Retention rates are defined for periods t >= 1.")
+        return self._grid_predict(lambda params, period: retention_rate(params, period), periods,
+                                  "retention_rate", **kwargs)
+
+    def expected_survivors(self, periods, cohort_size: float, **kwargs):
+        """Projected active customers of a cohort of ``cohort_size`` after each of ``periods``."""
+        return cohort_size * self.survival(periods, **kwargs)
+
+    def derl(self, renewals, discount_rate: float, **kwargs):
+        """Discounted expected residual lifetime of a customer with ``renewals`` renewals so far,
+        evaluated just before her next renewal decision (Fader & Hardie 2010, eq. 6). Multiply by
+        the payment per period for the residual lifetime value."""
+        _check_rate(discount_rate)
+        if np.any(np.asarray(renewals, dtype=float) != np.round(np.asarray(renewals, dtype=float))):
+            raise ClvDataError("renewals must be non-negative integers.")
+        return self._grid_predict(lambda params, renewals: derl(params, renewals, discount_rate=discount_rate),
+                                  renewals, "derl", column="renewals", **kwargs)
+
+    def discounted_expected_lifetime(self, discount_rate: float, **kwargs):
+        """DEL: discounted expected number of payments of a new customer, the first included."""
+        _check_rate(discount_rate)
+        out = self._grid_predict(lambda params, period: del_new_customer(params, discount_rate=discount_rate)
+                                 + 0.0 * period, 0.0, "del", **kwargs)
+        return float(out.iloc[0]) if isinstance(out, pd.Series) else out
+
+
+def _check_rate(d) -> None:
+    if not np.isfinite(d) or d <= 0:
+        raise ClvDataError(f"discount_rate must be positive (DERL is infinite without discounting), got {d!r}.")
