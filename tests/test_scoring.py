@@ -1,0 +1,182 @@
+"""Batch scoring: the same numbers as the models' own predictions, chunk-independent, nothing lost."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels as clv
+from clvmodels.datasets import cdnow_summary
+from clvmodels.errors import ClvDataError
+from clvmodels.scoring import ScoreSettings, row_problems, score_columns, score_frame, score_table
+
+SETTINGS = ScoreSettings(horizon=12, time_unit="M", discount_rate=0.01, interval=0.9, n_draws=100, seed=7)
+
+
+@pytest.fixture(scope="module")
+def rfm():
+    frame = cdnow_summary(with_spend=True)
+    frame.attrs["time_unit"] = "W"
+    return frame
+
+
+@pytest.fixture(scope="module")
+def models(rfm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return clv.BetaGeoModel().fit(rfm), clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
+
+
+def test_scores_equal_the_models_predictions(models, rfm):
+    bgnbd, gg = models
+    got = score_frame(bgnbd, gg, rfm, SETTINGS)
+    assert list(got.columns) == score_columns(True, True)
+    month = 365.25 / 12 / 7  # weeks
+    kw = dict(interval=0.9, n_draws=100, seed=7)
+    ep = bgnbd.expected_purchases(12 * month, rfm, **kw)
+    assert np.array_equal(got["expected_purchases"], ep["mean"])
+    assert np.array_equal(got["expected_purchases_upper"], ep["upper"])
+    assert np.array_equal(got["probability_alive_lower"], bgnbd.probability_alive(rfm, **kw)["lower"])
+    assert np.array_equal(got["expected_spend"], gg.expected_spend(rfm, **kw)["mean"])
+    value = clv.clv(bgnbd, gg, rfm, horizon=12, time_unit="M", discount_rate=0.01, **kw)
+    assert np.array_equal(got["clv"], value["mean"]) and np.array_equal(got["clv_lower"], value["lower"])
+    # sanity: intervals bracket the mean, and a 52-week horizon buys more than none
+    assert (got["clv_lower"] <= got["clv"]).all() and (got["clv"] <= got["clv_upper"]).all()
+    point = score_frame(bgnbd, gg, rfm, ScoreSettings())
+    assert list(point.columns) == ["expected_purchases", "probability_alive", "expected_spend", "clv"]
+    assert np.array_equal(point["clv"], clv.clv(bgnbd, gg, rfm, horizon=12, time_unit="M", discount_rate=0.01))
+
+
+def test_purchase_model_alone(models, rfm):
+    got = score_frame(models[0], None, rfm, ScoreSettings(horizon=3, time_unit="W"))
+    assert list(got.columns) == ["expected_purchases", "probability_alive"]
+    assert np.array_equal(got["expected_purchases"], models[0].expected_purchases(3.0, rfm))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_chunked_scoring_equals_one_shot(models, rfm, tmp_path, fmt):
+    bgnbd, gg = models
+    table = tmp_path / f"rfm.{fmt}"
+    (rfm.to_parquet if fmt == "parquet" else rfm.to_csv)(table, index=True)
+    counts = score_table(bgnbd, gg, table, tmp_path / f"scores.{fmt}", settings=SETTINGS, chunk_rows=500)
+    assert (counts.read, counts.scored, counts.rejected) == (2357, 2357, 0)
+    read = pd.read_parquet if fmt == "parquet" else pd.read_csv
+    got = read(tmp_path / f"scores.{fmt}").set_index("customer_id")
+    expected = score_frame(bgnbd, gg, rfm, SETTINGS)
+    assert list(got.index.astype(int)) == list(rfm.index)
+    np.testing.assert_allclose(got[expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12 if fmt == "csv" else 0)
+    assert len(read(tmp_path / f"scores.rejects.{fmt}")) == 0
+
+
+def bad_rows(rfm: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The CDNOW table with one broken row per problem (ids as text, one a duplicate)."""
+    t = rfm.reset_index().astype({"customer_id": str})
+    problems = {
+        "1": ("frequency", np.nan, "missing, non-numeric or infinite frequency"),
+        "2": ("frequency", 1.5, "frequency is not a non-negative integer"),
+        "3": ("recency", -1.0, "recency is not in [0, T]"),
+        "4": ("recency", 1000.0, "recency is not in [0, T]"),
+        "5": ("monetary_value", -5.0, "monetary_value is negative"),
+        "6": ("T", np.inf, "missing, non-numeric or infinite T"),
+    }
+    for cid, (col, value, _) in problems.items():
+        t.loc[t["customer_id"] == cid, col] = value
+    zero = t.index[(t["frequency"] == 0) & ~t["customer_id"].isin(list(problems))][0]
+    t.loc[zero, "recency"] = 2.0
+    expected = {cid: reason for cid, (_, _, reason) in problems.items()}
+    expected[t.loc[zero, "customer_id"]] = "recency > 0 without repeat purchases"
+    dup = t.iloc[[10]].copy()  # id "11" again, at the end: the first one is scored
+    missing = t.iloc[[20]].assign(customer_id=None)
+    return pd.concat([t, dup, missing], ignore_index=True), expected
+
+
+def test_every_customer_is_scored_or_rejected_once(models, rfm, tmp_path):
+    bgnbd, gg = models
+    table, expected = bad_rows(rfm)
+    path = tmp_path / "rfm.parquet"
+    table.to_parquet(path, index=False)
+    counts = score_table(bgnbd, gg, path, tmp_path / "s.parquet", settings=SETTINGS, chunk_rows=400)
+    scores = pd.read_parquet(tmp_path / "s.parquet")
+    rejects = pd.read_parquet(tmp_path / "s.rejects.parquet")
+    assert counts.read == len(table) == counts.scored + counts.rejected
+    assert counts.scored == len(scores) == 2357 - len(expected)
+    assert counts.rejected == len(rejects) == len(expected) + 2
+    got = dict(zip(rejects["customer_id"], rejects["reason"]))
+    for cid, reason in expected.items():
+        assert got[cid] == reason
+    assert got["11"].startswith("duplicate customer_id")
+    assert rejects.loc[rejects["customer_id"].isna(), "reason"].tolist() == ["missing customer_id"]
+    assert scores["customer_id"].is_unique and "11" in set(scores["customer_id"])
+    # the union is the input: no customer lost, none twice
+    assert sorted(scores["customer_id"].tolist() + rejects["customer_id"].dropna().tolist()) == \
+        sorted(table["customer_id"].dropna().tolist())
+    assert counts.reasons["recency is not in [0, T]"] == 2
+    # the scored rows have exactly the scores of a clean run
+    clean = score_frame(bgnbd, gg, rfm.loc[scores["customer_id"].astype(int)], SETTINGS)
+    assert np.array_equal(scores["clv_upper"].to_numpy(), clean["clv_upper"].to_numpy())
+
+
+def test_row_problems_accepts_valid_rows(rfm):
+    assert (row_problems(rfm, ["frequency", "recency", "T", "monetary_value"]) == "").all()
+
+
+def test_bayesian_draws_give_posterior_means(models, rfm):
+    from arviz_base import from_dict  # noqa: F401  (the same stack as a NUTS fit)
+
+    bgnbd, gg = models
+    posterior = clv.BetaGeoModel().fit(rfm)
+    posterior.posterior_draws_ = bgnbd.parameter_draws(300, seed=1)
+    spend = clv.GammaGammaModel(exclude_invalid=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spend.fit(rfm)
+    spend.posterior_draws_ = gg.parameter_draws(300, seed=2)
+    point = score_frame(posterior, spend, rfm, ScoreSettings(n_draws=300))
+    assert list(point.columns) == ["expected_purchases", "probability_alive", "expected_spend", "clv"]
+    alive = posterior.probability_alive(rfm)  # the posterior mean over all draws
+    assert np.array_equal(point["probability_alive"], alive)
+
+
+def test_unknown_time_unit_needs_period_length(models, rfm, tmp_path):
+    bgnbd, gg = models
+    bare = rfm.copy()
+    bare.attrs = {}
+    model = clv.BetaGeoModel().fit(bare)
+    with pytest.raises(ClvDataError, match="period_length"):
+        score_table(model, None, rfm, tmp_path / "s.parquet", settings=ScoreSettings())
+    assert not (tmp_path / "s.parquet").exists()
+    got = score_frame(model, None, rfm, ScoreSettings(period_length=4.0, horizon=2))
+    assert np.array_equal(got["expected_purchases"], model.expected_purchases(8.0, rfm))
+
+
+@pytest.mark.parametrize("kw,match", [({"horizon": 0}, "horizon"), ({"interval": 1.5}, "interval"),
+                                      ({"n_draws": 1}, "n_draws"), ({"time_unit": "fortnight"}, "time unit")])
+def test_settings_are_checked(kw, match):
+    with pytest.raises(ClvDataError, match=match):
+        ScoreSettings(**kw)
+
+
+def test_frame_source_and_failure_leaves_previous_output(models, rfm, tmp_path, monkeypatch):
+    bgnbd, gg = models
+    out = tmp_path / "s.parquet"
+    score_table(bgnbd, gg, rfm, out, settings=ScoreSettings())
+    before = out.read_bytes()
+    import clvmodels.scoring as scoring
+
+    calls = {"n": 0}
+    real = scoring.score_frame
+
+    def fail_on_third_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise FloatingPointError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_frame", fail_on_third_chunk)
+    with pytest.raises(FloatingPointError):
+        score_table(bgnbd, gg, rfm, out, settings=ScoreSettings(), chunk_rows=300)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.parquet", "s.rejects.parquet"]
