@@ -89,13 +89,24 @@ def progress(args, total: int | None, desc: str, unit: str = "rows"):
     yield advance
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever ``sys.stderr`` is when they are written."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup_logging(args) -> None:
     logger = logging.getLogger("clvmodels")
     logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    if not any(getattr(h, "_clvmodels_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler._clvmodels_cli = True
         logger.addHandler(handler)
     logger.propagate = False
 

@@ -1,0 +1,228 @@
+"""The clvmodels command: end to end, exit codes, nothing lost, atomic outputs under SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels as clv
+from clvmodels import cli
+from clvmodels.datasets import load_cdnow, simulate
+from clvmodels.scoring import ScoreSettings, score_frame
+
+SUBCOMMANDS = ["summarize", "fit", "score", "backtest", "report", "demo"]
+
+
+def run(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """CDNOW log as CSV (text dates), its summary, fitted models: the commands' normal path."""
+    d = tmp_path_factory.mktemp("cli")
+    log = load_cdnow(sample=True)
+    log.assign(date=log["date"].dt.strftime("%Y-%m-%d")).to_csv(d / "log.csv", index=False)
+    assert run("summarize", d / "log.csv", "--out", d / "rfm.parquet", "--timestamp", "date",
+               "--observation-end", "1997-09-30", "--truncate", "--date-format", "%Y-%m-%d") == 0
+    assert run("fit", d / "rfm.parquet", "--model", "bgnbd+gg", "--method", "mle", "--out", d / "model", "-q") == 0
+    return d
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help_of_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"])
+    assert info.value.code == 0
+    assert f"usage: clvmodels {command}" in capsys.readouterr().out
+
+
+def test_top_level_help_documents_exit_codes(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and "Exit codes" in out and "3 customers" in out and "internal failure" in out
+    for command in SUBCOMMANDS:
+        assert command in out
+
+
+def test_summarize_matches_the_library_and_engines_agree(workdir, tmp_path):
+    rfm = pd.read_parquet(workdir / "rfm.parquet")
+    log = clv.load_transactions(load_cdnow(sample=True), timestamp="date")
+    expected = clv.rfm_summary(log, observation_end="1997-09-30", truncate=True)
+    pd.testing.assert_frame_equal(rfm[expected.columns], expected, check_exact=False, rtol=1e-12)
+    assert rfm.attrs["time_unit"] == "W" and len(rfm) == 2357
+    for engine in ("pandas", "duckdb"):
+        out = tmp_path / f"{engine}.csv"
+        assert run("summarize", workdir / "log.csv", "--out", out, "--engine", engine, "--timestamp", "date",
+                   "--calibration-end", "1997-09-30", "--time-unit", "D", "--date-format", "%Y-%m-%d", "-q") == 0
+    a, b = pd.read_csv(tmp_path / "pandas.csv"), pd.read_csv(tmp_path / "duckdb.csv")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+    assert {"frequency_holdout", "value_holdout", "duration_holdout"} <= set(a.columns)
+
+
+def test_fit_writes_both_models(workdir):
+    models, meta = clv.load_models(workdir / "model")
+    assert set(models) == {"purchase", "spend"} and meta["model"] == "bgnbd+gg"
+    # the published CDNOW BG/NBD estimates (Fader, Hardie & Lee 2005)
+    assert models["purchase"].params_["r"] == pytest.approx(0.243, abs=1e-3)
+    assert models["purchase"].params_["alpha"] == pytest.approx(4.414, abs=1e-2)
+    assert models["purchase"].time_unit_ == "W"
+
+
+def test_score_equals_the_library(workdir, capsys):
+    out = workdir / "scores.parquet"
+    code = run("score", workdir / "model", workdir / "rfm.parquet", "--out", out, "--horizon", 12,
+               "--time-unit", "M", "--discount-rate", 0.01, "--interval", 0.9, "--draws", 100, "--seed", 3)
+    assert code == 0
+    assert "read: 2,357; scored: 2,357; rejected: 0" in capsys.readouterr().out
+    got = pd.read_parquet(out).set_index("customer_id")
+    models, _ = clv.load_models(workdir / "model")
+    rfm = pd.read_parquet(workdir / "rfm.parquet")
+    expected = score_frame(models["purchase"], models["spend"], rfm,
+                           ScoreSettings(interval=0.9, n_draws=100, seed=3))
+    assert np.array_equal(got[expected.columns].to_numpy(), expected.to_numpy())
+    assert len(pd.read_parquet(workdir / "scores.rejects.parquet")) == 0
+
+
+def test_score_a_log_directly_as_csv(workdir):
+    out = workdir / "from_log.csv"
+    assert run("score", workdir / "model", workdir / "log.csv", "--out", out, "--timestamp", "date",
+               "--observation-end", "1997-09-30", "--truncate", "--date-format", "%Y-%m-%d", "-q") == 0
+    got = pd.read_csv(out).set_index("customer_id")
+    ref = pd.read_parquet(workdir / "scores.parquet").set_index("customer_id") if (
+        workdir / "scores.parquet").exists() else None
+    models, _ = clv.load_models(workdir / "model")
+    rfm = pd.read_parquet(workdir / "rfm.parquet")
+    expected = score_frame(models["purchase"], models["spend"], rfm, ScoreSettings())
+    np.testing.assert_allclose(got[expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12)
+    assert ref is None or len(ref) == len(got)
+
+
+def test_rejects_exit_3_unless_allowed(workdir, tmp_path, capsys):
+    rfm = pd.read_parquet(workdir / "rfm.parquet")
+    rfm.loc[rfm.index[:3], "recency"] = -1.0
+    bad = tmp_path / "bad.parquet"
+    rfm.to_parquet(bad)
+    out = tmp_path / "s.parquet"
+    assert run("score", workdir / "model", bad, "--out", out, "-q") == cli.EXIT_REJECTS
+    captured = capsys.readouterr()
+    assert "rejected: 3" in captured.out and "--allow-rejects" in captured.err
+    assert len(pd.read_parquet(out)) == 2354
+    rejects = pd.read_parquet(tmp_path / "s.rejects.parquet")
+    assert rejects["reason"].eq("recency is not in [0, T]").sum() == 3
+    assert run("score", workdir / "model", bad, "--out", out, "--allow-rejects", "-q") == 0
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["score", "{d}/model", "{d}/missing.parquet", "--out", "{t}/s.parquet"], "File not found"),
+    (["score", "{t}/nomodel", "{d}/rfm.parquet", "--out", "{t}/s.parquet"], "No saved model"),
+    (["fit", "{d}/rfm.parquet", "--model", "nosuchmodel", "--out", "{t}/m"], "Unknown model"),
+    (["fit", "{t}/plain.csv", "--out", "{t}/m"], "time unit"),
+    (["summarize", "{d}/log.csv", "--out", "{t}/r.parquet"], "Missing column"),
+    (["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--interval", "2"], "interval"),
+])
+def test_bad_input_exits_2(workdir, tmp_path, capsys, argv, match):
+    pd.DataFrame({"frequency": [1], "recency": [1.0], "T": [2.0]}).to_csv(tmp_path / "plain.csv", index=False)
+    code = cli.main([a.format(d=workdir, t=tmp_path) for a in argv])
+    assert code == cli.EXIT_BAD_INPUT
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "s.parquet").exists() and not (tmp_path / "m").exists()
+
+
+def test_corrupted_model_exits_2(workdir, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(workdir / "model", tmp_path / "model")
+    f = tmp_path / "model" / "purchase" / "model.json"
+    f.write_text(f.read_text().replace('"W"', '"D"'))
+    assert run("score", tmp_path / "model", workdir / "rfm.parquet", "--out", tmp_path / "s.parquet") == 2
+    assert "checksum" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as info:
+        cli.main(["score", "--no-such-option"])
+    assert info.value.code == 2
+
+
+def test_internal_failure_exits_1_and_keeps_previous_output(workdir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "s.parquet"
+    assert run("score", workdir / "model", workdir / "rfm.parquet", "--out", out, "-q") == 0
+    before = out.read_bytes()
+    import clvmodels.scoring as scoring
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(scoring, "score_frame", broken)
+    assert run("score", workdir / "model", workdir / "rfm.parquet", "--out", out, "-q") == cli.EXIT_INTERNAL
+    assert "simulated bug" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_progress_goes_to_log_lines_off_a_terminal(workdir, tmp_path, capsys):
+    args = ["score", workdir / "model", workdir / "rfm.parquet", "--out", tmp_path / "s.parquet", "--chunk-rows", 1000]
+    assert run(*args) == 0
+    err = capsys.readouterr().err
+    assert "scoring: 1,000 of 2,357 customers" in err and "scoring: 2,357 of 2,357 customers" in err
+    assert run(*args, "--quiet") == 0
+    assert capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------------- real processes
+def _command() -> list[str]:
+    exe = Path(sys.executable).parent / "clvmodels"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "clvmodels.cli"]
+
+
+def test_installed_command_runs(workdir):
+    res = subprocess.run(_command() + ["score", str(workdir / "model"), str(workdir / "rfm.parquet"),
+                                       "--out", str(workdir / "proc.csv"), "--csv"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "scored: 2,357" in res.stdout
+    assert len(pd.read_csv(workdir / "proc.csv")) == 2357
+
+
+def test_killed_scoring_run_leaves_the_previous_file(tmp_path):
+    """SIGKILL midway through a chunked scoring run: the old scores stay, complete and readable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log = simulate(30_000, seed=4)
+        rfm = clv.rfm_summary(clv.load_transactions(log))
+        clv.save_models({"purchase": clv.BetaGeoModel().fit(rfm)}, tmp_path / "model")
+    rfm.to_parquet(tmp_path / "rfm.parquet")
+    out = tmp_path / "scores.parquet"
+    pd.DataFrame({"customer_id": [1, 2], "clv": [1.0, 2.0]}).to_parquet(out)  # the previous version
+    before = out.read_bytes()
+    proc = subprocess.Popen(_command() + ["score", str(tmp_path / "model"), str(tmp_path / "rfm.parquet"),
+                                          "--out", str(out), "--interval", "0.9", "--draws", "100",
+                                          "--chunk-rows", "300", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    partial = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        partial = [p for p in tmp_path.glob(".scores.parquet.tmp-*") if p.stat().st_size > 0]
+        if partial:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()
+    time.sleep(0.5)  # a few more chunks written
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert out.read_bytes() == before
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.DataFrame({"customer_id": [1, 2], "clv": [1.0, 2.0]}))
+    # a complete run replaces it with all the customers
+    assert run("score", tmp_path / "model", tmp_path / "rfm.parquet", "--out", out, "-q", "--chunk-rows", 5000) == 0
+    assert len(pd.read_parquet(out)) == len(rfm)
