@@ -7,8 +7,9 @@ Three families, all plain numpy functions of arrays (one entry per customer):
   customers), :func:`gini` (normalised Gini of the predicted ranking) and :func:`gains_curve`
   (the lift chart's data);
 * predictive distributions of counts, given as a probability mass function per customer (an
-  ``(n_customers, n_max + 2)`` array whose last column is the tail mass ``P(N > n_max)``, as made by
-  :func:`clvmodels.predictive.purchase_pmf`): :func:`randomized_pit`, :func:`log_score`,
+  ``(n_customers, K + 1)`` array: columns ``0..K−1`` hold ``P(N = k)``, the last one the tail mass
+  ``P(N ≥ K)``, as made by :func:`clvmodels.predictive.purchase_pmf` with ``n_max = K``):
+  :func:`randomized_pit`, :func:`log_score`,
   :func:`crps_pmf` and the distribution of the total over customers, :func:`total_pmf`;
 * predictive distributions given as samples (simulated values): :func:`pit_samples`,
   :func:`crps_samples` and :func:`total_interval_samples`.
@@ -140,7 +141,7 @@ def _pmf_actual(pmf, actual) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(actual, dtype=float).ravel()
     if pmf.ndim != 2 or pmf.shape[0] != y.size or pmf.shape[1] < 2:
         raise ClvDataError(
-            f"pmf must have shape (n_customers, n_max + 2) with n_customers = {y.size:,}; got {pmf.shape}.")
+            f"pmf must have shape (n_customers, K + 1) with n_customers = {y.size:,}; got {pmf.shape}.")
     if np.any(y < 0) or np.any(y != np.round(y)):
         raise ClvDataError("Actual counts must be non-negative integers.")
     if not np.all(np.isfinite(pmf)) or np.any(pmf < -1e-12) or np.any(np.abs(pmf.sum(axis=1) - 1) > 1e-6):
@@ -153,7 +154,7 @@ def randomized_pit(pmf, actual, *, seed=None) -> np.ndarray:
     """Randomised probability integral transform of counts (Czado, Gneiting & Held 2009, eq. 1).
 
     ``u = F(y − 1) + V · P(y)`` with ``V ~ Uniform(0, 1)``: uniform on (0, 1) when the forecasts
-    are calibrated. An actual count above ``n_max`` falls in the tail column.
+    are calibrated. An actual count of ``K`` or more falls in the tail column ``P(N ≥ K)``.
     """
     pmf, y = _pmf_actual(pmf, actual)
     k = np.minimum(y, pmf.shape[1] - 1)
@@ -196,11 +197,11 @@ def crps_pmf(pmf, actual) -> float:
     """Mean continuous ranked probability score of count forecasts (lower is better).
 
     ``CRPS = Σ_k (F(k) − 1{y ≤ k})²`` (Czado, Gneiting & Held 2009, sec. 3), summed over
-    ``k = 0..n_max``; the tail mass is placed at ``n_max + 1``, so the score is exact when
-    ``n_max`` is at least the largest actual count and the tail mass is negligible.
+    ``k = 0..K−1``; the tail mass ``P(N ≥ K)`` is placed at ``K``, so the score is exact when every
+    actual count is below ``K`` and the tail mass is negligible.
     """
     pmf, y = _pmf_actual(pmf, actual)
-    cdf = np.cumsum(pmf[:, :-1], axis=1)  # F(0..n_max)
+    cdf = np.cumsum(pmf[:, :-1], axis=1)  # F(0..K−1)
     ks = np.arange(cdf.shape[1])
     step = (y[:, None] <= ks[None, :]).astype(float)
     return float(np.mean(np.sum((cdf - step) ** 2, axis=1)))
@@ -211,7 +212,7 @@ def total_pmf(pmf, weights=None, *, tail: float = 1e-12):
 
     The characteristic functions of the customers are multiplied on an FFT grid wide enough for
     the total (its mean ± about 12 standard deviations), and the product is inverted; the last pmf
-    column (the tail mass) is treated as the value ``n_max + 1``. The product is evaluated only at the
+    column (the tail mass ``P(N ≥ K)``) is treated as the value ``K``. The product is evaluated only at the
     frequencies where it is not negligible (below 1e-18 in modulus, as happens fast for a total of
     many customers: ``|φ(ω)| ≈ exp(−σ²ω²/2)``), so the cost is about (customers × counts × a few
     hundred), not customers × grid size. ``weights`` (integers) count identical customers.
