@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
-from scipy.special import betainc, betaln, expit, gammaln, hyp2f1
+from scipy import integrate
+from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
@@ -62,7 +63,7 @@ def log_odds_dead(params, frequency, recency, T):
     x = frequency
     with np.errstate(divide="ignore", invalid="ignore"):
         odds = (np.log(a) - np.log(b + x - 1)
-                + (r + x) * (np.log(alpha + T) - np.log(alpha + recency)))
+                + (r + x) * np.log1p((T - recency) / (alpha + recency)))
     return np.where(x > 0, odds, -np.inf)
 
 
@@ -76,6 +77,11 @@ def probability_alive(params, frequency, recency, T):
 SINGULAR_WINDOW = 1e-5
 
 
+#: Below this ``z = t/(α+t)``, :func:`expected_new` sums its power series in ``z`` instead of
+#: calling ``hyp2f1`` (whose ``1 − 2F1`` loses all digits when ``z`` is tiny).
+SERIES_Z = 0.25
+
+
 def expected_new(r, alpha, a, b, t):
     """E[X(t)] for a new customer (FHL 2005 eq. 9), evaluated after Euler's transformation.
 
@@ -83,13 +89,62 @@ def expected_new(r, alpha, a, b, t):
     ``z = t/(α+t)``: the transformed series has parameters that do not grow with ``r`` and ``b``, so
     it stays finite and accurate when they are updated by a large frequency.
 
-    The closed form has two removable singularities, ``a = 1`` (the ``(a−1)`` division) and
-    ``a + b = 1`` (the ``2F1`` pole at ``c = 0``), where it evaluates to ``0/0``. The expectation
-    itself, ``E_p[(1 − (α/(α+pt))^r)/p]`` with ``p ~ Beta(a, b)``, is smooth in ``a`` and ``b``
-    there, so within :data:`SINGULAR_WINDOW` of either it is interpolated linearly between the two
-    edges of the window (error of order ``SINGULAR_WINDOW²``, relative error below ~1e-8).
+    For small ``z`` the bracket ``1 − (1−z)^(a−1) 2F1(..)`` cancels to nothing in floating point, so
+    there the value is summed as a power series in ``z`` (:func:`_expected_new_series`), which has
+    no cancellation and no singularity. Elsewhere the closed form has two removable singularities,
+    ``a = 1`` (the ``(a−1)`` division) and ``a + b = 1`` (the ``2F1`` pole at ``c = 0``), where it
+    evaluates to ``0/0``. The expectation itself, ``E_p[(1 − (α/(α+pt))^r)/p]`` with
+    ``p ~ Beta(a, b)``, is smooth in ``a`` and ``b`` there, so within :data:`SINGULAR_WINDOW` of
+    either it is interpolated linearly between the two edges of the window (error of order
+    ``SINGULAR_WINDOW²``, relative error below ~1e-8).
     """
     r, alpha, a, b, t = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (r, alpha, a, b, t)))
+    small = (t / (alpha + t)) < SERIES_Z
+    if not small.any():
+        return _expected_new_bridged(r, alpha, a, b, t)
+    out = np.empty(r.shape)
+    flat_out, flat_small = out.reshape(-1), small.reshape(-1)
+    flat = [v.reshape(-1) for v in (r, alpha, a, b, t)]
+    idx = np.flatnonzero(flat_small)
+    values, ok = _expected_new_series(*(v[idx] for v in flat))
+    flat_out[idx[ok]] = values[ok]
+    rest = np.flatnonzero(~flat_small)
+    rest = np.concatenate([rest, idx[~ok]])
+    if rest.size:
+        flat_out[rest] = _expected_new_bridged(*(v[rest] for v in flat))
+    return out
+
+
+def _expected_new_series(r, alpha, a, b, t, max_terms: int = 400):
+    """E[X(t)] by its power series in ``z = t/(α+t)``; returns ``(values, converged)``.
+
+    With ``c = a+b−1``, ``ε = a−1``, ``A = c−r``, ``L = ln(1−z)``:
+    ``E[X(t)] = −c L (e^(εL)−1)/(εL) − e^(εL) Σ_{k≥1} (A)_k (ε+1)_{k−1} / ((c+1)_{k−1} k!) z^k``
+    (the closed form's ``c/ε [1 − e^(εL) 2F1(A, ε; c; z)]`` with the ``ε`` and ``c`` factors
+    cancelled term by term). An element whose terms grew large enough to lose digits to
+    cancellation, or that did not converge, is reported as not converged.
+    """
+    c, eps = a + b - 1.0, a - 1.0
+    A = c - r
+    z = t / (alpha + t)
+    L = -np.log1p(t / alpha)  # ln(1 − z), accurate for small z
+    term = A * z
+    total = term.copy()
+    largest = np.abs(term)
+    for k in range(1, max_terms):
+        term = term * ((A + k) * (eps + k) / ((c + k) * (k + 1.0)) * z)
+        total += term
+        largest = np.maximum(largest, np.abs(term))
+        if np.all(np.abs(term) <= 1e-17 * np.abs(total)):
+            break
+    value = -c * L * exprel(eps * L) - np.exp(eps * L) * total
+    converged = (np.abs(term) <= 1e-16 * np.abs(total)) & (largest <= 1e6 * np.abs(value) / np.maximum(np.abs(c), 1e-300) + 1e-300)
+    converged &= np.isfinite(value) & (value >= 0)
+    return value, converged
+
+
+def _expected_new_bridged(r, alpha, a, b, t):
+    """The closed form with its removable singularities ``a = 1`` and ``a + b = 1`` bridged."""
     near_a = np.abs(a - 1.0) < SINGULAR_WINDOW
     if near_a.any():
         lo = _expected_new_off_c(r, alpha, np.where(near_a, 1.0 - 2 * SINGULAR_WINDOW, a), b, t)
@@ -119,12 +174,61 @@ def _expected_new_off_c(r, alpha, a, b, t):
 
 
 def _expected_new_closed_form(r, alpha, a, b, t):
-    """FHL 2005 eq. (9) after Euler's transformation (see :func:`expected_new`)."""
+    """FHL 2005 eq. (9) after Euler's transformation (see :func:`expected_new`).
+
+    Where scipy's ``hyp2f1`` gives up on the transformed series (NaN or overflow, e.g.
+    ``2F1(−59, 23; 179; 0.9)``: large parameters of opposite signs near ``z = 1``), the
+    untransformed ``(α/(α+t))^r 2F1(r, b; c; z)`` is tried, and where that fails too the value is
+    computed by quadrature (:func:`_expected_new_quadrature`).
+    """
     c = a + b - 1.0
     z = t / (alpha + t)
-    log1mz = np.log(alpha) - np.log(alpha + t)
-    term = np.exp((a - 1.0) * log1mz) * hyp2f1(c - r, a - 1.0, c, z)
-    return c / (a - 1.0) * (1.0 - term)
+    log1mz = -np.log1p(t / alpha)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        term = np.exp((a - 1.0) * log1mz) * hyp2f1(c - r, a - 1.0, c, z)
+        value = c / (a - 1.0) * (1.0 - term)
+        failed = ~np.isfinite(value) & np.isfinite(c / (a - 1.0)) & (np.abs(c) > 0)
+        if not failed.any():
+            return value
+        untransformed = c / (a - 1.0) * (1.0 - np.exp(r * log1mz) * hyp2f1(r, b, c, z))
+    value = np.where(failed, untransformed, value)
+    failed &= ~np.isfinite(value)
+    if failed.any():
+        flat = value.reshape(-1)
+        r, alpha, a, b, t = (v.reshape(-1) for v in np.broadcast_arrays(r, alpha, a, b, t, value)[:5])
+        for i in np.flatnonzero(failed):
+            flat[i] = _expected_new_quadrature(r[i], alpha[i], a[i], b[i], t[i])
+    return value
+
+
+def _expected_new_quadrature(r: float, alpha: float, a: float, b: float, t: float) -> float:
+    """E[X(t)] of one new customer as ``∫ (1 − (α/(α+pt))^r)/p · Beta(p; a, b) dp`` (FHL 2005,
+    eq. 9 before integrating over ``p``: ``E[X(t) | λ, p] = (1 − e^(−λpt))/p``, then over ``λ``).
+
+    ``(1 − (α/(α+pt))^r)/p`` is smooth on [0, 1] (its limit at 0 is ``r t/α``). A Beta density
+    with an exponent below 0 (``a < 1`` or ``b < 1``) is singular at an end: QUADPACK's algebraic
+    weight ``p^(a−1) (1−p)^(b−1)`` integrates it exactly; otherwise the density is bounded and is
+    integrated in log space (no underflow for large ``a``, ``b``).
+    """
+    def bought_per_p(p):
+        if p == 0.0:
+            return r * t / alpha
+        return -np.expm1(-r * np.log1p(p * t / alpha)) / p
+
+    log_norm = betaln(a, b)
+    if min(a, b) < 1.0:
+        value, _ = integrate.quad(bought_per_p, 0.0, 1.0, weight="alg", wvar=(a - 1.0, b - 1.0),
+                                  limit=200, epsabs=0.0, epsrel=1e-11)
+        return float(value * np.exp(-log_norm))
+
+    def integrand(p):
+        if p <= 0.0 or p >= 1.0:
+            return 0.0 if (a > 1.0 or p >= 1.0) and (b > 1.0 or p <= 0.0) else bought_per_p(p)
+        return bought_per_p(p) * np.exp((a - 1.0) * np.log(p) + (b - 1.0) * np.log1p(-p) - log_norm)
+
+    mode = min(max((a - 1.0) / (a + b - 2.0) if a + b > 2.0 else 0.5, 1e-9), 1.0 - 1e-9)
+    value, _ = integrate.quad(integrand, 0.0, 1.0, points=[mode], limit=200, epsabs=0.0, epsrel=1e-11)
+    return float(value)
 
 
 def expected_purchases(params, frequency, recency, T, *, t):
@@ -150,7 +254,7 @@ def probability_new(r, alpha, a, b, t, n):
     """
     n = np.asarray(n, dtype=float)
     log_q = np.log(t) - np.log(alpha + t)          # ln(t/(α+t))
-    log_1mq = np.log(alpha) - np.log(alpha + t)    # ln(α/(α+t))
+    log_1mq = -np.log1p(t / alpha)                 # ln(α/(α+t))
     log_nb = gammaln(r + n) - gammaln(r) - gammaln(n + 1.0) + r * log_1mq + n * log_q
     first = np.exp(betaln(a, b + n) - betaln(a, b) + log_nb)
     n1 = np.maximum(n, 1.0)  # the second term only exists for n > 0
