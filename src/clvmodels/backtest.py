@@ -338,7 +338,7 @@ def backtest(
 
     result = BacktestResult(
         metrics=pd.DataFrame(out["metrics"]),
-        totals=pd.DataFrame(out["totals"]),
+        totals=pd.DataFrame(out["totals"]).astype({"inside": "boolean"}),
         predictions=pd.concat(out["predictions"], ignore_index=True),
         tracking=pd.concat(out["tracking"], ignore_index=True) if out["tracking"] else pd.DataFrame(),
         conditional=pd.concat(out["conditional"], ignore_index=True),
@@ -562,7 +562,7 @@ def _add_result_warnings(result: BacktestResult) -> None:
     for _, r in result.totals.iterrows():
         if r["kind"] != "model":
             continue
-        if r["inside"] is False:
+        if pd.notna(r["inside"]) and not r["inside"]:
             rows.append(_warning(r["cutoff"], r["model"], "IntervalMiss",
                                  f"The actual holdout {r['target']} total {r['actual']:,.0f} lies outside the "
                                  f"predicted {r['level']:.0%} interval [{r['lower']:,.0f}, {r['upper']:,.0f}] "
