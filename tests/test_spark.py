@@ -1,0 +1,133 @@
+"""Spark local mode gives the one-machine results: identical summaries, fits and scores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels as clv
+from clvmodels.datasets import load_cdnow, simulate
+from clvmodels.errors import ClvDataError
+from clvmodels.scoring import ScoreSettings, score_frame
+
+pytestmark = [pytest.mark.spark,
+              pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")]
+
+pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'clvmodels[spark]')")
+if shutil.which("java") is None:
+    pytest.skip("Spark needs Java 17+ (apt-get install openjdk-17-jre-headless)", allow_module_level=True)
+
+from clvmodels.spark import fit_spark, rfm_summary_spark, score_spark  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # workers run this interpreter (same minor version)
+    session = (SparkSession.builder.master("local[2]").appName("clvmodels-tests")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .getOrCreate())
+    yield session
+    session.stop()
+
+
+def _pandas_summary(log, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = clv.load_transactions(log, **{k: kw.pop(k) for k in list(kw)
+                                               if k in ("customer_id", "timestamp", "amount", "refunds")})
+        if "calibration_end" in kw:
+            return clv.calibration_holdout(loaded, **kw)
+        return clv.rfm_summary(loaded, **kw)
+
+
+def assert_same(expected: pd.DataFrame, spark_frame) -> pd.DataFrame:
+    got = spark_frame.toPandas().set_index("customer_id").sort_index()
+    assert got.index.equals(expected.index)
+    assert list(got.columns) == list(expected.columns)
+    for c in expected.columns:
+        if c in ("monetary_value", "value_holdout"):
+            np.testing.assert_allclose(got[c], expected[c], rtol=1e-12, atol=1e-9, err_msg=c)
+        else:
+            assert np.array_equal(got[c].to_numpy(), expected[c].to_numpy()), c
+    return got
+
+
+def test_cdnow_summary_and_holdout_identical(spark):
+    log = load_cdnow(sample=True)
+    sdf = spark.createDataFrame(log)
+    kw = dict(observation_end="1997-09-30", truncate=True, timestamp="date")
+    assert_same(_pandas_summary(log, **kw), rfm_summary_spark(sdf, **kw))
+    kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D")
+    got = assert_same(_pandas_summary(log, **kw), rfm_summary_spark(sdf, **kw))
+    assert len(got) == 2357
+
+
+@pytest.mark.parametrize("resolution,time_unit", [("D", "W"), ("h", "D"), ("W", "M")])
+def test_messy_log_identical(spark, resolution, time_unit):
+    """String ids, same-day repeats, exact duplicates, refunds dropped, staggered cohorts."""
+    rng = np.random.default_rng(1)
+    log = simulate(400, seed=2, customer_prefix="c/é ", observation_length=30, cohort_length=10)
+    extra = log.sample(frac=0.3, random_state=1).assign(
+        timestamp=lambda d: d["timestamp"] + pd.to_timedelta(rng.integers(0, 7200, len(d)), unit="s"))
+    refunds = log.sample(frac=0.05, random_state=2).assign(amount=lambda d: -d["amount"])
+    messy = pd.concat([log, extra, log.head(20), refunds], ignore_index=True).sample(frac=1.0, random_state=3)
+    sdf = spark.createDataFrame(messy)
+    kw = dict(resolution=resolution, time_unit=time_unit, refunds="drop")
+    assert_same(_pandas_summary(messy, **kw), rfm_summary_spark(sdf, **kw))
+    cal = dict(kw, calibration_end=messy["timestamp"].min() + pd.Timedelta(days=12))
+    expected = _pandas_summary(messy, **cal)
+    assert_same(expected, rfm_summary_spark(sdf, **cal))
+
+
+def test_fit_on_distinct_histories_and_score_with_a_saved_model(spark, tmp_path):
+    log = simulate(3000, seed=7)
+    rfm = _pandas_summary(log)
+    sdf_rfm = rfm_summary_spark(spark.createDataFrame(log)).cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local_p = clv.BetaGeoModel().fit(rfm)
+        local_s = clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
+        p, s = fit_spark(sdf_rfm, clv.BetaGeoModel(), clv.GammaGammaModel(), time_unit="W")
+    np.testing.assert_allclose(p.params_.to_numpy(), local_p.params_.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(s.params_.to_numpy(), local_s.params_.to_numpy(), rtol=1e-6)
+    assert p.n_customers_ == 3000 and p.time_unit_ == "W" and s.n_excluded_ == local_s.n_excluded_
+    clv.save_models({"purchase": p, "spend": s}, tmp_path / "model")
+    settings = ScoreSettings(interval=0.9, n_draws=50, seed=5)
+    got = score_spark(sdf_rfm, tmp_path / "model", settings).toPandas().set_index("customer_id").sort_index()
+    expected = score_frame(p, s, rfm, settings)
+    assert got["reject_reason"].isna().all()
+    np.testing.assert_allclose(got[expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12)
+
+
+def test_bad_rows_are_kept_with_a_reason(spark):
+    rfm = clv.datasets.cdnow_summary(with_spend=True).head(50).reset_index()
+    rfm.loc[0, "recency"] = -1.0
+    rfm.attrs = {}
+    p = clv.BetaGeoModel().fit(rfm.assign(recency=rfm["recency"].clip(lower=0)))
+    got = score_spark(spark.createDataFrame(rfm[["customer_id", "frequency", "recency", "T"]]),
+                      {"purchase": p}, ScoreSettings(period_length=4.0)).toPandas()
+    assert len(got) == 50
+    assert got["reject_reason"].notna().sum() == 1 and got.loc[got["reject_reason"].notna(), "customer_id"].item() == 1
+    assert got.loc[got["reject_reason"].notna(), "expected_purchases"].isna().all()
+
+
+def test_errors(spark):
+    log = simulate(20, seed=1)
+    log.loc[3, "amount"] = -2.0
+    with pytest.raises(ClvDataError, match="Negative amounts"):
+        rfm_summary_spark(spark.createDataFrame(log))
+    with pytest.raises(ClvDataError, match="not available on Spark"):
+        rfm_summary_spark(spark.createDataFrame(log), refunds="net")
+    with pytest.raises(ClvDataError, match="Missing column"):
+        rfm_summary_spark(spark.createDataFrame(log), customer_id="id")
