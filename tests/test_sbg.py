@@ -1,0 +1,145 @@
+"""Shifted-beta-geometric model (Fader & Hardie 2007): the published 'regular' and 'high end'
+fits from the survivor table of years 0-7, projected retention over the holdout years 8-12,
+survival/retention identities, DERL (Fader & Hardie 2010) against direct summation and mpmath,
+input checks and model contract.
+
+Published numbers: ``/work/shared/reference/models.md`` (regular: alpha=0.704, beta=1.182,
+LL=-1,680.3; high end: alpha=0.668, beta=3.806, LL=-1,611.2).
+"""
+
+from __future__ import annotations
+
+import mpmath as mp
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from clvmodels import ClvDataError, NotFittedError, ShiftedBetaGeoModel, survivor_table
+from clvmodels.models import sbg
+
+REGULAR = [1000, 631, 468, 382, 326, 289, 262, 241, 223, 207, 194, 183, 173]
+HIGH_END = [1000, 869, 743, 653, 593, 551, 517, 491, 468, 445, 427, 409, 394]
+CASES = {
+    "regular": (REGULAR, {"alpha": 0.704, "beta": 1.182}, -1680.3),
+    "high_end": (HIGH_END, {"alpha": 0.668, "beta": 3.806}, -1611.2),
+}
+
+mp.mp.dps = 40
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request):
+    survivors, published, ll = CASES[request.param]
+    return survivors, published, ll, ShiftedBetaGeoModel().fit_survivors(survivors[:8])
+
+
+def test_reproduces_published_fits(case):
+    _, published, ll, model = case
+    for k, v in published.items():
+        assert model.params_[k] == pytest.approx(v, abs=6e-4), k
+    assert model.log_likelihood_ == pytest.approx(ll, abs=0.05)
+    assert model.converged_
+
+
+def test_log_likelihood_equals_the_papers_formula(case):
+    survivors, _, _, model = case
+    a, b = (mp.mpf(float(model.params_[k])) for k in ("alpha", "beta"))
+    s = survivors[:8]
+    ll = mp.fsum((s[t - 1] - s[t]) * mp.log(mp.beta(a + 1, b + t - 1) / mp.beta(a, b)) for t in range(1, 8))
+    ll += s[7] * mp.log(mp.beta(a, b + 7) / mp.beta(a, b))
+    assert model.log_likelihood_ == pytest.approx(float(ll), rel=1e-12)
+
+
+def test_projected_survivors_track_the_holdout_years(case):
+    survivors, _, _, model = case
+    projected = model.expected_survivors(range(8, 13), cohort_size=1000).to_numpy()
+    actual = np.array(survivors[8:], dtype=float)
+    # Fader & Hardie 2007, fig. 3-4: the sBG projection tracks years 8-12 closely (within 5%)
+    np.testing.assert_allclose(projected, actual, rtol=0.05)
+    # it under-projects slightly, and the in-sample fit is close too
+    assert np.all(projected < actual)
+    np.testing.assert_allclose(model.expected_survivors(range(1, 8), 1000).to_numpy(), survivors[1:8], rtol=0.03)
+
+
+def test_survival_retention_and_churn_identities(case):
+    _, _, _, model = case
+    p = {k: np.array([[float(v)]]) for k, v in model.params_.items()}
+    t = np.arange(1.0, 30.0)
+    S = sbg.survival(p, t)[0]
+    S_prev = sbg.survival(p, t - 1)[0]
+    np.testing.assert_allclose(S / S_prev, sbg.retention_rate(p, t)[0], rtol=1e-12)
+    np.testing.assert_allclose(S_prev - S, sbg.churn_probability(p, t)[0], rtol=1e-10)
+    assert np.all(np.diff(sbg.retention_rate(p, t)[0]) > 0)      # heterogeneity: retention rises
+    rates = model.retention_rate([1, 2, 3])
+    assert rates.iloc[0] == pytest.approx(float(model.survival(1).iloc[0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("renewals", [0, 1, 4, 20])
+@pytest.mark.parametrize("d", [0.05, 0.1, 0.5])
+def test_derl_equals_direct_summation(case, renewals, d):
+    _, _, _, model = case
+    a, b = (float(model.params_[k]) for k in ("alpha", "beta"))
+    n = renewals + 1
+    # F&H 2010: sum over t >= n of S(t | T > n-1) / (1+d)^(t-n), term by term:
+    # S(n+j | T > n-1) = prod_{i=0}^{j} (b+n-1+i)/(a+b+n-1+i)
+    i = np.arange(5000)
+    terms = np.exp(np.cumsum(np.log((b + n - 1 + i) / (a + b + n - 1 + i))) - i * np.log1p(d))
+    assert float(model.derl(renewals, d).iloc[0]) == pytest.approx(terms.sum(), rel=1e-10)
+
+
+def test_del_and_derl_relation(case):
+    _, _, _, model = case
+    d = 0.1
+    # a new customer pays now, then (if she renews) the DERL of a customer with 0 renewals, discounted once
+    assert model.discounted_expected_lifetime(d) == pytest.approx(
+        1 + float(model.derl(0, d).iloc[0]) / (1 + d), rel=1e-12)
+    derl = model.derl([0, 1, 2, 5, 10], d).to_numpy()
+    assert np.all(np.diff(derl) > 0)  # survivors are the loyal ones: residual value grows with tenure
+
+
+def test_intervals(case):
+    _, _, _, model = case
+    out = model.survival([1, 5, 12], interval=0.9, n_draws=300, seed=0)
+    assert np.all((out["lower"] < out["median"]) & (out["median"] < out["upper"]))
+    point = model.survival([1, 5, 12])
+    assert np.all((out["lower"].to_numpy() < point.to_numpy()) & (point.to_numpy() < out["upper"].to_numpy()))
+    derl = model.derl([0, 3], 0.1, interval=0.8, n_draws=200, seed=0)
+    assert np.all(derl["lower"] < derl["upper"])
+
+
+def test_survivor_table_and_generic_fit_agree():
+    table = survivor_table(REGULAR[:8])
+    assert list(table.columns) == ["period", "churned", "count"]
+    assert table["count"].sum() == 1000
+    assert table.iloc[-1].tolist() == [7, 0, 241]
+    direct = ShiftedBetaGeoModel().fit(table, weights=table["count"])
+    assert direct.params_["alpha"] == pytest.approx(0.704, abs=6e-4)
+    assert direct.n_customers_ == 1000
+
+
+@pytest.mark.parametrize("survivors, message", [
+    ([1000, 1100, 900], "must not increase"), ([1000], "at least 2"), ([1000, -1], "non-negative")])
+def test_bad_survivors_raise_clear_errors(survivors, message):
+    with pytest.raises(ClvDataError, match=message):
+        survivor_table(survivors)
+
+
+def test_bad_rows_and_arguments():
+    bad = pd.DataFrame({"period": [0, 1], "churned": [1, 0]})
+    with pytest.raises(ClvDataError, match="period"):
+        ShiftedBetaGeoModel().fit(bad)
+    bad = pd.DataFrame({"period": [1, 2], "churned": [2, 0]})
+    with pytest.raises(ClvDataError, match="churned"):
+        ShiftedBetaGeoModel().fit(bad)
+    model = ShiftedBetaGeoModel()
+    assert clone(model).get_params() == model.get_params()
+    with pytest.raises(NotFittedError):
+        model.survival(3)
+    model.fit_survivors(REGULAR[:8])
+    with pytest.raises(ClvDataError, match="discount_rate"):
+        model.derl(0, 0.0)
+    with pytest.raises(ClvDataError, match="renewals"):
+        model.derl(1.5, 0.1)
+    with pytest.raises(ClvDataError):
+        model.retention_rate(0)
