@@ -1,0 +1,140 @@
+"""The maximum-likelihood machinery (``clvmodels.models.mle``): the compiled objective and its parts,
+exact gradients, the Hessian, convergence reporting and parameter draws."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvmodels import BetaGeoModel, ClvDataError, ConvergenceWarning, GammaGammaModel
+from clvmodels.datasets import cdnow_summary
+from clvmodels.models.base import compress, validate_columns
+from clvmodels.models.mle import (compiled_objective, likelihood_parts, numeric_hessian,
+                                  objective_inputs)
+
+
+@pytest.fixture(scope="module")
+def rfm():
+    return cdnow_summary(with_spend=True)
+
+
+def whole_log_likelihood(model_cls, params: dict, data: dict) -> np.ndarray:
+    """The model's log_likelihood expression evaluated directly (no parts, no compression)."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    p = {k: pt.dscalar(k) for k in params}
+    d = {k: pt.dvector(k) for k in data}
+    f = pytensor.function([*p.values(), *d.values()], model_cls.log_likelihood(p, d))
+    return f(*params.values(), *data.values())
+
+
+@pytest.mark.parametrize("model_cls, columns, params", [
+    (BetaGeoModel, ("frequency", "recency", "T"), {"r": 0.3, "alpha": 5.0, "a": 0.9, "b": 2.0}),
+    (GammaGammaModel, ("frequency", "monetary_value"), {"p": 5.0, "q": 3.0, "gamma": 12.0}),
+])
+def test_objective_in_parts_equals_the_summed_log_likelihood(rfm, model_cls, columns, params):
+    rows = rfm[rfm["frequency"] > 0] if model_cls is GammaGammaModel else rfm
+    data = validate_columns(rows, columns)
+    parts = likelihood_parts(model_cls, columns)
+    assert len(parts) == 2 and parts[0][0] == ("frequency",)
+    unique, w = compress(data)
+    f = compiled_objective(model_cls, tuple(unique))
+    theta = np.log(list(params.values()))
+    value, grad = f(theta, *objective_inputs(model_cls, unique, w), w.sum(), 0.0)
+    direct = whole_log_likelihood(model_cls, params, data)
+    assert value == pytest.approx(-direct.sum() / len(rows), rel=1e-13)
+    # the gradient is exact: compare with central differences of the objective
+    for i in range(len(theta)):
+        e = np.zeros_like(theta)
+        e[i] = 1e-6
+        up = f(theta + e, *objective_inputs(model_cls, unique, w), w.sum(), 0.0)[0]
+        down = f(theta - e, *objective_inputs(model_cls, unique, w), w.sum(), 0.0)[0]
+        assert grad[i] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-9)
+
+
+def test_model_without_parts_fits_the_same(rfm):
+    class WholeBetaGeo(BetaGeoModel):
+        log_likelihood_parts = None
+
+    assert len(likelihood_parts(WholeBetaGeo, ("frequency", "recency", "T"))) == 1
+    whole = WholeBetaGeo().fit(rfm)
+    split = BetaGeoModel().fit(rfm)
+    for k in split.param_names:
+        assert whole.params_[k] == pytest.approx(split.params_[k], rel=1e-8)
+    assert whole.log_likelihood_ == pytest.approx(split.log_likelihood_, abs=1e-8)
+    np.testing.assert_allclose(whole.covariance_, split.covariance_, rtol=1e-4)
+
+
+def test_numeric_hessian_of_a_known_function():
+    A = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, -0.2], [0.5, -0.2, 2.0]])
+
+    def grad(theta):  # gradient of 0.5 θ'Aθ + Σ θ_i^4 / 4
+        return A @ theta + theta ** 3
+
+    theta = np.array([0.3, -0.5, 1.2])
+    H = numeric_hessian(grad, theta)
+    np.testing.assert_allclose(H, A + np.diag(3 * theta ** 2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(H, H.T)
+
+
+def test_fit_reaches_a_vanishing_gradient_with_few_evaluations(rfm):
+    model = BetaGeoModel().fit(rfm)
+    assert model.optimizer_["max_abs_gradient"] < 1e-8
+    assert model.optimizer_["at_boundary"] == []
+    # each evaluation is a pass over the data: the fit is cheap in them
+    assert model.optimizer_["n_evaluations"] < 60
+    # the starting point does not matter
+    other = BetaGeoModel().fit(rfm, x0=np.log([2.0, 20.0, 3.0, 0.5]))
+    for k in model.param_names:
+        assert other.params_[k] == pytest.approx(model.params_[k], rel=1e-7)
+
+
+def test_covariance_is_the_inverse_hessian_of_the_total_log_likelihood(rfm):
+    model = BetaGeoModel().fit(rfm)
+    data = validate_columns(rfm, model.data_columns)
+    unique, w = compress(data)
+    f = compiled_objective(BetaGeoModel, tuple(unique))
+    inputs = objective_inputs(BetaGeoModel, unique, w) + [w.sum(), 0.0]
+    theta = np.log(model.params_.to_numpy())
+    H = numeric_hessian(lambda th: f(th, *inputs)[1], theta, step=1e-5)
+    np.testing.assert_allclose(model.covariance_, np.linalg.inv(H * len(rfm)), rtol=1e-3)
+    se = model.summary()["se"].to_numpy()
+    np.testing.assert_allclose(se, model.params_.to_numpy() * np.sqrt(np.diag(model.covariance_)), rtol=1e-12)
+
+
+def test_parameter_draws_follow_the_asymptotic_normal(rfm):
+    model = BetaGeoModel().fit(rfm)
+    point = model.parameter_draws()
+    assert all(v.shape == (1,) for v in point.values())
+    draws = model.parameter_draws(20_000, seed=1)
+    logs = np.column_stack([np.log(draws[k]) for k in model.param_names])
+    np.testing.assert_allclose(logs.mean(axis=0), np.log(model.params_.to_numpy()), atol=0.01)
+    # sampling error of a covariance estimate from n draws: ~ sqrt(var_i var_j / n); allow 5 of them
+    sd = np.sqrt(np.diag(model.covariance_))
+    assert np.all(np.abs(np.cov(logs.T) - model.covariance_) < 5 * np.outer(sd, sd) / np.sqrt(20_000))
+    again = model.parameter_draws(20_000, seed=1)
+    np.testing.assert_array_equal(draws["r"], again["r"])
+
+
+def test_boundary_fit_has_no_covariance_to_draw_from():
+    rng = np.random.default_rng(0)
+    rfm = pd.DataFrame({"frequency": np.zeros(300), "recency": np.zeros(300), "T": rng.uniform(5, 30, 300)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = BetaGeoModel().fit(rfm)
+    assert not model.converged_
+    if not np.all(np.isfinite(model.covariance_)):
+        with pytest.raises(ClvDataError, match="covariance"):
+            model.parameter_draws(10)
+    assert model.summary()["estimate"].notna().all()
+
+
+def test_stopping_early_is_reported(rfm):
+    """A fit cut short (one iteration, no room for the polish to finish) must say so."""
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        model = BetaGeoModel().fit(rfm, maxiter=1, tol=0.0, x0=np.log([5.0, 0.1, 20.0, 0.05]))
+    assert not model.converged_ and np.all(np.isfinite(model.params_.to_numpy()))
