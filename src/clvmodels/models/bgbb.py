@@ -136,7 +136,7 @@ def purchase_pmf(params, frequency, recency, n_periods, *, t, n_max):
     """Predictive pmf ``P(X(n, n+t) = k | x, t_x, n)`` for ``k = 0 .. n_max−1`` and the tail
     ``P(X ≥ n_max)``, on a new last axis of length ``n_max + 1``: alive customers (probability
     :func:`probability_alive`) follow :func:`probability_new` at ``(α+x, β+n−x, γ, δ+n)``.
-    ``t`` must be a whole number of opportunities."""
+    ``t`` must be a whole number of opportunities; the support is ``0..t``, so the tail is an exact sum."""
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
     if int(t) != t:
@@ -147,8 +147,9 @@ def purchase_pmf(params, frequency, recency, n_periods, *, t, n_max):
                                             probability_alive(params, frequency, recency, n_periods))
     a, b, g, d, alive = (v[..., None] for v in (a, b, g, d, alive))
     p_alive = probability_new(a, b, g, d, int(t), np.arange(int(n_max), dtype=float))
-    tail = np.clip(1.0 - p_alive.sum(axis=-1, keepdims=True), 0.0, 1.0)
-    pmf = alive * np.concatenate([p_alive, tail], axis=-1)
+    # the support is finite (at most t transactions): the tail is a sum, not one minus the rest
+    tail = probability_new(a, b, g, d, int(t), np.arange(int(n_max), max(int(t), int(n_max) - 1) + 1, dtype=float))
+    pmf = alive * np.concatenate([p_alive, tail.sum(axis=-1, keepdims=True)], axis=-1)
     pmf[..., 0] += 1.0 - alive[..., 0]
     return pmf
 
