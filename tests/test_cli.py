@@ -226,3 +226,23 @@ def test_killed_scoring_run_leaves_the_previous_file(tmp_path):
     # a complete run replaces it with all the customers
     assert run("score", tmp_path / "model", tmp_path / "rfm.parquet", "--out", out, "-q", "--chunk-rows", 5000) == 0
     assert len(pd.read_parquet(out)) == len(rfm)
+
+
+@pytest.mark.slow
+def test_backtest_and_report(workdir, tmp_path):
+    common = ["--timestamp", "date", "--calibration-end", "1997-09-30", "--date-format", "%Y-%m-%d", "-q"]
+    assert run("backtest", workdir / "log.csv", "--out", tmp_path / "bt", "--report", tmp_path / "a.html", *common) == 0
+    metrics = pd.read_parquet(tmp_path / "bt" / "metrics.parquet")
+    assert "BG/NBD" in set(metrics["model"]) or "bgnbd" in set(metrics["model"])
+    assert (tmp_path / "a.html").read_text().lstrip().lower().startswith("<!doctype html")
+    assert run("report", workdir / "log.csv", "--out", tmp_path / "b.html", *common) == 0
+    assert (tmp_path / "b.html").stat().st_size > 10_000
+
+
+def test_outputs_get_normal_permissions(workdir, tmp_path):
+    out = tmp_path / "s.parquet"
+    assert run("score", workdir / "model", workdir / "rfm.parquet", "--out", out, "-q") == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (workdir / "model").stat().st_mode & 0o777 == 0o777 & ~mask

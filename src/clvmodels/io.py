@@ -53,6 +53,18 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _chmod_default(path: Path, directory: bool = False) -> None:
+    """Give a temporary file (0600) or directory (0700) the permissions a normal one would get."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed to ``path`` atomically.
@@ -69,6 +81,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_path(tmp)
+        _chmod_default(tmp)
         os.replace(tmp, path)
         _fsync_path(path.parent)
     except BaseException:
@@ -102,6 +115,7 @@ def atomic_directory(path: str | os.PathLike, *, marker_files: tuple[str, ...] =
         for f in tmp.rglob("*"):
             if f.is_file():
                 _fsync_path(f)
+        _chmod_default(tmp, directory=True)
         if path.exists():
             old = parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(path, old)
