@@ -296,11 +296,12 @@ def backtest(
             preds[name] = {"purchases": purchases}
             if spend is not None:
                 preds[name]["value"] = purchases * spend_mean
-            dists[name] = _predictive(model, spend, ch, t, actual, interval=interval, n_draws=n_draws,
+            dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval, n_draws=n_draws,
                                       n_samples=n_samples, seed=int(seeds[i, j]))
             out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
                                    for msg in dists[name].pop("notes", []))
-            out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
+            if hasattr(model, "expected_purchases_new_customer"):
+                out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
 
         for name, baseline in base.items():
             b = clone(baseline)
@@ -429,14 +430,18 @@ def _total_row(label, name, kind, target, actual, predicted, total, level) -> di
     return row
 
 
-def _predictive(model, spend, ch, t, actual, *, interval, n_draws, n_samples, seed) -> dict:
-    """Predictive-distribution scores of one fitted purchase model (and its value forecast)."""
+def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_samples, seed) -> dict:
+    """Predictive-distribution scores of one fitted purchase model (and its value forecast);
+    ``expected`` holds the customers' expected purchases."""
     from . import predictive as P
 
     out: dict = {"notes": []}
+    if getattr(type(model), "purchase_pmf_formula", None) is None:
+        out["notes"].append(f"{type(model).__name__} has no predictive pmf: no coverage, PIT, log score, "
+                            "CRPS or interval of the total.")
+        return out
     rng = np.random.default_rng(seed)
     y = actual["purchases"]
-    expected = model.expected_purchases(t, ch).to_numpy()
     # columns 0..n_max-1 of the pmf are exact, the last one is P(N >= n_max): keep every actual below it
     n_max = int(np.ceil(max(y.max(), np.max(expected + 10 * np.sqrt(expected) + 10)))) + 1
     pmf = P.purchase_pmf(model, t, n_max, ch)
@@ -451,6 +456,9 @@ def _predictive(model, spend, ch, t, actual, *, interval, n_draws, n_samples, se
                         "total": _purchase_total(model, pmf, ch, t, interval, n_draws, int(rng.integers(2**31 - 1)),
                                                  out["notes"])}
     if spend is not None and "value" in actual:
+        if getattr(type(model), "simulate_purchases_formula", None) is None:
+            out["notes"].append(f"{type(model).__name__} has no purchase simulator: no predictive value scores.")
+            return out
         samples = P.simulate_value(model, spend, t, ch, n_samples=n_samples, seed=int(rng.integers(2**31 - 1)))
         v = actual["value"]
         vpit = M.pit_samples(samples, v, seed=int(rng.integers(2**31 - 1)))

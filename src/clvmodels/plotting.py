@@ -134,7 +134,7 @@ def plot_calibration(result, *, target: str = "purchases", cutoff=None, bins: in
     ax_cov.plot([0.4, 1], [0.4, 1], color=ACTUAL_COLOR, ls="--", lw=1, label="nominal")
     ax_cov.set_xlabel("nominal coverage of the central interval")
     ax_cov.set_ylabel("share of customers inside")
-    ax_cov.set_title(f"Interval coverage ({target}), calibration end {cutoff}")
+    ax_cov.set_title(f"Interval coverage ({target}), cutoff {cutoff}")
     ax_cov.legend(fontsize=9)
     return fig
 
@@ -223,7 +223,7 @@ def _grid(model, max_frequency, max_recency, T):
 
 
 def _matrix_plot(values, freq, rec, title, label, ax):
-    fig, ax = _axes(ax, figsize=(7, 5.5))
+    fig, ax = _axes(ax, figsize=(6, 4.6))
     im = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis",
                    extent=[rec[0], rec[-1], freq[0] - 0.5, freq[-1] + 0.5])
     fig.colorbar(im, ax=ax, label=label)
@@ -248,5 +248,5 @@ def plot_frequency_recency_matrix(model, t: float = 1.0, *, max_frequency=None, 
     """Expected purchases in the next ``t`` periods over frequency × recency, for customers of age ``T``."""
     grid, freq, rec, T = _grid(model, max_frequency, max_recency, T)
     values = model.expected_purchases(t, grid).to_numpy().reshape(len(freq), len(rec))
-    return _matrix_plot(values, freq, rec, f"Expected purchases in the next {t:g} periods (age T = {T:.3g})",
+    return _matrix_plot(values, freq, rec, f"Expected purchases in the next t = {t:g} (age T = {T:.3g})",
                         "expected purchases", ax)

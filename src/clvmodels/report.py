@@ -209,9 +209,11 @@ def _models_section(result: BacktestResult) -> str:
         model = result.models.get((last, name))
         if model is None:
             continue
+        # up to the 99th percentile of frequency: the few heaviest buyers would squash the rest
+        max_frequency = int(max(10, np.quantile(model.rfm_["frequency"], 0.99)))
         out.append(f"<h3>{_esc(name)}, calibration end {_esc(last)}</h3><div class='row'>")
-        out.append(_plot(plotting.plot_probability_alive_matrix, model))
-        out.append(_plot(plotting.plot_frequency_recency_matrix, model, t=1.0))
+        out.append(_plot(plotting.plot_probability_alive_matrix, model, max_frequency=max_frequency))
+        out.append(_plot(plotting.plot_frequency_recency_matrix, model, t=1.0, max_frequency=max_frequency))
         out.append("</div>")
     return "".join(out) or '<p class="note">No fitted model.</p>'
 
