@@ -46,15 +46,13 @@ from ..errors import ClvDataError
 from .base import CLVModel
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
-N_PANELS = 20
+N_PANELS = 16
 #: Gauss-Legendre nodes per panel.
 N_NODES = 8
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(N_NODES)
-#: Flattened (panel index, node position in [0, 1], weight) of the composite rule.
-_PANEL = np.repeat(np.arange(N_PANELS, dtype=float), N_NODES)
-_POS = np.tile((_GL_X + 1.0) / 2.0, N_PANELS)
-_WEIGHT = np.tile(_GL_W / 2.0, N_PANELS)
+_POS = (_GL_X + 1.0) / 2.0     # node positions in [0, 1] within a panel
+_WEIGHT = _GL_W / 2.0          # their weights (summing to 1)
 
 
 # ---------------------------------------------------------------------------- the integral
@@ -72,44 +70,45 @@ def _integral_geometry(xp, r, alpha, s, beta, x, tx, T):
             "k": p + q - 1.0}
 
 
-def _node_terms(xp, g, panel, pos):
-    """Node ``y`` and panel width for composite nodes (``panel``, ``pos``), and ``ψ(y)``.
-
-    Panel ``j`` spans ``τ − t_x ∈ [h (2^j − 1), h (2^{j+1} − 1)]`` clipped to ``T``; the last one
-    runs to ``T``. ``ψ(y) = (1 − p_c) y − p_C (y + ln(1 + ζ e^−y))`` is the log of the integrand in
-    ``y`` without the factor ``(c+t_x)^−k``.
-    """
+def _panel_edges(xp, g, panel):
+    """Edges ``(lo, hi)`` in ``y`` of panel ``panel``: ``τ − t_x ∈ [h (2^j − 1), h (2^{j+1} − 1)]``
+    clipped to ``T``; the last panel runs to ``T``."""
     Y = g["Y"]
     lo = xp.minimum(xp.log1p(g["h_rel"] * (2.0 ** panel - 1.0)), Y)
     hi = xp.where(panel >= N_PANELS - 1, Y, xp.minimum(xp.log1p(g["h_rel"] * (2.0 ** (panel + 1.0) - 1.0)), Y))
-    y = lo + pos * (hi - lo)
-    psi = (1.0 - g["p_small"]) * y - g["p_big"] * (y + xp.log1p(g["zeta"] * xp.exp(-y)))
-    return hi - lo, psi
+    return lo, hi
+
+
+def _psi(xp, g, y):
+    """``ψ(y) = (1 − p_c) y − p_C (y + ln(1 + ζ e^−y))``: the log-integrand in ``y`` without ``(c+t_x)^−k``."""
+    return (1.0 - g["p_small"]) * y - g["p_big"] * (y + xp.log1p(g["zeta"] * xp.exp(-y)))
 
 
 def log_integral(xp, r, alpha, s, beta, x, tx, T):
     """``ln ∫_{t_x}^{T} (α+τ)^−(r+x) (β+τ)^−(s+1) dτ`` by composite Gauss-Legendre quadrature.
 
-    Works for ``numpy`` (``xp=np``; then the nodes are looped over, so that draws x customers x
-    nodes is never held in memory) and for ``pytensor.tensor`` (``xp=pt``; the nodes are a trailing
-    axis). Needs ``T > t_x``; the result is ``−inf`` where ``T == t_x``.
+    Works for ``numpy`` (``xp=np``; then the nodes are looped over with a running log-sum-exp, so
+    that draws x customers x nodes is never held in memory) and for ``pytensor.tensor`` (``xp=pt``;
+    panels and nodes are two trailing axes). The result is ``−inf`` where ``T == t_x``.
     """
     equal = T <= tx
     T_safe = xp.where(equal, tx + 1.0, T)        # keeps the unused branch (and its gradient) finite
     g = _integral_geometry(xp, r, alpha, s, beta, x, tx, T_safe)
     if xp is np:
-        top, total = -np.inf, 0.0          # running log-sum-exp over the nodes
-        for j, u, w in zip(_PANEL, _POS, _WEIGHT):
-            width, psi = _node_terms(np, g, j, u)
-            new_top = np.maximum(top, psi)
-            total = total * np.exp(top - new_top) + w * width * np.exp(psi - new_top)
-            top = new_top
+        top, total = -np.inf, 0.0
+        for j in range(N_PANELS):
+            lo, hi = _panel_edges(np, g, float(j))
+            for u, w in zip(_POS, _WEIGHT):
+                psi = _psi(np, g, lo + u * (hi - lo))
+                new_top = np.maximum(top, psi)
+                total = total * np.exp(top - new_top) + w * (hi - lo) * np.exp(psi - new_top)
+                top = new_top
     else:
-        g = {k: pt.shape_padright(v) if getattr(v, "ndim", 0) else v for k, v in g.items()}
-        width, psi = _node_terms(pt, g, pt.constant(_PANEL), pt.constant(_POS))
-        top = pt.max(psi, axis=-1)
-        total = (pt.constant(_WEIGHT) * width * pt.exp(psi - pt.shape_padright(top))).sum(axis=-1)
-        g = {k: v[..., 0] if getattr(v, "ndim", 0) else v for k, v in g.items()}
+        gp = {k: pt.shape_padright(v, 2) if getattr(v, "ndim", 0) else v for k, v in g.items()}
+        lo, hi = _panel_edges(pt, gp, pt.constant(np.arange(N_PANELS, dtype=float)[:, None]))
+        psi = _psi(pt, gp, lo + pt.constant(_POS) * (hi - lo))          # (..., panel, node)
+        top = pt.max(psi, axis=(-2, -1))
+        total = (pt.constant(_WEIGHT) * (hi - lo) * pt.exp(psi - pt.shape_padright(top, 2))).sum(axis=(-2, -1))
     value = -g["k"] * xp.log(g["c"] + tx) + top + xp.log(total)
     return xp.where(equal, -np.inf, value)
 
