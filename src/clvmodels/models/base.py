@@ -201,6 +201,7 @@ class CLVModel:
         interval: float | None = None,
         n_draws: int | None = None,
         seed: int | None = None,
+        compress_rows: bool = True,
         **fn_kwargs,
     ) -> pd.Series | pd.DataFrame:
         """Evaluate ``fn(params, **data, **fn_kwargs)`` per customer and summarise over draws.
@@ -208,6 +209,7 @@ class CLVModel:
         Without ``interval``: a Series of point values (the value at the estimate for MLE; the
         posterior mean for Bayesian fits). With ``interval`` (e.g. 0.9): a frame with ``mean``,
         ``median``, ``lower`` and ``upper`` per customer, over parameter draws.
+        ``compress_rows``: see :func:`summarise_draws`.
         """
         rfm = self._rfm_or_fitted(rfm)
         data = validate_columns(rfm, columns or self.data_columns)
@@ -218,7 +220,7 @@ class CLVModel:
             draws = self.parameter_draws()
         else:
             draws = self.parameter_draws(n_draws or 1000, seed=seed)
-        values = summarise_draws(fn, draws, data, interval=interval, **fn_kwargs)
+        values = summarise_draws(fn, draws, data, interval=interval, compress_rows=compress_rows, **fn_kwargs)
         index = rfm.index
         if interval is None:
             return pd.Series(values["mean"], index=index, name=name)
@@ -337,12 +339,16 @@ def compress(data: dict[str, np.ndarray], weights: np.ndarray | None = None):
 
 
 def summarise_draws(fn, draws: dict[str, np.ndarray], data: dict[str, np.ndarray], *, interval=None,
-                    **fn_kwargs) -> dict[str, np.ndarray]:
+                    compress_rows: bool = True, **fn_kwargs) -> dict[str, np.ndarray]:
     """Per-customer mean (and median/interval) over draws of ``fn(params, **data)``.
 
     ``fn`` is evaluated once per distinct row of ``data`` (identical histories have identical
     predictions), streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
+    ``compress_rows=False`` evaluates it on every row instead: for formulas of a few arithmetic
+    operations per row, cheaper than finding the distinct rows.
     """
+    if not compress_rows:
+        return _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
     data, inverse = unique_rows(data)
     out = _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
     return {k: v[inverse] for k, v in out.items()}

@@ -121,8 +121,8 @@ def _expected_new_series(r, alpha, a, b, t, max_terms: int = 400):
     With ``c = a+b−1``, ``ε = a−1``, ``A = c−r``, ``L = ln(1−z)``:
     ``E[X(t)] = −c L (e^(εL)−1)/(εL) − e^(εL) Σ_{k≥1} (A)_k (ε+1)_{k−1} / ((c+1)_{k−1} k!) z^k``
     (the closed form's ``c/ε [1 − e^(εL) 2F1(A, ε; c; z)]`` with the ``ε`` and ``c`` factors
-    cancelled term by term). An element whose terms grew large enough to lose digits to
-    cancellation, or that did not converge, is reported as not converged.
+    cancelled term by term). An element that did not converge, or whose terms are so much larger
+    than the result that more than ~10 digits cancel, is reported as not converged.
     """
     c, eps = a + b - 1.0, a - 1.0
     A = c - r
@@ -137,8 +137,11 @@ def _expected_new_series(r, alpha, a, b, t, max_terms: int = 400):
         largest = np.maximum(largest, np.abs(term))
         if np.all(np.abs(term) <= 1e-17 * np.abs(total)):
             break
-    value = -c * L * exprel(eps * L) - np.exp(eps * L) * total
-    converged = (np.abs(term) <= 1e-16 * np.abs(total)) & (largest <= 1e6 * np.abs(value) / np.maximum(np.abs(c), 1e-300) + 1e-300)
+    first = -c * L * exprel(eps * L)
+    value = first - np.exp(eps * L) * total
+    # the result is a difference: its relative error is ~1e-16 x (largest magnitude summed) / result
+    scale = np.maximum(np.abs(first), largest)
+    converged = (np.abs(term) <= 1e-16 * np.abs(total)) & (scale <= 1e10 * np.abs(value))
     converged &= np.isfinite(value) & (value >= 0)
     return value, converged
 
@@ -217,9 +220,17 @@ def _expected_new_quadrature(r: float, alpha: float, a: float, b: float, t: floa
 
     log_norm = betaln(a, b)
     if min(a, b) < 1.0:
-        value, _ = integrate.quad(bought_per_p, 0.0, 1.0, weight="alg", wvar=(a - 1.0, b - 1.0),
+        # the singular factor(s) as QUADPACK's weight, the bounded rest in the integrand
+        wa, wb = min(a - 1.0, 0.0), min(b - 1.0, 0.0)
+
+        def bounded(p):
+            log_rest = (a - 1.0 - wa) * np.log(p) if a - 1.0 > wa else 0.0
+            log_rest += (b - 1.0 - wb) * np.log1p(-p) if b - 1.0 > wb else 0.0
+            return bought_per_p(p) * np.exp(log_rest - log_norm) if p < 1.0 or b - 1.0 == wb else 0.0
+
+        value, _ = integrate.quad(bounded, 0.0, 1.0, weight="alg", wvar=(wa, wb),
                                   limit=200, epsabs=0.0, epsrel=1e-11)
-        return float(value * np.exp(-log_norm))
+        return float(value)
 
     def integrand(p):
         if p <= 0.0 or p >= 1.0:
@@ -375,6 +386,7 @@ class BetaGeoModel(CLVModel):
 
     def probability_alive(self, rfm: pd.DataFrame | None = None, **kwargs):
         """Probability that each customer is still alive at the end of observation (FHL 2005 eq. 11)."""
+        kwargs.setdefault("compress_rows", False)  # a few operations per row: cheaper than deduplicating
         return self._predict(probability_alive, rfm, name="probability_alive", **kwargs)
 
     def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):

@@ -161,4 +161,5 @@ class GammaGammaModel(CLVModel):
         self._check_fitted()
         if self.params_["q"] <= 1 and getattr(self, "posterior_draws_", None) is None:
             raise ClvDataError(f"q = {self.params_['q']:.3g} <= 1: expected spend is infinite under this fit.")
+        kwargs.setdefault("compress_rows", False)  # a few operations per row: cheaper than deduplicating
         return self._predict(expected_spend, rfm, name="expected_spend", **kwargs)
