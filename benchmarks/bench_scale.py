@@ -7,7 +7,7 @@ memory (max RSS of the process):
 
 * clvmodels: the ``clvmodels`` command as a batch job would run it: ``summarize --engine duckdb``,
   ``fit --model bgnbd+gg --method mle``, ``score --interval 0.9`` (200 parameter draws, 12 monthly
-  periods, chunked);
+  periods, chunked, one worker process per core);
 * lifetimes: ``summary_data_from_transaction_data``, ``BetaGeoFitter``/``GammaGammaFitter``, and
   point predictions plus ``customer_lifetime_value`` (lifetimes has no per-customer intervals),
   up to ``--lifetimes-max`` customers or until ``--timeout``.
@@ -147,7 +147,8 @@ def bench_size(n: int, workdir: Path, args) -> list[dict]:
                                           str(d / "model"), "-q"]),
         ("score, 90% intervals", clvmodels + ["score", str(d / "model"), str(d / "rfm.parquet"), "--out",
                                               str(d / "scores.parquet"), "--horizon", "12", "--time-unit", "M",
-                                              "--interval", "0.9", "--draws", str(args.draws), "-q"]),
+                                              "--interval", "0.9", "--draws", str(args.draws),
+                                              "--jobs", str(args.jobs), "-q"]),
     ]
     total, peak, all_ok = 0.0, 0.0, True
     for name, cmd in steps:
@@ -194,6 +195,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one small size (20k customers): checks that it runs")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--draws", type=int, default=200, help="parameter draws for the intervals (200)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="scoring worker processes (default: the number of cores)")
     parser.add_argument("--lifetimes-max", type=int, default=1_000_000,
                         help="largest size run with lifetimes (1,000,000)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per step before it is stopped")

@@ -71,6 +71,16 @@ def test_chunked_scoring_equals_one_shot(models, rfm, tmp_path, fmt):
     assert len(read(tmp_path / f"scores.rejects.{fmt}")) == 0
 
 
+@pytest.mark.slow
+def test_parallel_workers_give_the_same_file(models, rfm, tmp_path):
+    bgnbd, gg = models
+    score_table(bgnbd, gg, rfm, tmp_path / "one.parquet", settings=SETTINGS, chunk_rows=400)
+    counts = score_table(bgnbd, gg, rfm, tmp_path / "two.parquet", settings=SETTINGS, chunk_rows=400, jobs=2)
+    assert counts.scored == 2357
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "two.parquet"), pd.read_parquet(tmp_path / "one.parquet"),
+                                  check_exact=True)
+
+
 def bad_rows(rfm: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The CDNOW table with one broken row per problem (ids as text, one a duplicate)."""
     t = rfm.reset_index().astype({"customer_id": str})

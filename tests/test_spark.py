@@ -16,7 +16,7 @@ from clvmodels.datasets import load_cdnow, simulate
 from clvmodels.errors import ClvDataError
 from clvmodels.scoring import ScoreSettings, score_frame
 
-pytestmark = [pytest.mark.spark,
+pytestmark = [pytest.mark.spark, pytest.mark.slow,  # a Spark session and its jobs: minutes on 2 cores
               pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")]
 
 # CI sets CLV_REQUIRE_SPARK=1 (after installing Java and pyspark): there a missing piece is a failure

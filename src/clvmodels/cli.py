@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejects", help="rejects table (default: <out>.rejects.parquet / .csv)")
     p.add_argument("--allow-rejects", action="store_true", help="exit 0 even when customers were rejected")
     p.add_argument("--id-column", default="customer_id", help="customer id column of an RFM table (customer_id)")
-    p.add_argument("--chunk-rows", type=int, default=250_000, help="customers per chunk (250000)")
+    p.add_argument("--chunk-rows", type=int, default=100_000, help="customers per chunk (100000)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes scoring chunks in parallel (1)")
     _log_options(p)
     _common(p)
 
@@ -390,7 +391,8 @@ def cmd_score(args) -> int:
         total = len(source)
     with progress(args, total, "scoring", "customers") as advance:
         counts = score_table(purchase, spend, source, args.out, settings=settings, rejects=rejects, fmt=fmt,
-                             id_column=args.id_column, chunk_rows=args.chunk_rows, progress=advance)
+                             id_column=args.id_column, chunk_rows=args.chunk_rows, progress=advance,
+                             jobs=args.jobs)
     print(f"read: {counts.read:,}; scored: {counts.scored:,}; rejected: {counts.rejected:,}; "
           f"wrote {args.out} and {rejects}")
     if counts.rejected:

@@ -12,7 +12,7 @@ chunk (fixed ``seed``), so chunked and one-shot scoring give the same numbers.
 
 from __future__ import annotations
 
-import logging
+import collections
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,10 +22,8 @@ import pandas as pd
 
 from .clv import clv as clv_values
 from .errors import ClvDataError
-from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, count_rows, iter_table, table_columns, table_format
+from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, iter_table, table_columns, table_format
 from .units import normalize_unit, unit_days
-
-log = logging.getLogger("clvmodels")
 
 PURCHASE_COLUMNS = ("frequency", "recency", "T")
 SPEND_COLUMNS = ("monetary_value",)
@@ -184,6 +182,68 @@ def _hash_ids(ids: pd.Series) -> np.ndarray:
     return pd.util.hash_array(ids.astype(str).to_numpy(dtype=object) if ids.dtype == object else ids.to_numpy())
 
 
+_WORKER: tuple | None = None  # (purchase model, spend model, settings) of a scoring worker process
+
+
+def _init_worker(model_dir: str, settings: ScoreSettings) -> None:
+    """Load the models in a fresh worker process (from files: nothing is shared but data)."""
+    global _WORKER
+    from .models.persistence import load_models
+
+    models, _ = load_models(model_dir)
+    _WORKER = (models["purchase"], models.get("spend"), settings)
+
+
+def _score_in_worker(rfm: pd.DataFrame) -> pd.DataFrame:
+    purchase_model, spend_model, settings = _WORKER
+    return pd.concat([rfm, score_frame(purchase_model, spend_model, rfm, settings)], axis=1).reset_index()
+
+
+class _Scorer:
+    """Scores chunks in this process (``jobs=1``) or in a pool of worker processes.
+
+    Workers are started fresh ("spawn") and load the models from a temporary saved copy, which
+    predicts identically (see :mod:`clvmodels.models.persistence`).
+    """
+
+    def __init__(self, purchase_model, spend_model, settings: ScoreSettings, jobs: int):
+        self.models = (purchase_model, spend_model, settings)
+        self.jobs = max(1, int(jobs))
+        self.pool = None
+        self._tmp = None
+
+    def __enter__(self) -> "_Scorer":
+        if self.jobs > 1:
+            import multiprocessing
+            import tempfile
+            from concurrent.futures import ProcessPoolExecutor
+
+            from .models.persistence import save_models
+
+            purchase_model, spend_model, settings = self.models
+            self._tmp = tempfile.TemporaryDirectory(prefix="clvmodels-score-")
+            model_dir = os.path.join(self._tmp.name, "models")
+            save_models({"purchase": purchase_model, **({"spend": spend_model} if spend_model else {})}, model_dir)
+            self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker, initargs=(model_dir, settings))
+        return self
+
+    def submit(self, rfm: pd.DataFrame):
+        if self.pool is None:
+            purchase_model, spend_model, settings = self.models
+            return pd.concat([rfm, score_frame(purchase_model, spend_model, rfm, settings)], axis=1).reset_index()
+        return self.pool.submit(_score_in_worker, rfm)
+
+    def result(self, handle) -> pd.DataFrame:
+        return handle if self.pool is None else handle.result()
+
+    def __exit__(self, *exc) -> bool:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self._tmp.cleanup()
+        return False
+
+
 def _duplicate_hashes(chunks: Iterable[pd.Series]) -> set[int]:
     """Hashes of customer ids that occur more than once (a pass over the id column only)."""
     hashes = [_hash_ids(c) for c in chunks]
@@ -235,6 +295,7 @@ def score_table(
     id_column: str = "customer_id",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> ScoreCounts:
     """Score every customer of an RFM table and write the scores (and rejects) atomically.
 
@@ -260,6 +321,9 @@ def score_table(
         Rows per chunk.
     progress
         Called with the number of rows of each chunk once it is done.
+    jobs
+        Worker processes scoring chunks in parallel (each loads a saved copy of the models); the
+        output keeps the input's order and at most ``jobs`` chunks are in flight.
 
     Returns
     -------
@@ -293,7 +357,19 @@ def score_table(
         chunks = iter_table(source, [id_column] + columns, chunk_rows, text)
     repeats = _DuplicateFilter(dup)
     counts = ScoreCounts()
-    with ChunkedTableWriter(out, fmt) as scores_out, ChunkedTableWriter(rejects, fmt) as rejects_out:
+    with ChunkedTableWriter(out, fmt) as scores_out, ChunkedTableWriter(rejects, fmt) as rejects_out, \
+            _Scorer(purchase_model, spend_model, settings, jobs) as scorer:
+        pending: collections.deque = collections.deque()  # (scores in progress, rows of the chunk)
+
+        def write_next():
+            result, n_rows = pending.popleft()
+            if result is not None:
+                frame = scorer.result(result)
+                scores_out.write(frame)
+                counts.scored += len(frame)
+            if progress is not None:
+                progress(n_rows)
+
         for chunk in chunks:
             chunk = chunk.reset_index(drop=True)
             counts.read += len(chunk)
@@ -308,14 +384,15 @@ def score_table(
                 counts.rejected += int(bad.sum())
                 counts.add_rejects(reason[bad])
             good = chunk.loc[~bad]
+            rfm = None
             if len(good):
                 rfm = good.set_index(id_column)
                 rfm = rfm.astype({c: float for c in columns}).astype({"frequency": np.int64})
-                scores = score_frame(purchase_model, spend_model, rfm, settings)
-                scores_out.write(pd.concat([rfm, scores], axis=1).reset_index())
-                counts.scored += len(good)
-            if progress is not None:
-                progress(len(chunk))
+            pending.append((scorer.submit(rfm) if rfm is not None else None, len(chunk)))
+            while len(pending) > scorer.jobs:  # bounded: at most `jobs` chunks in flight
+                write_next()
+        while pending:
+            write_next()
         if rejects_out.rows == 0:
             import pyarrow as pa
 
