@@ -36,7 +36,8 @@ def rolling(master):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = backtest(master, calibration_end="1997-09-30", holdout=39, step=2, n_cutoffs=3, seed=1)
+        result = backtest(master, calibration_end="1997-09-30", holdout=39, step=2, n_cutoffs=3, n_samples=200,
+                          seed=1)
     result.settings["elapsed_s"] = time.perf_counter() - start
     print(f"\nrolling-origin backtest, 3 cutoffs on CDNOW master: {result.settings['elapsed_s']:.1f} s")
     return result
@@ -277,3 +278,23 @@ def test_purchase_total_interval_agrees_with_joint_simulation(sample):
     assert row["lower"] == pytest.approx(lo, rel=0.01)
     assert row["upper"] == pytest.approx(hi, rel=0.01)
     assert row["predicted"] == pytest.approx(totals.mean(), rel=0.01)
+
+
+class _PointOnlyModel(clv.BetaGeoModel):
+    """A purchase model with expectations only: no pmf, no simulator, no new-customer curve."""
+
+    purchase_pmf_formula = None
+    simulate_purchases_formula = None
+    expected_purchases_new_customer = None
+
+
+def test_a_model_without_predictive_distributions_is_scored_on_its_expectations(sample):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = backtest(sample, {"point": _PointOnlyModel()}, calibration_end="1997-09-30", holdout=39,
+                       baselines={"no change": NoChangeBaseline()}, seed=0)
+    table = res.table("purchases")
+    assert table.loc["point", "mae"] < table.loc["no change", "mae"]
+    assert "coverage_90" not in table.columns and len(res.tracking) == 0
+    assert res.totals["lower"].isna().all()
+    assert res.warnings["message"].str.contains("has no predictive pmf").any()

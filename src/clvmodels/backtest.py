@@ -300,7 +300,7 @@ def backtest(
                                       n_samples=n_samples, seed=int(seeds[i, j]))
             out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
                                    for msg in dists[name].pop("notes", []))
-            if hasattr(model, "expected_purchases_new_customer"):
+            if getattr(model, "expected_purchases_new_customer", None) is not None:
                 out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
 
         for name, baseline in base.items():
