@@ -28,7 +28,8 @@ Priors must put all their mass on (0, inf): every parameter of these models is p
 Methods
 -------
 ``"map"``
-    The posterior mode (``pm.find_MAP``) with a Laplace approximation: ``covariance_`` is the
+    The posterior mode (L-BFGS on the log-parameters with the exact gradient of the PyMC model's
+    log posterior, priors' densities on the natural scale) with a Laplace approximation: ``covariance_`` is the
     inverse negative Hessian of the log posterior with respect to the log-parameters at the mode,
     so predictions with ``interval=`` draw from it exactly as for the MLE.
 ``"nuts"``
@@ -38,8 +39,8 @@ Methods
     available cores. Diagnostics (r_hat, bulk/tail ESS, divergences) are checked and a
     :class:`~clvmodels.errors.ConvergenceWarning` says what to do when they fail.
 ``"advi"``
-    Mean-field ADVI (``pm.fit``), then ``draws x chains`` independent draws from the fitted
-    approximation. Fast, but it under-states posterior spread; a fit whose ELBO did not settle warns.
+    Mean-field ADVI (``pm.fit``, started at the MAP), then ``draws x chains`` independent draws from
+    the fitted approximation. Fast, but it under-states posterior spread; a fit whose ELBO did not settle warns.
 """
 
 from __future__ import annotations
@@ -138,13 +139,23 @@ def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray
     return pymc_model
 
 
-def _log_posterior_functions(model_cls, data, weights, priors, pymc_model):
-    """Compiled log posterior (natural-scale densities, no Jacobian) and its exact Hessian, both as
-    functions of the log-parameters, plus the log-likelihood alone."""
+def compile_mode():
+    """PyTensor's C backend when a compiler is present (compiled modules are cached on disk, so later
+    processes start fast), else PyTensor's default."""
+    import pytensor
+    from pytensor.compile.mode import Mode
+
+    return Mode(linker="cvm", optimizer="fast_run") if pytensor.config.cxx else None
+
+
+def _log_posterior_functions(model_cls, data, weights, pymc_model):
+    """Compiled ``f(theta) -> (log posterior, gradient)`` and ``g(theta) -> log-likelihood`` of the
+    log-parameters ``theta``. The log posterior uses the priors' densities on the natural scale
+    (no Jacobian), so its maximiser is the usual MAP and, as a function of ``theta``, it has the
+    same maximiser (``d/d ln θ = θ d/dθ``)."""
     import pymc as pm
     import pytensor
     import pytensor.tensor as pt
-    from pytensor.gradient import hessian
 
     theta = pt.dvector("theta")
     params = {k: pt.exp(theta[i]) for i, k in enumerate(model_cls.param_names)}
@@ -152,15 +163,30 @@ def _log_posterior_functions(model_cls, data, weights, priors, pymc_model):
     ll = (pt.as_tensor_variable(np.asarray(weights, dtype=float)) * model_cls.log_likelihood(params, tensors)).sum()
     log_prior = sum(pm.logp(pymc_model[k], params[k]).sum() for k in model_cls.param_names)
     lp = ll + log_prior
-    return (pytensor.function([theta], lp), pytensor.function([theta], hessian(lp, theta)),
-            pytensor.function([theta], ll))
+    mode = compile_mode()
+    return (pytensor.function([theta], [lp, pytensor.grad(lp, theta)], mode=mode),
+            pytensor.function([theta], ll, mode=mode))
+
+
+def _start_point(pymc_model, values: dict[str, float]) -> dict[str, np.ndarray]:
+    """``values`` (natural scale) as a point of the PyMC model's (transformed) value variables."""
+    import pytensor.tensor as pt
+
+    start = {}
+    for name, value in values.items():
+        rv = pymc_model[name]
+        value_var = pymc_model.rvs_to_values[rv]
+        transform = pymc_model.rvs_to_transforms.get(rv)
+        v = pt.as_tensor_variable(np.asarray(value, dtype=float))
+        start[value_var.name] = np.asarray((transform.forward(v, *rv.owner.inputs) if transform else v).eval())
+    return start
 
 
 # ---------------------------------------------------------------------------- fitting
 def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str, priors: dict | None = None,
               draws: int | None = None, tune: int | None = None, chains: int | None = None,
               cores: int | None = None, random_seed: int | None = None, progressbar: bool | None = None,
-              nuts_sampler: str | None = None, target_accept: float = 0.8, advi_iterations: int = 50_000,
+              nuts_sampler: str | None = None, target_accept: float = 0.8, advi_iterations: int = 30_000,
               **sampler_kwargs) -> None:
     """Fit ``model`` on unique rows ``data`` with weights ``w`` by MAP, NUTS or ADVI; sets its ``*_``.
 
@@ -180,7 +206,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     advi_iterations
         Maximum ADVI optimisation steps (it stops earlier once the parameters settle).
     **sampler_kwargs
-        Passed on to ``pm.sample`` / ``pm.find_MAP`` / ``pm.fit``.
+        Passed on to ``pm.sample`` (NUTS) or ``pm.fit`` (ADVI).
 
     Sets ``params_`` (posterior means; the mode for MAP), ``covariance_`` (of the log-parameters),
     ``posterior_draws_`` (NUTS/ADVI: dict of flat arrays over chains x draws), ``idata_`` (the
@@ -205,7 +231,9 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     model.idata_ = None
 
     if method == "map":
-        _fit_map(model, data, w, priors, pymc_model, seed, progressbar, sampler_kwargs)
+        if sampler_kwargs:
+            raise TypeError(f"Unexpected arguments for method='map': {sorted(sampler_kwargs)}.")
+        _fit_map(model, data, w, pymc_model)
         return
     if method == "nuts":
         sampler = nuts_sampler or default_nuts_sampler()
@@ -217,19 +245,20 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         kwargs = dict(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                       progressbar=progressbar, model=pymc_model, nuts_sampler=sampler,
                       compute_convergence_checks=False)
+        kwargs["nuts"] = {"target_accept": target_accept, **sampler_kwargs.pop("nuts", {})}
         if sampler == "pymc":
-            kwargs["target_accept"] = target_accept
-        else:
-            kwargs["nuts_sampler_kwargs"] = {"target_accept": target_accept,
-                                             **sampler_kwargs.pop("nuts_sampler_kwargs", {})}
+            kwargs["compile_kwargs"] = sampler_kwargs.pop("compile_kwargs", {"mode": compile_mode()})
         idata = pm.sample(**kwargs, **sampler_kwargs)
         model.sampler_ = sampler
     elif method == "advi":
         from pymc.variational.callbacks import CheckParametersConvergence
 
-        callback = CheckParametersConvergence(every=1000, tolerance=1e-3, diff="relative")
+        # start at the MAP: ADVI's stochastic optimiser then only has to find the spread
+        theta = _map_estimate(model, data, w, pymc_model)[0]
+        start = _start_point(pymc_model, dict(zip(names, np.exp(theta))))
+        callback = CheckParametersConvergence(every=500, tolerance=0.01, diff="absolute")
         approx = pm.fit(n=int(advi_iterations), method="advi", model=pymc_model, random_seed=seed,
-                        progressbar=progressbar, callbacks=[callback], **sampler_kwargs)
+                        progressbar=progressbar, callbacks=[callback], start=start, **sampler_kwargs)
         n_steps = len(approx.hist)
         idata = approx.sample(draws * chains, random_seed=seed)
         model.sampler_ = "advi"
@@ -248,7 +277,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         model.diagnostics_ = nuts_diagnostics(idata, names)
         model.converged_ = _check_nuts(cls.__name__, model.diagnostics_, chains, target_accept)
     else:
-        converged = n_steps < int(advi_iterations)
+        converged = n_steps < int(advi_iterations) or elbo_settled(approx.hist)
         model.diagnostics_ = {"advi_steps": n_steps, "final_elbo": float(-approx.hist[-1])}
         model.converged_ = converged
         if not converged:
@@ -257,40 +286,72 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
                 "may be poor. Pass advi_iterations=<more>, or use method='nuts'.")
 
 
-def _fit_map(model, data, w, priors, pymc_model, seed, progressbar, kwargs) -> None:
-    import pymc as pm
+def _map_estimate(model, data, w, pymc_model):
+    """Maximise the log posterior over the log-parameters (L-BFGS from a few starts, exact gradient).
 
+    Returns ``theta``, the Hessian there (central differences of the exact gradient), the largest
+    absolute gradient and the compiled functions.
+    """
+    from scipy import optimize
+
+    from .mle import numeric_hessian
+
+    f, loglik = _log_posterior_functions(type(model), data, w, pymc_model)
+
+    def neg(theta):
+        value, grad = f(theta)
+        if not np.isfinite(value):
+            return np.inf, np.zeros_like(theta)
+        return -float(value), -np.asarray(grad, dtype=float)
+
+    k = len(model.param_names)
+    starts = [np.log(model.initial_params(data, w)), np.zeros(k), np.full(k, 1.0), np.full(k, -1.0)]
+    best = None
+    for start in starts:
+        if not np.isfinite(neg(start)[0]):
+            continue
+        res = optimize.minimize(neg, start, jac=True, method="L-BFGS-B", bounds=[(-20.0, 20.0)] * k,
+                                options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
+        if best is None or res.fun < best.fun - 1e-10:
+            best = res
+    if best is None:
+        raise ClvDataError(f"{type(model).__name__}: the log posterior is not finite at any starting point; "
+                           "check the data and the priors.")
+    theta = best.x
+    H = numeric_hessian(lambda v: neg(v)[1], theta)  # Hessian of the negative log posterior
+    return theta, H, float(np.max(np.abs(neg(theta)[1]))), f, loglik
+
+
+def _fit_map(model, data, w, pymc_model) -> None:
     cls = type(model)
     names = list(cls.param_names)
-    point = pm.find_MAP(model=pymc_model, progressbar=progressbar, random_seed=seed, **kwargs)
-    theta = np.log(np.array([float(point[k]) for k in names]))
-    log_post, hess, loglik = _log_posterior_functions(cls, data, w, priors, pymc_model)
-    H = np.asarray(hess(theta), dtype=float)
+    theta, H, grad_max, log_post, loglik = _map_estimate(model, data, w, pymc_model)
     cov = np.full((len(names), len(names)), np.nan)
-    ok = np.all(np.isfinite(H))
+    ok = bool(np.all(np.isfinite(H)))
     if ok:
         try:
-            eig = np.linalg.eigvalsh(-H)
-            ok = bool(np.all(eig > 0))
+            ok = bool(np.all(np.linalg.eigvalsh(H) > 0))
             if ok:
-                cov = np.linalg.inv(-H)
+                cov = np.linalg.inv(H)
         except np.linalg.LinAlgError:
             ok = False
-    # the mode in log space: zero gradient there too (d/dlog θ = θ d/dθ)
-    grad = _numeric_gradient(log_post, theta)
+    at_boundary = [k for k, t in zip(names, theta) if abs(t) >= 16.0]
     model.params_ = pd.Series(np.exp(theta), index=names, name="map")
     model.covariance_ = cov
     model.log_likelihood_ = float(loglik(theta))
-    model.log_posterior_ = float(log_post(theta))
+    model.log_posterior_ = float(log_post(theta)[0])
     total = float(np.sum(w))
     k = len(names)
     model.aic_ = 2 * k - 2 * model.log_likelihood_
     model.bic_ = k * np.log(total) - 2 * model.log_likelihood_
-    scale = max(1.0, abs(model.log_posterior_))
-    model.converged_ = bool(ok and np.max(np.abs(grad)) < 1e-3 * scale ** 0.5)
-    model.diagnostics_ = {"max_abs_gradient": float(np.max(np.abs(grad))), "hessian_negative_definite": ok}
+    model.converged_ = bool(ok and grad_max < 1e-3 and not at_boundary)
+    model.diagnostics_ = {"max_abs_gradient": grad_max, "hessian_positive_definite": ok, "at_boundary": at_boundary}
     model.sampler_ = "map"
-    if not ok:
+    if at_boundary:
+        warn_convergence(
+            f"{cls.__name__}: the MAP runs to a boundary ({', '.join(at_boundary)}): the data do not identify "
+            "these parameters and the priors are too weak to; use more informative priors or more data.")
+    elif not ok:
         warn_convergence(
             f"{cls.__name__}: the log posterior's Hessian at the MAP is not negative definite, so the "
             "Laplace approximation (and intervals) are unavailable; the data barely identify the "
@@ -298,16 +359,7 @@ def _fit_map(model, data, w, priors, pymc_model, seed, progressbar, kwargs) -> N
     elif not model.converged_:
         warn_convergence(
             f"{cls.__name__}: the MAP optimiser stopped away from the mode (max |gradient| "
-            f"{np.max(np.abs(grad)):.2g}). Try method='nuts', or check the data.")
-
-
-def _numeric_gradient(f, theta, step=1e-6):
-    g = np.empty_like(theta)
-    for i in range(len(theta)):
-        e = np.zeros_like(theta)
-        e[i] = step
-        g[i] = (f(theta + e) - f(theta - e)) / (2 * step)
-    return g
+            f"{grad_max:.2g}). Try method='nuts', or check the data.")
 
 
 # ---------------------------------------------------------------------------- diagnostics
@@ -333,6 +385,19 @@ def nuts_diagnostics(idata, names) -> dict[str, Any]:
         "chains": int(posterior.sizes["chain"]),
         "draws": int(posterior.sizes["draw"]),
     }
+
+
+def elbo_settled(loss_history, fraction: float = 0.1) -> bool:
+    """Whether ADVI's loss (−ELBO) has stopped improving: the mean over the last ``fraction`` of the
+    steps is within half a standard deviation (of the noisy loss) of the mean over the ``fraction``
+    before."""
+    h = np.asarray(loss_history, dtype=float)
+    h = h[np.isfinite(h)]
+    n = max(int(len(h) * fraction), 50)
+    if len(h) < 2 * n:
+        return False
+    last, previous = h[-n:], h[-2 * n:-n]
+    return bool(previous.mean() - last.mean() < 0.5 * last.std())
 
 
 def _check_nuts(name: str, diag: dict, chains: int, target_accept: float) -> bool:

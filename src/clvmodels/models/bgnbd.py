@@ -357,11 +357,14 @@ class BetaGeoModel(CLVModel):
 
     param_names = ("r", "alpha", "a", "b")
     data_columns = ("frequency", "recency", "T")
+    #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): half-normals wide enough to be
+    #: nearly flat over plausible values; alpha has the unit of time, so its scale is 5 x the mean
+    #: customer age T (whatever the time unit); b allows rare drop-out (large b).
     default_priors = {
         "r": ("HalfNormal", {"sigma": 5.0}),
-        "alpha": ("HalfNormal", {"sigma": 50.0}),
+        "alpha": ("HalfNormal", {"sigma": 5.0}, {"sigma": "T"}),
         "a": ("HalfNormal", {"sigma": 5.0}),
-        "b": ("HalfNormal", {"sigma": 10.0}),
+        "b": ("HalfNormal", {"sigma": 20.0}),
     }
     log_likelihood = staticmethod(log_likelihood)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).

@@ -95,10 +95,12 @@ class GammaGammaModel(CLVModel):
 
     param_names = ("p", "q", "gamma")
     data_columns = ("frequency", "monetary_value")
+    #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): half-normal shapes; gamma has
+    #: the unit of money, so its scale is 10 x the mean spend (whatever the currency).
     default_priors = {
-        "p": ("HalfNormal", {"sigma": 10.0}),
-        "q": ("HalfNormal", {"sigma": 10.0}),
-        "gamma": ("HalfNormal", {"sigma": 50.0}),
+        "p": ("HalfNormal", {"sigma": 20.0}),
+        "q": ("HalfNormal", {"sigma": 20.0}),
+        "gamma": ("HalfNormal", {"sigma": 10.0}, {"sigma": "monetary_value"}),
     }
     log_likelihood = staticmethod(log_likelihood)
     #: Exact simulation of future spend, used by :func:`clvmodels.predictive.simulate_value`.
