@@ -298,3 +298,24 @@ def test_a_model_without_predictive_distributions_is_scored_on_its_expectations(
     assert "coverage_90" not in table.columns and len(res.tracking) == 0
     assert res.totals["lower"].isna().all()
     assert res.warnings["message"].str.contains("has no predictive pmf").any()
+
+
+def test_time_unit_and_missing_amounts_do_not_change_the_purchase_forecast(sample):
+    """Days instead of weeks, string ids, no amounts: the same BG/NBD holdout forecast, purchases only."""
+    raw = load_cdnow(sample=True)
+    raw["customer_id"] = "c" + raw["customer_id"].astype(str)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log = clv.load_transactions(raw, timestamp="date", amount=None)
+        days = backtest(log, calibration_end="1997-09-30", holdout=39 * 7, time_unit="D", seed=0,
+                        baselines={"no change": NoChangeBaseline()})
+        weeks = backtest(sample, calibration_end="1997-09-30", holdout=39, seed=0, spend_model=False,
+                         baselines={"no change": NoChangeBaseline()})
+    assert set(days.metrics["target"]) == {"purchases"}
+    for name in ("BG/NBD", "no change"):
+        d = days.totals.set_index("model").loc[name]
+        w = weeks.totals.set_index("model").loc[name]
+        assert d["predicted"] == pytest.approx(w["predicted"], rel=1e-5)
+    assert days.totals.set_index("model").loc["BG/NBD", "plugin_upper"] == pytest.approx(
+        weeks.totals.set_index("model").loc["BG/NBD", "plugin_upper"], abs=1)
+    np.testing.assert_allclose(days.tracking["predicted_cumulative"], weeks.tracking["predicted_cumulative"], rtol=1e-5)
