@@ -192,3 +192,13 @@ def test_spills_under_a_small_memory_limit(tmp_path):
     log.to_parquet(path)
     got = rfm_summary_duckdb(path, memory_limit="60MB", threads=1, temp_directory=str(tmp_path))
     assert_same(_pandas(log), got)
+
+
+def test_directory_of_parquet_files(tmp_path):
+    """A log split over several Parquet files (as a Spark or Hive job writes it) is one log."""
+    log = simulate(2000, seed=9)
+    d = tmp_path / "log"
+    (d / "part=a").mkdir(parents=True)
+    log.iloc[: len(log) // 2].to_parquet(d / "part=a" / "0.parquet")
+    log.iloc[len(log) // 2:].to_parquet(d / "1.parquet")
+    assert_same(_pandas(log), rfm_summary_duckdb(d))
