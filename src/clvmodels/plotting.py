@@ -77,10 +77,13 @@ def plot_tracking(result, *, cumulative: bool = False, cutoff=None, models=None,
                 label=f"{name} (expected)")
     boundary = first.loc[first["phase"] == "calibration", "period_end"].max()
     ax.axvline(boundary, color="grey", ls=":", lw=1)
-    ax.text(boundary, ax.get_ylim()[1], " holdout →", va="top", ha="left", color="grey", fontsize=9)
+    ax.text(boundary, 0.97, " holdout →", va="top", ha="left", color="grey", fontsize=9,
+            transform=ax.get_xaxis_transform())
     ax.set_xlabel("period ending")
     ax.set_ylabel(("cumulative " if cumulative else "") + "repeat transactions")
-    ax.set_title(f"{'Cumulative' if cumulative else 'Weekly'} repeat transactions, calibration end {cutoff}")
+    weekly = len(first) > 1 and np.median(np.diff(first["period_end"].to_numpy())) == np.timedelta64(7, "D")
+    kind = "Cumulative" if cumulative else ("Weekly" if weekly else "Per-period")
+    ax.set_title(f"{kind} repeat transactions, calibration end {cutoff}")
     ax.legend(loc="upper left" if cumulative else "upper right", fontsize=9)
     return fig
 
