@@ -319,3 +319,20 @@ def test_time_unit_and_missing_amounts_do_not_change_the_purchase_forecast(sampl
     assert days.totals.set_index("model").loc["BG/NBD", "plugin_upper"] == pytest.approx(
         weeks.totals.set_index("model").loc["BG/NBD", "plugin_upper"], abs=1)
     np.testing.assert_allclose(days.tracking["predicted_cumulative"], weeks.tracking["predicted_cumulative"], rtol=1e-5)
+
+
+class _FailingModel(clv.BetaGeoModel):
+    def fit(self, rfm, **kwargs):
+        raise ClvDataError("cannot fit these data")
+
+
+def test_failed_fits_are_reported(sample):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = backtest(sample, {"fails": _FailingModel(), "bg": clv.BetaGeoModel()}, calibration_end="1997-09-30",
+                       holdout=39, baselines={}, spend_model=False, seed=0)
+        assert res.model_names == ["bg"]
+        fit_errors = res.warnings.query("category == 'FitError'")
+        assert list(fit_errors["model"]) == ["fails"] and "cannot fit these data" in fit_errors["message"].iloc[0]
+        with pytest.raises(ClvDataError, match="every model failed.*cannot fit these data"):
+            backtest(sample, {"fails": _FailingModel()}, calibration_end="1997-09-30", holdout=39, baselines={})

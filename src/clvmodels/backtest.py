@@ -245,7 +245,8 @@ def backtest(
         raise ValueError(f"interval must be in (0, 1), got {interval}.")
     cuts = _cutoffs(calibration_end, step, n_cutoffs, unit)
     log_end = pd.Timestamp(log[TIMESTAMP].max())
-    seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=(len(cuts), len(named) + len(base) + 2))
+    seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=(len(cuts), len(named)))
+    spend_name = "Gamma-Gamma" if isinstance(spend_model, GammaGammaModel) else type(spend_model).__name__
 
     out = {k: [] for k in ("metrics", "totals", "predictions", "tracking", "conditional", "parameters",
                            "warnings", "data")}
@@ -274,15 +275,15 @@ def backtest(
 
         spend = None
         if has_value:
-            spend, spend_warnings = _fit_with_warnings(clone(spend_model), ch, "Gamma-Gamma", label)
+            spend, spend_warnings = _fit_with_warnings(clone(spend_model), ch, spend_name, label)
             out["warnings"].extend(spend_warnings)
             if spend is not None:
-                fitted[(label, "Gamma-Gamma")] = spend
-                out["parameters"].append(_parameters(spend, label, "Gamma-Gamma"))
+                fitted[(label, spend_name)] = spend
+                out["parameters"].append(_parameters(spend, label, spend_name))
                 try:
                     spend_mean = spend.expected_spend(ch).to_numpy()
                 except ClvDataError as exc:
-                    out["warnings"].append(_warning(label, "Gamma-Gamma", "AssumptionWarning", str(exc)))
+                    out["warnings"].append(_warning(label, spend_name, "AssumptionWarning", str(exc)))
                     spend = None
 
         for j, (name, template) in enumerate(named.items()):
@@ -314,6 +315,9 @@ def backtest(
             if has_value:
                 preds[name]["value"] = forecast["value"].to_numpy()
 
+        if not preds:
+            failures = "; ".join(f"{w['model']}: {w['message']}" for w in out["warnings"] if w["cutoff"] == label)
+            raise ClvDataError(f"No forecast for the calibration end {label}: every model failed ({failures}).")
         for name, p in preds.items():
             kind = "model" if name in named else "baseline"
             for target, a in actual.items():
