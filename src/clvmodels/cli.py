@@ -131,7 +131,8 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resolution", default="D", help="purchases within one such period count once (D)")
     g.add_argument("--truncate", action="store_true", help="ignore transactions after --observation-end")
     g.add_argument("--engine", choices=["auto", "pandas", "duckdb"], default="auto",
-                   help="pandas (in memory) or duckdb (out of core); auto: duckdb for files when installed")
+                   help="pandas (in memory) or duckdb (out of core; text timestamps must be ISO or given "
+                        "by --date-format); auto: duckdb for files when installed")
     g.add_argument("--memory-limit", default=None, metavar="SIZE", help="DuckDB memory cap, e.g. 4GB")
 
 
