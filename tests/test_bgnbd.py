@@ -127,7 +127,9 @@ def test_reproduces_published_fit_on_cdnow_summary(fitted):
 
 
 def test_reproduces_published_fit_from_our_rfm_of_the_cdnow_log():
-    log = clv.load_transactions(load_cdnow(sample=True), timestamp="date")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # CDNOW has 21 duplicate records
+        log = clv.load_transactions(load_cdnow(sample=True), timestamp="date")
     rfm = clv.rfm_summary(log, observation_end="1997-09-30", time_unit="W", truncate=True)
     assert len(rfm) == 2357
     model = BetaGeoModel().fit(rfm)
@@ -380,6 +382,8 @@ def test_new_customer_finite_where_lifetimes_is_not(params):
 @pytest.mark.parametrize("x, tx, T, t", [
     (200, 150.0, 160.0, 39.0), (250, 300.0, 310.0, 52.0), (1000, 999.0, 1000.0, 1000.0),
     (5000, 4999.0, 5000.0, 5000.0), (3000, 100.0, 5000.0, 10.0), (0, 0.0, 5000.0, 5000.0),
+    # z = t/(α+T+t) within 1e-5 of 1
+    (5, 0.9, 1.0, 5000.0), (0, 0.0, 0.01, 5000.0), (40, 2.0, 2.0, 5000.0),
 ])
 def test_large_frequency_and_long_histories_match_mpmath(x, tx, T, t):
     params = draw(PUBLISHED)
@@ -400,6 +404,29 @@ def test_removable_singularities_of_expected_new(a, b):
         ours = float(bgnbd.expected_new(r, alpha, a, b, t))
         ref = float(mp_expected_new(r, alpha, a, b, t))
         assert ours == pytest.approx(ref, rel=1e-7), (r, alpha, a, b, t)
+
+
+@pytest.mark.parametrize("r, alpha, a, b", [
+    (0.243, 4.414, 0.793, 2.426), (0.001, 1.0, 1.0, 32.0), (50.0, 0.5, 20.0, 0.3), (0.02, 900.0, 30.0, 5.0),
+])
+def test_short_horizons_keep_full_precision(r, alpha, a, b):
+    """For t << α the closed form's 1 − 2F1 cancels to nothing (it gave 0, or a relative error of
+    1e-4 near a = 1); the power series in z keeps every digit, down to t = 1e-300."""
+    ts = np.array([1e-300, 1e-100, 1e-12, 1e-6, 1e-3, 0.1, 1.0])
+    ours = bgnbd.expected_new(r, alpha, a, b, ts)
+    for value, t in zip(ours, ts):
+        ref = float(mp_expected_new(r, alpha, a, b, t))
+        assert value == pytest.approx(ref, rel=1e-9), t
+    assert np.all(np.diff(ours) > 0)
+
+
+def test_quadrature_fallback_matches_mpmath():
+    """Parameters where scipy's hyp2f1 fails on both series (NaN/overflow): the quadrature."""
+    for args in [(1.0, 0.5, 101.0, 0.5, 5.0), (1.0, 0.5, 1000.0, 0.5, 5.0), (238.08, 8.755, 24.07, 156.16, 79.38),
+                 (1019.5, 0.0625, 0.5, 1021.0, 1.0), (5.0, 1.0, 0.2, 300.0, 50.0)]:
+        ref = float(mp_expected_new(*args))
+        assert bgnbd.expected_new(*args).item() == pytest.approx(ref, rel=1e-9), args
+        assert bgnbd._expected_new_quadrature(*args) == pytest.approx(ref, rel=1e-9), args
 
 
 def test_expected_new_broadcasts_over_draws_and_customers():

@@ -99,17 +99,23 @@ def expected_new(r, alpha, a, b, t):
     ``SINGULAR_WINDOW²``, relative error below ~1e-8).
     """
     r, alpha, a, b, t = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (r, alpha, a, b, t)))
-    small = (t / (alpha + t)) < SERIES_Z
-    if not small.any():
+    z = t / (alpha + t)
+    small = z < SERIES_Z
+    # near a removable singularity the bridge loses digits to cancellation: try the series first
+    singular = ~small & ((np.abs(a - 1.0) < SINGULAR_WINDOW) | (np.abs(a + b - 1.0) < SINGULAR_WINDOW))
+    if not (small.any() or singular.any()):
         return _expected_new_bridged(r, alpha, a, b, t)
     out = np.empty(r.shape)
-    flat_out, flat_small = out.reshape(-1), small.reshape(-1)
+    flat_out = out.reshape(-1)
     flat = [v.reshape(-1) for v in (r, alpha, a, b, t)]
-    idx = np.flatnonzero(flat_small)
-    values, ok = _expected_new_series(*(v[idx] for v in flat))
-    flat_out[idx[ok]] = values[ok]
-    rest = np.flatnonzero(~flat_small)
-    rest = np.concatenate([rest, idx[~ok]])
+    rest = [np.flatnonzero(~(small | singular).reshape(-1))]
+    for subset, max_terms in ((small, 400), (singular, 5000)):
+        idx = np.flatnonzero(subset.reshape(-1))
+        if idx.size:
+            values, ok = _expected_new_series(*(v[idx] for v in flat), max_terms=max_terms)
+            flat_out[idx[ok]] = values[ok]
+            rest.append(idx[~ok])
+    rest = np.concatenate(rest)
     if rest.size:
         flat_out[rest] = _expected_new_bridged(*(v[rest] for v in flat))
     return out
@@ -142,7 +148,7 @@ def _expected_new_series(r, alpha, a, b, t, max_terms: int = 400):
     # the result is a difference: its relative error is ~1e-16 x (largest magnitude summed) / result
     scale = np.maximum(np.abs(first), largest)
     converged = (np.abs(term) <= 1e-16 * np.abs(total)) & (scale <= 1e10 * np.abs(value))
-    converged &= np.isfinite(value) & (value >= 0)
+    converged &= _plausible(value, r, alpha, t)
     return value, converged
 
 
@@ -187,21 +193,30 @@ def _expected_new_closed_form(r, alpha, a, b, t):
     c = a + b - 1.0
     z = t / (alpha + t)
     log1mz = -np.log1p(t / alpha)
+    defined = np.isfinite(c / (a - 1.0)) & (np.abs(c) > 0)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         term = np.exp((a - 1.0) * log1mz) * hyp2f1(c - r, a - 1.0, c, z)
         value = c / (a - 1.0) * (1.0 - term)
-        failed = ~np.isfinite(value) & np.isfinite(c / (a - 1.0)) & (np.abs(c) > 0)
+        failed = ~_plausible(value, r, alpha, t) & defined
         if not failed.any():
             return value
         untransformed = c / (a - 1.0) * (1.0 - np.exp(r * log1mz) * hyp2f1(r, b, c, z))
     value = np.where(failed, untransformed, value)
-    failed &= ~np.isfinite(value)
+    failed &= ~_plausible(value, r, alpha, t)
     if failed.any():
         flat = value.reshape(-1)
         r, alpha, a, b, t = (v.reshape(-1) for v in np.broadcast_arrays(r, alpha, a, b, t, value)[:5])
         for i in np.flatnonzero(failed):
             flat[i] = _expected_new_quadrature(r[i], alpha[i], a[i], b[i], t[i])
     return value
+
+
+def _plausible(value, r, alpha, t):
+    """``0 <= E[X(t)] <= E[λ] t = r t/α`` (a customer buys at most as a Poisson process of rate λ):
+    scipy's ``hyp2f1`` sometimes returns a wrong finite value (e.g. −842 for
+    ``2F1(170, −0.5; 171.5; 0.909)``-based ``E[X(5)]`` that is really 14.5); such values fail this."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.isfinite(value) & (value >= 0) & (value <= r * t / alpha * (1 + 1e-9))
 
 
 def _expected_new_quadrature(r: float, alpha: float, a: float, b: float, t: float) -> float:
