@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 from scipy import integrate
-from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1
+from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1py, xlogy
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
@@ -239,18 +239,14 @@ def _expected_new_quadrature(r: float, alpha: float, a: float, b: float, t: floa
         wa, wb = min(a - 1.0, 0.0), min(b - 1.0, 0.0)
 
         def bounded(p):
-            log_rest = (a - 1.0 - wa) * np.log(p) if a - 1.0 > wa else 0.0
-            log_rest += (b - 1.0 - wb) * np.log1p(-p) if b - 1.0 > wb else 0.0
-            return bought_per_p(p) * np.exp(log_rest - log_norm) if p < 1.0 or b - 1.0 == wb else 0.0
+            return bought_per_p(p) * np.exp(xlogy(a - 1.0 - wa, p) + xlog1py(b - 1.0 - wb, -p) - log_norm)
 
         value, _ = integrate.quad(bounded, 0.0, 1.0, weight="alg", wvar=(wa, wb),
                                   limit=200, epsabs=0.0, epsrel=1e-11)
         return float(value)
 
-    def integrand(p):
-        if p <= 0.0 or p >= 1.0:
-            return 0.0 if (a > 1.0 or p >= 1.0) and (b > 1.0 or p <= 0.0) else bought_per_p(p)
-        return bought_per_p(p) * np.exp((a - 1.0) * np.log(p) + (b - 1.0) * np.log1p(-p) - log_norm)
+    def integrand(p):  # a, b >= 1: a bounded density (xlogy: 0 log 0 = 0 at the ends)
+        return bought_per_p(p) * np.exp(xlogy(a - 1.0, p) + xlog1py(b - 1.0, -p) - log_norm)
 
     mode = min(max((a - 1.0) / (a + b - 2.0) if a + b > 2.0 else 0.5, 1e-9), 1.0 - 1e-9)
     value, _ = integrate.quad(integrand, 0.0, 1.0, points=[mode], limit=200, epsabs=0.0, epsrel=1e-11)
