@@ -161,7 +161,8 @@ def _metrics_section(result: BacktestResult) -> str:
         if not (result.metrics["target"] == target).any():
             continue
         table = result.table(target)
-        out.append(f"<h3>Holdout {target}{' – mean over ' + str(len(result.cutoffs)) + ' cutoffs' if multi else ''}</h3>")
+        over = f" – mean over {len(result.cutoffs)} cutoffs" if multi else ""
+        out.append(f"<h3>Holdout {target}{over}</h3>")
         out.append(_table(table, best=best_per_metric(table), index_name="forecast"))
         if multi:
             for cutoff in result.cutoffs:
