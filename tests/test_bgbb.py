@@ -104,6 +104,8 @@ def test_log_likelihood_matches_mpmath(donations, fitted, ll_fn):
     ours = ll_fn(*p, *cols)
     ref = [float(mp_log_likelihood(*p, *row)) for row in zip(*cols)]
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
+    # the numpy twin used by the predictions is the same formula
+    np.testing.assert_allclose(bgbb._log_likelihood_np(draw(p), *cols)[0], ref, rtol=1e-12)
     total = float(np.dot(ref, donations["weights"]))
     assert fitted.log_likelihood_ == pytest.approx(total, rel=1e-10)
 
@@ -237,3 +239,27 @@ def test_bad_histories_raise_clear_errors(row, message):
     frame = pd.DataFrame([row, {"frequency": 1, "recency": 2, "n_periods": 6}])
     with pytest.raises(ClvDataError, match=message):
         BetaGeoBetaBinomModel().fit(frame)
+
+
+# ---------------------------------------------------------------------------- Bayesian fit
+@pytest.mark.slow
+def test_short_nuts_agrees_with_the_mle(donations, fitted):
+    from clvmodels import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = BetaGeoBetaBinomModel(random_seed=4, progressbar=False).fit(
+            donations, weights=donations["weights"], method="nuts", draws=300, tune=300, chains=2)
+    assert model.diagnostics_["divergences"] == 0 and max(model.diagnostics_["r_hat"].values()) < 1.05
+    for k in NAMES:
+        sd = model.posterior_draws_[k].std()
+        assert abs(model.params_[k] - fitted.params_[k]) < 3 * sd, k
+
+
+def test_save_and_load_round_trip(tmp_path, donations, fitted):
+    from clvmodels.models.persistence import load_model, save_model
+
+    save_model(fitted, tmp_path / "bgbb")
+    loaded = load_model(tmp_path / "bgbb")
+    assert type(loaded) is BetaGeoBetaBinomModel
+    pd.testing.assert_series_equal(loaded.expected_purchases(5, donations), fitted.expected_purchases(5, donations))

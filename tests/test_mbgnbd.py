@@ -221,3 +221,29 @@ def test_intervals_clv_and_contract(rfm, fitted):
     bad = rfm.head(5).assign(frequency=1.5)
     with pytest.raises(ClvDataError, match="frequency"):
         ModifiedBetaGeoModel().fit(bad)
+
+
+# ---------------------------------------------------------------------------- Bayesian fit
+@pytest.mark.slow
+def test_short_nuts_agrees_with_the_mle(rfm, fitted):
+    from clvmodels import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = ModifiedBetaGeoModel(random_seed=2, progressbar=False).fit(rfm, method="nuts", draws=300, tune=300,
+                                                                          chains=2)
+    assert model.diagnostics_["divergences"] == 0 and max(model.diagnostics_["r_hat"].values()) < 1.05
+    for k in NAMES:
+        sd = model.posterior_draws_[k].std()
+        assert abs(model.params_[k] - fitted.params_[k]) < 3 * sd, k
+    out = model.expected_purchases(39.0, rfm.iloc[:20], interval=0.9)
+    assert np.all((out["lower"] <= out["mean"]) & (out["mean"] <= out["upper"]))
+
+
+def test_save_and_load_round_trip(tmp_path, rfm, fitted):
+    from clvmodels.models.persistence import load_model, save_model
+
+    save_model(fitted, tmp_path / "mbg")
+    loaded = load_model(tmp_path / "mbg")
+    assert type(loaded) is ModifiedBetaGeoModel
+    pd.testing.assert_series_equal(loaded.probability_alive(rfm), fitted.probability_alive(rfm))

@@ -240,11 +240,16 @@ def test_equal_recency_and_age_has_finite_gradient(ll_fn):
     assert ll[0] == pytest.approx(float(ref), rel=1e-12)
 
 
-@pytest.mark.parametrize("params", [PAPER_PARAMS, PARAM_SETS[1], PARAM_SETS[2]], ids=["close", "a>b", "a<<b"])
-@pytest.mark.parametrize("t, n", [(10.0, 0), (10.0, 1), (52.0, 3), (52.0, 20), (0.5, 2)])
+UPDATED = {"r": 500.0, "alpha": 600.0, "s": 0.6, "beta": 500.0}   # an alive customer after ~500 purchases
+
+
+@pytest.mark.parametrize("params", [PAPER_PARAMS, PARAM_SETS[1], PARAM_SETS[2], UPDATED],
+                         ids=["close", "a>b", "a<<b", "updated"])
+@pytest.mark.parametrize("t, n", [(10.0, 0), (10.0, 1), (52.0, 3), (52.0, 20), (0.5, 2), (1000.0, 5), (500.0, 300),
+                                  (1e4, 2)])
 def test_probability_new_matches_mpmath(params, t, n):
-    ours = pn.probability_new(*params.values(), t, n)
-    assert ours == pytest.approx(float(mp_probability_new(*params.values(), t, n)), rel=1e-8, abs=1e-15)
+    ours = float(pn.probability_new(*params.values(), t, n))
+    assert ours == pytest.approx(float(mp_probability_new(*params.values(), t, n)), rel=1e-7, abs=1e-100)
 
 
 def test_conditional_pmf_sums_to_one_and_its_mean_is_the_expectation(rfm, fitted):
@@ -358,3 +363,31 @@ def test_estimator_contract_and_errors(rfm):
         fitted.expected_purchases(-1.0)
     with pytest.raises(ClvDataError):
         fitted.probability_of_n_purchases(10.0, 1.5)
+
+
+# ---------------------------------------------------------------------------- Bayesian fit
+@pytest.mark.slow
+def test_short_nuts_agrees_with_the_mle(rfm):
+    from clvmodels import ConvergenceWarning
+
+    sample = rfm.iloc[::3]                        # 786 customers: a NUTS run of about a minute
+    mle = ParetoNBDModel().fit(sample)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = ParetoNBDModel(random_seed=3, progressbar=False).fit(sample, method="nuts", draws=300, tune=300,
+                                                                    chains=2)
+    assert model.diagnostics_["divergences"] == 0 and max(model.diagnostics_["r_hat"].values()) < 1.05
+    for k in ("r", "alpha", "s"):       # beta is weakly identified (its SE is half its value)
+        sd = model.posterior_draws_[k].std()
+        assert abs(model.params_[k] - mle.params_[k]) < 3 * sd, k
+    out = model.probability_alive(sample.iloc[:20], interval=0.9)
+    assert np.all((out["lower"] <= out["mean"]) & (out["mean"] <= out["upper"]))
+
+
+def test_save_and_load_round_trip(tmp_path, rfm, fitted):
+    from clvmodels.models.persistence import load_model, save_model
+
+    save_model(fitted, tmp_path / "pnbd")
+    loaded = load_model(tmp_path / "pnbd")
+    assert type(loaded) is ParetoNBDModel
+    pd.testing.assert_series_equal(loaded.expected_purchases(39.0, rfm), fitted.expected_purchases(39.0, rfm))

@@ -94,6 +94,9 @@ def test_del_and_derl_relation(case):
     # a new customer pays now, then (if she renews) the DERL of a customer with 0 renewals, discounted once
     assert model.discounted_expected_lifetime(d) == pytest.approx(
         1 + float(model.derl(0, d).iloc[0]) / (1 + d), rel=1e-12)
+    dels = model.discounted_expected_lifetime([0.05, 0.1, 0.2]).to_numpy()
+    assert dels[1] == pytest.approx(model.discounted_expected_lifetime(d), rel=1e-14)
+    assert np.all(np.diff(dels) < 0)
     derl = model.derl([0, 1, 2, 5, 10], d).to_numpy()
     assert np.all(np.diff(derl) > 0)  # survivors are the loyal ones: residual value grows with tenure
 
@@ -143,3 +146,32 @@ def test_bad_rows_and_arguments():
         model.derl(1.5, 0.1)
     with pytest.raises(ClvDataError):
         model.retention_rate(0)
+
+
+@pytest.mark.slow
+def test_short_nuts_agrees_with_the_mle(case):
+    import warnings
+
+    from clvmodels import ConvergenceWarning
+
+    survivors, _, _, mle = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = ShiftedBetaGeoModel(random_seed=5, progressbar=False).fit_survivors(
+            survivors[:8], method="nuts", draws=300, tune=300, chains=2)
+    assert model.diagnostics_["divergences"] == 0 and max(model.diagnostics_["r_hat"].values()) < 1.05
+    for k in ("alpha", "beta"):
+        sd = model.posterior_draws_[k].std()
+        assert abs(model.params_[k] - mle.params_[k]) < 3 * sd, k
+    derl = model.derl([0, 5], 0.1)          # averaged over the posterior
+    assert np.isfinite(derl).all()
+
+
+def test_save_and_load_round_trip(tmp_path, case):
+    from clvmodels.models.persistence import load_model, save_model
+
+    _, _, _, model = case
+    save_model(model, tmp_path / "sbg")
+    loaded = load_model(tmp_path / "sbg")
+    assert type(loaded) is ShiftedBetaGeoModel
+    pd.testing.assert_series_equal(loaded.derl([0, 3], 0.1), model.derl([0, 3], 0.1))

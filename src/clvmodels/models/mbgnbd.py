@@ -154,9 +154,9 @@ class ModifiedBetaGeoModel(CLVModel):
     data_columns = ("frequency", "recency", "T")
     default_priors = {
         "r": ("HalfNormal", {"sigma": 5.0}),
-        "alpha": ("HalfNormal", {"sigma": 50.0}),
+        "alpha": ("HalfNormal", {"sigma": 5.0}, {"sigma": "T"}),   # a time: 5 x the mean age
         "a": ("HalfNormal", {"sigma": 5.0}),
-        "b": ("HalfNormal", {"sigma": 10.0}),
+        "b": ("HalfNormal", {"sigma": 20.0}),
     }
     log_likelihood = staticmethod(log_likelihood)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).

@@ -210,14 +210,17 @@ class ShiftedBetaGeoModel(CLVModel):
         return self._grid_predict(lambda params, renewals: derl(params, renewals, discount_rate=discount_rate),
                                   renewals, "derl", column="renewals", **kwargs)
 
-    def discounted_expected_lifetime(self, discount_rate: float, **kwargs):
-        """DEL: discounted expected number of payments of a new customer, the first included."""
-        _check_rate(discount_rate)
-        out = self._grid_predict(lambda params, period: del_new_customer(params, discount_rate=discount_rate)
-                                 + 0.0 * period, 0.0, "del", **kwargs)
-        return float(out.iloc[0]) if isinstance(out, pd.Series) else out
+    def discounted_expected_lifetime(self, discount_rate, **kwargs):
+        """DEL: discounted expected number of payments of a new customer, the first included
+        (Fader & Hardie 2010, eq. 5), for one or several discount rates."""
+        rates = np.atleast_1d(np.asarray(discount_rate, dtype=float))
+        _check_rate(rates)
+        out = self._grid_predict(lambda params, discount_rate: del_new_customer(params, discount_rate=discount_rate),
+                                 rates, "del", column="discount_rate", **kwargs)
+        return float(out.iloc[0]) if np.ndim(discount_rate) == 0 and isinstance(out, pd.Series) else out
 
 
 def _check_rate(d) -> None:
-    if not np.isfinite(d) or d <= 0:
-        raise ClvDataError(f"discount_rate must be positive (DERL is infinite without discounting), got {d!r}.")
+    d = np.asarray(d, dtype=float)
+    if not np.all(np.isfinite(d)) or np.any(d <= 0):
+        raise ClvDataError(f"discount_rate must be positive (DERL is infinite without discounting), got {d}.")
