@@ -93,10 +93,14 @@ def expected_new(r, alpha, a, b, t):
     there the value is summed as a power series in ``z`` (:func:`_expected_new_series`), which has
     no cancellation and no singularity. Elsewhere the closed form has two removable singularities,
     ``a = 1`` (the ``(a−1)`` division) and ``a + b = 1`` (the ``2F1`` pole at ``c = 0``), where it
-    evaluates to ``0/0``. The expectation itself, ``E_p[(1 − (α/(α+pt))^r)/p]`` with
-    ``p ~ Beta(a, b)``, is smooth in ``a`` and ``b`` there, so within :data:`SINGULAR_WINDOW` of
-    either it is interpolated linearly between the two edges of the window (error of order
-    ``SINGULAR_WINDOW²``, relative error below ~1e-8).
+    evaluates to ``0/0``: near them the series is tried first, and where it does not converge the
+    value is interpolated linearly between the two edges of a :data:`SINGULAR_WINDOW` around the
+    singularity (the expectation, ``E_p[(1 − (α/(α+pt))^r)/p]`` with ``p ~ Beta(a, b)``, is smooth
+    in ``a`` and ``b``). A closed-form value that is not finite or not in ``[0, r t/α]`` (scipy's
+    ``hyp2f1`` fails for some large or opposite-signed parameters) is recomputed from the
+    untransformed ``2F1``, and failing that by quadrature (:func:`_expected_new_closed_form`).
+    Checked against 50-digit mpmath: relative error ~1e-12 for typical parameters, below 1e-9
+    for frequencies and ages up to 5,000 periods.
     """
     r, alpha, a, b, t = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (r, alpha, a, b, t)))
     z = t / (alpha + t)
