@@ -121,9 +121,11 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
             tol: float = 1e-10) -> None:
     """Fit ``model`` by maximum likelihood on unique rows ``data`` with weights ``w``; sets its ``*_``.
 
-    L-BFGS on the log-parameters from the first of a few starting points that converges, then
-    Newton steps with the Hessian of the exact gradient until the gradient vanishes (``tol`` bounds
-    the largest absolute gradient component of the mean log-likelihood that counts as converged).
+    L-BFGS on the log-parameters from the first of a few starting points that converges (``x0``,
+    log scale, first if given; ``maxiter`` iterations at most), then Newton steps with the Hessian
+    of the exact gradient until the largest absolute gradient component of the mean log-likelihood
+    is below ``tol`` or stops shrinking. The fit counts as converged (``converged_``) when that
+    gradient is below 1e-4 and no parameter is at a boundary.
     """
     names = model.param_names
     f = compiled_objective(type(model), tuple(data))
