@@ -202,3 +202,11 @@ def test_directory_of_parquet_files(tmp_path):
     log.iloc[: len(log) // 2].to_parquet(d / "part=a" / "0.parquet")
     log.iloc[len(log) // 2:].to_parquet(d / "1.parquet")
     assert_same(_pandas(log), rfm_summary_duckdb(d))
+
+
+def test_calibration_errors():
+    log = simulate(200, seed=3)
+    with pytest.raises(ClvDataError, match="before calibration_end"):
+        calibration_holdout_duckdb(log, "2024-03-01", observation_end="2024-02-01")
+    with pytest.raises(ClvDataError, match="No transactions on or before the calibration end"):
+        calibration_holdout_duckdb(log, "2023-01-01")

@@ -165,8 +165,8 @@ def _validate(con, customer_id, timestamp, amount, ts_expr, refunds) -> None:
                                 f"OR isinf(TRY_CAST({amt} AS DOUBLE))")
         checks["negative"] = f"TRY_CAST({amt} AS DOUBLE) < 0"
     select = ", ".join(f"count(*) FILTER (WHERE {w})" for w in checks.values())
-    counts = dict(zip(checks, con.execute(f"SELECT count(*), {select} FROM raw").fetchone()[1:]))
-    n_rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    n_rows, *values = con.execute(f"SELECT count(*), {select} FROM raw").fetchone()
+    counts = dict(zip(checks, values))
     if n_rows == 0:
         raise ClvDataError("The transaction log is empty (0 rows): there is nothing to summarise.")
     messages = {
@@ -229,22 +229,31 @@ def _clean_log(con, customer_id, timestamp, amount, date_format, refunds, resolu
         source = f"SELECT cid, ts, amount FROM netted WHERE {kept}"
     con.execute(f"CREATE VIEW tx AS SELECT cid, ts, amount, {_period_key('ts', resolution)} AS pkey "
                 f"FROM ({source})")
-    if con.execute("SELECT count(*) FROM tx").fetchone()[0] == 0:
-        raise ClvDataError("No purchases left after handling refunds: the log holds only refunds.")
     return stats
 
 
-def _check_late(con, end: pd.Timestamp, res: str, truncate: bool, timestamp: str) -> str:
-    """Condition selecting the rows up to the observation end; error on later ones unless ``truncate``."""
+def _counts(con, observation_end, tz, res: str, cal_end: pd.Timestamp | None):
+    """One scan of the cleaned log: the observation end, and the rows after it / up to the
+    calibration end (the condition selecting the observed rows is returned too)."""
+    n_tx, max_ns = con.execute("SELECT count(*), epoch_ns(max(ts)) FROM tx").fetchone()
+    if n_tx == 0:
+        raise ClvDataError("No purchases left after handling refunds: the log holds only refunds.")
+    end = _naive(observation_end, tz) if observation_end is not None else pd.Timestamp(max_ns, unit="ns")
     cond = f"pkey <= {_end_hours(end, res)}"
-    n_late = con.execute(f"SELECT count(*) FROM tx WHERE NOT ({cond})").fetchone()[0]
+    cal = f"pkey <= {_end_hours(cal_end, res)}" if cal_end is not None else "false"
+    n_late, n_cal = con.execute(
+        f"SELECT count(*) FILTER (WHERE NOT ({cond})), count(*) FILTER (WHERE {cond} AND {cal}) FROM tx").fetchone()
+    return end, cond, int(n_tx), int(n_late), int(n_cal)
+
+
+def _check_late(con, end: pd.Timestamp, cond: str, n_late: int, truncate: bool, timestamp: str) -> None:
+    """Transactions after the observation end are an error unless ``truncate``."""
     if n_late and not truncate:
         rows = con.execute(f"SELECT cid AS {CUSTOMER}, ts AS {TIMESTAMP}, amount AS {AMOUNT} FROM tx "
                            f"WHERE NOT ({cond}) LIMIT 5").df()
         raise data_error(f"Transactions after the observation end {end.date()}", column=timestamp,
                          n_rows=int(n_late), rows=rows,
                          fix="Pass truncate=True to ignore them, or a later observation_end.")
-    return cond
 
 
 def _aggregate(con, cond: str, has_amount: bool) -> tuple[dict, pd.Index]:
@@ -338,24 +347,20 @@ def _run(source, *, observation_end, calibration_end, time_unit, resolution="D",
     try:
         tz = _register_source(con, source, columns, date_format, timestamp)
         stats = _clean_log(con, customer_id, timestamp, amount, date_format, refunds, res)
-        if observation_end is not None:
-            end = _naive(observation_end, tz)
-        else:
-            end = pd.Timestamp(con.execute("SELECT epoch_ns(max(ts)) FROM tx").fetchone()[0], unit="ns")
+        cal_end = _naive(calibration_end, tz) if calibration_end is not None else None
+        end, cond, n_tx, n_late, n_cal = _counts(con, observation_end, tz, res, cal_end)
+        if cal_end is not None and end < cal_end:
+            raise ClvDataError(f"observation_end {end} is before calibration_end {cal_end}.")
+        _check_late(con, end, cond, n_late, truncate, timestamp)
         if calibration_end is None:
-            cond = _check_late(con, end, res, truncate, timestamp)
-            if con.execute(f"SELECT count(*) FROM tx WHERE {cond}").fetchone()[0] == 0:
+            if n_late == n_tx:
                 raise ClvDataError(f"No transactions on or before the observation end {end}.")
             out = _summary_frame(con, cond, end, unit, res, has_amount)
             out.attrs.update(time_unit=unit, resolution=res,
                              observation_end=_end_label(end, res), **stats)
             return out
-        cal_end = _naive(calibration_end, tz)
-        if end < cal_end:
-            raise ClvDataError(f"observation_end {end} is before calibration_end {cal_end}.")
-        cond = _check_late(con, end, res, truncate, timestamp)
         cal_cond = f"pkey <= {_end_hours(cal_end, res)}"
-        if con.execute(f"SELECT count(*) FROM tx WHERE {cal_cond}").fetchone()[0] == 0:
+        if n_cal == 0:
             raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
         cal = _summary_frame(con, cal_cond, cal_end, unit, res, has_amount)
         money = ", sum(h.amount) AS value" if has_amount else ""
