@@ -57,10 +57,6 @@ def _sql_str(s: str) -> str:
     return str(s).replace("'", "''")
 
 
-def _ts_literal(ts: pd.Timestamp) -> str:
-    return f"TIMESTAMP '{ts.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
-
-
 def _register_source(con, source, columns: list[str], date_format: str | None, timestamp: str):
     """Create the view ``raw`` over ``source`` (a path or a DataFrame) with a row number ``_rn``."""
     if isinstance(source, pd.DataFrame):
