@@ -71,7 +71,8 @@ def purchase_model_rows(name, ours_cls, theirs_cls, names, rfm, data_label, repe
     cold, model = timed(lambda: ours_cls().fit(rfm))
     warm, model = timed(lambda: ours_cls().fit(rfm))
     lt_fit, lt = timed(lambda: theirs_cls().fit(x, tx, T))
-    ll_note = f"unique rows {model.n_unique_:,}; max rel. diff of estimates {rel_diff(model.params_[list(names)], lt.params_[list(names)]):.1e}"
+    diff = rel_diff(model.params_[list(names)], lt.params_[list(names)])
+    ll_note = f"unique rows {model.n_unique_:,}; max rel. diff of estimates {diff:.1e}"
     out.append(row(name, data_label, "fit (cold)", cold, None, "first fit of the process"))
     out.append(row(name, data_label, "fit (warm)", warm, lt_fit, ll_note))
     t_e, e = best_of(lambda: model.expected_purchases(HORIZON, rfm), repeat)
@@ -126,7 +127,8 @@ def sbg_rows(repeat):
         warm, model = timed(lambda: clv.ShiftedBetaGeoModel().fit_survivors(survivors))
         out.append(row("sBG", label, "fit (cold)", cold, None, "first fit of the process"))
         out.append(row("sBG", label, "fit (warm)", warm, None,
-                       f"alpha={model.params_['alpha']:.3f}, beta={model.params_['beta']:.3f}, LL={model.log_likelihood_:.1f}"))
+                       f"alpha={model.params_['alpha']:.3f}, beta={model.params_['beta']:.3f}, "
+                       f"LL={model.log_likelihood_:.1f}"))
         t_d, _ = best_of(lambda: model.derl(np.arange(50), 0.1, interval=0.9, n_draws=1000, seed=0), repeat)
         out.append(row("sBG", label, "DERL, 50 tenures, 90% interval", t_d, None, "lifetimes: no sBG"))
     return out

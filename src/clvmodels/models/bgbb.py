@@ -315,7 +315,8 @@ def _check_histories(rfm, data, columns):
     for name, v in data.items():
         bad = (v < 0) | (v != np.round(v))
         if bad.any():
-            raise data_error("BG/BB counts must be non-negative integers", column=name, rows=rfm.loc[bad, list(columns)])
+            raise data_error("BG/BB counts must be non-negative integers", column=name,
+                             rows=rfm.loc[bad, list(columns)])
     bad = (tx > n) | (x > tx) | ((x == 0) & (tx > 0))
     if bad.any():
         raise data_error("Each history needs frequency <= recency <= n_periods (and recency 0 without "

@@ -233,7 +233,9 @@ def probability_new(r, alpha, s, beta, t, n):
     top, total = -np.inf, 0.0
     for j in range(_PMF_PANELS):
         inner, outer = sigma * (2.0 ** j - 1.0), sigma * (2.0 ** (j + 1) - 1.0)
-        for a_, b_ in ((center - outer, center - inner), (np.minimum(center + inner, lt), np.minimum(center + outer, lt))):
+        left = (center - outer, center - inner)
+        right = (np.minimum(center + inner, lt), np.minimum(center + outer, lt))
+        for a_, b_ in (left, right):
             width = b_ - a_
             for xi, wi in zip(xs, ws):
                 w = a_ + (xi + 1.0) / 2.0 * width
