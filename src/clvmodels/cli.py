@@ -45,6 +45,9 @@ EXIT_REJECTS = 3
 
 log = logging.getLogger("clvmodels.cli")
 
+EXIT_CODES = ("Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
+              "(see the rejects file) without --allow-rejects.")
+
 #: Short names of the model classes for ``--model`` (class names work too).
 MODEL_ALIASES = {
     "bgnbd": "BetaGeoModel",
@@ -140,13 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clvmodels",
         description="Probabilistic customer lifetime value: summarise transaction logs, fit models, score customers.",
-        epilog="Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
-               "(see the rejects file) without --allow-rejects.",
+        epilog=EXIT_CODES,
     )
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("summarize", aliases=["summarise"], help="RFM summary of a transaction log",
+    p = sub.add_parser("summarize", epilog=EXIT_CODES, aliases=["summarise"], help="RFM summary of a transaction log",
                        description="Per-customer RFM summary (frequency, recency, T, monetary_value) of a "
                                    "transaction log (CSV or Parquet); with --calibration-end, also the "
                                    "holdout behaviour.")
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _log_options(p)
     _common(p)
 
-    p = sub.add_parser("fit", help="fit a purchase (and spend) model to an RFM table",
+    p = sub.add_parser("fit", epilog=EXIT_CODES, help="fit a purchase (and spend) model to an RFM table",
                        description="Fit models to an RFM table and save them to a model directory.")
     p.add_argument("rfm", help="RFM table (.parquet or .csv) from 'clvmodels summarize'")
     p.add_argument("--model", default="bgnbd+gg",
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     _common(p)
 
-    p = sub.add_parser("score", help="score customers with a saved model",
+    p = sub.add_parser("score", epilog=EXIT_CODES, help="score customers with a saved model",
                        description="Per-customer expected purchases, P(alive), expected spend and CLV "
                                    "(with interval columns when --interval is given). Input: an RFM table or "
                                    "a transaction log (summarised first, in the model's time unit).")
@@ -196,21 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
     _log_options(p)
     _common(p)
 
-    p = sub.add_parser("backtest", help="fit on a calibration period and score the holdout",
+    p = sub.add_parser("backtest", epilog=EXIT_CODES, help="fit on a calibration period and score the holdout",
                        description="Backtest purchase models on a transaction log (clvmodels.backtest).")
     _backtest_options(p)
     p.add_argument("--out", required=True, help="directory for the result tables (Parquet)")
     p.add_argument("--report", help="also write the HTML comparison report here")
     _common(p)
 
-    p = sub.add_parser("report", help="backtest and write the HTML comparison report",
+    p = sub.add_parser("report", epilog=EXIT_CODES, help="backtest and write the HTML comparison report",
                        description="Backtest purchase models and write the comparison report (one HTML file).")
     _backtest_options(p)
     p.add_argument("--out", required=True, help="report file (.html)")
     p.add_argument("--title", help="report title")
     _common(p)
 
-    p = sub.add_parser("demo", help="CDNOW end to end: fit BG/NBD + Gamma-Gamma, show the top customers",
+    p = sub.add_parser("demo", epilog=EXIT_CODES, help="CDNOW end to end: fit BG/NBD + Gamma-Gamma, show the top customers",
                        description="Run the CDNOW demo (clvmodels.demo).")
     p.add_argument("--top", type=int, default=10, help="number of customers to show (10)")
     p.add_argument("--sample", action="store_true", help="use the 2,357-customer sample")
