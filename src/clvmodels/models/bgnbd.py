@@ -259,10 +259,25 @@ def _expected_new_quadrature(r: float, alpha: float, a: float, b: float, t: floa
 
 def expected_purchases(params, frequency, recency, T, *, t):
     """E[Y(t) | x, t_x, T]: expected repeat purchases in (T, T+t] (FHL 2005 eq. 10)."""
-    x = frequency
     alive = probability_alive(params, frequency, recency, T)
-    future = expected_new(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x, t)
-    return alive * future
+    return alive * _future_purchases_alive(params, frequency, T, t)
+
+
+def _future_purchases_alive(params, frequency, T, t):
+    """E[Y(t)] of a customer alive at ``T``: :func:`expected_new` at ``(r+x, α+T, a, b+x)``.
+
+    It does not depend on the recency, and customers share far fewer ``(x, T)`` pairs than
+    ``(x, t_x, T)`` histories (e.g. ~1,000 against ~20,000 among 50,000 customers), so for a vector
+    of customers the costly ``2F1`` is evaluated once per distinct pair and broadcast back.
+    """
+    x, age = np.asarray(frequency, dtype=float), np.asarray(T, dtype=float)
+    if x.ndim == 1 and age.shape == x.shape and np.ndim(t) == 0 and len(x) > 1:
+        codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([x, age]))
+        if len(pairs) < len(x):
+            ux, uT = (np.asarray(pairs.get_level_values(i), dtype=float) for i in (0, 1))
+            future = expected_new(params["r"] + ux, params["alpha"] + uT, params["a"], params["b"] + ux, t)
+            return np.take(future, codes, axis=-1)
+    return expected_new(params["r"] + x, params["alpha"] + age, params["a"], params["b"] + x, t)
 
 
 def expected_purchases_new_customer(params, *, t):
