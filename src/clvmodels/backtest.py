@@ -481,7 +481,10 @@ def _purchase_total(model, pmf, ch, t, level, n_draws, seed, notes) -> dict:
     the customers' pmfs (:func:`clvmodels.metrics.total_pmf`). For a fit with parameter uncertainty
     the total given each parameter draw is that distribution shifted by the draw's expected total
     minus the estimate's (customers share the parameters, so their parameter errors add up rather
-    than cancel); the interval is taken from the mixture over draws.
+    than cancel); the interval is taken from the mixture over draws. For a Bayesian fit the pmfs
+    are already averaged over the posterior customer by customer, so the "plugin" interval carries
+    part of the parameter uncertainty (as if independent between customers) and the mixture
+    interval errs on the wide side.
     """
     support, probs = M.total_pmf(pmf)
     plug_lo, plug_hi = M.interval_from_pmf(support, probs, level)

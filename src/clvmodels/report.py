@@ -184,8 +184,8 @@ def _totals_section(result: BacktestResult) -> str:
         return None
 
     out = ['<p class="note">"lower"/"upper": the predicted total\'s interval with process and parameter '
-           "uncertainty; \"plugin\": process uncertainty only, at the point estimate (exact convolution of the "
-           "customers' predicted distributions). An actual total outside the interval is marked red: the model's "
+           "uncertainty; \"plugin\": process uncertainty only, at the point estimate (Bayesian fits: each customer's "
+           "posterior predictive), by exact convolution of the customers' predicted distributions. An actual total outside the interval is marked red: the model's "
            "uncertainty is understated there.</p>", _table(frame, index_name="forecast", cell_class=mark)]
     out.append('<div class="row">')
     for target in dict.fromkeys(totals["target"]):
