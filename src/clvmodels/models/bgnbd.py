@@ -197,7 +197,7 @@ def _expected_new_closed_form(r, alpha, a, b, t):
     c = a + b - 1.0
     z = t / (alpha + t)
     log1mz = -np.log1p(t / alpha)
-    defined = np.isfinite(c / (a - 1.0)) & (np.abs(c) > 0)
+    defined = np.isfinite(c / (a - 1.0)) & (np.abs(c) > 0) & np.isfinite(r * t / alpha) & np.isfinite(b)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         term = np.exp((a - 1.0) * log1mz) * hyp2f1(c - r, a - 1.0, c, z)
         value = c / (a - 1.0) * (1.0 - term)
@@ -272,9 +272,14 @@ def _future_purchases_alive(params, frequency, T, t):
     """
     x, age = np.asarray(frequency, dtype=float), np.asarray(T, dtype=float)
     if x.ndim == 1 and age.shape == x.shape and np.ndim(t) == 0 and len(x) > 1:
-        codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([x, age]))
-        if len(pairs) < len(x):
-            ux, uT = (np.asarray(pairs.get_level_values(i), dtype=float) for i in (0, 1))
+        # distinct pairs from two 1-d factorizations and one of an int64 key: ~50x faster than
+        # factorizing a MultiIndex, which cost more than the 2F1 it saved
+        x_codes, x_values = pd.factorize(x, use_na_sentinel=False)
+        T_codes, T_values = pd.factorize(age, use_na_sentinel=False)
+        n_T = max(len(T_values), 1)
+        codes, keys = pd.factorize(x_codes.astype(np.int64) * n_T + T_codes)
+        if len(keys) < len(x):
+            ux, uT = np.asarray(x_values, dtype=float)[keys // n_T], np.asarray(T_values, dtype=float)[keys % n_T]
             future = expected_new(params["r"] + ux, params["alpha"] + uT, params["a"], params["b"] + ux, t)
             return np.take(future, codes, axis=-1)
     return expected_new(params["r"] + x, params["alpha"] + age, params["a"], params["b"] + x, t)
