@@ -120,11 +120,13 @@ def clv(
         return purchases[:, history.astype(np.int64)] * expected_spend(sp, frequency, monetary_value)
 
     clv_fn.__name__ = "clv"
+    # per customer this is a gather and a few products, and mean spends are nearly all distinct:
+    # de-duplicating these rows would cost more than it saves
     values = summarise_draws(
         clv_fn, {**pd_, **sd_},
         {"history": history_code.astype(float), "frequency": data["frequency"],
          "monetary_value": data["monetary_value"]},
-        interval=interval)
+        interval=interval, compress_rows=False)
     if interval is None:
         return pd.Series(values["mean"], index=rfm.index, name="clv")
     return pd.DataFrame(values, index=rfm.index)
