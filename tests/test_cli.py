@@ -246,3 +246,10 @@ def test_outputs_get_normal_permissions(workdir, tmp_path):
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
     assert (workdir / "model").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+@pytest.mark.slow
+def test_demo(capsys):
+    assert run("demo", "--sample", "--top", 3) == 0
+    out = capsys.readouterr().out
+    assert "Top 3 customers by predicted 12-month CLV" in out and "2,357 customers" in out
