@@ -7,8 +7,21 @@ the first to the last transaction; ``T`` the time from the first transaction to 
 observation; ``monetary_value`` the mean value of the repeat transactions (0 when there are none).
 Durations are measured between the starts of the periods and expressed in ``time_unit``.
 
-The computation is hash/bincount based (no per-customer Python code, no full sort), so it is
-linear in the number of rows.
+The computation is linear in the number of rows: customers are coded by
+:func:`~clvmodels.data.factorize_ids`, rows grouped by customer with a counting sort
+(:func:`~clvmodels.data.group_order`), and first/last/distinct periods read off in one pass; no
+per-customer Python code and no hashing of (customer, period) pairs.
+
+Chunked logs
+------------
+A summary depends on each customer's whole history, so summaries of arbitrary row chunks cannot be
+added up (one day of a customer may lie in two chunks). Two ways are exact and tested:
+
+* split the log **by customer** (every customer's rows in one chunk): the chunks' summaries, with
+  the same ``observation_end``, concatenate into the summary of the whole log
+  (``pd.concat(parts).sort_index()``);
+* split it **any way**: load each chunk with :func:`~clvmodels.data.load_transactions`,
+  concatenate the loaded chunks and summarise once (the summary ignores row order).
 """
 
 from __future__ import annotations
@@ -16,26 +29,32 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import AMOUNT, CUSTOMER, TIMESTAMP, load_transactions
+from .data import AMOUNT, CUSTOMER, TIMESTAMP, factorize_ids, group_order, load_transactions, naive_timestamp
 from .errors import ClvDataError, data_error
 from .units import normalize_unit, unit_days
 
 RFM_COLUMNS = ["frequency", "recency", "T", "monetary_value"]
 
+_NS_PER_HOUR = 3_600 * 10**9
 _NS_PER_DAY = 86_400 * 10**9
 _RESOLUTIONS = {"h": 1 / 24, "D": 1.0, "W": 7.0}
 
 
+def _period_hours(ts: np.ndarray, resolution: str) -> np.ndarray:
+    """Start of each timestamp's period, in whole hours since the epoch (int64)."""
+    ns = np.asarray(ts, dtype="datetime64[ns]").view(np.int64)  # no copy when already ns
+    if resolution == "h":
+        return ns // _NS_PER_HOUR
+    days = ns // _NS_PER_DAY
+    if resolution == "W":
+        # weeks start on Monday; 1970-01-01 was a Thursday (weekday 3)
+        days -= (days + 3) % 7
+    return days * 24
+
+
 def _period_start_days(ts: np.ndarray, resolution: str) -> np.ndarray:
     """Start of each timestamp's period, in (fractional) days since the epoch, as float64."""
-    ns = ts.astype("datetime64[ns]").astype(np.int64)
-    if resolution == "h":
-        return (ns // (3_600 * 10**9)) / 24.0
-    days = ns // _NS_PER_DAY
-    if resolution == "D":
-        return days.astype(np.float64)
-    # weeks start on Monday; 1970-01-01 was a Thursday (weekday 3)
-    return (days - (days + 3) % 7).astype(np.float64)
+    return _period_hours(ts, resolution) / 24.0
 
 
 def _resolve(resolution: str) -> str:
@@ -54,28 +73,80 @@ def _as_log(transactions, **load_kwargs) -> pd.DataFrame:
     return load_transactions(transactions, **load_kwargs)
 
 
-def _summarise(codes: np.ndarray, period: np.ndarray, amount: np.ndarray | None, n_customers: int):
-    """Per-customer first/last period, number of distinct periods, and repeat-purchase spend.
+def _summarise(codes: np.ndarray, hours: np.ndarray, amount: np.ndarray | None, n_customers: int) -> dict:
+    """Per-customer first/last period (hours), number of distinct periods and repeat-purchase spend.
 
-    ``period`` holds period starts in days (float, exact integers or multiples of 1/24).
+    ``codes`` are ``0..n_customers-1`` and every customer has at least one row.
     """
-    order_key = np.round(period * 24).astype(np.int64)
-    # pandas' grouped min/max are single-pass cython loops
-    grp = pd.Series(order_key).groupby(codes, sort=True)
-    first = grp.min().to_numpy()
-    last = grp.max().to_numpy()
-    # distinct (customer, period) pairs
-    span = int(order_key.max() - order_key.min() + 1)
-    pair = codes.astype(np.int64) * span + (order_key - order_key.min())
-    unique_pairs = pd.unique(pair)
-    n_periods = np.bincount(unique_pairs // span, minlength=n_customers)
+    order, counts = group_order(codes, n_customers)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    lo = int(hours.min())
+    span = int(hours.max()) - lo + 1
+    # (customer, period) keys, put in customer order by the counting sort; sorting within
+    # customers is then cheap (timsort on nearly sorted data)
+    key = codes * np.int64(span)
+    key += hours
+    key -= lo
+    key = key[order]
+    del order
+    key.sort(kind="stable")
+    base = np.arange(n_customers, dtype=np.int64) * span - lo
+    first = key[starts] - base
+    last = key[ends - 1] - base
+    new_period = np.empty(len(key), dtype=bool)
+    new_period[0] = True
+    np.not_equal(key[1:], key[:-1], out=new_period[1:])
+    del key
+    n_periods = np.add.reduceat(new_period.view(np.int8), starts, dtype=np.int64)
     out = {"first": first, "last": last, "n_periods": n_periods}
     if amount is not None:
-        total = np.bincount(codes, weights=amount, minlength=n_customers)
-        in_first = order_key == first[codes]
-        first_value = np.bincount(codes[in_first], weights=amount[in_first], minlength=n_customers)
-        out["repeat_value"] = total - first_value
+        # summed directly (not total minus first period): exact even beside a huge first purchase
+        repeat = hours != first[codes]
+        out["repeat_value"] = np.bincount(codes, weights=np.where(repeat, amount, 0.0), minlength=n_customers)
     return out
+
+
+def _frame(s: dict, end_hours: int, unit: str, index: pd.Index, has_amount: bool) -> pd.DataFrame:
+    """The RFM frame from :func:`_summarise`'s arrays (``end_hours``: start of the last period)."""
+    scale = 1.0 / unit_days(unit)
+    frequency = s["n_periods"] - 1
+    out = pd.DataFrame(
+        {
+            "frequency": frequency.astype(np.int64),
+            "recency": (s["last"] - s["first"]) / 24.0 * scale,
+            "T": (end_hours / 24.0 - s["first"] / 24.0) * scale,
+        },
+        index=index,
+    )
+    if has_amount:
+        out["monetary_value"] = s["repeat_value"] / np.maximum(frequency, 1)
+    return out
+
+
+def _observation_end(log: pd.DataFrame, value, name: str) -> pd.Timestamp:
+    if value is None:
+        return pd.Timestamp(log[TIMESTAMP].to_numpy().max())
+    return naive_timestamp(value, log.attrs.get("timezone"), name)
+
+
+def _drop_late(log: pd.DataFrame, end: pd.Timestamp, res: str, truncate: bool) -> pd.DataFrame:
+    """The rows up to the end of the period containing ``end``; later rows are an error unless ``truncate``."""
+    late = log[TIMESTAMP].to_numpy() > _period_end(end, res)
+    if late.any():
+        if not truncate:
+            raise data_error(
+                f"Transactions after the observation end {end}", column=TIMESTAMP,
+                rows=log.loc[late], fix="Pass truncate=True to ignore them, or a later observation_end.",
+            )
+        log = log.loc[~late]
+        if len(log) == 0:
+            raise ClvDataError(f"No transactions on or before the observation end {end}.")
+    return log
+
+
+def _end_label(end: pd.Timestamp, res: str) -> str:
+    return str(end.date() if res != "h" else end)
 
 
 def rfm_summary(
@@ -96,67 +167,44 @@ def rfm_summary(
         (then pass its column arguments here, e.g. ``customer_id="id"``).
     observation_end
         End of observation (inclusive: the whole period containing it is observed). Defaults to
-        the last timestamp of the log.
+        the last timestamp of the log. A time-zone-aware value is converted to the log's time zone.
     time_unit
         Unit of ``recency`` and ``T``: ``"D"``, ``"W"`` (default, as in the papers), ``"M"``, ...
     resolution
         Purchases within one period of this length count as one transaction (``"D"``: same-day
-        repeats are one purchase, as in the papers; ``"h"`` or ``"W"`` also possible).
+        repeats are one purchase, as in the papers; ``"h"`` or ``"W"`` (weeks from Monday) also
+        possible).
     truncate
         Transactions after ``observation_end`` raise an error unless ``truncate=True``, which
         ignores them.
 
     Returns
     -------
-    DataFrame indexed by customer id (sorted), with ``frequency`` (int), ``recency``, ``T`` and,
-    when the log has amounts, ``monetary_value``. ``attrs`` records the time unit, resolution and
-    observation end.
+    DataFrame indexed by customer id (sorted; dtype as in the log), with ``frequency`` (int),
+    ``recency``, ``T`` and, when the log has amounts, ``monetary_value``. ``attrs`` records the
+    time unit, resolution and observation end.
     """
     log = _as_log(transactions, **load_kwargs)
     unit = normalize_unit(time_unit)
     res = _resolve(resolution)
-    ts = log[TIMESTAMP].to_numpy()
-    end = pd.Timestamp(observation_end) if observation_end is not None else pd.Timestamp(ts.max())
-    late = ts > np.datetime64(_period_end(end, res))
-    if late.any():
-        if not truncate:
-            raise data_error(
-                f"Transactions after the observation end {end.date()}", column=TIMESTAMP,
-                rows=log.loc[late], fix="Pass truncate=True to ignore them, or a later observation_end.",
-            )
-        log = log.loc[~late]
-        ts = log[TIMESTAMP].to_numpy()
-        if len(log) == 0:
-            raise ClvDataError(f"No transactions on or before the observation end {end}.")
-    codes, uniques = pd.factorize(log[CUSTOMER], sort=True)
+    end = _observation_end(log, observation_end, "observation_end")
+    log = _drop_late(log, end, res, truncate)
+    codes, uniques = factorize_ids(log[CUSTOMER])
     has_amount = AMOUNT in log.columns
-    period = _period_start_days(ts, res)
-    s = _summarise(codes, period, log[AMOUNT].to_numpy(dtype=float) if has_amount else None, len(uniques))
-    end_day = _period_start_days(np.array([end.to_datetime64()]), res)[0]
-    scale = 1.0 / unit_days(unit)
-    frequency = s["n_periods"] - 1
-    first_day = s["first"] / 24.0
-    out = pd.DataFrame(
-        {
-            "frequency": frequency.astype(np.int64),
-            "recency": (s["last"] - s["first"]) / 24.0 * scale,
-            "T": (end_day - first_day) * scale,
-        },
-        index=_customer_index(uniques),
-    )
-    if has_amount:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["monetary_value"] = np.where(frequency > 0, s["repeat_value"] / np.maximum(frequency, 1), 0.0)
-    out.attrs.update(time_unit=unit, resolution=res, observation_end=str(end.date() if res != "h" else end))
+    s = _summarise(codes, _period_hours(log[TIMESTAMP].to_numpy(), res),
+                   log[AMOUNT].to_numpy(dtype=float) if has_amount else None, len(uniques))
+    out = _frame(s, _end_hours(end, res), unit, uniques, has_amount)
+    out.attrs.update(time_unit=unit, resolution=res, observation_end=_end_label(end, res))
     return out
 
 
 def first_purchase(transactions, **load_kwargs) -> pd.Series:
-    """Date of each customer's first purchase (index: customer id, sorted)."""
+    """Time of each customer's first purchase (index: customer id, sorted)."""
     log = _as_log(transactions, **load_kwargs)
-    s = log.groupby(CUSTOMER, sort=True, observed=True)[TIMESTAMP].min()
-    s.index = _customer_index(s.index)
-    return s
+    codes, uniques = factorize_ids(log[CUSTOMER])
+    first = np.full(len(uniques), np.iinfo(np.int64).max)
+    np.minimum.at(first, codes, log[TIMESTAMP].to_numpy().astype("datetime64[ns]").view(np.int64))
+    return pd.Series(first.view("datetime64[ns]"), index=uniques, name=TIMESTAMP)
 
 
 def calibration_holdout(
@@ -172,73 +220,69 @@ def calibration_holdout(
     """Calibration-period RFM summary plus each customer's actual holdout behaviour.
 
     The calibration period runs to the end of the period containing ``calibration_end``; the holdout
-    from there to ``observation_end`` (default: the last timestamp of the log).
+    from there to the end of the period containing ``observation_end`` (default: the last timestamp
+    of the log).
 
     Returns
     -------
     DataFrame indexed by customer id with the calibration columns of :func:`rfm_summary`, plus
     ``frequency_holdout`` (number of distinct purchase periods in the holdout), ``value_holdout``
-    (the customer's actual spend in the holdout: historical value, when the log has amounts) and
-    ``duration_holdout`` (holdout length in ``time_unit``). Customers whose first purchase falls after
-    the calibration end cannot be scored from calibration data: they are excluded and counted in
-    ``attrs["n_excluded_new_customers"]``.
+    (the customer's actual spend in the holdout: the sum of its amounts, when the log has amounts)
+    and ``duration_holdout`` (holdout length in ``time_unit``, between period starts). Customers
+    whose first purchase falls after the calibration end cannot be scored from calibration data:
+    they are excluded and counted in ``attrs["n_excluded_new_customers"]``.
     """
     log = _as_log(transactions, **load_kwargs)
     res = _resolve(resolution)
     unit = normalize_unit(time_unit)
-    cal_end = pd.Timestamp(calibration_end)
-    obs_end = pd.Timestamp(observation_end) if observation_end is not None else pd.Timestamp(log[TIMESTAMP].max())
+    cal_end = naive_timestamp(calibration_end, log.attrs.get("timezone"), "calibration_end")
+    obs_end = _observation_end(log, observation_end, "observation_end")
     if obs_end < cal_end:
         raise ClvDataError(f"observation_end {obs_end} is before calibration_end {cal_end}.")
+    log = _drop_late(log, obs_end, res, truncate)
     ts = log[TIMESTAMP].to_numpy()
-    late = ts > np.datetime64(_period_end(obs_end, res))
-    if late.any():
-        if not truncate:
-            raise data_error(
-                f"Transactions after the observation end {obs_end.date()}", column=TIMESTAMP,
-                rows=log.loc[late], fix="Pass truncate=True to ignore them, or a later observation_end.",
-            )
-        log = log.loc[~late]
-        ts = log[TIMESTAMP].to_numpy()
-    in_cal = ts <= np.datetime64(_period_end(cal_end, res))
+    in_cal = ts <= _period_end(cal_end, res)
     if not in_cal.any():
         raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
-    cal_log = log.loc[in_cal]
-    cal_log.attrs = dict(log.attrs)
-    cal = rfm_summary(cal_log, observation_end=cal_end, time_unit=unit, resolution=res)
-    hold = log.loc[~in_cal]
-    n_new = int(pd.Index(hold[CUSTOMER].unique()).difference(pd.Index(cal_log[CUSTOMER].unique())).size)
-    codes = cal.index.get_indexer(_customer_index(pd.Index(hold[CUSTOMER])))
-    known = codes >= 0
-    codes = codes[known]
-    period = _period_start_days(hold[TIMESTAMP].to_numpy()[known], res)
-    n = len(cal)
-    if len(codes):
-        key = np.round(period * 24).astype(np.int64)
-        span = int(key.max() - key.min() + 1)
-        pairs = pd.unique(codes.astype(np.int64) * span + (key - key.min()))
-        freq_h = np.bincount(pairs // span, minlength=n)
-    else:
-        freq_h = np.zeros(n, dtype=np.int64)
-    cal["frequency_holdout"] = freq_h.astype(np.int64)
-    if AMOUNT in log.columns:
-        amounts = hold[AMOUNT].to_numpy(dtype=float)[known]
-        cal["value_holdout"] = np.bincount(codes, weights=amounts, minlength=n) if len(codes) else 0.0
-    days = _period_start_days(np.array([obs_end.to_datetime64(), cal_end.to_datetime64()]), res)
-    cal["duration_holdout"] = (days[0] - days[1]) / unit_days(unit)
-    cal.attrs.update(calibration_end=str(cal_end.date()), observation_end=str(obs_end.date()),
-                     n_excluded_new_customers=n_new)
-    return cal
+    codes, uniques = factorize_ids(log[CUSTOMER])
+    hours = _period_hours(ts, res)
+    has_amount = AMOUNT in log.columns
+    amount = log[AMOUNT].to_numpy(dtype=float) if has_amount else None
+
+    # customers seen in the calibration period, coded 0..n_cal-1 in id order
+    known = np.bincount(codes[in_cal], minlength=len(uniques)) > 0
+    cal_code = np.cumsum(known) - 1
+    n_cal = int(known.sum())
+    c_cal = cal_code[codes[in_cal]]
+    s = _summarise(c_cal, hours[in_cal], amount[in_cal] if has_amount else None, n_cal)
+    out = _frame(s, _end_hours(cal_end, res), unit, uniques[known], has_amount)
+
+    hold = ~in_cal
+    n_new = int(np.count_nonzero(np.bincount(codes[hold], minlength=len(uniques))[~known]))
+    hold &= known[codes]
+    c_hold = cal_code[codes[hold]]
+    freq_h = np.zeros(n_cal, dtype=np.int64)
+    if len(c_hold):
+        # distinct holdout periods: _summarise over the customers with holdout rows
+        with_rows = np.bincount(c_hold, minlength=n_cal) > 0
+        rank = np.cumsum(with_rows) - 1
+        freq_h[with_rows] = _summarise(rank[c_hold], hours[hold], None, int(with_rows.sum()))["n_periods"]
+    out["frequency_holdout"] = freq_h
+    if has_amount:
+        out["value_holdout"] = np.bincount(c_hold, weights=amount[hold], minlength=n_cal)
+    out["duration_holdout"] = (_end_hours(obs_end, res) - _end_hours(cal_end, res)) / 24.0 / unit_days(unit)
+    out.attrs.update(time_unit=unit, resolution=res, calibration_end=_end_label(cal_end, res),
+                     observation_end=_end_label(obs_end, res), n_excluded_new_customers=n_new)
+    return out
+
+
+def _end_hours(ts: pd.Timestamp, res: str) -> int:
+    """Start of the period containing ``ts``, in hours since the epoch."""
+    return int(_period_hours(np.array([ts.to_datetime64()]), res)[0])
 
 
 def _period_end(ts: pd.Timestamp, res: str) -> np.datetime64:
     """Last nanosecond of the period containing ``ts``."""
-    start_days = _period_start_days(np.array([ts.to_datetime64()]), res)[0]
-    length = _RESOLUTIONS[res]
-    return np.datetime64(int(round((start_days + length) * _NS_PER_DAY)) - 1, "ns")
+    start_ns = _end_hours(pd.Timestamp(ts), res) * _NS_PER_HOUR
+    return np.datetime64(start_ns + int(round(_RESOLUTIONS[res] * _NS_PER_DAY)) - 1, "ns")
 
-
-def _customer_index(uniques) -> pd.Index:
-    idx = pd.Index(uniques)
-    idx.name = CUSTOMER
-    return idx
