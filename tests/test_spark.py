@@ -140,3 +140,19 @@ def test_errors(spark):
         rfm_summary_spark(spark.createDataFrame(log), refunds="net")
     with pytest.raises(ClvDataError, match="Missing column"):
         rfm_summary_spark(spark.createDataFrame(log), customer_id="id")
+
+
+def test_days_are_counted_in_the_session_time_zone(spark):
+    """Spark timestamps are instants: their calendar days are those of spark.sql.session.timeZone."""
+    log = simulate(300, seed=3)
+    instants = log.assign(timestamp=log["timestamp"].dt.tz_localize("UTC"))
+    sdf = spark.createDataFrame(instants)
+    try:
+        spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+        got = rfm_summary_spark(sdf)
+        local = instants.assign(timestamp=instants["timestamp"].dt.tz_convert("America/New_York"))
+        expected = _pandas_summary(local)
+        assert not np.array_equal(expected["recency"], _pandas_summary(log)["recency"])  # the zone matters
+        assert_same(expected, got)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")

@@ -18,8 +18,9 @@ Three steps, each the one-machine computation distributed:
    seed), so the scores are those of one-machine scoring. Rows that cannot be scored are kept with
    a ``reject_reason``.
 
-Timestamps are read as wall-clock times of the Spark session's time zone
-(``spark.sql.session.timeZone``); set it to the zone whose calendar days should count.
+A Spark timestamp is an instant: its calendar day (and hour, week) is taken in the Spark session's
+time zone (``spark.sql.session.timeZone``), so set that to the zone whose days should count. (Naive
+pandas timestamps given to ``createDataFrame`` are instants in the Python process's local zone.)
 """
 
 from __future__ import annotations
