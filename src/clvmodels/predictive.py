@@ -27,7 +27,7 @@ from .errors import ClvDataError
 from .models.base import CHUNK_ELEMENTS, check_finite, unique_rows, validate_columns
 
 #: Largest predictive-pmf support tried by :func:`predictive_purchases` before giving up.
-MAX_SUPPORT = 1 << 16
+MAX_SUPPORT = 4096
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -321,24 +321,57 @@ def purchase_pmf(params, frequency, recency, T, *, t, n_max):
     """Predictive pmf of future purchases: ``P(Y(t) = k | x, t_x, T)`` for ``k = 0 .. n_max−1`` and the
     tail ``P(Y(t) ≥ n_max)``, stacked on a new last axis of length ``n_max + 1``.
 
-    Each ``k`` is :func:`probability_of_n_purchases` (FHL 2005 eq. 8 at the updated parameters,
-    times P(alive), plus the dead customers' mass at 0). The tail is closed form: an alive customer
-    makes at least ``n`` purchases when her Poisson process has ``N(t) ≥ n`` events and she survives
-    the first ``n−1``, so ``P(X(t) ≥ n) = B(a, b+n−1)/B(a, b) · I_q(n, r)``, ``q = t/(α+t)``, at the
-    updated parameters.
+    Column ``k`` is :func:`probability_of_n_purchases`: P(alive) times FHL 2005 eq. (8) at the
+    updated parameters ``(r+x, α+T, a, b+x)``, plus the dead customers' mass at 0,
+
+    ``P(X = k) = B(a, b+k)/B(a, b) NB(k) + 1{k>0} B(a, b+k)/B(a, b) · a/(b+k−1) · P(N ≥ k)``,
+
+    evaluated for all ``k`` at once without special functions per ``k``: ``ln NB(k)`` and
+    ``ln B(a, b+k)/B(a, b)`` are cumulative sums of ``ln((r+j) q/(j+1))`` and ``ln((b+j)/(a+b+j))``,
+    and ``P(N ≥ k)`` is summed backwards, ``P(N ≥ k) = P(N ≥ k+1) + NB(k)``, from the one
+    incomplete beta ``P(N ≥ n_max) = I_q(n_max, r)`` (positive terms only: no cancellation). The
+    tail is closed form: an alive customer makes at least ``n`` purchases when ``N(t) ≥ n`` and she
+    survives the first ``n−1``, so ``P(X(t) ≥ n) = B(a, b+n−1)/B(a, b) · I_q(n, r)``,
+    ``q = t/(α+t)``.
     """
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
-    x = np.asarray(frequency, dtype=float)
-    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
-                                                params["b"] + x, probability_alive(params, frequency, recency, T))
-    r, alpha, a, b, alive = (v[..., None] for v in (r, alpha, a, b, alive))
-    k = np.arange(int(n_max), dtype=float)
-    pmf = alive * probability_new(r, alpha, a, b, t, k)
-    pmf[..., 0] += 1.0 - alive[..., 0]
-    n = float(n_max)
-    q = np.exp(np.log(t) - np.log(alpha + t))
-    tail = alive * np.exp(betaln(a, b + n - 1.0) - betaln(a, b)) * betainc(n, r, q)
+    x, age = np.asarray(frequency, dtype=float), np.asarray(T, dtype=float)
+    alive = probability_alive(params, frequency, recency, T)[..., None]
+    # the alive customers' law depends on (x, T) only: evaluate it once per distinct pair
+    if x.ndim == 1 and age.shape == x.shape and len(x) > 1:
+        codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([x, age]))
+        ux, uT = (np.asarray(pairs.get_level_values(i), dtype=float) for i in (0, 1))
+        table = np.take(_alive_pmf(params, ux, uT, float(t), int(n_max)), codes, axis=-2)
+    else:
+        table = _alive_pmf(params, x, age, float(t), int(n_max))
+    out = alive * table
+    out[..., 0] += 1.0 - alive[..., 0]
+    return out
+
+
+def _alive_pmf(params, x, T, t, n_max):
+    """:func:`purchase_pmf` of customers alive at ``T`` (see there), shape ``(..., n_max + 1)``."""
+    r, alpha, a, b = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x)
+    r, alpha, a, b = (v[..., None] for v in (r, alpha, a, b))
+    log_q = np.log(t) - np.log(alpha + t)
+    log_1mq = np.log(alpha) - np.log(alpha + t)
+    j = np.arange(n_max, dtype=float)
+    # ln NB(k) = r ln(1−q) + Σ_{j<k} ln((r+j) q/(j+1)); ln B(a,b+k)/B(a,b) = Σ_{j<k} ln((b+j)/(a+b+j))
+    steps_nb = np.log(r + j[:-1]) - np.log(j[:-1] + 1.0) + log_q
+    log_nb = np.concatenate([np.broadcast_to(r * log_1mq, steps_nb.shape[:-1] + (1,)),
+                             r * log_1mq + np.cumsum(steps_nb, axis=-1)], axis=-1)
+    steps_br = np.log(b + j) - np.log(a + b + j)          # k = 0 .. n_max−1 → ratios up to n_max
+    log_br = np.concatenate([np.zeros(steps_br.shape[:-1] + (1,)), np.cumsum(steps_br, axis=-1)], axis=-1)
+    nb = np.exp(log_nb)
+    # P(N ≥ k) for k = 1 .. n_max, summed backwards from I_q(n_max, r)
+    tail_n = betainc(float(n_max), r[..., 0], np.exp(log_q[..., 0]))[..., None]
+    p_ge = np.flip(np.cumsum(np.flip(np.concatenate([nb[..., 1:], tail_n], axis=-1), -1), axis=-1), -1)
+    kk = j[1:]
+    second = np.exp(log_br[..., 1:n_max] + np.log(a) - np.log(b + kk - 1.0)) * p_ge[..., :-1]
+    pmf = np.exp(log_br[..., :n_max] + log_nb)
+    pmf[..., 1:] += second
+    tail = np.exp(log_br[..., n_max - 1:n_max]) * p_ge[..., -1:]
     return np.concatenate([pmf, tail], axis=-1)
 
 
