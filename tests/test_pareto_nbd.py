@@ -391,3 +391,12 @@ def test_save_and_load_round_trip(tmp_path, rfm, fitted):
     loaded = load_model(tmp_path / "pnbd")
     assert type(loaded) is ParetoNBDModel
     pd.testing.assert_series_equal(loaded.expected_purchases(39.0, rfm), fitted.expected_purchases(39.0, rfm))
+
+
+def test_gradient_finite_when_recency_rounds_to_T(ll_fn):
+    """Regression: t_x = T − 1 ulp made every quadrature panel zero-wide in y, so the log of the
+    integral was −inf and its gradient NaN (found by the Hypothesis stability test)."""
+    out = ll_fn(1.0, 1.0, 1.0, 1.0, np.array([1.0]), np.array([0.9999999999999999]), np.array([1.0]))
+    assert all(np.isfinite(v).all() for v in out)
+    exact = ll_fn(1.0, 1.0, 1.0, 1.0, np.array([1.0]), np.array([1.0]), np.array([1.0]))
+    np.testing.assert_allclose(out[0], exact[0], rtol=1e-12)

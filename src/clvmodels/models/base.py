@@ -280,7 +280,11 @@ def validate_columns(rfm: pd.DataFrame, columns) -> dict[str, np.ndarray]:
         raise ClvDataError("The RFM frame is empty (0 customers).")
     out = {}
     for c in columns:
-        values = pd.to_numeric(rfm[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        col = rfm[c]
+        if pd.api.types.is_float_dtype(col.dtype) and not isinstance(col.dtype, pd.api.extensions.ExtensionDtype):
+            values = col.to_numpy(dtype=float)  # already float64/32: no coercion pass
+        else:
+            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         bad = ~np.isfinite(values)
         if bad.any():
             raise data_error("Missing, non-numeric or infinite values", column=c, rows=rfm.loc[bad, list(columns)],

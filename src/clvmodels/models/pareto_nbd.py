@@ -89,9 +89,11 @@ def log_integral(xp, r, alpha, s, beta, x, tx, T):
 
     Works for ``numpy`` (``xp=np``; then the nodes are looped over with a running log-sum-exp, so
     that draws x customers x nodes is never held in memory) and for ``pytensor.tensor`` (``xp=pt``;
-    panels and nodes are two trailing axes). The result is ``−inf`` where ``T == t_x``.
+    panels and nodes are two trailing axes). The result is ``−inf`` where ``T == t_x`` (to 1e-12).
     """
-    equal = T <= tx
+    # an interval shorter than ~1e-12 of T adds less than double precision resolves (relative
+    # ~ s (T − t_x)/(β+T)) and, rounded to zero width in y, would make the gradient NaN
+    equal = T - tx <= 1e-12 * (T + 1.0)
     T_safe = xp.where(equal, tx + 1.0, T)        # keeps the unused branch (and its gradient) finite
     g = _integral_geometry(xp, r, alpha, s, beta, x, tx, T_safe)
     if xp is np:
