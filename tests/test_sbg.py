@@ -175,3 +175,30 @@ def test_save_and_load_round_trip(tmp_path, case):
     loaded = load_model(tmp_path / "sbg")
     assert type(loaded) is ShiftedBetaGeoModel
     pd.testing.assert_series_equal(loaded.derl([0, 3], 0.1), model.derl([0, 3], 0.1))
+
+
+@pytest.mark.parametrize("B, C, z", [
+    (170.0, 171.0, 1 / 1.0625),      # DERL at alpha=beta=1 after 169 renewals: scipy gave inf
+    (1000.5, 1001.0, 0.999),         # scipy's hyp2f1 returns NaN here
+    (1.182, 1.886, 1 / 1.1),
+    (3.806, 4.474, 0.99),
+    (0.5, 50.0, 0.5),
+])
+def test_hyp2f1_one_matches_mpmath_where_scipy_fails(B, C, z):
+    import mpmath as mp
+
+    from clvmodels.models.sbg import hyp2f1_one
+
+    assert float(hyp2f1_one(B, C, z)) == pytest.approx(float(mp.hyp2f1(1, B, C, z)), rel=1e-11)
+
+
+def test_derl_finite_at_long_tenure():
+    """Regression: derl returned inf for alpha = beta = 1, 169 renewals, d = 0.0625."""
+    import mpmath as mp
+
+    from clvmodels.models.sbg import derl
+
+    value = float(derl({"alpha": np.array(1.0), "beta": np.array(1.0)}, 169, discount_rate=0.0625))
+    n = 170
+    ref = mp.beta(1, 1 + n) / mp.beta(1, n) * mp.hyp2f1(1, 1 + n, 2 + n, 1 / mp.mpf(1.0625))
+    assert value == pytest.approx(float(ref), rel=1e-11)

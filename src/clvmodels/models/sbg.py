@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
-from scipy.special import betaln, hyp2f1
+from scipy.special import betaln
 
 from ..errors import ClvDataError, data_error
 from ._pt import betaln as pt_betaln
@@ -70,6 +70,42 @@ def churn_probability(params, period):
     return np.exp(betaln(alpha + 1.0, beta + period - 1.0) - betaln(alpha, beta))
 
 
+def hyp2f1_one(B, C, z, max_iter: int = 100_000):
+    """``2F1(1, B; C; z)`` for ``0 <= z < 1`` by the continued fraction of the incomplete beta function.
+
+    With ``a = C − 1`` and ``b = B − a``, ``2F1(a+b, 1; a+1; z)`` is the continued fraction of
+    Numerical Recipes' ``betacf`` (modified Lentz). scipy's ``hyp2f1`` returns inf, NaN or wrong values
+    for part of the range DERL needs (e.g. ``B = C − 1`` large, ``z`` near 1); this stays accurate
+    (~1e-12 against mpmath).
+    """
+    B, C, z = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (B, C, z)))
+    a = C - 1.0
+    b = B - a
+    tiny = 1e-300
+
+    def guard(v):
+        return np.where(np.abs(v) < tiny, tiny, v)
+
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = np.ones_like(z)
+    d = 1.0 / guard(1.0 - qab * z / qap)
+    h = d.copy()
+    for m in range(1, max_iter + 1):
+        m2 = 2 * m
+        aa = m * (b - m) * z / ((qam + m2) * (a + m2))
+        d = 1.0 / guard(1.0 + aa * d)
+        c = guard(1.0 + aa / c)
+        h = h * d * c
+        aa = -(a + m) * (qab + m) * z / ((a + m2) * (qap + m2))
+        d = 1.0 / guard(1.0 + aa * d)
+        c = guard(1.0 + aa / c)
+        delta = d * c
+        h = h * delta
+        if np.all(np.abs(delta - 1.0) <= 1e-15):
+            return h
+    raise FloatingPointError(f"2F1(1, B; C; z) did not converge in {max_iter} iterations (z too close to 1?).")
+
+
 def derl(params, renewals, *, discount_rate):
     """DERL(d | n−1 renewals) = B(α, β+n)/B(α, β+n−1) · 2F1(1, β+n; α+β+n; 1/(1+d)) with
     ``n − 1 = renewals`` (Fader & Hardie 2010, eq. 6).
@@ -80,14 +116,14 @@ def derl(params, renewals, *, discount_rate):
     alpha, beta = params["alpha"], params["beta"]
     n = renewals + 1.0
     ratio = np.exp(betaln(alpha, beta + n) - betaln(alpha, beta + n - 1.0))
-    return ratio * hyp2f1(1.0, beta + n, alpha + beta + n, 1.0 / (1.0 + discount_rate))
+    return ratio * hyp2f1_one(beta + n, alpha + beta + n, 1.0 / (1.0 + discount_rate))
 
 
 def del_new_customer(params, *, discount_rate):
     """DEL(d) = 2F1(1, β; α+β; 1/(1+d)): discounted expected lifetime of a new customer, her first
     payment included (Fader & Hardie 2010, eq. 5)."""
     alpha, beta = params["alpha"], params["beta"]
-    return hyp2f1(1.0, beta, alpha + beta, 1.0 / (1.0 + discount_rate))
+    return hyp2f1_one(beta, alpha + beta, 1.0 / (1.0 + discount_rate))
 
 
 # ---------------------------------------------------------------------------- data
