@@ -138,3 +138,23 @@ def test_stopping_early_is_reported(rfm):
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         model = BetaGeoModel().fit(rfm, maxiter=1, tol=0.0, x0=np.log([5.0, 0.1, 20.0, 0.05]))
     assert not model.converged_ and np.all(np.isfinite(model.params_.to_numpy()))
+
+
+def test_drift_towards_the_boundary_is_reported():
+    """Regression: with no sign of drop-out a Pareto/NBD fit stopped at s ~ 1e-7, beta ~ 5e6 (short of
+    the boundary) and reported itself converged, with log-scale standard errors of ~7e5."""
+    import warnings
+
+    import clvmodels as C
+    from clvmodels.errors import ConvergenceWarning
+
+    rng = np.random.default_rng(1)
+    T = rng.uniform(20, 40, 3000)
+    x = rng.poisson(3, 3000).astype(float)
+    rfm = pd.DataFrame({"frequency": x, "recency": np.where(x > 0, T, 0.0), "T": T})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = C.ParetoNBDModel().fit(rfm)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert not model.converged_
+    assert len(messages) == 1 and "barely identify" in messages[0] and "beta" in messages[0]

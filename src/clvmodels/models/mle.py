@@ -23,6 +23,9 @@ from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from ..errors import ClvDataError
 from .base import compress, warn_convergence
 
+#: A log-parameter standard error above this (a 95% interval wider than a factor e^±10) means the
+#: data do not identify the parameter, even if the optimiser stopped short of the boundary.
+UNIDENTIFIED_LOG_SE = 5.0
 #: Log-parameters beyond this magnitude (values above ~1e7 or below ~1e-7) count as a boundary.
 BOUNDARY_LOG = 16.0
 
@@ -199,6 +202,20 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     except np.linalg.LinAlgError:
         pass
 
+    unidentified = []
+    if pd_ok:
+        log_se = np.sqrt(np.diag(cov))
+        unidentified = [k for k, se in zip(names, log_se) if se > UNIDENTIFIED_LOG_SE and k not in at_boundary]
+        if unidentified:
+            converged = False
+            vals = ", ".join(f"{k}={np.exp(t):.3g} (log-scale SE {se:.3g})"
+                             for k, t, se in zip(names, theta, log_se) if k in unidentified)
+            warn_convergence(
+                f"{type(model).__name__}: {vals}: the data barely identify these parameters (the "
+                "estimate is drifting towards 0 or infinity, e.g. no sign of drop-out). Do not read them "
+                "as estimates; use more data, a penalizer, or a Bayesian fit with informative priors."
+            )
+
     model.params_ = pd.Series(np.exp(theta), index=list(names), name="estimate")
     model.log_likelihood_ = float(unpenalized)
     model.covariance_ = cov
@@ -216,7 +233,7 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
             "drop-out). Do not read them as estimates; use more data, a penalizer, or a Bayesian fit "
             "with informative priors."
         )
-    elif not converged:
+    elif not converged and not unidentified:
         warn_convergence(
             f"{type(model).__name__}: the optimiser did not converge (max |gradient| = {grad_max:.2g}, "
             f"{best.message}). The estimates may be off; try penalizer=0.001 or check the data."
