@@ -251,6 +251,16 @@ class CLVModel:
 
         save_model(self, path)
 
+    def _predict_over_t(self, formula, t, **kwargs):
+        """``formula(params, *, t)`` (a new customer's prediction) for one or several horizons ``t``:
+        a float for scalar ``t`` without interval, else a Series/frame indexed by ``t``."""
+        ts = np.atleast_1d(np.asarray(t, dtype=float))
+        check_t(ts)
+        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
+        out = self._predict(lambda params, t: formula(params, t=t), grid, name="expected_purchases",
+                            columns=("t",), **kwargs)
+        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
+
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -380,6 +390,19 @@ def _summarise_unique(fn, draws, data, *, interval=None, **fn_kwargs):
             q = np.quantile(vals, qs, axis=0)
             out["median"][sl], out["lower"][sl], out["upper"][sl] = q
     return out
+
+
+def check_t(t) -> None:
+    """A prediction horizon (scalar or array) must be finite and non-negative."""
+    t = np.asarray(t, dtype=float)
+    if not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise ClvDataError(f"t must be finite and non-negative, got {t}.")
+
+
+def check_n(n) -> None:
+    """A purchase count must be a non-negative integer."""
+    if int(n) != n or n < 0:
+        raise ClvDataError(f"n must be a non-negative integer, got {n!r}.")
 
 
 def check_finite(values: np.ndarray, what: str) -> None:

@@ -24,6 +24,8 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
 from .base import CLVModel
+from .base import check_n as _check_n
+from .base import check_t as _check_t
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -463,8 +465,7 @@ class BetaGeoModel(CLVModel):
     def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):
         """Probability that each customer makes exactly ``n`` repeat purchases in the next ``t`` periods."""
         _check_t(t)
-        if int(n) != n or n < 0:
-            raise ClvDataError(f"n must be a non-negative integer, got {n!r}.")
+        _check_n(n)
         return self._predict(probability_of_n_purchases, rfm, name=f"p_{int(n)}_purchases",
                              t=float(t), n=int(n), **kwargs)
 
@@ -478,15 +479,4 @@ class BetaGeoModel(CLVModel):
 
     def expected_purchases_new_customer(self, t, **kwargs):
         """E[X(t)] for a newly acquired customer (FHL 2005 eq. 9), for one or several ``t``."""
-        ts = np.atleast_1d(np.asarray(t, dtype=float))
-        _check_t(ts)
-        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
-        out = self._predict(lambda params, t: expected_purchases_new_customer(params, t=t), grid,
-                            name="expected_purchases", columns=("t",), **kwargs)
-        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
-
-
-def _check_t(t) -> None:
-    t = np.asarray(t, dtype=float)
-    if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise ClvDataError(f"t must be finite and non-negative, got {t}.")
+        return self._predict_over_t(expected_purchases_new_customer, t, **kwargs)

@@ -22,7 +22,9 @@ from scipy.special import expit
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
 from .base import CLVModel
-from .bgnbd import _check_t, expected_new, probability_new
+from .base import check_n as _check_n
+from .base import check_t as _check_t
+from .bgnbd import expected_new, probability_new
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -191,14 +193,4 @@ class ModifiedBetaGeoModel(CLVModel):
 
     def expected_purchases_new_customer(self, t, **kwargs):
         """E[X(t)] for a newly acquired customer, for one or several ``t``."""
-        ts = np.atleast_1d(np.asarray(t, dtype=float))
-        _check_t(ts)
-        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
-        out = self._predict(lambda params, t: expected_purchases_new_customer(params, t=t), grid,
-                            name="expected_purchases", columns=("t",), **kwargs)
-        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
-
-
-def _check_n(n) -> None:
-    if int(n) != n or n < 0:
-        raise ClvDataError(f"n must be a non-negative integer, got {n!r}.")
+        return self._predict_over_t(expected_purchases_new_customer, t, **kwargs)
