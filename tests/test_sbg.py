@@ -1,7 +1,7 @@
 """Shifted-beta-geometric model (Fader & Hardie 2007): the published 'regular' and 'high end'
 fits from the survivor table of years 0-7, projected retention over the holdout years 8-12,
 survival/retention identities, DERL (Fader & Hardie 2010) against direct summation and mpmath,
-input checks and model contract.
+numerical stability over wide parameters (hypothesis), input checks and model contract.
 
 Published numbers: ``/work/shared/reference/models.md`` (regular: alpha=0.704, beta=1.182,
 LL=-1,680.3; high end: alpha=0.668, beta=3.806, LL=-1,611.2).
@@ -13,6 +13,8 @@ import mpmath as mp
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 
 from clvmodels import ClvDataError, NotFittedError, ShiftedBetaGeoModel, survivor_table
@@ -24,8 +26,6 @@ CASES = {
     "regular": (REGULAR, {"alpha": 0.704, "beta": 1.182}, -1680.3),
     "high_end": (HIGH_END, {"alpha": 0.668, "beta": 3.806}, -1611.2),
 }
-
-mp.mp.dps = 40
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -44,10 +44,11 @@ def test_reproduces_published_fits(case):
 
 def test_log_likelihood_equals_the_papers_formula(case):
     survivors, _, _, model = case
-    a, b = (mp.mpf(float(model.params_[k])) for k in ("alpha", "beta"))
     s = survivors[:8]
-    ll = mp.fsum((s[t - 1] - s[t]) * mp.log(mp.beta(a + 1, b + t - 1) / mp.beta(a, b)) for t in range(1, 8))
-    ll += s[7] * mp.log(mp.beta(a, b + 7) / mp.beta(a, b))
+    with mp.workdps(40):
+        a, b = (mp.mpf(float(model.params_[k])) for k in ("alpha", "beta"))
+        ll = mp.fsum((s[t - 1] - s[t]) * mp.log(mp.beta(a + 1, b + t - 1) / mp.beta(a, b)) for t in range(1, 8))
+        ll += s[7] * mp.log(mp.beta(a, b + 7) / mp.beta(a, b))
     assert model.log_likelihood_ == pytest.approx(float(ll), rel=1e-12)
 
 
@@ -185,20 +186,106 @@ def test_save_and_load_round_trip(tmp_path, case):
     (0.5, 50.0, 0.5),
 ])
 def test_hyp2f1_one_matches_mpmath_where_scipy_fails(B, C, z):
-    import mpmath as mp
-
     from clvmodels.models.sbg import hyp2f1_one
 
-    assert float(hyp2f1_one(B, C, z)) == pytest.approx(float(mp.hyp2f1(1, B, C, z)), rel=1e-11)
+    with mp.workdps(40):
+        ref = mp.hyp2f1(1, B, C, z)
+    assert float(hyp2f1_one(B, C, z)) == pytest.approx(float(ref), rel=1e-11)
 
 
 def test_derl_finite_at_long_tenure():
     """Regression: derl returned inf for alpha = beta = 1, 169 renewals, d = 0.0625."""
-    import mpmath as mp
-
     from clvmodels.models.sbg import derl
 
     value = float(derl({"alpha": np.array(1.0), "beta": np.array(1.0)}, 169, discount_rate=0.0625))
     n = 170
-    ref = mp.beta(1, 1 + n) / mp.beta(1, n) * mp.hyp2f1(1, 1 + n, 2 + n, 1 / mp.mpf(1.0625))
+    with mp.workdps(40):
+        ref = mp.beta(1, 1 + n) / mp.beta(1, n) * mp.hyp2f1(1, 1 + n, 2 + n, 1 / mp.mpf(1.0625))
     assert value == pytest.approx(float(ref), rel=1e-11)
+
+
+# ---------------------------------------------------------------------------- numerical stability
+SHAPE = st.floats(1e-3, 1e4)
+RATE = st.floats(1e-4, 10.0)
+PERIOD = st.integers(0, 5000)
+
+
+def sbg_params(alpha, beta) -> dict:
+    return {"alpha": np.array(alpha), "beta": np.array(beta)}
+
+
+def mp_hyp2f1_one(B, C, z):
+    """``Σ_k (B)_k/(C)_k z^k`` term by term (mpmath's own hyp2f1 is wrong for some large B, C: e.g.
+    3.3e164 for 2F1(1, 5304.6; 7227.2; 0.905), whose terms fall geometrically from 1); the ratio of
+    successive terms stays below ``z``, so the tail after a term is at most ``term · z/(1−z)``."""
+    total, term, k = mp.mpf(1), mp.mpf(1), 0
+    while term * z / (1 - z) > mp.mpf(10) ** -25 * total:
+        term *= (B + k) / (C + k) * z
+        total += term
+        k += 1
+    return total
+
+
+def mp_derl(alpha, beta, renewals, d):
+    """Fader & Hardie 2010, eq. 6, at 30 digits: B(α, β+n)/B(α, β+n−1) = (β+n−1)/(α+β+n−1)."""
+    with mp.workdps(30):
+        a, b, d = mp.mpf(alpha), mp.mpf(beta), mp.mpf(d)
+        n = renewals + 1
+        return (b + n - 1) / (a + b + n - 1) * mp_hyp2f1_one(b + n, a + b + n, 1 / (1 + d))
+
+
+@settings(max_examples=200, deadline=None)
+@given(alpha=SHAPE, beta=SHAPE, periods=st.lists(PERIOD, min_size=2, max_size=6), renewals=PERIOD,
+       more=st.integers(1, 3000), d1=RATE, d2=RATE)
+def test_stable_and_in_range_for_wide_parameters(alpha, beta, periods, renewals, more, d1, d2):
+    p = sbg_params(alpha, beta)
+    t = np.array([0.0, *sorted(periods)])
+    S = sbg.survival(p, t)
+    assert np.all(np.isfinite(S)) and S[0] == 1.0 and np.all((S >= 0) & (S <= 1))
+    assert np.all(np.diff(S) <= 0)                               # a cohort only shrinks
+    t1 = t[t >= 1]
+    if len(t1):
+        r = sbg.retention_rate(p, t1)
+        assert np.all((r >= 0) & (r <= 1)) and np.all(np.diff(r) >= 0)    # eq. 5: retention rises
+        churn = sbg.churn_probability(p, t1)
+        # the difference of survivals loses ~1e-12 to cancellation (mpmath checks churn exactly below)
+        np.testing.assert_allclose(churn, sbg.survival(p, t1 - 1) - sbg.survival(p, t1), rtol=1e-8, atol=1e-10)
+    lo, hi = sorted((d1, d2))
+    derl = {(n, d): float(sbg.derl(p, n, discount_rate=d)) for n in (renewals, renewals + more) for d in (lo, hi)}
+    for (n, d), v in derl.items():
+        assert np.isfinite(v) and 0 <= v <= (1 + d) / d * (1 + 1e-12), (n, d, v)
+    for n in (renewals, renewals + more):
+        assert derl[(n, lo)] >= derl[(n, hi)] * (1 - 1e-12)      # more discounting, less value
+    for d in (lo, hi):
+        assert derl[(renewals + more, d)] >= derl[(renewals, d)] * (1 - 1e-10)  # survivors are the loyal ones
+        dl = float(sbg.del_new_customer(p, discount_rate=d))
+        assert 1 <= dl <= (1 + d) / d * (1 + 1e-12)
+        assert dl == pytest.approx(1 + float(sbg.derl(p, 0, discount_rate=d)) / (1 + d), rel=1e-10)
+
+
+@settings(max_examples=50, deadline=None)
+@given(alpha=SHAPE, beta=SHAPE, renewals=PERIOD, d=st.floats(0.01, 10.0))   # the reference sums ~ 60/d terms
+def test_derl_del_and_survival_match_mpmath(alpha, beta, renewals, d):
+    p = sbg_params(alpha, beta)
+    assert float(sbg.derl(p, renewals, discount_rate=d)) == pytest.approx(float(mp_derl(alpha, beta, renewals, d)),
+                                                                         rel=1e-9)
+    with mp.workdps(30):
+        ref_del = mp_hyp2f1_one(mp.mpf(beta), mp.mpf(alpha) + mp.mpf(beta), 1 / (1 + mp.mpf(d)))
+        a, b, t = mp.mpf(alpha), mp.mpf(beta), renewals + 1
+        ref_s = mp.beta(a, b + t) / mp.beta(a, b)
+        ref_churn = mp.beta(a + 1, b + t - 1) / mp.beta(a, b)
+    assert float(sbg.del_new_customer(p, discount_rate=d)) == pytest.approx(float(ref_del), rel=1e-9)
+    assert float(sbg.survival(p, float(t))) == pytest.approx(float(ref_s), rel=1e-9, abs=1e-300)
+    assert float(sbg.churn_probability(p, float(t))) == pytest.approx(float(ref_churn), rel=1e-9, abs=1e-300)
+
+
+def test_mpmath_reference_where_mpmaths_hyp2f1_fails():
+    """The reference sum agrees with mpmath where mpmath is right, and with ours where it is not."""
+    with mp.workdps(30):
+        assert mp_hyp2f1_one(mp.mpf(1.182), mp.mpf(1.886), 1 / mp.mpf(1.1)) == pytest.approx(
+            float(mp.hyp2f1(1, 1.182, 1.886, 1 / mp.mpf(1.1))), rel=1e-20)
+        B, C, z = mp.mpf(5304.619061154909), mp.mpf(7227.219538586772), 1 / (1 + mp.mpf(0.10455583836649986))
+        assert mp.hyp2f1(1, B, C, z) > 1e160          # mpmath: wrong
+        ref = mp_hyp2f1_one(B, C, z)
+    assert 2.98 < ref < 2.99                           # ~ 1/(1 − z·B/C) = 3.0
+    assert float(sbg.hyp2f1_one(float(B), float(C), float(z))) == pytest.approx(float(ref), rel=1e-11)
