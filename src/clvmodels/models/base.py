@@ -42,6 +42,8 @@ class CLVModel:
     data_columns: ClassVar[tuple[str, ...]] = ()
     #: Default priors of the Bayesian fits: ``{param: ("Distribution", {kwargs})}``.
     default_priors: ClassVar[dict[str, tuple[str, dict[str, float]]]] = {}
+    #: Pairs of beta-mixing shapes given a joint prior by default (see :mod:`.bayes`).
+    joint_priors: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: Purchase models: their ``expected_purchases(params, frequency, recency, T, *, t)`` formula.
     expected_purchases_formula: ClassVar = None
     #: Fit methods understood by :meth:`fit`.

@@ -429,7 +429,9 @@ class BetaGeoModel(CLVModel):
     data_columns = ("frequency", "recency", "T")
     #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): half-normals wide enough to be
     #: nearly flat over plausible values; alpha has the unit of time, so its scale is 5 x the mean
-    #: customer age T (whatever the time unit); b allows rare drop-out (large b).
+    #: customer age T (whatever the time unit). By default (a, b) get the joint
+    #: :attr:`joint_priors` instead; a's and b's entries here serve when ``priors=`` replaces one.
+    joint_priors = (("a", "b"),)
     default_priors = {
         "r": ("HalfNormal", {"sigma": 5.0}),
         "alpha": ("HalfNormal", {"sigma": 5.0}, {"sigma": "T"}),

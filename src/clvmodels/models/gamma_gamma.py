@@ -95,11 +95,14 @@ class GammaGammaModel(CLVModel):
 
     param_names = ("p", "q", "gamma")
     data_columns = ("frequency", "monetary_value")
-    #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): half-normal shapes; gamma has
-    #: the unit of money, so its scale is 10 x the mean spend (whatever the currency).
+    #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): a half-normal for the shape p;
+    #: for q, a log-normal that is nearly uniform in log q over (0.01, 100): a flat prior on q
+    #: favours the large q (little heterogeneity of mean spend) that the data pin down poorly and
+    #: put gamma's posterior mean 4-6% above the MLE on CDNOW, this one 2-3%; gamma has the unit of
+    #: money, so its scale is 10 x the mean spend (whatever the currency).
     default_priors = {
         "p": ("HalfNormal", {"sigma": 20.0}),
-        "q": ("HalfNormal", {"sigma": 20.0}),
+        "q": ("LogNormal", {"mu": 0.0, "sigma": 3.0}),
         "gamma": ("HalfNormal", {"sigma": 10.0}, {"sigma": "monetary_value"}),
     }
     log_likelihood = staticmethod(log_likelihood)

@@ -154,6 +154,8 @@ class ModifiedBetaGeoModel(CLVModel):
 
     param_names = ("r", "alpha", "a", "b")
     data_columns = ("frequency", "recency", "T")
+    #: (a, b): the joint beta-concentration prior by default, as for BG/NBD (see :mod:`.bayes`).
+    joint_priors = (("a", "b"),)
     default_priors = {
         "r": ("HalfNormal", {"sigma": 5.0}),
         "alpha": ("HalfNormal", {"sigma": 5.0}, {"sigma": "T"}),   # a time: 5 x the mean age
