@@ -1,6 +1,7 @@
 """BG/BB (Fader, Hardie & Shang 2010): the published donations fit (weighted), the same fit from a
 transaction log through :func:`bgbb_summary`, agreement with lifetimes' ``BetaGeoBetaBinomFitter``
-predictions, mpmath, pmf/simulation consistency, stability, input checks and model contract.
+predictions, mpmath, pmf/simulation consistency, stability, input checks, model contract and the
+discrete backtest (calibration 1995-2001, holdout 2002-2006) with its report.
 
 Published numbers: ``/work/shared/reference/models.md`` (alpha=1.204, beta=0.750, gamma=0.657,
 delta=2.783, LL=-33,225.6 on 11,104 donors with 6 opportunities).
@@ -215,6 +216,110 @@ def test_stable_for_extreme_histories_and_parameters(ll_fn, alpha, beta, gamma, 
     e_hi = bgbb.expected_purchases(params, x, tx, n, t=hi)
     assert np.isfinite(e_lo).all() and np.isfinite(e_hi).all()
     assert np.all(e_lo >= 0) and np.all(e_hi >= e_lo * (1 - 1e-9)) and np.all(e_hi <= hi + 1e-9)
+
+
+# ---------------------------------------------------------------------------- discrete backtest
+def holdout_gifts(summary: pd.DataFrame, params: dict, years, seed: int) -> pd.DataFrame:
+    """Gifts in ``years`` drawn from each donor's BG/BB posterior at ``params`` (FHS 2010, §2): alive
+    at n with P(alive), ``p ~ Beta(α+x, β+n−x)``, ``θ ~ Beta(γ, δ+n)``; each year she dies at its
+    start with probability θ, else gives with probability p."""
+    rng = np.random.default_rng(seed)
+    x, tx, n = (summary[c].to_numpy(float) for c in ("frequency", "recency", "n_periods"))
+    alive = rng.random(len(x)) < bgbb.probability_alive({k: np.array(v) for k, v in params.items()}, x, tx, n)
+    p = rng.beta(params["alpha"] + x, params["beta"] + n - x)
+    theta = rng.beta(params["gamma"], params["delta"] + n)
+    rows = []
+    for year in years:
+        alive &= rng.random(len(x)) >= theta
+        gives = alive & (rng.random(len(x)) < p)
+        rows.append(pd.DataFrame({"donor": summary.index[gives], "date": f"{year}-06-15", "gift": 5.0}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def donations_backtest(donations):
+    """The donations histories 1995-2001 (lifetimes ships the calibration table only: the holdout
+    2002-2006 is drawn from the published fit's posterior) through ``discrete_backtest``."""
+    from clvmodels import discrete_backtest
+
+    calibration = donations_log(donations)
+    summary = bgbb_summary(load_transactions(calibration, customer_id="donor", timestamp="date", amount="gift"),
+                           observation_end="2001-12-31")
+    gifts = holdout_gifts(summary, PUBLISHED, range(2002, 2007), seed=7)
+    log = load_transactions(pd.concat([calibration, gifts]), customer_id="donor", timestamp="date", amount="gift")
+    return log, gifts, discrete_backtest(log, calibration_end="2001-12-31", holdout=5, seed=3)
+
+
+def test_backtest_total_equals_lifetimes_and_tracks_the_holdout(donations, donations_backtest):
+    from lifetimes import BetaGeoBetaBinomFitter
+
+    _, gifts, res = donations_backtest
+    assert res.model_names == ["BG/BB", "no change"]
+    row = res.totals.set_index("model").loc["BG/BB"]
+    assert row["actual"] == len(gifts) == 12_801 == res.data["holdout_transactions"].iloc[0]
+    # an independent lifetimes fit on the same calibration table predicts the same holdout total
+    lf = BetaGeoBetaBinomFitter().fit(donations["frequency"], donations["recency"], donations["n_periods"],
+                                      weights=donations["weights"])
+    theirs = lf.conditional_expected_number_of_purchases_up_to_time(
+        5, donations["frequency"], donations["recency"], donations["n_periods"]) @ donations["weights"]
+    assert row["predicted"] == pytest.approx(float(theirs), rel=1e-5)
+    assert row["predicted"] == pytest.approx(12_884.2, abs=0.5)
+    assert row["error_pct"] == pytest.approx(0.65, abs=0.01)                     # +0.65%
+    assert row["inside"] and row["lower"] < row["plugin_lower"] < row["actual"] < row["plugin_upper"] < row["upper"]
+    params = res.parameters.query("statistic == 'estimate'").set_index("parameter")["value"]
+    for k, v in PUBLISHED.items():
+        assert params[k] == pytest.approx(v, abs=6e-4), k
+
+
+def test_backtest_bgbb_beats_no_change(donations_backtest):
+    _, _, res = donations_backtest
+    table = res.table("purchases")
+    assert table.loc["BG/BB", "mae"] == pytest.approx(0.708, abs=1e-3)
+    assert table.loc["no change", "mae"] == pytest.approx(0.997, abs=1e-3)
+    assert table.loc["BG/BB", "rmse"] < 0.75 * table.loc["no change", "rmse"]
+    # "no change" ignores drop-out: it over-forecasts the holdout total by 60%
+    assert table.loc["no change", "total_error_pct"] == pytest.approx(60.24, abs=0.01)
+    assert abs(table.loc["BG/BB", "coverage_90"] - 0.9) < 0.01
+    assert set(res.best("purchases")) == {"BG/BB"}
+
+
+def test_backtest_tracking_and_conditional_expectations(donations_backtest):
+    _, _, res = donations_backtest
+    holdout = res.tracking[res.tracking["phase"] == "holdout"]
+    assert list(holdout["period_end"].dt.year) == [2002, 2003, 2004, 2005, 2006]
+    assert holdout["actual"].sum() == 12_801
+    np.testing.assert_allclose(holdout["predicted"], holdout["actual"], rtol=0.03)
+    cond = res.conditional[res.conditional["model"] == "BG/BB"]
+    assert cond["customers"].sum() == 11_104
+    np.testing.assert_allclose(cond["predicted"], cond["actual"], atol=0.1)
+    assert (cond["predicted"] * cond["customers"]).sum() == pytest.approx(12_884.2, abs=0.5)
+
+
+def test_backtest_report_has_the_bgbb_rows(donations_backtest, tmp_path):
+    from clvmodels import compare_report
+    from clvmodels.report import SECTIONS
+
+    _, _, res = donations_backtest
+    text = compare_report(res, tmp_path / "donations.html").read_text()
+    assert all(f'<section id="{s}">' in text for s in SECTIONS)
+    assert text.count('<td class="name">BG/BB</td>') == 2            # metrics and totals tables
+    assert f'<td class="best">{res.table().loc["BG/BB", "mae"]:.3f}</td>' in text
+    assert "predicted total 12,884 vs actual 12,801 (<b>+0.6%</b>)" in text
+    assert "discrete transaction opportunities" in text and "Plot not available" not in text
+
+
+def test_backtest_arguments(donations_backtest):
+    from clvmodels import BetaGeoModel, backtest, discrete_backtest
+
+    log = donations_backtest[0]
+    with pytest.raises(ClvDataError, match="discrete_backtest"):
+        backtest(log, BetaGeoBetaBinomModel(), calibration_end="2001-12-31")
+    with pytest.raises(ClvDataError, match="continuous-time"):
+        discrete_backtest(log, BetaGeoModel(), calibration_end="2001-12-31")
+    with pytest.raises(ClvDataError, match="falls inside the period 2001"):
+        discrete_backtest(log, calibration_end="2001-06-30")
+    with pytest.raises(ClvDataError, match="after the last transaction"):
+        discrete_backtest(log, calibration_end="2001-12-31", holdout=6)
 
 
 # ---------------------------------------------------------------------------- contract

@@ -289,3 +289,61 @@ def test_mpmath_reference_where_mpmaths_hyp2f1_fails():
         ref = mp_hyp2f1_one(B, C, z)
     assert 2.98 < ref < 2.99                           # ~ 1/(1 − z·B/C) = 3.0
     assert float(sbg.hyp2f1_one(float(B), float(C), float(z))) == pytest.approx(float(ref), rel=1e-11)
+
+
+# ---------------------------------------------------------------------------- retention backtest
+@pytest.fixture(scope="module")
+def retention():
+    from clvmodels import retention_backtest
+
+    return retention_backtest({"regular": REGULAR, "high end": HIGH_END}, calibration_periods=7)
+
+
+def test_retention_backtest_projects_years_8_to_12(retention):
+    holdout = retention.survivors.query("phase == 'holdout' and model == 'sBG'").set_index(["cohort", "period"])
+    assert list(holdout.loc["regular", "actual"]) == REGULAR[8:]
+    # S(t) at the fit on years 0-7 (the published parameters) x 1,000; actual: 223..173 and 468..394
+    np.testing.assert_allclose(holdout.loc["regular", "predicted"], [220.1, 204.4, 191.2, 179.9, 170.0], atol=0.1)
+    np.testing.assert_allclose(holdout.loc["high end", "predicted"], [460.4, 435.8, 414.2, 395.1, 378.0], atol=0.1)
+    table = retention.table("regular")
+    assert table.loc["sBG", "mape"] == pytest.approx(1.49, abs=0.01)
+    assert table.loc["sBG", "final_error_pct"] == pytest.approx(-1.71, abs=0.01)   # 170.0 vs 173
+    assert retention.table("high end").loc["sBG", "mape"] == pytest.approx(2.83, abs=0.01)
+    params = retention.parameters.query("statistic == 'estimate'").set_index(["cohort", "parameter"])["value"]
+    assert params[("high end", "beta")] == pytest.approx(3.806, abs=6e-4)
+
+
+def test_constant_churn_baseline_misses_by_a_wide_margin(retention):
+    from clvmodels.retention import constant_churn_survival
+
+    # geometric MLE on years 1-7, regular: 759 lost over 3,358 customer-years at risk
+    theta = 759 / 3358
+    np.testing.assert_allclose(constant_churn_survival(REGULAR, 7, [1, 12]), (1 - theta) ** np.array([1, 12]))
+    base = retention.table("regular").loc["constant churn"]
+    assert base["mape"] == pytest.approx(59.0, abs=0.1) and base["final_error_pct"] == pytest.approx(-73.3, abs=0.1)
+    assert set(retention.best()) == {"sBG"}
+    assert len(retention.warnings) == 0
+
+
+def test_retention_report(retention, tmp_path):
+    from clvmodels import compare_report
+    from clvmodels.report import RETENTION_SECTIONS
+
+    text = compare_report(retention, tmp_path / "retention.html").read_text()
+    positions = [text.index(f'<section id="{s}">') for s in RETENTION_SECTIONS]
+    assert positions == sorted(positions)
+    assert text.count("<img") == 2 and "Plot not available" not in text          # one plot per cohort
+    assert "period 12 survivors projected 170 vs actual 173 (<b>-1.7%</b>)" in text
+    assert text.count('<td class="best">') == 6                                  # 3 metrics x 2 cohorts
+    assert retention._repr_html_().startswith('<div class="clv-report">')
+
+
+def test_retention_backtest_arguments():
+    from clvmodels import retention_backtest
+
+    with pytest.raises(ClvDataError, match="calibration_periods"):
+        retention_backtest(REGULAR, calibration_periods=12)
+    with pytest.raises(ClvDataError, match="must not increase"):
+        retention_backtest([1000, 800, 850, 700], calibration_periods=1)
+    single = retention_backtest(REGULAR[:10], calibration_periods=7)
+    assert single.cohorts == ["cohort"] and len(single.survivors.query("phase == 'holdout'")) == 4

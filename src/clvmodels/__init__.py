@@ -21,10 +21,11 @@ from .models import (BetaGeoBetaBinomModel, ModifiedBetaGeoModel, ParetoNBDModel
                      bgbb_summary, survivor_table)
 from .models.persistence import load_model, load_models, save_models
 from .rfm import calibration_holdout, rfm_summary
-from .backtest import BacktestResult, backtest
+from .backtest import BacktestResult, backtest, discrete_backtest
+from .retention import RetentionBacktestResult, retention_backtest
 from .baselines import GradientBoostingBaseline, NoChangeBaseline, RFMScoreBaseline
 from .plotting import (plot_calibration, plot_conditional_expectations, plot_frequency_recency_matrix, plot_lift,
-                       plot_probability_alive_matrix, plot_totals, plot_tracking)
+                       plot_probability_alive_matrix, plot_survivors, plot_totals, plot_tracking)
 from .report import compare_report
 
 try:
@@ -41,5 +42,6 @@ __all__ = [
 __all__ += ["BetaGeoBetaBinomModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "ShiftedBetaGeoModel",
             "bgbb_summary", "survivor_table"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
-            "compare_report", "plot_calibration", "plot_conditional_expectations", "plot_frequency_recency_matrix",
-            "plot_lift", "plot_probability_alive_matrix", "plot_totals", "plot_tracking"]
+            "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
+            "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",
+            "plot_survivors", "plot_totals", "plot_tracking"]

@@ -1,8 +1,9 @@
 """Backtests: fit on a calibration period, predict the holdout, compare with what customers did.
 
-:func:`backtest` runs every purchase model (BG/NBD, or any :class:`~clvmodels.CLVModel` with
-``expected_purchases``) and the baselines of :mod:`clvmodels.baselines` on one or several
-calibration cutoffs (rolling origin) and returns a :class:`BacktestResult` of tidy frames:
+:func:`backtest` runs every continuous-time purchase model (BG/NBD, or any :class:`~clvmodels.CLVModel`
+with ``expected_purchases``) and the baselines of :mod:`clvmodels.baselines` on one or several
+calibration cutoffs (rolling origin); :func:`discrete_backtest` does the same for models of discrete
+transaction opportunities (BG/BB). Both return a :class:`BacktestResult` of tidy frames:
 
 * ``metrics``: one row per cutoff, model, target (``purchases`` or ``value``) and metric;
 * ``totals``: the predicted and actual holdout totals with the predicted total's 90% interval
@@ -43,7 +44,7 @@ MAX_FREQUENCY_GROUP = 7
 METRIC_DIRECTION = {
     "mae": "min", "rmse": "min", "bias": "abs", "total_error_pct": "abs", "spearman": "max", "gini": "max",
     "top10_share": "max", "top20_share": "max", "coverage_50": 0.5, "coverage_80": 0.8, "coverage_90": 0.9,
-    "log_score": "min", "crps": "min",
+    "log_score": "min", "crps": "min", "mape": "min", "final_error_pct": "abs",
 }
 
 
@@ -112,11 +113,16 @@ def best_per_metric(table: pd.DataFrame) -> pd.Series:
 
 
 # ---------------------------------------------------------------------------- input handling
-def _named_models(models) -> dict[str, object]:
-    from .models import BetaGeoModel
+def _is_discrete(model) -> bool:
+    """Whether a model counts discrete transaction opportunities (BG/BB) rather than continuous time."""
+    return "n_periods" in getattr(model, "data_columns", ())
+
+
+def _named_models(models, *, discrete: bool = False) -> dict[str, object]:
+    from .models import BetaGeoBetaBinomModel, BetaGeoModel
 
     if models is None:
-        return {"BG/NBD": BetaGeoModel()}
+        return {"BG/BB": BetaGeoBetaBinomModel()} if discrete else {"BG/NBD": BetaGeoModel()}
     if isinstance(models, dict):
         named = dict(models)
     elif isinstance(models, (list, tuple)):
@@ -132,6 +138,14 @@ def _named_models(models) -> dict[str, object]:
         if not hasattr(m, "expected_purchases") or not hasattr(m, "fit"):
             raise ClvDataError(f"Model {name!r} ({type(m).__name__}) is not a purchase model: it needs "
                                "fit(rfm) and expected_purchases(t, rfm).")
+        if _is_discrete(m) and not discrete:
+            raise ClvDataError(f"Model {name!r} ({type(m).__name__}) counts discrete transaction opportunities: "
+                               "backtest it with discrete_backtest(..., period=...). Its holdout counts "
+                               "(periods with a transaction) do not compare with continuous-time models' "
+                               "transactions.")
+        if discrete and not _is_discrete(m):
+            raise ClvDataError(f"Model {name!r} ({type(m).__name__}) is a continuous-time model: backtest it "
+                               "with backtest(...).")
     return named
 
 
@@ -287,13 +301,9 @@ def backtest(
                     spend = None
 
         for j, (name, template) in enumerate(named.items()):
-            model, model_warnings = _fit_with_warnings(clone(template), ch, name, label)
-            out["warnings"].extend(model_warnings)
+            model, purchases = _fit_model(out, fitted, clone(template), ch, name, label, t)
             if model is None:
                 continue
-            fitted[(label, name)] = model
-            out["parameters"].append(_parameters(model, label, name))
-            purchases = model.expected_purchases(t, ch).to_numpy()
             preds[name] = {"purchases": purchases}
             if spend is not None:
                 preds[name]["value"] = purchases * spend_mean
@@ -315,32 +325,215 @@ def backtest(
             if has_value:
                 preds[name]["value"] = forecast["value"].to_numpy()
 
-        if not preds:
-            failures = "; ".join(f"{w['model']}: {w['message']}" for w in out["warnings"] if w["cutoff"] == label)
-            raise ClvDataError(f"No forecast for the calibration end {label}: every model failed ({failures}).")
-        for name, p in preds.items():
-            kind = "model" if name in named else "baseline"
-            for target, a in actual.items():
-                if target not in p:
-                    continue
-                dist = dists.get(name, {}).get(target, {})
-                scores = _point_metrics(a, p[target]) | dist.get("scores", {})
-                out["metrics"].extend({"cutoff": label, "model": name, "kind": kind, "target": target,
-                                       "metric": k, "value": float(v)} for k, v in scores.items())
-                out["totals"].append(_total_row(label, name, kind, target, a, p[target], dist.get("total"),
-                                                interval))
-            frame = pd.DataFrame({"cutoff": label, CUSTOMER: ch.index, "model": name,
-                                  "frequency": ch["frequency"].to_numpy(),
-                                  "actual_purchases": actual["purchases"], "purchases": p["purchases"]})
-            if "value" in actual:
-                frame["actual_value"] = actual["value"]
-                frame["value"] = p.get("value", np.nan)
-            for target in actual:
-                if "pit" in dists.get(name, {}).get(target, {}):
-                    frame[f"pit_{target}"] = dists[name][target]["pit"]
-            out["predictions"].append(frame)
-        out["conditional"].append(_conditional(ch, preds, label))
+        _score_cutoff(out, label, ch, actual, preds, dists, named, interval)
 
+    settings = {"time_unit": unit, "resolution": res, "holdout": holdout, "interval": interval,
+                "n_draws": n_draws, "n_samples": n_samples, "seed": seed, "tracking_period": tracking_period,
+                "models": {k: type(v).__name__ for k, v in named.items()},
+                "baselines": {k: type(v).__name__ for k, v in base.items()},
+                "spend_model": type(spend_model).__name__ if has_value else None}
+    return _result(out, settings, fitted)
+
+
+def discrete_backtest(
+    transactions,
+    models=None,
+    *,
+    calibration_end,
+    holdout: int | None = None,
+    observation_end=None,
+    period: str = "Y",
+    interval: float = 0.9,
+    n_draws: int = 200,
+    seed: int | None = 0,
+) -> BacktestResult:
+    """Backtest of discrete-time models (BG/BB): one transaction opportunity per calendar period.
+
+    The validation of Fader, Hardie & Shang 2010 (§4): each customer's calibration history
+    ``(x, t_x, n)`` is built with :func:`~clvmodels.bgbb_summary` up to the calibration end; the
+    model predicts her transactions over the holdout's ``holdout`` opportunities (eq. 13), and the
+    actual is the number of holdout periods in which she transacted (several transactions in one
+    period count as one, as in calibration). The "no change" baseline repeats her calibration rate
+    ``x / n`` per opportunity. Purchases only: there is no spend model per opportunity.
+
+    Parameters
+    ----------
+    transactions
+        A log from :func:`~clvmodels.load_transactions` (or a frame it accepts as is).
+    models
+        A discrete model, a list of them, or a dict ``{name: model}`` (unfitted; each cutoff fits a
+        clone). Default: ``{"BG/BB": BetaGeoBetaBinomModel()}``.
+    calibration_end
+        Last day of the calibration period, or a list of them; each must end a ``period``.
+    holdout
+        Number of holdout opportunities (periods) after each calibration end. Default: up to the
+        period of ``observation_end`` (default: of the last transaction).
+    period
+        pandas period alias of an opportunity (``"Y"``, ``"Q"``, ``"M"``, ``"W"``).
+    interval, n_draws, seed
+        As for :func:`backtest`.
+
+    Returns
+    -------
+    :class:`BacktestResult` with ``time_unit`` set to ``period``; its ``tracking`` holds the actual
+    and expected repeat transactions of the cohort per period (FHS 2010, fig. 5).
+
+    Examples
+    --------
+    >>> res = discrete_backtest(log, calibration_end="2001-12-31", holdout=5)   # doctest: +SKIP
+    """
+    from sklearn.base import clone
+
+    log = _as_log(transactions)
+    named = _named_models(models, discrete=True)
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval}.")
+    ordinal = _period_ordinals(log[TIMESTAMP], period)
+    seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=(len(named),))
+    out = {k: [] for k in ("metrics", "totals", "predictions", "tracking", "conditional", "parameters",
+                           "warnings", "data")}
+    fitted = {}
+    for cut in _cutoffs(calibration_end, None, None, "D"):
+        cut_p = _period_ending(cut, period)
+        end_p = _holdout_end(cut_p, holdout, observation_end, pd.Timestamp(log[TIMESTAMP].max()), period)
+        ch = _discrete_summary(log, ordinal, period, cut_p, end_p)
+        t = float(end_p.ordinal - cut_p.ordinal)
+        label = str(cut.date())
+        actual = {"purchases": ch["frequency_holdout"].to_numpy(dtype=float)}
+        out["data"].append(_data_summary(log, ch, cut, end_p.end_time.normalize(), period))
+        preds = {}
+        dists = {}
+        for j, (name, template) in enumerate(named.items()):
+            model, purchases = _fit_model(out, fitted, clone(template), ch, name, label, t)
+            if model is None:
+                continue
+            preds[name] = {"purchases": purchases}
+            dists[name] = _predictive(model, None, ch, t, actual, purchases, interval=interval, n_draws=n_draws,
+                                      n_samples=0, seed=int(seeds[j]))
+            out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
+                                   for msg in dists[name].pop("notes", []))
+            out["tracking"].append(_discrete_tracking(log, ordinal, ch, model, name, label, cut_p, end_p))
+        x, n = ch["frequency"].to_numpy(dtype=float), ch["n_periods"].to_numpy(dtype=float)
+        preds["no change"] = {"purchases": np.divide(x, n, out=np.zeros_like(x), where=n > 0) * t}
+        _score_cutoff(out, label, ch, actual, preds, dists, named, interval)
+
+    settings = {"time_unit": period, "resolution": period, "holdout": holdout, "interval": interval,
+                "n_draws": n_draws, "n_samples": None, "seed": seed, "tracking_period": period,
+                "models": {k: type(v).__name__ for k, v in named.items()},
+                "baselines": {"no change": "calibration rate x/n per opportunity"}, "spend_model": None}
+    return _result(out, settings, fitted)
+
+
+def _period_ordinals(timestamps, period: str) -> np.ndarray:
+    try:
+        return pd.PeriodIndex(pd.DatetimeIndex(timestamps), freq=period).asi8
+    except (ValueError, TypeError) as exc:
+        raise ClvDataError(f"period must be a pandas period alias such as 'Y', 'Q', 'M' or 'W', "
+                           f"got {period!r} ({exc}).") from exc
+
+
+def _period_ending(cut: pd.Timestamp, period: str) -> pd.Period:
+    """The period whose last day is ``cut`` (a calibration cannot end inside an opportunity)."""
+    p = cut.to_period(period)
+    if p.end_time.normalize() != cut.normalize():
+        raise ClvDataError(f"The calibration end {cut.date()} falls inside the period {p}: a discrete "
+                           f"backtest cuts between opportunities, e.g. at {p.end_time.date()} or "
+                           f"{(p - 1).end_time.date()}.")
+    return p
+
+
+def _holdout_end(cut_p: pd.Period, holdout, observation_end, log_end: pd.Timestamp, period: str) -> pd.Period:
+    last = log_end.to_period(period)
+    if holdout is None:
+        end_p = pd.Timestamp(observation_end).to_period(period) if observation_end is not None else last
+    else:
+        if int(holdout) != holdout or holdout < 1:
+            raise ClvDataError(f"holdout must be a positive whole number of periods, got {holdout!r}.")
+        end_p = cut_p + int(holdout)
+        if end_p > last:
+            raise ClvDataError(f"The holdout of {holdout} periods after {cut_p} ends in {end_p}, after the last "
+                               f"transaction ({log_end.date()}): choose an earlier calibration end or a shorter "
+                               "holdout.")
+    if end_p <= cut_p:
+        raise ClvDataError(f"The holdout after {cut_p} is empty (observation end in {end_p}).")
+    return end_p
+
+
+def _discrete_summary(log, ordinal, period: str, cut_p: pd.Period, end_p: pd.Period) -> pd.DataFrame:
+    """BG/BB calibration summary at ``cut_p`` (:func:`~clvmodels.bgbb_summary`) with the actual number
+    of holdout periods with a transaction (``frequency_holdout``) and the holdout length."""
+    from .models import bgbb_summary
+
+    calibration = ordinal <= cut_p.ordinal
+    ch = bgbb_summary(log.loc[calibration], period=period, observation_end=cut_p.end_time)
+    holdout = ~calibration & (ordinal <= end_p.ordinal) & log[CUSTOMER].isin(ch.index).to_numpy()
+    pairs = pd.DataFrame({"c": log.loc[holdout, CUSTOMER].to_numpy(), "p": ordinal[holdout]}).drop_duplicates()
+    ch["frequency_holdout"] = pairs["c"].value_counts().reindex(ch.index, fill_value=0).to_numpy(np.int64)
+    ch["duration_holdout"] = float(end_p.ordinal - cut_p.ordinal)
+    new = ~calibration & (ordinal <= end_p.ordinal) & ~log[CUSTOMER].isin(ch.index).to_numpy()
+    ch.attrs["n_excluded_new_customers"] = int(log.loc[new, CUSTOMER].nunique())
+    return ch
+
+
+def _discrete_tracking(log, ordinal, ch, model, name, label, cut_p: pd.Period, end_p: pd.Period) -> pd.DataFrame:
+    """Actual vs expected repeat transactions of the cohort per period (FHS 2010, fig. 5).
+
+    A customer first seen in period ``f`` is expected to make ``E[X(k)] − E[X(k−1)]`` repeat
+    transactions in period ``f + k`` (eq. 9); actual ones are her later periods with a transaction.
+    """
+    cohort = log[CUSTOMER].isin(ch.index).to_numpy() & (ordinal <= end_p.ordinal)
+    pairs = pd.DataFrame({"c": log.loc[cohort, CUSTOMER].to_numpy(), "p": ordinal[cohort]}).drop_duplicates()
+    first = pairs.groupby("c")["p"].transform("min")
+    start = int(pairs["p"].min())
+    periods = np.arange(start, end_p.ordinal + 1)
+    actual = np.bincount(pairs.loc[pairs["p"] > first, "p"] - start, minlength=len(periods)).astype(float)
+    f_vals, f_counts = np.unique(pairs.groupby("c")["p"].min().to_numpy(), return_counts=True)
+    cumulative = np.asarray(model.expected_purchases_new_customer(np.arange(len(periods))), dtype=float)
+    ages = periods[:, None] - f_vals[None, :]
+    incremental = np.diff(cumulative, prepend=0.0)
+    predicted = np.where(ages >= 0, incremental[np.maximum(ages, 0)], 0.0) @ f_counts
+    frame = pd.DataFrame({
+        "cutoff": label, "model": name,
+        "period_end": [pd.Period(ordinal=int(p), freq=cut_p.freq).end_time.normalize() for p in periods],
+        "t": (periods - cut_p.ordinal).astype(float),
+        "actual": actual, "predicted": predicted,
+    })
+    frame["actual_cumulative"] = frame["actual"].cumsum()
+    frame["predicted_cumulative"] = frame["predicted"].cumsum()
+    frame["phase"] = np.where(periods <= cut_p.ordinal, "calibration", "holdout")
+    return frame
+
+
+def _score_cutoff(out: dict, label, ch, actual, preds, dists, named, interval) -> None:
+    """Append one cutoff's metrics, totals, per-customer predictions and conditional expectations to ``out``."""
+    if not preds:
+        failures = "; ".join(f"{w['model']}: {w['message']}" for w in out["warnings"] if w["cutoff"] == label)
+        raise ClvDataError(f"No forecast for the calibration end {label}: every model failed ({failures}).")
+    for name, p in preds.items():
+        kind = "model" if name in named else "baseline"
+        for target, a in actual.items():
+            if target not in p:
+                continue
+            dist = dists.get(name, {}).get(target, {})
+            scores = _point_metrics(a, p[target]) | dist.get("scores", {})
+            out["metrics"].extend({"cutoff": label, "model": name, "kind": kind, "target": target,
+                                   "metric": k, "value": float(v)} for k, v in scores.items())
+            out["totals"].append(_total_row(label, name, kind, target, a, p[target], dist.get("total"), interval))
+        frame = pd.DataFrame({"cutoff": label, CUSTOMER: ch.index, "model": name,
+                              "frequency": ch["frequency"].to_numpy(),
+                              "actual_purchases": actual["purchases"], "purchases": p["purchases"]})
+        if "value" in actual:
+            frame["actual_value"] = actual["value"]
+            frame["value"] = p.get("value", np.nan)
+        for target in actual:
+            if "pit" in dists.get(name, {}).get(target, {}):
+                frame[f"pit_{target}"] = dists[name][target]["pit"]
+        out["predictions"].append(frame)
+    out["conditional"].append(_conditional(ch, preds, label))
+
+
+def _result(out: dict, settings: dict, fitted: dict) -> BacktestResult:
+    """The :class:`BacktestResult` of the collected rows, with the result-level warnings added."""
     result = BacktestResult(
         metrics=pd.DataFrame(out["metrics"]),
         totals=pd.DataFrame(out["totals"]).astype({"inside": "boolean"}),
@@ -350,11 +543,7 @@ def backtest(
         parameters=pd.concat(out["parameters"], ignore_index=True) if out["parameters"] else pd.DataFrame(),
         warnings=pd.DataFrame(out["warnings"], columns=["cutoff", "model", "category", "message"]),
         data=pd.DataFrame(out["data"]),
-        settings={"time_unit": unit, "resolution": res, "holdout": holdout, "interval": interval,
-                  "n_draws": n_draws, "n_samples": n_samples, "seed": seed, "tracking_period": tracking_period,
-                  "models": {k: type(v).__name__ for k, v in named.items()},
-                  "baselines": {k: type(v).__name__ for k, v in base.items()},
-                  "spend_model": type(spend_model).__name__ if has_value else None},
+        settings=settings,
         models=fitted,
     )
     _add_result_warnings(result)
@@ -364,6 +553,18 @@ def backtest(
 # ---------------------------------------------------------------------------- pieces
 def _warning(cutoff, model, category, message) -> dict:
     return {"cutoff": cutoff, "model": model, "category": category, "message": message}
+
+
+def _fit_model(out: dict, fitted: dict, model, ch, name, label, t):
+    """Fit ``model`` on ``ch``, recording its warnings, parameters and the fitted model; returns it with
+    its customers' expected holdout purchases, or ``(None, None)`` when the fit failed."""
+    model, records = _fit_with_warnings(model, ch, name, label)
+    out["warnings"].extend(records)
+    if model is None:
+        return None, None
+    fitted[(label, name)] = model
+    out["parameters"].append(_parameters(model, label, name))
+    return model, model.expected_purchases(t, ch).to_numpy()
 
 
 def _fit_with_warnings(model, rfm, name, label):

@@ -207,6 +207,36 @@ def plot_totals(result, *, target: str = "purchases", ax=None) -> Figure:
     return fig
 
 
+
+def plot_survivors(result, *, cohort=None, ax=None) -> Figure:
+    """Actual vs projected survivors of a cohort per period (Fader & Hardie 2007, figs. 3-4).
+
+    ``result`` is a :class:`~clvmodels.retention.RetentionBacktestResult` or its ``survivors`` frame.
+    """
+    frame = _frame(result, "survivors")
+    cohorts = list(dict.fromkeys(frame["cohort"]))
+    cohort = cohorts[0] if cohort is None else cohort
+    if cohort not in cohorts:
+        raise ClvDataError(f"Unknown cohort {cohort!r}; the result has {cohorts}.")
+    frame = frame[frame["cohort"] == cohort]
+    names = list(dict.fromkeys(frame["model"]))
+    fig, ax = _axes(ax)
+    first = frame[frame["model"] == names[0]]
+    ax.plot(first["period"], first["actual"], color=ACTUAL_COLOR, lw=2, marker="o", label="actual")
+    colors = _colors(names)
+    for name in names:
+        part = frame[frame["model"] == name]
+        ax.plot(part["period"], part["predicted"], color=colors[name], ls="--", lw=1.8, label=name)
+    boundary = first.loc[first["phase"] == "calibration", "period"].max()
+    ax.axvline(boundary, color="grey", ls=":", lw=1)
+    ax.text(boundary, 0.97, " holdout →", va="top", ha="left", color="grey", fontsize=9,
+            transform=ax.get_xaxis_transform())
+    ax.set_xlabel("period")
+    ax.set_ylabel("customers still active")
+    ax.set_title(f"Survivors of the cohort {cohort}: actual vs projected")
+    ax.legend(fontsize=9)
+    return fig
+
 # ---------------------------------------------------------------------------- model plots
 def _grid(model, max_frequency, max_recency, T):
     rfm = getattr(model, "rfm_", None)

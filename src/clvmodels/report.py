@@ -6,7 +6,9 @@ whether the actual fell inside each predicted interval), metrics tables per targ
 value marked, the tracking, conditional-expectation, calibration/PIT and lift plots, the models'
 P(alive) and frequency/recency matrices, parameter tables with intervals, and every warning
 (non-convergence, violated assumptions, missed intervals). :func:`report_html` returns the same
-content as a string; a :class:`~clvmodels.backtest.BacktestResult` shows it inline in Jupyter.
+content as a string; a :class:`~clvmodels.backtest.BacktestResult` shows it inline in Jupyter. A
+:class:`~clvmodels.retention.RetentionBacktestResult` (contractual retention, sBG) gets its own
+sections: findings, holdout metrics, actual vs projected survivors, parameters and warnings.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from . import plotting
 from .backtest import BacktestResult, best_per_metric
 from .errors import ClvDataError
 from .io import atomic_file
+from .retention import RetentionBacktestResult
 
 #: Section ids of the report, in order (tests check that each is present).
 SECTIONS = ("summary", "data", "metrics", "totals", "tracking", "conditional", "calibration", "lift",
             "models", "parameters", "warnings")
+#: Section ids of the report of a retention backtest, in order.
+RETENTION_SECTIONS = ("summary", "metrics", "survivors", "parameters", "warnings")
 
 _CSS = """
 .clv-report { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
@@ -210,6 +215,10 @@ def _models_section(result: BacktestResult) -> str:
         model = result.models.get((last, name))
         if model is None:
             continue
+        if "T" not in model.data_columns:
+            out.append(f'<p class="note">{_esc(name)} counts discrete transaction opportunities: no '
+                       "P(alive) or expected-purchase matrix over continuous recency.</p>")
+            continue
         # up to the 99th percentile of frequency: the few heaviest buyers would squash the rest
         max_frequency = int(max(10, np.quantile(model.rfm_["frequency"], 0.99)))
         out.append(f"<h3>{_esc(name)}, calibration end {_esc(last)}</h3><div class='row'>")
@@ -238,18 +247,53 @@ def _warnings_section(result: BacktestResult) -> str:
         f'{_esc(r["message"])}</div>' for _, r in result.warnings.iterrows())
 
 
-def report_html(result: BacktestResult, *, title: str | None = None, standalone: bool = True) -> str:
-    """The comparison report as HTML: a full document (``standalone``) or a ``<div>`` for Jupyter."""
-    if not isinstance(result, BacktestResult):
-        raise ClvDataError(f"Expected a BacktestResult (from clvmodels.backtest), got {type(result).__name__}.")
-    title = title or "CLV model comparison: backtest report"
-    s = result.settings
-    sections = {
+def _retention_sections(result: RetentionBacktestResult) -> dict:
+    findings = []
+    for (cohort, name), part in result.survivors.groupby(["cohort", "model"], sort=False):
+        last = part.iloc[-1]
+        mape = result.table(cohort).loc[name, "mape"]
+        findings.append(f'<div class="finding{" bad" if mape > 10 else ""}"><b>{_esc(name)}</b>, cohort '
+                        f'{_esc(cohort)}: period {int(last["period"])} survivors projected '
+                        f'{last["predicted"]:,.0f} vs actual {last["actual"]:,.0f} (<b>{last["error_pct"]:+.1f}%</b>); '
+                        f"holdout mean absolute error {mape:.1f}%.</div>")
+    metrics = []
+    for cohort in result.cohorts:
+        table = result.table(cohort)
+        metrics.append(f"<h3>Cohort {_esc(cohort)}</h3>"
+                       + _table(table, best=best_per_metric(table), index_name="forecast"))
+    survivors = []
+    for cohort in result.cohorts:
+        part = result.survivors[result.survivors["cohort"] == cohort]
+        wide = part.pivot_table(index="period", columns="model", values="predicted", sort=False)
+        wide.insert(0, "actual", part.groupby("period")["actual"].first())
+        survivors.append(f"<h3>Cohort {_esc(cohort)}</h3><div class='row'>" + _table(wide, index_name="period")
+                         + _plot(plotting.plot_survivors, result, cohort=cohort) + "</div>")
+    params = "".join(f"<h4>{_esc(m)}, cohort {_esc(c)}</h4>"
+                     + _table(part.pivot_table(index="parameter", columns="statistic", values="value", sort=False),
+                              index_name="parameter")
+                     for (c, m), part in result.parameters.groupby(["cohort", "model"], sort=False))
+    warns = "".join(f'<div class="warn"><b>{_esc(r["category"])}</b> – {_esc(r["model"])}, cohort '
+                    f'{_esc(r["cohort"])}: {_esc(r["message"])}</div>' for _, r in result.warnings.iterrows())
+    return {
+        "summary": ("Key findings", "".join(findings)),
+        "metrics": ("Holdout errors of the projected survivors",
+                    '<p class="note">Over the holdout periods: MAE in customers, mean absolute % error, and the '
+                    "signed % error of the last period. The constant-churn baseline gives every customer the same "
+                    "churn probability.</p>" + "".join(metrics)),
+        "survivors": ("Survivors per period: actual vs projected", "".join(survivors)),
+        "parameters": ("Parameters with intervals", params),
+        "warnings": (f"Warnings ({len(result.warnings)})",
+                     warns or '<p class="note">No warnings: every fit converged.</p>'),
+    }
+
+
+def _backtest_sections(result: BacktestResult) -> dict:
+    return {
         "summary": ("Key findings", _summary_section(result)),
         "data": ("Data summary", _data_section(result)),
         "metrics": ("Metrics per forecast", _metrics_section(result)),
         "totals": ("Holdout totals and their intervals", _totals_section(result)),
-        "tracking": ("Tracking: weekly repeat transactions", _tracking_section(result)),
+        "tracking": ("Tracking: repeat transactions per period", _tracking_section(result)),
         "conditional": ("Conditional expectations by calibration frequency",
                         _plot(plotting.plot_conditional_expectations, result)),
         "calibration": ("Calibration of the predictive distributions (PIT)",
@@ -263,11 +307,28 @@ def report_html(result: BacktestResult, *, title: str | None = None, standalone:
         "parameters": ("Parameters with intervals", _parameters_section(result)),
         "warnings": (f"Warnings ({len(result.warnings)})", _warnings_section(result)),
     }
-    body = [f"<h1>{_esc(title)}</h1>",
-            f'<p class="note">Cutoffs: {", ".join(map(_esc, result.cutoffs))}; time unit {_esc(s["time_unit"])}; '
-            f'forecasts: {", ".join(map(_esc, result.model_names))}; seed {_esc(s["seed"])}; '
-            f'clvmodels {_esc(_version())}.</p>']
-    for key in SECTIONS:
+
+
+def report_html(result, *, title: str | None = None, standalone: bool = True) -> str:
+    """The comparison report of a :class:`BacktestResult` or a
+    :class:`~clvmodels.retention.RetentionBacktestResult` as HTML: a full document (``standalone``) or a
+    ``<div>`` for Jupyter."""
+    if isinstance(result, BacktestResult):
+        s = result.settings
+        title = title or "CLV model comparison: backtest report"
+        sections, order = _backtest_sections(result), SECTIONS
+        note = (f"Cutoffs: {', '.join(map(_esc, result.cutoffs))}; time unit {_esc(s['time_unit'])}; "
+                f"forecasts: {', '.join(map(_esc, result.model_names))}; seed {_esc(s['seed'])}")
+    elif isinstance(result, RetentionBacktestResult):
+        title = title or "Retention backtest report"
+        sections, order = _retention_sections(result), RETENTION_SECTIONS
+        note = (f"Cohorts: {', '.join(map(_esc, result.cohorts))}; fitted on periods 0–"
+                f"{result.settings['calibration_periods']}")
+    else:
+        raise ClvDataError(f"Expected a BacktestResult (from clvmodels.backtest) or a RetentionBacktestResult, "
+                           f"got {type(result).__name__}.")
+    body = [f"<h1>{_esc(title)}</h1>", f'<p class="note">{note}; clvmodels {_esc(_version())}.</p>']
+    for key in order:
         heading, content = sections[key]
         body.append(f'<section id="{key}"><h2>{_esc(heading)}</h2>{content}</section>')
     div = f'<div class="clv-report"><style>{_CSS}</style>{"".join(body)}</div>'
@@ -283,13 +344,15 @@ def _version() -> str:
     return __version__
 
 
-def compare_report(result: BacktestResult, path: str | os.PathLike, *, title: str | None = None) -> Path:
+def compare_report(result, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Write the comparison report of a backtest to one self-contained HTML file, atomically.
 
     Parameters
     ----------
     result
-        The :class:`~clvmodels.backtest.BacktestResult` of :func:`~clvmodels.backtest.backtest`.
+        The :class:`~clvmodels.backtest.BacktestResult` of :func:`~clvmodels.backtest.backtest` or
+        :func:`~clvmodels.backtest.discrete_backtest`, or the
+        :class:`~clvmodels.retention.RetentionBacktestResult` of :func:`~clvmodels.retention.retention_backtest`.
     path
         Output file (``.html``); written to a temporary file first and renamed into place.
     title
