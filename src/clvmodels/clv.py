@@ -16,15 +16,98 @@ from .models.base import summarise_draws, unique_rows, validate_columns
 from .units import normalize_unit, unit_days
 
 
-def discounted_purchases(purchase_fn, params, data, *, horizon: int, period: float, discount_rate: float):
-    """``Σ_i (E[Y(iΔ)] − E[Y((i−1)Δ)]) / (1+d)^i`` per draw and customer."""
+def purchase_value_draws(model_cls, params, histories: dict, *, horizon: int, period: float,
+                         discount_rate: float) -> dict[str, np.ndarray]:
+    """Per draw (rows) and history (columns): ``probability_alive``, ``expected_purchases`` by the
+    horizon ``HΔ`` and ``discounted_purchases`` ``Σ_i (E[Y(iΔ)] − E[Y((i−1)Δ)]) / (1+d)^i``.
+
+    ``E[Y(t) | x, t_x, T] = P(alive) · E[Y(t) | alive at T]`` and the second factor depends on
+    ``(x, T)`` only, which far fewer customers share than whole histories: the horizon's sum is taken
+    once per distinct ``(x, T)`` and multiplied by ``P(alive)`` once per history."""
+    frequency_col, _, age_col = model_cls.data_columns
+    pairs, pair_code = unique_rows({k: histories[k] for k in (frequency_col, age_col)})
+    future = model_cls.future_purchases_formula
     total = 0.0
     previous = 0.0
     for i in range(1, horizon + 1):
-        current = purchase_fn(params, **data, t=i * period)
+        current = future(params, pairs[frequency_col], pairs[age_col], t=i * period)
         total = total + (current - previous) / (1.0 + discount_rate) ** i
         previous = current
-    return total
+    alive = model_cls.probability_alive_formula(params, *(histories[k] for k in model_cls.data_columns))
+    alive = np.broadcast_to(alive, np.broadcast_shapes(np.shape(alive), (1, len(pair_code))))
+    return {"probability_alive": alive,
+            "expected_purchases": alive * np.take(np.atleast_2d(previous), pair_code, axis=-1),
+            "discounted_purchases": alive * np.take(np.atleast_2d(total), pair_code, axis=-1)}
+
+
+def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *, horizon: int,
+                    period_length: float, discount_rate: float, interval: float | None = None,
+                    n_draws: int | None = None, seed: int | None = None,
+                    what: tuple[str, ...] = ("clv",)) -> dict[str, dict[str, np.ndarray]]:
+    """Per-customer summaries (``mean``, and with ``interval`` ``median``/``lower``/``upper``) of
+    ``what`` among ``expected_purchases`` (by the horizon), ``probability_alive``,
+    ``expected_spend`` and ``clv``, all from one set of parameter draws of each model.
+
+    The purchase-model quantities are evaluated once per distinct history (see
+    :func:`purchase_value_draws`); ``spend_model`` may be ``None`` when ``what`` needs no spend."""
+    models = [purchase_model] + ([spend_model] if spend_model is not None else [])
+    draws = model_draws(*models, interval=interval, n_draws=n_draws, seed=seed)
+    histories, history_code = unique_rows({k: data[k] for k in purchase_model.data_columns})
+    values = purchase_value_draws(
+        type(purchase_model), {k: v[:, None] for k, v in draws[0].items()}, histories,
+        horizon=int(horizon), period=period_length, discount_rate=discount_rate)
+    out = {}
+    per_history = {"history": np.arange(len(next(iter(histories.values()))), dtype=float)}
+    for name in ("expected_purchases", "probability_alive"):
+        if name in what:
+            summary = summarise_draws(_gather(values[name], name), draws[0], per_history, interval=interval,
+                                      compress_rows=False)
+            out[name] = {k: v[history_code] for k, v in summary.items()}
+    if {"expected_spend", "clv"} & set(what):
+        from .models.gamma_gamma import expected_spend
+
+        spend_data = {"frequency": data["frequency"], "monetary_value": data["monetary_value"]}
+        if "expected_spend" in what:
+            out["expected_spend"] = summarise_draws(expected_spend, draws[1], spend_data, interval=interval,
+                                                    compress_rows=False)
+        if "clv" in what:
+            purchases = values["discounted_purchases"]
+
+            def clv_fn(params, history, frequency, monetary_value):
+                return purchases[:, history.astype(np.int64)] * expected_spend(params, frequency, monetary_value)
+
+            clv_fn.__name__ = "clv"
+            # per customer a gather and a few products, and mean spends are nearly all distinct:
+            # de-duplicating these rows would cost more than it saves
+            out["clv"] = summarise_draws(clv_fn, draws[1], {"history": history_code.astype(float), **spend_data},
+                                         interval=interval, compress_rows=False)
+    return out
+
+
+def _gather(values: np.ndarray, name: str):
+    def fn(params, history):
+        return values[:, history.astype(np.int64)]
+
+    fn.__name__ = name
+    return fn
+
+
+def model_draws(*models, interval: float | None, n_draws: int | None, seed: int | None) -> list[dict]:
+    """Parameter draws of each model, equally many: the estimates alone when none is Bayesian and
+    no ``interval`` is asked for, else ``n_draws`` (default: the posterior's size, or 1,000) draws
+    of each, seeded ``seed``, ``seed + 1``, ... so that the models' draws are independent."""
+    point = interval is None and all(getattr(m, "posterior_draws_", None) is None for m in models)
+    if point:
+        draws = [m.parameter_draws() for m in models]
+    else:
+        n = n_draws if n_draws is not None else _n_draws(*models)
+        draws = [m.parameter_draws(n, seed=None if seed is None else seed + i) for i, m in enumerate(models)]
+    n = min(len(next(iter(d.values()))) for d in draws)
+    draws = [{k: v[:n] for k, v in d.items()} for d in draws]
+    names = [set(d) for d in draws]
+    if len(names) > 1 and names[0] & names[1]:
+        raise ClvDataError(f"Parameter names clash between the models: {names[0] & names[1]}.")
+    return draws
 
 
 def clv(
@@ -88,45 +171,10 @@ def clv(
     columns = tuple(dict.fromkeys(purchase_model.data_columns + spend_model.data_columns))
     data = validate_columns(rfm, columns)
 
-    purchase_fn = type(purchase_model).expected_purchases_formula
-    from .models.gamma_gamma import expected_spend
-
-    point = interval is None and getattr(purchase_model, "posterior_draws_", None) is None \
-        and getattr(spend_model, "posterior_draws_", None) is None
-    if point:
-        pd_, sd_ = purchase_model.parameter_draws(), spend_model.parameter_draws()
-    else:
-        n = n_draws if n_draws is not None else _n_draws(purchase_model, spend_model)
-        pd_ = purchase_model.parameter_draws(n, seed=seed)
-        sd_ = spend_model.parameter_draws(n, seed=None if seed is None else seed + 1)
-        n = min(len(next(iter(pd_.values()))), len(next(iter(sd_.values()))))
-        pd_ = {k: v[:n] for k, v in pd_.items()}
-        sd_ = {k: v[:n] for k, v in sd_.items()}
-    purchase_keys, spend_keys = set(pd_), set(sd_)
-    if purchase_keys & spend_keys:
-        raise ClvDataError(f"Parameter names clash between the models: {purchase_keys & spend_keys}.")
-
-    # the discounted purchases depend on the purchase history only: evaluate them once per distinct
-    # history (the costly part), then combine with each customer's spend draw by draw
-    histories, history_code = unique_rows({k: data[k] for k in purchase_model.data_columns})
-    purchases = discounted_purchases(
-        purchase_fn, {k: v[:, None] for k, v in pd_.items()}, histories,
-        horizon=int(horizon), period=period_length, discount_rate=discount_rate)
-    n_histories = len(next(iter(histories.values())))
-    purchases = np.broadcast_to(purchases, (len(next(iter(pd_.values()))), n_histories))
-
-    def clv_fn(params, history, frequency, monetary_value):
-        sp = {k: params[k] for k in spend_keys}
-        return purchases[:, history.astype(np.int64)] * expected_spend(sp, frequency, monetary_value)
-
-    clv_fn.__name__ = "clv"
-    # per customer this is a gather and a few products, and mean spends are nearly all distinct:
-    # de-duplicating these rows would cost more than it saves
-    values = summarise_draws(
-        clv_fn, {**pd_, **sd_},
-        {"history": history_code.astype(float), "frequency": data["frequency"],
-         "monetary_value": data["monetary_value"]},
-        interval=interval, compress_rows=False)
+    if type(purchase_model).future_purchases_formula is None:
+        raise ClvDataError(f"{type(purchase_model).__name__} has no expected-purchases formula to value.")
+    values = value_customers(purchase_model, spend_model, data, horizon=int(horizon), period_length=period_length,
+                             discount_rate=discount_rate, interval=interval, n_draws=n_draws, seed=seed)["clv"]
     if interval is None:
         return pd.Series(values["mean"], index=rfm.index, name="clv")
     return pd.DataFrame(values, index=rfm.index)

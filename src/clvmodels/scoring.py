@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .clv import clv as clv_values
+from .clv import value_customers
 from .errors import ClvDataError
+from .models.base import validate_columns
 from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, iter_table, table_columns, table_format
 from .units import normalize_unit, unit_days
 
@@ -97,30 +98,26 @@ def period_length(purchase_model, settings: ScoreSettings) -> float:
 def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreSettings) -> pd.DataFrame:
     """Scores of the customers of ``rfm`` (valid rows only; see :func:`row_problems`).
 
-    Returns a frame with the same index and the columns of :func:`score_columns`.
+    All scores come from one set of parameter draws of each model (:func:`clvmodels.clv.value_customers`):
+    the same values as the models' methods with ``seed`` for the purchase model and ``seed + 1`` for
+    the spend model. Returns a frame with the same index and the columns of :func:`score_columns`.
     """
     s = settings
-    length = period_length(purchase_model, s)
-    kw = {"n_draws": s.n_draws, "seed": s.seed}
-    if s.interval is not None:
-        kw["interval"] = s.interval
+    purchase_model._check_fitted()
+    models = [purchase_model] + ([spend_model] if spend_model is not None else [])
+    for model in models[1:]:
+        model._check_fitted()
+    columns = tuple(dict.fromkeys(c for m in models for c in m.data_columns))
+    what = SCORE_NAMES if spend_model is not None else SCORE_NAMES[:2]
+    values = value_customers(purchase_model, spend_model, validate_columns(rfm, columns), horizon=int(s.horizon),
+                             period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
+                             interval=s.interval, n_draws=s.n_draws, seed=s.seed, what=what)
     out = {}
-
-    def put(name, value):
-        if isinstance(value, pd.DataFrame):
-            out[name] = value["mean"].to_numpy()
-            out[f"{name}_lower"] = value["lower"].to_numpy()
-            out[f"{name}_upper"] = value["upper"].to_numpy()
-        else:
-            out[name] = np.asarray(value, dtype=float)
-
-    put("expected_purchases", purchase_model.expected_purchases(s.horizon * length, rfm, **kw))
-    put("probability_alive", purchase_model.probability_alive(rfm, **kw))
-    if spend_model is not None:
-        put("expected_spend", spend_model.expected_spend(rfm, **kw))
-        put("clv", clv_values(purchase_model, spend_model, rfm, horizon=int(s.horizon),
-                              discount_rate=s.discount_rate, period_length=length,
-                              interval=s.interval, n_draws=s.n_draws, seed=s.seed))
+    for name in what:
+        out[name] = values[name]["mean"]
+        if s.interval is not None:
+            out[f"{name}_lower"] = values[name]["lower"]
+            out[f"{name}_upper"] = values[name]["upper"]
     return pd.DataFrame(out, index=rfm.index)[score_columns(spend_model is not None, s.interval is not None)]
 
 

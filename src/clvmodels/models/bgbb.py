@@ -95,10 +95,16 @@ def expected_survived(gamma, delta, m):
 def expected_purchases(params, frequency, recency, n_periods, *, t):
     """E[X(n, n+t) | x, t_x, n]: expected transactions in the next ``t`` opportunities (Fader,
     Hardie & Shang 2010, eq. 13): ``P(alive at n) · (α+x)/(α+β+n) · Σ_{j=1}^{t} B(γ, δ+n+j)/B(γ, δ+n)``."""
+    alive = probability_alive(params, frequency, recency, n_periods)
+    return alive * future_purchases_alive(params, frequency, n_periods, t=t)
+
+
+def future_purchases_alive(params, frequency, n_periods, *, t):
+    """Expected transactions in the next ``t`` opportunities of a customer alive at ``n``:
+    ``(α+x)/(α+β+n) · Σ_{j=1}^{t} B(γ, δ+n+j)/B(γ, δ+n)`` (eq. 13 without ``P(alive)``)."""
     alpha, beta = params["alpha"], params["beta"]
     x, n = frequency, n_periods
-    alive = probability_alive(params, frequency, recency, n_periods)
-    return alive * (alpha + x) / (alpha + beta + n) * expected_survived(params["gamma"], params["delta"] + n, t)
+    return (alpha + x) / (alpha + beta + n) * expected_survived(params["gamma"], params["delta"] + n, t)
 
 
 def expected_purchases_new_customer(params, *, t):
@@ -264,6 +270,8 @@ class BetaGeoBetaBinomModel(CLVModel):
     log_likelihood = staticmethod(log_likelihood)
     #: The conditional expected-purchases formula (``t`` in opportunities), used by :func:`clvmodels.clv`.
     expected_purchases_formula = staticmethod(expected_purchases)
+    probability_alive_formula = staticmethod(probability_alive)
+    future_purchases_formula = staticmethod(future_purchases_alive)
     #: Predictive pmf and exact simulation of future transactions, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)

@@ -262,10 +262,10 @@ def _expected_new_quadrature(r: float, alpha: float, a: float, b: float, t: floa
 def expected_purchases(params, frequency, recency, T, *, t):
     """E[Y(t) | x, t_x, T]: expected repeat purchases in (T, T+t] (FHL 2005 eq. 10)."""
     alive = probability_alive(params, frequency, recency, T)
-    return alive * _future_purchases_alive(params, frequency, T, t)
+    return alive * future_purchases_alive(params, frequency, T, t=t)
 
 
-def _future_purchases_alive(params, frequency, T, t):
+def future_purchases_alive(params, frequency, T, *, t):
     """E[Y(t)] of a customer alive at ``T``: :func:`expected_new` at ``(r+x, α+T, a, b+x)``.
 
     It does not depend on the recency, and customers share far fewer ``(x, T)`` pairs than
@@ -444,6 +444,8 @@ class BetaGeoModel(CLVModel):
                             (("frequency", "recency", "T"), history_terms))
     #: The conditional expected-purchases formula, used by :func:`clvmodels.clv`.
     expected_purchases_formula = staticmethod(expected_purchases)
+    probability_alive_formula = staticmethod(probability_alive)
+    future_purchases_formula = staticmethod(future_purchases_alive)
     #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)

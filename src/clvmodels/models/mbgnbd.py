@@ -69,10 +69,14 @@ def expected_purchases(params, frequency, recency, T, *, t):
     """E[Y(t) | x, t_x, T] (Batislam et al. 2007, eq. 9): ``P(alive)`` times the BG/NBD
     new-customer expectation (FHL 2005 eq. 9) at ``(r+x, α+T, a, b+x+1)``, i.e.
     ``(a+b+x)/(a−1) [1 − ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; t/(α+T+t))] P(alive)``."""
+    return probability_alive(params, frequency, recency, T) * future_purchases_alive(params, frequency, T, t=t)
+
+
+def future_purchases_alive(params, frequency, T, *, t):
+    """E[Y(t)] of a customer alive at ``T`` with ``x`` repeat purchases: the BG/NBD new-customer
+    expectation at ``(r+x, α+T, a, b+x+1)`` (Batislam et al. 2007, eq. 9 without ``P(alive)``)."""
     x = frequency
-    alive = probability_alive(params, frequency, recency, T)
-    future = expected_new(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0, t)
-    return alive * future
+    return expected_new(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0, t)
 
 
 def expected_purchases_new_customer(params, *, t):
@@ -168,6 +172,8 @@ class ModifiedBetaGeoModel(CLVModel):
                             (("frequency", "recency", "T"), history_terms))
     #: The conditional expected-purchases formula, used by :func:`clvmodels.clv`.
     expected_purchases_formula = staticmethod(expected_purchases)
+    probability_alive_formula = staticmethod(probability_alive)
+    future_purchases_formula = staticmethod(future_purchases_alive)
     #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)

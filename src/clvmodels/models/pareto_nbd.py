@@ -165,9 +165,14 @@ def expected_new(r, alpha, s, beta, t):
 def expected_purchases(params, frequency, recency, T, *, t):
     """E[Y(t) | x, t_x, T] = (r+x)(β+T) / ((α+T)(s−1)) [1 − ((β+T)/(β+T+t))^(s−1)] P(alive)
     (Fader & Hardie 2005 note, eq. 27)."""
+    return probability_alive(params, frequency, recency, T) * future_purchases_alive(params, frequency, T, t=t)
+
+
+def future_purchases_alive(params, frequency, T, *, t):
+    """E[Y(t)] of a customer alive at ``T`` with ``x`` purchases: the new-customer expectation at
+    ``(r+x, α+T, s, β+T)`` (eq. 27 without ``P(alive)``)."""
     x = frequency
-    alive = probability_alive(params, frequency, recency, T)
-    return alive * expected_new(params["r"] + x, params["alpha"] + T, params["s"], params["beta"] + T, t)
+    return expected_new(params["r"] + x, params["alpha"] + T, params["s"], params["beta"] + T, t)
 
 
 def expected_purchases_new_customer(params, *, t):
@@ -329,6 +334,8 @@ class ParetoNBDModel(CLVModel):
     log_likelihood = staticmethod(log_likelihood)
     #: The conditional expected-purchases formula, used by :func:`clvmodels.clv`.
     expected_purchases_formula = staticmethod(expected_purchases)
+    probability_alive_formula = staticmethod(probability_alive)
+    future_purchases_formula = staticmethod(future_purchases_alive)
     #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
