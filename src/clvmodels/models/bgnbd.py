@@ -23,9 +23,7 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
-from .base import CLVModel
-from .base import check_n as _check_n
-from .base import check_t as _check_t
+from .purchase import PurchaseModel
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -400,7 +398,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
 
 
 # ---------------------------------------------------------------------------- estimator
-class BetaGeoModel(CLVModel):
+class BetaGeoModel(PurchaseModel):
     """BG/NBD purchase and drop-out model (Fader, Hardie & Lee 2005).
 
     Parameters
@@ -446,6 +444,9 @@ class BetaGeoModel(CLVModel):
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)
     future_purchases_formula = staticmethod(future_purchases_alive)
+    probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
+    new_customer_formula = staticmethod(expected_purchases_new_customer)
+    compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
@@ -454,33 +455,3 @@ class BetaGeoModel(CLVModel):
         # r/alpha: a method-of-moments guess of the purchase rate
         rate = np.average(data["frequency"] / np.maximum(data["T"], 1e-9), weights=weights)
         return np.array([1.0, 1.0 / max(rate, 1e-6), 1.0, 1.0])
-
-    def expected_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs):
-        """Expected repeat purchases in the next ``t`` periods, given each customer's history
-        (FHL 2005 eq. 10). ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
-        _check_t(t)
-        return self._predict(expected_purchases, rfm, name="expected_purchases", t=float(t), **kwargs)
-
-    def probability_alive(self, rfm: pd.DataFrame | None = None, **kwargs):
-        """Probability that each customer is still alive at the end of observation (FHL 2005 eq. 11)."""
-        kwargs.setdefault("compress_rows", False)  # a few operations per row: cheaper than deduplicating
-        return self._predict(probability_alive, rfm, name="probability_alive", **kwargs)
-
-    def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):
-        """Probability that each customer makes exactly ``n`` repeat purchases in the next ``t`` periods."""
-        _check_t(t)
-        _check_n(n)
-        return self._predict(probability_of_n_purchases, rfm, name=f"p_{int(n)}_purchases",
-                             t=float(t), n=int(n), **kwargs)
-
-    def predictive_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
-        """Per-customer predictive distribution of the number of purchases in the next ``t`` periods
-        (parameter and process uncertainty): mean and quantiles; see
-        :func:`clvmodels.predictive.predictive_purchases`."""
-        from ..predictive import predictive_purchases
-
-        return predictive_purchases(self, t, rfm, **kwargs)
-
-    def expected_purchases_new_customer(self, t, **kwargs):
-        """E[X(t)] for a newly acquired customer (FHL 2005 eq. 9), for one or several ``t``."""
-        return self._predict_over_t(expected_purchases_new_customer, t, **kwargs)

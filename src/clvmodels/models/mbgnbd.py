@@ -15,15 +15,12 @@ with ``(r, α, a, b+1)``. The BG/NBD new-customer formulas are therefore reused 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytensor.tensor as pt
 from scipy.special import expit
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
-from .base import CLVModel
-from .base import check_n as _check_n
-from .base import check_t as _check_t
+from .purchase import PurchaseModel
 from .bgnbd import expected_new, probability_new
 
 
@@ -137,7 +134,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
 
 
 # ---------------------------------------------------------------------------- estimator
-class ModifiedBetaGeoModel(CLVModel):
+class ModifiedBetaGeoModel(PurchaseModel):
     """MBG/NBD purchase and drop-out model (Batislam, Denizel & Filiztekin 2007).
 
     Parameters
@@ -174,6 +171,9 @@ class ModifiedBetaGeoModel(CLVModel):
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)
     future_purchases_formula = staticmethod(future_purchases_alive)
+    probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
+    new_customer_formula = staticmethod(expected_purchases_new_customer)
+    compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
@@ -181,24 +181,3 @@ class ModifiedBetaGeoModel(CLVModel):
     def initial_params(self, data, weights):
         rate = np.average(data["frequency"] / np.maximum(data["T"], 1e-9), weights=weights)
         return np.array([1.0, 1.0 / max(rate, 1e-6), 1.0, 1.0])
-
-    def expected_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs):
-        """Expected repeat purchases in the next ``t`` periods given each customer's history.
-        ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
-        _check_t(t)
-        return self._predict(expected_purchases, rfm, name="expected_purchases", t=float(t), **kwargs)
-
-    def probability_alive(self, rfm: pd.DataFrame | None = None, **kwargs):
-        """Probability that each customer is still alive at the end of observation."""
-        return self._predict(probability_alive, rfm, name="probability_alive", **kwargs)
-
-    def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):
-        """Probability that each customer makes exactly ``n`` repeat purchases in the next ``t`` periods."""
-        _check_t(t)
-        _check_n(n)
-        return self._predict(probability_of_n_purchases, rfm, name=f"p_{int(n)}_purchases",
-                             t=float(t), n=int(n), **kwargs)
-
-    def expected_purchases_new_customer(self, t, **kwargs):
-        """E[X(t)] for a newly acquired customer, for one or several ``t``."""
-        return self._predict_over_t(expected_purchases_new_customer, t, **kwargs)

@@ -38,14 +38,11 @@ A customer alive at ``T`` behaves from ``T`` on like a new customer with ``(r+x,
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytensor.tensor as pt
 from scipy.special import gammaln, xlogy
 
 from ..errors import ClvDataError
-from .base import CLVModel
-from .base import check_n as _check_n
-from .base import check_t as _check_t
+from .purchase import PurchaseModel
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
 N_PANELS = 16
@@ -304,7 +301,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
 
 
 # ---------------------------------------------------------------------------- estimator
-class ParetoNBDModel(CLVModel):
+class ParetoNBDModel(PurchaseModel):
     """Pareto/NBD purchase and lifetime model (Schmittlein, Morrison & Colombo 1987).
 
     Parameters
@@ -336,6 +333,8 @@ class ParetoNBDModel(CLVModel):
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)
     future_purchases_formula = staticmethod(future_purchases_alive)
+    probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
+    new_customer_formula = staticmethod(expected_purchases_new_customer)
     #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
@@ -344,24 +343,3 @@ class ParetoNBDModel(CLVModel):
         rate = np.average(data["frequency"] / np.maximum(data["T"], 1e-9), weights=weights)
         T = np.average(data["T"], weights=weights)
         return np.array([1.0, 1.0 / max(rate, 1e-6), 1.0, max(T, 1e-6)])
-
-    def expected_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs):
-        """Expected repeat purchases in the next ``t`` periods given each customer's history.
-        ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
-        _check_t(t)
-        return self._predict(expected_purchases, rfm, name="expected_purchases", t=float(t), **kwargs)
-
-    def probability_alive(self, rfm: pd.DataFrame | None = None, **kwargs):
-        """Probability that each customer is still alive at the end of observation."""
-        return self._predict(probability_alive, rfm, name="probability_alive", **kwargs)
-
-    def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):
-        """Probability that each customer makes exactly ``n`` repeat purchases in the next ``t`` periods."""
-        _check_t(t)
-        _check_n(n)
-        return self._predict(probability_of_n_purchases, rfm, name=f"p_{int(n)}_purchases",
-                             t=float(t), n=int(n), **kwargs)
-
-    def expected_purchases_new_customer(self, t, **kwargs):
-        """E[X(t)] for a newly acquired customer, for one or several ``t``."""
-        return self._predict_over_t(expected_purchases_new_customer, t, **kwargs)
