@@ -20,6 +20,7 @@ Usage::
     python benchmarks/bench_scale.py --quick          # 20k customers: a check that it runs
     python benchmarks/bench_scale.py                  # 100k, 1M, 10M customers
     python benchmarks/bench_scale.py --sizes 100000 1000000 --lifetimes-max 1000000
+    python benchmarks/bench_scale.py --sizes 10000000 --busier 6   # 10M customers, 56M transactions
 """
 
 from __future__ import annotations
@@ -79,19 +80,22 @@ out.to_parquet(sys.argv[3])
 """
 
 
-def write_log(path: Path, n_customers: int, chunk: int = 1_000_000, seed: int = 0) -> int:
-    """Simulate ``n_customers`` in chunks (distinct ids and seeds) into one Parquet file; rows written."""
+def write_log(path: Path, n_customers: int, busier: float = 1.0, chunk: int = 1_000_000, seed: int = 0) -> int:
+    """Simulate ``n_customers`` in chunks (distinct ids and seeds) into one Parquet file; rows written.
+
+    ``busier``: customers buy that many times as often as CDNOW's (alpha divided by it)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from clvmodels.datasets import simulate
+    from clvmodels.datasets.simulate import DEFAULT_PURCHASE
 
     writer = None
     rows = 0
     try:
         for start in range(0, n_customers, chunk):
             n = min(chunk, n_customers - start)
-            log = simulate(n, seed=seed + start // chunk)
+            log = simulate(n, alpha=DEFAULT_PURCHASE["alpha"] / busier, seed=seed + start // chunk)
             log["customer_id"] = log["customer_id"].to_numpy(dtype=np.int64) + start
             table = pa.Table.from_pandas(log, preserve_index=False)
             if writer is None:
@@ -158,7 +162,7 @@ def bench_size(n: int, workdir: Path, args) -> list[dict]:
     d.mkdir(parents=True, exist_ok=True)
     log = d / "log.parquet"
     t = time.monotonic()
-    rows = write_log(log, n)
+    rows = write_log(log, n, args.busier)
     print(f"# {n:,} customers: {rows:,} transactions simulated in {time.monotonic() - t:.1f} s", flush=True)
     clvmodels = [str(Path(sys.executable).parent / "clvmodels")]
     if not Path(clvmodels[0]).exists():
@@ -218,6 +222,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one small size (20k customers): checks that it runs")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--busier", type=float, default=1.0,
+                        help="customers buy this many times as often as CDNOW's (1: ~2.8 transactions per "
+                             "customer; 6: ~5.6, i.e. 56M transactions for 10M customers)")
     parser.add_argument("--draws", type=int, default=200, help="parameter draws for the intervals (200)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="scoring worker processes (default: the number of cores)")
