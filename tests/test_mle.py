@@ -142,7 +142,8 @@ def test_stopping_early_is_reported(rfm):
 
 def test_drift_towards_the_boundary_is_reported():
     """Regression: with no sign of drop-out a Pareto/NBD fit stopped at s ~ 1e-7, beta ~ 5e6 (short of
-    the boundary) and reported itself converged, with log-scale standard errors of ~7e5."""
+    the boundary) and reported itself converged, with log-scale standard errors of ~7e5 (on another
+    numpy/Python, with a Hessian that is not positive definite: reported converged all the same)."""
     import warnings
 
     import clvmodels as C
@@ -157,4 +158,6 @@ def test_drift_towards_the_boundary_is_reported():
         model = C.ParetoNBDModel().fit(rfm)
     messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
     assert not model.converged_
-    assert len(messages) == 1 and "barely identify" in messages[0] and "beta" in messages[0]
+    assert len(messages) == 1 and "barely identify" in messages[0]
+    # where the Hessian is positive definite the unidentified parameter is named with its SE
+    assert "beta" in messages[0] or "not positive definite" in messages[0]

@@ -219,7 +219,8 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     model.params_ = pd.Series(np.exp(theta), index=list(names), name="estimate")
     model.log_likelihood_ = float(unpenalized)
     model.covariance_ = cov
-    model.converged_ = converged
+    # without a positive-definite Hessian there are no standard errors: not a usable fit (warned below)
+    model.converged_ = converged and pd_ok
     k = len(names)
     model.aic_ = 2 * k - 2 * model.log_likelihood_
     model.bic_ = k * np.log(total) - 2 * model.log_likelihood_
@@ -241,7 +242,8 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     if not pd_ok and not at_boundary:
         warn_convergence(
             f"{type(model).__name__}: the Hessian at the estimate is not positive definite, so there are "
-            "no standard errors: the parameters are poorly identified by these data."
+            "no standard errors: the data barely identify the parameters (e.g. no sign of drop-out). Do "
+            "not read them as estimates; use more data, a penalizer, or a Bayesian fit with informative priors."
         )
 
 
