@@ -49,6 +49,18 @@ def _colors(names):
     return {n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(names)}
 
 
+def _actual_and_forecasts(ax, frame, names, x: str):
+    """Plot the ``actual`` column (from the first forecast's rows) and each forecast's ``predicted``
+    against column ``x``; returns the first forecast's rows."""
+    first = frame[frame["model"] == names[0]]
+    ax.plot(first[x], first["actual"], color=ACTUAL_COLOR, lw=2.2, marker="o", label="actual")
+    colors = _colors(names)
+    for name in names:
+        part = frame[frame["model"] == name]
+        ax.plot(part[x], part["predicted"], color=colors[name], ls="--", marker=".", label=name)
+    return first
+
+
 # ---------------------------------------------------------------------------- backtest plots
 def plot_tracking(result, *, cumulative: bool = False, cutoff=None, models=None, ax=None) -> Figure:
     """Actual vs expected repeat transactions of the cohort per period (FHL 2005, figs. 2 and 3).
@@ -93,12 +105,7 @@ def plot_conditional_expectations(result, *, cutoff=None, models=None, ax=None) 
     frame, cutoff = _one_cutoff(_frame(result, "conditional"), cutoff)
     names = list(dict.fromkeys(frame["model"])) if models is None else list(models)
     fig, ax = _axes(ax)
-    first = frame[frame["model"] == names[0]]
-    ax.plot(first["frequency"], first["actual"], color=ACTUAL_COLOR, lw=2.2, marker="o", label="actual")
-    colors = _colors(names)
-    for name in names:
-        part = frame[frame["model"] == name]
-        ax.plot(part["frequency"], part["predicted"], color=colors[name], ls="--", marker=".", label=name)
+    _actual_and_forecasts(ax, frame, names, "frequency")
     ax.set_xlabel("repeat transactions in the calibration period")
     ax.set_ylabel("mean repeat transactions in the holdout")
     ax.set_title(f"Conditional expectations, calibration end {cutoff}")
@@ -221,12 +228,7 @@ def plot_survivors(result, *, cohort=None, ax=None) -> Figure:
     frame = frame[frame["cohort"] == cohort]
     names = list(dict.fromkeys(frame["model"]))
     fig, ax = _axes(ax)
-    first = frame[frame["model"] == names[0]]
-    ax.plot(first["period"], first["actual"], color=ACTUAL_COLOR, lw=2, marker="o", label="actual")
-    colors = _colors(names)
-    for name in names:
-        part = frame[frame["model"] == name]
-        ax.plot(part["period"], part["predicted"], color=colors[name], ls="--", lw=1.8, label=name)
+    first = _actual_and_forecasts(ax, frame, names, "period")
     boundary = first.loc[first["phase"] == "calibration", "period"].max()
     ax.axvline(boundary, color="grey", ls=":", lw=1)
     ax.text(boundary, 0.97, " holdout →", va="top", ha="left", color="grey", fontsize=9,
