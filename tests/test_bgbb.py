@@ -27,7 +27,12 @@ NAMES = ("alpha", "beta", "gamma", "delta")
 PUBLISHED = {"alpha": 1.204, "beta": 0.750, "gamma": 0.657, "delta": 2.783}
 PUBLISHED_LL = -33225.6
 
-mp.mp.dps = 40
+
+@pytest.fixture(autouse=True)
+def _mpmath_precision():
+    """40 significant digits for the mpmath references, for this module's tests only."""
+    with mp.workdps(40):
+        yield
 
 
 def draw(params: dict) -> dict:

@@ -26,7 +26,12 @@ PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 PUBLISHED_LL = -9582.4
 NAMES = ("r", "alpha", "a", "b")
 
-mp.mp.dps = 50
+
+@pytest.fixture(autouse=True)
+def _mpmath_precision():
+    """50 significant digits for the mpmath references, for this module's tests only."""
+    with mp.workdps(50):
+        yield
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -415,7 +420,7 @@ def test_short_horizons_keep_full_precision(r, alpha, a, b):
     ts = np.array([1e-300, 1e-100, 1e-12, 1e-6, 1e-3, 0.1, 1.0])
     ours = bgnbd.expected_new(r, alpha, a, b, ts)
     for value, t in zip(ours, ts):
-        with mp.workdps(50):  # other test modules set mp.dps globally at import (40): not enough here
+        with mp.workdps(50):
             ref = float(mp_expected_new(r, alpha, a, b, t))
         assert value == pytest.approx(ref, rel=1e-9), t
     assert np.all(np.diff(ours) > 0)

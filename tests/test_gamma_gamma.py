@@ -99,11 +99,11 @@ def test_log_likelihood_matches_mpmath(rfm, fitted):
     rows = rfm[rfm["frequency"] > 0].iloc[::50]
     p, q, g = (float(fitted.params_[k]) for k in ("p", "q", "gamma"))
     ours = f(p, q, g, rows["frequency"].to_numpy(float), rows["monetary_value"].to_numpy(float))
-    mp.mp.dps = 40
     for value, (x, m) in zip(ours, rows[["frequency", "monetary_value"]].to_numpy()):
-        P, Q, G, X, M = (mp.mpf(float(v)) for v in (p, q, g, x, m))
-        ref = (mp.loggamma(P * X + Q) - mp.loggamma(P * X) - mp.loggamma(Q) + Q * mp.log(G)
-               + (P * X - 1) * mp.log(M) + P * X * mp.log(X) - (P * X + Q) * mp.log(G + X * M))
+        with mp.workdps(40):
+            P, Q, G, X, M = (mp.mpf(float(v)) for v in (p, q, g, x, m))
+            ref = (mp.loggamma(P * X + Q) - mp.loggamma(P * X) - mp.loggamma(Q) + Q * mp.log(G)
+                   + (P * X - 1) * mp.log(M) + P * X * mp.log(X) - (P * X + Q) * mp.log(G + X * M))
         assert value == pytest.approx(float(ref), rel=1e-12, abs=1e-12)
     # the sum over the fitted customers is the reported maximum
     repeat = rfm[rfm["frequency"] > 0]

@@ -27,7 +27,12 @@ NAMES = ("r", "alpha", "a", "b")
 PUBLISHED = {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}
 PUBLISHED_LL = -9582.14
 
-mp.mp.dps = 50
+
+@pytest.fixture(autouse=True)
+def _mpmath_precision():
+    """50 significant digits for the mpmath references, for this module's tests only."""
+    with mp.workdps(50):
+        yield
 
 
 def draw(params: dict) -> dict:

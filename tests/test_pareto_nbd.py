@@ -31,7 +31,12 @@ PUBLISHED_LL = -9595.0
 PUBLISHED_SE = {"r": 0.048, "alpha": 0.843, "s": 0.187, "beta": 6.21}
 PAPER_PARAMS = {"r": 0.5533, "alpha": 10.578, "s": 0.6062, "beta": 11.668}
 
-mp.mp.dps = 50
+
+@pytest.fixture(autouse=True)
+def _mpmath_precision():
+    """50 significant digits for the mpmath references, for this module's tests only."""
+    with mp.workdps(50):
+        yield
 
 
 def draw(params: dict) -> dict:
