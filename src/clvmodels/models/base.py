@@ -98,8 +98,9 @@ class CLVModel:
     # ------------------------------------------------------------------ the model's mathematics
     @staticmethod
     def log_likelihood(params: dict, data: dict):
-        """Per-customer log-likelihood as a PyTensor expression (subclasses implement)."""
-        raise NotImplementedError
+        """Per-customer log-likelihood as a PyTensor expression. Abstract: every model class defines
+        its own (e.g. :func:`clvmodels.models.bgnbd.log_likelihood`)."""
+        raise NotImplementedError("A CLVModel subclass must define log_likelihood(params, data).")
 
     def initial_params(self, data: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Starting values of the optimiser (natural scale); subclasses may give better ones."""
