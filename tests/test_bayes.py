@@ -17,7 +17,7 @@ import clvmodels as clv
 from clvmodels.datasets import cdnow_summary
 from clvmodels.errors import ConvergenceWarning
 from clvmodels.models import bayes
-from clvmodels.models.base import compress
+from clvmodels.models.rows import compress
 
 #: FHL 2005 / lifetimes: the BG/NBD MLE on the CDNOW sample; Fader & Hardie 2013: the Gamma-Gamma MLE.
 PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}

@@ -156,7 +156,7 @@ def test_predictions_equal_lifetimes(donations, fitted, lifetimes_fitter, m):
         e = lifetimes_fitter.conditional_expected_number_of_purchases_up_to_time(m, f, r, n)
         alive = lifetimes_fitter.conditional_probability_alive(m, f, r, n)
     np.testing.assert_allclose(fitted.expected_purchases(m).to_numpy(), e, rtol=1e-6)
-    np.testing.assert_allclose(fitted.probability_alive(future=m).to_numpy(), alive, rtol=1e-6)
+    np.testing.assert_allclose(fitted.probability_alive(t=m).to_numpy(), alive, rtol=1e-6)
 
 
 def test_new_customer_histogram_equals_lifetimes(donations, fitted, lifetimes_fitter):
@@ -214,7 +214,7 @@ def test_stable_for_extreme_histories_and_parameters(ll_fn, alpha, beta, gamma, 
     assert np.isfinite(ll_fn(alpha, beta, gamma, delta, x, tx, n)).all()
     params = draw({"alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta})
     for future in (0, 1, 10):
-        alive = bgbb.probability_alive(params, x, tx, n, future=future)
+        alive = bgbb.probability_alive(params, x, tx, n, t=future)
         assert np.isfinite(alive).all() and np.all((alive >= 0) & (alive <= 1 + 1e-12))
     lo, hi = sorted((m1, m2))
     e_lo = bgbb.expected_purchases(params, x, tx, n, t=lo)

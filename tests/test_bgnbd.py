@@ -163,7 +163,7 @@ def test_penalized_fit_optimises_lifetimes_penalized_objective(rfm):
     optimiser stops early here: 5.879 against our 4.215)."""
     from lifetimes import BetaGeoFitter
 
-    from clvmodels.models.base import compress
+    from clvmodels.models.rows import compress
     from clvmodels.models.mle import compiled_objective, objective_inputs
 
     x, tx, T = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))

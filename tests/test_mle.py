@@ -11,7 +11,8 @@ import pytest
 
 from clvmodels import BetaGeoModel, ClvDataError, ConvergenceWarning, GammaGammaModel
 from clvmodels.datasets import cdnow_summary
-from clvmodels.models.base import compress, validate_columns
+from clvmodels.models.base import validate_columns
+from clvmodels.models.rows import compress
 from clvmodels.models.mle import (compiled_objective, likelihood_parts, numeric_hessian,
                                   objective_inputs)
 

@@ -200,7 +200,7 @@ def test_frame_source_and_failure_leaves_previous_output(models, rfm, tmp_path, 
 
 @pytest.mark.parametrize("n_draws", [1, 2, 7, 200])
 def test_quantiles_equal_numpys_bit_for_bit(n_draws):
-    from clvmodels.models.base import quantiles
+    from clvmodels.models.draws import quantiles
 
     rng = np.random.default_rng(n_draws)
     values = rng.lognormal(size=(n_draws, 1_000))

@@ -11,16 +11,16 @@ CLV, each with uncertainty::
     clv.clv(bgnbd, gg, rfm, horizon=12, time_unit="M", discount_rate=0.01, interval=0.9)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+from ._version import __version__
 from .clv import clv
 from .data import load_transactions
 from .errors import AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, NotFittedError
 from .models import BetaGeoModel, CLVModel, GammaGammaModel
-from .models import (BetaGeoBetaBinomModel, ModifiedBetaGeoModel, ParetoNBDModel, ShiftedBetaGeoModel,
-                     bgbb_summary, survivor_table)
+from .models import (BetaGeoBetaBinomModel, ContinuousPurchaseModel, ContractualModel, DiscretePurchaseModel,
+                     ModifiedBetaGeoModel, ParetoNBDModel, PurchaseModel, ShiftedBetaGeoModel, SpendModel,
+                     survivor_table)
 from .models.persistence import load_model, load_models, save_models
-from .rfm import calibration_holdout, rfm_summary
+from .rfm import bgbb_summary, calibration_holdout, rfm_summary
 from .backtest import BacktestResult, backtest, discrete_backtest
 from .retention import RetentionBacktestResult, retention_backtest
 from .baselines import GradientBoostingBaseline, NoChangeBaseline, RFMScoreBaseline
@@ -28,18 +28,14 @@ from .plotting import (plot_calibration, plot_conditional_expectations, plot_fre
                        plot_probability_alive_matrix, plot_survivors, plot_totals, plot_tracking)
 from .report import compare_report
 
-try:
-    __version__ = version("clvmodels")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
-
 __all__ = [
     "AssumptionWarning", "BetaGeoModel", "CLVModel", "ClvDataError", "ConvergenceWarning",
     "GammaGammaModel", "ModelFileError", "NotFittedError", "__version__", "calibration_holdout", "clv",
     "load_transactions", "rfm_summary",
     "load_model", "load_models", "save_models",
 ]
-__all__ += ["BetaGeoBetaBinomModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "ShiftedBetaGeoModel",
+__all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualModel", "DiscretePurchaseModel",
+            "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",

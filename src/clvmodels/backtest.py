@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,13 @@ from . import metrics as M
 from .baselines import default_baselines
 from .data import CUSTOMER, TIMESTAMP
 from .errors import ClvDataError
-from .models.base import unique_rows, validate_columns
-from .rfm import _as_log, _period_start_days, _resolve, calibration_holdout
+from . import predictive as P
+from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
+from .models.base import check_kind, validate_columns
+from .models.purchase import DiscretePurchaseModel, PurchaseModel
+from .models.spend import SpendModel
+from .models.rows import unique_rows
+from .rfm import _as_log, _period_start_days, _resolve, bgbb_summary, calibration_holdout
 from .units import normalize_unit, unit_days
 
 #: Calibration frequencies 0..7 are shown one by one, larger ones pooled as "7+" (FHL 2005, fig. 4).
@@ -46,6 +52,20 @@ METRIC_DIRECTION = {
     "top10_share": "max", "top20_share": "max", "coverage_50": 0.5, "coverage_80": 0.8, "coverage_90": 0.9,
     "log_score": "min", "crps": "min", "mape": "min", "final_error_pct": "abs",
 }
+
+#: How each kind of result renders as HTML (in Jupyter): filled in by :mod:`clvmodels.report`, so
+#: that results do not import the report.
+HTML_RENDERERS: dict[type, Callable[[object], str]] = {}
+
+
+def result_html(result) -> str:
+    """A result's HTML from its registered renderer (its repr, escaped, when there is none)."""
+    render = HTML_RENDERERS.get(type(result))
+    if render is None:
+        import html
+
+        return f"<pre>{html.escape(repr(result))}</pre>"
+    return render(result)
 
 
 @dataclass
@@ -88,9 +108,7 @@ class BacktestResult:
         return best_per_metric(self.table(target, cutoff))
 
     def _repr_html_(self) -> str:
-        from .report import report_html
-
-        return report_html(self, standalone=False)
+        return result_html(self)
 
 
 def best_per_metric(table: pd.DataFrame) -> pd.Series:
@@ -113,14 +131,7 @@ def best_per_metric(table: pd.DataFrame) -> pd.Series:
 
 
 # ---------------------------------------------------------------------------- input handling
-def _is_discrete(model) -> bool:
-    """Whether a model counts discrete transaction opportunities (BG/BB) rather than continuous time."""
-    return "n_periods" in getattr(model, "data_columns", ())
-
-
 def _named_models(models, *, discrete: bool = False) -> dict[str, object]:
-    from .models import BetaGeoBetaBinomModel, BetaGeoModel
-
     if models is None:
         return {"BG/BB": BetaGeoBetaBinomModel()} if discrete else {"BG/NBD": BetaGeoModel()}
     if isinstance(models, dict):
@@ -128,22 +139,20 @@ def _named_models(models, *, discrete: bool = False) -> dict[str, object]:
     elif isinstance(models, (list, tuple)):
         named = {}
         for m in models:
-            name = type(m).__name__.removesuffix("Model")
+            name = m.display_name or type(m).__name__
             if name in named:
                 raise ClvDataError(f"Two models would both be called {name!r}: pass a dict {{name: model}}.")
             named[name] = m
     else:
-        named = {type(models).__name__.removesuffix("Model"): models}
+        named = {models.display_name or type(models).__name__: models}
     for name, m in named.items():
-        if not hasattr(m, "expected_purchases") or not hasattr(m, "fit"):
-            raise ClvDataError(f"Model {name!r} ({type(m).__name__}) is not a purchase model: it needs "
-                               "fit(rfm) and expected_purchases(t, rfm).")
-        if _is_discrete(m) and not discrete:
+        check_kind(m, PurchaseModel, f"backtest model {name!r}")
+        if isinstance(m, DiscretePurchaseModel) and not discrete:
             raise ClvDataError(f"Model {name!r} ({type(m).__name__}) counts discrete transaction opportunities: "
                                "backtest it with discrete_backtest(..., period=...). Its holdout counts "
                                "(periods with a transaction) do not compare with continuous-time models' "
                                "transactions.")
-        if discrete and not _is_discrete(m):
+        if discrete and not isinstance(m, DiscretePurchaseModel):
             raise ClvDataError(f"Model {name!r} ({type(m).__name__}) is a continuous-time model: backtest it "
                                "with backtest(...).")
     return named
@@ -242,14 +251,14 @@ def backtest(
     """
     from sklearn.base import clone
 
-    from .models import GammaGammaModel
-
     log = _as_log(transactions)
     unit = normalize_unit(time_unit)
     res = _resolve(resolution)
     named = _named_models(models)
     if spend_model is None:
         spend_model = GammaGammaModel(exclude_invalid=True)
+    if spend_model is not False:
+        check_kind(spend_model, SpendModel, "backtest's spend_model")
     has_value = "amount" in log.columns and spend_model is not False
     base = default_baselines(seed) if baselines is None else dict(baselines)
     overlap = set(named) & set(base)
@@ -260,7 +269,7 @@ def backtest(
     cuts = _cutoffs(calibration_end, step, n_cutoffs, unit)
     log_end = pd.Timestamp(log[TIMESTAMP].max())
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=(len(cuts), len(named)))
-    spend_name = "Gamma-Gamma" if isinstance(spend_model, GammaGammaModel) else type(spend_model).__name__
+    spend_name = spend_model.display_name or type(spend_model).__name__ if spend_model is not False else None
 
     out = {k: [] for k in ("metrics", "totals", "predictions", "tracking", "conditional", "parameters",
                            "warnings", "data")}
@@ -311,8 +320,7 @@ def backtest(
                                       n_samples=n_samples, seed=int(seeds[i, j]))
             out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
                                    for msg in dists[name].pop("notes", []))
-            if getattr(model, "expected_purchases_new_customer", None) is not None:
-                out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
+            out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
 
         for name, baseline in base.items():
             b = clone(baseline)
@@ -462,8 +470,6 @@ def _holdout_end(cut_p: pd.Period, holdout, observation_end, log_end: pd.Timesta
 def _discrete_summary(log, ordinal, period: str, cut_p: pd.Period, end_p: pd.Period) -> pd.DataFrame:
     """BG/BB calibration summary at ``cut_p`` (:func:`~clvmodels.bgbb_summary`) with the actual number
     of holdout periods with a transaction (``frequency_holdout``) and the holdout length."""
-    from .models import bgbb_summary
-
     calibration = ordinal <= cut_p.ordinal
     ch = bgbb_summary(log.loc[calibration], period=period, observation_end=cut_p.end_time)
     holdout = ~calibration & (ordinal <= end_p.ordinal) & log[CUSTOMER].isin(ch.index).to_numpy()
@@ -638,13 +644,7 @@ def _total_row(label, name, kind, target, actual, predicted, total, level) -> di
 def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_samples, seed) -> dict:
     """Predictive-distribution scores of one fitted purchase model (and its value forecast);
     ``expected`` holds the customers' expected purchases."""
-    from . import predictive as P
-
     out: dict = {"notes": []}
-    if getattr(type(model), "purchase_pmf_formula", None) is None:
-        out["notes"].append(f"{type(model).__name__} has no predictive pmf: no coverage, PIT, log score, "
-                            "CRPS or interval of the total.")
-        return out
     rng = np.random.default_rng(seed)
     y = actual["purchases"]
     # columns 0..n_max-1 of the pmf are exact, the last one is P(N >= n_max): keep every actual below it
@@ -661,9 +661,6 @@ def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_s
                         "total": _purchase_total(model, pmf, ch, t, interval, n_draws, int(rng.integers(2**31 - 1)),
                                                  out["notes"])}
     if spend is not None and "value" in actual:
-        if getattr(type(model), "simulate_purchases_formula", None) is None:
-            out["notes"].append(f"{type(model).__name__} has no purchase simulator: no predictive value scores.")
-            return out
         samples = P.simulate_value(model, spend, t, ch, n_samples=n_samples, seed=int(rng.integers(2**31 - 1)))
         v = actual["value"]
         vpit = M.pit_samples(samples, v, seed=int(rng.integers(2**31 - 1)))

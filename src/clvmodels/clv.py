@@ -12,7 +12,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import ClvDataError
-from .models.base import summarise_draws, unique_rows, validate_columns
+from .models.base import check_kind, validate_columns
+from .models.draws import model_draws, summarise_draws
+from .models.purchase import PurchaseModel
+from .models.rows import unique_rows
+from .models.spend import SpendModel
 from .units import normalize_unit, unit_days
 
 
@@ -24,16 +28,15 @@ def purchase_value_draws(model_cls, params, histories: dict, *, horizon: int, pe
     ``E[Y(t) | x, t_x, T] = P(alive) · E[Y(t) | alive at T]`` and the second factor depends on
     ``(x, T)`` only, which far fewer customers share than whole histories: the horizon's sum is taken
     once per distinct ``(x, T)`` and multiplied by ``P(alive)`` once per history."""
-    frequency_col, _, age_col = model_cls.data_columns
-    pairs, pair_code = unique_rows({k: histories[k] for k in (frequency_col, age_col)})
+    pairs, pair_code = unique_rows({k: histories[k] for k in ("frequency", model_cls.age_column)})
     future = model_cls.future_purchases_formula
     total = 0.0
     previous = 0.0
     for i in range(1, horizon + 1):
-        current = future(params, pairs[frequency_col], pairs[age_col], t=i * period)
+        current = future(params, **pairs, t=i * period)
         total = total + (current - previous) / (1.0 + discount_rate) ** i
         previous = current
-    alive = model_cls.probability_alive_formula(params, *(histories[k] for k in model_cls.data_columns))
+    alive = model_cls.probability_alive_formula(params, **histories)
     alive = np.broadcast_to(alive, np.broadcast_shapes(np.shape(alive), (1, len(pair_code))))
     return {"probability_alive": alive,
             "expected_purchases": alive * np.take(np.atleast_2d(previous), pair_code, axis=-1),
@@ -64,17 +67,16 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
                                       compress_rows=False)
             out[name] = {k: v[history_code] for k, v in summary.items()}
     if {"expected_spend", "clv"} & set(what):
-        from .models.gamma_gamma import expected_spend
-
-        spend_data = {"frequency": data["frequency"], "monetary_value": data["monetary_value"]}
+        expected_spend = type(spend_model).expected_spend_formula
+        spend_data = {k: data[k] for k in spend_model.data_columns}
         if "expected_spend" in what:
             out["expected_spend"] = summarise_draws(expected_spend, draws[1], spend_data, interval=interval,
                                                     compress_rows=False)
         if "clv" in what:
             purchases = values["discounted_purchases"]
 
-            def clv_fn(params, history, frequency, monetary_value):
-                return purchases[:, history.astype(np.int64)] * expected_spend(params, frequency, monetary_value)
+            def clv_fn(params, history, **spend_history):
+                return purchases[:, history.astype(np.int64)] * expected_spend(params, **spend_history)
 
             clv_fn.__name__ = "clv"
             # per customer a gather and a few products, and mean spends are nearly all distinct:
@@ -90,24 +92,6 @@ def _gather(values: np.ndarray, name: str):
 
     fn.__name__ = name
     return fn
-
-
-def model_draws(*models, interval: float | None, n_draws: int | None, seed: int | None) -> list[dict]:
-    """Parameter draws of each model, equally many: the estimates alone when none is Bayesian and
-    no ``interval`` is asked for, else ``n_draws`` (default: the posterior's size, or 1,000) draws
-    of each, seeded ``seed``, ``seed + 1``, ... so that the models' draws are independent."""
-    point = interval is None and all(getattr(m, "posterior_draws_", None) is None for m in models)
-    if point:
-        draws = [m.parameter_draws() for m in models]
-    else:
-        n = n_draws if n_draws is not None else _n_draws(*models)
-        draws = [m.parameter_draws(n, seed=None if seed is None else seed + i) for i, m in enumerate(models)]
-    n = min(len(next(iter(d.values()))) for d in draws)
-    draws = [{k: v[:n] for k, v in d.items()} for d in draws]
-    names = [set(d) for d in draws]
-    if len(names) > 1 and names[0] & names[1]:
-        raise ClvDataError(f"Parameter names clash between the models: {names[0] & names[1]}.")
-    return draws
 
 
 def clv(
@@ -152,6 +136,8 @@ def clv(
     -------
     Series of CLV per customer, or a frame with ``mean``, ``median``, ``lower``, ``upper``.
     """
+    check_kind(purchase_model, PurchaseModel, "clv (the purchase model)")
+    check_kind(spend_model, SpendModel, "clv (the spend model)")
     purchase_model._check_fitted()
     spend_model._check_fitted()
     if int(horizon) != horizon or horizon < 1:
@@ -171,16 +157,8 @@ def clv(
     columns = tuple(dict.fromkeys(purchase_model.data_columns + spend_model.data_columns))
     data = validate_columns(rfm, columns)
 
-    if type(purchase_model).future_purchases_formula is None:
-        raise ClvDataError(f"{type(purchase_model).__name__} has no expected-purchases formula to value.")
     values = value_customers(purchase_model, spend_model, data, horizon=int(horizon), period_length=period_length,
                              discount_rate=discount_rate, interval=interval, n_draws=n_draws, seed=seed)["clv"]
     if interval is None:
         return pd.Series(values["mean"], index=rfm.index, name="clv")
     return pd.DataFrame(values, index=rfm.index)
-
-
-def _n_draws(*models) -> int:
-    sizes = [len(next(iter(m.posterior_draws_.values()))) for m in models
-             if getattr(m, "posterior_draws_", None) is not None]
-    return min(sizes) if sizes else 1000

@@ -6,6 +6,8 @@ names the problem, the column, how many rows are affected, what to do, and shows
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 
 
@@ -55,3 +57,8 @@ def data_error(
     if rows is not None and len(rows):
         parts.append("Examples:\n" + rows.head(n_examples).to_string())
     return ClvDataError(" ".join(parts[:2]) + ("\n" + parts[2] if len(parts) > 2 else ""))
+
+
+def warn_convergence(message: str) -> None:
+    """Warn (a :class:`ConvergenceWarning`) about a fit that did not converge, at the caller's caller."""
+    warnings.warn(message, ConvergenceWarning, stacklevel=3)

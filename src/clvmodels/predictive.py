@@ -6,10 +6,11 @@ spend over the next ``t`` periods, averaged over parameter draws (the posterior 
 the asymptotic normal of the log-parameters of an MLE when ``n_draws`` is given, else the point
 estimate).
 
-* Purchases use a closed-form predictive pmf (a model's ``purchase_pmf_formula``; BG/NBD: FHL 2005
-  eq. 8 at the individual-level posterior), so quantiles and the randomised PIT are exact.
-* Spend uses exact simulation from each customer's individual-level posterior (the purchase model's
-  ``simulate_purchases_formula`` and the spend model's ``simulate_spend_formula``), with a fresh
+* Purchases use the closed-form predictive pmf of the purchase model's protocol
+  (:class:`~clvmodels.models.purchase.PurchaseModel`; BG/NBD: FHL 2005 eq. 8 at the
+  individual-level posterior), so quantiles and the randomised PIT are exact.
+* Spend uses exact simulation from each customer's individual-level posterior (the purchase
+  model's ``simulate_purchases_formula`` and the spend model's ``simulate_spend_formula``), with a fresh
   draw of the population parameters for every sample. It streams over customers in chunks, so
   memory stays bounded for millions of customers; results are reproducible for a given ``seed``.
 
@@ -23,8 +24,13 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from . import metrics as M
 from .errors import ClvDataError
-from .models.base import CHUNK_ELEMENTS, check_finite, unique_rows, validate_columns
+from .models.base import check_kind, validate_columns
+from .models.draws import CHUNK_ELEMENTS, check_finite, parameter_draws
+from .models.purchase import PurchaseModel
+from .models.rows import unique_rows
+from .models.spend import SpendModel
 
 #: Largest predictive-pmf support tried by :func:`predictive_purchases` before giving up.
 MAX_SUPPORT = 4096
@@ -48,33 +54,6 @@ def _check_quantiles(quantiles) -> np.ndarray:
 def quantile_name(q: float) -> str:
     """Column name of a quantile: ``0.05 -> "q5"``, ``0.975 -> "q97.5"``."""
     return f"q{100 * q:.10g}"
-
-
-def _formula(model, attr: str, what: str):
-    fn = getattr(type(model), attr, None)
-    if fn is None:
-        raise TypeError(f"{type(model).__name__} has no {attr} ({what}); use a model that defines it.")
-    return fn
-
-
-def _draws(model, n_draws: int | None, rng: np.random.Generator, *, replace: bool = False) -> dict[str, np.ndarray]:
-    """Parameter draws of a fitted model: the posterior (all, or ``n_draws`` of them; with
-    ``replace`` as many as asked, resampled), or for a point fit its estimate (``n_draws`` None)
-    or ``n_draws`` draws from the asymptotic normal of the log-parameters."""
-    model._check_fitted()
-    posterior = getattr(model, "posterior_draws_", None)
-    if posterior is not None:
-        total = len(next(iter(posterior.values())))
-        if n_draws is None:
-            return {k: np.asarray(v, dtype=float) for k, v in posterior.items()}
-        if not replace and n_draws >= total:
-            idx = np.arange(total)
-        else:
-            idx = rng.choice(total, size=int(n_draws), replace=replace or n_draws > total)
-        return {k: np.asarray(v, dtype=float)[idx] for k, v in posterior.items()}
-    if n_draws is None:
-        return model.parameter_draws()
-    return model.parameter_draws(int(n_draws), seed=int(rng.integers(2**63)))
 
 
 def _n(draws) -> int:
@@ -135,13 +114,14 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     Array of shape ``(n_customers, n_max + 1)``; each row sums to 1. Evaluated once per distinct
     history.
     """
-    formula = _formula(model, "purchase_pmf_formula", "a predictive pmf")
+    check_kind(model, PurchaseModel, "purchase_pmf")
+    formula = type(model).purchase_pmf_formula
     t = _check_t(t)
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
     rfm = model._rfm_or_fitted(rfm)
     data = validate_columns(rfm, model.data_columns)
-    draws = _draws(model, n_draws, np.random.default_rng(seed))
+    draws = parameter_draws(model, n_draws, np.random.default_rng(seed))
     uniq, inverse = unique_rows(data)
     return _pmf_unique(formula, draws, uniq, t, int(n_max))[inverse]
 
@@ -161,13 +141,14 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *,
     DataFrame indexed like ``rfm`` with ``mean``, ``p_zero`` (P(no purchase)) and one column per
     quantile (``q5``, ``q50``, ``q95`` by default).
     """
-    formula = _formula(model, "purchase_pmf_formula", "a predictive pmf")
-    mean_formula = _formula(model, "expected_purchases_formula", "an expected-purchases formula")
+    check_kind(model, PurchaseModel, "predictive_purchases")
+    formula = type(model).purchase_pmf_formula
+    mean_formula = type(model).expected_purchases_formula
     t = _check_t(t)
     qs = _check_quantiles(quantiles)
     rfm = model._rfm_or_fitted(rfm)
     data = validate_columns(rfm, model.data_columns)
-    draws = _draws(model, n_draws, np.random.default_rng(seed))
+    draws = parameter_draws(model, n_draws, np.random.default_rng(seed))
     uniq, inverse = unique_rows(data)
     n_max = 16
     while True:
@@ -219,19 +200,17 @@ def randomized_pit(model, t: float, actual, rfm: pd.DataFrame | None = None, *, 
     rng = np.random.default_rng(seed)
     pmf = purchase_pmf(model, t, int(y.max()) + 1, rfm, n_draws=n_draws,
                        seed=int(rng.integers(2**63)))
-    cdf = np.cumsum(pmf, axis=1)
-    rows = np.arange(len(y))
-    upper = np.minimum(cdf[rows, y], 1.0)
-    lower = np.where(y > 0, cdf[rows, np.maximum(y - 1, 0)], 0.0)
-    return lower + rng.random(len(y)) * (upper - lower)
+    return M.randomized_pit(pmf, y, seed=rng)
 
 
 # ---------------------------------------------------------------------------- value
 def _simulate_chunks(purchase_model, spend_model, t: float, rfm: pd.DataFrame, n_samples: int,
                      seed) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
     """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``."""
-    sim_purchases = _formula(purchase_model, "simulate_purchases_formula", "an exact purchase simulator")
-    sim_spend = _formula(spend_model, "simulate_spend_formula", "an exact spend simulator")
+    check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
+    check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
+    sim_purchases = type(purchase_model).simulate_purchases_formula
+    sim_spend = type(spend_model).simulate_spend_formula
     t = _check_t(t)
     if int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
@@ -239,8 +218,8 @@ def _simulate_chunks(purchase_model, spend_model, t: float, rfm: pd.DataFrame, n
     purchase_data = validate_columns(rfm, purchase_model.data_columns)
     spend_data = validate_columns(rfm, spend_model.data_columns)
     rng = np.random.default_rng(seed)
-    pd_ = _draws(purchase_model, n_samples, rng, replace=True)
-    sd_ = _draws(spend_model, n_samples, rng, replace=True)
+    pd_ = parameter_draws(purchase_model, n_samples, rng, replace=True)
+    sd_ = parameter_draws(spend_model, n_samples, rng, replace=True)
     pp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in pd_.items()}
     sp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in sd_.items()}
     n = len(rfm)
@@ -321,9 +300,7 @@ def randomized_pit_value(purchase_model, spend_model, t: float, actual, rfm: pd.
     sim_seed = int(rng.integers(2**63))
     u = np.empty(len(y))
     for sl, _, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, sim_seed):
-        below = (spend < y[sl]).mean(axis=0)
-        at = (spend == y[sl]).mean(axis=0)
-        u[sl] = below + rng.random(len(below)) * at
+        u[sl] = M.pit_samples(spend, y[sl], seed=rng)
     return u
 
 

@@ -17,13 +17,15 @@ import base64
 import html
 import io
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import plotting
-from .backtest import BacktestResult, best_per_metric
+from ._version import __version__
+from .backtest import HTML_RENDERERS, BacktestResult, best_per_metric
 from .errors import ClvDataError
 from .io import atomic_file
 from .retention import RetentionBacktestResult
@@ -327,7 +329,7 @@ def report_html(result, *, title: str | None = None, standalone: bool = True) ->
     else:
         raise ClvDataError(f"Expected a BacktestResult (from clvmodels.backtest) or a RetentionBacktestResult, "
                            f"got {type(result).__name__}.")
-    body = [f"<h1>{_esc(title)}</h1>", f'<p class="note">{note}; clvmodels {_esc(_version())}.</p>']
+    body = [f"<h1>{_esc(title)}</h1>", f'<p class="note">{note}; clvmodels {_esc(__version__)}.</p>']
     for key in order:
         heading, content = sections[key]
         body.append(f'<section id="{key}"><h2>{_esc(heading)}</h2>{content}</section>')
@@ -336,12 +338,6 @@ def report_html(result, *, title: str | None = None, standalone: bool = True) ->
         return div
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_esc(title)}</title></head><body>{div}</body></html>\n")
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def compare_report(result, path: str | os.PathLike, *, title: str | None = None) -> Path:
@@ -367,3 +363,6 @@ def compare_report(result, path: str | os.PathLike, *, title: str | None = None)
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+HTML_RENDERERS[BacktestResult] = HTML_RENDERERS[RetentionBacktestResult] = partial(report_html, standalone=False)

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .backtest import _parameters, best_per_metric
+from .backtest import _parameters, best_per_metric, result_html
 from .errors import ClvDataError
-from .models.sbg import ShiftedBetaGeoModel, survivor_table
+from .models.base import check_kind
+from .models.contractual import ContractualModel, survivor_table
+from .models.sbg import ShiftedBetaGeoModel
 
 #: Name of the constant-churn (geometric) baseline.
 CONSTANT_CHURN = "constant churn"
@@ -59,9 +61,7 @@ class RetentionBacktestResult:
         return best_per_metric(self.table(cohort))
 
     def _repr_html_(self) -> str:
-        from .report import report_html
-
-        return report_html(self, standalone=False)
+        return result_html(self)
 
 
 def constant_churn_survival(survivors, calibration_periods: int, periods) -> np.ndarray:
@@ -99,7 +99,9 @@ def retention_backtest(survivors, models=None, *, calibration_periods: int) -> R
 
     cohorts = dict(survivors) if isinstance(survivors, dict) else {"cohort": survivors}
     named = {"sBG": ShiftedBetaGeoModel()} if models is None else (
-        dict(models) if isinstance(models, dict) else {type(models).__name__.removesuffix("Model"): models})
+        dict(models) if isinstance(models, dict) else {models.display_name or type(models).__name__: models})
+    for name, m in named.items():
+        check_kind(m, ContractualModel, f"retention_backtest model {name!r}")
     if CONSTANT_CHURN in named:
         raise ClvDataError(f"{CONSTANT_CHURN!r} is the baseline's name: rename the model.")
     rows, metrics, params, notes, fitted = [], [], [], [], {}

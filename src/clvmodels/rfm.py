@@ -286,3 +286,54 @@ def _period_end(ts: pd.Timestamp, res: str) -> np.datetime64:
     start_ns = _end_hours(pd.Timestamp(ts), res) * _NS_PER_HOUR
     return np.datetime64(start_ns + int(round(_RESOLUTIONS[res] * _NS_PER_DAY)) - 1, "ns")
 
+
+# ---------------------------------------------------------------------------- discrete opportunities
+def bgbb_summary(transactions, period: str = "Y", observation_end=None, **load_kwargs) -> pd.DataFrame:
+    """Discrete-time summary of a transaction log for BG/BB: one opportunity per calendar period.
+
+    A customer's first period (her first transaction) is opportunity 0; each later period up to
+    the one containing ``observation_end`` is an opportunity. Several transactions in one period
+    count as one.
+
+    Parameters
+    ----------
+    transactions
+        A log from :func:`clvmodels.load_transactions`, or anything it accepts (then pass its
+        column arguments here, e.g. ``customer_id="id"``).
+    period
+        pandas period alias of an opportunity: ``"Y"`` (default), ``"Q"``, ``"M"``, ``"W"``, ``"D"``.
+    observation_end
+        Last observed date (default: the log's last timestamp); later transactions are an error.
+
+    Returns
+    -------
+    DataFrame indexed by customer id with ``frequency`` (periods with a transaction after the
+    first), ``recency`` (opportunity of the last one, 0 if none) and ``n_periods`` (opportunities
+    observed); ``attrs["period"]`` records the period.
+    """
+    log = _as_log(transactions, **load_kwargs)
+    ts = pd.DatetimeIndex(log[TIMESTAMP])
+    try:
+        ordinal = pd.PeriodIndex(ts, freq=period).asi8
+        end = (pd.Timestamp(observation_end) if observation_end is not None else ts.max()).to_period(period).ordinal
+    except (ValueError, TypeError) as exc:
+        raise ClvDataError(f"period must be a pandas period alias such as 'Y', 'Q', 'M', 'W' or 'D', "
+                           f"got {period!r} ({exc}).") from exc
+    late = ordinal > end
+    if late.any():
+        raise data_error(f"Transactions after the observation end {observation_end}", column=TIMESTAMP,
+                         rows=log.loc[late], fix="Pass a later observation_end or drop them.")
+    codes, customers = pd.factorize(log[CUSTOMER], sort=True)
+    first = pd.Series(ordinal).groupby(codes).min().to_numpy()
+    pairs = pd.unique(pd.Series(codes.astype(np.int64) * (end - ordinal.min() + 1) + (ordinal - ordinal.min())))
+    code_of_pair = pairs // (end - ordinal.min() + 1)
+    period_of_pair = pairs % (end - ordinal.min() + 1) + ordinal.min()
+    frequency = np.bincount(code_of_pair, minlength=len(customers)) - 1
+    last = pd.Series(period_of_pair).groupby(code_of_pair).max().reindex(range(len(customers))).to_numpy()
+    out = pd.DataFrame({
+        "frequency": frequency.astype(np.int64),
+        "recency": np.where(frequency > 0, last - first, 0).astype(np.int64),
+        "n_periods": (end - first).astype(np.int64),
+    }, index=pd.Index(customers, name=CUSTOMER))
+    out.attrs.update(period=period, observation_end=str(pd.Period(ordinal=end, freq=period)))
+    return out

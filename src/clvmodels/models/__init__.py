@@ -1,13 +1,19 @@
-"""CLV models: purchase models (BG/NBD, ...) and spend models (Gamma-Gamma)."""
+"""CLV models. Each kind declares its formulas in an abstract base (the protocol that everything
+else consumes): purchase models (:mod:`.purchase`), spend models (:mod:`.spend`) and contractual
+retention models (:mod:`.contractual`); each model's mathematics lives in its own module."""
 
 from .base import CLVModel
+from .bgbb import BetaGeoBetaBinomModel
 from .bgnbd import BetaGeoModel
+from .contractual import ContractualModel, survivor_table
 from .gamma_gamma import GammaGammaModel
-from .bgbb import BetaGeoBetaBinomModel, bgbb_summary
 from .mbgnbd import ModifiedBetaGeoModel
 from .pareto_nbd import ParetoNBDModel
-from .sbg import ShiftedBetaGeoModel, survivor_table
+from .purchase import ContinuousPurchaseModel, DiscretePurchaseModel, PurchaseModel
+from .registry import register_model_class
+from .sbg import ShiftedBetaGeoModel
+from .spend import SpendModel
 
-__all__ = ["BetaGeoModel", "CLVModel", "GammaGammaModel"]
-__all__ += ["BetaGeoBetaBinomModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "ShiftedBetaGeoModel",
-            "bgbb_summary", "survivor_table"]
+__all__ = ["BetaGeoBetaBinomModel", "BetaGeoModel", "CLVModel", "ContinuousPurchaseModel", "ContractualModel",
+           "DiscretePurchaseModel", "GammaGammaModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel",
+           "ShiftedBetaGeoModel", "SpendModel", "register_model_class", "survivor_table"]

@@ -1,40 +1,51 @@
-"""The model interface shared by every CLV model.
+"""The estimator contract shared by every CLV model.
 
-A model class declares its parameters, the RFM columns it reads, and its per-customer
-log-likelihood, written once as a PyTensor expression (:meth:`CLVModel.log_likelihood`). From that
-single expression:
+A model class declares its parameters (:attr:`CLVModel.param_names`), the columns it reads
+(:attr:`CLVModel.data_columns`) and its per-customer log-likelihood, written once as an expression
+(:meth:`CLVModel.log_likelihood`). From that single expression:
 
 * the maximum-likelihood fit (:mod:`clvmodels.models.mle`) compiles the weighted sum and its exact
   gradient and Hessian with respect to the log-parameters;
 * the Bayesian fits (:mod:`clvmodels.models.bayes`: MAP, NUTS, ADVI) add priors and hand the same
   expression to PyMC as a potential.
 
+Each kind of model declares the rest of its formulas in an abstract base of its own, the one
+contract that predictions, CLV, backtests, scoring, the CLI and Spark consume:
+:class:`~clvmodels.models.purchase.PurchaseModel` (continuous-time and discrete-opportunity
+purchase models), :class:`~clvmodels.models.spend.SpendModel` and
+:class:`~clvmodels.models.contractual.ContractualModel`. A class that leaves a formula of its kind
+undefined cannot be instantiated.
+
 Predictions are numpy functions of a parameter dict whose values broadcast: a point estimate is a
-single draw, a posterior is a stack of draws (:meth:`CLVModel.parameter_draws`), and
-:meth:`CLVModel._predict` turns either into per-customer point values or intervals, streaming over
-customers in chunks so that draws x customers never has to fit in memory at once.
+single draw, a posterior is a stack of draws (:mod:`clvmodels.models.draws`), and
+:meth:`CLVModel._predict` turns either into per-customer point values or intervals.
 """
 
 from __future__ import annotations
 
-import warnings
+from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ClvDataError, NotFittedError, data_error
+from .draws import is_bayesian, parameter_draws, summarise_draws
+from .persistence import save_model
+from .registry import add_package_class
+from .rows import compress, data_fingerprint
 
-#: Largest number of (draw x customer) values held in memory at once by predictions.
-CHUNK_ELEMENTS = 4_000_000
 
-
-class CLVModel:
+class CLVModel(ABC):
     """Base class: scikit-learn style estimator contract plus the shared fitting/prediction plumbing.
 
-    Subclasses set :attr:`param_names`, :attr:`data_columns` and implement
-    :meth:`log_likelihood` and :meth:`_data_arrays`.
+    Subclasses set :attr:`param_names`, :attr:`data_columns`, :attr:`display_name` and define
+    :meth:`log_likelihood`; they may refine :meth:`_data_arrays` (model-specific checks of the data)
+    and :meth:`initial_params`.
     """
+
+    #: Short name in tables and reports (e.g. ``"BG/NBD"``).
+    display_name: ClassVar[str] = ""
 
     #: Names of the population parameters, in the order of the optimiser's vector.
     param_names: ClassVar[tuple[str, ...]] = ()
@@ -44,15 +55,15 @@ class CLVModel:
     default_priors: ClassVar[dict[str, tuple[str, dict[str, float]]]] = {}
     #: Pairs of beta-mixing shapes given a joint prior by default (see :mod:`.bayes`).
     joint_priors: ClassVar[tuple[tuple[str, str], ...]] = ()
-    #: Purchase models: their ``expected_purchases(params, frequency, recency, T, *, t)`` formula,
-    #: which is ``probability_alive(params, frequency, recency, T)`` times
-    #: ``future_purchases_alive(params, frequency, T, *, t)`` (the expectation of a customer alive at
-    #: ``T``, which does not depend on the recency); :func:`clvmodels.clv` uses the two factors.
-    expected_purchases_formula: ClassVar = None
-    probability_alive_formula: ClassVar = None
-    future_purchases_formula: ClassVar = None
+    #: Optionally, ``log_likelihood`` as a sum of parts ``((columns, fn), ...)``, each summed over the
+    #: distinct values of its own columns (see :func:`clvmodels.models.mle.likelihood_parts`).
+    log_likelihood_parts: ClassVar[tuple | None] = None
     #: Fit methods understood by :meth:`fit`.
     methods: ClassVar[tuple[str, ...]] = ("mle", "map", "nuts", "advi")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        add_package_class(cls)  # loadable by name from a saved model file
 
     def __init__(self, *, method: str = "mle", penalizer: float = 0.0, priors: dict | None = None,
                  draws: int = 1000, tune: int = 1000, chains: int = 4, random_seed: int | None = None,
@@ -97,10 +108,11 @@ class CLVModel:
 
     # ------------------------------------------------------------------ the model's mathematics
     @staticmethod
+    @abstractmethod
     def log_likelihood(params: dict, data: dict):
-        """Per-customer log-likelihood as a PyTensor expression. Abstract: every model class defines
-        its own (e.g. :func:`clvmodels.models.bgnbd.log_likelihood`)."""
-        raise NotImplementedError("A CLVModel subclass must define log_likelihood(params, data).")
+        """Per-customer log-likelihood as a PyTensor expression of the parameters (a dict) and the
+        data (a dict of the :attr:`data_columns`); every model class defines its own (e.g.
+        :func:`clvmodels.models.bgnbd.log_likelihood`)."""
 
     def initial_params(self, data: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Starting values of the optimiser (natural scale); subclasses may give better ones."""
@@ -148,8 +160,6 @@ class CLVModel:
         self.n_customers_ = int(round(w.sum()))
         self.n_unique_ = len(w)
         self.time_unit_ = rfm.attrs.get("time_unit") if hasattr(rfm, "attrs") else None
-        from .persistence import data_fingerprint
-
         self.fingerprint_ = data_fingerprint(unique, w)
         self.rfm_ = rfm
         return self
@@ -160,34 +170,10 @@ class CLVModel:
 
     # ------------------------------------------------------------------ parameters and draws
     def parameter_draws(self, n_draws: int | None = None, seed: int | None = None) -> dict[str, np.ndarray]:
-        """Parameter values as arrays of shape ``(n_draws,)``.
-
-        A Bayesian fit returns its posterior draws (all of them, or ``n_draws`` of them chosen at
-        random). A maximum-likelihood fit returns its point estimate as one draw when ``n_draws`` is
-        None, else ``n_draws`` draws from the asymptotic normal of the log-parameters (mean: the
-        estimate, covariance: the inverse Hessian).
-        """
-        self._check_fitted()
-        rng = np.random.default_rng(seed)
-        posterior = getattr(self, "posterior_draws_", None)
-        if posterior is not None:
-            total = len(next(iter(posterior.values())))
-            if n_draws is None or n_draws >= total:
-                return {k: np.asarray(v, dtype=float) for k, v in posterior.items()}
-            idx = rng.choice(total, size=n_draws, replace=False)
-            return {k: np.asarray(v, dtype=float)[idx] for k, v in posterior.items()}
-        point = np.log(np.array([self.params_[k] for k in self.param_names], dtype=float))
-        if n_draws is None:
-            return {k: np.array([v]) for k, v in zip(self.param_names, np.exp(point))}
-        cov = getattr(self, "covariance_", None)
-        if cov is None or not np.all(np.isfinite(cov)):
-            raise ClvDataError(
-                "This fit has no finite covariance matrix (the Hessian was singular or not "
-                "positive definite), so parameter uncertainty cannot be drawn; refit with more "
-                "data or a penalizer, or use a Bayesian method."
-            )
-        z = rng.multivariate_normal(point, cov, size=n_draws, method="eigh")
-        return {k: np.exp(z[:, i]) for i, k in enumerate(self.param_names)}
+        """Parameter values as arrays of shape ``(n_draws,)``: the posterior draws of a Bayesian fit
+        (all, or ``n_draws`` of them), the point estimate of an MLE (``n_draws`` None) or draws from
+        its asymptotic normal (see :func:`clvmodels.models.draws.parameter_draws`)."""
+        return parameter_draws(self, n_draws, seed)
 
     # ------------------------------------------------------------------ predictions
     def _rfm_or_fitted(self, rfm):
@@ -220,9 +206,8 @@ class CLVModel:
         ``compress_rows``: see :func:`summarise_draws`.
         """
         rfm = self._rfm_or_fitted(rfm)
-        data = validate_columns(rfm, columns or self.data_columns)
-        bayesian = getattr(self, "posterior_draws_", None) is not None
-        if bayesian:
+        data = self._data_arrays(rfm) if columns is None else validate_columns(rfm, columns)
+        if is_bayesian(self):
             draws = self.parameter_draws(n_draws, seed=seed)
         elif interval is None:
             draws = self.parameter_draws()
@@ -238,7 +223,7 @@ class CLVModel:
         """Parameter table: estimates with standard errors and intervals (MLE), or posterior
         means, sd, HDIs, r_hat and ESS (Bayesian fits). Fit statistics are in ``attrs``."""
         self._check_fitted()
-        if getattr(self, "posterior_draws_", None) is not None:
+        if is_bayesian(self):
             from .bayes import bayes_summary
 
             return bayes_summary(self, level)
@@ -255,19 +240,7 @@ class CLVModel:
 
         Load it with :func:`clvmodels.load_model`; see :mod:`clvmodels.models.persistence`.
         """
-        from .persistence import save_model
-
         save_model(self, path)
-
-    def _predict_over_t(self, formula, t, **kwargs):
-        """``formula(params, *, t)`` (a new customer's prediction) for one or several horizons ``t``:
-        a float for scalar ``t`` without interval, else a Series/frame indexed by ``t``."""
-        ts = np.atleast_1d(np.asarray(t, dtype=float))
-        check_t(ts)
-        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
-        out = self._predict(lambda params, t: formula(params, t=t), grid, name="expected_purchases",
-                            columns=("t",), **kwargs)
-        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
@@ -328,89 +301,12 @@ def validate_columns(rfm: pd.DataFrame, columns) -> dict[str, np.ndarray]:
     return out
 
 
-def unique_rows(data: dict[str, np.ndarray]):
-    """Unique rows of the equal-length arrays in ``data`` and, per original row, its unique row's index."""
-    names = list(data)
-    n = len(data[names[0]])
-    key = np.zeros(n, dtype=np.int64)
-    factor = 1
-    for name in names:
-        codes, uniques = pd.factorize(data[name])
-        if factor * max(len(uniques), 1) > 2**62:  # too many combinations for one int64 key
-            stacked = np.column_stack([data[k] for k in names])
-            uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
-            return {k: uniq[:, i] for i, k in enumerate(names)}, inverse.ravel()
-        key += codes.astype(np.int64) * factor
-        factor *= max(len(uniques), 1)
-    inverse = pd.factorize(key)[0]
-    first = np.empty(inverse.max() + 1, dtype=np.int64)
-    first[inverse] = np.arange(n)  # any representative: the rows of one code are identical
-    return {k: v[first] for k, v in data.items()}, inverse
-
-
-def compress(data: dict[str, np.ndarray], weights: np.ndarray | None = None):
-    """Unique rows of ``data`` and the total weight of each (CLVTools' compression).
-
-    Identical rows contribute identical likelihood terms, so fitting on the unique rows with their
-    counts as weights gives exactly the same objective at a fraction of the cost.
-    """
-    uniq, inverse = unique_rows(data)
-    w = np.bincount(inverse, weights=weights, minlength=len(next(iter(uniq.values())))).astype(float)
-    keep = w > 0
-    return {k: v[keep] for k, v in uniq.items()}, w[keep]
-
-
-def summarise_draws(fn, draws: dict[str, np.ndarray], data: dict[str, np.ndarray], *, interval=None,
-                    compress_rows: bool = True, **fn_kwargs) -> dict[str, np.ndarray]:
-    """Per-customer mean (and median/interval) over draws of ``fn(params, **data)``.
-
-    ``fn`` is evaluated once per distinct row of ``data`` (identical histories have identical
-    predictions), streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
-    ``compress_rows=False`` evaluates it on every row instead: for formulas of a few arithmetic
-    operations per row, cheaper than finding the distinct rows.
-    """
-    if not compress_rows:
-        return _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
-    data, inverse = unique_rows(data)
-    out = _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
-    return {k: v[inverse] for k, v in out.items()}
-
-
-def _summarise_unique(fn, draws, data, *, interval=None, **fn_kwargs):
-    n_draws = len(next(iter(draws.values())))
-    n = len(next(iter(data.values())))
-    params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
-    chunk = max(1, CHUNK_ELEMENTS // max(n_draws, 1))
-    out = {"mean": np.empty(n)}
-    if interval is not None:
-        if not 0 < interval < 1:
-            raise ValueError(f"interval must be in (0, 1), got {interval}.")
-        for k in ("median", "lower", "upper"):
-            out[k] = np.empty(n)
-        qs = [0.5, (1 - interval) / 2, (1 + interval) / 2]
-    for start in range(0, n, chunk):
-        sl = slice(start, start + chunk)
-        vals = fn(params, **{k: v[sl] for k, v in data.items()}, **fn_kwargs)
-        vals = np.broadcast_to(vals, (n_draws, len(range(*sl.indices(n)))))
-        check_finite(vals, fn.__name__)
-        out["mean"][sl] = vals.mean(axis=0)
-        if interval is not None:
-            out["median"][sl], out["lower"][sl], out["upper"][sl] = quantiles(vals, qs)
-    return out
-
-
-def quantiles(values: np.ndarray, qs) -> np.ndarray:
-    """``np.quantile(values, qs, axis=0)`` (its default linear method, the same numbers bit for bit)
-    with one partition for all of ``qs``: about 2x faster than numpy, which partitions per quantile."""
-    n = values.shape[0]
-    position = np.asarray(qs, dtype=float) * (n - 1)
-    lo = np.floor(position).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    part = np.partition(values, np.unique(np.r_[lo, hi]), axis=0)
-    t = (position - lo).reshape((-1,) + (1,) * (values.ndim - 1))
-    below, above = part[lo], part[hi]
-    diff = above - below
-    return np.where(t >= 0.5, above - diff * (1 - t), below + diff * t)  # numpy's _lerp
+def check_kind(model, kind: type, what: str) -> None:
+    """Refuse a model of the wrong kind (e.g. a spend model where a purchase model is needed),
+    naming the protocol it must follow."""
+    if not isinstance(model, kind):
+        summary = (kind.__doc__ or "").strip().splitlines()[0].rstrip(".")
+        raise TypeError(f"{what} needs a {kind.__name__} ({summary}), got {type(model).__name__}.")
 
 
 def check_t(t) -> None:
@@ -424,19 +320,3 @@ def check_n(n) -> None:
     """A purchase count must be a non-negative integer."""
     if int(n) != n or n < 0:
         raise ClvDataError(f"n must be a non-negative integer, got {n!r}.")
-
-
-def check_finite(values: np.ndarray, what: str) -> None:
-    """Raise instead of returning NaN or infinity silently."""
-    if not np.all(np.isfinite(values)):
-        bad = int((~np.isfinite(values)).sum())
-        raise FloatingPointError(
-            f"{what} produced {bad:,} non-finite value(s). This is a bug or an extreme parameter "
-            "value: please report it with the model's parameters and the customers' histories."
-        )
-
-
-def warn_convergence(message: str) -> None:
-    from ..errors import ConvergenceWarning
-
-    warnings.warn(message, ConvergenceWarning, stacklevel=3)

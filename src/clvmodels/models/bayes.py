@@ -64,8 +64,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvDataError
-from .base import compress, warn_convergence
+from ..errors import ClvDataError, warn_convergence
+from .rows import compress
 
 #: r_hat above this fails the convergence check (Vehtari et al. 2021).
 RHAT_MAX = 1.01

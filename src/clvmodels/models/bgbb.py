@@ -15,15 +15,17 @@ conditional predictions are ``P(alive) ×`` the new-customer formulas at the upd
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 from scipy.special import betaln, digamma, gammaln
 
-from ..data import CUSTOMER, TIMESTAMP, load_transactions
 from ..errors import ClvDataError, data_error
 from ._pt import betaln as pt_betaln
-from .base import CLVModel, validate_columns
+from .base import validate_columns
+from .purchase import DiscretePurchaseModel
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -65,13 +67,13 @@ def _log_likelihood_np(params, frequency, recency, n_periods):
 
 
 # ---------------------------------------------------------------------------- predictions
-def probability_alive(params, frequency, recency, n_periods, *, future=0):
-    """P(alive at opportunity ``n + future`` | x, t_x, n) (Fader, Hardie & Shang 2010, eq. 11 for
-    ``future = 1``): ``B(α+x, β+n−x)/B(α, β) · B(γ, δ+n+future)/B(γ, δ) / L``."""
+def probability_alive(params, frequency, recency, n_periods, *, t=0):
+    """P(alive at opportunity ``n + t`` | x, t_x, n) (Fader, Hardie & Shang 2010, eq. 11 for
+    ``t = 1``): ``B(α+x, β+n−x)/B(α, β) · B(γ, δ+n+t)/B(γ, δ) / L``."""
     alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
     x, n = frequency, n_periods
     log_alive = (betaln(alpha + x, beta + n - x) - betaln(alpha, beta)
-                 + betaln(gamma, delta + n + future) - betaln(gamma, delta))
+                 + betaln(gamma, delta + n + t) - betaln(gamma, delta))
     return np.exp(log_alive - _log_likelihood_np(params, frequency, recency, n_periods))
 
 
@@ -178,64 +180,8 @@ def simulate_purchases(params, frequency, recency, n_periods, *, t, rng):
     return np.where(is_alive, rng.binomial(survived, p), 0)
 
 
-# ---------------------------------------------------------------------------- summary of a log
-def bgbb_summary(transactions, period: str = "Y", observation_end=None, **load_kwargs) -> pd.DataFrame:
-    """Discrete-time summary of a transaction log for BG/BB: one opportunity per calendar period.
-
-    A customer's first period (her first transaction) is opportunity 0; each later period up to
-    the one containing ``observation_end`` is an opportunity. Several transactions in one period
-    count as one.
-
-    Parameters
-    ----------
-    transactions
-        A log from :func:`clvmodels.load_transactions`, or anything it accepts (then pass its
-        column arguments here, e.g. ``customer_id="id"``).
-    period
-        pandas period alias of an opportunity: ``"Y"`` (default), ``"Q"``, ``"M"``, ``"W"``, ``"D"``.
-    observation_end
-        Last observed date (default: the log's last timestamp); later transactions are an error.
-
-    Returns
-    -------
-    DataFrame indexed by customer id with ``frequency`` (periods with a transaction after the
-    first), ``recency`` (opportunity of the last one, 0 if none) and ``n_periods`` (opportunities
-    observed); ``attrs["period"]`` records the period.
-    """
-    if (isinstance(transactions, pd.DataFrame) and not load_kwargs
-            and list(transactions.columns[:2]) == [CUSTOMER, TIMESTAMP] and "n_rows" in transactions.attrs):
-        log = transactions
-    else:
-        log = load_transactions(transactions, **load_kwargs)
-    ts = pd.DatetimeIndex(log[TIMESTAMP])
-    try:
-        ordinal = pd.PeriodIndex(ts, freq=period).asi8
-        end = (pd.Timestamp(observation_end) if observation_end is not None else ts.max()).to_period(period).ordinal
-    except (ValueError, TypeError) as exc:
-        raise ClvDataError(f"period must be a pandas period alias such as 'Y', 'Q', 'M', 'W' or 'D', "
-                           f"got {period!r} ({exc}).") from exc
-    late = ordinal > end
-    if late.any():
-        raise data_error(f"Transactions after the observation end {observation_end}", column=TIMESTAMP,
-                         rows=log.loc[late], fix="Pass a later observation_end or drop them.")
-    codes, customers = pd.factorize(log[CUSTOMER], sort=True)
-    first = pd.Series(ordinal).groupby(codes).min().to_numpy()
-    pairs = pd.unique(pd.Series(codes.astype(np.int64) * (end - ordinal.min() + 1) + (ordinal - ordinal.min())))
-    code_of_pair = pairs // (end - ordinal.min() + 1)
-    period_of_pair = pairs % (end - ordinal.min() + 1) + ordinal.min()
-    frequency = np.bincount(code_of_pair, minlength=len(customers)) - 1
-    last = pd.Series(period_of_pair).groupby(code_of_pair).max().reindex(range(len(customers))).to_numpy()
-    out = pd.DataFrame({
-        "frequency": frequency.astype(np.int64),
-        "recency": np.where(frequency > 0, last - first, 0).astype(np.int64),
-        "n_periods": (end - first).astype(np.int64),
-    }, index=pd.Index(customers, name=CUSTOMER))
-    out.attrs.update(period=period, observation_end=str(pd.Period(ordinal=end, freq=period)))
-    return out
-
-
 # ---------------------------------------------------------------------------- estimator
-class BetaGeoBetaBinomModel(CLVModel):
+class BetaGeoBetaBinomModel(DiscretePurchaseModel):
     """BG/BB model of discrete transaction opportunities (Fader, Hardie & Shang 2010).
 
     Fit on a frame with ``frequency``, ``recency`` and ``n_periods`` (:func:`bgbb_summary`), one row
@@ -259,8 +205,8 @@ class BetaGeoBetaBinomModel(CLVModel):
     >>> m.expected_purchases(t=5)                                                       # doctest: +SKIP
     """
 
+    display_name = "BG/BB"
     param_names = ("alpha", "beta", "gamma", "delta")
-    data_columns = ("frequency", "recency", "n_periods")
     default_priors = {
         "alpha": ("HalfNormal", {"sigma": 10.0}),
         "beta": ("HalfNormal", {"sigma": 10.0}),
@@ -268,11 +214,11 @@ class BetaGeoBetaBinomModel(CLVModel):
         "delta": ("HalfNormal", {"sigma": 10.0}),
     }
     log_likelihood = staticmethod(log_likelihood)
-    #: The conditional expected-purchases formula (``t`` in opportunities), used by :func:`clvmodels.clv`.
+    #: The formulas of the purchase-model protocol (see :mod:`.purchase`; ``t`` in opportunities).
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)
     future_purchases_formula = staticmethod(future_purchases_alive)
-    #: Predictive pmf and exact simulation of future transactions, used by :mod:`clvmodels.predictive`.
+    new_customer_formula = staticmethod(expected_purchases_new_customer)
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
@@ -280,42 +226,24 @@ class BetaGeoBetaBinomModel(CLVModel):
         data = validate_columns(rfm, self.data_columns)
         return _check_histories(rfm, data, self.data_columns)
 
-    def expected_purchases(self, t: int, rfm: pd.DataFrame | None = None, **kwargs):
-        """Expected transactions in the next ``t`` opportunities given each history (FHS 2010 eq. 13).
-        ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
-        _check_m(t)
-        return self._predict(expected_purchases, self._checked(rfm), name="expected_purchases", t=float(t),
-                             **kwargs)
-
-    def probability_alive(self, rfm: pd.DataFrame | None = None, *, future: int = 0, **kwargs):
-        """Probability that each customer is alive at opportunity ``n + future`` (``future=1``: FHS
-        2010 eq. 11, alive at the next opportunity)."""
-        _check_m(future)
-        return self._predict(probability_alive, self._checked(rfm), name="probability_alive",
-                             future=float(future), **kwargs)
-
-    def expected_purchases_new_customer(self, t, **kwargs):
-        """Expected transactions of a new customer over her first ``t`` opportunities (FHS 2010 eq. 9)."""
-        ts = np.atleast_1d(np.asarray(t, dtype=float))
-        _check_m(ts)
-        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
-        out = self._predict(lambda params, t: expected_purchases_new_customer(params, t=t), grid,
-                            name="expected_purchases", columns=("t",), **kwargs)
-        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
+    def probability_alive(self, rfm: pd.DataFrame | None = None, *, t: int = 0, future: int | None = None,
+                          **kwargs):
+        """Probability that each customer is alive at opportunity ``n + t`` (``t=1``: FHS 2010
+        eq. 11, alive at the next opportunity). ``future`` is the deprecated name of ``t``."""
+        if future is not None:
+            warnings.warn("probability_alive(future=...) is deprecated: use t=...", DeprecationWarning, stacklevel=2)
+            t = future
+        self.check_window(t)
+        return self._predict(probability_alive, rfm, name="probability_alive", t=float(t), **kwargs)
 
     def probability_of_n_purchases_new_customer(self, t: int, **kwargs) -> pd.Series | pd.DataFrame:
         """``P(X(t) = k)``, ``k = 0..t``, for a new customer over her first ``t`` opportunities
         (FHS 2010 eq. 7); multiply by the cohort size for the expected histogram."""
-        _check_m(t)
+        self.check_window(t)
         ks = np.arange(int(t) + 1, dtype=float)
         grid = pd.DataFrame({"k": ks}, index=pd.Index(ks.astype(int), name="frequency"))
         return self._predict(lambda params, k: probability_of_n_purchases_new_customer(params, t=int(t), n=k),
                              grid, name="probability", columns=("k",), **kwargs)
-
-    def _checked(self, rfm):
-        rfm = self._rfm_or_fitted(rfm)
-        _check_histories(rfm, validate_columns(rfm, self.data_columns), self.data_columns)
-        return rfm
 
 
 def _check_histories(rfm, data, columns):
@@ -329,11 +257,5 @@ def _check_histories(rfm, data, columns):
     if bad.any():
         raise data_error("Each history needs frequency <= recency <= n_periods (and recency 0 without "
                          "transactions)", column="recency", rows=rfm.loc[bad, list(columns)],
-                         fix="Build the summary with clvmodels.models.bgbb.bgbb_summary(...).")
+                         fix="Build the summary with clvmodels.bgbb_summary(...).")
     return data
-
-
-def _check_m(m) -> None:
-    m = np.asarray(m, dtype=float)
-    if not np.all(np.isfinite(m)) or np.any(m < 0) or np.any(m != np.round(m)):
-        raise ClvDataError(f"The number of opportunities must be a non-negative integer, got {m}.")

@@ -23,7 +23,7 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
-from .purchase import PurchaseModel
+from .purchase import ContinuousPurchaseModel
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -398,7 +398,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
 
 
 # ---------------------------------------------------------------------------- estimator
-class BetaGeoModel(PurchaseModel):
+class BetaGeoModel(ContinuousPurchaseModel):
     """BG/NBD purchase and drop-out model (Fader, Hardie & Lee 2005).
 
     Parameters
@@ -423,8 +423,8 @@ class BetaGeoModel(PurchaseModel):
     >>> model.expected_purchases(t=39)                 # doctest: +SKIP
     """
 
+    display_name = "BG/NBD"
     param_names = ("r", "alpha", "a", "b")
-    data_columns = ("frequency", "recency", "T")
     #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): half-normals wide enough to be
     #: nearly flat over plausible values; alpha has the unit of time, so its scale is 5 x the mean
     #: customer age T (whatever the time unit). By default (a, b) get the joint
@@ -440,14 +440,13 @@ class BetaGeoModel(PurchaseModel):
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),
                             (("frequency", "recency", "T"), history_terms))
-    #: The conditional expected-purchases formula, used by :func:`clvmodels.clv`.
+    #: The formulas of the purchase-model protocol (see :mod:`.purchase`).
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)
     future_purchases_formula = staticmethod(future_purchases_alive)
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
-    #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 

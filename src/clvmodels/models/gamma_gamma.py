@@ -14,7 +14,9 @@ import pandas as pd
 import pytensor.tensor as pt
 
 from ..errors import AssumptionWarning, ClvDataError, data_error
-from .base import CLVModel, validate_columns
+from .base import validate_columns
+from .draws import is_bayesian
+from .spend import SpendModel
 
 #: |Pearson correlation| between frequency and mean spend above which the independence
 #: assumption is reported as violated.
@@ -75,7 +77,7 @@ def simulate_spend(params, frequency, monetary_value, *, n_transactions, rng):
     return np.where(n > 0, total, 0.0)
 
 
-class GammaGammaModel(CLVModel):
+class GammaGammaModel(SpendModel):
     """Gamma-Gamma spend model.
 
     Parameters
@@ -93,8 +95,8 @@ class GammaGammaModel(CLVModel):
     correlation_ : Pearson correlation of frequency and mean spend among the fitted customers
     """
 
+    display_name = "Gamma-Gamma"
     param_names = ("p", "q", "gamma")
-    data_columns = ("frequency", "monetary_value")
     #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): a half-normal for the shape p;
     #: for q, a log-normal that is nearly uniform in log q over (0.01, 100): a flat prior on q
     #: favours the large q (little heterogeneity of mean spend) that the data pin down poorly and
@@ -106,7 +108,7 @@ class GammaGammaModel(CLVModel):
         "gamma": ("HalfNormal", {"sigma": 10.0}, {"sigma": "monetary_value"}),
     }
     log_likelihood = staticmethod(log_likelihood)
-    #: Exact simulation of future spend, used by :func:`clvmodels.predictive.simulate_value`.
+    expected_spend_formula = staticmethod(expected_spend)
     simulate_spend_formula = staticmethod(simulate_spend)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),
@@ -164,7 +166,6 @@ class GammaGammaModel(CLVModel):
 
         Customers without repeat purchases get the population mean."""
         self._check_fitted()
-        if self.params_["q"] <= 1 and getattr(self, "posterior_draws_", None) is None:
+        if self.params_["q"] <= 1 and not is_bayesian(self):
             raise ClvDataError(f"q = {self.params_['q']:.3g} <= 1: expected spend is infinite under this fit.")
-        kwargs.setdefault("compress_rows", False)  # a few operations per row: cheaper than deduplicating
-        return self._predict(expected_spend, rfm, name="expected_spend", **kwargs)
+        return super().expected_spend(rfm, **kwargs)

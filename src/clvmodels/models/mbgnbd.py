@@ -20,7 +20,7 @@ from scipy.special import expit
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
-from .purchase import PurchaseModel
+from .purchase import ContinuousPurchaseModel
 from .bgnbd import expected_new, probability_new
 
 
@@ -134,7 +134,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
 
 
 # ---------------------------------------------------------------------------- estimator
-class ModifiedBetaGeoModel(PurchaseModel):
+class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     """MBG/NBD purchase and drop-out model (Batislam, Denizel & Filiztekin 2007).
 
     Parameters
@@ -153,8 +153,8 @@ class ModifiedBetaGeoModel(PurchaseModel):
     >>> model.probability_alive()                      # doctest: +SKIP
     """
 
+    display_name = "MBG/NBD"
     param_names = ("r", "alpha", "a", "b")
-    data_columns = ("frequency", "recency", "T")
     #: (a, b): the joint beta-concentration prior by default, as for BG/NBD (see :mod:`.bayes`).
     joint_priors = (("a", "b"),)
     default_priors = {
@@ -167,14 +167,13 @@ class ModifiedBetaGeoModel(PurchaseModel):
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),
                             (("frequency", "recency", "T"), history_terms))
-    #: The conditional expected-purchases formula, used by :func:`clvmodels.clv`.
+    #: The formulas of the purchase-model protocol (see :mod:`.purchase`).
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)
     future_purchases_formula = staticmethod(future_purchases_alive)
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
-    #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 

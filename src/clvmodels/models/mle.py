@@ -20,8 +20,8 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-from ..errors import ClvDataError
-from .base import compress, warn_convergence
+from ..errors import ClvDataError, warn_convergence
+from .rows import compress
 
 #: A log-parameter standard error above this (a 95% interval wider than a factor e^±10) means the
 #: data do not identify the parameter, even if the optimiser stopped short of the boundary.

@@ -42,7 +42,7 @@ import pytensor.tensor as pt
 from scipy.special import gammaln, xlogy
 
 from ..errors import ClvDataError
-from .purchase import PurchaseModel
+from .purchase import ContinuousPurchaseModel
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
 N_PANELS = 16
@@ -301,7 +301,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
 
 
 # ---------------------------------------------------------------------------- estimator
-class ParetoNBDModel(PurchaseModel):
+class ParetoNBDModel(ContinuousPurchaseModel):
     """Pareto/NBD purchase and lifetime model (Schmittlein, Morrison & Colombo 1987).
 
     Parameters
@@ -320,8 +320,8 @@ class ParetoNBDModel(PurchaseModel):
     >>> model.expected_purchases(t=52)                 # doctest: +SKIP
     """
 
+    display_name = "Pareto/NBD"
     param_names = ("r", "alpha", "s", "beta")
-    data_columns = ("frequency", "recency", "T")
     default_priors = {
         "r": ("HalfNormal", {"sigma": 5.0}),
         "alpha": ("HalfNormal", {"sigma": 5.0}, {"sigma": "T"}),   # times: 5 x the mean age
@@ -329,13 +329,12 @@ class ParetoNBDModel(PurchaseModel):
         "beta": ("HalfNormal", {"sigma": 5.0}, {"sigma": "T"}),
     }
     log_likelihood = staticmethod(log_likelihood)
-    #: The conditional expected-purchases formula, used by :func:`clvmodels.clv`.
+    #: The formulas of the purchase-model protocol (see :mod:`.purchase`).
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)
     future_purchases_formula = staticmethod(future_purchases_alive)
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
-    #: Predictive pmf and exact simulation of future purchases, used by :mod:`clvmodels.predictive`.
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 

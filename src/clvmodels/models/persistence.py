@@ -11,7 +11,7 @@ A saved model is a directory::
         posterior.nc    posterior_draws_ (Bayesian fits): one variable per parameter, dim "draw"
         idata.nc        idata_ (Bayesian fits): the ArviZ DataTree, netCDF4 groups via h5netcdf
 
-The class is looked up by name among the known model classes (every :class:`CLVModel` subclass
+The class is looked up by name among the known model classes (every :class:`~clvmodels.models.base.CLVModel` subclass
 defined in ``clvmodels`` plus those passed to :func:`register_model_class`): loading never imports
 a module or runs code named by the file. Floats are written with Python's shortest round-trip
 representation, so a loaded model gives bit-identical predictions. The training frame (``rfm_``)
@@ -35,7 +35,8 @@ import pandas as pd
 
 from ..errors import ClvDataError, ModelFileError
 from ..io import atomic_directory, leftover_versions
-from .base import CLVModel
+from .._version import __version__
+from .registry import model_classes, register_model_class  # noqa: F401  (part of this module's API)
 
 FORMAT = "clvmodels-model"
 BUNDLE_FORMAT = "clvmodels-bundle"
@@ -47,49 +48,6 @@ POSTERIOR_FILE = "posterior.nc"
 IDATA_FILE = "idata.nc"
 #: Fitted attributes not stored in model.json: the training frame, and the draws (netCDF files).
 _NOT_IN_JSON = {"rfm_", "posterior_draws_", "idata_"}
-
-_REGISTRY: dict[str, type[CLVModel]] = {}
-
-
-# ---------------------------------------------------------------------------- fingerprint
-def data_fingerprint(data: dict[str, np.ndarray], weights: np.ndarray) -> str:
-    """SHA-256 of the training data: unique rows (sorted, so row order does not matter) and weights.
-
-    Two fits on the same customers, in any order, have the same fingerprint.
-    """
-    names = sorted(data)
-    cols = [np.asarray(data[k], dtype=float) + 0.0 for k in names]  # + 0.0 turns -0.0 into 0.0
-    order = np.lexsort(cols[::-1]) if cols and len(cols[0]) else np.arange(0)
-    h = hashlib.sha256(json.dumps(names).encode())
-    for c in cols:
-        h.update(np.ascontiguousarray(c[order], dtype="<f8").tobytes())
-    h.update(np.ascontiguousarray(np.asarray(weights, dtype=float)[order], dtype="<f8").tobytes())
-    return "sha256:" + h.hexdigest()
-
-
-# ---------------------------------------------------------------------------- registry
-def register_model_class(cls: type[CLVModel]) -> type[CLVModel]:
-    """Make a model class defined outside clvmodels loadable by name (usable as a decorator)."""
-    if not (isinstance(cls, type) and issubclass(cls, CLVModel)):
-        raise TypeError(f"{cls!r} is not a CLVModel subclass.")
-    _REGISTRY[cls.__name__] = cls
-    return cls
-
-
-def model_classes() -> dict[str, type[CLVModel]]:
-    """Known model classes by name: clvmodels' own CLVModel subclasses and registered ones."""
-    from .. import models as _models  # noqa: F401  (defines the package's model classes)
-
-    found: dict[str, type[CLVModel]] = {}
-    stack = [CLVModel]
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            if sub.__module__.startswith("clvmodels."):
-                found.setdefault(sub.__name__, sub)
-            stack.append(sub)
-    found.update(_REGISTRY)
-    return found
-
 
 # ---------------------------------------------------------------------------- JSON encoding
 def _encode(value, where: str):
@@ -169,8 +127,6 @@ def _sha256_file(path: Path) -> str:
 
 
 def _package_version() -> str:
-    from .. import __version__
-
     return __version__
 
 
@@ -210,7 +166,7 @@ def _read_json(path: Path, expected_format: str) -> dict:
 
 
 # ---------------------------------------------------------------------------- one model
-def _write_model(model: CLVModel, directory: Path) -> None:
+def _write_model(model: "CLVModel", directory: Path) -> None:
     """Write ``model`` into the (empty) ``directory``."""
     name = type(model).__name__
     if model_classes().get(name) is not type(model):
@@ -266,12 +222,12 @@ def _write_model(model: CLVModel, directory: Path) -> None:
     _write_json(doc, directory / MODEL_FILE)
 
 
-def save_model(model: CLVModel, path) -> None:
+def save_model(model: "CLVModel", path) -> None:
     """Save ``model`` to the directory ``path`` atomically (see the module docstring for the layout).
 
     An existing saved model at ``path`` is replaced; any other non-empty directory is refused.
     """
-    if not isinstance(model, CLVModel):
+    if not callable(getattr(model, "get_params", None)):
         raise TypeError(f"Expected a CLVModel, got {type(model).__name__}.")
     with atomic_directory(path, marker_files=(MODEL_FILE, BUNDLE_FILE)) as tmp:
         _write_model(model, tmp)
@@ -285,7 +241,7 @@ def _missing_message(path: Path) -> str:
     return msg
 
 
-def _read_model(path: Path) -> CLVModel:
+def _read_model(path: Path) -> "CLVModel":
     if not path.is_dir():
         raise ModelFileError(_missing_message(path))
     if (path / BUNDLE_FILE).exists() and not (path / MODEL_FILE).exists():
@@ -335,7 +291,7 @@ def _read_model(path: Path) -> CLVModel:
     return model
 
 
-def load_model(path) -> CLVModel:
+def load_model(path) -> "CLVModel":
     """Load a model saved with :meth:`CLVModel.save` / :func:`save_model`.
 
     Raises
@@ -348,7 +304,7 @@ def load_model(path) -> CLVModel:
 
 
 # ---------------------------------------------------------------------------- bundles
-def save_models(models: dict[str, CLVModel], path, metadata: dict | None = None) -> None:
+def save_models(models: dict[str, "CLVModel"], path, metadata: dict | None = None) -> None:
     """Save several models (e.g. ``{"purchase": bgnbd, "spend": gg}``) as one bundle, atomically.
 
     ``metadata``: JSON-able settings stored alongside (e.g. the command that fitted them).
@@ -368,7 +324,7 @@ def save_models(models: dict[str, CLVModel], path, metadata: dict | None = None)
         _write_json(doc, tmp / BUNDLE_FILE)
 
 
-def load_models(path) -> tuple[dict[str, CLVModel], dict]:
+def load_models(path) -> tuple[dict[str, "CLVModel"], dict]:
     """Load a bundle saved with :func:`save_models`: ``({role: model}, metadata)``."""
     path = Path(path)
     if not path.is_dir():

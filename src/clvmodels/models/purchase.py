@@ -1,42 +1,129 @@
-"""Continuous-time purchase models (BG/NBD, MBG/NBD, Pareto/NBD): their per-customer prediction
-methods, written once over the formulas each model class declares.
+"""The protocol of purchase models: the formulas each one declares, and the prediction methods
+written once over them.
 
-Each formula lives in its model's module, with its source (paper and equation); this class only
-validates the arguments and evaluates the formula per customer and parameter draw
-(:meth:`CLVModel._predict`: a point value, or with ``interval=0.9`` the mean, median and interval
-over draws of the posterior or of the MLE's asymptotic normal).
+A purchase model describes each customer's repeat purchases and drop-out from her history
+``(frequency, recency, age)``: continuous time (BG/NBD, MBG/NBD, Pareto/NBD: the age is ``T``, a
+duration) or discrete transaction opportunities (BG/BB: the age is ``n_periods``, a count). Every
+formula is a numpy function of a parameter dict whose values broadcast (draws of shape
+``(n_draws, 1)`` against customers ``(n,)``), with the history passed by column name, and lives in
+its model's module with its source (paper and equation):
+
+=============================  ================================================================
+formula                        meaning
+=============================  ================================================================
+``probability_alive``          ``P(alive at the end of observation | history)``
+``future_purchases``           ``E[Y(t)]`` of a customer alive at the end of observation (it
+                               reads ``frequency`` and the age only)
+``expected_purchases``         ``E[Y(t) | history]`` = ``probability_alive × future_purchases``
+``purchase_pmf``               ``P(Y(t) = k | history)`` for ``k < n_max`` and the tail
+                               ``P(Y(t) >= n_max)`` on a new last axis
+``simulate_purchases``         one exact draw of ``Y(t)`` per customer and parameter draw
+``new_customer``               ``E[X(t)]`` of a customer just acquired
+=============================  ================================================================
+
+plus, for continuous-time models, ``probability_of_n_purchases`` (``P(Y(t) = n | history)``).
+The fits, predictive distributions, CLV, backtests, scoring and Spark use these and nothing else.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 
+from ..errors import ClvDataError
 from .base import CLVModel, check_n, check_t
 
 
 class PurchaseModel(CLVModel):
-    """Base class of the continuous-time purchase models; subclasses declare the formulas."""
+    """A model of customers' repeat purchases and drop-out.
 
-    #: ``probability_of_n_purchases(params, frequency, recency, T, *, t, n)``.
-    probability_of_n_purchases_formula: ClassVar = None
-    #: ``expected_purchases_new_customer(params, *, t)``.
-    new_customer_formula: ClassVar = None
+    Subclasses declare the formulas below (see the module docstring)."""
+
+    #: Column holding each customer's age: ``"T"`` (continuous time) or ``"n_periods"``.
+    age_column: ClassVar[str] = "T"
+    #: Whether time counts discrete transaction opportunities (windows ``t`` are whole numbers).
+    discrete: ClassVar[bool] = False
     #: Whether P(alive) is evaluated once per distinct history: ``False`` where it costs a few
     #: operations per row, which is cheaper than finding the distinct rows.
     compress_alive_rows: ClassVar[bool] = True
 
+    @staticmethod
+    @abstractmethod
+    def probability_alive_formula(params, frequency, recency, age):
+        """P(alive at the end of observation | history); the age argument is named :attr:`age_column`."""
+
+    @staticmethod
+    @abstractmethod
+    def future_purchases_formula(params, frequency, age, *, t):
+        """E[Y(t)] of a customer alive at the end of observation (does not read the recency)."""
+
+    @staticmethod
+    @abstractmethod
+    def expected_purchases_formula(params, frequency, recency, age, *, t):
+        """E[Y(t) | history] = P(alive) x :meth:`future_purchases_formula`."""
+
+    @staticmethod
+    @abstractmethod
+    def purchase_pmf_formula(params, frequency, recency, age, *, t, n_max):
+        """``P(Y(t) = k | history)``, ``k = 0..n_max-1``, and ``P(Y(t) >= n_max)``, on a new last axis."""
+
+    @staticmethod
+    @abstractmethod
+    def simulate_purchases_formula(params, frequency, recency, age, *, t, rng):
+        """One exact draw of each customer's purchases in the next ``t`` (integer array)."""
+
+    @staticmethod
+    @abstractmethod
+    def new_customer_formula(params, *, t):
+        """E[X(t)] for a customer just acquired."""
+
+    # ------------------------------------------------------------------ checks
+    @classmethod
+    def check_window(cls, t) -> None:
+        """A prediction window must be finite and non-negative (and whole for discrete models)."""
+        t = np.asarray(t, dtype=float)
+        if cls.discrete:
+            if not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(t != np.round(t)):
+                raise ClvDataError(f"The number of opportunities must be a non-negative integer, got {t}.")
+        else:
+            check_t(t)
+
+    # ------------------------------------------------------------------ predictions
     def expected_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs):
-        """Expected repeat purchases in the next ``t`` periods, given each customer's history.
-        ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
-        check_t(t)
+        """Expected repeat purchases in the next ``t`` periods (opportunities), given each
+        customer's history. ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
+        self.check_window(t)
         return self._predict(self.expected_purchases_formula, rfm, name="expected_purchases", t=float(t), **kwargs)
 
     def probability_alive(self, rfm: pd.DataFrame | None = None, **kwargs):
-        """Probability that each customer is still alive at the end of observation ``T``."""
+        """Probability that each customer is still alive at the end of observation."""
         kwargs.setdefault("compress_rows", self.compress_alive_rows)
         return self._predict(self.probability_alive_formula, rfm, name="probability_alive", **kwargs)
+
+    def expected_purchases_new_customer(self, t, **kwargs):
+        """E[X(t)] for a newly acquired customer, for one or several ``t``: a float for scalar ``t``
+        without interval, else a Series/frame indexed by ``t``."""
+        ts = np.atleast_1d(np.asarray(t, dtype=float))
+        self.check_window(ts)
+        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
+        formula = self.new_customer_formula
+        out = self._predict(lambda params, t: formula(params, t=t), grid, name="expected_purchases",
+                            columns=("t",), **kwargs)
+        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
+
+
+class ContinuousPurchaseModel(PurchaseModel):
+    """A purchase model in continuous time: histories ``(frequency, recency, T)``."""
+
+    data_columns = ("frequency", "recency", "T")
+
+    @staticmethod
+    @abstractmethod
+    def probability_of_n_purchases_formula(params, frequency, recency, T, *, t, n):
+        """P(Y(t) = n | history)."""
 
     def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):
         """Probability that each customer makes exactly ``n`` repeat purchases in the next ``t`` periods."""
@@ -45,17 +132,14 @@ class PurchaseModel(CLVModel):
         return self._predict(self.probability_of_n_purchases_formula, rfm, name=f"p_{int(n)}_purchases",
                              t=float(t), n=int(n), **kwargs)
 
-    def predictive_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
-        """Per-customer predictive distribution of the number of purchases in the next ``t`` periods
-        (parameter and process uncertainty): mean and quantiles; see
-        :func:`clvmodels.predictive.predictive_purchases`."""
-        from ..predictive import predictive_purchases
 
-        return predictive_purchases(self, t, rfm, **kwargs)
+class DiscretePurchaseModel(PurchaseModel):
+    """A purchase model of discrete transaction opportunities: histories ``(frequency, recency,
+    n_periods)`` counted in opportunities (see :func:`clvmodels.rfm.bgbb_summary`)."""
 
-    def expected_purchases_new_customer(self, t, **kwargs):
-        """E[X(t)] for a newly acquired customer, for one or several ``t``."""
-        return self._predict_over_t(self.new_customer_formula, t, **kwargs)
+    data_columns = ("frequency", "recency", "n_periods")
+    age_column = "n_periods"
+    discrete = True
 
 
-__all__ = ["PurchaseModel"]
+__all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel"]

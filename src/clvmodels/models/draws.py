@@ -1,0 +1,144 @@
+"""Parameter draws and their per-customer summaries: the one place where draws are chosen.
+
+Every prediction is a numpy formula of a parameter dict whose values broadcast: a point estimate is
+one draw, a posterior (or the asymptotic normal of an MLE) a stack of draws of shape
+``(n_draws, 1)`` against customers ``(n,)``. :func:`parameter_draws` chooses the draws of one model,
+:func:`model_draws` equally many of several models (a purchase and a spend model), and
+:func:`summarise_draws` reduces a formula's values to per-customer means and intervals, streaming
+over customers so that draws x customers never has to fit in memory at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ClvDataError
+from .rows import unique_rows
+
+#: Largest number of (draw x customer) values held in memory at once by predictions.
+CHUNK_ELEMENTS = 4_000_000
+
+
+def parameter_draws(model, n_draws: int | None = None, rng: np.random.Generator | None = None, *,
+                    replace: bool = False) -> dict[str, np.ndarray]:
+    """Parameter values of a fitted model as arrays of shape ``(n_draws,)``.
+
+    A Bayesian fit gives its posterior draws: all of them when ``n_draws`` is None (or, without
+    ``replace``, at least their number), else ``n_draws`` chosen at random (with ``replace``:
+    resampled, so exactly ``n_draws`` even beyond the posterior's size). A maximum-likelihood fit
+    gives its point estimate as one draw when ``n_draws`` is None, else ``n_draws`` draws from the
+    asymptotic normal of the log-parameters (mean: the estimate, covariance: the inverse Hessian).
+    """
+    model._check_fitted()
+    rng = np.random.default_rng(rng)
+    posterior = getattr(model, "posterior_draws_", None)
+    if posterior is not None:
+        total = len(next(iter(posterior.values())))
+        if n_draws is None or (not replace and n_draws >= total):
+            return {k: np.asarray(v, dtype=float) for k, v in posterior.items()}
+        idx = rng.choice(total, size=int(n_draws), replace=replace or n_draws > total)
+        return {k: np.asarray(v, dtype=float)[idx] for k, v in posterior.items()}
+    point = np.log(np.array([model.params_[k] for k in model.param_names], dtype=float))
+    if n_draws is None:
+        return {k: np.array([v]) for k, v in zip(model.param_names, np.exp(point))}
+    cov = getattr(model, "covariance_", None)
+    if cov is None or not np.all(np.isfinite(cov)):
+        raise ClvDataError(
+            "This fit has no finite covariance matrix (the Hessian was singular or not "
+            "positive definite), so parameter uncertainty cannot be drawn; refit with more "
+            "data or a penalizer, or use a Bayesian method."
+        )
+    z = rng.multivariate_normal(point, cov, size=int(n_draws), method="eigh")
+    return {k: np.exp(z[:, i]) for i, k in enumerate(model.param_names)}
+
+
+def is_bayesian(model) -> bool:
+    """Whether a fitted model carries posterior draws (a NUTS or ADVI fit)."""
+    return getattr(model, "posterior_draws_", None) is not None
+
+
+def model_draws(*models, interval: float | None, n_draws: int | None, seed: int | None) -> list[dict]:
+    """Parameter draws of each model, equally many: the estimates alone when none is Bayesian and
+    no ``interval`` is asked for, else ``n_draws`` (default: the smallest posterior's size, or
+    1,000) draws of each, seeded ``seed``, ``seed + 1``, ... so that the models' draws are independent."""
+    if interval is None and not any(is_bayesian(m) for m in models):
+        draws = [parameter_draws(m) for m in models]
+    else:
+        if n_draws is None:
+            sizes = [len(next(iter(m.posterior_draws_.values()))) for m in models if is_bayesian(m)]
+            n_draws = min(sizes) if sizes else 1000
+        draws = [parameter_draws(m, n_draws, None if seed is None else seed + i) for i, m in enumerate(models)]
+    n = min(len(next(iter(d.values()))) for d in draws)
+    draws = [{k: v[:n] for k, v in d.items()} for d in draws]
+    names = [set(d) for d in draws]
+    if len(names) > 1 and names[0] & names[1]:
+        raise ClvDataError(f"Parameter names clash between the models: {names[0] & names[1]}.")
+    return draws
+
+
+def summarise_draws(fn, draws: dict[str, np.ndarray], data: dict[str, np.ndarray], *, interval=None,
+                    compress_rows: bool = True, **fn_kwargs) -> dict[str, np.ndarray]:
+    """Per-customer mean (and median/interval) over draws of ``fn(params, **data)``.
+
+    ``fn`` is evaluated once per distinct row of ``data`` (identical histories have identical
+    predictions), streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
+    ``compress_rows=False`` evaluates it on every row instead: for formulas of a few arithmetic
+    operations per row, cheaper than finding the distinct rows.
+    """
+    if not compress_rows:
+        return _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
+    data, inverse = unique_rows(data)
+    out = _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
+    return {k: v[inverse] for k, v in out.items()}
+
+
+def _summarise_unique(fn, draws, data, *, interval=None, **fn_kwargs):
+    n_draws = len(next(iter(draws.values())))
+    n = len(next(iter(data.values())))
+    params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
+    chunk = max(1, CHUNK_ELEMENTS // max(n_draws, 1))
+    out = {"mean": np.empty(n)}
+    if interval is not None:
+        if not 0 < interval < 1:
+            raise ValueError(f"interval must be in (0, 1), got {interval}.")
+        for k in ("median", "lower", "upper"):
+            out[k] = np.empty(n)
+        qs = [0.5, (1 - interval) / 2, (1 + interval) / 2]
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        vals = fn(params, **{k: v[sl] for k, v in data.items()}, **fn_kwargs)
+        vals = np.broadcast_to(vals, (n_draws, len(range(*sl.indices(n)))))
+        check_finite(vals, fn.__name__)
+        out["mean"][sl] = vals.mean(axis=0)
+        if interval is not None:
+            out["median"][sl], out["lower"][sl], out["upper"][sl] = quantiles(vals, qs)
+    return out
+
+
+def quantiles(values: np.ndarray, qs) -> np.ndarray:
+    """``np.quantile(values, qs, axis=0)`` (its default linear method, the same numbers bit for bit)
+    with one partition for all of ``qs``: about 2x faster than numpy, which partitions per quantile."""
+    n = values.shape[0]
+    position = np.asarray(qs, dtype=float) * (n - 1)
+    lo = np.floor(position).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    part = np.partition(values, np.unique(np.r_[lo, hi]), axis=0)
+    t = (position - lo).reshape((-1,) + (1,) * (values.ndim - 1))
+    below, above = part[lo], part[hi]
+    diff = above - below
+    return np.where(t >= 0.5, above - diff * (1 - t), below + diff * t)  # numpy's _lerp
+
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """Raise instead of returning NaN or infinity silently."""
+    if not np.all(np.isfinite(values)):
+        bad = int((~np.isfinite(values)).sum())
+        raise FloatingPointError(
+            f"{what} produced {bad:,} non-finite value(s). This is a bug or an extreme parameter "
+            "value: please report it with the model's parameters and the customers' histories."
+        )
+
+
+__all__ = ["CHUNK_ELEMENTS", "check_finite", "is_bayesian", "model_draws", "parameter_draws", "quantiles",
+           "summarise_draws"]
