@@ -100,7 +100,7 @@ def run_clvmodels(path: str, repeat: int) -> dict:
     res["expected_purchases"], ep = best_of(lambda: model.expected_purchases(HORIZON_WEEKS, rfm), repeat)
     res["probability_alive"], pa = best_of(lambda: model.probability_alive(rfm), repeat)
     res["expected_spend"], es = best_of(lambda: spend.expected_spend(rfm), repeat)
-    res["clv"], value = best_of(lambda: clv.clv(model, spend, rfm, horizon=12, time_unit="M", discount_rate=0.01,
+    res["clv"], value = best_of(lambda: clv.clv(model, spend, rfm, horizon=12, period="M", discount_rate=0.01,
                                                 period_length=MONTH_WEEKS), repeat)
     res["params"] = {**model.params_.to_dict(), **{f"gg_{k}": v for k, v in spend.params_.items()}}
     res["n_unique"] = int(model.n_unique_)

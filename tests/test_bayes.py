@@ -46,7 +46,7 @@ def short_nuts(rfm):
     """A short NUTS run (2 chains x 300 draws): enough for the plumbing and rough values."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return clv.BetaGeoModel(random_seed=1, progressbar=False).fit(
+        return clv.BetaGeoModel(seed=1, progressbar=False).fit(
             rfm, method="nuts", draws=300, tune=300, chains=2)
 
 
@@ -232,14 +232,14 @@ def test_advi_settling_check():
 @pytest.mark.slow
 def test_too_short_chains_warn_with_advice(rfm):
     with pytest.warns(ConvergenceWarning, match="effective sample size|r_hat"):
-        clv.BetaGeoModel(random_seed=2, progressbar=False).fit(rfm, method="nuts", draws=20, tune=30, chains=2)
+        clv.BetaGeoModel(seed=2, progressbar=False).fit(rfm, method="nuts", draws=20, tune=30, chains=2)
 
 
 @pytest.mark.slow
 def test_pymc_sampler_gives_the_same_posterior(rfm, short_nuts):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = clv.BetaGeoModel(random_seed=3, progressbar=False).fit(
+        model = clv.BetaGeoModel(seed=3, progressbar=False).fit(
             rfm, method="nuts", draws=300, tune=300, chains=2, nuts_sampler="pymc")
     assert model.sampler_ == "pymc"
     for k in ("r", "alpha"):
@@ -247,7 +247,7 @@ def test_pymc_sampler_gives_the_same_posterior(rfm, short_nuts):
 
 
 def test_advi_is_roughly_right(rfm, mle):
-    model = clv.BetaGeoModel(random_seed=1, progressbar=False).fit(
+    model = clv.BetaGeoModel(seed=1, progressbar=False).fit(
         rfm, method="advi", draws=250, chains=2, advi_iterations=4_000)
     assert model.posterior_draws_["r"].shape == (500,)
     assert model.params_["r"] == pytest.approx(mle.params_["r"], rel=0.1)
@@ -264,7 +264,7 @@ def test_nuts_bgnbd_cdnow_acceptance(rfm, mle):
     Measured over seeds 42, 7, 1, 2 with the default priors: r +0.7%, alpha +1.4%, a +1.5-1.8%,
     b +2.9-3.4%. (With independent near-flat priors on a and b their means were 22% and 30% above
     the MLE: see :class:`clvmodels.models.bayes.BetaConcentrationPrior`.)"""
-    model = clv.BetaGeoModel(random_seed=42, progressbar=False).fit(rfm, method="nuts", draws=1000, tune=1000,
+    model = clv.BetaGeoModel(seed=42, progressbar=False).fit(rfm, method="nuts", draws=1000, tune=1000,
                                                                       chains=4)
     diag = model.diagnostics_
     assert model.converged_
@@ -283,7 +283,7 @@ def test_nuts_gamma_gamma_cdnow_acceptance(rfm, gg_mle):
     on q, gamma's mean was 4.4-5.8% above the MLE)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", clv.AssumptionWarning)
-        model = clv.GammaGammaModel(exclude_invalid=True, random_seed=42, progressbar=False).fit(
+        model = clv.GammaGammaModel(exclude_invalid=True, seed=42, progressbar=False).fit(
             rfm, method="nuts", draws=1000, tune=1000, chains=4)
     diag = model.diagnostics_
     assert model.converged_ and max(diag["r_hat"].values()) <= 1.01 and diag["divergences"] == 0

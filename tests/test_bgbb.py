@@ -358,7 +358,7 @@ def test_short_nuts_agrees_with_the_mle(donations, fitted):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = BetaGeoBetaBinomModel(random_seed=4, progressbar=False).fit(
+        model = BetaGeoBetaBinomModel(seed=4, progressbar=False).fit(
             donations, weights=donations["weights"], method="nuts", draws=300, tune=300, chains=2)
     assert model.diagnostics_["divergences"] == 0 and max(model.diagnostics_["r_hat"].values()) < 1.05
     for k in NAMES:

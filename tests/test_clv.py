@@ -62,7 +62,7 @@ def test_equals_lifetimes_customer_lifetime_value_on_all_customers(rfm, models):
     ggf.params_ = pd.Series({"p": spend.params_["p"], "q": spend.params_["q"], "v": spend.params_["gamma"]})
     theirs = ggf.customer_lifetime_value(bgf, rfm["frequency"], rfm["recency"], rfm["T"], rfm["monetary_value"],
                                          time=12, discount_rate=0.01, freq="W")
-    ours = clv.clv(purchases, spend, rfm, horizon=12, time_unit="M", discount_rate=0.01,
+    ours = clv.clv(purchases, spend, rfm, horizon=12, period="M", discount_rate=0.01,
                    period_length=LIFETIMES_MONTH)
     assert len(ours) == 2357 and ours.name == "clv"
     assert list(ours.index) == list(rfm.index)
@@ -101,14 +101,21 @@ def test_discounting_is_monotone_in_the_rate(rfm, models):
         assert np.all(higher_rate < lower_rate)
 
 
+def test_time_unit_is_the_deprecated_name_of_period(weekly):
+    rfm, purchases, spend = weekly
+    with pytest.warns(DeprecationWarning, match="period="):
+        old = clv.clv(purchases, spend, rfm, horizon=12, time_unit="M", discount_rate=0.01)
+    np.testing.assert_array_equal(old, clv.clv(purchases, spend, rfm, horizon=12, period="M", discount_rate=0.01))
+
+
 def test_time_unit_and_period_length(weekly):
     rfm, purchases, spend = weekly
     assert purchases.time_unit_ == "W"
-    monthly = clv.clv(purchases, spend, rfm, horizon=12, time_unit="M", discount_rate=0.01)
+    monthly = clv.clv(purchases, spend, rfm, horizon=12, period="M", discount_rate=0.01)
     explicit = clv.clv(purchases, spend, rfm, horizon=12, discount_rate=0.01, period_length=365.25 / 12 / 7)
     np.testing.assert_allclose(monthly.to_numpy(), explicit.to_numpy(), rtol=1e-14)
-    by_week = clv.clv(purchases, spend, rfm, horizon=52, time_unit="W", discount_rate=0.0)
-    by_year = clv.clv(purchases, spend, rfm, horizon=1, time_unit="Y", discount_rate=0.0)
+    by_week = clv.clv(purchases, spend, rfm, horizon=52, period="W", discount_rate=0.0)
+    by_year = clv.clv(purchases, spend, rfm, horizon=1, period="Y", discount_rate=0.0)
     by_weeks_param = clv.clv(purchases, spend, rfm, horizon=52, discount_rate=0.0, period_length=1.0)
     np.testing.assert_allclose(by_week.to_numpy(), by_weeks_param.to_numpy(), rtol=1e-14)
     # undiscounted: only the total length matters (a year is 52.18 weeks)
@@ -121,12 +128,12 @@ def test_model_without_time_unit_needs_a_period_length(rfm, models):
     purchases, spend = models  # fitted on the published summary: no time unit recorded
     assert purchases.time_unit_ is None
     with pytest.raises(ClvDataError, match="period_length"):
-        clv.clv(purchases, spend, rfm, horizon=12, time_unit="M")
+        clv.clv(purchases, spend, rfm, horizon=12, period="M")
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"horizon": 0}, "horizon"), ({"horizon": 2.5}, "horizon"), ({"discount_rate": -1.0}, "discount_rate"),
-    ({"discount_rate": float("nan")}, "discount_rate"), ({"time_unit": "fortnight"}, "Unknown time unit"),
+    ({"discount_rate": float("nan")}, "discount_rate"), ({"period": "fortnight"}, "Unknown time unit"),
 ])
 def test_bad_arguments(weekly, kwargs, message):
     rfm, purchases, spend = weekly

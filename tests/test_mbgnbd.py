@@ -235,7 +235,7 @@ def test_short_nuts_agrees_with_the_mle(rfm, fitted):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = ModifiedBetaGeoModel(random_seed=2, progressbar=False).fit(rfm, method="nuts", draws=300, tune=300,
+        model = ModifiedBetaGeoModel(seed=2, progressbar=False).fit(rfm, method="nuts", draws=300, tune=300,
                                                                           chains=2)
     assert model.diagnostics_["divergences"] == 0 and max(model.diagnostics_["r_hat"].values()) < 1.05
     for k in NAMES:

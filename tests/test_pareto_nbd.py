@@ -379,7 +379,7 @@ def test_short_nuts_agrees_with_the_mle(rfm):
     mle = ParetoNBDModel().fit(sample)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = ParetoNBDModel(random_seed=3, progressbar=False).fit(sample, method="nuts", draws=300, tune=300,
+        model = ParetoNBDModel(seed=3, progressbar=False).fit(sample, method="nuts", draws=300, tune=300,
                                                                     chains=2)
     assert model.diagnostics_["divergences"] == 0 and max(model.diagnostics_["r_hat"].values()) < 1.05
     for k in ("r", "alpha", "s"):       # beta is weakly identified (its SE is half its value)

@@ -111,8 +111,8 @@ def test_bayesian_fit_roundtrip(rfm, tmp_path):
     """A real ADVI fit (posterior draws and DataTree from PyMC) and a MAP fit (no draws)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        advi = clv.BetaGeoModel(draws=100, chains=2, random_seed=1, progressbar=False).fit(rfm, method="advi")
-        map_ = clv.BetaGeoModel(random_seed=1, progressbar=False).fit(rfm, method="map")
+        advi = clv.BetaGeoModel(draws=100, chains=2, seed=1, progressbar=False).fit(rfm, method="advi")
+        map_ = clv.BetaGeoModel(seed=1, progressbar=False).fit(rfm, method="map")
     for name, model in (("advi", advi), ("map", map_)):
         model.save(tmp_path / name)
         loaded = load_model(tmp_path / name)

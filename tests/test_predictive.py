@@ -246,8 +246,8 @@ def test_cdnow_holdout_calibration_nuts(cdnow_holdout):
     ch = cdnow_holdout
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", clv.AssumptionWarning)
-        model = clv.BetaGeoModel(random_seed=1, progressbar=False).fit(ch, method="nuts")
-        spend = clv.GammaGammaModel(exclude_invalid=True, random_seed=1, progressbar=False).fit(ch, method="nuts")
+        model = clv.BetaGeoModel(seed=1, progressbar=False).fit(ch, method="nuts")
+        spend = clv.GammaGammaModel(exclude_invalid=True, seed=1, progressbar=False).fit(ch, method="nuts")
     assert model.converged_ and spend.converged_
     u = P.randomized_pit(model, 39, ch["frequency_holdout"], n_draws=500, seed=0)
     in90, in50 = _shares(u)

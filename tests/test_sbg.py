@@ -158,7 +158,7 @@ def test_short_nuts_agrees_with_the_mle(case):
     survivors, _, _, mle = case
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = ShiftedBetaGeoModel(random_seed=5, progressbar=False).fit_survivors(
+        model = ShiftedBetaGeoModel(seed=5, progressbar=False).fit_survivors(
             survivors[:8], method="nuts", draws=300, tune=300, chains=2)
     assert model.diagnostics_["divergences"] == 0 and max(model.diagnostics_["r_hat"].values()) < 1.05
     for k in ("alpha", "beta"):

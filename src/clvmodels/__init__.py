@@ -8,7 +8,7 @@ CLV, each with uncertainty::
     rfm = clv.rfm_summary(log, time_unit="W")
     bgnbd = clv.BetaGeoModel().fit(rfm)
     gg = clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
-    clv.clv(bgnbd, gg, rfm, horizon=12, time_unit="M", discount_rate=0.01, interval=0.9)
+    clv.clv(bgnbd, gg, rfm, horizon=12, period="M", discount_rate=0.01, interval=0.9)
 """
 
 from ._version import __version__

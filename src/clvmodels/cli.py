@@ -340,7 +340,7 @@ def cmd_fit(args) -> int:
     rfm = read_columns(args.rfm, columns)
     rfm.attrs["time_unit"] = unit
     settings = dict(method=args.method, penalizer=args.penalizer, draws=args.draws, tune=args.tune,
-                    chains=args.chains, random_seed=args.seed, progressbar=_interactive(args))
+                    chains=args.chains, seed=args.seed, progressbar=_interactive(args))
     models = {}
     start = time.monotonic()
     log.info("fitting %s (%s) on %s customers", purchase_cls.__name__, args.method, f"{len(rfm):,}")

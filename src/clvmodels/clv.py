@@ -8,6 +8,8 @@ gives a distribution of CLV per customer.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -17,7 +19,7 @@ from .models.draws import model_draws, summarise_draws
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel
-from .units import normalize_unit, unit_days
+from . import units
 
 
 def purchase_value_draws(model_cls, params, histories: dict, *, horizon: int, period: float,
@@ -100,14 +102,15 @@ def clv(
     rfm: pd.DataFrame | None = None,
     *,
     horizon: int = 12,
-    time_unit: str = "M",
+    period: str = "M",
     discount_rate: float = 0.01,
     period_length: float | None = None,
     interval: float | None = None,
     n_draws: int | None = None,
     seed: int | None = None,
+    time_unit: str | None = None,
 ) -> pd.Series | pd.DataFrame:
-    """Discounted customer lifetime value over ``horizon`` periods of ``time_unit``.
+    """Discounted customer lifetime value over ``horizon`` discounting periods of length ``period``.
 
     Parameters
     ----------
@@ -120,13 +123,15 @@ def clv(
         ``recency``, ``T`` and ``monetary_value``.
     horizon
         Number of discounting periods.
-    time_unit
-        Length of a discounting period (``"M"``: months).
+    period
+        Length of a discounting period (``"M"``: months). The data's own unit (``time_unit`` of
+        the RFM table, e.g. weeks) is the model's; ``time_unit=`` here is the deprecated name of
+        ``period``.
     discount_rate
         Discount rate per period (e.g. 0.01 per month).
     period_length
         Length of one period in the purchase model's time unit. By default derived from
-        ``time_unit`` and the unit the model was fitted in (a month is 365.25/12 days); pass it to
+        ``period`` and the unit the model was fitted in (a month is 365.25/12 days); pass it to
         use another convention (lifetimes takes a month as 4.345 weeks).
     interval, n_draws, seed
         With ``interval`` (e.g. 0.9), per-customer mean, median and interval over parameter draws of
@@ -144,16 +149,12 @@ def clv(
         raise ClvDataError(f"horizon must be a positive integer, got {horizon!r}.")
     if not np.isfinite(discount_rate) or discount_rate <= -1:
         raise ClvDataError(f"discount_rate must be > -1, got {discount_rate!r}.")
-    rfm = purchase_model.rfm_ if rfm is None else rfm
-    if period_length is None:
-        model_unit = getattr(purchase_model, "time_unit_", None)
-        if model_unit is None:
-            raise ClvDataError(
-                "The purchase model does not know its time unit (its RFM frame had no 'time_unit' "
-                "attribute): pass period_length=<length of one period in the model's unit>."
-            )
-        period_length = unit_days(normalize_unit(time_unit)) / unit_days(model_unit)
-    period_length = float(period_length)
+    if time_unit is not None:
+        warnings.warn("clv(time_unit=...) is deprecated: the discounting period is period=... (time_unit is "
+                      "the unit of the data)", DeprecationWarning, stacklevel=2)
+        period = time_unit
+    rfm = purchase_model._rfm_or_fitted(rfm)
+    period_length = units.period_length(period, purchase_model.time_unit_, period_length)
     columns = tuple(dict.fromkeys(purchase_model.data_columns + spend_model.data_columns))
     data = validate_columns(rfm, columns)
 

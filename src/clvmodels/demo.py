@@ -10,7 +10,10 @@ import warnings
 
 import pandas as pd
 
-from . import BetaGeoModel, GammaGammaModel, clv, load_transactions, rfm_summary
+from .clv import clv
+from .data import load_transactions
+from .models import BetaGeoModel, GammaGammaModel
+from .rfm import rfm_summary
 from .datasets import load_cdnow
 
 
@@ -26,7 +29,7 @@ def run_demo(top: int = 10, sample: bool = False, interval: float = 0.9, seed: i
         spend = GammaGammaModel(exclude_invalid=True).fit(rfm)
     print(f"\n{bgnbd}\n{bgnbd.summary().round(4).to_string()}")
     print(f"\n{spend}\n{spend.summary().round(4).to_string()}")
-    value = clv(bgnbd, spend, rfm, horizon=12, time_unit="M", discount_rate=0.01, interval=interval, seed=seed)
+    value = clv(bgnbd, spend, rfm, horizon=12, period="M", discount_rate=0.01, interval=interval, seed=seed)
     table = pd.concat(
         [rfm, bgnbd.probability_alive().rename("p_alive"),
          bgnbd.expected_purchases(52).rename("purchases_52w"),

@@ -56,3 +56,20 @@ def timedelta_in_units(delta, unit: str):
     """Express a pandas/numpy timedelta (scalar, array or Series) in ``unit``."""
     days = pd.to_timedelta(delta) / pd.Timedelta(days=1)
     return days / unit_days(unit)
+
+
+def period_length(period: str, model_unit: str | None, given: float | None = None) -> float:
+    """Length of one discounting ``period`` (e.g. ``"M"``) in the model's time unit ``model_unit``
+    (the unit of its data, e.g. ``"W"``): ``given`` when the caller sets it (another convention, e.g.
+    lifetimes' month of 4.345 weeks), else the ratio of the two units' lengths in days."""
+    if given is not None:
+        given = float(given)
+        if not np.isfinite(given) or given <= 0:
+            raise ClvDataError(f"period_length must be a positive number, got {given!r}.")
+        return given
+    if model_unit is None:
+        raise ClvDataError(
+            "The model does not know its time unit (its RFM table had no 'time_unit' attribute): pass "
+            "period_length=<length of one period in the model's unit> (--period-length on the command line)."
+        )
+    return unit_days(period) / unit_days(model_unit)

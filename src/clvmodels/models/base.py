@@ -23,6 +23,7 @@ single draw, a posterior is a stack of draws (:mod:`clvmodels.models.draws`), an
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar
 
@@ -66,16 +67,17 @@ class CLVModel(ABC):
         add_package_class(cls)  # loadable by name from a saved model file
 
     def __init__(self, *, method: str = "mle", penalizer: float = 0.0, priors: dict | None = None,
-                 draws: int = 1000, tune: int = 1000, chains: int = 4, random_seed: int | None = None,
-                 progressbar: bool = True):
+                 draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
+                 progressbar: bool = True, random_seed: int | None = None):
         self.method = method
         self.penalizer = penalizer
         self.priors = priors
         self.draws = draws
         self.tune = tune
         self.chains = chains
-        self.random_seed = random_seed
+        self.seed = seed
         self.progressbar = progressbar
+        self.random_seed = random_seed  # deprecated name of seed (warns at fit)
 
     # ------------------------------------------------------------------ scikit-learn contract
     @classmethod
@@ -155,6 +157,7 @@ class CLVModel(ABC):
         else:
             from .bayes import fit_bayes
 
+            kwargs.setdefault("random_seed", self._seed())
             fit_bayes(self, unique, w, method=method, **kwargs)
         self.method_ = method
         self.n_customers_ = int(round(w.sum()))
@@ -163,6 +166,13 @@ class CLVModel(ABC):
         self.fingerprint_ = data_fingerprint(unique, w)
         self.rfm_ = rfm
         return self
+
+    def _seed(self) -> int | None:
+        if self.random_seed is not None:
+            warnings.warn(f"{type(self).__name__}(random_seed=...) is deprecated: use seed=...",
+                          DeprecationWarning, stacklevel=4)
+            return self.random_seed if self.seed is None else self.seed
+        return self.seed
 
     def _reset_fit(self) -> None:
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:

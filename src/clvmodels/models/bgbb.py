@@ -189,7 +189,7 @@ class BetaGeoBetaBinomModel(DiscretePurchaseModel):
 
     Parameters
     ----------
-    method, penalizer, priors, draws, tune, chains, random_seed, progressbar
+    method, penalizer, priors, draws, tune, chains, seed, progressbar
         As for :class:`~clvmodels.BetaGeoModel`.
 
     Attributes (after ``fit``)

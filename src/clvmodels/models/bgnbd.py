@@ -409,8 +409,8 @@ class BetaGeoModel(ContinuousPurchaseModel):
         L2 penalty on the parameters (lifetimes' ``penalizer_coef``) for the MLE; 0 by default.
     priors
         Bayesian fits: priors replacing :attr:`default_priors`.
-    draws, tune, chains, random_seed, progressbar
-        Bayesian fits: sampler settings.
+    draws, tune, chains, seed, progressbar
+        Bayesian fits: sampler settings (``random_seed``: the deprecated name of ``seed``).
 
     Attributes (after ``fit``)
     --------------------------

@@ -82,7 +82,7 @@ class GammaGammaModel(SpendModel):
 
     Parameters
     ----------
-    method, penalizer, priors, draws, tune, chains, random_seed, progressbar
+    method, penalizer, priors, draws, tune, chains, seed, progressbar
         As for :class:`~clvmodels.BetaGeoModel`.
     exclude_invalid
         ``False`` (default): customers with ``frequency == 0`` or non-positive ``monetary_value``
@@ -116,9 +116,9 @@ class GammaGammaModel(SpendModel):
 
     def __init__(self, *, exclude_invalid: bool = False, method: str = "mle", penalizer: float = 0.0,
                  priors: dict | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4,
-                 random_seed: int | None = None, progressbar: bool = True):
+                 seed: int | None = None, progressbar: bool = True, random_seed: int | None = None):
         super().__init__(method=method, penalizer=penalizer, priors=priors, draws=draws, tune=tune,
-                         chains=chains, random_seed=random_seed, progressbar=progressbar)
+                         chains=chains, seed=seed, progressbar=progressbar, random_seed=random_seed)
         self.exclude_invalid = exclude_invalid
 
     def initial_params(self, data, weights):

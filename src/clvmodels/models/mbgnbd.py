@@ -139,7 +139,7 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
 
     Parameters
     ----------
-    method, penalizer, priors, draws, tune, chains, random_seed, progressbar
+    method, penalizer, priors, draws, tune, chains, seed, progressbar
         As for :class:`~clvmodels.BetaGeoModel`.
 
     Attributes (after ``fit``)

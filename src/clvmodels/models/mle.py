@@ -67,7 +67,8 @@ def compiled_objective(model_cls, data_names: tuple[str, ...]):
     nll = -ll / total + penalizer * pt.sum(pt.exp(theta) ** 2)
     inputs += [total, penalizer]
     mode = Mode(linker="cvm", optimizer="fast_run") if pytensor.config.cxx else None
-    return pytensor.function(inputs, [nll, pytensor.grad(nll, theta)], mode=mode)
+    return pytensor.function(inputs, [nll, pytensor.grad(nll, theta)], mode=mode,
+                           on_unused_input="ignore")  # a model may not read every column (NBD: recency)
 
 
 def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[np.ndarray]:

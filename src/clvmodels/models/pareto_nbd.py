@@ -306,7 +306,7 @@ class ParetoNBDModel(ContinuousPurchaseModel):
 
     Parameters
     ----------
-    method, penalizer, priors, draws, tune, chains, random_seed, progressbar
+    method, penalizer, priors, draws, tune, chains, seed, progressbar
         As for :class:`~clvmodels.BetaGeoModel`.
 
     Attributes (after ``fit``)

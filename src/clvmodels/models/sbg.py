@@ -136,7 +136,7 @@ class ShiftedBetaGeoModel(ContractualModel):
 
     Parameters
     ----------
-    method, penalizer, priors, draws, tune, chains, random_seed, progressbar
+    method, penalizer, priors, draws, tune, chains, seed, progressbar
         As for :class:`~clvmodels.BetaGeoModel`.
 
     Attributes (after ``fit``)
