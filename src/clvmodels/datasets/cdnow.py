@@ -1,7 +1,8 @@
 """The CDNOW transaction logs (and other data files) shipped with the ``lifetimes`` package.
 
-The files are read straight from the installed package folder: importing ``lifetimes.datasets``
-needs ``pkg_resources``, which new Python environments lack.
+The files are read straight from the installed package folder, which ``pip install
+"clvmodels[datasets]"`` provides: clvmodels never imports ``lifetimes`` (importing
+``lifetimes.datasets`` needs ``pkg_resources``, which new Python environments lack).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ def data_path(name: str) -> Path:
     """Path of a data file shipped in ``lifetimes/datasets`` (e.g. ``"CDNOW_master.txt"``)."""
     spec = importlib.util.find_spec("lifetimes")
     if spec is None or not spec.submodule_search_locations:
-        raise ClvDataError("The 'lifetimes' package (which ships the CDNOW data) is not installed: "
-                           "pip install lifetimes")
+        raise ClvDataError("The CDNOW data sets come with the 'lifetimes' package, which is not installed: "
+                           'pip install "clvmodels[datasets]" (or pip install lifetimes).')
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / name
     if not path.exists():
         raise ClvDataError(f"Data file {name!r} not found in {path.parent}.")
