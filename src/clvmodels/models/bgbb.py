@@ -147,12 +147,7 @@ def purchase_pmf(params, frequency, recency, n_periods, *, t, n_max):
     ``t`` must be a whole number of opportunities; the support is ``0..t``, so the tail is an exact sum."""
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
-    if int(t) != t:
-        raise ClvDataError(f"BG/BB predicts whole transaction opportunities: t must be an integer, got {t!r}.")
-    x, n = np.asarray(frequency, dtype=float), np.asarray(n_periods, dtype=float)
-    a, b, g, d, alive = np.broadcast_arrays(params["alpha"] + x, params["beta"] + n - x, params["gamma"],
-                                            params["delta"] + n,
-                                            probability_alive(params, frequency, recency, n_periods))
+    a, b, g, d, alive = _posterior(params, frequency, recency, n_periods, t)
     a, b, g, d, alive = (v[..., None] for v in (a, b, g, d, alive))
     p_alive = probability_new(a, b, g, d, int(t), np.arange(int(n_max), dtype=float))
     # the support is finite (at most t transactions): the tail is a sum, not one minus the rest
@@ -162,17 +157,22 @@ def purchase_pmf(params, frequency, recency, n_periods, *, t, n_max):
     return pmf
 
 
+def _posterior(params, frequency, recency, n_periods, t):
+    """A customer's individual-level posterior (FHS 2010, sec. 3): ``p ~ Beta(α+x, β+n−x)``,
+    ``θ ~ Beta(γ, δ+n)`` given alive, and ``P(alive)``, broadcast together; ``t`` must be whole."""
+    if int(t) != t:
+        raise ClvDataError(f"BG/BB predicts whole transaction opportunities: t must be an integer, got {t!r}.")
+    x, n = np.asarray(frequency, dtype=float), np.asarray(n_periods, dtype=float)
+    return np.broadcast_arrays(params["alpha"] + x, params["beta"] + n - x, params["gamma"], params["delta"] + n,
+                               probability_alive(params, frequency, recency, n_periods))
+
+
 def simulate_purchases(params, frequency, recency, n_periods, *, t, rng):
     """One draw of each customer's transactions in the next ``t`` opportunities from her
     individual-level posterior: alive at ``n`` with probability P(alive), then
     ``p ~ Beta(α+x, β+n−x)``, ``θ ~ Beta(γ, δ+n)``; she survives ``min(G−1, t)`` more
     opportunities (``G ~ Geometric(θ)``) and transacts at each with probability ``p``."""
-    if int(t) != t:
-        raise ClvDataError(f"BG/BB predicts whole transaction opportunities: t must be an integer, got {t!r}.")
-    x, n = np.asarray(frequency, dtype=float), np.asarray(n_periods, dtype=float)
-    a, b, g, d, alive = np.broadcast_arrays(params["alpha"] + x, params["beta"] + n - x, params["gamma"],
-                                            params["delta"] + n,
-                                            probability_alive(params, frequency, recency, n_periods))
+    a, b, g, d, alive = _posterior(params, frequency, recency, n_periods, t)
     is_alive = rng.random(alive.shape) < alive
     p = rng.beta(a, b)
     theta = np.clip(rng.beta(g, d), 1e-300, 1.0)

@@ -452,5 +452,5 @@ class BetaGeoModel(ContinuousPurchaseModel):
 
     def initial_params(self, data, weights):
         # r/alpha: a method-of-moments guess of the purchase rate
-        rate = np.average(data["frequency"] / np.maximum(data["T"], 1e-9), weights=weights)
-        return np.array([1.0, 1.0 / max(rate, 1e-6), 1.0, 1.0])
+        rate = self.purchase_rate(data, weights)
+        return np.array([1.0, 1.0 / rate, 1.0, 1.0])

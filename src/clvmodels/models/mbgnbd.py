@@ -178,5 +178,5 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
     def initial_params(self, data, weights):
-        rate = np.average(data["frequency"] / np.maximum(data["T"], 1e-9), weights=weights)
-        return np.array([1.0, 1.0 / max(rate, 1e-6), 1.0, 1.0])
+        rate = self.purchase_rate(data, weights)
+        return np.array([1.0, 1.0 / rate, 1.0, 1.0])

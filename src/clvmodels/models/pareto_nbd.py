@@ -339,6 +339,6 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
     def initial_params(self, data, weights):
-        rate = np.average(data["frequency"] / np.maximum(data["T"], 1e-9), weights=weights)
+        rate = self.purchase_rate(data, weights)
         T = np.average(data["T"], weights=weights)
-        return np.array([1.0, 1.0 / max(rate, 1e-6), 1.0, max(T, 1e-6)])
+        return np.array([1.0, 1.0 / rate, 1.0, max(T, 1e-6)])

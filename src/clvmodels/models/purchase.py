@@ -125,6 +125,11 @@ class ContinuousPurchaseModel(PurchaseModel):
     def probability_of_n_purchases_formula(params, frequency, recency, T, *, t, n):
         """P(Y(t) = n | history)."""
 
+    @staticmethod
+    def purchase_rate(data: dict[str, np.ndarray], weights: np.ndarray) -> float:
+        """Method-of-moments guess of the mean purchase rate ``E[x/T]`` (a starting value of the fits)."""
+        return max(float(np.average(data["frequency"] / np.maximum(data["T"], 1e-9), weights=weights)), 1e-6)
+
     def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):
         """Probability that each customer makes exactly ``n`` repeat purchases in the next ``t`` periods."""
         check_t(t)
