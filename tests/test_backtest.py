@@ -285,7 +285,7 @@ class _PointOnlyModel(clv.BetaGeoModel):
 
     purchase_pmf_formula = None
     simulate_purchases_formula = None
-    expected_purchases_new_customer = None
+    new_customer_formula = None
 
 
 def test_a_model_without_predictive_distributions_is_scored_on_its_expectations(sample):

@@ -101,7 +101,7 @@ def test_bad_inputs_are_refused(fitted):
         P.purchase_pmf(model, 10, 0)
     with pytest.raises(ValueError, match="quantiles"):
         P.predictive_purchases(model, 10, quantiles=(0.5, 1.0))
-    with pytest.raises(TypeError, match="needs a PurchaseModel"):
+    with pytest.raises(TypeError, match="is not a purchase model"):
         P.purchase_pmf(spend, 10, 5)
     with pytest.raises(ClvDataError, match="non-negative integers"):
         P.randomized_pit(model, 10, np.full(2357, 0.5))

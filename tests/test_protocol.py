@@ -115,8 +115,19 @@ def test_a_model_missing_a_formula_of_its_kind_cannot_be_made():
         log_likelihood = staticmethod(_log_likelihood)
         probability_alive_formula = staticmethod(_alive)
 
-    with pytest.raises(TypeError, match="purchase_pmf_formula"):
+    with pytest.raises(TypeError, match="future_purchases_formula"):
         Incomplete()
+
+
+def test_a_missing_optional_formula_is_a_clear_error(rfm):
+    class NoPmf(NBDModel):
+        purchase_pmf_formula = None
+
+    model = NoPmf().fit(rfm)
+    with pytest.raises(clv.ModelKindError, match="purchase_pmf formula, which NoPmf does not provide"):
+        P.predictive_purchases(model, 10, rfm)
+    with pytest.raises(clv.ModelKindError, match="is not a purchase model"):
+        P.predictive_purchases(clv.GammaGammaModel(), 10, rfm)
 
 
 def test_mle_equals_an_independent_maximisation(nbd, rfm):

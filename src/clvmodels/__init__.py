@@ -14,7 +14,8 @@ CLV, each with uncertainty::
 from ._version import __version__
 from .clv import clv
 from .data import load_transactions
-from .errors import AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, NotFittedError
+from .errors import (AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, ModelKindError,
+                     NotFittedError)
 from .models import BetaGeoModel, CLVModel, GammaGammaModel
 from .models import (BetaGeoBetaBinomModel, ContinuousPurchaseModel, ContractualModel, DiscretePurchaseModel,
                      ModifiedBetaGeoModel, ParetoNBDModel, PurchaseModel, ShiftedBetaGeoModel, SpendModel,
@@ -30,7 +31,7 @@ from .report import compare_report
 
 __all__ = [
     "AssumptionWarning", "BetaGeoModel", "CLVModel", "ClvDataError", "ConvergenceWarning",
-    "GammaGammaModel", "ModelFileError", "NotFittedError", "__version__", "calibration_holdout", "clv",
+    "GammaGammaModel", "ModelFileError", "ModelKindError", "NotFittedError", "__version__", "calibration_holdout", "clv",
     "load_transactions", "rfm_summary",
     "load_model", "load_models", "save_models",
 ]

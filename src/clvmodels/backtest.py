@@ -320,7 +320,8 @@ def backtest(
                                       n_samples=n_samples, seed=int(seeds[i, j]))
             out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
                                    for msg in dists[name].pop("notes", []))
-            out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
+            if model.new_customer_formula is not None:
+                out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
 
         for name, baseline in base.items():
             b = clone(baseline)
@@ -645,6 +646,10 @@ def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_s
     """Predictive-distribution scores of one fitted purchase model (and its value forecast);
     ``expected`` holds the customers' expected purchases."""
     out: dict = {"notes": []}
+    if model.purchase_pmf_formula is None:
+        out["notes"].append(f"{type(model).__name__} has no predictive pmf: no coverage, PIT, log score, "
+                            "CRPS or interval of the total.")
+        return out
     rng = np.random.default_rng(seed)
     y = actual["purchases"]
     # columns 0..n_max-1 of the pmf are exact, the last one is P(N >= n_max): keep every actual below it
@@ -661,6 +666,9 @@ def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_s
                         "total": _purchase_total(model, pmf, ch, t, interval, n_draws, int(rng.integers(2**31 - 1)),
                                                  out["notes"])}
     if spend is not None and "value" in actual:
+        if model.simulate_purchases_formula is None:
+            out["notes"].append(f"{type(model).__name__} has no purchase simulator: no predictive value scores.")
+            return out
         samples = P.simulate_value(model, spend, t, ch, n_samples=n_samples, seed=int(rng.integers(2**31 - 1)))
         v = actual["value"]
         vpit = M.pit_samples(samples, v, seed=int(rng.integers(2**31 - 1)))

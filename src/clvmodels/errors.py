@@ -19,6 +19,10 @@ class ModelFileError(ClvDataError):
     """A saved model that cannot be read: corrupted, incomplete or from an incompatible version."""
 
 
+class ModelKindError(ClvDataError, TypeError):
+    """A model of the wrong kind for the task (e.g. a spend model where a purchase model is needed)."""
+
+
 class ConvergenceWarning(UserWarning):
     """A fit that did not converge, landed on a boundary, or sampled badly."""
 

@@ -115,7 +115,7 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     history.
     """
     check_kind(model, PurchaseModel, "purchase_pmf")
-    formula = type(model).purchase_pmf_formula
+    formula = model.require_formula("purchase_pmf_formula", "purchase_pmf")
     t = _check_t(t)
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
@@ -142,7 +142,7 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *,
     quantile (``q5``, ``q50``, ``q95`` by default).
     """
     check_kind(model, PurchaseModel, "predictive_purchases")
-    formula = type(model).purchase_pmf_formula
+    formula = model.require_formula("purchase_pmf_formula", "predictive_purchases")
     mean_formula = type(model).expected_purchases_formula
     t = _check_t(t)
     qs = _check_quantiles(quantiles)
@@ -209,7 +209,7 @@ def _simulate_chunks(purchase_model, spend_model, t: float, rfm: pd.DataFrame, n
     """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``."""
     check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
-    sim_purchases = type(purchase_model).simulate_purchases_formula
+    sim_purchases = purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
     sim_spend = type(spend_model).simulate_spend_formula
     t = _check_t(t)
     if int(n_samples) != n_samples or n_samples < 1:

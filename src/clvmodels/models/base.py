@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvDataError, NotFittedError, data_error
+from ..errors import ClvDataError, ModelKindError, NotFittedError, data_error
 from .draws import is_bayesian, parameter_draws, summarise_draws
 from .persistence import save_model
 from .registry import add_package_class
@@ -47,6 +47,8 @@ class CLVModel(ABC):
 
     #: Short name in tables and reports (e.g. ``"BG/NBD"``).
     display_name: ClassVar[str] = ""
+    #: What the model's kind is called in messages (set by each kind's abstract base).
+    kind_name: ClassVar[str] = "CLV model"
 
     #: Names of the population parameters, in the order of the optimiser's vector.
     param_names: ClassVar[tuple[str, ...]] = ()
@@ -123,6 +125,16 @@ class CLVModel(ABC):
     def _data_arrays(self, rfm: pd.DataFrame) -> dict[str, np.ndarray]:
         """Validated float arrays of :attr:`data_columns` (subclasses may add checks)."""
         return validate_columns(rfm, self.data_columns)
+
+    @classmethod
+    def require_formula(cls, name: str, what: str) -> Callable:
+        """The optional formula ``name`` of the model's kind (e.g. ``"purchase_pmf_formula"``), or a
+        :class:`~clvmodels.errors.ModelKindError` saying that ``what`` needs it."""
+        formula = getattr(cls, name)
+        if formula is None:
+            raise ModelKindError(f"{what} needs the model's {name.removesuffix('_formula')} formula, which "
+                                 f"{cls.__name__} does not provide.")
+        return formula
 
     # ------------------------------------------------------------------ fitting
     def fit(self, rfm: pd.DataFrame, *, method: str | None = None, weights=None, **kwargs) -> "CLVModel":
@@ -316,7 +328,8 @@ def check_kind(model, kind: type, what: str) -> None:
     naming the protocol it must follow."""
     if not isinstance(model, kind):
         summary = (kind.__doc__ or "").strip().splitlines()[0].rstrip(".")
-        raise TypeError(f"{what} needs a {kind.__name__} ({summary}), got {type(model).__name__}.")
+        raise ModelKindError(f"{what}: {type(model).__name__} is not a {kind.kind_name} ({summary}); it must "
+                             f"subclass {kind.__module__}.{kind.__name__}.")
 
 
 def check_t(t) -> None:

@@ -66,6 +66,7 @@ class ContractualModel(CLVModel):
 
     Subclasses declare the formulas below (see the module docstring)."""
 
+    kind_name = "contractual model"
     data_columns = ("period", "churned")
 
     @staticmethod

@@ -22,13 +22,16 @@ formula                        meaning
 =============================  ================================================================
 
 plus, for continuous-time models, ``probability_of_n_purchases`` (``P(Y(t) = n | history)``).
+The first three are required (a class without one cannot be instantiated); the others are optional
+capabilities, ``None`` where a model has no such formula: predictive distributions and exact
+simulation then refuse the model with a clear error, and backtests score its expectations only.
 The fits, predictive distributions, CLV, backtests, scoring and Spark use these and nothing else.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,6 +45,7 @@ class PurchaseModel(CLVModel):
 
     Subclasses declare the formulas below (see the module docstring)."""
 
+    kind_name = "purchase model"
     #: Column holding each customer's age: ``"T"`` (continuous time) or ``"n_periods"``.
     age_column: ClassVar[str] = "T"
     #: Whether time counts discrete transaction opportunities (windows ``t`` are whole numbers).
@@ -65,20 +69,14 @@ class PurchaseModel(CLVModel):
     def expected_purchases_formula(params, frequency, recency, age, *, t):
         """E[Y(t) | history] = P(alive) x :meth:`future_purchases_formula`."""
 
-    @staticmethod
-    @abstractmethod
-    def purchase_pmf_formula(params, frequency, recency, age, *, t, n_max):
-        """``P(Y(t) = k | history)``, ``k = 0..n_max-1``, and ``P(Y(t) >= n_max)``, on a new last axis."""
-
-    @staticmethod
-    @abstractmethod
-    def simulate_purchases_formula(params, frequency, recency, age, *, t, rng):
-        """One exact draw of each customer's purchases in the next ``t`` (integer array)."""
-
-    @staticmethod
-    @abstractmethod
-    def new_customer_formula(params, *, t):
-        """E[X(t)] for a customer just acquired."""
+    #: Optional: ``purchase_pmf(params, frequency, recency, age, *, t, n_max)``, ``P(Y(t) = k | history)``
+    #: for ``k = 0..n_max-1`` and ``P(Y(t) >= n_max)``, on a new last axis.
+    purchase_pmf_formula: ClassVar[Callable | None] = None
+    #: Optional: ``simulate_purchases(params, frequency, recency, age, *, t, rng)``, one exact draw of
+    #: each customer's purchases in the next ``t`` (integer array).
+    simulate_purchases_formula: ClassVar[Callable | None] = None
+    #: Optional: ``new_customer(params, *, t)``, E[X(t)] for a customer just acquired.
+    new_customer_formula: ClassVar[Callable | None] = None
 
     # ------------------------------------------------------------------ checks
     @classmethod
@@ -106,10 +104,10 @@ class PurchaseModel(CLVModel):
     def expected_purchases_new_customer(self, t, **kwargs):
         """E[X(t)] for a newly acquired customer, for one or several ``t``: a float for scalar ``t``
         without interval, else a Series/frame indexed by ``t``."""
+        formula = self.require_formula("new_customer_formula", "expected_purchases_new_customer")
         ts = np.atleast_1d(np.asarray(t, dtype=float))
         self.check_window(ts)
         grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
-        formula = self.new_customer_formula
         out = self._predict(lambda params, t: formula(params, t=t), grid, name="expected_purchases",
                             columns=("t",), **kwargs)
         return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
@@ -120,10 +118,8 @@ class ContinuousPurchaseModel(PurchaseModel):
 
     data_columns = ("frequency", "recency", "T")
 
-    @staticmethod
-    @abstractmethod
-    def probability_of_n_purchases_formula(params, frequency, recency, T, *, t, n):
-        """P(Y(t) = n | history)."""
+    #: Optional: ``probability_of_n_purchases(params, frequency, recency, T, *, t, n)``, P(Y(t) = n | history).
+    probability_of_n_purchases_formula: ClassVar[Callable | None] = None
 
     @staticmethod
     def purchase_rate(data: dict[str, np.ndarray], weights: np.ndarray) -> float:
@@ -132,9 +128,10 @@ class ContinuousPurchaseModel(PurchaseModel):
 
     def probability_of_n_purchases(self, t: float, n: int, rfm: pd.DataFrame | None = None, **kwargs):
         """Probability that each customer makes exactly ``n`` repeat purchases in the next ``t`` periods."""
+        formula = self.require_formula("probability_of_n_purchases_formula", "probability_of_n_purchases")
         check_t(t)
         check_n(n)
-        return self._predict(self.probability_of_n_purchases_formula, rfm, name=f"p_{int(n)}_purchases",
+        return self._predict(formula, rfm, name=f"p_{int(n)}_purchases",
                              t=float(t), n=int(n), **kwargs)
 
 

@@ -29,6 +29,7 @@ class SpendModel(CLVModel):
 
     Subclasses declare the formulas below (see the module docstring)."""
 
+    kind_name = "spend model"
     data_columns = ("frequency", "monetary_value")
 
     @staticmethod
