@@ -192,14 +192,14 @@ def weighted_log_likelihood(model_cls, params: dict, data: dict[str, np.ndarray]
     hundred values instead of ~100,000 histories, for every gradient the sampler takes)."""
     import pytensor.tensor as pt
 
-    from .mle import likelihood_parts
+    from . import mle
 
-    total = 0.0
-    for cols, fn in likelihood_parts(model_cls, tuple(data)):
-        values, w = compress({k: data[k] for k in cols}, weights)
-        tensors = {k: pt.as_tensor_variable(np.asarray(v, dtype=float)) for k, v in values.items()}
-        total = total + (pt.as_tensor_variable(np.asarray(w, dtype=float)) * fn(params, tensors)).sum()
-    return total
+    def constant(v):
+        return pt.as_tensor_variable(np.asarray(v, dtype=float))
+
+    values = [({k: constant(v) for k, v in part.items()}, constant(w))
+              for part, w in mle.part_data(model_cls, data, weights)]
+    return mle.weighted_log_likelihood(mle.likelihood_parts(model_cls, tuple(data)), params, values)
 
 
 def _joint_priors(priors: dict) -> list[BetaConcentrationPrior]:

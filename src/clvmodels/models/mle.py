@@ -45,36 +45,50 @@ def likelihood_parts(model_cls, data_names: tuple[str, ...]):
     return tuple((tuple(cols), fn) for cols, fn in parts)
 
 
+def part_data(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[tuple[dict, np.ndarray]]:
+    """Per part of :func:`likelihood_parts` (of ``data``'s columns): its columns' distinct values in the
+    unique rows ``data`` and their total weights ``w``, as ``(values, weights)``."""
+    out = []
+    for cols, _ in likelihood_parts(model_cls, tuple(data)):
+        if set(cols) == set(data):
+            out.append(({k: data[k] for k in cols}, w))
+        else:
+            out.append(compress({k: data[k] for k in cols}, w))
+    return out
+
+
+def weighted_log_likelihood(parts, params: dict, values):
+    """``Σ weights · fn(params, data)`` over ``parts`` (:func:`likelihood_parts`), ``values`` holding the
+    ``(data, weights)`` of each as PyTensor variables: symbolic inputs (:func:`compiled_objective`) or
+    the constants of :func:`part_data` (the Bayesian fits)."""
+    total = 0.0
+    for (_, fn), (data, w) in zip(parts, values):
+        total = total + (w * fn(params, data)).sum()
+    return total
+
+
 @lru_cache(maxsize=None)
 def compiled_objective(model_cls, data_names: tuple[str, ...]):
     """Compiled ``f(theta, *part_inputs, total_weight, penalizer) -> (nll, grad)`` of the mean
     negative log-likelihood, where ``part_inputs`` are, for each of :func:`likelihood_parts`, its
-    columns' (unique) values followed by their weights."""
+    columns' (unique) values followed by their weights (:func:`objective_inputs`)."""
     import pytensor.tensor as pt
 
     theta, params = log_parameters(model_cls.param_names)
-    inputs, ll = [theta], 0.0
-    for j, (cols, fn) in enumerate(likelihood_parts(model_cls, data_names)):
-        data = {k: pt.dvector(f"{k}_{j}") for k in cols}
-        w = pt.dvector(f"weights_{j}")
-        inputs += [*data.values(), w]
-        ll = ll + (w * fn(params, data)).sum()
+    parts = likelihood_parts(model_cls, data_names)
+    values = [({k: pt.dvector(f"{k}_{j}") for k in cols}, pt.dvector(f"weights_{j}"))
+              for j, (cols, _) in enumerate(parts)]
+    ll = weighted_log_likelihood(parts, params, values)
     total = pt.dscalar("total_weight")
     penalizer = pt.dscalar("penalizer")
     nll = -ll / total + penalizer * pt.sum(pt.exp(theta) ** 2)
+    inputs = [theta] + [v for data, w in values for v in (*data.values(), w)]
     return value_and_gradient([*inputs, total, penalizer], nll, theta)
 
 
 def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[np.ndarray]:
     """The data inputs of :func:`compiled_objective`: per part, its columns' unique rows and weights."""
-    args = []
-    for cols, _ in likelihood_parts(model_cls, tuple(data)):
-        if set(cols) == set(data):
-            values, weights = {k: data[k] for k in cols}, w
-        else:
-            values, weights = compress({k: data[k] for k in cols}, w)
-        args += [values[k] for k in cols] + [weights]
-    return args
+    return [v for values, weights in part_data(model_cls, data, w) for v in (*values.values(), weights)]
 
 
 def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxiter: int = 1000,
