@@ -155,6 +155,22 @@ def test_map_gamma_gamma(rfm, gg_mle):
         assert model.params_[k] == pytest.approx(v, rel=0.05), k
 
 
+def test_map_at_the_boundary_is_reported():
+    """Nobody buys twice: the MAP of r, a, b runs to the optimiser's box (the shared
+    :data:`~clvmodels.models.optimize.LOG_BOX`), beyond the boundary, and says so."""
+    from clvmodels.models.optimize import LOG_BOX
+
+    rng = np.random.default_rng(0)
+    rfm = pd.DataFrame({"frequency": np.zeros(300), "recency": np.zeros(300), "T": rng.uniform(5, 30, 300)})
+    with pytest.warns(ConvergenceWarning, match=r"the MAP runs to a boundary \(r, a, b\).*more informative priors"):
+        model = clv.BetaGeoModel(progressbar=False).fit(rfm, method="map")
+    assert not model.converged_ and model.diagnostics_["at_boundary"] == ["r", "a", "b"]
+    for k in ("r", "a", "b"):
+        assert model.params_[k] == pytest.approx(np.exp(-LOG_BOX), rel=1e-6), k
+    assert model.aic_ == pytest.approx(8 - 2 * model.log_likelihood_, rel=1e-15)
+    assert model.bic_ == pytest.approx(4 * np.log(300) - 2 * model.log_likelihood_, rel=1e-15)
+
+
 # ---------------------------------------------------------------------------- NUTS, short
 def test_nuts_sets_the_posterior_and_diagnostics(short_nuts, mle):
     model = short_nuts

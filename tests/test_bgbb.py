@@ -110,8 +110,8 @@ def test_log_likelihood_matches_mpmath(donations, fitted, ll_fn):
     ours = ll_fn(*p, *cols)
     ref = [float(mp_log_likelihood(*p, *row)) for row in zip(*cols)]
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
-    # the numpy twin used by the predictions is the same formula
-    np.testing.assert_allclose(bgbb._log_likelihood_np(draw(p), *cols)[0], ref, rtol=1e-12)
+    # the same expression evaluated by numpy, as the predictions do
+    np.testing.assert_allclose(bgbb._log_likelihood(np, draw(p), *cols)[0][0], ref, rtol=1e-12)
     total = float(np.dot(ref, donations["weights"]))
     assert fitted.log_likelihood_ == pytest.approx(total, rel=1e-10)
 
@@ -211,8 +211,11 @@ def histories(draw_):
        delta=st.floats(1e-2, 1e2), history=histories(), m1=st.integers(0, 500), m2=st.integers(0, 500))
 def test_stable_for_extreme_histories_and_parameters(ll_fn, alpha, beta, gamma, delta, history, m1, m2):
     x, tx, n = (np.array([v]) for v in history)
-    assert np.isfinite(ll_fn(alpha, beta, gamma, delta, x, tx, n)).all()
+    ll = ll_fn(alpha, beta, gamma, delta, x, tx, n)
+    assert np.isfinite(ll).all()
     params = draw({"alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta})
+    # the one expression gives the same value evaluated by PyTensor (the fits) and numpy (the predictions)
+    np.testing.assert_allclose(bgbb._log_likelihood(np, params, x, tx, n)[0][0], ll, rtol=1e-12, atol=1e-10)
     for future in (0, 1, 10):
         alive = bgbb.probability_alive(params, x, tx, n, t=future)
         assert np.isfinite(alive).all() and np.all((alive >= 0) & (alive <= 1 + 1e-12))

@@ -1,5 +1,6 @@
 """The maximum-likelihood machinery (``clvmodels.models.mle``): the compiled objective and its parts,
-exact gradients, the Hessian, convergence reporting and parameter draws."""
+exact gradients, the Hessian, convergence reporting and parameter draws; and the optimiser it shares
+with the MAP fit (``clvmodels.models.optimize``)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from clvmodels import BetaGeoModel, ClvDataError, ConvergenceWarning, GammaGamma
 from clvmodels.datasets import cdnow_summary
 from clvmodels.models.base import validate_columns
 from clvmodels.models.rows import compress
-from clvmodels.models.mle import (compiled_objective, likelihood_parts, numeric_hessian,
-                                  objective_inputs)
+from clvmodels.models import optimize
+from clvmodels.models.mle import compiled_objective, likelihood_parts, objective_inputs
+from clvmodels.models.optimize import numeric_hessian
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +164,59 @@ def test_drift_towards_the_boundary_is_reported():
     assert len(messages) == 1 and "barely identify" in messages[0]
     # where the Hessian is positive definite the unidentified parameter is named with its SE
     assert "beta" in messages[0] or "not positive definite" in messages[0]
+
+
+# ---------------------------------------------------------------------------- the shared optimiser
+def test_minimize_log_params_finds_the_minimum_of_a_known_function_and_its_hessian():
+    """A quadratic in the log-parameters with its minimum at ``m``: L-BFGS and the Newton polish
+    reach it from the given starts, and the Hessian is the quadratic's matrix."""
+    A = np.array([[2.0, 0.5], [0.5, 1.0]])
+    m = np.array([0.7, -1.3])
+
+    def f(theta):
+        d = theta - m
+        return 0.5 * d @ A @ d + 3.0, A @ d
+
+    fun = optimize.Objective(f)
+    opt = optimize.minimize_log_params(fun, [np.zeros(2), np.ones(2)], failure="no", maxiter=100, ftol=1e-14,
+                                       gtol=1e-12, improvement=1e-12, good_enough=1e-6, newton_steps=5,
+                                       newton_tol=1e-14)
+    np.testing.assert_allclose(opt.theta, m, atol=1e-9)
+    assert opt.value == pytest.approx(3.0, abs=1e-15)
+    assert opt.max_abs_gradient < 1e-9
+    np.testing.assert_allclose(opt.hessian, A, rtol=1e-6)
+    assert fun.n_evals < 30
+
+
+def test_objective_negates_to_maximise_and_is_infinite_where_the_function_is_not_finite():
+    fun = optimize.Objective(lambda theta, c: (c - theta @ theta, -2 * theta), [6.0], negate=True)
+    value, grad = fun(np.array([1.0, 2.0]))
+    assert value == -1.0 and list(grad) == [2.0, 4.0]
+    assert fun(np.array([1.0, 2.0]))[0] == -1.0 and fun.n_evals == 1  # the repeated point is remembered
+    nan = optimize.Objective(lambda theta: (np.nan, theta))
+    value, grad = nan(np.array([1.0, 2.0]))
+    assert value == np.inf and list(grad) == [0.0, 0.0]
+
+
+def test_minimize_log_params_says_when_no_start_is_finite():
+    fun = optimize.Objective(lambda theta: (-np.inf, theta))
+    with pytest.raises(ClvDataError, match="M: not finite anywhere"):
+        optimize.minimize_log_params(fun, [np.zeros(2)], failure="M: not finite anywhere", maxiter=10,
+                                     ftol=1e-12, gtol=1e-8, improvement=1e-12)
+
+
+def test_covariance_information_criteria_boundary_and_identification():
+    H = np.array([[4.0, 1.0], [1.0, 2.0]])
+    cov, ok = optimize.covariance_from_hessian(H, 10.0)
+    assert ok
+    np.testing.assert_allclose(cov, np.linalg.inv(10.0 * H), rtol=1e-15)
+    for bad in (np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([[1.0, np.nan], [np.nan, 1.0]])):
+        cov, ok = optimize.covariance_from_hessian(bad)
+        assert not ok and np.isnan(cov).all() and cov.shape == (2, 2)
+    aic, bic = optimize.information_criteria(-100.0, 3, 50.0)
+    assert aic == 206.0 and bic == pytest.approx(3 * np.log(50.0) + 200.0, rel=1e-15)
+    # the boundary: beyond e^±16 (either side), not short of it
+    assert optimize.boundary_parameters(["r", "alpha", "a"], np.array([16.0, -15.9, -17.0])) == ["r", "a"]
+    # a log-scale SE above 5 (a 95% interval wider than e^±10): unidentified, unless already at the boundary
+    cov = np.diag([4.9 ** 2, 5.1 ** 2, 30.0 ** 2])
+    assert optimize.unidentified_parameters(["r", "s", "beta"], cov, exclude=["beta"]) == {"s": pytest.approx(5.1)}

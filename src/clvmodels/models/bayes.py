@@ -39,7 +39,8 @@ Methods
 -------
 ``"map"``
     The posterior mode (L-BFGS on the log-parameters with the exact gradient of the PyMC model's
-    log posterior, priors' densities on the natural scale) with a Laplace approximation: ``covariance_`` is the
+    log posterior, priors' densities on the natural scale; the optimiser of the MLE,
+    :mod:`.optimize`) with a Laplace approximation: ``covariance_`` is the
     inverse negative Hessian of the log posterior with respect to the log-parameters at the mode,
     so predictions with ``interval=`` draw from it exactly as for the MLE.
 ``"nuts"``
@@ -65,12 +66,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ClvDataError, warn_convergence
-from .rows import compress
+from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
+                       log_parameters, minimize_log_params, starting_points, value_and_gradient)
 
 #: r_hat above this fails the convergence check (Vehtari et al. 2021).
 RHAT_MAX = 1.01
 #: Bulk and tail ESS below this many per chain fail the convergence check (Vehtari et al. 2021: 100).
 ESS_PER_CHAIN_MIN = 100
+#: The MAP counts as converged when the largest absolute gradient of the (total) log posterior with
+#: respect to the log-parameters is below this.
+MAP_CONVERGED_GRADIENT = 1e-3
 
 
 def nutpie_available() -> bool:
@@ -118,7 +123,7 @@ def resolve_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
     if missing:
         raise ValueError(f"No prior for parameter(s) {missing} of {model_cls.__name__}: pass priors={{...}}.")
     out = {}
-    for pair in getattr(model_cls, "joint_priors", ()):
+    for pair in model_cls.joint_priors:
         if not set(pair) & set(priors or {}):
             joint = BetaConcentrationPrior(pair)
             out.update(dict.fromkeys(pair, joint))
@@ -187,28 +192,19 @@ def weighted_log_likelihood(model_cls, params: dict, data: dict[str, np.ndarray]
     hundred values instead of ~100,000 histories, for every gradient the sampler takes)."""
     import pytensor.tensor as pt
 
-    from .mle import likelihood_parts
+    from . import mle
 
-    total = 0.0
-    for cols, fn in likelihood_parts(model_cls, tuple(data)):
-        values, w = compress({k: data[k] for k in cols}, weights)
-        tensors = {k: pt.as_tensor_variable(np.asarray(v, dtype=float)) for k, v in values.items()}
-        total = total + (pt.as_tensor_variable(np.asarray(w, dtype=float)) * fn(params, tensors)).sum()
-    return total
+    def constant(v):
+        return pt.as_tensor_variable(np.asarray(v, dtype=float))
+
+    values = [({k: constant(v) for k, v in part.items()}, constant(w))
+              for part, w in mle.part_data(model_cls, data, weights)]
+    return mle.weighted_log_likelihood(mle.likelihood_parts(model_cls, tuple(data)), params, values)
 
 
 def _joint_priors(priors: dict) -> list[BetaConcentrationPrior]:
     """The distinct joint priors among resolved ``priors``."""
     return list({id(p): p for p in priors.values() if isinstance(p, BetaConcentrationPrior)}.values())
-
-
-def compile_mode():
-    """PyTensor's C backend when a compiler is present (compiled modules are cached on disk, so later
-    processes start fast), else PyTensor's default."""
-    import pytensor
-    from pytensor.compile.mode import Mode
-
-    return Mode(linker="cvm", optimizer="fast_run") if pytensor.config.cxx else None
 
 
 def _log_posterior_functions(model_cls, data, weights, pymc_model, priors):
@@ -218,17 +214,13 @@ def _log_posterior_functions(model_cls, data, weights, pymc_model, priors):
     same maximiser (``d/d ln θ = θ d/dθ``)."""
     import pymc as pm
     import pytensor
-    import pytensor.tensor as pt
 
-    theta = pt.dvector("theta")
-    params = {k: pt.exp(theta[i]) for i, k in enumerate(model_cls.param_names)}
+    theta, params = log_parameters(model_cls.param_names)
     ll = weighted_log_likelihood(model_cls, params, data, weights)
     log_prior = sum(pm.logp(pymc_model[k], params[k]).sum() for k in model_cls.param_names)
     log_prior += sum(j.logp(*(params[k] for k in j.names)) for j in _joint_priors(priors))
-    lp = ll + log_prior
-    mode = compile_mode()
-    return (pytensor.function([theta], [lp, pytensor.grad(lp, theta)], mode=mode),
-            pytensor.function([theta], ll, mode=mode))
+    return (value_and_gradient([theta], ll + log_prior, theta),
+            pytensor.function([theta], ll, mode=compile_mode()))
 
 
 def _start_point(pymc_model, values: dict[str, float]) -> dict[str, np.ndarray]:
@@ -259,7 +251,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         The estimator; its constructor settings (``priors``, ``draws``, ``tune``, ``chains``,
         ``random_seed``, ``progressbar``) are the defaults of the keyword arguments here.
     data, w
-        Unique data rows and how many customers each stands for (see :func:`~.base.compress`).
+        Unique data rows and how many customers each stands for (see :func:`~.rows.compress`).
     method
         ``"map"``, ``"nuts"`` or ``"advi"``.
     nuts_sampler
@@ -321,7 +313,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         from pymc.variational.callbacks import CheckParametersConvergence
 
         # start at the MAP: ADVI's stochastic optimiser then only has to find the spread
-        theta = _map_estimate(model, data, w, pymc_model, priors)[0]
+        theta = _map_estimate(model, data, w, pymc_model, priors)[0].theta
         start = _start_point(pymc_model, dict(zip(names, np.exp(theta))))
         callback = CheckParametersConvergence(every=500, tolerance=0.01, diff="absolute")
         approx = pm.fit(n=int(advi_iterations), method="advi", model=pymc_model, random_seed=seed,
@@ -354,64 +346,34 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
 
 
 def _map_estimate(model, data, w, pymc_model, priors):
-    """Maximise the log posterior over the log-parameters (L-BFGS from a few starts, exact gradient).
+    """Maximise the log posterior over the log-parameters (:func:`~.optimize.minimize_log_params`:
+    L-BFGS from every start, exact gradient, no Newton polish).
 
-    Returns ``theta``, the Hessian there (central differences of the exact gradient), the largest
-    absolute gradient and the compiled functions.
+    Returns the :class:`~.optimize.Optimum` of the negative log posterior (whose Hessian is the
+    negative Hessian of the log posterior) and the compiled log posterior and log-likelihood.
     """
-    from scipy import optimize
-
-    from .mle import numeric_hessian
-
-    f, loglik = _log_posterior_functions(type(model), data, w, pymc_model, priors)
-
-    def neg(theta):
-        value, grad = f(theta)
-        if not np.isfinite(value):
-            return np.inf, np.zeros_like(theta)
-        return -float(value), -np.asarray(grad, dtype=float)
-
-    k = len(model.param_names)
-    starts = [np.log(model.initial_params(data, w)), np.zeros(k), np.full(k, 1.0), np.full(k, -1.0)]
-    best = None
-    for start in starts:
-        if not np.isfinite(neg(start)[0]):
-            continue
-        res = optimize.minimize(neg, start, jac=True, method="L-BFGS-B", bounds=[(-20.0, 20.0)] * k,
-                                options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9})
-        if best is None or res.fun < best.fun - 1e-10:
-            best = res
-    if best is None:
-        raise ClvDataError(f"{type(model).__name__}: the log posterior is not finite at any starting point; "
-                           "check the data and the priors.")
-    theta = best.x
-    H = numeric_hessian(lambda v: neg(v)[1], theta)  # Hessian of the negative log posterior
-    return theta, H, float(np.max(np.abs(neg(theta)[1]))), f, loglik
+    log_post, loglik = _log_posterior_functions(type(model), data, w, pymc_model, priors)
+    opt = minimize_log_params(
+        Objective(log_post, negate=True), starting_points(model, data, w),
+        failure=f"{type(model).__name__}: the log posterior is not finite at any starting point; "
+                "check the data and the priors.",
+        maxiter=2000, ftol=1e-14, gtol=1e-9, improvement=1e-10)
+    return opt, log_post, loglik
 
 
 def _fit_map(model, data, w, pymc_model, priors) -> None:
     cls = type(model)
     names = list(cls.param_names)
-    theta, H, grad_max, log_post, loglik = _map_estimate(model, data, w, pymc_model, priors)
-    cov = np.full((len(names), len(names)), np.nan)
-    ok = bool(np.all(np.isfinite(H)))
-    if ok:
-        try:
-            ok = bool(np.all(np.linalg.eigvalsh(H) > 0))
-            if ok:
-                cov = np.linalg.inv(H)
-        except np.linalg.LinAlgError:
-            ok = False
-    at_boundary = [k for k, t in zip(names, theta) if abs(t) >= 16.0]
+    opt, log_post, loglik = _map_estimate(model, data, w, pymc_model, priors)
+    theta, grad_max = opt.theta, opt.max_abs_gradient
+    cov, ok = covariance_from_hessian(opt.hessian)
+    at_boundary = boundary_parameters(names, theta)
     model.params_ = pd.Series(np.exp(theta), index=names, name="map")
     model.covariance_ = cov
     model.log_likelihood_ = float(loglik(theta))
     model.log_posterior_ = float(log_post(theta)[0])
-    total = float(np.sum(w))
-    k = len(names)
-    model.aic_ = 2 * k - 2 * model.log_likelihood_
-    model.bic_ = k * np.log(total) - 2 * model.log_likelihood_
-    model.converged_ = bool(ok and grad_max < 1e-3 and not at_boundary)
+    model.aic_, model.bic_ = information_criteria(model.log_likelihood_, len(names), float(np.sum(w)))
+    model.converged_ = bool(ok and grad_max < MAP_CONVERGED_GRADIENT and not at_boundary)
     model.diagnostics_ = {"max_abs_gradient": grad_max, "hessian_positive_definite": ok, "at_boundary": at_boundary}
     model.sampler_ = "map"
     if at_boundary:

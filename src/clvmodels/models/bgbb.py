@@ -29,52 +29,61 @@ from .purchase import DiscretePurchaseModel
 
 
 # ---------------------------------------------------------------------------- likelihood
-def log_likelihood(params: dict, data: dict):
+def _betaln(xp, a, b):
+    """``ln B(a, b)`` for ``numpy`` (scipy's) or ``pytensor.tensor``."""
+    return betaln(a, b) if xp is np else pt_betaln(a, b)
+
+
+def _log_likelihood(xp, params, x, tx, n, *, future=0):
     """Per-customer log-likelihood (Fader, Hardie & Shang 2010, eq. 5), in log space:
 
     ``L = B(α+x, β+n−x)/B(α, β) · B(γ, δ+n)/B(γ, δ)
     + Σ_{i=0}^{n−t_x−1} B(α+x, β+t_x−x+i)/B(α, β) · B(γ+1, δ+t_x+i)/B(γ, δ)``
 
-    (alive throughout, or died at the start of opportunity ``t_x+i+1``). The sum runs over a
-    trailing axis of length ``max(n − t_x)`` with the terms beyond each row's own length masked;
-    all terms are combined by one log-sum-exp.
+    (alive throughout, or died at the start of opportunity ``t_x+i+1``), written once for ``numpy``
+    or ``pytensor.tensor`` (``xp``). Returns ``(ln L, ln A)`` with ``A`` the first term at ``δ+n+future``
+    (alive at opportunity ``n + future``), from which :func:`probability_alive` is ``A/L``.
+
+    With ``pytensor.tensor`` the sum runs over a trailing axis of length ``max(n − t_x)`` (the data
+    are symbolic: the longest gap is known only when the function runs), the terms beyond each row's
+    own length masked, and all terms are combined by one log-sum-exp; with ``numpy`` the terms are
+    looped over with a running log-sum-exp, so that draws x customers x gap is never held in memory.
     """
     alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
-    x, tx, n = data["frequency"], data["recency"], data["n_periods"]
-    ab, gd = pt_betaln(alpha, beta), pt_betaln(gamma, delta)
-    alive = pt_betaln(alpha + x, beta + n - x) - ab + pt_betaln(gamma, delta + n) - gd
+    ab, gd = _betaln(xp, alpha, beta), _betaln(xp, gamma, delta)
+
+    def log_alive(future):
+        return _betaln(xp, alpha + x, beta + n - x) - ab + _betaln(xp, gamma, delta + n + future) - gd
+
+    def log_dead(x, tx, i):
+        return _betaln(xp, alpha + x, beta + tx - x + i) - ab + _betaln(xp, gamma + 1.0, delta + tx + i) - gd
+
+    alive = log_alive(0)
     gap = n - tx
-    i = pt.cast(pt.arange(pt.cast(pt.max(gap), "int64")), "float64")
-    xc, txc = x[:, None], tx[:, None]
-    dead = (pt_betaln(alpha + xc, beta + txc - xc + i) - ab
-            + pt_betaln(gamma + 1.0, delta + txc + i) - gd)
-    dead = pt.switch(pt.lt(i, gap[:, None]), dead, -np.inf)
-    terms = pt.concatenate([alive[:, None], dead], axis=1)
-    top = pt.max(terms, axis=1)            # finite: the 'alive' column always is
-    return top + pt.log(pt.exp(terms - top[:, None]).sum(axis=1))
+    if xp is np:
+        out = alive
+        for i in range(int(np.max(gap)) if np.size(gap) else 0):
+            out = np.where(i < gap, np.logaddexp(out, log_dead(x, tx, i)), out)
+    else:
+        i = pt.cast(pt.arange(pt.cast(pt.max(gap), "int64")), "float64")
+        dead = pt.switch(pt.lt(i, gap[:, None]), log_dead(x[:, None], tx[:, None], i), -np.inf)
+        terms = pt.concatenate([alive[:, None], dead], axis=1)
+        top = pt.max(terms, axis=1)            # finite: the 'alive' column always is
+        out = top + pt.log(pt.exp(terms - top[:, None]).sum(axis=1))
+    return out, (log_alive(future) if future else alive)
 
 
-def _log_likelihood_np(params, frequency, recency, n_periods):
-    """numpy twin of :func:`log_likelihood` for the predictions (same formula, looped over ``i``)."""
-    alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
-    x, tx, n = frequency, recency, n_periods
-    ab, gd = betaln(alpha, beta), betaln(gamma, delta)
-    out = betaln(alpha + x, beta + n - x) - ab + betaln(gamma, delta + n) - gd
-    for i in range(int(np.max(n - tx)) if np.size(n) else 0):
-        term = betaln(alpha + x, beta + tx - x + i) - ab + betaln(gamma + 1.0, delta + tx + i) - gd
-        out = np.where(i < n - tx, np.logaddexp(out, term), out)
-    return out
+def log_likelihood(params: dict, data: dict):
+    """Per-customer log-likelihood as a PyTensor expression (:func:`_log_likelihood`), for the fits."""
+    return _log_likelihood(pt, params, data["frequency"], data["recency"], data["n_periods"])[0]
 
 
 # ---------------------------------------------------------------------------- predictions
 def probability_alive(params, frequency, recency, n_periods, *, t=0):
     """P(alive at opportunity ``n + t`` | x, t_x, n) (Fader, Hardie & Shang 2010, eq. 11 for
     ``t = 1``): ``B(α+x, β+n−x)/B(α, β) · B(γ, δ+n+t)/B(γ, δ) / L``."""
-    alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
-    x, n = frequency, n_periods
-    log_alive = (betaln(alpha + x, beta + n - x) - betaln(alpha, beta)
-                 + betaln(gamma, delta + n + t) - betaln(gamma, delta))
-    return np.exp(log_alive - _log_likelihood_np(params, frequency, recency, n_periods))
+    log_l, log_alive = _log_likelihood(np, params, frequency, recency, n_periods, future=t)
+    return np.exp(log_alive - log_l)
 
 
 def expected_survived(gamma, delta, m):
