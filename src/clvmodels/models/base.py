@@ -129,6 +129,9 @@ class CLVModel:
         method = (method or self.method).lower()
         if method not in self.methods:
             raise ValueError(f"Unknown fit method {method!r}; choose one of {self.methods}.")
+        from .settings import check_penalizer
+
+        check_penalizer(self.penalizer)
         data = self._data_arrays(rfm)
         if weights is not None:
             weights = np.asarray(weights, dtype=float)
