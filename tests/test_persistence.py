@@ -511,3 +511,28 @@ def test_a_short_key_is_refused(fitted, tmp_path, monkeypatch, key):
     monkeypatch.setenv(persistence.KEY_ENV, key)
     with pytest.raises(ClvDataError, match="CLVMODELS_MODEL_KEY is set but has [05] characters: use a secret of at least 16"):
         fitted[0].save(tmp_path / "m")
+
+
+def test_cli_refuses_a_tampered_or_unsigned_model_with_exit_2(fitted, rfm, tmp_path, monkeypatch):
+    """As a user runs it: `clvmodels score` exits 2 with a one-line reason, not 1 with a traceback."""
+    import subprocess
+    import sys
+
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "model")
+    rfm.head(50).to_csv(tmp_path / "rfm.csv")
+    exe = Path(sys.executable).parent / "clvmodels"
+    command = ([str(exe)] if exe.exists() else [sys.executable, "-m", "clvmodels.cli"]) + [
+        "score", str(tmp_path / "model"), str(tmp_path / "rfm.csv"), "--out", str(tmp_path / "scores.csv")]
+    _forge(tmp_path / "model" / "purchase", _set_param("r", {"__float__": "nan"}))
+    res = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "differs from the model its bundle recorded" in res.stderr, res.stderr
+    digest = _sha(tmp_path / "model" / "purchase" / "model.json")
+    _forge(tmp_path / "model", lambda d: d["model_checksums"].update(purchase=digest), "bundle.json")
+    res = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert "invalid value of parameter 'r': nan" in res.stderr and "Traceback" not in res.stderr
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "model")  # intact, unsigned
+    res = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, persistence.KEY_ENV: KEY})
+    assert res.returncode == 2 and "is not signed although CLVMODELS_MODEL_KEY is set" in res.stderr, res.stderr
+    assert not (tmp_path / "scores.csv").exists()
