@@ -80,40 +80,38 @@ def _with(rfm, rows, monetary_value):
 
 
 def test_negative_mean_spend_is_refused_not_predicted_negative(rfm, fitted):
-    _, gg = fitted
+    """Issue #12 item 10: expected_spend returned a negative spend for a negative mean."""
+    bg, gg = fitted
     repeat = np.flatnonzero(rfm["frequency"].to_numpy() > 0)[:2]
     bad = _with(rfm, repeat, -30.0)
-    with pytest.raises(ClvDataError, match=r"positive mean spend.*column 'monetary_value' \(2 rows\)") as info:
+    with pytest.raises(ClvDataError, match=r"non-negative mean spend.*column 'monetary_value' \(2 rows\)") as info:
         gg.expected_spend(bad)
     assert str(bad.index[repeat[0]]) in str(info.value)  # the examples show the customers
     # the formula itself never returns a negative spend either (it is what clv and scoring call)
     with pytest.raises(ClvDataError, match=r"column 'monetary_value' \(2 rows\)"):
-        gg_formula(gg, bad)
-    bg = fitted[0]
+        gamma_gamma.expected_spend(gg.params_, bad["frequency"].to_numpy(float), bad["monetary_value"].to_numpy(float))
     with pytest.raises(ClvDataError, match="monetary_value"):
         clv.clv(bg, gg, bad, period_length=4.0)
+    # customers without repeat purchases too: nonsense input (also rejected by batch scoring)
+    once = np.flatnonzero(rfm["frequency"].to_numpy() == 0)[:1]
+    with pytest.raises(ClvDataError, match=r"\(1 row\)"):
+        gg.expected_spend(_with(rfm, once, -1.0))
 
 
-def gg_formula(gg, rfm):
-    return gamma_gamma.expected_spend(gg.params_, rfm["frequency"].to_numpy(float), rfm["monetary_value"].to_numpy(float))
-
-
-def test_zero_mean_spend_with_repeat_purchases_is_refused(rfm, fitted):
+def test_zero_mean_spend_gets_the_limit_of_the_formula(rfm, fitted):
+    """Repeat customers whose transactions were all worth 0 (CDNOW master has some) are scored: the
+    prediction is the formula's positive limit m -> 0, p gamma / (p x + q - 1)."""
     _, gg = fitted
-    repeat = np.flatnonzero(rfm["frequency"].to_numpy() > 0)[:3]
-    with pytest.raises(ClvDataError, match=r"column 'monetary_value' \(3 rows\)"):
-        gg.expected_spend(_with(rfm, repeat, 0.0))
+    zero = pd.DataFrame({"frequency": [0, 1, 10], "monetary_value": [0.0, 0.0, 0.0]})
+    p, q, g = gg.params_[["p", "q", "gamma"]]
+    np.testing.assert_allclose(gg.expected_spend(zero).to_numpy(), p * g / (p * zero["frequency"] + q - 1), rtol=1e-12)
 
 
 def test_customers_without_repeat_purchases_get_the_population_mean(rfm, fitted):
     _, gg = fitted
     once = np.flatnonzero(rfm["frequency"].to_numpy() == 0)[:2]
-    spend = gg.expected_spend(rfm.iloc[once])
     p, q, g = gg.params_[["p", "q", "gamma"]]
-    np.testing.assert_allclose(spend.to_numpy(), p * g / (q - 1), rtol=1e-12)
-    # ... but a negative mean spend is still refused (nonsense input, also rejected by scoring)
-    with pytest.raises(ClvDataError, match=r"\(1 row\)"):
-        gg.expected_spend(_with(rfm.iloc[once], [0], -1.0))
+    np.testing.assert_allclose(gg.expected_spend(rfm.iloc[once]).to_numpy(), p * g / (q - 1), rtol=1e-12)
 
 
 def test_expected_spend_is_positive_for_valid_inputs(rfm, fitted):

@@ -350,6 +350,9 @@ def test_bundle_member_swapped_for_another_model_is_refused(fitted, rfm, tmp_pat
     load_model(tmp_path / "b" / "purchase")  # a valid model by itself
     with pytest.raises(ModelFileError, match=r"differs from the model its bundle recorded"):
         load_models(tmp_path / "b")
+    _forge(tmp_path / "b", lambda d: d["model_checksums"].pop("purchase"), "bundle.json")
+    with pytest.raises(ModelFileError, match=r"invalid model_checksums"):
+        load_models(tmp_path / "b")
 
 
 def test_bundles_without_member_checksums_still_load(fitted, tmp_path):

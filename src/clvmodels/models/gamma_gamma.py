@@ -45,32 +45,18 @@ def spend_terms(params: dict, data: dict):
     return (px - 1) * pt.log(m) - (px + q) * pt.log(gamma + x * m)
 
 
-def invalid_spend(frequency, monetary_value) -> np.ndarray:
-    """Customers whose mean spend the model cannot read: negative, or not positive with repeat purchases.
-
-    The mean of positive transaction values is positive (Fader, Hardie & Lee 2005); customers
-    without repeat purchases have none, and their ``monetary_value`` (0 by convention) is not read.
+def check_spend(monetary_value, rows: pd.DataFrame | None = None) -> None:
+    """Refuse negative mean spends (ClvDataError naming the column and row count; ``rows``, the
+    customers' frame, adds examples). Spend is positive under the model, and a negative ``m`` would
+    give a negative expected spend. A mean of 0 with repeat purchases (zero-value transactions,
+    found in CDNOW) is outside the model's support but has a well-defined positive prediction, the
+    limit ``m -> 0``, so it is scored; customers with ``x = 0`` have no mean spend to read.
     """
-    x, m = np.asarray(frequency, dtype=float), np.asarray(monetary_value, dtype=float)
-    return (m < 0) | ((x > 0) & (m <= 0))
-
-
-def check_spend(frequency, monetary_value, rows: pd.DataFrame | None = None) -> None:
-    """Refuse negative mean spends (any customer) and zero ones of repeat customers (ClvDataError).
-
-    ``rows``: the customers' frame, to show examples. The formulas below call it with
-    ``rows=None`` and refuse only negative mean spends of repeat customers (the rows that would give a
-    negative prediction); the model's methods refuse every row of :func:`invalid_spend`.
-    """
-    if rows is None:
-        bad = (np.asarray(frequency) > 0) & (np.asarray(monetary_value) < 0)
-    else:
-        bad = invalid_spend(frequency, monetary_value)
+    bad = np.asarray(monetary_value) < 0
     if np.any(bad):
         raise data_error(
-            "Gamma-Gamma needs a positive mean spend per repeat transaction; found customers with a "
-            "negative monetary_value, or monetary_value 0 with repeat purchases", column="monetary_value",
-            rows=None if rows is None else rows.loc[np.asarray(bad)], n_rows=int(np.sum(bad)),
+            "Gamma-Gamma needs a non-negative mean spend per repeat transaction; found negative values",
+            column="monetary_value", rows=None if rows is None else rows.loc[bad], n_rows=int(np.sum(bad)),
             fix="Fix these customers or leave them out (refunds should be netted against their purchases).")
 
 
@@ -78,10 +64,9 @@ def expected_spend(params, frequency, monetary_value):
     """E[Z | p, q, γ, m, x] = p (γ + x m) / (p x + q − 1): conditional mean spend per transaction.
 
     Customers with ``x = 0`` get the population mean ``p γ / (q − 1)``. Needs ``q > 1``. A negative
-    mean spend ``m`` of a customer with ``x > 0`` is refused (:func:`check_spend`), never turned into
-    a negative prediction.
+    mean spend is refused (:func:`check_spend`), never turned into a negative prediction.
     """
-    check_spend(frequency, monetary_value)
+    check_spend(monetary_value)
     p, q, gamma = params["p"], params["q"], params["gamma"]
     x = frequency
     m = np.where(x > 0, monetary_value, 0.0)
@@ -97,7 +82,7 @@ def simulate_spend(params, frequency, monetary_value, *, n_transactions, rng):
     ``n_transactions`` has the broadcast shape of the parameters ``(n_samples, 1)`` against the
     customers ``(n,)``.
     """
-    check_spend(frequency, monetary_value)
+    check_spend(monetary_value)
     p, q, gamma = params["p"], params["q"], params["gamma"]
     x = np.asarray(frequency, dtype=float)
     m = np.where(x > 0, monetary_value, 0.0)
@@ -195,13 +180,12 @@ class GammaGammaModel(CLVModel):
     def expected_spend(self, rfm: pd.DataFrame | None = None, **kwargs):
         """Conditional expected spend per transaction (Fader & Hardie 2013, eq. 10).
 
-        Customers without repeat purchases get the population mean. A negative ``monetary_value``, or
-        0 with repeat purchases, is refused (ClvDataError: the model needs a positive mean spend)."""
+        Customers without repeat purchases get the population mean. A negative ``monetary_value`` is
+        refused (ClvDataError naming the customers; see :func:`check_spend`)."""
         self._check_fitted()
         if self.params_["q"] <= 1 and getattr(self, "posterior_draws_", None) is None:
             raise ClvDataError(f"q = {self.params_['q']:.3g} <= 1: expected spend is infinite under this fit.")
         frame = self._rfm_or_fitted(rfm)
-        data = validate_columns(frame, self.data_columns)
-        check_spend(data["frequency"], data["monetary_value"], rows=frame[list(self.data_columns)])
+        check_spend(validate_columns(frame, self.data_columns)["monetary_value"], rows=frame[list(self.data_columns)])
         kwargs.setdefault("compress_rows", False)  # a few operations per row: cheaper than deduplicating
         return self._predict(expected_spend, rfm, name="expected_spend", **kwargs)

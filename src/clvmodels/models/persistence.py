@@ -275,11 +275,11 @@ def _read_member(directory: Path, name: str, limit: int | None = None) -> bytes:
         if stat.S_ISLNK(os.lstat(path).st_mode):
             raise _tampered(path, "is a symbolic link (clvmodels never writes links)")
         with open(os.open(path, flags), "rb") as fh:
-            size = os.fstat(fh.fileno())
-            if not stat.S_ISREG(size.st_mode):
+            info = os.fstat(fh.fileno())  # of what was opened, whatever lstat saw
+            if not stat.S_ISREG(info.st_mode):
                 raise _tampered(path, "is not a regular file")
-            if limit is not None and size.st_size > limit:
-                raise _tampered(path, f"holds {size.st_size:,} bytes, more than the {limit:,} clvmodels reads")
+            if limit is not None and info.st_size > limit:
+                raise _tampered(path, f"holds {info.st_size:,} bytes, more than the {limit:,} clvmodels reads")
             return fh.read() if limit is None else fh.read(limit)
     except FileNotFoundError:
         raise ModelFileError(f"{str(path)!r} is missing: the model directory is incomplete.") from None
@@ -687,10 +687,12 @@ def load_models(path) -> tuple[dict[str, CLVModel], dict]:
             _check_role(role)
         except ClvDataError as exc:
             raise _tampered(where, f"lists an invalid role ({exc})") from None
-    checksums = doc.get("model_checksums", {})  # absent in bundles written before clvmodels recorded them
-    if not isinstance(checksums, dict) or not set(checksums) <= set(roles) or \
+    checksums = doc.get("model_checksums")
+    if checksums is None:
+        checksums = {}  # a bundle written before bundle.json recorded its models' checksums
+    elif not isinstance(checksums, dict) or set(checksums) != set(roles) or \
             not all(isinstance(v, str) and _DIGEST.fullmatch(v) for v in checksums.values()):
-        raise _tampered(where, "holds invalid model_checksums")
+        raise _tampered(where, "holds invalid model_checksums (one SHA-256 per role)")
     metadata = _decoded(doc.get("metadata", {}), where, "metadata")
     if not isinstance(metadata, dict):
         raise _tampered(where, f"holds metadata of type {type(metadata).__name__}, not a dict")
