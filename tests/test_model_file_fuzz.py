@@ -1,9 +1,10 @@
-"""Fuzzing model.json (issue #12, items 7 and 9): whatever is changed in a saved model's manifest
+"""Fuzzing model.json and bundle.json (issue #12, items 7 and 9): whatever is changed in a manifest
 (values, types, extra or missing keys, tagged objects, deep nesting, raw bytes), loading either
-gives a model with valid finite parameters or raises ModelFileError, never another exception."""
+gives models with valid finite parameters or raises ModelFileError, never another exception."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -13,15 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import clvmodels as clv  # noqa: E402
-from clvmodels.datasets import cdnow_summary  # noqa: E402
-from clvmodels.errors import ModelFileError  # noqa: E402
-from clvmodels.models.persistence import load_model  # noqa: E402
+import clvmodels as clv
+from clvmodels.datasets import cdnow_summary
+from clvmodels.errors import ModelFileError
+from clvmodels.models.persistence import load_model, load_models, save_models
 
 TAGS = ["__float__", "__ndarray__", "__series__", "__frame__", "__tuple__", "__items__", "__unsaved__"]
 FIELDS = ["dtype", "shape", "data", "index", "values", "name", "columns", "params_", "covariance_",
@@ -35,7 +34,8 @@ SPECIAL = [{"__float__": "nan"}, {"__float__": "-inf"}, {"__float__": "1e308"}, 
            "posterior.nc", "0" * 64, -1, 0, 2**70, -0.0, 1e-320, True]
 
 leaves = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-          | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12) | st.sampled_from(SPECIAL))
+          | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+          | st.sampled_from(SPECIAL).map(copy.deepcopy))  # a copy: mutations must not change SPECIAL
 json_values = st.recursive(
     leaves,
     lambda children: st.lists(children, max_size=4)
@@ -56,11 +56,13 @@ def saved_models(tmp_path_factory):
         warnings.simplefilter("ignore")
         mle = clv.BetaGeoModel().fit(rfm)
         mle.save(root / "mle")
+        save_models({"purchase": mle, "spend": clv.GammaGammaModel(exclude_invalid=True).fit(
+            cdnow_summary(with_spend=True))}, root / "bundle", metadata={"horizon": 12, "model": "bgnbd+gg"})
         bayes = clv.BetaGeoModel().fit(rfm)
         bayes.posterior_draws_ = bayes.parameter_draws(40, seed=0)
         bayes.idata_ = from_dict({"posterior": {k: v.reshape(2, 20) for k, v in bayes.posterior_draws_.items()}})
         bayes.save(root / "bayes")
-    return {"mle": root / "mle", "bayes": root / "bayes"}
+    return {"mle": root / "mle", "bayes": root / "bayes", "bundle": root / "bundle"}
 
 
 def _mutate(data, doc):
@@ -90,8 +92,8 @@ def _mutate(data, doc):
     return doc
 
 
-def _write(path: Path, doc, resign: bool, damage) -> None:
-    """Write ``doc`` as model.json, with a recomputed checksum when ``resign`` (so that the checks
+def _write(path: Path, doc, resign: bool, damage, name: str = "model.json") -> None:
+    """Write ``doc`` as ``name``, with a recomputed checksum when ``resign`` (so that the checks
     behind the checksum are reached), and ``damage`` applied to the bytes."""
     if resign and isinstance(doc, dict):
         doc.pop("checksum", None)
@@ -108,7 +110,7 @@ def _write(path: Path, doc, resign: bool, damage) -> None:
         position, byte = damage
         position %= max(len(raw), 1)
         raw = raw[:position] + bytes([byte]) + raw[position + 1:] if byte >= 0 else raw[:position]
-    (path / "model.json").write_bytes(raw)
+    (path / name).write_bytes(raw)
 
 
 def _check_loaded(model, param_names) -> None:
@@ -149,9 +151,33 @@ def test_mutated_model_json_loads_validly_or_raises_model_file_error(saved_model
         _check_loaded(model, clv.BetaGeoModel.param_names)
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                    HealthCheck.function_scoped_fixture])
+@given(data=st.data(), n_changes=st.integers(1, 3), resign=st.sampled_from([True, True, True, False]),
+       damage=st.none() | st.none() | st.tuples(st.integers(0, 10**6), st.integers(-1, 255)))
+def test_mutated_bundle_json_loads_validly_or_raises_model_file_error(saved_models, data, n_changes, resign, damage):
+    source = saved_models["bundle"]
+    doc = json.loads((source / "bundle.json").read_text())
+    for _ in range(n_changes):
+        doc = _mutate(data, doc)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "b"
+        shutil.copytree(source, path)
+        _write(path, doc, resign, damage, "bundle.json")
+        try:
+            models, metadata = load_models(path)
+        except ModelFileError:
+            return
+        assert set(models) <= {"purchase", "spend"} and isinstance(metadata, dict)
+        for model in models.values():
+            _check_loaded(model, type(model).param_names)
+
+
 def test_unchanged_files_load(saved_models):
     """The fuzzed files start valid: without a change both load, with their parameters."""
-    for path in saved_models.values():
-        model = load_model(path)
+    for name in ("mle", "bayes"):
+        model = load_model(saved_models[name])
         _check_loaded(model, clv.BetaGeoModel.param_names)
         assert model.params_["r"] == pytest.approx(0.2426, abs=1e-4)
+    models, metadata = load_models(saved_models["bundle"])
+    assert list(models) == ["purchase", "spend"] and metadata == {"horizon": 12, "model": "bgnbd+gg"}

@@ -284,15 +284,18 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.parametrize("name", ["../secret.nc", "/ABS", "sub/posterior.nc", "..", ".", "", "a\\b", "posterior.nc\x00"])
-def test_file_names_outside_the_directory_are_refused(saved, name):
+def test_file_names_outside_the_directory_are_refused(saved, name, monkeypatch):
     """Issue #12 item 7: paths in the file list were joined unchecked (``../../etc/passwd`` was opened
     and hashed). A file outside the directory with the right SHA-256 is still refused, unopened."""
     outside = saved.parent / "secret.nc"
     outside.write_bytes((saved / "posterior.nc").read_bytes())
     target = name.replace("/ABS", str(outside))
     _forge(saved, lambda d: d["files"].update({target: _sha(outside)}))
+    opened, real_open = [], os.open
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: opened.append(Path(path)) or real_open(path, *a, **k))
     with pytest.raises(ModelFileError, match=r"not a plain file name inside the model directory.*tampered with"):
         load_model(saved)
+    assert opened == [saved / "model.json"]  # nothing else opened, let alone hashed
 
 
 def test_symlinked_files_are_refused(saved):
@@ -439,6 +442,20 @@ def test_invalid_contents_of_model_json_are_refused_at_load(saved, change, messa
         load_model(saved)
 
 
+@pytest.mark.parametrize("change", [
+    lambda d: d.update({"class": "X" * 1_000_000}),
+    lambda d: d.update(format_version=[[0] * 100_000]),
+    lambda d: d["params"].update({"y" * 100_000: 1}),
+    lambda d: d["params"].update(penalizer=[-1] * 100_000),
+    lambda d: d["fitted"].update({"x" * 100_000 + "_": 1}),
+])
+def test_messages_quote_values_from_the_file_briefly(saved, change):
+    _forge(saved, change)
+    with pytest.raises(ModelFileError) as info:
+        load_model(saved)
+    assert len(str(info.value)) < 800
+
+
 def test_posterior_draws_with_nan_are_refused(saved):
     import xarray as xr
 
@@ -522,7 +539,7 @@ def test_cli_refuses_a_tampered_or_unsigned_model_with_exit_2(fitted, rfm, tmp_p
     import sys
 
     save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "model")
-    rfm.head(50).to_csv(tmp_path / "rfm.csv")
+    rfm.head(50).rename_axis("customer_id").reset_index().to_csv(tmp_path / "rfm.csv", index=False)
     exe = Path(sys.executable).parent / "clvmodels"
     command = ([str(exe)] if exe.exists() else [sys.executable, "-m", "clvmodels.cli"]) + [
         "score", str(tmp_path / "model"), str(tmp_path / "rfm.csv"), "--out", str(tmp_path / "scores.csv")]
@@ -539,3 +556,24 @@ def test_cli_refuses_a_tampered_or_unsigned_model_with_exit_2(fitted, rfm, tmp_p
                          env={**os.environ, persistence.KEY_ENV: KEY})
     assert res.returncode == 2 and "is not signed although CLVMODELS_MODEL_KEY is set" in res.stderr, res.stderr
     assert not (tmp_path / "scores.csv").exists()
+    res = subprocess.run(command, capture_output=True, text=True, timeout=300)  # without the key: checksums only
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == 50
+
+
+def test_cli_scores_a_signed_model_with_worker_processes(fitted, rfm, tmp_path, monkeypatch):
+    """With the key set, `score --jobs 2` hands the models to its workers as a signed bundle too."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv(persistence.KEY_ENV, KEY)
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "model")
+    rfm.rename_axis("customer_id").reset_index().to_parquet(tmp_path / "rfm.parquet")
+    exe = Path(sys.executable).parent / "clvmodels"
+    command = ([str(exe)] if exe.exists() else [sys.executable, "-m", "clvmodels.cli"]) + [
+        "score", str(tmp_path / "model"), str(tmp_path / "rfm.parquet"), "--out", str(tmp_path / "scores.parquet"),
+        "--jobs", "2", "--chunk-rows", "1000", "--allow-rejects"]
+    res = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert len(scores) == len(rfm) and scores["clv"].notna().all()

@@ -83,7 +83,7 @@ MAX_JSON_DEPTH = 64
 ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_FITTED_NAME = re.compile(r"[a-z][a-z0-9_]*_")
+_FITTED_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}_")
 
 _REGISTRY: dict[str, type[CLVModel]] = {}
 
@@ -215,6 +215,12 @@ def _package_version() -> str:
 
 
 # ---------------------------------------------------------------------------- untrusted files
+def _short(value, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: values from a file go into messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _tampered(path: Path, problem: str) -> ModelFileError:
     """The error for a model directory that is not as clvmodels writes it."""
     return ModelFileError(f"{str(path)!r} {problem}: the model directory may have been tampered with. "
@@ -334,10 +340,10 @@ def _read_json(directory: Path, name: str, expected_format: str, digest: str | N
         raise ModelFileError(f"{str(path)!r} is not a {expected_format} file.")
     version = doc.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _tampered(path, f"has an invalid format_version {version!r}")
+        raise _tampered(path, f"has an invalid format_version {_short(version)}")
     if version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{str(path)!r} was written by clvmodels {doc.get('package_version', '?')} in file format "
+            f"{str(path)!r} was written by clvmodels {str(doc.get('package_version', '?'))[:40]} in file format "
             f"version {version}, newer than this clvmodels ({_package_version()}) reads (up to "
             f"{FORMAT_VERSION}). Upgrade clvmodels to load it."
         )
@@ -438,7 +444,7 @@ def _decoded(value, where: Path, what: str):
     try:
         return _decode(value)
     except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
-        raise _tampered(where, f"holds a malformed {what} ({type(exc).__name__}: {exc})") from None
+        raise _tampered(where, f"holds a malformed {what} ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def _check_settings(cls: type[CLVModel], params: dict) -> None:
@@ -450,7 +456,7 @@ def _check_settings(cls: type[CLVModel], params: dict) -> None:
             check_count(name, params[name], minimum)
     method = params.get("method", cls.methods[0])
     if not isinstance(method, str) or method.lower() not in cls.methods:
-        raise ClvDataError(f"method must be one of {cls.methods}, got {method!r}.")
+        raise ClvDataError(f"method must be one of {cls.methods}, got {_short(method)}.")
 
 
 def _positive_values(values, what: str, where: Path) -> None:
@@ -469,7 +475,7 @@ def _check_params(cls: type[CLVModel], params, where: Path) -> None:
     if not isinstance(params, pd.Series) or sorted(map(str, params.index)) != sorted(cls.param_names) \
             or len(params) != len(cls.param_names):
         got = list(params.index) if isinstance(params, pd.Series) else type(params).__name__
-        raise _tampered(where, f"holds params_ {got!r}, not the parameters {list(cls.param_names)} of {cls.__name__}")
+        raise _tampered(where, f"holds params_ {_short(got)}, not the parameters {list(cls.param_names)} of {cls.__name__}")
     for name, value in params.items():
         _positive_values(value, f"value of parameter {name!r}", where)
 
@@ -498,15 +504,15 @@ def _load_fitted(cls: type[CLVModel], saved, where: Path) -> dict:
     fitted = _decoded(saved, where, "fitted attribute")
     for attr, value in fitted.items():
         if not isinstance(attr, str) or not _FITTED_NAME.fullmatch(attr) or hasattr(cls, attr) or attr == "rfm_":
-            raise _tampered(where, f"sets the attribute {attr!r}, which clvmodels never saves")
+            raise _tampered(where, f"sets the attribute {_short(attr)}, which clvmodels never saves")
         expected = _FITTED_TYPES.get(attr)
         if attr in ("posterior_draws_", "idata_") and value is not None:
             raise _tampered(where, f"holds {attr} in the JSON (clvmodels saves them as netCDF files)")
         if expected is not None and (not isinstance(value, expected) or
                                      (isinstance(value, bool) and expected is not bool)):
-            raise _tampered(where, f"holds {attr} = {value!r}, not of the type clvmodels saves")
+            raise _tampered(where, f"holds {attr} = {_short(value)}, not of the type clvmodels saves")
         if expected is int and value < 0:
-            raise _tampered(where, f"holds a negative count {attr} = {value!r}")
+            raise _tampered(where, f"holds a negative count {attr} = {_short(value)}")
     if fitted and "params_" not in fitted:
         raise _tampered(where, "holds fitted attributes but no fitted parameters (params_)")
     if "params_" in fitted:
@@ -515,7 +521,7 @@ def _load_fitted(cls: type[CLVModel], saved, where: Path) -> dict:
         _check_covariance(cls, fitted["covariance_"], where)
     method = fitted.get("method_", cls.methods[0])
     if method not in cls.methods:
-        raise _tampered(where, f"holds method_ = {method!r}, not a fit method of {cls.__name__}")
+        raise _tampered(where, f"holds method_ = {_short(method)}, not a fit method of {cls.__name__}")
     return fitted
 
 
@@ -528,7 +534,7 @@ def _load_params(cls: type[CLVModel], saved, where: Path) -> dict:
                           f"cannot be saved): the loaded model has {key}=None, so refitting it uses the "
                           "defaults. Its fitted values and predictions are unaffected.", UserWarning, stacklevel=4)
             value = None
-        params[key] = _decoded(value, where, f"parameter {key!r}")
+        params[key] = _decoded(value, where, f"parameter {_short(key)}")
     try:
         _check_settings(cls, params)
     except ClvDataError as exc:
@@ -542,13 +548,13 @@ def _load_posterior(cls: type[CLVModel], data: bytes, names, where: Path) -> dic
     import xarray as xr
 
     if not isinstance(names, list) or sorted(map(str, names)) != sorted(cls.param_names):
-        raise _tampered(where, f"lists the posterior variables {names!r}, not the parameters "
+        raise _tampered(where, f"lists the posterior variables {_short(names)}, not the parameters "
                                f"{list(cls.param_names)} of {cls.__name__}")
     try:
         with xr.open_dataset(io.BytesIO(data), engine="h5netcdf") as ds:
             draws = {k: ds[k].to_numpy().copy() for k in names}
     except Exception as exc:  # noqa: BLE001 (whatever the netCDF reader raises on a bad file)
-        raise _tampered(where.parent / POSTERIOR_FILE, f"cannot be read ({type(exc).__name__}: {exc})") from None
+        raise _tampered(where.parent / POSTERIOR_FILE, f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
     if len({v.shape for v in draws.values()}) != 1 or next(iter(draws.values())).ndim != 1:
         raise _tampered(where.parent / POSTERIOR_FILE, "holds draws of different shapes, not one draw per parameter")
     for k, v in draws.items():
@@ -567,20 +573,21 @@ def _load_idata(data: bytes, where: Path):
         finally:
             tree.close()
     except Exception as exc:  # noqa: BLE001 (whatever the netCDF reader raises on a bad file)
-        raise _tampered(where.parent / IDATA_FILE, f"cannot be read ({type(exc).__name__}: {exc})") from None
+        raise _tampered(where.parent / IDATA_FILE, f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
     return tree
 
 
 def _read_files(directory: Path, files, where: Path) -> dict[str, bytes]:
     """The files listed in model.json (plain names of regular files inside ``directory``), each
     checked against its SHA-256."""
-    contents = {}
-    for name, digest in files.items():
+    for name, digest in files.items():  # every name checked before any file is opened
         if not _FILE_NAME.fullmatch(name) or ".." in name:
-            raise _tampered(where, f"lists the file {name!r}, which is not a plain file name inside the "
+            raise _tampered(where, f"lists the file {_short(name)}, which is not a plain file name inside the "
                                    "model directory")
         if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-            raise _tampered(where, f"gives the file {name!r} an invalid SHA-256 {digest!r}")
+            raise _tampered(where, f"gives the file {_short(name)} an invalid SHA-256 {_short(digest)}")
+    contents = {}
+    for name, digest in files.items():
         contents[name] = _read_member(directory, name)
         if hashlib.sha256(contents[name]).hexdigest() != digest:
             raise ModelFileError(f"{str(directory / name)!r} fails its checksum: the file is corrupted, "
@@ -606,7 +613,7 @@ def _read_model(path: Path, digest: str | None = None) -> CLVModel:
     cls = classes.get(doc["class"])
     if cls is None:
         raise ModelFileError(
-            f"{str(path)!r} holds a {doc['class']!r}, which this clvmodels does not know "
+            f"{str(path)!r} holds a {_short(doc['class'])}, which this clvmodels does not know "
             f"(known: {sorted(classes)}). Upgrade clvmodels or register the class."
         )
     contents = _read_files(path, doc["files"], where)
@@ -614,7 +621,7 @@ def _read_model(path: Path, digest: str | None = None) -> CLVModel:
     try:
         model = cls(**params)
     except TypeError as exc:
-        raise ModelFileError(f"{str(path)!r}: its parameters do not fit {cls.__name__} ({exc}).") from exc
+        raise ModelFileError(f"{str(path)!r}: its parameters do not fit {cls.__name__} ({str(exc)[:200]}).") from exc
     for attr, value in _load_fitted(cls, doc["fitted"], where).items():
         setattr(model, attr, value)
     if POSTERIOR_FILE in contents:
@@ -642,7 +649,7 @@ def load_model(path) -> CLVModel:
 def _check_role(role) -> None:
     if not isinstance(role, str) or not ROLE_NAME.fullmatch(role):
         raise ClvDataError(f"Model role names must be 1 to 32 lower-case letters, digits and underscores, "
-                           f"starting with a letter (e.g. 'purchase'), got {role!r}.")
+                           f"starting with a letter (e.g. 'purchase'), got {_short(role)}.")
 
 
 def save_models(models: dict[str, CLVModel], path, metadata: dict | None = None) -> None:
@@ -681,7 +688,7 @@ def load_models(path) -> tuple[dict[str, CLVModel], dict]:
     where = path / BUNDLE_FILE
     roles = doc.get("models")
     if not isinstance(roles, list) or not roles or len(set(map(repr, roles))) != len(roles):
-        raise _tampered(where, f"lists the models {roles!r}, not a list of distinct role names")
+        raise _tampered(where, f"lists the models {_short(roles)}, not a list of distinct role names")
     for role in roles:
         try:
             _check_role(role)

@@ -17,14 +17,14 @@ from ..errors import ClvDataError
 def check_penalizer(value) -> float:
     """The penalizer as a float: a finite, non-negative number (not a bool, not a string)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)) or value < 0:
-        raise ClvDataError(f"penalizer must be a finite number >= 0 (0 = no penalty, e.g. 0.001), got {value!r}.")
+        raise ClvDataError(f"penalizer must be a finite number >= 0 (0 = no penalty, e.g. 0.001), got {value!r:.80}.")
     return float(value)
 
 
 def check_count(name: str, value, minimum: int) -> int:
     """``value`` as an int: an integer (not a bool, not a float) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ClvDataError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        raise ClvDataError(f"{name} must be an integer >= {minimum}, got {value!r:.80}.")
     return int(value)
 
 
