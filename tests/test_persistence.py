@@ -577,3 +577,18 @@ def test_cli_scores_a_signed_model_with_worker_processes(fitted, rfm, tmp_path, 
     assert res.returncode == 0, res.stderr
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     assert len(scores) == len(rfm) and scores["clv"].notna().all()
+
+
+def test_spark_ships_only_the_bundles_regular_files_after_checking_it(fitted, tmp_path):
+    """The Spark path reads the bundle on the driver: it is checked there as load_models checks it,
+    and a link in it is neither read nor shipped to the executors."""
+    from clvmodels.spark import _model_files
+
+    save_models({"purchase": fitted[0]}, tmp_path / "b")
+    (tmp_path / "secret.txt").write_text("password")
+    (tmp_path / "b" / "notes.txt").symlink_to(tmp_path / "secret.txt")
+    files = _model_files(tmp_path / "b")
+    assert sorted(files) == ["bundle.json", "purchase/model.json"]
+    _forge(tmp_path / "b" / "purchase", _set_param("r", -2.0))
+    with pytest.raises(ModelFileError, match="differs from the model its bundle recorded"):
+        _model_files(tmp_path / "b")
