@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -262,3 +265,330 @@ def test_interrupted_replace_is_reported(fitted, tmp_path):
     path.rename(tmp_path / ".m.old-1234abcd")
     with pytest.raises(ModelFileError, match=r"previous version at .*\.m\.old-1234abcd"):
         load_model(path)
+
+
+# ---------------------------------------------------------------------------- untrusted directories
+def _forge(path: Path, change, name: str = "model.json") -> None:
+    """Change a model.json / bundle.json as someone without the signing key could: the checksum
+    recomputed, the signature (if any) kept."""
+    doc = json.loads((path / name).read_text())
+    doc.pop("checksum")
+    change(doc)
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    doc["checksum"] = "sha256:" + hashlib.sha256(text).hexdigest()
+    (path / name).write_text(json.dumps(doc))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["../secret.nc", "/ABS", "sub/posterior.nc", "..", ".", "", "a\\b", "posterior.nc\x00"])
+def test_file_names_outside_the_directory_are_refused(saved, name, monkeypatch):
+    """Issue #12 item 7: paths in the file list were joined unchecked (``../../etc/passwd`` was opened
+    and hashed). A file outside the directory with the right SHA-256 is still refused, unopened."""
+    outside = saved.parent / "secret.nc"
+    outside.write_bytes((saved / "posterior.nc").read_bytes())
+    target = name.replace("/ABS", str(outside))
+    _forge(saved, lambda d: d["files"].update({target: _sha(outside)}))
+    opened, real_open = [], os.open
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: opened.append(Path(path)) or real_open(path, *a, **k))
+    with pytest.raises(ModelFileError, match=r"not a plain file name inside the model directory.*tampered with"):
+        load_model(saved)
+    assert opened == [saved / "model.json"]  # nothing else opened, let alone hashed
+
+
+def test_symlinked_files_are_refused(saved):
+    outside = saved.parent / "elsewhere.nc"
+    (saved / "posterior.nc").rename(outside)
+    (saved / "posterior.nc").symlink_to(outside)  # same bytes, same checksum: still refused
+    with pytest.raises(ModelFileError, match=r"posterior\.nc' is a symbolic link.*tampered with"):
+        load_model(saved)
+    (saved / "posterior.nc").unlink()
+    outside.rename(saved / "posterior.nc")
+    load_model(saved)
+    (saved / "model.json").rename(saved.parent / "model.json")
+    (saved / "model.json").symlink_to(saved.parent / "model.json")
+    with pytest.raises(ModelFileError, match=r"model\.json' is a symbolic link"):
+        load_model(saved)
+
+
+def test_a_fifo_or_directory_in_place_of_a_file_is_refused_without_blocking(saved):
+    (saved / "posterior.nc").unlink()
+    os.mkfifo(saved / "posterior.nc")
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        load_model(saved)
+    (saved / "posterior.nc").unlink()
+    (saved / "posterior.nc").mkdir()
+    with pytest.raises(ModelFileError, match="posterior.nc"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("role", ["../spend", "/tmp/x", "Purchase", "a" * 33, "", "p-1", "1st", "spend/"])
+def test_bundle_role_names_are_a_fixed_pattern(fitted, tmp_path, role):
+    with pytest.raises(ClvDataError, match="role names must be 1 to 32 lower-case letters"):
+        save_models({role: fitted[0]}, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    save_models({"purchase": fitted[0]}, tmp_path / "b")
+    _forge(tmp_path / "b", lambda d: d.update(models=[role]), "bundle.json")
+    with pytest.raises(ModelFileError, match=r"bundle\.json' lists an invalid role.*tampered with"):
+        load_models(tmp_path / "b")
+
+
+def test_symlinked_bundle_member_is_refused(fitted, tmp_path):
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "b")
+    (tmp_path / "b" / "spend").rename(tmp_path / "outside")
+    (tmp_path / "b" / "spend").symlink_to(tmp_path / "outside")
+    with pytest.raises(ModelFileError, match=r"spend' is a symbolic link.*tampered with"):
+        load_models(tmp_path / "b")
+
+
+def test_bundle_member_swapped_for_another_model_is_refused(fitted, rfm, tmp_path):
+    """Each member is intact on its own; bundle.json records which model.json belongs to it."""
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "b")
+    other = clv.BetaGeoModel().fit(rfm.iloc[:500])
+    other.save(tmp_path / "other")
+    shutil.rmtree(tmp_path / "b" / "purchase")
+    shutil.copytree(tmp_path / "other", tmp_path / "b" / "purchase")
+    load_model(tmp_path / "b" / "purchase")  # a valid model by itself
+    with pytest.raises(ModelFileError, match=r"differs from the model its bundle recorded"):
+        load_models(tmp_path / "b")
+    _forge(tmp_path / "b", lambda d: d["model_checksums"].pop("purchase"), "bundle.json")
+    with pytest.raises(ModelFileError, match=r"invalid model_checksums"):
+        load_models(tmp_path / "b")
+
+
+def test_bundles_without_member_checksums_still_load(fitted, tmp_path):
+    """Bundles written before bundle.json recorded its models' checksums."""
+    save_models({"purchase": fitted[0]}, tmp_path / "b", metadata={"horizon": 12})
+    _forge(tmp_path / "b", lambda d: d.pop("model_checksums"), "bundle.json")
+    models, meta = load_models(tmp_path / "b")
+    assert models["purchase"].params_.equals(fitted[0].params_) and meta == {"horizon": 12}
+
+
+def test_oversized_model_json_is_refused_before_parsing(saved, monkeypatch):
+    doc = json.loads((saved / "model.json").read_text())
+    (saved / "model.json").write_text(json.dumps(doc) + " " * persistence.MAX_JSON_BYTES)
+    monkeypatch.setattr(json, "loads", lambda *a, **k: pytest.fail("parsed an oversized file"))
+    with pytest.raises(ModelFileError, match=r"more than the 16,777,216 clvmodels reads.*tampered with"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("depth", [persistence.MAX_JSON_DEPTH, 100_000])
+def test_deeply_nested_model_json_is_refused(saved, depth):
+    """Just over the limit (checksum valid), and far beyond what Python's JSON parser can recurse into."""
+    f = saved / "model.json"
+    text = f.read_text()
+    assert '"fitted": {' in text
+    f.write_text(text.replace('"fitted": {', '"fitted": {"deep_": ' + "[" * depth + "]" * depth + ", ", 1))
+    if depth < 1000:
+        _forge(saved, lambda d: None)
+    with pytest.raises(ModelFileError, match=r"nested deeper than the 64 levels.*tampered with"):
+        load_model(saved)
+
+
+def test_save_refuses_what_load_would_refuse(fitted, tmp_path):
+    deep = {}
+    for _ in range(persistence.MAX_JSON_DEPTH):
+        deep = {"x": deep}
+    with pytest.raises(ClvDataError, match="nested 6[0-9] deep, more than loading accepts"):
+        save_models({"purchase": fitted[0]}, tmp_path / "b", metadata=deep)
+    with pytest.raises(ClvDataError, match="penalizer must be a finite number"):
+        clv.BetaGeoModel(penalizer=-1).save(tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- parameters in the file
+def _set_param(name, value):
+    def change(doc):
+        doc["fitted"]["params_"]["__series__"]["values"]["__ndarray__"]["data"][
+            doc["fitted"]["params_"]["__series__"]["index"].index(name)] = value
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set_param("r", -1.0), r"invalid value of parameter 'r': -1\.0"),
+    (_set_param("alpha", 0.0), r"invalid value of parameter 'alpha': 0\.0"),
+    (_set_param("a", {"__float__": "nan"}), r"invalid value of parameter 'a': nan"),
+    (_set_param("b", {"__float__": "inf"}), r"invalid value of parameter 'b': inf"),
+    (_set_param("r", "abc"), r"params_|malformed"),
+    (lambda d: d["fitted"]["params_"]["__series__"].update(index=["r", "alpha", "a", "x"]), r"params_ \['r', 'alpha', 'a', 'x'\]"),
+    (lambda d: d["fitted"].update(params_={"r": 1.0}), "params_"),
+    (lambda d: d["fitted"].pop("params_"), "no fitted parameters"),
+    (lambda d: d["fitted"].update(covariance_=[[1.0]]), "covariance_"),
+    (lambda d: d["fitted"]["covariance_"]["__ndarray__"]["data"].__setitem__(1, 5.0), "not a covariance matrix"),
+    (lambda d: d["fitted"].update(method_="magic"), "method_ = 'magic'"),
+    (lambda d: d["fitted"].update(n_customers_=-3), "negative count n_customers_"),
+    (lambda d: d["fitted"].update(time_unit_=7), "time_unit_ = 7"),
+    (lambda d: d["fitted"].update(expected_purchases="x"), "sets the attribute 'expected_purchases'"),
+    (lambda d: d["fitted"].update(__class__="x"), "sets the attribute '__class__'"),
+    (lambda d: d["fitted"].update(posterior_draws_={"r": [1.0]}), "posterior_draws_ in the JSON"),
+    (lambda d: d["fitted"].update(covariance_={"__ndarray__": {"dtype": "|O", "shape": [1], "data": [1]}}), "malformed"),
+    (lambda d: d["fitted"].update(covariance_={"__ndarray__": {"dtype": "<f8", "shape": [7], "data": [1]}}), "malformed"),
+    (lambda d: d["fitted"].update(covariance_={"__ndarray__": []}), "malformed"),
+    (lambda d: d["params"].update(penalizer=-1), "invalid setting .*penalizer"),
+    (lambda d: d["params"].update(draws=0.5), "invalid setting .*draws"),
+    (lambda d: d["params"].update(method="pickle"), "invalid setting .*method"),
+    (lambda d: d.update(files={"posterior.nc": "not a digest"}), "invalid SHA-256"),
+    (lambda d: d.update(files=[]), "lacks 'files'"),
+    (lambda d: d.update(posterior_variables=["r", "r", "a", "b"]), "posterior variables"),
+    (lambda d: d.update(format_version="1"), "invalid format_version"),
+])
+def test_invalid_contents_of_model_json_are_refused_at_load(saved, change, message):
+    """Issue #12 item 9: invalid parameters in a model file exited 1 with a traceback (or loaded a
+    model that crashed later); now each is a ModelFileError naming what is wrong."""
+    _forge(saved, change)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.update({"class": "X" * 1_000_000}),
+    lambda d: d.update(format_version=[[0] * 100_000]),
+    lambda d: d["params"].update({"y" * 100_000: 1}),
+    lambda d: d["params"].update(penalizer=[-1] * 100_000),
+    lambda d: d["fitted"].update({"x" * 100_000 + "_": 1}),
+])
+def test_messages_quote_values_from_the_file_briefly(saved, change):
+    _forge(saved, change)
+    with pytest.raises(ModelFileError) as info:
+        load_model(saved)
+    assert len(str(info.value)) < 800
+
+
+def test_posterior_draws_with_nan_are_refused(saved):
+    import xarray as xr
+
+    with xr.open_dataset(saved / "posterior.nc", engine="h5netcdf") as ds:
+        ds = ds.load()
+    ds["alpha"][3] = np.nan
+    (saved / "posterior.nc").unlink()
+    ds.to_netcdf(saved / "posterior.nc", engine="h5netcdf")
+    _forge(saved, lambda d: d["files"].update({"posterior.nc": _sha(saved / "posterior.nc")}))
+    with pytest.raises(ModelFileError, match=r"invalid posterior draw of parameter 'alpha': nan"):
+        load_model(saved)
+
+
+def test_garbage_netcdf_with_a_matching_checksum_is_refused(saved):
+    (saved / "idata.nc").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
+    _forge(saved, lambda d: d["files"].update({"idata.nc": _sha(saved / "idata.nc")}))
+    with pytest.raises(ModelFileError, match=r"idata\.nc' cannot be read"):
+        load_model(saved)
+
+
+# ---------------------------------------------------------------------------- signatures
+KEY = "correct horse battery staple"
+
+
+def test_signed_models_load_only_with_the_key(fitted, tmp_path, monkeypatch):
+    monkeypatch.setenv(persistence.KEY_ENV, KEY)
+    fitted[0].save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert doc["signature"].startswith("hmac-sha256:") and len(doc["signature"]) == 12 + 64
+    assert load_model(tmp_path / "m").params_.equals(fitted[0].params_)
+    monkeypatch.setenv(persistence.KEY_ENV, KEY + "!")
+    with pytest.raises(ModelFileError, match=r"signature that does not match the key in CLVMODELS_MODEL_KEY.*tampered"):
+        load_model(tmp_path / "m")
+    monkeypatch.delenv(persistence.KEY_ENV)
+    assert load_model(tmp_path / "m").params_.equals(fitted[0].params_)  # without the key: checksums only
+
+
+def test_with_the_key_a_forged_or_unsigned_model_is_refused(fitted, tmp_path, monkeypatch):
+    monkeypatch.setenv(persistence.KEY_ENV, KEY)
+    fitted[0].save(tmp_path / "m")
+    _forge(tmp_path / "m", _set_param("r", 5.0))  # a valid model, its checksum recomputed
+    with pytest.raises(ModelFileError, match="signature that does not match"):
+        load_model(tmp_path / "m")
+    monkeypatch.delenv(persistence.KEY_ENV)
+    assert load_model(tmp_path / "m").params_["r"] == 5.0  # checksums alone do not see it
+    fitted[0].save(tmp_path / "unsigned")
+    monkeypatch.setenv(persistence.KEY_ENV, KEY)
+    with pytest.raises(ModelFileError, match=r"is not signed although CLVMODELS_MODEL_KEY is set.*tampered"):
+        load_model(tmp_path / "unsigned")
+    _forge(tmp_path / "unsigned", lambda d: d.update(signature="hmac-sha256:" + "0" * 64))
+    with pytest.raises(ModelFileError, match="signature that does not match"):
+        load_model(tmp_path / "unsigned")
+
+
+def test_signature_covers_the_netcdf_files_and_bundle_members(rfm, fitted, tmp_path, monkeypatch):
+    monkeypatch.setenv(persistence.KEY_ENV, KEY)
+    _with_posterior(clv.BetaGeoModel().fit(rfm), n_draws=20).save(tmp_path / "m")
+    data = bytearray((tmp_path / "m" / "posterior.nc").read_bytes())
+    data[-10] ^= 1
+    (tmp_path / "m" / "posterior.nc").write_bytes(bytes(data))
+    _forge(tmp_path / "m", lambda d: d["files"].update({"posterior.nc": _sha(tmp_path / "m" / "posterior.nc")}))
+    with pytest.raises(ModelFileError, match="signature that does not match"):
+        load_model(tmp_path / "m")
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "b", metadata={"horizon": 12})
+    assert load_models(tmp_path / "b")[1] == {"horizon": 12}
+    _forge(tmp_path / "b", lambda d: d["metadata"].update(horizon=120), "bundle.json")
+    with pytest.raises(ModelFileError, match=r"bundle\.json' has a signature that does not match"):
+        load_models(tmp_path / "b")
+
+
+@pytest.mark.parametrize("key", ["", "short"])
+def test_a_short_key_is_refused(fitted, tmp_path, monkeypatch, key):
+    monkeypatch.setenv(persistence.KEY_ENV, key)
+    with pytest.raises(ClvDataError, match="CLVMODELS_MODEL_KEY is set but has [05] characters: use a secret of at least 16"):
+        fitted[0].save(tmp_path / "m")
+
+
+def test_cli_refuses_a_tampered_or_unsigned_model_with_exit_2(fitted, rfm, tmp_path, monkeypatch):
+    """As a user runs it: `clvmodels score` exits 2 with a one-line reason, not 1 with a traceback."""
+    import subprocess
+    import sys
+
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "model")
+    rfm.head(50).rename_axis("customer_id").reset_index().to_csv(tmp_path / "rfm.csv", index=False)
+    exe = Path(sys.executable).parent / "clvmodels"
+    command = ([str(exe)] if exe.exists() else [sys.executable, "-m", "clvmodels.cli"]) + [
+        "score", str(tmp_path / "model"), str(tmp_path / "rfm.csv"), "--out", str(tmp_path / "scores.csv")]
+    _forge(tmp_path / "model" / "purchase", _set_param("r", {"__float__": "nan"}))
+    res = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "differs from the model its bundle recorded" in res.stderr, res.stderr
+    digest = _sha(tmp_path / "model" / "purchase" / "model.json")
+    _forge(tmp_path / "model", lambda d: d["model_checksums"].update(purchase=digest), "bundle.json")
+    res = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert "invalid value of parameter 'r': nan" in res.stderr and "Traceback" not in res.stderr
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "model")  # intact, unsigned
+    res = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, persistence.KEY_ENV: KEY})
+    assert res.returncode == 2 and "is not signed although CLVMODELS_MODEL_KEY is set" in res.stderr, res.stderr
+    assert not (tmp_path / "scores.csv").exists()
+    res = subprocess.run(command, capture_output=True, text=True, timeout=300)  # without the key: checksums only
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == 50
+
+
+def test_cli_scores_a_signed_model_with_worker_processes(fitted, rfm, tmp_path, monkeypatch):
+    """With the key set, `score --jobs 2` hands the models to its workers as a signed bundle too."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv(persistence.KEY_ENV, KEY)
+    save_models({"purchase": fitted[0], "spend": fitted[1]}, tmp_path / "model")
+    rfm.rename_axis("customer_id").reset_index().to_parquet(tmp_path / "rfm.parquet")
+    exe = Path(sys.executable).parent / "clvmodels"
+    command = ([str(exe)] if exe.exists() else [sys.executable, "-m", "clvmodels.cli"]) + [
+        "score", str(tmp_path / "model"), str(tmp_path / "rfm.parquet"), "--out", str(tmp_path / "scores.parquet"),
+        "--jobs", "2", "--chunk-rows", "1000", "--allow-rejects"]
+    res = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert len(scores) == len(rfm) and scores["clv"].notna().all()
+
+
+def test_spark_ships_only_the_bundles_regular_files_after_checking_it(fitted, tmp_path):
+    """The Spark path reads the bundle on the driver: it is checked there as load_models checks it,
+    and a link in it is neither read nor shipped to the executors."""
+    from clvmodels.spark import _model_files
+
+    save_models({"purchase": fitted[0]}, tmp_path / "b")
+    (tmp_path / "secret.txt").write_text("password")
+    (tmp_path / "b" / "notes.txt").symlink_to(tmp_path / "secret.txt")
+    files = _model_files(tmp_path / "b")
+    assert sorted(files) == ["bundle.json", "purchase/model.json"]
+    _forge(tmp_path / "b" / "purchase", _set_param("r", -2.0))
+    with pytest.raises(ModelFileError, match="differs from the model its bundle recorded"):
+        _model_files(tmp_path / "b")

@@ -299,7 +299,11 @@ def _model_files(models) -> dict[str, bytes]:
     root = Path(models)
     if not (root / "bundle.json").exists():
         raise ClvDataError(f"{str(root)!r} is not a saved model bundle (clvmodels fit / save_models).")
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    from .models.persistence import load_models
+
+    load_models(root)  # a damaged or tampered bundle is refused here, on the driver, with its reason
+    # regular files only: a link (never part of a bundle) could point to any file of the driver
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
 def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):

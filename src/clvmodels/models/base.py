@@ -35,6 +35,7 @@ from .draws import is_bayesian, parameter_draws, summarise_draws
 from .persistence import save_model
 from .registry import add_package_class
 from .rows import compress, data_fingerprint
+from .settings import check_penalizer
 
 
 class CLVModel(ABC):
@@ -155,6 +156,7 @@ class CLVModel(ABC):
         method = (method or self.method).lower()
         if method not in self.methods:
             raise ValueError(f"Unknown fit method {method!r}; choose one of {self.methods}.")
+        check_penalizer(self.penalizer)
         data = self._data_arrays(rfm)
         if weights is not None:
             weights = np.asarray(weights, dtype=float)

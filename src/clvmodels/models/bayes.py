@@ -68,6 +68,7 @@ import pandas as pd
 from ..errors import ClvDataError, warn_convergence
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, value_and_gradient)
+from .settings import check_sampling
 
 #: r_hat above this fails the convergence check (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -273,13 +274,11 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     cls = type(model)
     names = list(cls.param_names)
     priors = resolve_priors(cls, model.priors if priors is None else priors, data, w)
-    draws = int(model.draws if draws is None else draws)
-    tune = int(model.tune if tune is None else tune)
-    chains = int(model.chains if chains is None else chains)
+    draws, tune, chains = check_sampling(model.draws if draws is None else draws,
+                                         model.tune if tune is None else tune,
+                                         model.chains if chains is None else chains)
     seed = model.random_seed if random_seed is None else random_seed
     progressbar = model.progressbar if progressbar is None else progressbar
-    if draws < 1 or chains < 1 or tune < 0:
-        raise ValueError(f"draws and chains must be >= 1 and tune >= 0; got {draws}, {chains}, {tune}.")
     pymc_model = build_pymc_model(cls, data, w, priors)
     model.priors_ = {k: (list(v) if isinstance(v, tuple) else repr(v)) for k, v in priors.items()}
     model.posterior_draws_ = None

@@ -47,11 +47,28 @@ def spend_terms(params: dict, data: dict):
     return (px - 1) * pt.log(m) - (px + q) * pt.log(gamma + x * m)
 
 
+def check_spend(monetary_value, rows: pd.DataFrame | None = None) -> None:
+    """Refuse negative mean spends (ClvDataError naming the column and row count; ``rows``, the
+    customers' frame, adds examples). Spend is positive under the model, and a negative ``m`` would
+    give a negative expected spend. A mean of 0 with repeat purchases (zero-value transactions,
+    found in CDNOW) is outside the model's support but has a well-defined positive prediction, the
+    limit ``m -> 0``, so it is scored; customers with ``x = 0`` have no mean spend to read.
+    """
+    bad = np.asarray(monetary_value) < 0
+    if np.any(bad):
+        raise data_error(
+            "Gamma-Gamma needs a non-negative mean spend per repeat transaction; found negative values",
+            column="monetary_value", rows=None if rows is None else rows.loc[bad], n_rows=int(np.sum(bad)),
+            fix="Fix these customers or leave them out (refunds should be netted against their purchases).")
+
+
 def expected_spend(params, frequency, monetary_value):
     """E[Z | p, q, γ, m, x] = p (γ + x m) / (p x + q − 1): conditional mean spend per transaction.
 
-    Customers with ``x = 0`` get the population mean ``p γ / (q − 1)``. Needs ``q > 1``.
+    Customers with ``x = 0`` get the population mean ``p γ / (q − 1)``. Needs ``q > 1``. A negative
+    mean spend is refused (:func:`check_spend`), never turned into a negative prediction.
     """
+    check_spend(monetary_value)
     p, q, gamma = params["p"], params["q"], params["gamma"]
     x = frequency
     m = np.where(x > 0, monetary_value, 0.0)
@@ -67,6 +84,7 @@ def simulate_spend(params, frequency, monetary_value, *, n_transactions, rng):
     ``n_transactions`` has the broadcast shape of the parameters ``(n_samples, 1)`` against the
     customers ``(n,)``.
     """
+    check_spend(monetary_value)
     p, q, gamma = params["p"], params["q"], params["gamma"]
     x = np.asarray(frequency, dtype=float)
     m = np.where(x > 0, monetary_value, 0.0)
@@ -164,8 +182,12 @@ class GammaGammaModel(SpendModel):
     def expected_spend(self, rfm: pd.DataFrame | None = None, **kwargs):
         """Conditional expected spend per transaction (Fader & Hardie 2013, eq. 10).
 
-        Customers without repeat purchases get the population mean."""
+        Customers without repeat purchases get the population mean. A negative ``monetary_value`` is
+        refused (ClvDataError naming the customers; see :func:`check_spend`)."""
         self._check_fitted()
         if self.params_["q"] <= 1 and not is_bayesian(self):
             raise ClvDataError(f"q = {self.params_['q']:.3g} <= 1: expected spend is infinite under this fit.")
-        return super().expected_spend(rfm, **kwargs)
+        frame = self._rfm_or_fitted(rfm)
+        check_spend(validate_columns(frame, self.data_columns)["monetary_value"], rows=frame[list(self.data_columns)])
+        return super().expected_spend(frame, **kwargs)
+

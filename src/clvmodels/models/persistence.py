@@ -19,14 +19,38 @@ is not stored: pass the customers to score to a loaded model's predictions.
 
 Several models that belong together (a purchase and a spend model) are saved as a *bundle*: a
 directory with ``bundle.json`` and one model directory per role (:func:`save_models`,
-:func:`load_models`). All writes are atomic (a temporary directory renamed into place).
+:func:`load_models`), which also records the checksum of each role's ``model.json``. All writes
+are atomic (a temporary directory renamed into place).
+
+Model directories are not trusted. Loading opens only the files named in ``model.json`` that are
+plain file names (no path separators, no ``..``) of regular files directly inside the model
+directory, never through a symbolic link; bundle roles are names of at most 32 lower-case letters,
+digits and underscores (a directory of the bundle, not a link); ``model.json`` and ``bundle.json``
+may hold at most :data:`MAX_JSON_BYTES` bytes nested at most :data:`MAX_JSON_DEPTH` deep; fitted
+parameters must be finite and positive and the settings valid. Anything else is refused with a
+:class:`~clvmodels.errors.ModelFileError` saying what is wrong.
+
+Checksums detect corruption, not tampering: whoever can write the directory can recompute them.
+For tamper evidence, set the environment variable ``CLVMODELS_MODEL_KEY`` (:data:`KEY_ENV`) to a
+secret of at least 16 characters: ``save`` then signs each ``model.json`` and ``bundle.json`` (an
+HMAC-SHA256 of the whole document, which includes the SHA-256 of every other file, and for a bundle
+those of its models), and while it is set ``load`` refuses files that are unsigned or whose
+signature does not match. The key protects against changes by anyone who does not hold it (a
+swapped parameter, a replaced netCDF file, a model from another bundle); it does not encrypt
+anything (the files stay readable), does not stop a key holder, and does not prevent an older
+model signed with the same key from being put back in place of a newer one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import io
 import json
 import math
+import os
+import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -37,6 +61,7 @@ from ..errors import ClvDataError, ModelFileError
 from ..io import atomic_directory, leftover_versions
 from .._version import __version__
 from .registry import model_classes, register_model_class  # noqa: F401  (part of this module's API)
+from .settings import check_count, check_penalizer
 
 FORMAT = "clvmodels-model"
 BUNDLE_FORMAT = "clvmodels-bundle"
@@ -48,6 +73,18 @@ POSTERIOR_FILE = "posterior.nc"
 IDATA_FILE = "idata.nc"
 #: Fitted attributes not stored in model.json: the training frame, and the draws (netCDF files).
 _NOT_IN_JSON = {"rfm_", "posterior_draws_", "idata_"}
+#: Environment variable holding the key that signs and verifies model files (see the module docstring).
+KEY_ENV = "CLVMODELS_MODEL_KEY"
+#: Shortest key accepted in :data:`KEY_ENV`.
+MIN_KEY_LENGTH = 16
+#: Largest model.json / bundle.json read (bytes), and the deepest nesting of their JSON.
+MAX_JSON_BYTES = 16 * 2**20
+MAX_JSON_DEPTH = 64
+#: Names a bundle's roles may have (each is a directory of the bundle).
+ROLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_FITTED_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}_")
 
 # ---------------------------------------------------------------------------- JSON encoding
 def _encode(value, where: str):
@@ -94,8 +131,11 @@ def _decode(value):
         if tag == "__float__":
             return float(body)
         if tag == "__ndarray__":
+            dtype = np.dtype(body["dtype"])
+            if dtype.kind not in "biuf":
+                raise TypeError(f"arrays of dtype {dtype} are not saved by clvmodels")
             data = [_decode(v) for v in body["data"]]
-            return np.array(data, dtype=np.dtype(body["dtype"])).reshape(body["shape"])
+            return np.array(data, dtype=dtype).reshape(body["shape"])
         if tag == "__series__":
             return pd.Series(_decode(body["values"]), index=[_decode(i) for i in body["index"]],
                              name=_decode(body["name"]))
@@ -126,42 +166,151 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _package_version() -> str:
-    return __version__
+# ---------------------------------------------------------------------------- untrusted files
+def _short(value, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: values from a file go into messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _tampered(path: Path, problem: str) -> ModelFileError:
+    """The error for a model directory that is not as clvmodels writes it."""
+    return ModelFileError(f"{str(path)!r} {problem}: the model directory may have been tampered with. "
+                          "Do not use it; save the model again from a trusted copy.")
+
+
+def _model_key() -> bytes | None:
+    """The signing key in :data:`KEY_ENV`, or None when it is not set."""
+    key = os.environ.get(KEY_ENV)
+    if key is None:
+        return None
+    if len(key) < MIN_KEY_LENGTH:
+        raise ClvDataError(f"{KEY_ENV} is set but has {len(key)} characters: use a secret of at least "
+                           f"{MIN_KEY_LENGTH}, or unset it to save and load models without signatures.")
+    return key.encode()
+
+
+def _signature(key: bytes, doc: dict) -> str:
+    """HMAC-SHA256 of the canonical JSON of ``doc`` (which lists the other files' SHA-256)."""
+    return "hmac-sha256:" + hmac.new(key, _canonical(doc), hashlib.sha256).hexdigest()
+
+
+def _json_depth(value) -> int:
+    """Nesting depth of a parsed JSON value (a scalar: 0, ``[1]``: 1, ``{"a": [1]}``: 2), without recursion."""
+    depth, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            depth = max(depth, level + 1)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return depth
 
 
 def _write_json(doc: dict, path: Path) -> None:
+    """Write ``doc`` with its checksum, and its signature when :data:`KEY_ENV` is set."""
     body = dict(doc)
-    body["checksum"] = "sha256:" + hashlib.sha256(_canonical(doc)).hexdigest()
-    path.write_text(json.dumps(body, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    key = _model_key()
+    if key is not None:
+        body["signature"] = _signature(key, doc)
+    depth = _json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise ClvDataError(f"Cannot save {path.name}: it would be nested {depth} deep, more than loading "
+                           f"accepts ({MAX_JSON_DEPTH} levels). Save flatter metadata.")
+    body["checksum"] = "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
+    text = json.dumps(body, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    if len(text) > MAX_JSON_BYTES:
+        raise ClvDataError(f"Cannot save {path.name}: it would hold {len(text):,} bytes, more than loading "
+                           f"accepts ({MAX_JSON_BYTES:,}). Save smaller metadata.")
+    path.write_text(text, encoding="utf-8")
 
 
-def _read_json(path: Path, expected_format: str) -> dict:
-    """Read and check a model.json / bundle.json: parseable, intact, our format, a version we know."""
+def _read_member(directory: Path, name: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``name`` directly inside ``directory``, never through a link;
+    at most ``limit`` bytes."""
+    path = directory / name
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        text = path.read_text()
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise _tampered(path, "is a symbolic link (clvmodels never writes links)")
+        with open(os.open(path, flags), "rb") as fh:
+            info = os.fstat(fh.fileno())  # of what was opened, whatever lstat saw
+            if not stat.S_ISREG(info.st_mode):
+                raise _tampered(path, "is not a regular file")
+            if limit is not None and info.st_size > limit:
+                raise _tampered(path, f"holds {info.st_size:,} bytes, more than the {limit:,} clvmodels reads")
+            return fh.read() if limit is None else fh.read(limit)
     except FileNotFoundError:
         raise ModelFileError(f"{str(path)!r} is missing: the model directory is incomplete.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ModelFileError(f"Cannot read {str(path)!r}: {exc}.") from exc
+
+
+def _member_directory(bundle: Path, role: str) -> Path:
+    """The model directory of ``role`` in ``bundle``: a directory of it, not a link."""
+    path = bundle / role
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise ModelFileError(f"{str(path)!r} is missing: the bundle is incomplete.") from None
+    if stat.S_ISLNK(mode):
+        raise _tampered(path, "is a symbolic link (clvmodels never writes links)")
+    if not stat.S_ISDIR(mode):
+        raise _tampered(path, "is not a directory")
+    return path
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} out of range")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _read_json(directory: Path, name: str, expected_format: str, digest: str | None = None) -> dict:
+    """Read and check a model.json / bundle.json: bounded, parseable, intact (its checksum, and
+    ``digest``, the SHA-256 its bundle recorded, if given), signed when :data:`KEY_ENV` is set,
+    our format, a version we know."""
+    path = directory / name
+    raw = _read_member(directory, name, MAX_JSON_BYTES)
+    if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
+        raise _tampered(path, "differs from the model its bundle recorded (bundle.json checksums)")
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise _tampered(path, f"is nested deeper than the {MAX_JSON_DEPTH} levels clvmodels reads") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, out-of-range numbers
         raise ModelFileError(
             f"{str(path)!r} is not valid JSON (corrupted or truncated: {exc}). Save the model again."
         ) from exc
+    if _json_depth(doc) > MAX_JSON_DEPTH:
+        raise _tampered(path, f"is nested deeper than the {MAX_JSON_DEPTH} levels clvmodels reads")
     if not isinstance(doc, dict) or doc.get("format") != expected_format:
         raise ModelFileError(f"{str(path)!r} is not a {expected_format} file.")
     version = doc.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _tampered(path, f"has an invalid format_version {_short(version)}")
+    if version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{str(path)!r} was written by clvmodels {doc.get('package_version', '?')} in file format "
-            f"version {version}, newer than this clvmodels ({_package_version()}) reads (up to "
+            f"{str(path)!r} was written by clvmodels {str(doc.get('package_version', '?'))[:40]} in file format "
+            f"version {version}, newer than this clvmodels ({__version__}) reads (up to "
             f"{FORMAT_VERSION}). Upgrade clvmodels to load it."
         )
     checksum = doc.pop("checksum", None)
     if checksum != "sha256:" + hashlib.sha256(_canonical(doc)).hexdigest():
         raise ModelFileError(f"{str(path)!r} fails its checksum: the file was modified or corrupted.")
+    signature = doc.pop("signature", None)
+    key = _model_key()
+    if key is not None and signature is None:
+        raise _tampered(path, f"is not signed although {KEY_ENV} is set (if it was saved without the key, "
+                              "save it again with the key set)")
+    if key is not None and not (isinstance(signature, str)
+                                and hmac.compare_digest(signature.encode(), _signature(key, doc).encode())):
+        raise _tampered(path, f"has a signature that does not match the key in {KEY_ENV} (or it was signed "
+                              "with another key)")
     return doc
 
 
@@ -174,6 +323,7 @@ def _write_model(model: "CLVModel", directory: Path) -> None:
             f"{name} is not a known model class, so it could not be loaded back: register it with "
             "clvmodels.models.persistence.register_model_class first."
         )
+    _check_settings(type(model), model.get_params())  # a model that could not be loaded back
     params = {}
     for key, value in model.get_params().items():
         try:
@@ -212,7 +362,7 @@ def _write_model(model: "CLVModel", directory: Path) -> None:
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "package_version": _package_version(),
+        "package_version": __version__,
         "class": name,
         "params": params,
         "fitted": fitted,
@@ -241,53 +391,195 @@ def _missing_message(path: Path) -> str:
     return msg
 
 
-def _read_model(path: Path) -> "CLVModel":
-    if not path.is_dir():
-        raise ModelFileError(_missing_message(path))
-    if (path / BUNDLE_FILE).exists() and not (path / MODEL_FILE).exists():
-        raise ModelFileError(f"{str(path)!r} holds several models (a bundle): load it with clvmodels.load_models.")
-    doc = _read_json(path / MODEL_FILE, FORMAT)
-    classes = model_classes()
-    cls = classes.get(doc.get("class"))
-    if cls is None:
-        raise ModelFileError(
-            f"{str(path)!r} holds a {doc.get('class')!r}, which this clvmodels does not know "
-            f"(known: {sorted(classes)}). Upgrade clvmodels or register the class."
-        )
-    for name, digest in doc["files"].items():
-        file = path / name
-        if not file.is_file():
-            raise ModelFileError(f"{str(file)!r} is missing: the model directory is incomplete.")
-        if _sha256_file(file) != digest:
-            raise ModelFileError(f"{str(file)!r} fails its checksum: the file is corrupted or truncated.")
+def _decoded(value, where: Path, what: str):
+    """:func:`_decode` of an untrusted value: a malformed tagged object is a ModelFileError."""
+    try:
+        return _decode(value)
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+        raise _tampered(where, f"holds a malformed {what} ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _check_settings(cls: type[CLVModel], params: dict) -> None:
+    """Check the constructor settings that a fit checks (penalizer, method, draws, tune, chains)."""
+    if "penalizer" in params:
+        check_penalizer(params["penalizer"])
+    for name, minimum in (("draws", 1), ("tune", 0), ("chains", 1)):
+        if name in params:
+            check_count(name, params[name], minimum)
+    method = params.get("method", cls.methods[0])
+    if not isinstance(method, str) or method.lower() not in cls.methods:
+        raise ClvDataError(f"method must be one of {cls.methods}, got {_short(method)}.")
+
+
+def _positive_values(values, what: str, where: Path) -> None:
+    """Refuse parameter values that are not finite positive numbers, naming the first bad one."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf" or array.size == 0:
+        raise _tampered(where, f"holds {what} that are not numbers ({array.dtype}, {array.size} values)")
+    bad = ~(np.isfinite(array) & (array > 0))
+    if bad.any():
+        raise _tampered(where, f"holds an invalid {what}: {array[bad].ravel()[0].item()!r} ({int(bad.sum()):,} "
+                               "value(s) not finite and positive; every parameter of these models is)")
+
+
+def _check_params(cls: type[CLVModel], params, where: Path) -> None:
+    """``params_``: a Series of finite positive numbers indexed by exactly the model's parameters."""
+    if not isinstance(params, pd.Series) or sorted(map(str, params.index)) != sorted(cls.param_names) \
+            or len(params) != len(cls.param_names):
+        got = list(params.index) if isinstance(params, pd.Series) else type(params).__name__
+        raise _tampered(where, f"holds params_ {_short(got)}, not the parameters {list(cls.param_names)} of {cls.__name__}")
+    for name, value in params.items():
+        _positive_values(value, f"value of parameter {name!r}", where)
+
+
+def _check_covariance(cls: type[CLVModel], cov, where: Path) -> None:
+    """``covariance_``: a k x k float matrix, all NaN (no standard errors) or symmetric positive semi-definite."""
+    k = len(cls.param_names)
+    if not isinstance(cov, np.ndarray) or cov.shape != (k, k) or cov.dtype.kind != "f":
+        raise _tampered(where, f"holds a covariance_ that is not a {k} x {k} matrix of floats")
+    if np.isnan(cov).all():
+        return
+    finite = np.isfinite(cov).all()
+    if not (finite and np.allclose(cov, cov.T) and np.linalg.eigvalsh(cov).min() >= -1e-9 * np.abs(cov).max()):
+        raise _tampered(where, "holds a covariance_ that is not a covariance matrix (finite, symmetric, "
+                               "positive semi-definite)")
+
+
+#: Types of the fitted attributes that predictions and scoring read (others are informative only).
+_FITTED_TYPES = {"converged_": bool, "n_customers_": int, "n_unique_": int, "n_excluded_": int,
+                 "time_unit_": (str, type(None)), "fingerprint_": str, "log_likelihood_": (int, float),
+                 "aic_": (int, float), "bic_": (int, float), "correlation_": (int, float)}
+
+
+def _load_fitted(cls: type[CLVModel], saved, where: Path) -> dict:
+    """The fitted attributes of model.json, decoded and checked."""
+    fitted = _decoded(saved, where, "fitted attribute")
+    for attr, value in fitted.items():
+        if not isinstance(attr, str) or not _FITTED_NAME.fullmatch(attr) or hasattr(cls, attr) or attr == "rfm_":
+            raise _tampered(where, f"sets the attribute {_short(attr)}, which clvmodels never saves")
+        expected = _FITTED_TYPES.get(attr)
+        if attr in ("posterior_draws_", "idata_") and value is not None:
+            raise _tampered(where, f"holds {attr} in the JSON (clvmodels saves them as netCDF files)")
+        if expected is not None and (not isinstance(value, expected) or
+                                     (isinstance(value, bool) and expected is not bool)):
+            raise _tampered(where, f"holds {attr} = {_short(value)}, not of the type clvmodels saves")
+        if expected is int and value < 0:
+            raise _tampered(where, f"holds a negative count {attr} = {_short(value)}")
+    if fitted and "params_" not in fitted:
+        raise _tampered(where, "holds fitted attributes but no fitted parameters (params_)")
+    if "params_" in fitted:
+        _check_params(cls, fitted["params_"], where)
+    if "covariance_" in fitted:
+        _check_covariance(cls, fitted["covariance_"], where)
+    method = fitted.get("method_", cls.methods[0])
+    if method not in cls.methods:
+        raise _tampered(where, f"holds method_ = {_short(method)}, not a fit method of {cls.__name__}")
+    return fitted
+
+
+def _load_params(cls: type[CLVModel], saved, where: Path) -> dict:
+    """The constructor parameters of model.json, decoded and checked as a fit checks them."""
     params = {}
-    for key, value in doc["params"].items():
+    for key, value in saved.items():
         if isinstance(value, dict) and set(value) == {"__unsaved__"}:
             warnings.warn(f"{cls.__name__} was saved with {key}={value['__unsaved__']} (PyMC objects "
                           f"cannot be saved): the loaded model has {key}=None, so refitting it uses the "
-                          "defaults. Its fitted values and predictions are unaffected.", UserWarning, stacklevel=3)
+                          "defaults. Its fitted values and predictions are unaffected.", UserWarning, stacklevel=4)
             value = None
-        params[key] = _decode(value)
+        params[key] = _decoded(value, where, f"parameter {_short(key)}")
     try:
-        model = cls(**params)
-    except TypeError as exc:
-        raise ModelFileError(f"{str(path)!r}: its parameters do not fit {cls.__name__} ({exc}).") from exc
-    for attr, value in _decode(doc["fitted"]).items():
-        setattr(model, attr, value)
-    if POSTERIOR_FILE in doc["files"]:
-        import xarray as xr
+        _check_settings(cls, params)
+    except ClvDataError as exc:
+        raise _tampered(where, f"holds an invalid setting ({exc})") from None
+    return params
 
-        with xr.open_dataset(path / POSTERIOR_FILE, engine="h5netcdf") as ds:
-            model.posterior_draws_ = {k: ds[k].to_numpy().copy() for k in doc["posterior_variables"]}
-    if IDATA_FILE in doc["files"]:
-        import xarray as xr
 
-        tree = xr.open_datatree(path / IDATA_FILE, engine="h5netcdf")
+def _load_posterior(cls: type[CLVModel], data: bytes, names, where: Path) -> dict[str, np.ndarray]:
+    """posterior_draws_ from the (checksummed) bytes of posterior.nc: one finite positive draw per
+    parameter and draw, equally many of each."""
+    import xarray as xr
+
+    if not isinstance(names, list) or sorted(map(str, names)) != sorted(cls.param_names):
+        raise _tampered(where, f"lists the posterior variables {_short(names)}, not the parameters "
+                               f"{list(cls.param_names)} of {cls.__name__}")
+    try:
+        with xr.open_dataset(io.BytesIO(data), engine="h5netcdf") as ds:
+            draws = {k: ds[k].to_numpy().copy() for k in names}
+    except Exception as exc:  # noqa: BLE001 (whatever the netCDF reader raises on a bad file)
+        raise _tampered(where.parent / POSTERIOR_FILE, f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if len({v.shape for v in draws.values()}) != 1 or next(iter(draws.values())).ndim != 1:
+        raise _tampered(where.parent / POSTERIOR_FILE, "holds draws of different shapes, not one draw per parameter")
+    for k, v in draws.items():
+        _positive_values(v, f"posterior draw of parameter {k!r}", where.parent / POSTERIOR_FILE)
+    return draws
+
+
+def _load_idata(data: bytes, where: Path):
+    """idata_ (the ArviZ DataTree) from the (checksummed) bytes of idata.nc."""
+    import xarray as xr
+
+    try:
+        tree = xr.open_datatree(io.BytesIO(data), engine="h5netcdf")
         try:
             tree.load()
         finally:
             tree.close()
-        model.idata_ = tree
+    except Exception as exc:  # noqa: BLE001 (whatever the netCDF reader raises on a bad file)
+        raise _tampered(where.parent / IDATA_FILE, f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return tree
+
+
+def _read_files(directory: Path, files, where: Path) -> dict[str, bytes]:
+    """The files listed in model.json (plain names of regular files inside ``directory``), each
+    checked against its SHA-256."""
+    for name, digest in files.items():  # every name checked before any file is opened
+        if not _FILE_NAME.fullmatch(name) or ".." in name:
+            raise _tampered(where, f"lists the file {_short(name)}, which is not a plain file name inside the "
+                                   "model directory")
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise _tampered(where, f"gives the file {_short(name)} an invalid SHA-256 {_short(digest)}")
+    contents = {}
+    for name, digest in files.items():
+        contents[name] = _read_member(directory, name)
+        if hashlib.sha256(contents[name]).hexdigest() != digest:
+            raise ModelFileError(f"{str(directory / name)!r} fails its checksum: the file is corrupted, "
+                                 "truncated or was modified.")
+    return contents
+
+
+#: The entries of model.json and their types.
+_MODEL_KEYS = {"class": str, "params": dict, "fitted": dict, "files": dict, "posterior_variables": (list, type(None))}
+
+
+def _read_model(path: Path, digest: str | None = None) -> CLVModel:
+    if not path.is_dir():
+        raise ModelFileError(_missing_message(path))
+    if (path / BUNDLE_FILE).exists() and not (path / MODEL_FILE).exists():
+        raise ModelFileError(f"{str(path)!r} holds several models (a bundle): load it with clvmodels.load_models.")
+    doc = _read_json(path, MODEL_FILE, FORMAT, digest)
+    where = path / MODEL_FILE
+    for key, kind in _MODEL_KEYS.items():
+        if not isinstance(doc.get(key), kind):
+            raise _tampered(where, f"lacks {key!r} or holds a {type(doc.get(key)).__name__} there")
+    classes = model_classes()
+    cls = classes.get(doc["class"])
+    if cls is None:
+        raise ModelFileError(
+            f"{str(path)!r} holds a {_short(doc['class'])}, which this clvmodels does not know "
+            f"(known: {sorted(classes)}). Upgrade clvmodels or register the class."
+        )
+    contents = _read_files(path, doc["files"], where)
+    params = _load_params(cls, doc["params"], where)
+    try:
+        model = cls(**params)
+    except TypeError as exc:
+        raise ModelFileError(f"{str(path)!r}: its parameters do not fit {cls.__name__} ({str(exc)[:200]}).") from exc
+    for attr, value in _load_fitted(cls, doc["fitted"], where).items():
+        setattr(model, attr, value)
+    if POSTERIOR_FILE in contents:
+        model.posterior_draws_ = _load_posterior(cls, contents[POSTERIOR_FILE], doc["posterior_variables"], where)
+    if IDATA_FILE in contents:
+        model.idata_ = _load_idata(contents[IDATA_FILE], where)
     return model
 
 
@@ -297,39 +589,70 @@ def load_model(path) -> "CLVModel":
     Raises
     ------
     ModelFileError
-        The directory or a file is missing, a file is corrupted or truncated (checksums), or the
-        file format is newer than this clvmodels reads.
+        The directory or a file is missing, a file is corrupted or truncated (checksums), the file
+        format is newer than this clvmodels reads, the directory is not as clvmodels writes it
+        (files outside it or links, invalid parameters, oversized or deeply nested JSON), or
+        :data:`KEY_ENV` is set and the model is unsigned or signed with another key.
     """
     return _read_model(Path(path))
 
 
 # ---------------------------------------------------------------------------- bundles
-def save_models(models: dict[str, "CLVModel"], path, metadata: dict | None = None) -> None:
+def _check_role(role) -> None:
+    if not isinstance(role, str) or not ROLE_NAME.fullmatch(role):
+        raise ClvDataError(f"Model role names must be 1 to 32 lower-case letters, digits and underscores, "
+                           f"starting with a letter (e.g. 'purchase'), got {_short(role)}.")
+
+
+def save_models(models: dict[str, CLVModel], path, metadata: dict | None = None) -> None:
     """Save several models (e.g. ``{"purchase": bgnbd, "spend": gg}``) as one bundle, atomically.
 
-    ``metadata``: JSON-able settings stored alongside (e.g. the command that fitted them).
+    ``metadata``: JSON-able settings stored alongside (e.g. the command that fitted them). Role names
+    are 1 to 32 lower-case letters, digits and underscores, starting with a letter.
     """
     if not models:
         raise ClvDataError("No models to save.")
     for role in models:
-        if not role.isidentifier():
-            raise ClvDataError(f"Model role names must be identifiers, got {role!r}.")
+        _check_role(role)
     with atomic_directory(path, marker_files=(MODEL_FILE, BUNDLE_FILE)) as tmp:
         for role, model in models.items():
             (tmp / role).mkdir()
             _write_model(model, tmp / role)
         doc = {"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
-               "package_version": _package_version(), "models": list(models),
+               "package_version": __version__, "models": list(models),
+               "model_checksums": {role: _sha256_file(tmp / role / MODEL_FILE) for role in models},
                "metadata": _encode(metadata or {}, "metadata")}
         _write_json(doc, tmp / BUNDLE_FILE)
 
 
-def load_models(path) -> tuple[dict[str, "CLVModel"], dict]:
-    """Load a bundle saved with :func:`save_models`: ``({role: model}, metadata)``."""
+def load_models(path) -> tuple[dict[str, CLVModel], dict]:
+    """Load a bundle saved with :func:`save_models`: ``({role: model}, metadata)``.
+
+    Raises ModelFileError as :func:`load_model` does, and for role names that are not plain names
+    of the bundle's directories or models that differ from those the bundle recorded.
+    """
     path = Path(path)
     if not path.is_dir():
         raise ModelFileError(_missing_message(path))
     if (path / MODEL_FILE).exists() and not (path / BUNDLE_FILE).exists():
         raise ModelFileError(f"{str(path)!r} holds a single model: load it with clvmodels.load_model.")
-    doc = _read_json(path / BUNDLE_FILE, BUNDLE_FORMAT)
-    return {role: _read_model(path / role) for role in doc["models"]}, _decode(doc["metadata"])
+    doc = _read_json(path, BUNDLE_FILE, BUNDLE_FORMAT)
+    where = path / BUNDLE_FILE
+    roles = doc.get("models")
+    if not isinstance(roles, list) or not roles or len(set(map(repr, roles))) != len(roles):
+        raise _tampered(where, f"lists the models {_short(roles)}, not a list of distinct role names")
+    for role in roles:
+        try:
+            _check_role(role)
+        except ClvDataError as exc:
+            raise _tampered(where, f"lists an invalid role ({exc})") from None
+    checksums = doc.get("model_checksums")
+    if checksums is None:
+        checksums = {}  # a bundle written before bundle.json recorded its models' checksums
+    elif not isinstance(checksums, dict) or set(checksums) != set(roles) or \
+            not all(isinstance(v, str) and _DIGEST.fullmatch(v) for v in checksums.values()):
+        raise _tampered(where, "holds invalid model_checksums (one SHA-256 per role)")
+    metadata = _decoded(doc.get("metadata", {}), where, "metadata")
+    if not isinstance(metadata, dict):
+        raise _tampered(where, f"holds metadata of type {type(metadata).__name__}, not a dict")
+    return {role: _read_model(_member_directory(path, role), checksums.get(role)) for role in roles}, metadata
