@@ -69,9 +69,13 @@ def test_cdnow_calibration_holdout_identical(cdnow, tmp_path):
     path = tmp_path / "cdnow.csv"
     cdnow.assign(date=cdnow["date"].dt.strftime("%Y%m%d").astype(int)).to_csv(path, index=False)
     kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D")
-    expected = _pandas(cdnow, **kw)
+    expected = _pandas(path, **kw)  # ids of a CSV are text on both engines
     got = _duck(path, **kw)
     assert_same(expected, got)
+    assert got.index.dtype == "str" and got.index[:3].tolist() == ["1", "10", "100"]
+    # the numbers are those of the in-memory log with integer ids
+    by_int = _pandas(cdnow, **kw)
+    assert_same(by_int, got.set_axis(got.index.astype(np.int64)).sort_index())
     # published CDNOW facts: 23,570 customers, 78-week observation
     assert len(got) == 23_570 and got["duration_holdout"].iloc[0] == 273.0
 

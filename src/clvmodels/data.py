@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import ClvDataError, data_error
+from .io import read_columns, table_columns
 
 CUSTOMER = "customer_id"
 TIMESTAMP = "timestamp"
@@ -28,30 +28,13 @@ AMOUNT = "amount"
 
 REFUND_POLICIES = ("error", "net", "drop")
 
+#: A blank customer id (a missing one), as a regular expression that Python, DuckDB (RE2) and
+#: Spark (Java) read alike: only ASCII white space. Any other id is a label, kept as given.
+BLANK_ID = r"[ \t\n\r\f\v]*"
+
 #: A purchase netted down to at most this fraction of its value (or 1e-12) counts as fully refunded.
 _REFUND_RTOL = 1e-9
 _NEAR_ZERO = 1e-12
-
-
-def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file (chosen by extension; a directory is read as a Parquet dataset)."""
-    p = Path(path)
-    if not p.exists():
-        raise ClvDataError(f"File not found: {str(p)!r}. Check the path.")
-    suffixes = "".join(p.suffixes).lower()
-    try:
-        if p.is_dir() or suffixes.endswith((".parquet", ".pq", ".parq")):
-            return pd.read_parquet(p, columns=columns)
-        if suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv", ".csv.zip", ".csv.bz2")):
-            sep = "\t" if ".tsv" in suffixes else ","
-            return pd.read_csv(p, usecols=columns, sep=sep)
-    except (ValueError, KeyError) as exc:
-        if columns is not None:
-            raise ClvDataError(f"Could not read columns {columns} from {str(p)!r}: {exc}") from exc
-        raise
-    raise ClvDataError(
-        f"Unsupported file type for {str(p)!r}: use .csv (optionally compressed) or .parquet."
-    )
 
 
 def load_transactions(
@@ -69,7 +52,9 @@ def load_transactions(
     Parameters
     ----------
     source
-        A DataFrame, or the path of a CSV or Parquet file.
+        A DataFrame, or the path of a CSV or Parquet file (a directory: a Parquet dataset). The id
+        column of a CSV is read as text, exactly as written (``007``, ``07`` and ``7`` are three
+        customers); ids from Parquet or a DataFrame keep their type.
     customer_id, timestamp, amount
         Names of the columns holding the customer id, the purchase time and the purchase value.
         ``amount=None`` loads a log without values (enough for purchase models, not for spend).
@@ -105,17 +90,18 @@ def load_transactions(
     wanted = [customer_id, timestamp] + ([amount] if amount is not None else [])
     if len(set(wanted)) != len(wanted):
         raise ClvDataError(f"The customer id, timestamp and amount columns must differ, got {wanted}.")
-    if isinstance(source, pd.DataFrame):
-        raw = source
-    else:
-        raw = read_table(source)
-    missing = [c for c in wanted if c not in raw.columns]
+    available = list(source.columns) if isinstance(source, pd.DataFrame) else table_columns(source)
+    missing = [c for c in wanted if c not in available]
     if missing:
         raise ClvDataError(
-            f"Missing column(s) {missing} in the transaction log; it has {list(raw.columns)}. "
+            f"Missing column(s) {missing} in the transaction log; it has {available}. "
             "Pass the right names with customer_id=..., timestamp=..., amount=... "
             "(amount=None for a log without values)."
         )
+    if isinstance(source, pd.DataFrame):
+        raw = source
+    else:  # ids are labels: a CSV's id column is read as text, exactly as written
+        raw = read_columns(source, wanted, text_columns=(customer_id,))
     if len(raw) == 0:
         raise ClvDataError("The transaction log is empty (0 rows): there is nothing to summarise.")
     if any(isinstance(raw[c], pd.DataFrame) for c in wanted):
@@ -193,7 +179,7 @@ def _check_ids(ids: pd.Series, raw: pd.DataFrame, column: str, wanted) -> None:
     bad = ids.isna().to_numpy(copy=True)
     if pd.api.types.is_string_dtype(ids.dtype) or ids.dtype == object:
         # blank strings are missing ids too; non-string values of an object column are left alone
-        blank = ids.str.strip().eq("") if ids.dtype != object else _blank_object(ids)
+        blank = ids.str.fullmatch(BLANK_ID) if ids.dtype != object else _blank_object(ids)
         bad |= blank.fillna(False).to_numpy(dtype=bool)
     if bad.any():
         raise data_error(
@@ -207,7 +193,7 @@ def _blank_object(ids: pd.Series) -> pd.Series:
     is_str = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
     blank = np.zeros(len(values), dtype=bool)
     if is_str.any():
-        blank[is_str] = pd.Series(values[is_str], dtype=object).str.strip().eq("").to_numpy(dtype=bool)
+        blank[is_str] = pd.Series(values[is_str], dtype=object).str.fullmatch(BLANK_ID).to_numpy(dtype=bool)
     return pd.Series(blank)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import AMOUNT, CUSTOMER, REFUND_POLICIES, TIMESTAMP
+from .data import AMOUNT, BLANK_ID, CUSTOMER, REFUND_POLICIES, TIMESTAMP, naive_timestamp
 from .errors import ClvDataError, data_error
 from .rfm import _end_hours, _end_label, _frame, _resolve
 from .units import normalize_unit, unit_days
@@ -34,17 +34,38 @@ _NEAR_ZERO = 1e-12
 _REFUND_RTOL = 1e-9
 
 
-def _connect(memory_limit: str | None, threads: int | None, temp_directory: str | None):
+def _connect(memory_limit: str | None, threads: int | None, temp_directory: str | None, tz: str | None):
+    """A DuckDB connection with the user's settings, each passed as a parameter (never pasted into SQL)."""
     try:
         import duckdb
     except ImportError:  # pragma: no cover - duckdb is in the 'scale' extra
         raise ClvDataError("The DuckDB engine needs the 'duckdb' package: pip install 'clvmodels[scale]'.") from None
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or threads < 1):
+        raise ClvDataError(f"threads must be a whole number of at least 1, got {threads!r}.")
+    settings = {
+        "memory_limit": (memory_limit or DEFAULT_MEMORY_LIMIT, "memory limit", "e.g. '4GB' or '500MB'"),
+        "temp_directory": (str(temp_directory or tempfile.gettempdir()), "temporary directory", "a directory path"),
+        "threads": (int(threads) if threads else None, "threads", "a whole number of at least 1"),
+        # keep wall-clock time of tz-aware timestamps, as the pandas path does
+        "TimeZone": (tz or "UTC", "time zone of the log", "a time zone name such as 'Europe/Paris'"),
+    }
     con = duckdb.connect(":memory:")
-    con.execute(f"SET memory_limit = '{memory_limit or DEFAULT_MEMORY_LIMIT}'")
-    con.execute(f"SET temp_directory = '{_sql_str(temp_directory or tempfile.gettempdir())}'")
-    con.execute("SET preserve_insertion_order = true")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
+    try:
+        con.execute("SET preserve_insertion_order = true")
+        for name, (value, what, expected) in settings.items():
+            if value is None:
+                continue
+            if not isinstance(value, (str, int)):
+                raise ClvDataError(f"Invalid {what} {value!r}: expected {expected}.")
+            try:
+                con.execute(f"SET {name} = ?", [value])
+            except duckdb.Error as exc:
+                raise ClvDataError(f"Invalid {what} {value!r} for DuckDB: expected {expected} "
+                                   f"({str(exc).splitlines()[0]}).") from None
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
@@ -54,61 +75,94 @@ def _q(name: str) -> str:
 
 
 def _sql_str(s: str) -> str:
+    """The text of a SQL string literal (quotes doubled); for values DuckDB cannot take as
+    parameters (table functions inside a view)."""
     return str(s).replace("'", "''")
 
 
-def _register_source(con, source, columns: list[str], date_format: str | None, timestamp: str):
-    """Create the view ``raw`` over ``source`` (a path or a DataFrame) with a row number ``_rn``."""
-    if isinstance(source, pd.DataFrame):
-        missing = [c for c in columns if c not in source.columns]
-        if missing:
-            raise ClvDataError(
-                f"Missing column(s) {missing} in the transaction log; it has {list(source.columns)}. "
-                "Pass the right names with customer_id=..., timestamp=..., amount=...")
-        frame = source[columns].reset_index(drop=True)
-        con.register("_source", frame)
-        relation = "_source"
-        tz = getattr(frame[timestamp].dtype, "tz", None)
+def _source(source, columns: list[str], timestamp: str, glob: bool, workdir: Path):
+    """Check the columns of ``source`` (a path or, with ``glob``, a pattern); return the path DuckDB
+    should read, whether it is Parquet, and the time zone of its timestamp column (or None).
+
+    DuckDB expands ``*``, ``?``, ``[...]`` and ``{...}`` in any path it is given: a path holding
+    them is read through a link with a plain name in ``workdir``, so it is read literally.
+    """
+    from .io import check_unique_columns, table_columns, table_format
+
+    if glob:
+        import glob as globbing
+
+        matches = sorted(globbing.glob(str(source), recursive=True))
+        if not matches:
+            raise ClvDataError(f"No file matches the pattern {str(source)!r}. Check the pattern.")
+        first, read = Path(matches[0]), str(source)
     else:
-        from .io import table_columns, table_format
+        first = Path(source)
+        if not first.exists():
+            raise ClvDataError(f"File not found: {str(first)!r}. Check the path.")
+        read = str(first)
+    available = table_columns(first)
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise ClvDataError(
+            f"Missing column(s) {missing} in the transaction log; it has {available}. "
+            "Pass the right names with customer_id=..., timestamp=..., amount=... "
+            "(amount=None for a log without values).")
+    check_unique_columns(available, columns, first)
+    parquet = table_format(first) == "parquet"
+    tz = None
+    if parquet:
+        import pyarrow.dataset as ds
 
-        path = Path(source)
-        if not path.exists():
-            raise ClvDataError(f"File not found: {str(path)!r}. Check the path.")
-        available = table_columns(path)
-        missing = [c for c in columns if c not in available]
-        if missing:
-            raise ClvDataError(
-                f"Missing column(s) {missing} in the transaction log; it has {available}. "
-                "Pass the right names with customer_id=..., timestamp=..., amount=... "
-                "(amount=None for a log without values).")
-        tz = None
-        if table_format(path) == "parquet":
-            import pyarrow.dataset as ds
+        tz = getattr(ds.dataset(first, format="parquet").schema.field(timestamp).type, "tz", None)
+    if not glob and any(ch in read for ch in "*?[]{}"):
+        link = workdir / ("log" + ("" if first.is_dir() else _known_suffix(first)))
+        link.symlink_to(first.resolve())
+        read = str(link)
+    if parquet and not glob and first.is_dir():
+        read = str(Path(read) / "**" / "*.parquet")
+    return read, parquet, None if tz is None else str(tz)
 
-            glob = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
-            relation = f"read_parquet('{_sql_str(glob)}')"
-            tz = getattr(ds.dataset(path, format="parquet").schema.field(timestamp).type, "tz", None)
-        else:
-            types = f", types={{'{_sql_str(timestamp)}': 'VARCHAR'}}" if date_format else ""
-            sep = "\t" if ".tsv" in path.name.lower() else ","
-            relation = f"read_csv('{_sql_str(str(path))}', header=true, delim='{sep}'{types})"
-    # keep wall-clock time of tz-aware timestamps, as the pandas path does
-    con.execute(f"SET TimeZone = '{_sql_str(str(tz) if tz is not None else 'UTC')}'")
+
+def _known_suffix(path: Path) -> str:
+    """The file-type ending of ``path`` that DuckDB reads the format and compression from."""
+    from .io import _CSV, _PARQUET
+
+    name = path.name.lower()
+    return next(s for s in sorted(_PARQUET + _CSV, key=len, reverse=True) if name.endswith(s))
+
+
+def _register_source(con, read: str | pd.DataFrame, parquet: bool, columns: list[str], customer_id: str,
+                     timestamp: str, date_format: str | None):
+    """Create the view ``raw`` over ``read`` (a path from :func:`_source`, or a DataFrame) with a
+    row number ``_rn``. A CSV's id column is read as text (ids are labels: ``007`` is not ``7``),
+    whatever the rest of the file holds beyond DuckDB's type-detection sample."""
+    if isinstance(read, pd.DataFrame):
+        con.register("_source", read)
+        relation = "_source"
+    elif parquet:
+        relation = f"read_parquet('{_sql_str(read)}')"
+    else:
+        text = [customer_id] + ([timestamp] if date_format else [])
+        types = ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in text)
+        sep = "\t" if ".tsv" in read.lower() else ","
+        relation = f"read_csv('{_sql_str(read)}', header=true, delim='{sep}', types={{{types}}})"
     cols = ", ".join(_q(c) for c in columns)
     con.execute(f"CREATE VIEW raw AS SELECT {cols}, row_number() OVER () AS _rn FROM {relation}")
-    return None if tz is None else str(tz)
 
 
-def _naive(value, tz: str | None) -> pd.Timestamp:
-    """A user-given time as naive wall-clock time of the log's time zone (as the pandas path)."""
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise ClvDataError(f"{value!r} is not a valid date or time: {exc}") from exc
-    if ts.tz is not None:
-        ts = (ts.tz_convert(tz) if tz is not None else ts).tz_localize(None)
-    return ts
+def _frame_source(source: pd.DataFrame, columns: list[str], timestamp: str):
+    """The columns of a DataFrame log, checked, and the time zone of its timestamps (or None)."""
+    missing = [c for c in columns if c not in source.columns]
+    if missing:
+        raise ClvDataError(
+            f"Missing column(s) {missing} in the transaction log; it has {list(source.columns)}. "
+            "Pass the right names with customer_id=..., timestamp=..., amount=...")
+    if any(isinstance(source[c], pd.DataFrame) for c in columns):
+        raise ClvDataError(f"The transaction log has duplicated column names among {columns}.")
+    frame = source[columns].reset_index(drop=True)
+    tz = getattr(frame[timestamp].dtype, "tz", None)
+    return frame, None if tz is None else str(tz)
 
 
 def _timestamp_expr(con, column: str, date_format: str | None) -> str:
@@ -148,7 +202,7 @@ def _validate(con, customer_id, timestamp, amount, ts_expr, refunds) -> None:
     wanted = [customer_id, timestamp] + ([amount] if amount else [])
     cid, ts = _q(customer_id), _q(timestamp)
     id_kind = dict((r[0], r[1]) for r in con.execute("DESCRIBE raw").fetchall())[customer_id].upper()
-    blank = f" OR trim(CAST({cid} AS VARCHAR)) = ''" if id_kind == "VARCHAR" else ""
+    blank = f" OR regexp_full_match({cid}, '{_sql_str(BLANK_ID)}')" if id_kind == "VARCHAR" else ""
     checks = {
         "bad_id": f"{cid} IS NULL{blank}",
         "no_ts": f"{ts} IS NULL",
@@ -234,7 +288,7 @@ def _counts(con, observation_end, tz, res: str, cal_end: pd.Timestamp | None):
     n_tx, max_ns = con.execute("SELECT count(*), epoch_ns(max(ts)) FROM tx").fetchone()
     if n_tx == 0:
         raise ClvDataError("No purchases left after handling refunds: the log holds only refunds.")
-    end = _naive(observation_end, tz) if observation_end is not None else pd.Timestamp(max_ns, unit="ns")
+    end = naive_timestamp(observation_end, tz, "observation_end") if observation_end is not None else pd.Timestamp(max_ns, unit="ns")
     cond = f"pkey <= {_end_hours(end, res)}"
     cal = f"pkey <= {_end_hours(cal_end, res)}" if cal_end is not None else "false"
     n_late, n_cal = con.execute(
@@ -266,7 +320,7 @@ def _aggregate(con, cond: str, has_amount: bool) -> tuple[dict, pd.Index]:
     s = {k: agg[k].to_numpy(dtype=np.int64) for k in ("first", "last", "n_periods")}
     if has_amount:
         s["repeat_value"] = agg["repeat_value"].to_numpy(dtype=float)
-    return s, pd.Index(agg["cid"].to_numpy(), name=CUSTOMER)
+    return s, pd.Index(agg["cid"], name=CUSTOMER)  # the ids' dtype as read (text from a CSV)
 
 
 def _summary_frame(con, cond: str, end: pd.Timestamp, unit: str, res: str, has_amount: bool) -> pd.DataFrame:
@@ -289,13 +343,16 @@ def rfm_summary_duckdb(
     memory_limit: str | None = None,
     threads: int | None = None,
     temp_directory: str | None = None,
+    glob: bool = False,
 ) -> pd.DataFrame:
     """Per-customer RFM summary of a transaction log, computed out of core by DuckDB.
 
     Parameters
     ----------
     source
-        Path of a Parquet file, a directory of Parquet files, or a CSV file (or a DataFrame).
+        Path of a Parquet file, a directory of Parquet files, or a CSV file (or a DataFrame). The
+        path is read literally: a file named ``sales*.parquet`` is that one file. The id column
+        of a CSV is read as text, exactly as written (``007`` and ``7`` are two customers).
     observation_end, time_unit, resolution, truncate
         As for :func:`clvmodels.rfm_summary`.
     customer_id, timestamp, amount, date_format, refunds
@@ -306,6 +363,11 @@ def rfm_summary_duckdb(
         DuckDB's threads (default: all cores).
     temp_directory
         Where DuckDB spills (default: the system's temporary directory).
+    glob
+        ``True`` reads ``source`` as a pattern (``*``, ``?``, ``[...]``, ``**`` for any
+        subdirectories) matching files of one format with the same columns, e.g.
+        ``"sales/2024-*.parquet"``. Invalid ``memory_limit``, ``threads`` or ``temp_directory``
+        values raise a :class:`~clvmodels.errors.ClvDataError`.
 
     Returns
     -------
@@ -315,7 +377,7 @@ def rfm_summary_duckdb(
     return _run(source, observation_end=observation_end, calibration_end=None, time_unit=time_unit,
                 resolution=resolution, truncate=truncate, customer_id=customer_id, timestamp=timestamp,
                 amount=amount, date_format=date_format, refunds=refunds, memory_limit=memory_limit,
-                threads=threads, temp_directory=temp_directory)
+                threads=threads, temp_directory=temp_directory, glob=glob)
 
 
 def calibration_holdout_duckdb(source, calibration_end, observation_end=None, time_unit: str = "W",
@@ -330,7 +392,7 @@ def calibration_holdout_duckdb(source, calibration_end, observation_end=None, ti
 
 def _run(source, *, observation_end, calibration_end, time_unit, resolution="D", truncate=False,
          customer_id="customer_id", timestamp="timestamp", amount="amount", date_format=None,
-         refunds="error", memory_limit=None, threads=None, temp_directory=None) -> pd.DataFrame:
+         refunds="error", memory_limit=None, threads=None, temp_directory=None, glob=False) -> pd.DataFrame:
     if refunds not in REFUND_POLICIES:
         raise ClvDataError(f"refunds must be one of {REFUND_POLICIES}, got {refunds!r}.")
     columns = [customer_id, timestamp] + ([amount] if amount is not None else [])
@@ -338,48 +400,62 @@ def _run(source, *, observation_end, calibration_end, time_unit, resolution="D",
         raise ClvDataError(f"The customer id, timestamp and amount columns must differ, got {columns}.")
     unit = normalize_unit(time_unit)
     res = _resolve(resolution)
+    with tempfile.TemporaryDirectory(prefix="clvmodels-duckdb-") as workdir:
+        if isinstance(source, pd.DataFrame):
+            read, tz = _frame_source(source, columns, timestamp)
+            parquet = False
+        else:
+            read, parquet, tz = _source(source, columns, timestamp, glob, Path(workdir))
+        con = _connect(memory_limit, threads, temp_directory, tz)
+        try:
+            _register_source(con, read, parquet, columns, customer_id, timestamp, date_format)
+            return _summaries(con, tz, observation_end=observation_end, calibration_end=calibration_end,
+                              unit=unit, res=res, truncate=truncate, customer_id=customer_id,
+                              timestamp=timestamp, amount=amount, date_format=date_format, refunds=refunds)
+        finally:
+            con.close()
+
+
+def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate, customer_id, timestamp,
+               amount, date_format, refunds) -> pd.DataFrame:
+    """The summary of the view ``raw``: :func:`rfm_summary_duckdb`'s or :func:`calibration_holdout_duckdb`'s."""
     has_amount = amount is not None
-    con = _connect(memory_limit, threads, temp_directory)
-    try:
-        tz = _register_source(con, source, columns, date_format, timestamp)
-        stats = _clean_log(con, customer_id, timestamp, amount, date_format, refunds, res)
-        cal_end = _naive(calibration_end, tz) if calibration_end is not None else None
-        end, cond, n_tx, n_late, n_cal = _counts(con, observation_end, tz, res, cal_end)
-        if cal_end is not None and end < cal_end:
-            raise ClvDataError(f"observation_end {end} is before calibration_end {cal_end}.")
-        _check_late(con, end, cond, n_late, truncate, timestamp)
-        if calibration_end is None:
-            if n_late == n_tx:
-                raise ClvDataError(f"No transactions on or before the observation end {end}.")
-            out = _summary_frame(con, cond, end, unit, res, has_amount)
-            out.attrs.update(time_unit=unit, resolution=res,
-                             observation_end=_end_label(end, res), **stats)
-            return out
-        cal_cond = f"pkey <= {_end_hours(cal_end, res)}"
-        if n_cal == 0:
-            raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
-        cal = _summary_frame(con, cal_cond, cal_end, unit, res, has_amount)
-        money = ", sum(h.amount) AS value" if has_amount else ""
-        hold = con.execute(f"""
-            WITH cal AS (SELECT DISTINCT cid FROM tx WHERE {cal_cond}),
-                 h AS (SELECT cid, pkey, amount FROM tx WHERE ({cond}) AND NOT ({cal_cond}))
-            SELECT h.cid, count(DISTINCT h.pkey) AS n_periods{money},
-                   bool_or(cal.cid IS NOT NULL) AS known
-            FROM h LEFT JOIN cal ON h.cid = cal.cid GROUP BY h.cid""").df()
-        known = hold[hold["known"]]
-        codes = cal.index.get_indexer(pd.Index(known["cid"].to_numpy()))
-        n = len(cal)
-        cal["frequency_holdout"] = np.bincount(codes, weights=known["n_periods"].to_numpy(dtype=float),
-                                               minlength=n).astype(np.int64)
-        if has_amount:
-            cal["value_holdout"] = np.bincount(codes, weights=known["value"].to_numpy(dtype=float), minlength=n)
-        cal["duration_holdout"] = (_end_hours(end, res) - _end_hours(cal_end, res)) / 24.0 / unit_days(unit)
-        cal.attrs.update(time_unit=unit, resolution=res, calibration_end=_end_label(cal_end, res),
-                         observation_end=_end_label(end, res),
-                         n_excluded_new_customers=int((~hold["known"]).sum()), **stats)
-        return cal
-    finally:
-        con.close()
+    stats = _clean_log(con, customer_id, timestamp, amount, date_format, refunds, res)
+    cal_end = naive_timestamp(calibration_end, tz, "calibration_end") if calibration_end is not None else None
+    end, cond, n_tx, n_late, n_cal = _counts(con, observation_end, tz, res, cal_end)
+    if cal_end is not None and end < cal_end:
+        raise ClvDataError(f"observation_end {end} is before calibration_end {cal_end}.")
+    _check_late(con, end, cond, n_late, truncate, timestamp)
+    if calibration_end is None:
+        if n_late == n_tx:
+            raise ClvDataError(f"No transactions on or before the observation end {end}.")
+        out = _summary_frame(con, cond, end, unit, res, has_amount)
+        out.attrs.update(time_unit=unit, resolution=res,
+                         observation_end=_end_label(end, res), **stats)
+        return out
+    cal_cond = f"pkey <= {_end_hours(cal_end, res)}"
+    if n_cal == 0:
+        raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
+    cal = _summary_frame(con, cal_cond, cal_end, unit, res, has_amount)
+    money = ", sum(h.amount) AS value" if has_amount else ""
+    hold = con.execute(f"""
+        WITH cal AS (SELECT DISTINCT cid FROM tx WHERE {cal_cond}),
+             h AS (SELECT cid, pkey, amount FROM tx WHERE ({cond}) AND NOT ({cal_cond}))
+        SELECT h.cid, count(DISTINCT h.pkey) AS n_periods{money},
+               bool_or(cal.cid IS NOT NULL) AS known
+        FROM h LEFT JOIN cal ON h.cid = cal.cid GROUP BY h.cid""").df()
+    known = hold[hold["known"]]
+    codes = cal.index.get_indexer(pd.Index(known["cid"].to_numpy()))
+    n = len(cal)
+    cal["frequency_holdout"] = np.bincount(codes, weights=known["n_periods"].to_numpy(dtype=float),
+                                           minlength=n).astype(np.int64)
+    if has_amount:
+        cal["value_holdout"] = np.bincount(codes, weights=known["value"].to_numpy(dtype=float), minlength=n)
+    cal["duration_holdout"] = (_end_hours(end, res) - _end_hours(cal_end, res)) / 24.0 / unit_days(unit)
+    cal.attrs.update(time_unit=unit, resolution=res, calibration_end=_end_label(cal_end, res),
+                     observation_end=_end_label(end, res),
+                     n_excluded_new_customers=int((~hold["known"]).sum()), **stats)
+    return cal
 
 
 def duckdb_available() -> bool:
