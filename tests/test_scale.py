@@ -214,3 +214,89 @@ def test_calibration_errors():
         calibration_holdout_duckdb(log, "2024-03-01", observation_end="2024-02-01")
     with pytest.raises(ClvDataError, match="No transactions on or before the calibration end"):
         calibration_holdout_duckdb(log, "2023-01-01")
+
+
+# ---------------------------------------------------------------------------- settings and paths (#12 item 8)
+def _small_log() -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ["a", "a", "b"], "timestamp": ["2024-01-01", "2024-01-08", "2024-01-03"],
+                         "amount": [1.0, 2.0, 3.0]})
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(memory_limit="lots"), r"Invalid memory limit 'lots' for DuckDB: expected e.g. '4GB'"),
+    (dict(memory_limit="1GB'; COPY (SELECT 1) TO 'pwned.csv'; --"), "Invalid memory limit"),
+    (dict(memory_limit=4), "Invalid memory limit 4"),
+    (dict(threads=0), "threads must be a whole number of at least 1, got 0"),
+    (dict(threads="2; SELECT 1"), "threads must be a whole number"),
+])
+def test_invalid_settings_are_refused_never_run(tmp_path, monkeypatch, kw, match):
+    monkeypatch.chdir(tmp_path)
+    _small_log().to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(ClvDataError, match=match):
+        rfm_summary_duckdb(tmp_path / "log.csv", **kw)
+    assert not (tmp_path / "pwned.csv").exists()
+
+
+def test_settings_with_quotes_are_values_not_sql(tmp_path):
+    spill = tmp_path / "it's here"
+    spill.mkdir()
+    _small_log().to_csv(tmp_path / "log.csv", index=False)
+    got = rfm_summary_duckdb(tmp_path / "log.csv", memory_limit="100MB", threads=1, temp_directory=str(spill))
+    assert got["frequency"].tolist() == [1, 0]
+
+
+def test_cli_memory_limit_error_exits_2(tmp_path):
+    import subprocess
+    import sys
+
+    _small_log().to_csv(tmp_path / "log.csv", index=False)
+    res = subprocess.run([sys.executable, "-m", "clvmodels.cli", "summarize", str(tmp_path / "log.csv"), "--out",
+                          str(tmp_path / "rfm.csv"), "--engine", "duckdb", "--memory-limit", "lots"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Invalid memory limit 'lots'" in res.stderr
+    assert not (tmp_path / "rfm.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["sales*.parquet", "sales?.parquet", "sales[12].parquet", "sales{1,2}.csv"])
+def test_paths_are_read_literally(tmp_path, name):
+    log = _small_log()
+    write = (lambda df, p: df.to_csv(p, index=False)) if name.endswith(".csv") else (lambda df, p: df.to_parquet(p))
+    write(log, tmp_path / name)
+    # files a glob would also match: never read
+    for other in ("sales1", "sales2", "salesX", "sales1,2"):
+        write(log.assign(customer_id="intruder"), tmp_path / (other + name[-8:] if name.endswith(".parquet")
+                                                               else other + ".csv"))
+    got = rfm_summary_duckdb(tmp_path / name, time_unit="D")
+    assert got.index.tolist() == ["a", "b"] and got["recency"].tolist() == [7.0, 0.0]
+
+
+def test_a_directory_with_glob_characters_is_read_literally(tmp_path):
+    (tmp_path / "part[1]").mkdir()
+    (tmp_path / "part1").mkdir()
+    _small_log().to_parquet(tmp_path / "part[1]" / "a.parquet")
+    _small_log().assign(customer_id="intruder").to_parquet(tmp_path / "part1" / "a.parquet")
+    assert rfm_summary_duckdb(tmp_path / "part[1]").index.tolist() == ["a", "b"]
+
+
+def test_glob_is_an_explicit_opt_in(tmp_path):
+    log = _small_log()
+    log.iloc[:2].to_parquet(tmp_path / "sales-1.parquet")
+    log.iloc[2:].to_parquet(tmp_path / "sales-2.parquet")
+    pattern = str(tmp_path / "sales-*.parquet")
+    with pytest.raises(ClvDataError, match="File not found"):
+        rfm_summary_duckdb(pattern)
+    got = rfm_summary_duckdb(pattern, glob=True, time_unit="D")
+    assert_same(_pandas(log, time_unit="D"), got)
+    with pytest.raises(ClvDataError, match="No file matches the pattern"):
+        rfm_summary_duckdb(str(tmp_path / "nothing-*.parquet"), glob=True)
+
+
+def test_repeated_column_names_are_refused_on_both_engines(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("customer_id,timestamp,amount,amount\na,2024-01-01,1,100\nb,2024-01-02,2,200\n")
+    for summarise in (clv.rfm_summary, rfm_summary_duckdb):
+        with pytest.raises(ClvDataError, match=r"'amount' \(2 times\) occur more than once in the header"):
+            summarise(path)
+    # a repeated column that is not used is harmless
+    assert clv.rfm_summary(path, amount=None).index.tolist() == ["a", "b"]
+    assert rfm_summary_duckdb(path, amount=None).index.tolist() == ["a", "b"]
