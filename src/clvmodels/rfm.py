@@ -39,6 +39,12 @@ _NS_PER_HOUR = 3_600 * 10**9
 _NS_PER_DAY = 86_400 * 10**9
 _RESOLUTIONS = {"h": 1 / 24, "D": 1.0, "W": 7.0}
 
+#: Repeat spend is summed in units of 2**32 (each amount times 2**-32, exact in binary floating
+#: point): a customer's total cannot overflow, and its mean comes out bit for bit as the plain
+#: sum / frequency wherever that sum is finite (amounts below about 1e-298 aside). Every engine
+#: sums ``amount * SPEND_SCALE`` into ``repeat_value_scaled``; :func:`_frame` takes the mean.
+SPEND_SCALE = 2.0 ** -32
+
 
 def _period_hours(ts: np.ndarray, resolution: str) -> np.ndarray:
     """Start of each timestamp's period, in whole hours since the epoch (int64)."""
@@ -103,7 +109,8 @@ def _summarise(codes: np.ndarray, hours: np.ndarray, amount: np.ndarray | None, 
     if amount is not None:
         # summed directly (not total minus first period): exact even beside a huge first purchase
         repeat = hours != first[codes]
-        out["repeat_value"] = np.bincount(codes, weights=np.where(repeat, amount, 0.0), minlength=n_customers)
+        out["repeat_value_scaled"] = np.bincount(codes, weights=np.where(repeat, amount * SPEND_SCALE, 0.0),
+                                                 minlength=n_customers)
     return out
 
 
@@ -120,8 +127,24 @@ def _frame(s: dict, end_hours: int, unit: str, index: pd.Index, has_amount: bool
         index=index,
     )
     if has_amount:
-        out["monetary_value"] = s["repeat_value"] / np.maximum(frequency, 1)
+        with np.errstate(over="ignore"):  # a mean beyond the float range is reported just below
+            out["monetary_value"] = s["repeat_value_scaled"] / np.maximum(frequency, 1) / SPEND_SCALE
+        check_finite_spend(out["monetary_value"], "mean repeat-transaction value")
     return out
+
+
+def check_finite_spend(values: pd.Series, what: str) -> None:
+    """Raise a :class:`ClvDataError` naming the customers whose ``values`` (indexed by customer)
+    are beyond the largest float: a summary never holds ``inf``."""
+    bad = ~np.isfinite(values.to_numpy())
+    if bad.any():
+        examples = ", ".join(repr(c) for c in values.index[bad][:5].tolist())
+        raise ClvDataError(
+            f"{int(bad.sum()):,} customer(s) have a {what} beyond the largest representable number "
+            f"(about 1.8e308), e.g. customer(s) {examples}. Amounts this large are usually placeholders "
+            "or in the wrong unit: fix or remove these customers' rows, or rescale all amounts "
+            "(e.g. to thousands)."
+        )
 
 
 def _observation_end(log: pd.DataFrame, value, name: str) -> pd.Timestamp:
@@ -270,6 +293,7 @@ def calibration_holdout(
     out["frequency_holdout"] = freq_h
     if has_amount:
         out["value_holdout"] = np.bincount(c_hold, weights=amount[hold], minlength=n_cal)
+        check_finite_spend(out["value_holdout"], "holdout spend")
     out["duration_holdout"] = (_end_hours(obs_end, res) - _end_hours(cal_end, res)) / 24.0 / unit_days(unit)
     out.attrs.update(time_unit=unit, resolution=res, calibration_end=_end_label(cal_end, res),
                      observation_end=_end_label(obs_end, res), n_excluded_new_customers=n_new)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .data import AMOUNT, BLANK_ID, CUSTOMER, REFUND_POLICIES, TIMESTAMP, naive_timestamp
 from .errors import ClvDataError, data_error
-from .rfm import _end_hours, _end_label, _frame, _resolve
+from .rfm import SPEND_SCALE, _end_hours, _end_label, _frame, _resolve, check_finite_spend
 from .units import normalize_unit, unit_days
 
 #: Default cap on DuckDB's memory; beyond it DuckDB spills to a temporary directory.
@@ -311,15 +311,18 @@ def _aggregate(con, cond: str, has_amount: bool) -> tuple[dict, pd.Index]:
 
     Returns the arrays of ``rfm._summarise`` and the sorted customer index.
     """
-    money = ", sum(v) - arg_min(v, pkey) AS repeat_value" if has_amount else ""
+    # the repeat spend sums the periods after the first directly (not total minus first period),
+    # in units of 1 / SPEND_SCALE, as rfm._summarise does
+    value = f", sum(amount * {SPEND_SCALE!r}) AS v, min(pkey) OVER (PARTITION BY cid) AS first_pkey" if has_amount else ""
+    money = ", coalesce(sum(v) FILTER (WHERE pkey > first_pkey), 0.0) AS repeat_value_scaled" if has_amount else ""
     sql = f"""
-        WITH periods AS (SELECT cid, pkey, sum(amount) AS v FROM tx WHERE {cond} GROUP BY cid, pkey)
+        WITH periods AS (SELECT cid, pkey{value} FROM tx WHERE {cond} GROUP BY cid, pkey)
         SELECT cid, min(pkey) AS first, max(pkey) AS last, count(*) AS n_periods{money}
         FROM periods GROUP BY cid ORDER BY cid"""
     agg = con.execute(sql).df()
     s = {k: agg[k].to_numpy(dtype=np.int64) for k in ("first", "last", "n_periods")}
     if has_amount:
-        s["repeat_value"] = agg["repeat_value"].to_numpy(dtype=float)
+        s["repeat_value_scaled"] = agg["repeat_value_scaled"].to_numpy(dtype=float)
     return s, pd.Index(agg["cid"], name=CUSTOMER)  # the ids' dtype as read (text from a CSV)
 
 
@@ -451,6 +454,7 @@ def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate
                                            minlength=n).astype(np.int64)
     if has_amount:
         cal["value_holdout"] = np.bincount(codes, weights=known["value"].to_numpy(dtype=float), minlength=n)
+        check_finite_spend(cal["value_holdout"], "holdout spend")
     cal["duration_holdout"] = (_end_hours(end, res) - _end_hours(cal_end, res)) / 24.0 / unit_days(unit)
     cal.attrs.update(time_unit=unit, resolution=res, calibration_end=_end_label(cal_end, res),
                      observation_end=_end_label(end, res),

@@ -135,11 +135,20 @@ def _clean(df, customer_id, timestamp, amount, date_format, refunds, res):
 
 def _aggregates(t, cond, has_amount: bool):
     F = _functions()
+    from .rfm import SPEND_SCALE
+
+    from pyspark.sql import Window
+
+    from .rfm import SPEND_SCALE
+
     periods = t.where(cond).groupBy("cid", "pkey").agg(
-        *([F.sum("amount").alias("v")] if has_amount else [F.count(F.lit(1)).alias("n")]))
+        *([F.sum(F.col("amount") * F.lit(SPEND_SCALE)).alias("v")] if has_amount else [F.count(F.lit(1)).alias("n")]))
     aggs = [F.min("pkey").alias("first"), F.max("pkey").alias("last"), F.count(F.lit(1)).alias("n_periods")]
     if has_amount:
-        aggs.append((F.sum("v") - F.min_by("v", "pkey")).alias("repeat_value"))
+        # the periods after the first, summed directly (as rfm._summarise), in units of 1 / SPEND_SCALE
+        periods = periods.withColumn("first_pkey", F.min("pkey").over(Window.partitionBy("cid")))
+        repeat = F.when(F.col("pkey") > F.col("first_pkey"), F.col("v")).otherwise(F.lit(0.0))
+        aggs.append(F.sum(repeat).alias("repeat_value_scaled"))
     return periods.groupBy("cid").agg(*aggs)
 
 
@@ -158,7 +167,7 @@ def _frames_from_aggregates(agg, end_hours: int, unit: str, has_amount: bool, id
         for pdf in batches:
             s = {k: pdf[k].to_numpy(dtype=np.int64) for k in ("first", "last", "n_periods")}
             if has_amount:
-                s["repeat_value"] = pdf["repeat_value"].to_numpy(dtype=float)
+                s["repeat_value_scaled"] = pdf["repeat_value_scaled"].to_numpy(dtype=float)
             index = pd.Index(pdf["cid"].to_numpy(), name="customer_id")
             yield _frame(s, end_hours, unit, index, has_amount).reset_index()
 
