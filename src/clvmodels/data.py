@@ -243,8 +243,13 @@ def _parse_timestamps(raw: pd.DataFrame, column: str, date_format: str | None, w
             hint = " (numbers are read as YYYYMMDD dates; convert epoch times with pd.to_datetime(col, unit='s'))"
         if date_format is not None and not pd.api.types.is_string_dtype(values.dtype):
             values = values.astype(str)
-        ts = _to_datetime(values, date_format)
+        ts, aware = _to_datetime(values, date_format)
         bad = ts.isna().to_numpy()
+        each = ts
+        if aware is None and bad.any():  # pandas turns the naive values of a mixed column into NaT
+            each, aware = _parse_each(values, date_format)
+        if aware is not None:
+            _check_not_mixed(raw, column, wanted, aware, each.notna().to_numpy())
         if bad.any():
             how = f"with format {date_format!r}" if date_format else "(pass date_format=..., e.g. '%Y-%m-%d')"
             raise data_error(
@@ -264,9 +269,10 @@ def _parse_timestamps(raw: pd.DataFrame, column: str, date_format: str | None, w
     return ts.to_numpy(dtype="datetime64[ns]", copy=True), tz
 
 
-def _to_datetime(values: pd.Series, date_format: str | None) -> pd.Series:
+def _to_datetime(values: pd.Series, date_format: str | None):
     """``pd.to_datetime`` with NaT for unparseable values; mixed ISO forms parse, and mixed UTC
-    offsets keep each value's wall-clock time."""
+    offsets keep each value's wall-clock time. Also returns, when values had to be parsed one by
+    one, which of them carried a time zone or UTC offset (else None)."""
     try:
         ts = pd.to_datetime(values, format=date_format, errors="coerce")
         if date_format is None and ts.isna().any():
@@ -275,19 +281,43 @@ def _to_datetime(values: pd.Series, date_format: str | None) -> pd.Series:
             iso = pd.to_datetime(values, format="ISO8601", errors="coerce")
             if iso.notna().sum() > ts.notna().sum():
                 ts = iso
-        return ts
+        return ts, None
     except (ValueError, TypeError):
         # mixed time zones or offsets (e.g. across a DST change): parse each value, keep its local time
-        def one(v):
-            try:
-                t = (pd.Timestamp(pd.to_datetime(v, format=date_format)) if date_format
-                     else pd.Timestamp(v))
-            except (ValueError, TypeError):
-                return pd.NaT
-            if t is pd.NaT:
-                return pd.NaT
-            return t.tz_localize(None) if t.tz is not None else t
-        return pd.Series(pd.to_datetime([one(v) for v in values.to_numpy()]), index=values.index)
+        return _parse_each(values, date_format)
+
+
+def _parse_each(values: pd.Series, date_format: str | None):
+    """Each value parsed on its own as naive wall-clock time (NaT where unparseable), and whether
+    it carried a time zone or UTC offset."""
+    parsed, aware = [], np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values.to_numpy()):
+        try:
+            t = pd.Timestamp(pd.to_datetime(v, format=date_format)) if date_format else pd.Timestamp(v)
+        except (ValueError, TypeError):
+            t = pd.NaT
+        if t is not pd.NaT and t.tz is not None:
+            aware[i] = True
+            t = t.tz_localize(None)
+        parsed.append(t)
+    return pd.Series(pd.to_datetime(parsed), index=values.index), aware
+
+
+def _check_not_mixed(raw: pd.DataFrame, column: str, wanted, aware: np.ndarray, parsed: np.ndarray) -> None:
+    """A column mixing times with and without a time zone (or UTC offset) cannot be put on one clock."""
+    naive = ~aware & parsed
+    if aware.any() and naive.any():
+        examples = np.sort(np.concatenate([np.flatnonzero(aware)[:2], np.flatnonzero(naive)[:3]]))
+        raise mixed_timezones_error(column, int(aware.sum()), int(naive.sum()), raw.iloc[examples][wanted])
+
+
+def mixed_timezones_error(column: str, n_aware: int, n_naive: int, examples: pd.DataFrame) -> ClvDataError:
+    """The error for a timestamp column mixing times with and without a time zone (every engine)."""
+    return data_error(
+        f"Mixed time-zone-aware and naive timestamps ({n_aware:,} with a time zone or UTC offset, "
+        f"{n_naive:,} without)", column=column, n_rows=n_aware + n_naive, rows=examples,
+        fix="Which clock the naive ones use is unknown: give every timestamp a UTC offset, or none.",
+    )
 
 
 def _parse_amounts(raw: pd.DataFrame, column: str, wanted) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import AMOUNT, BLANK_ID, CUSTOMER, REFUND_POLICIES, TIMESTAMP, naive_timestamp
+from .data import AMOUNT, BLANK_ID, CUSTOMER, REFUND_POLICIES, TIMESTAMP, mixed_timezones_error, naive_timestamp
 from .errors import ClvDataError, data_error
 from .rfm import SPEND_SCALE, _end_hours, _end_label, _frame, _resolve, check_finite_spend
 from .units import normalize_unit, unit_days
@@ -67,6 +67,10 @@ def _connect(memory_limit: str | None, threads: int | None, temp_directory: str 
         con.close()
         raise
     return con
+
+
+#: A text timestamp with a time zone: a time of day followed by ``Z`` or a UTC offset (RE2).
+_AWARE_TEXT = r"\d:\d\d(:\d\d)?(\.\d+)?\s*(Z|[+-]\d\d(:?\d\d)?)$"
 
 
 def _q(name: str) -> str:
@@ -135,16 +139,16 @@ def _known_suffix(path: Path) -> str:
 def _register_source(con, read: str | pd.DataFrame, parquet: bool, columns: list[str], customer_id: str,
                      timestamp: str, date_format: str | None):
     """Create the view ``raw`` over ``read`` (a path from :func:`_source`, or a DataFrame) with a
-    row number ``_rn``. A CSV's id column is read as text (ids are labels: ``007`` is not ``7``),
-    whatever the rest of the file holds beyond DuckDB's type-detection sample."""
+    row number ``_rn``. A CSV's id and timestamp columns are read as text (ids are labels: ``007``
+    is not ``7``), whatever the file holds beyond DuckDB's type-detection sample."""
     if isinstance(read, pd.DataFrame):
         con.register("_source", read)
         relation = "_source"
     elif parquet:
         relation = f"read_parquet('{_sql_str(read)}')"
     else:
-        text = [customer_id] + ([timestamp] if date_format else [])
-        types = ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in text)
+        # the timestamps too: the sniffer would read offsets as instants (UTC), not wall-clock times
+        types = ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in (customer_id, timestamp))
         sep = "\t" if ".tsv" in read.lower() else ","
         relation = f"read_csv('{_sql_str(read)}', header=true, delim='{sep}', types={{{types}}})"
     cols = ", ".join(_q(c) for c in columns)
@@ -178,7 +182,10 @@ def _timestamp_expr(con, column: str, date_format: str | None) -> str:
         return f"CAST(try_strptime(CAST({col} AS VARCHAR), '{_sql_str(fmt)}') AS TIMESTAMP_NS)"
     if date_format:
         return f"CAST(try_strptime(CAST({col} AS VARCHAR), '{_sql_str(date_format)}') AS TIMESTAMP_NS)"
-    return f"TRY_CAST({col} AS TIMESTAMP_NS)"
+    # text: ISO times (an offset is dropped, keeping the wall-clock time, as on the pandas path),
+    # or eight digits, YYYYMMDD, as a CSV column of integers is read by load_transactions
+    return (f"CASE WHEN regexp_full_match({col}, '[0-9]{{8}}') "
+            f"THEN CAST(try_strptime({col}, '%Y%m%d') AS TIMESTAMP_NS) ELSE TRY_CAST({col} AS TIMESTAMP_NS) END")
 
 
 def _period_key(ts: str, res: str) -> str:
@@ -192,22 +199,28 @@ def _period_key(ts: str, res: str) -> str:
     return f"(({days}) - ((({days}) + 3) % 7 + 7) % 7) * 24"
 
 
-def _examples(con, where: str, columns: list[str]) -> pd.DataFrame:
+def _examples(con, where: str, columns: list[str], n: int = 5) -> pd.DataFrame:
+    """The first ``n`` rows meeting ``where``, indexed by their position in the log."""
     cols = ", ".join(_q(c) for c in columns)
-    return con.execute(f"SELECT {cols} FROM raw WHERE {where} ORDER BY _rn LIMIT 5").df()
+    rows = con.execute(f"SELECT {cols}, _rn - 1 AS _row FROM raw WHERE {where} ORDER BY _rn LIMIT {int(n)}").df()
+    return rows.set_index("_row").rename_axis(None)
 
 
-def _validate(con, customer_id, timestamp, amount, ts_expr, refunds) -> None:
+def _validate(con, customer_id, timestamp, amount, ts_expr, date_format, refunds) -> None:
     """The checks of :func:`clvmodels.load_transactions`, as one scan of the log."""
     wanted = [customer_id, timestamp] + ([amount] if amount else [])
     cid, ts = _q(customer_id), _q(timestamp)
-    id_kind = dict((r[0], r[1]) for r in con.execute("DESCRIBE raw").fetchall())[customer_id].upper()
-    blank = f" OR regexp_full_match({cid}, '{_sql_str(BLANK_ID)}')" if id_kind == "VARCHAR" else ""
+    kinds = dict((r[0], r[1].upper()) for r in con.execute("DESCRIBE raw").fetchall())
+    blank = f" OR regexp_full_match({cid}, '{_sql_str(BLANK_ID)}')" if kinds[customer_id] == "VARCHAR" else ""
     checks = {
         "bad_id": f"{cid} IS NULL{blank}",
         "no_ts": f"{ts} IS NULL",
-        "bad_ts": f"{ts} IS NOT NULL AND {ts_expr} IS NULL",
     }
+    if kinds[timestamp] == "VARCHAR" and not date_format:
+        aware = f"regexp_matches({ts}, '{_sql_str(_AWARE_TEXT)}')"
+        checks["aware_ts"] = f"{ts_expr} IS NOT NULL AND {aware}"
+        checks["naive_ts"] = f"{ts_expr} IS NOT NULL AND NOT {aware}"
+    checks["bad_ts"] = f"{ts} IS NOT NULL AND {ts_expr} IS NULL"
     if amount:
         amt = _q(amount)
         checks["bad_amount_type"] = f"{amt} IS NOT NULL AND TRY_CAST({amt} AS DOUBLE) IS NULL"
@@ -231,6 +244,9 @@ def _validate(con, customer_id, timestamp, amount, ts_expr, refunds) -> None:
                      "purchase, or refunds='drop' to ignore refunds."),
     }
     for key, (problem, column, fix) in messages.items():
+        if key == "bad_ts" and counts.get("aware_ts") and counts.get("naive_ts"):
+            rows = pd.concat([_examples(con, checks["aware_ts"], wanted, 2), _examples(con, checks["naive_ts"], wanted, 3)])
+            raise mixed_timezones_error(timestamp, int(counts["aware_ts"]), int(counts["naive_ts"]), rows)
         if key == "negative" and refunds != "error":
             continue
         if counts.get(key):
@@ -241,7 +257,7 @@ def _validate(con, customer_id, timestamp, amount, ts_expr, refunds) -> None:
 def _clean_log(con, customer_id, timestamp, amount, date_format, refunds, resolution) -> dict:
     """Create the view ``tx(cid, ts, amount, pkey)`` of valid purchases after the refund policy."""
     ts_expr = _timestamp_expr(con, timestamp, date_format)
-    _validate(con, customer_id, timestamp, amount, ts_expr, refunds)
+    _validate(con, customer_id, timestamp, amount, ts_expr, date_format, refunds)
     amt = f"CAST({_q(amount)} AS DOUBLE)" if amount else "NULL::DOUBLE"
     con.execute(f"CREATE VIEW base AS SELECT {_q(customer_id)} AS cid, {ts_expr} AS ts, {amt} AS amount, "
                 "_rn FROM raw")
