@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 import clvmodels as clv
 from clvmodels.datasets import cdnow_summary
 from clvmodels.errors import ClvDataError
-from clvmodels.rfm import first_purchase
 from clvmodels.units import unit_days
 
 lifetimes_utils = pytest.importorskip("lifetimes.utils")
@@ -330,13 +329,6 @@ def test_calibration_holdout_without_holdout_rows():
     ch = clv.calibration_holdout(small_log(), "2024-01-20", time_unit="D")
     assert (ch["frequency_holdout"] == 0).all() and (ch["value_holdout"] == 0).all()
     assert (ch["duration_holdout"] == 0).all()
-
-
-def test_first_purchase():
-    fp = first_purchase(small_log())
-    assert fp.to_dict() == {"a": pd.Timestamp("2024-01-01"), "b": pd.Timestamp("2024-01-03"),
-                            "c": pd.Timestamp("2024-01-02")}
-    assert fp.index.name == "customer_id"
 
 
 def test_monetary_value_is_exact_with_a_huge_first_purchase():

@@ -34,7 +34,10 @@ from .baselines import default_baselines
 from .data import CUSTOMER, TIMESTAMP
 from .errors import ClvDataError
 from .models.base import unique_rows, validate_columns
-from .rfm import _as_log, _period_start_days, _resolve, calibration_holdout
+from .data import as_log as _as_log
+from .periods import period_start_days as _period_start_days
+from .periods import resolve_resolution as _resolve
+from .rfm import calibration_holdout
 from .units import normalize_unit, unit_days
 
 #: Calibration frequencies 0..7 are shown one by one, larger ones pooled as "7+" (FHL 2005, fig. 4).

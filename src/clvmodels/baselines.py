@@ -33,7 +33,10 @@ from threadpoolctl import threadpool_limits
 
 from .data import TIMESTAMP
 from .errors import ClvDataError
-from .rfm import _as_log, _period_end, _resolve, calibration_holdout
+from .data import as_log as _as_log
+from .periods import period_end as _period_end
+from .periods import resolve_resolution as _resolve
+from .rfm import calibration_holdout
 from .units import normalize_unit, unit_days
 
 

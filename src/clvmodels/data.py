@@ -30,11 +30,12 @@ REFUND_POLICIES = ("error", "net", "drop")
 
 #: A blank customer id (a missing one), as a regular expression that Python, DuckDB (RE2) and
 #: Spark (Java) read alike: only ASCII white space. Any other id is a label, kept as given.
-BLANK_ID = r"[ \t\n\r\f\v]*"
+BLANK_ID = r"[ \t\n\r\f\x0b]*"
 
-#: A purchase netted down to at most this fraction of its value (or 1e-12) counts as fully refunded.
-_REFUND_RTOL = 1e-9
-_NEAR_ZERO = 1e-12
+#: A purchase netted down to at most this fraction of its value (or REFUND_NEAR_ZERO) counts as
+#: fully refunded and is removed (every engine).
+REFUND_RTOL = 1e-9
+REFUND_NEAR_ZERO = 1e-12
 
 
 def load_transactions(
@@ -172,6 +173,15 @@ def load_transactions(
         **attrs,
     )
     return out
+
+
+def as_log(transactions, **load_kwargs) -> pd.DataFrame:
+    """A log from :func:`load_transactions` as it is, or anything it accepts loaded by it."""
+    if (isinstance(transactions, pd.DataFrame) and not load_kwargs
+            and list(transactions.columns[:2]) == [CUSTOMER, TIMESTAMP]
+            and "n_rows" in transactions.attrs):
+        return transactions
+    return load_transactions(transactions, **load_kwargs)
 
 
 # ---------------------------------------------------------------------------- validation helpers
@@ -368,7 +378,7 @@ def _net_refunds(out: pd.DataFrame, neg: np.ndarray):
     excess = float(-amounts[amounts < 0].sum())
     amounts = np.maximum(amounts, 0.0)
     purchases[AMOUNT] = amounts
-    fully = amounts <= np.maximum(_NEAR_ZERO, _REFUND_RTOL * original)
+    fully = amounts <= np.maximum(REFUND_NEAR_ZERO, REFUND_RTOL * original)
     kept = purchases.loc[~fully].drop(columns="_row")
     stats = {
         "n_refunds_netted": int(has_match.sum()),

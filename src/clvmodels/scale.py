@@ -10,7 +10,7 @@ per-customer result does.
 
 DuckDB reduces the log to integer per-customer aggregates (first and last period, number of
 distinct periods, spend totals); the final arithmetic is the pandas path's own function
-(``rfm._frame``), so frequency, recency and T are identical and monetary values agree to the
+(:func:`clvmodels.rfm.rfm_from_aggregates`), so frequency, recency and T are identical and monetary values agree to the
 rounding of the sums (about 1e-15 relative).
 """
 
@@ -22,16 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import AMOUNT, BLANK_ID, CUSTOMER, REFUND_POLICIES, TIMESTAMP, mixed_timezones_error, naive_timestamp
+from .data import (AMOUNT, BLANK_ID, CUSTOMER, REFUND_NEAR_ZERO, REFUND_POLICIES, REFUND_RTOL, TIMESTAMP,
+                   mixed_timezones_error, naive_timestamp)
 from .errors import ClvDataError, data_error
-from .rfm import SPEND_SCALE, _end_hours, _end_label, _frame, _resolve, check_finite_spend
+from .periods import period_label, period_start_hours, resolve_resolution
+from .rfm import SPEND_SCALE, check_finite_spend, rfm_from_aggregates
 from .units import normalize_unit, unit_days
 
 #: Default cap on DuckDB's memory; beyond it DuckDB spills to a temporary directory.
 DEFAULT_MEMORY_LIMIT = "4GB"
-#: The pandas path's rule for a purchase netted to nothing: at most max(1e-12, 1e-9 x its value).
-_NEAR_ZERO = 1e-12
-_REFUND_RTOL = 1e-9
 
 
 def _connect(memory_limit: str | None, threads: int | None, temp_directory: str | None, tz: str | None):
@@ -189,7 +188,7 @@ def _timestamp_expr(con, column: str, date_format: str | None) -> str:
 
 
 def _period_key(ts: str, res: str) -> str:
-    """Start of the period containing ``ts``, in hours since the epoch (as rfm._period_start_days * 24)."""
+    """Start of the period containing ``ts``, in hours since the epoch (as :func:`clvmodels.periods.period_hours`)."""
     if res == "h":
         return f"datediff('hour', TIMESTAMP '1970-01-01', date_trunc('hour', {ts}))"
     days = f"datediff('day', DATE '1970-01-01', CAST({ts} AS DATE))"
@@ -288,7 +287,7 @@ def _clean_log(con, customer_id, timestamp, amount, date_format, refunds, resolu
                  refunds AS (SELECT cid, {key.format(rn='1099511627775')} AS k FROM base WHERE amount < 0)
             SELECT count(p.k) FROM refunds r ASOF LEFT JOIN purchases p ON r.cid = p.cid AND r.k >= p.k
         """).fetchone()[0]
-        kept = f"amount > greatest({_NEAR_ZERO}, {_REFUND_RTOL} * original)"
+        kept = f"amount > greatest({REFUND_NEAR_ZERO!r}, {REFUND_RTOL!r} * original)"  # as data._net_refunds
         fully = con.execute(f"SELECT count(*) FROM netted WHERE NOT ({kept})").fetchone()[0]
         stats.update(n_refunds_netted=int(matched), n_refunds_dropped=stats["n_refunds"] - int(matched),
                      n_purchases_fully_refunded=int(fully))
@@ -305,8 +304,8 @@ def _counts(con, observation_end, tz, res: str, cal_end: pd.Timestamp | None):
     if n_tx == 0:
         raise ClvDataError("No purchases left after handling refunds: the log holds only refunds.")
     end = naive_timestamp(observation_end, tz, "observation_end") if observation_end is not None else pd.Timestamp(max_ns, unit="ns")
-    cond = f"pkey <= {_end_hours(end, res)}"
-    cal = f"pkey <= {_end_hours(cal_end, res)}" if cal_end is not None else "false"
+    cond = f"pkey <= {period_start_hours(end, res)}"
+    cal = f"pkey <= {period_start_hours(cal_end, res)}" if cal_end is not None else "false"
     n_late, n_cal = con.execute(
         f"SELECT count(*) FILTER (WHERE NOT ({cond})), count(*) FILTER (WHERE {cond} AND {cal}) FROM tx").fetchone()
     return end, cond, int(n_tx), int(n_late), int(n_cal)
@@ -325,7 +324,7 @@ def _check_late(con, end: pd.Timestamp, cond: str, n_late: int, truncate: bool, 
 def _aggregate(con, cond: str, has_amount: bool) -> tuple[dict, pd.Index]:
     """Per-customer first/last period (hours), distinct periods and repeat spend, by customer id.
 
-    Returns the arrays of ``rfm._summarise`` and the sorted customer index.
+    Returns the arrays of :func:`clvmodels.rfm.rfm_from_aggregates` and the sorted customer index.
     """
     # the repeat spend sums the periods after the first directly (not total minus first period),
     # in units of 1 / SPEND_SCALE, as rfm._summarise does
@@ -344,7 +343,7 @@ def _aggregate(con, cond: str, has_amount: bool) -> tuple[dict, pd.Index]:
 
 def _summary_frame(con, cond: str, end: pd.Timestamp, unit: str, res: str, has_amount: bool) -> pd.DataFrame:
     s, index = _aggregate(con, cond, has_amount)
-    return _frame(s, _end_hours(end, res), unit, index, has_amount)
+    return rfm_from_aggregates(s, period_start_hours(end, res), unit, index, has_amount)
 
 
 def rfm_summary_duckdb(
@@ -418,7 +417,7 @@ def _run(source, *, observation_end, calibration_end, time_unit, resolution="D",
     if len(set(columns)) != len(columns):
         raise ClvDataError(f"The customer id, timestamp and amount columns must differ, got {columns}.")
     unit = normalize_unit(time_unit)
-    res = _resolve(resolution)
+    res = resolve_resolution(resolution)
     with tempfile.TemporaryDirectory(prefix="clvmodels-duckdb-") as workdir:
         if isinstance(source, pd.DataFrame):
             read, tz = _frame_source(source, columns, timestamp)
@@ -450,9 +449,9 @@ def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate
             raise ClvDataError(f"No transactions on or before the observation end {end}.")
         out = _summary_frame(con, cond, end, unit, res, has_amount)
         out.attrs.update(time_unit=unit, resolution=res,
-                         observation_end=_end_label(end, res), **stats)
+                         observation_end=period_label(end, res), **stats)
         return out
-    cal_cond = f"pkey <= {_end_hours(cal_end, res)}"
+    cal_cond = f"pkey <= {period_start_hours(cal_end, res)}"
     if n_cal == 0:
         raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
     cal = _summary_frame(con, cal_cond, cal_end, unit, res, has_amount)
@@ -471,9 +470,9 @@ def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate
     if has_amount:
         cal["value_holdout"] = np.bincount(codes, weights=known["value"].to_numpy(dtype=float), minlength=n)
         check_finite_spend(cal["value_holdout"], "holdout spend")
-    cal["duration_holdout"] = (_end_hours(end, res) - _end_hours(cal_end, res)) / 24.0 / unit_days(unit)
-    cal.attrs.update(time_unit=unit, resolution=res, calibration_end=_end_label(cal_end, res),
-                     observation_end=_end_label(end, res),
+    cal["duration_holdout"] = (period_start_hours(end, res) - period_start_hours(cal_end, res)) / 24.0 / unit_days(unit)
+    cal.attrs.update(time_unit=unit, resolution=res, calibration_end=period_label(cal_end, res),
+                     observation_end=period_label(end, res),
                      n_excluded_new_customers=int((~hold["known"]).sum()), **stats)
     return cal
 
