@@ -300,3 +300,40 @@ def test_repeated_column_names_are_refused_on_both_engines(tmp_path):
     # a repeated column that is not used is harmless
     assert clv.rfm_summary(path, amount=None).index.tolist() == ["a", "b"]
     assert rfm_summary_duckdb(path, amount=None).index.tolist() == ["a", "b"]
+
+
+# ---------------------------------------------------------------------------- one definition of refunds and time (#11)
+REFUND_COUNTS = ("n_refunds", "n_refunds_netted", "n_refunds_dropped", "n_purchases_fully_refunded")
+
+
+def messiest_log(seed: int = 0) -> pd.DataFrame:
+    """messy_log plus refunds before any purchase of their customer, in a time zone with DST."""
+    log = messy_log(seed)
+    first = log.groupby("cust")["when"].transform("min")
+    orphans = log.loc[log["value"] > 0].sample(7, random_state=seed).assign(value=-2.5)
+    orphans["when"] = first.loc[orphans.index] - pd.Timedelta(hours=5)
+    out = pd.concat([log, orphans], ignore_index=True)
+    # DuckDB's time-zone-aware timestamps hold microseconds
+    out["when"] = out["when"].dt.floor("us").dt.tz_localize("UTC").dt.tz_convert("America/New_York")
+    return out
+
+
+@pytest.mark.parametrize("refunds", ["net", "drop"])
+def test_engines_agree_on_the_messiest_logs(tmp_path, refunds):
+    """Refunds beyond their purchase and before any purchase, same-day repeats, duplicates, a time zone."""
+    log = messiest_log(seed=len(refunds))
+    path = tmp_path / "log.parquet"
+    log.to_parquet(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = clv.load_transactions(log, refunds=refunds, **COLS)
+    assert loaded.attrs["n_refunds_dropped"] >= 7 and loaded.attrs["n_duplicate_rows"] > 0
+    if refunds == "net":
+        assert loaded.attrs["n_purchases_fully_refunded"] > 0
+    for source in (log, path):
+        for kw in (dict(time_unit="D"), dict(resolution="h", time_unit="D"),
+                   dict(calibration_end=log["when"].min() + pd.Timedelta(days=12))):
+            got = _duck(source, refunds=refunds, **COLS, **kw)
+            assert_same(clv.calibration_holdout(loaded, **kw) if "calibration_end" in kw
+                        else clv.rfm_summary(loaded, **kw), got)
+            assert {k: got.attrs[k] for k in REFUND_COUNTS} == {k: loaded.attrs[k] for k in REFUND_COUNTS}
