@@ -13,6 +13,7 @@ from clvmodels.datasets import load_cdnow, simulate
 from clvmodels.errors import ClvDataError
 
 pytest.importorskip("duckdb")
+from messy_logs import messiest_log, messy_log  # noqa: E402
 from clvmodels.scale import calibration_holdout_duckdb, rfm_summary_duckdb  # noqa: E402
 
 ATTRS = ("time_unit", "resolution", "observation_end", "calibration_end", "n_excluded_new_customers")
@@ -78,29 +79,6 @@ def test_cdnow_calibration_holdout_identical(cdnow, tmp_path):
     assert_same(by_int, got.set_axis(got.index.astype(np.int64)).sort_index())
     # published CDNOW facts: 23,570 customers, 78-week observation
     assert len(got) == 23_570 and got["duration_holdout"].iloc[0] == 273.0
-
-
-def messy_log(seed: int = 0, n: int = 400) -> pd.DataFrame:
-    """String ids with odd characters, same-day and same-timestamp repeats, refunds, hours."""
-    rng = np.random.default_rng(seed)
-    base = simulate(n, seed=seed, customer_prefix="c-", observation_length=30, cohort_length=10)
-    ids = base["customer_id"].to_numpy(dtype=object)
-    odd = rng.random(len(ids)) < 0.2
-    ids[odd] = np.char.add(" Ü/é'\"", ids[odd].astype(str)).astype(object)  # quotes, unicode, spaces
-    log = pd.DataFrame({"cust": ids, "when": base["timestamp"].to_numpy(), "value": base["amount"].to_numpy()})
-    # same-day repeats and exact duplicates
-    extra = log.sample(frac=0.3, random_state=seed).copy()
-    extra["when"] = extra["when"] + pd.to_timedelta(rng.integers(0, 3 * 3600, len(extra)), unit="s")
-    dups = log.sample(frac=0.05, random_state=seed + 1)
-    # refunds: partial, full, larger than the purchase, and without any earlier purchase
-    ref = log.sample(frac=0.1, random_state=seed + 2).copy()
-    ref["value"] = -ref["value"] * rng.choice([0.5, 1.0, 1.5], len(ref))
-    ref["when"] = ref["when"] + pd.to_timedelta(rng.choice([0, 3600 * 30]), unit="s")
-    orphan = log.sample(5, random_state=seed + 3).copy()
-    orphan["when"] = orphan["when"] - pd.Timedelta(days=400)
-    orphan["value"] = -1.0
-    out = pd.concat([log, extra, dups, ref], ignore_index=True)
-    return out.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
 COLS = dict(customer_id="cust", timestamp="when", amount="value")
@@ -304,18 +282,6 @@ def test_repeated_column_names_are_refused_on_both_engines(tmp_path):
 
 # ---------------------------------------------------------------------------- one definition of refunds and time (#11)
 REFUND_COUNTS = ("n_refunds", "n_refunds_netted", "n_refunds_dropped", "n_purchases_fully_refunded")
-
-
-def messiest_log(seed: int = 0) -> pd.DataFrame:
-    """messy_log plus refunds before any purchase of their customer, in a time zone with DST."""
-    log = messy_log(seed)
-    first = log.groupby("cust")["when"].transform("min")
-    orphans = log.loc[log["value"] > 0].sample(7, random_state=seed).assign(value=-2.5)
-    orphans["when"] = first.loc[orphans.index] - pd.Timedelta(hours=5)
-    out = pd.concat([log, orphans], ignore_index=True)
-    # DuckDB's time-zone-aware timestamps hold microseconds
-    out["when"] = out["when"].dt.floor("us").dt.tz_localize("UTC").dt.tz_convert("America/New_York")
-    return out
 
 
 @pytest.mark.parametrize("refunds", ["net", "drop"])
