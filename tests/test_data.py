@@ -492,3 +492,23 @@ def test_a_repeated_column_name_in_a_csv_is_refused(tmp_path):
     path.write_text("cust,when,value,cust\na,2024-01-01,1,x\nb,2024-01-02,2,y\n")
     with pytest.raises(ClvDataError, match=r"Column name\(s\) 'cust' \(2 times\) occur more than once in the header"):
         load(path)
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("empty.csv", b"", "it is not UTF-8 CSV text with a header row"),
+    ("binary.csv", b"\xff\xfe\x9e garbage \x00\n" * 20, "it is not UTF-8 CSV text with a header row"),
+    ("latin.csv", "customer_id,timestamp,amount\nJosé,2024-01-01,1\n".encode("latin-1"), "UTF-8"),
+    ("log.parquet", b"not parquet at all", "it is not a Parquet file or dataset"),
+])
+def test_unreadable_files_are_data_errors_naming_the_file_on_both_engines(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_bytes(content)
+    engines = [clv.load_transactions]
+    try:
+        from clvmodels.scale import rfm_summary_duckdb
+        engines.append(rfm_summary_duckdb)
+    except ImportError:  # pragma: no cover - duckdb is the 'scale' extra
+        pass
+    for read in engines:
+        with pytest.raises(ClvDataError, match=rf"[Cc]ould not read '.*{name}'.*{match}"):
+            read(path)

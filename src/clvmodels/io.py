@@ -138,15 +138,33 @@ def leftover_versions(path: str | os.PathLike) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------- reading
+@contextlib.contextmanager
+def unreadable_as_data_error(path) -> Iterator[None]:
+    """Turn the readers' errors for a file that is not what its name says (empty, binary, not
+    UTF-8, not Parquet) into a :class:`ClvDataError` naming the file."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, pa.ArrowException) as exc:
+        p = Path(path)
+        fmt = table_format(p)
+        what = "a Parquet file or dataset" if fmt == "parquet" else "UTF-8 CSV text with a header row"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ClvDataError(f"Could not read {str(p)!r}: it is not {what} ({reason}). "
+                           "Check the file, or convert it (e.g. re-save the CSV as UTF-8).") from None
+
+
 def table_columns(path: str | os.PathLike) -> list[str]:
     """Column names of a CSV or Parquet table as written (a repeated name comes back repeated),
     without reading its rows."""
     p = _existing(path)
-    if table_format(p) == "parquet":
-        import pyarrow.dataset as ds
+    with unreadable_as_data_error(p):
+        if table_format(p) == "parquet":
+            import pyarrow.dataset as ds
 
-        return list(ds.dataset(p, format="parquet").schema.names)
-    header = pd.read_csv(p, nrows=1, header=None, dtype=str, keep_default_na=False, sep=_csv_sep(p))
+            return list(ds.dataset(p, format="parquet").schema.names)
+        header = pd.read_csv(p, nrows=1, header=None, dtype=str, keep_default_na=False, sep=_csv_sep(p))
     return header.iloc[0].tolist() if len(header) else []
 
 
@@ -217,18 +235,19 @@ def iter_table(path: str | os.PathLike, columns: list[str] | None = None,
     """
     p = _existing(path)
     _checked_columns(p, columns)
-    if table_format(p) == "parquet":
-        import pyarrow.dataset as ds
+    with unreadable_as_data_error(p):
+        if table_format(p) == "parquet":
+            import pyarrow.dataset as ds
 
-        dataset = ds.dataset(p, format="parquet")
-        for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows):
-            if batch.num_rows:
-                yield batch.to_pandas(ignore_metadata=True)
-        return
-    options = _csv_options(p, columns, text_columns)
-    with pd.read_csv(p, usecols=columns, sep=_csv_sep(p), chunksize=chunk_rows, **options) as reader:
-        for chunk in reader:
-            yield chunk.reset_index(drop=True)
+            dataset = ds.dataset(p, format="parquet")
+            for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows):
+                if batch.num_rows:
+                    yield batch.to_pandas(ignore_metadata=True)
+            return
+        options = _csv_options(p, columns, text_columns)
+        with pd.read_csv(p, usecols=columns, sep=_csv_sep(p), chunksize=chunk_rows, **options) as reader:
+            for chunk in reader:
+                yield chunk.reset_index(drop=True)
 
 
 def read_columns(path: str | os.PathLike, columns: list[str] | None = None,
@@ -239,11 +258,12 @@ def read_columns(path: str | os.PathLike, columns: list[str] | None = None,
     """
     p = _existing(path)
     _checked_columns(p, columns)
-    if table_format(p) == "parquet":
-        import pyarrow.dataset as ds
+    with unreadable_as_data_error(p):
+        if table_format(p) == "parquet":
+            import pyarrow.dataset as ds
 
-        return ds.dataset(p, format="parquet").to_table(columns=columns).to_pandas(ignore_metadata=True)
-    return pd.read_csv(p, usecols=columns, sep=_csv_sep(p), **_csv_options(p, columns, text_columns))
+            return ds.dataset(p, format="parquet").to_table(columns=columns).to_pandas(ignore_metadata=True)
+        return pd.read_csv(p, usecols=columns, sep=_csv_sep(p), **_csv_options(p, columns, text_columns))
 
 
 def _existing(path) -> Path:

@@ -425,11 +425,19 @@ def _run(source, *, observation_end, calibration_end, time_unit, resolution="D",
         else:
             read, parquet, tz = _source(source, columns, timestamp, glob, Path(workdir))
         con = _connect(memory_limit, threads, temp_directory, tz)
+        import duckdb
+
         try:
             _register_source(con, read, parquet, columns, customer_id, timestamp, date_format)
             return _summaries(con, tz, observation_end=observation_end, calibration_end=calibration_end,
                               unit=unit, res=res, truncate=truncate, customer_id=customer_id,
                               timestamp=timestamp, amount=amount, date_format=date_format, refunds=refunds)
+        except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+            if isinstance(source, pd.DataFrame):
+                raise
+            # a file that does not parse (e.g. a CSV that is not UTF-8, or ragged rows)
+            raise ClvDataError(f"DuckDB could not read {str(source)!r}: {str(exc).splitlines()[0]}. Check the "
+                               "file (CSV: UTF-8 text with a header row, one value per column).") from None
         finally:
             con.close()
 
