@@ -62,7 +62,8 @@ def load_transactions(
     date_format
         ``strftime`` format of the timestamp column when it holds strings (e.g. ``"%Y%m%d"``).
         Integer timestamps without a format are read as ``YYYYMMDD`` dates (as in CDNOW); convert
-        epoch seconds first with ``pd.to_datetime(col, unit="s")``.
+        epoch seconds first with ``pd.to_datetime(col, unit="s")``. Times with a UTC offset keep
+        their wall-clock time; a column mixing times with and without one is an error.
     refunds
         What to do with negative amounts: ``"error"`` (default) raises; ``"drop"`` removes them;
         ``"net"`` subtracts each refund from the same customer's latest purchase at or before it

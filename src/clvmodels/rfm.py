@@ -170,7 +170,9 @@ def rfm_summary(
     -------
     DataFrame indexed by customer id (sorted; dtype as in the log), with ``frequency`` (int),
     ``recency``, ``T`` and, when the log has amounts, ``monetary_value``. ``attrs`` records the
-    time unit, resolution and observation end.
+    time unit, resolution and observation end. A mean spend beyond the float range (about
+    1.8e308) raises a :class:`~clvmodels.errors.ClvDataError` naming the customers: a summary
+    never holds ``inf``.
     """
     log = as_log(transactions, **load_kwargs)
     unit = normalize_unit(time_unit)

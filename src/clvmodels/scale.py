@@ -148,7 +148,7 @@ def _register_source(con, read: str | pd.DataFrame, parquet: bool, columns: list
     else:
         # the timestamps too: the sniffer would read offsets as instants (UTC), not wall-clock times
         types = ", ".join(f"'{_sql_str(c)}': 'VARCHAR'" for c in (customer_id, timestamp))
-        sep = "\t" if ".tsv" in read.lower() else ","
+        sep = "\t" if ".tsv" in Path(read).name.lower() else ","
         relation = f"read_csv('{_sql_str(read)}', header=true, delim='{sep}', types={{{types}}})"
     cols = ", ".join(_q(c) for c in columns)
     con.execute(f"CREATE VIEW raw AS SELECT {cols}, row_number() OVER () AS _rn FROM {relation}")
