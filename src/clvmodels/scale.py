@@ -183,8 +183,8 @@ def _timestamp_expr(con, column: str, date_format: str | None) -> str:
         return f"CAST(try_strptime(CAST({col} AS VARCHAR), '{_sql_str(date_format)}') AS TIMESTAMP_NS)"
     # text: ISO times (an offset is dropped, keeping the wall-clock time, as on the pandas path),
     # or eight digits, YYYYMMDD, as a CSV column of integers is read by load_transactions
-    return (f"CASE WHEN regexp_full_match({col}, '[0-9]{{8}}') "
-            f"THEN CAST(try_strptime({col}, '%Y%m%d') AS TIMESTAMP_NS) ELSE TRY_CAST({col} AS TIMESTAMP_NS) END")
+    return (f"coalesce(TRY_CAST({col} AS TIMESTAMP_NS), CASE WHEN regexp_full_match({col}, '[0-9]{{8}}') "
+            f"THEN CAST(try_strptime({col}, '%Y%m%d') AS TIMESTAMP_NS) END)")
 
 
 def _period_key(ts: str, res: str) -> str:
