@@ -445,3 +445,70 @@ def test_attrs_survive_parquet(tmp_path):
     assert back.attrs == log.attrs and back.attrs["timezone"] == "America/New_York"
     rfm = clv.rfm_summary(back, observation_end=pd.Timestamp("2024-01-03 04:00", tz="UTC"), time_unit="D")
     assert rfm.loc[1, "T"] == 1.0  # 23:00 on Jan 2 in New York
+
+
+# ---------------------------------------------------------------------------- #12 item 10
+@pytest.mark.parametrize("stamps", [
+    ["2024-01-01 10:00+01:00", "2024-01-02 10:00", "2024-01-03", "2024-01-04T10:00Z"],
+    [pd.Timestamp("2024-01-01 10:00", tz="UTC"), pd.Timestamp("2024-01-02 10:00"), pd.Timestamp("2024-01-03"),
+     pd.Timestamp("2024-01-04 10:00", tz="Europe/Paris")],
+])
+def test_mixed_aware_and_naive_timestamps_get_their_own_message(stamps):
+    df = frame(ids="abcd", dates=stamps, amounts=(1.0, 2.0, 3.0, 4.0))
+    with pytest.raises(ClvDataError) as info:
+        load(df)
+    message = str(info.value)
+    assert message.startswith("Mixed time-zone-aware and naive timestamps (2 with a time zone or UTC offset, "
+                              "2 without) in column 'when' (4 rows).")
+    assert "Unparseable" not in message and "give every timestamp a UTC offset, or none" in message
+    assert [line.split()[0] for line in message.splitlines()[-4:]] == ["0", "1", "2", "3"]  # real rows
+
+
+def test_an_unparseable_value_beside_aware_ones_is_unparseable_not_mixed():
+    df = frame(ids="ab", dates=["2024-01-01 10:00+01:00", "garbage"], amounts=(1.0, 2.0))
+    with pytest.raises(ClvDataError, match=r"Unparseable timestamps .* \(1 row\)"):
+        load(df)
+
+
+def test_duckdb_reports_mixed_aware_and_naive_text_timestamps(tmp_path):
+    scale = pytest.importorskip("clvmodels.scale")
+    path = tmp_path / "log.csv"
+    frame(ids="abcd", dates=["2024-01-01 10:00+01:00", "2024-01-02 10:00", "2024-01-03", "2024-01-04T10:00Z"],
+          amounts=(1.0, 2.0, 3.0, 4.0)).to_csv(path, index=False)
+    with pytest.raises(ClvDataError, match=r"^Mixed time-zone-aware and naive timestamps \(2 with a time zone or "
+                                           r"UTC offset, 2 without\) in column 'when' \(4 rows\)"):
+        scale.rfm_summary_duckdb(path, customer_id="cust", timestamp="when", amount="value")
+    # aware values alone (even with different offsets) are fine on both engines, each at its wall-clock time
+    frame(ids="ab", dates=["2024-03-30 10:00+01:00", "2024-04-02 10:00+02:00"], amounts=(1.0, 2.0)).to_csv(path, index=False)
+    kw = dict(customer_id="cust", timestamp="when", amount="value", time_unit="D")
+    assert scale.rfm_summary_duckdb(path, **kw)["T"].tolist() == clv.rfm_summary(path, **kw)["T"].tolist() == [3.0, 0.0]
+    # ... also where the instant in UTC falls on another day (DuckDB's CSV sniffer read offsets as UTC)
+    frame(ids="aa", dates=["2024-01-01 00:30+01:00", "2024-01-03 10:00+01:00"], amounts=(1.0, 2.0)).to_csv(path, index=False)
+    assert scale.rfm_summary_duckdb(path, **kw)["recency"].tolist() == clv.rfm_summary(path, **kw)["recency"].tolist() == [2.0]
+
+
+def test_a_repeated_column_name_in_a_csv_is_refused(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("cust,when,value,cust\na,2024-01-01,1,x\nb,2024-01-02,2,y\n")
+    with pytest.raises(ClvDataError, match=r"Column name\(s\) 'cust' \(2 times\) occur more than once in the header"):
+        load(path)
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("empty.csv", b"", "it is not UTF-8 CSV text with a header row"),
+    ("binary.csv", b"\xff\xfe\x9e garbage \x00\n" * 20, "it is not UTF-8 CSV text with a header row"),
+    ("latin.csv", "customer_id,timestamp,amount\nJosé,2024-01-01,1\n".encode("latin-1"), "UTF-8"),
+    ("log.parquet", b"not parquet at all", "it is not a Parquet file or dataset"),
+])
+def test_unreadable_files_are_data_errors_naming_the_file_on_both_engines(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_bytes(content)
+    engines = [clv.load_transactions]
+    try:
+        from clvmodels.scale import rfm_summary_duckdb
+        engines.append(rfm_summary_duckdb)
+    except ImportError:  # pragma: no cover - duckdb is the 'scale' extra
+        pass
+    for read in engines:
+        with pytest.raises(ClvDataError, match=rf"[Cc]ould not read '.*{name}'.*{match}"):
+            read(path)

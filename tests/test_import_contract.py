@@ -22,7 +22,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "clvmodels"
 LAYERS: dict[str, int] = {
     # the data layer: logs, summaries, files, units, errors and the array metrics
     "clvmodels._version": 0, "clvmodels.errors": 0, "clvmodels.units": 0, "clvmodels.io": 0,
-    "clvmodels.data": 0, "clvmodels.rfm": 0, "clvmodels.scale": 0, "clvmodels.validation": 0,
+    "clvmodels.data": 0, "clvmodels.periods": 0, "clvmodels.rfm": 0, "clvmodels.scale": 0,
+    "clvmodels.validation": 0,
     "clvmodels.metrics": 0, "clvmodels.datasets": 0,
     # the models: likelihoods, formulas, fits, persistence
     "clvmodels.models": 1,

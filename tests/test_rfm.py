@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 import clvmodels as clv
 from clvmodels.datasets import cdnow_summary
 from clvmodels.errors import ClvDataError
-from clvmodels.rfm import first_purchase
 from clvmodels.units import unit_days
 
 lifetimes_utils = pytest.importorskip("lifetimes.utils")
@@ -332,13 +331,6 @@ def test_calibration_holdout_without_holdout_rows():
     assert (ch["duration_holdout"] == 0).all()
 
 
-def test_first_purchase():
-    fp = first_purchase(small_log())
-    assert fp.to_dict() == {"a": pd.Timestamp("2024-01-01"), "b": pd.Timestamp("2024-01-03"),
-                            "c": pd.Timestamp("2024-01-02")}
-    assert fp.index.name == "customer_id"
-
-
 def test_monetary_value_is_exact_with_a_huge_first_purchase():
     df = pd.DataFrame({"customer_id": [1, 1], "amount": [1e12, 0.01],
                        "timestamp": dt(["2024-01-01", "2024-01-02"])})
@@ -353,3 +345,68 @@ def test_negative_epoch_dates_and_long_spans():
     assert rfm.loc[1, "recency"] == pytest.approx(expected, rel=1e-15)
     assert rfm.loc[2, "T"] == pytest.approx((pd.Timestamp("2201-01-01") - pd.Timestamp("1969-12-31 23:00"))
                                             / pd.Timedelta(days=1), rel=1e-15)
+
+
+# ---------------------------------------------------------------------------- amounts near the float limit (#12 item 4)
+def _engines():
+    """Summaries of a log path on every engine available here."""
+    engines = {"pandas": lambda path, **kw: quiet(clv.rfm_summary, path, **kw)}
+    try:
+        from clvmodels.scale import calibration_holdout_duckdb, rfm_summary_duckdb
+    except ImportError:  # pragma: no cover - duckdb is the 'scale' extra
+        return engines
+    engines["duckdb"] = rfm_summary_duckdb
+    engines["duckdb-holdout"] = lambda path, **kw: calibration_holdout_duckdb(path, "2024-01-01", **kw)
+    engines["pandas-holdout"] = lambda path, **kw: quiet(clv.calibration_holdout, path, "2024-01-01", **kw)
+    return engines
+
+
+def _log_file(tmp_path, ids, dates, amounts):
+    path = tmp_path / "log.csv"
+    pd.DataFrame({"customer_id": ids, "timestamp": dates, "amount": amounts}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_mean_spend_does_not_overflow_when_the_sum_would(tmp_path, engine):
+    if engine not in _engines():
+        pytest.skip("duckdb is not installed")
+    path = _log_file(tmp_path, ["a", "a", "a", "b", "b"],
+                     ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-01", "2024-01-02"],
+                     [1e308, 1e308, 1.5e308, 1e20, 0.01])
+    rfm = _engines()[engine](path)
+    assert rfm.loc["a", "monetary_value"] == 1.25e308  # the sum 2.5e308 overflows; the mean does not
+    assert rfm.loc["b", "monetary_value"] == 0.01  # exact beside a huge first purchase, on every engine
+    assert np.isfinite(rfm.to_numpy(dtype=float)).all()
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_a_mean_beyond_the_float_range_names_the_customers(tmp_path, engine):
+    if engine not in _engines():
+        pytest.skip("duckdb is not installed")
+    # two purchases of 1e308 on one day are one transaction worth 2e308: not representable
+    path = _log_file(tmp_path, ["007", "007", "007", "8"], ["2024-01-01", "2024-01-02", "2024-01-02", "2024-01-01"],
+                     [1.0, 1e308, 1e308, 1.0])
+    with pytest.raises(ClvDataError, match=r"1 customer\(s\) have a mean repeat-transaction value beyond the "
+                                           r"largest representable number .* customer\(s\) '007'\. .*rescale"):
+        _engines()[engine](path)
+
+
+@pytest.mark.parametrize("engine", ["pandas-holdout", "duckdb-holdout"])
+def test_a_holdout_spend_beyond_the_float_range_names_the_customers(tmp_path, engine):
+    if engine not in _engines():
+        pytest.skip("duckdb is not installed")
+    path = _log_file(tmp_path, ["x", "x", "x"], ["2024-01-01", "2024-01-02", "2024-01-03"], [1.0, 1e308, 1e308])
+    with pytest.raises(ClvDataError, match=r"1 customer\(s\) have a holdout spend beyond .*'x'"):
+        _engines()[engine](path)
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e309"])
+def test_infinite_amounts_are_refused_with_column_and_row_count(tmp_path, engine, value):
+    if engine not in _engines():
+        pytest.skip("duckdb is not installed")
+    path = tmp_path / "log.csv"
+    path.write_text(f"customer_id,timestamp,amount\na,2024-01-01,1\na,2024-01-02,{value}\nb,2024-01-02,{value}\n")
+    with pytest.raises(ClvDataError, match=r"[Ii]nfinite amounts in column 'amount' \(2 rows\)"):
+        _engines()[engine](path, refunds="net")

@@ -13,6 +13,7 @@ from clvmodels.datasets import load_cdnow, simulate
 from clvmodels.errors import ClvDataError
 
 pytest.importorskip("duckdb")
+from messy_logs import messiest_log, messy_log  # noqa: E402
 from clvmodels.scale import calibration_holdout_duckdb, rfm_summary_duckdb  # noqa: E402
 
 ATTRS = ("time_unit", "resolution", "observation_end", "calibration_end", "n_excluded_new_customers")
@@ -69,34 +70,15 @@ def test_cdnow_calibration_holdout_identical(cdnow, tmp_path):
     path = tmp_path / "cdnow.csv"
     cdnow.assign(date=cdnow["date"].dt.strftime("%Y%m%d").astype(int)).to_csv(path, index=False)
     kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D")
-    expected = _pandas(cdnow, **kw)
+    expected = _pandas(path, **kw)  # ids of a CSV are text on both engines
     got = _duck(path, **kw)
     assert_same(expected, got)
+    assert got.index.dtype == "str" and got.index[:3].tolist() == ["1", "10", "100"]
+    # the numbers are those of the in-memory log with integer ids
+    by_int = _pandas(cdnow, **kw)
+    assert_same(by_int, got.set_axis(got.index.astype(np.int64)).sort_index())
     # published CDNOW facts: 23,570 customers, 78-week observation
     assert len(got) == 23_570 and got["duration_holdout"].iloc[0] == 273.0
-
-
-def messy_log(seed: int = 0, n: int = 400) -> pd.DataFrame:
-    """String ids with odd characters, same-day and same-timestamp repeats, refunds, hours."""
-    rng = np.random.default_rng(seed)
-    base = simulate(n, seed=seed, customer_prefix="c-", observation_length=30, cohort_length=10)
-    ids = base["customer_id"].to_numpy(dtype=object)
-    odd = rng.random(len(ids)) < 0.2
-    ids[odd] = np.char.add(" Ü/é'\"", ids[odd].astype(str)).astype(object)  # quotes, unicode, spaces
-    log = pd.DataFrame({"cust": ids, "when": base["timestamp"].to_numpy(), "value": base["amount"].to_numpy()})
-    # same-day repeats and exact duplicates
-    extra = log.sample(frac=0.3, random_state=seed).copy()
-    extra["when"] = extra["when"] + pd.to_timedelta(rng.integers(0, 3 * 3600, len(extra)), unit="s")
-    dups = log.sample(frac=0.05, random_state=seed + 1)
-    # refunds: partial, full, larger than the purchase, and without any earlier purchase
-    ref = log.sample(frac=0.1, random_state=seed + 2).copy()
-    ref["value"] = -ref["value"] * rng.choice([0.5, 1.0, 1.5], len(ref))
-    ref["when"] = ref["when"] + pd.to_timedelta(rng.choice([0, 3600 * 30]), unit="s")
-    orphan = log.sample(5, random_state=seed + 3).copy()
-    orphan["when"] = orphan["when"] - pd.Timedelta(days=400)
-    orphan["value"] = -1.0
-    out = pd.concat([log, extra, dups, ref], ignore_index=True)
-    return out.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
 COLS = dict(customer_id="cust", timestamp="when", amount="value")
@@ -210,3 +192,114 @@ def test_calibration_errors():
         calibration_holdout_duckdb(log, "2024-03-01", observation_end="2024-02-01")
     with pytest.raises(ClvDataError, match="No transactions on or before the calibration end"):
         calibration_holdout_duckdb(log, "2023-01-01")
+
+
+# ---------------------------------------------------------------------------- settings and paths (#12 item 8)
+def _small_log() -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ["a", "a", "b"], "timestamp": ["2024-01-01", "2024-01-08", "2024-01-03"],
+                         "amount": [1.0, 2.0, 3.0]})
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(memory_limit="lots"), r"Invalid memory limit 'lots' for DuckDB: expected e.g. '4GB'"),
+    (dict(memory_limit="1GB'; COPY (SELECT 1) TO 'pwned.csv'; --"), "Invalid memory limit"),
+    (dict(memory_limit=4), "Invalid memory limit 4"),
+    (dict(threads=0), "threads must be a whole number of at least 1, got 0"),
+    (dict(threads="2; SELECT 1"), "threads must be a whole number"),
+])
+def test_invalid_settings_are_refused_never_run(tmp_path, monkeypatch, kw, match):
+    monkeypatch.chdir(tmp_path)
+    _small_log().to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(ClvDataError, match=match):
+        rfm_summary_duckdb(tmp_path / "log.csv", **kw)
+    assert not (tmp_path / "pwned.csv").exists()
+
+
+def test_settings_with_quotes_are_values_not_sql(tmp_path):
+    spill = tmp_path / "it's here"
+    spill.mkdir()
+    _small_log().to_csv(tmp_path / "log.csv", index=False)
+    got = rfm_summary_duckdb(tmp_path / "log.csv", memory_limit="100MB", threads=1, temp_directory=str(spill))
+    assert got["frequency"].tolist() == [1, 0]
+
+
+def test_cli_memory_limit_error_exits_2(tmp_path):
+    import subprocess
+    import sys
+
+    _small_log().to_csv(tmp_path / "log.csv", index=False)
+    res = subprocess.run([sys.executable, "-m", "clvmodels.cli", "summarize", str(tmp_path / "log.csv"), "--out",
+                          str(tmp_path / "rfm.csv"), "--engine", "duckdb", "--memory-limit", "lots"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Invalid memory limit 'lots'" in res.stderr
+    assert not (tmp_path / "rfm.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["sales*.parquet", "sales?.parquet", "sales[12].parquet", "sales{1,2}.csv"])
+def test_paths_are_read_literally(tmp_path, name):
+    log = _small_log()
+    write = (lambda df, p: df.to_csv(p, index=False)) if name.endswith(".csv") else (lambda df, p: df.to_parquet(p))
+    write(log, tmp_path / name)
+    # files a glob would also match: never read
+    for other in ("sales1", "sales2", "salesX", "sales1,2"):
+        write(log.assign(customer_id="intruder"), tmp_path / (other + name[-8:] if name.endswith(".parquet")
+                                                               else other + ".csv"))
+    got = rfm_summary_duckdb(tmp_path / name, time_unit="D")
+    assert got.index.tolist() == ["a", "b"] and got["recency"].tolist() == [7.0, 0.0]
+
+
+def test_a_directory_with_glob_characters_is_read_literally(tmp_path):
+    (tmp_path / "part[1]").mkdir()
+    (tmp_path / "part1").mkdir()
+    _small_log().to_parquet(tmp_path / "part[1]" / "a.parquet")
+    _small_log().assign(customer_id="intruder").to_parquet(tmp_path / "part1" / "a.parquet")
+    assert rfm_summary_duckdb(tmp_path / "part[1]").index.tolist() == ["a", "b"]
+
+
+def test_glob_is_an_explicit_opt_in(tmp_path):
+    log = _small_log()
+    log.iloc[:2].to_parquet(tmp_path / "sales-1.parquet")
+    log.iloc[2:].to_parquet(tmp_path / "sales-2.parquet")
+    pattern = str(tmp_path / "sales-*.parquet")
+    with pytest.raises(ClvDataError, match="File not found"):
+        rfm_summary_duckdb(pattern)
+    got = rfm_summary_duckdb(pattern, glob=True, time_unit="D")
+    assert_same(_pandas(log, time_unit="D"), got)
+    with pytest.raises(ClvDataError, match="No file matches the pattern"):
+        rfm_summary_duckdb(str(tmp_path / "nothing-*.parquet"), glob=True)
+
+
+def test_repeated_column_names_are_refused_on_both_engines(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("customer_id,timestamp,amount,amount\na,2024-01-01,1,100\nb,2024-01-02,2,200\n")
+    for summarise in (clv.rfm_summary, rfm_summary_duckdb):
+        with pytest.raises(ClvDataError, match=r"'amount' \(2 times\) occur more than once in the header"):
+            summarise(path)
+    # a repeated column that is not used is harmless
+    assert clv.rfm_summary(path, amount=None).index.tolist() == ["a", "b"]
+    assert rfm_summary_duckdb(path, amount=None).index.tolist() == ["a", "b"]
+
+
+# ---------------------------------------------------------------------------- one definition of refunds and time (#11)
+REFUND_COUNTS = ("n_refunds", "n_refunds_netted", "n_refunds_dropped", "n_purchases_fully_refunded")
+
+
+@pytest.mark.parametrize("refunds", ["net", "drop"])
+def test_engines_agree_on_the_messiest_logs(tmp_path, refunds):
+    """Refunds beyond their purchase and before any purchase, same-day repeats, duplicates, a time zone."""
+    log = messiest_log(seed=len(refunds))
+    path = tmp_path / "log.parquet"
+    log.to_parquet(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = clv.load_transactions(log, refunds=refunds, **COLS)
+    assert loaded.attrs["n_refunds_dropped"] >= 7 and loaded.attrs["n_duplicate_rows"] > 0
+    if refunds == "net":
+        assert loaded.attrs["n_purchases_fully_refunded"] > 0
+    for source in (log, path):
+        for kw in (dict(time_unit="D"), dict(resolution="h", time_unit="D"),
+                   dict(calibration_end=log["when"].min() + pd.Timedelta(days=12))):
+            got = _duck(source, refunds=refunds, **COLS, **kw)
+            assert_same(clv.calibration_holdout(loaded, **kw) if "calibration_end" in kw
+                        else clv.rfm_summary(loaded, **kw), got)
+            assert {k: got.attrs[k] for k in REFUND_COUNTS} == {k: loaded.attrs[k] for k in REFUND_COUNTS}

@@ -156,3 +156,34 @@ def test_days_are_counted_in_the_session_time_zone(spark):
         assert_same(expected, got)
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+def test_ids_of_a_csv_read_by_spark_are_labels(spark, tmp_path):
+    """#12 item 1 on Spark: a CSV read by Spark holds strings, kept exactly (007, 07 and 7 are three)."""
+    ids = ["007", "07", "7", "1.0", "1", " 7", "7 ", "a b", "NA", "null", "ünï", "客户", "\u3000", "x,y", 'q"uote']
+    path = tmp_path / "log.csv"
+    pd.DataFrame({"customer_id": ids, "timestamp": pd.date_range("2024-01-01", periods=len(ids)).strftime("%Y-%m-%d"),
+                  "amount": np.arange(1.0, len(ids) + 1)}).to_csv(path, index=False)
+    sdf = spark.read.option("header", True).option("escape", '"').csv(str(path))
+    got = assert_same(clv.rfm_summary(path, time_unit="D"), rfm_summary_spark(sdf, time_unit="D"))
+    assert sorted(got.index) == sorted(ids)
+    blank = spark.createDataFrame(pd.DataFrame({"customer_id": ["a", " \t"], "timestamp": ["2024-01-01"] * 2,
+                                                "amount": [1.0, 2.0]}))
+    with pytest.raises(ClvDataError, match=r"Missing customer ids in column 'customer_id' \(1 rows\)"):
+        rfm_summary_spark(blank)
+
+
+def test_spark_agrees_with_pandas_on_the_messiest_log(spark):
+    """#11: refunds dropped the same way, duplicates, same-day repeats, days of a time zone with DST."""
+    from messy_logs import messiest_log
+
+    log = messiest_log(seed=4)
+    kw = dict(customer_id="cust", timestamp="when", amount="value", refunds="drop")
+    sdf = spark.createDataFrame(log)
+    try:
+        spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+        for extra in (dict(time_unit="D"), dict(resolution="h", time_unit="D"),
+                      dict(calibration_end=log["when"].min() + pd.Timedelta(days=12))):
+            assert_same(_pandas_summary(log, **kw, **extra), rfm_summary_spark(sdf, **kw, **extra))
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")

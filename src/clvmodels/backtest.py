@@ -35,12 +35,14 @@ from .baselines import default_baselines
 from .data import CUSTOMER, TIMESTAMP
 from .errors import ClvDataError
 from . import predictive as P
+from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
 from .models.base import check_kind, validate_columns
 from .models.purchase import DiscretePurchaseModel, PurchaseModel
-from .models.spend import SpendModel
 from .models.rows import unique_rows
-from .rfm import _as_log, _period_start_days, _resolve, bgbb_summary, calibration_holdout
+from .models.spend import SpendModel
+from .periods import period_start_days, resolve_resolution
+from .rfm import bgbb_summary, calibration_holdout
 from .units import normalize_unit, unit_days
 
 #: Calibration frequencies 0..7 are shown one by one, larger ones pooled as "7+" (FHL 2005, fig. 4).
@@ -251,9 +253,9 @@ def backtest(
     """
     from sklearn.base import clone
 
-    log = _as_log(transactions)
+    log = as_log(transactions)
     unit = normalize_unit(time_unit)
-    res = _resolve(resolution)
+    res = resolve_resolution(resolution)
     named = _named_models(models)
     if spend_model is None:
         spend_model = GammaGammaModel(exclude_invalid=True)
@@ -393,7 +395,7 @@ def discrete_backtest(
     """
     from sklearn.base import clone
 
-    log = _as_log(transactions)
+    log = as_log(transactions)
     named = _named_models(models, discrete=True)
     if not 0 < interval < 1:
         raise ValueError(f"interval must be in (0, 1), got {interval}.")
@@ -743,15 +745,15 @@ def _tracking(log, ch, model, name, cut, obs_end, unit, res, period) -> pd.DataF
     """
     cohort = log.loc[log[CUSTOMER].isin(ch.index)]
     codes, uniques = pd.factorize(cohort[CUSTOMER])
-    day = _period_start_days(cohort[TIMESTAMP].to_numpy(), res)
+    day = period_start_days(cohort[TIMESTAMP].to_numpy(), res)
     pairs = pd.DataFrame({"c": codes, "d": day}).drop_duplicates()
     first = pairs.groupby("c")["d"].transform("min").to_numpy()
     repeat_days = pairs["d"].to_numpy()[pairs["d"].to_numpy() > first]
     first_days = pairs.groupby("c")["d"].min().to_numpy()
 
     step = unit_days(normalize_unit(period))
-    end_day = _period_start_days(np.array([cut.to_datetime64()]), res)[0]
-    obs_day = _period_start_days(np.array([obs_end.to_datetime64()]), res)[0]
+    end_day = period_start_days(np.array([cut.to_datetime64()]), res)[0]
+    obs_day = period_start_days(np.array([obs_end.to_datetime64()]), res)[0]
     k_min = int(np.floor((first_days.min() - end_day) / step))
     k_max = int(np.ceil((obs_day - end_day) / step))
     edges = np.minimum(end_day + step * np.arange(k_min, k_max + 1), obs_day)

@@ -31,9 +31,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
-from .data import TIMESTAMP
+from .data import TIMESTAMP, as_log
 from .errors import ClvDataError
-from .rfm import _as_log, _period_end, _resolve, calibration_holdout
+from .periods import period_end, resolve_resolution
+from .rfm import calibration_holdout
 from .units import normalize_unit, unit_days
 
 
@@ -91,10 +92,10 @@ class _WindowBaseline(BaseEstimator):
 
         Only transactions up to ``calibration_end`` are read. Returns ``self``.
         """
-        log = _as_log(transactions)
+        log = as_log(transactions)
         unit = normalize_unit(time_unit)
         cal_end = pd.Timestamp(calibration_end)
-        log = log.loc[log[TIMESTAMP] <= _period_end(cal_end, _resolve(resolution))]  # never the holdout
+        log = log.loc[log[TIMESTAMP] <= period_end(cal_end, resolve_resolution(resolution))]  # never the holdout
         if len(log) == 0:
             raise ClvDataError(f"No transactions on or before the calibration end {cal_end.date()}.")
         span_days = (cal_end.normalize() - log[TIMESTAMP].min().normalize()).days

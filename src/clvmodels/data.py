@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import ClvDataError, data_error
+from .io import read_columns, table_columns
 
 CUSTOMER = "customer_id"
 TIMESTAMP = "timestamp"
@@ -28,30 +28,14 @@ AMOUNT = "amount"
 
 REFUND_POLICIES = ("error", "net", "drop")
 
-#: A purchase netted down to at most this fraction of its value (or 1e-12) counts as fully refunded.
-_REFUND_RTOL = 1e-9
-_NEAR_ZERO = 1e-12
+#: A blank customer id (a missing one), as a regular expression that Python, DuckDB (RE2) and
+#: Spark (Java) read alike: only ASCII white space. Any other id is a label, kept as given.
+BLANK_ID = r"[ \t\n\r\f\x0b]*"
 
-
-def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file (chosen by extension; a directory is read as a Parquet dataset)."""
-    p = Path(path)
-    if not p.exists():
-        raise ClvDataError(f"File not found: {str(p)!r}. Check the path.")
-    suffixes = "".join(p.suffixes).lower()
-    try:
-        if p.is_dir() or suffixes.endswith((".parquet", ".pq", ".parq")):
-            return pd.read_parquet(p, columns=columns)
-        if suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv", ".csv.zip", ".csv.bz2")):
-            sep = "\t" if ".tsv" in suffixes else ","
-            return pd.read_csv(p, usecols=columns, sep=sep)
-    except (ValueError, KeyError) as exc:
-        if columns is not None:
-            raise ClvDataError(f"Could not read columns {columns} from {str(p)!r}: {exc}") from exc
-        raise
-    raise ClvDataError(
-        f"Unsupported file type for {str(p)!r}: use .csv (optionally compressed) or .parquet."
-    )
+#: A purchase netted down to at most this fraction of its value (or REFUND_NEAR_ZERO) counts as
+#: fully refunded and is removed (every engine).
+REFUND_RTOL = 1e-9
+REFUND_NEAR_ZERO = 1e-12
 
 
 def load_transactions(
@@ -69,14 +53,17 @@ def load_transactions(
     Parameters
     ----------
     source
-        A DataFrame, or the path of a CSV or Parquet file.
+        A DataFrame, or the path of a CSV or Parquet file (a directory: a Parquet dataset). The id
+        column of a CSV is read as text, exactly as written (``007``, ``07`` and ``7`` are three
+        customers); ids from Parquet or a DataFrame keep their type.
     customer_id, timestamp, amount
         Names of the columns holding the customer id, the purchase time and the purchase value.
         ``amount=None`` loads a log without values (enough for purchase models, not for spend).
     date_format
         ``strftime`` format of the timestamp column when it holds strings (e.g. ``"%Y%m%d"``).
         Integer timestamps without a format are read as ``YYYYMMDD`` dates (as in CDNOW); convert
-        epoch seconds first with ``pd.to_datetime(col, unit="s")``.
+        epoch seconds first with ``pd.to_datetime(col, unit="s")``. Times with a UTC offset keep
+        their wall-clock time; a column mixing times with and without one is an error.
     refunds
         What to do with negative amounts: ``"error"`` (default) raises; ``"drop"`` removes them;
         ``"net"`` subtracts each refund from the same customer's latest purchase at or before it
@@ -105,17 +92,18 @@ def load_transactions(
     wanted = [customer_id, timestamp] + ([amount] if amount is not None else [])
     if len(set(wanted)) != len(wanted):
         raise ClvDataError(f"The customer id, timestamp and amount columns must differ, got {wanted}.")
-    if isinstance(source, pd.DataFrame):
-        raw = source
-    else:
-        raw = read_table(source)
-    missing = [c for c in wanted if c not in raw.columns]
+    available = list(source.columns) if isinstance(source, pd.DataFrame) else table_columns(source)
+    missing = [c for c in wanted if c not in available]
     if missing:
         raise ClvDataError(
-            f"Missing column(s) {missing} in the transaction log; it has {list(raw.columns)}. "
+            f"Missing column(s) {missing} in the transaction log; it has {available}. "
             "Pass the right names with customer_id=..., timestamp=..., amount=... "
             "(amount=None for a log without values)."
         )
+    if isinstance(source, pd.DataFrame):
+        raw = source
+    else:  # ids are labels: a CSV's id column is read as text, exactly as written
+        raw = read_columns(source, wanted, text_columns=(customer_id,))
     if len(raw) == 0:
         raise ClvDataError("The transaction log is empty (0 rows): there is nothing to summarise.")
     if any(isinstance(raw[c], pd.DataFrame) for c in wanted):
@@ -188,12 +176,21 @@ def load_transactions(
     return out
 
 
+def as_log(transactions, **load_kwargs) -> pd.DataFrame:
+    """A log from :func:`load_transactions` as it is, or anything it accepts loaded by it."""
+    if (isinstance(transactions, pd.DataFrame) and not load_kwargs
+            and list(transactions.columns[:2]) == [CUSTOMER, TIMESTAMP]
+            and "n_rows" in transactions.attrs):
+        return transactions
+    return load_transactions(transactions, **load_kwargs)
+
+
 # ---------------------------------------------------------------------------- validation helpers
 def _check_ids(ids: pd.Series, raw: pd.DataFrame, column: str, wanted) -> None:
     bad = ids.isna().to_numpy(copy=True)
     if pd.api.types.is_string_dtype(ids.dtype) or ids.dtype == object:
         # blank strings are missing ids too; non-string values of an object column are left alone
-        blank = ids.str.strip().eq("") if ids.dtype != object else _blank_object(ids)
+        blank = ids.str.fullmatch(BLANK_ID) if ids.dtype != object else _blank_object(ids)
         bad |= blank.fillna(False).to_numpy(dtype=bool)
     if bad.any():
         raise data_error(
@@ -207,7 +204,7 @@ def _blank_object(ids: pd.Series) -> pd.Series:
     is_str = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
     blank = np.zeros(len(values), dtype=bool)
     if is_str.any():
-        blank[is_str] = pd.Series(values[is_str], dtype=object).str.strip().eq("").to_numpy(dtype=bool)
+        blank[is_str] = pd.Series(values[is_str], dtype=object).str.fullmatch(BLANK_ID).to_numpy(dtype=bool)
     return pd.Series(blank)
 
 
@@ -257,8 +254,13 @@ def _parse_timestamps(raw: pd.DataFrame, column: str, date_format: str | None, w
             hint = " (numbers are read as YYYYMMDD dates; convert epoch times with pd.to_datetime(col, unit='s'))"
         if date_format is not None and not pd.api.types.is_string_dtype(values.dtype):
             values = values.astype(str)
-        ts = _to_datetime(values, date_format)
+        ts, aware = _to_datetime(values, date_format)
         bad = ts.isna().to_numpy()
+        each = ts
+        if aware is None and bad.any():  # pandas turns the naive values of a mixed column into NaT
+            each, aware = _parse_each(values, date_format)
+        if aware is not None:
+            _check_not_mixed(raw, column, wanted, aware, each.notna().to_numpy())
         if bad.any():
             how = f"with format {date_format!r}" if date_format else "(pass date_format=..., e.g. '%Y-%m-%d')"
             raise data_error(
@@ -278,9 +280,10 @@ def _parse_timestamps(raw: pd.DataFrame, column: str, date_format: str | None, w
     return ts.to_numpy(dtype="datetime64[ns]", copy=True), tz
 
 
-def _to_datetime(values: pd.Series, date_format: str | None) -> pd.Series:
+def _to_datetime(values: pd.Series, date_format: str | None):
     """``pd.to_datetime`` with NaT for unparseable values; mixed ISO forms parse, and mixed UTC
-    offsets keep each value's wall-clock time."""
+    offsets keep each value's wall-clock time. Also returns, when values had to be parsed one by
+    one, which of them carried a time zone or UTC offset (else None)."""
     try:
         ts = pd.to_datetime(values, format=date_format, errors="coerce")
         if date_format is None and ts.isna().any():
@@ -289,19 +292,43 @@ def _to_datetime(values: pd.Series, date_format: str | None) -> pd.Series:
             iso = pd.to_datetime(values, format="ISO8601", errors="coerce")
             if iso.notna().sum() > ts.notna().sum():
                 ts = iso
-        return ts
+        return ts, None
     except (ValueError, TypeError):
         # mixed time zones or offsets (e.g. across a DST change): parse each value, keep its local time
-        def one(v):
-            try:
-                t = (pd.Timestamp(pd.to_datetime(v, format=date_format)) if date_format
-                     else pd.Timestamp(v))
-            except (ValueError, TypeError):
-                return pd.NaT
-            if t is pd.NaT:
-                return pd.NaT
-            return t.tz_localize(None) if t.tz is not None else t
-        return pd.Series(pd.to_datetime([one(v) for v in values.to_numpy()]), index=values.index)
+        return _parse_each(values, date_format)
+
+
+def _parse_each(values: pd.Series, date_format: str | None):
+    """Each value parsed on its own as naive wall-clock time (NaT where unparseable), and whether
+    it carried a time zone or UTC offset."""
+    parsed, aware = [], np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values.to_numpy()):
+        try:
+            t = pd.Timestamp(pd.to_datetime(v, format=date_format)) if date_format else pd.Timestamp(v)
+        except (ValueError, TypeError):
+            t = pd.NaT
+        if t is not pd.NaT and t.tz is not None:
+            aware[i] = True
+            t = t.tz_localize(None)
+        parsed.append(t)
+    return pd.Series(pd.to_datetime(parsed), index=values.index), aware
+
+
+def _check_not_mixed(raw: pd.DataFrame, column: str, wanted, aware: np.ndarray, parsed: np.ndarray) -> None:
+    """A column mixing times with and without a time zone (or UTC offset) cannot be put on one clock."""
+    naive = ~aware & parsed
+    if aware.any() and naive.any():
+        examples = np.sort(np.concatenate([np.flatnonzero(aware)[:2], np.flatnonzero(naive)[:3]]))
+        raise mixed_timezones_error(column, int(aware.sum()), int(naive.sum()), raw.iloc[examples][wanted])
+
+
+def mixed_timezones_error(column: str, n_aware: int, n_naive: int, examples: pd.DataFrame) -> ClvDataError:
+    """The error for a timestamp column mixing times with and without a time zone (every engine)."""
+    return data_error(
+        f"Mixed time-zone-aware and naive timestamps ({n_aware:,} with a time zone or UTC offset, "
+        f"{n_naive:,} without)", column=column, n_rows=n_aware + n_naive, rows=examples,
+        fix="Which clock the naive ones use is unknown: give every timestamp a UTC offset, or none.",
+    )
 
 
 def _parse_amounts(raw: pd.DataFrame, column: str, wanted) -> np.ndarray:
@@ -352,7 +379,7 @@ def _net_refunds(out: pd.DataFrame, neg: np.ndarray):
     excess = float(-amounts[amounts < 0].sum())
     amounts = np.maximum(amounts, 0.0)
     purchases[AMOUNT] = amounts
-    fully = amounts <= np.maximum(_NEAR_ZERO, _REFUND_RTOL * original)
+    fully = amounts <= np.maximum(REFUND_NEAR_ZERO, REFUND_RTOL * original)
     kept = purchases.loc[~fully].drop(columns="_row")
     stats = {
         "n_refunds_netted": int(has_match.sum()),

@@ -138,14 +138,81 @@ def leftover_versions(path: str | os.PathLike) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------- reading
-def table_columns(path: str | os.PathLike) -> list[str]:
-    """Column names of a CSV or Parquet table, without reading its rows."""
-    p = _existing(path)
-    if table_format(p) == "parquet":
-        import pyarrow.dataset as ds
+@contextlib.contextmanager
+def unreadable_as_data_error(path) -> Iterator[None]:
+    """Turn the readers' errors for a file that is not what its name says (empty, binary, not
+    UTF-8, not Parquet) into a :class:`ClvDataError` naming the file."""
+    import pyarrow as pa
 
-        return list(ds.dataset(p, format="parquet").schema.names)
-    return list(pd.read_csv(p, nrows=0, sep="\t" if ".tsv" in p.name.lower() else ",").columns)
+    try:
+        yield
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, pa.ArrowException) as exc:
+        p = Path(path)
+        fmt = table_format(p)
+        what = "a Parquet file or dataset" if fmt == "parquet" else "UTF-8 CSV text with a header row"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ClvDataError(f"Could not read {str(p)!r}: it is not {what} ({reason}). "
+                           "Check the file, or convert it (e.g. re-save the CSV as UTF-8).") from None
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """Column names of a CSV or Parquet table as written (a repeated name comes back repeated),
+    without reading its rows."""
+    p = _existing(path)
+    with unreadable_as_data_error(p):
+        if table_format(p) == "parquet":
+            import pyarrow.dataset as ds
+
+            return list(ds.dataset(p, format="parquet").schema.names)
+        header = pd.read_csv(p, nrows=1, header=None, dtype=str, keep_default_na=False, sep=_csv_sep(p))
+    return header.iloc[0].tolist() if len(header) else []
+
+
+def check_unique_columns(available: list[str], columns, path) -> None:
+    """Raise a :class:`ClvDataError` if one of ``columns`` occurs more than once in ``available``.
+
+    A CSV reader keeps only one of two columns with the same name (pandas renames the second
+    ``x.1``, DuckDB ``x_1``): which one holds the data the user meant cannot be known.
+    """
+    repeated = [c for c in dict.fromkeys(columns) if available.count(c) > 1]
+    if repeated:
+        counts = ", ".join(f"{c!r} ({available.count(c)} times)" for c in repeated)
+        raise ClvDataError(
+            f"Column name(s) {counts} occur more than once in the header of {str(path)!r}: "
+            "rename the columns so that each name is unique, then run again."
+        )
+
+
+def _csv_sep(p: Path) -> str:
+    return "\t" if ".tsv" in p.name.lower() else ","
+
+
+def _csv_options(p: Path, columns: list[str] | None, text_columns) -> dict:
+    """``pd.read_csv`` options: ``text_columns`` are read as text exactly as written (only an empty
+    field is missing: ids such as ``007``, ``1.0`` or ``NA`` are labels); the other columns get
+    pandas' usual types and missing-value markers."""
+    text = [c for c in text_columns if columns is None or c in columns]
+    if not text:
+        return {}
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    others = [c for c in (columns if columns is not None else table_columns(p)) if c not in text]
+    return {"dtype": {c: str for c in text}, "keep_default_na": False,
+            "na_values": {c: sorted(STR_NA_VALUES) for c in others}}
+
+
+def _checked_columns(p: Path, columns: list[str] | None) -> None:
+    """Every requested column is present, once."""
+    if columns is None:
+        return
+    available = table_columns(p)
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise ClvDataError(
+            f"{str(p)!r} lacks column(s) {missing} (it has {available}). "
+            "Pass the right column names or rebuild the table."
+        )
+    check_unique_columns(available, columns, p)
 
 
 def count_rows(path: str | os.PathLike) -> int | None:
@@ -162,39 +229,41 @@ def iter_table(path: str | os.PathLike, columns: list[str] | None = None,
                chunk_rows: int = DEFAULT_CHUNK_ROWS, text_columns: tuple[str, ...] = ()) -> Iterator[pd.DataFrame]:
     """Read a CSV or Parquet table in chunks of at most ``chunk_rows`` rows (pandas frames).
 
-    Memory is bounded by the chunk size. Missing columns raise a :class:`ClvDataError`.
-    ``text_columns`` of a CSV are read as text (so that every chunk gets the same type).
+    Memory is bounded by the chunk size. Missing or repeated columns raise a :class:`ClvDataError`.
+    ``text_columns`` of a CSV are read as text, exactly as written (so that every chunk gets the
+    same type and ids such as ``007`` stay labels).
     """
     p = _existing(path)
-    available = table_columns(p)
-    if columns is not None:
-        missing = [c for c in columns if c not in available]
-        if missing:
-            raise ClvDataError(
-                f"{str(p)!r} lacks column(s) {missing} (it has {available}). "
-                "Pass the right column names or rebuild the table."
-            )
-    if table_format(p) == "parquet":
-        import pyarrow.dataset as ds
+    _checked_columns(p, columns)
+    with unreadable_as_data_error(p):
+        if table_format(p) == "parquet":
+            import pyarrow.dataset as ds
 
-        dataset = ds.dataset(p, format="parquet")
-        for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows):
-            if batch.num_rows:
-                yield batch.to_pandas(ignore_metadata=True)
-        return
-    sep = "\t" if ".tsv" in p.name.lower() else ","
-    dtype = {c: str for c in text_columns} or None
-    with pd.read_csv(p, usecols=columns, sep=sep, chunksize=chunk_rows, dtype=dtype) as reader:
-        for chunk in reader:
-            yield chunk.reset_index(drop=True)
+            dataset = ds.dataset(p, format="parquet")
+            for batch in dataset.to_batches(columns=columns, batch_size=chunk_rows):
+                if batch.num_rows:
+                    yield batch.to_pandas(ignore_metadata=True)
+            return
+        options = _csv_options(p, columns, text_columns)
+        with pd.read_csv(p, usecols=columns, sep=_csv_sep(p), chunksize=chunk_rows, **options) as reader:
+            for chunk in reader:
+                yield chunk.reset_index(drop=True)
 
 
-def read_columns(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read ``columns`` of a whole CSV or Parquet table (Parquet reads only those columns)."""
-    chunks = list(iter_table(path, columns))
-    if not chunks:
-        return pd.DataFrame(columns=columns or table_columns(path))
-    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+def read_columns(path: str | os.PathLike, columns: list[str] | None = None,
+                 text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read ``columns`` (default: all) of a whole CSV or Parquet table (a directory is a Parquet
+    dataset; Parquet reads only those columns). Missing or repeated columns raise a
+    :class:`ClvDataError`; ``text_columns`` of a CSV are read as text, as by :func:`iter_table`.
+    """
+    p = _existing(path)
+    _checked_columns(p, columns)
+    with unreadable_as_data_error(p):
+        if table_format(p) == "parquet":
+            import pyarrow.dataset as ds
+
+            return ds.dataset(p, format="parquet").to_table(columns=columns).to_pandas(ignore_metadata=True)
+        return pd.read_csv(p, usecols=columns, sep=_csv_sep(p), **_csv_options(p, columns, text_columns))
 
 
 def _existing(path) -> Path:

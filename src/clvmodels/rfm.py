@@ -29,48 +29,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import AMOUNT, CUSTOMER, TIMESTAMP, factorize_ids, group_order, load_transactions, naive_timestamp
+from .data import AMOUNT, CUSTOMER, TIMESTAMP, as_log, factorize_ids, group_order, naive_timestamp
 from .errors import ClvDataError, data_error
+from .periods import period_end, period_hours, period_label, period_start_hours, resolve_resolution
 from .units import normalize_unit, unit_days
 
-RFM_COLUMNS = ["frequency", "recency", "T", "monetary_value"]
-
-_NS_PER_HOUR = 3_600 * 10**9
-_NS_PER_DAY = 86_400 * 10**9
-_RESOLUTIONS = {"h": 1 / 24, "D": 1.0, "W": 7.0}
-
-
-def _period_hours(ts: np.ndarray, resolution: str) -> np.ndarray:
-    """Start of each timestamp's period, in whole hours since the epoch (int64)."""
-    ns = np.asarray(ts, dtype="datetime64[ns]").view(np.int64)  # no copy when already ns
-    if resolution == "h":
-        return ns // _NS_PER_HOUR
-    days = ns // _NS_PER_DAY
-    if resolution == "W":
-        # weeks start on Monday; 1970-01-01 was a Thursday (weekday 3)
-        days -= (days + 3) % 7
-    return days * 24
-
-
-def _period_start_days(ts: np.ndarray, resolution: str) -> np.ndarray:
-    """Start of each timestamp's period, in (fractional) days since the epoch, as float64."""
-    return _period_hours(ts, resolution) / 24.0
-
-
-def _resolve(resolution: str) -> str:
-    res = normalize_unit(resolution)
-    if res not in _RESOLUTIONS:
-        raise ClvDataError(f"resolution must be hours, days or weeks ('h', 'D', 'W'), got {resolution!r}.")
-    return res
-
-
-def _as_log(transactions, **load_kwargs) -> pd.DataFrame:
-    """Accept either a frame from :func:`load_transactions` or anything it can load."""
-    if (isinstance(transactions, pd.DataFrame) and not load_kwargs
-            and list(transactions.columns[:2]) == [CUSTOMER, TIMESTAMP]
-            and "n_rows" in transactions.attrs):
-        return transactions
-    return load_transactions(transactions, **load_kwargs)
+#: Repeat spend is summed in units of 2**32 (each amount times 2**-32, exact in binary floating
+#: point): a customer's total cannot overflow, and its mean comes out bit for bit as the plain
+#: sum / frequency wherever that sum is finite (amounts below about 1e-298 aside). Every engine
+#: sums ``amount * SPEND_SCALE`` into ``repeat_value_scaled``; :func:`rfm_from_aggregates` takes the mean.
+SPEND_SCALE = 2.0 ** -32
 
 
 def _summarise(codes: np.ndarray, hours: np.ndarray, amount: np.ndarray | None, n_customers: int) -> dict:
@@ -103,12 +71,20 @@ def _summarise(codes: np.ndarray, hours: np.ndarray, amount: np.ndarray | None, 
     if amount is not None:
         # summed directly (not total minus first period): exact even beside a huge first purchase
         repeat = hours != first[codes]
-        out["repeat_value"] = np.bincount(codes, weights=np.where(repeat, amount, 0.0), minlength=n_customers)
+        out["repeat_value_scaled"] = np.bincount(codes, weights=np.where(repeat, amount * SPEND_SCALE, 0.0),
+                                                 minlength=n_customers)
     return out
 
 
-def _frame(s: dict, end_hours: int, unit: str, index: pd.Index, has_amount: bool) -> pd.DataFrame:
-    """The RFM frame from :func:`_summarise`'s arrays (``end_hours``: start of the last period)."""
+def rfm_from_aggregates(s: dict, end_hours: int, unit: str, index: pd.Index, has_amount: bool) -> pd.DataFrame:
+    """The RFM frame from per-customer aggregates: the arithmetic every engine shares.
+
+    ``s`` holds arrays aligned with ``index``: ``first`` and ``last`` (start of the first and last
+    purchase period, in hours since the epoch), ``n_periods`` (distinct purchase periods) and, when
+    ``has_amount``, ``repeat_value_scaled`` (the spend of the periods after the first, times
+    :data:`SPEND_SCALE`), as :func:`_summarise`, the DuckDB and the Spark engines compute them.
+    ``end_hours``: start of the last observed period.
+    """
     scale = 1.0 / unit_days(unit)
     frequency = s["n_periods"] - 1
     out = pd.DataFrame(
@@ -120,8 +96,24 @@ def _frame(s: dict, end_hours: int, unit: str, index: pd.Index, has_amount: bool
         index=index,
     )
     if has_amount:
-        out["monetary_value"] = s["repeat_value"] / np.maximum(frequency, 1)
+        with np.errstate(over="ignore"):  # a mean beyond the float range is reported just below
+            out["monetary_value"] = s["repeat_value_scaled"] / np.maximum(frequency, 1) / SPEND_SCALE
+        check_finite_spend(out["monetary_value"], "mean repeat-transaction value")
     return out
+
+
+def check_finite_spend(values: pd.Series, what: str) -> None:
+    """Raise a :class:`ClvDataError` naming the customers whose ``values`` (indexed by customer)
+    are beyond the largest float: a summary never holds ``inf``."""
+    bad = ~np.isfinite(values.to_numpy())
+    if bad.any():
+        examples = ", ".join(repr(c) for c in values.index[bad][:5].tolist())
+        raise ClvDataError(
+            f"{int(bad.sum()):,} customer(s) have a {what} beyond the largest representable number "
+            f"(about 1.8e308), e.g. customer(s) {examples}. Amounts this large are usually placeholders "
+            "or in the wrong unit: fix or remove these customers' rows, or rescale all amounts "
+            "(e.g. to thousands)."
+        )
 
 
 def _observation_end(log: pd.DataFrame, value, name: str) -> pd.Timestamp:
@@ -132,7 +124,7 @@ def _observation_end(log: pd.DataFrame, value, name: str) -> pd.Timestamp:
 
 def _drop_late(log: pd.DataFrame, end: pd.Timestamp, res: str, truncate: bool) -> pd.DataFrame:
     """The rows up to the end of the period containing ``end``; later rows are an error unless ``truncate``."""
-    late = log[TIMESTAMP].to_numpy() > _period_end(end, res)
+    late = log[TIMESTAMP].to_numpy() > period_end(end, res)
     if late.any():
         if not truncate:
             raise data_error(
@@ -143,10 +135,6 @@ def _drop_late(log: pd.DataFrame, end: pd.Timestamp, res: str, truncate: bool) -
         if len(log) == 0:
             raise ClvDataError(f"No transactions on or before the observation end {end}.")
     return log
-
-
-def _end_label(end: pd.Timestamp, res: str) -> str:
-    return str(end.date() if res != "h" else end)
 
 
 def rfm_summary(
@@ -182,29 +170,22 @@ def rfm_summary(
     -------
     DataFrame indexed by customer id (sorted; dtype as in the log), with ``frequency`` (int),
     ``recency``, ``T`` and, when the log has amounts, ``monetary_value``. ``attrs`` records the
-    time unit, resolution and observation end.
+    time unit, resolution and observation end. A mean spend beyond the float range (about
+    1.8e308) raises a :class:`~clvmodels.errors.ClvDataError` naming the customers: a summary
+    never holds ``inf``.
     """
-    log = _as_log(transactions, **load_kwargs)
+    log = as_log(transactions, **load_kwargs)
     unit = normalize_unit(time_unit)
-    res = _resolve(resolution)
+    res = resolve_resolution(resolution)
     end = _observation_end(log, observation_end, "observation_end")
     log = _drop_late(log, end, res, truncate)
     codes, uniques = factorize_ids(log[CUSTOMER])
     has_amount = AMOUNT in log.columns
-    s = _summarise(codes, _period_hours(log[TIMESTAMP].to_numpy(), res),
+    s = _summarise(codes, period_hours(log[TIMESTAMP].to_numpy(), res),
                    log[AMOUNT].to_numpy(dtype=float) if has_amount else None, len(uniques))
-    out = _frame(s, _end_hours(end, res), unit, uniques, has_amount)
-    out.attrs.update(time_unit=unit, resolution=res, observation_end=_end_label(end, res))
+    out = rfm_from_aggregates(s, period_start_hours(end, res), unit, uniques, has_amount)
+    out.attrs.update(time_unit=unit, resolution=res, observation_end=period_label(end, res))
     return out
-
-
-def first_purchase(transactions, **load_kwargs) -> pd.Series:
-    """Time of each customer's first purchase (index: customer id, sorted)."""
-    log = _as_log(transactions, **load_kwargs)
-    codes, uniques = factorize_ids(log[CUSTOMER])
-    first = np.full(len(uniques), np.iinfo(np.int64).max)
-    np.minimum.at(first, codes, log[TIMESTAMP].to_numpy().astype("datetime64[ns]").view(np.int64))
-    return pd.Series(first.view("datetime64[ns]"), index=uniques, name=TIMESTAMP)
 
 
 def calibration_holdout(
@@ -232,8 +213,8 @@ def calibration_holdout(
     whose first purchase falls after the calibration end cannot be scored from calibration data:
     they are excluded and counted in ``attrs["n_excluded_new_customers"]``.
     """
-    log = _as_log(transactions, **load_kwargs)
-    res = _resolve(resolution)
+    log = as_log(transactions, **load_kwargs)
+    res = resolve_resolution(resolution)
     unit = normalize_unit(time_unit)
     cal_end = naive_timestamp(calibration_end, log.attrs.get("timezone"), "calibration_end")
     obs_end = _observation_end(log, observation_end, "observation_end")
@@ -241,11 +222,11 @@ def calibration_holdout(
         raise ClvDataError(f"observation_end {obs_end} is before calibration_end {cal_end}.")
     log = _drop_late(log, obs_end, res, truncate)
     ts = log[TIMESTAMP].to_numpy()
-    in_cal = ts <= _period_end(cal_end, res)
+    in_cal = ts <= period_end(cal_end, res)
     if not in_cal.any():
         raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
     codes, uniques = factorize_ids(log[CUSTOMER])
-    hours = _period_hours(ts, res)
+    hours = period_hours(ts, res)
     has_amount = AMOUNT in log.columns
     amount = log[AMOUNT].to_numpy(dtype=float) if has_amount else None
 
@@ -255,7 +236,7 @@ def calibration_holdout(
     n_cal = int(known.sum())
     c_cal = cal_code[codes[in_cal]]
     s = _summarise(c_cal, hours[in_cal], amount[in_cal] if has_amount else None, n_cal)
-    out = _frame(s, _end_hours(cal_end, res), unit, uniques[known], has_amount)
+    out = rfm_from_aggregates(s, period_start_hours(cal_end, res), unit, uniques[known], has_amount)
 
     hold = ~in_cal
     n_new = int(np.count_nonzero(np.bincount(codes[hold], minlength=len(uniques))[~known]))
@@ -270,21 +251,11 @@ def calibration_holdout(
     out["frequency_holdout"] = freq_h
     if has_amount:
         out["value_holdout"] = np.bincount(c_hold, weights=amount[hold], minlength=n_cal)
-    out["duration_holdout"] = (_end_hours(obs_end, res) - _end_hours(cal_end, res)) / 24.0 / unit_days(unit)
-    out.attrs.update(time_unit=unit, resolution=res, calibration_end=_end_label(cal_end, res),
-                     observation_end=_end_label(obs_end, res), n_excluded_new_customers=n_new)
+        check_finite_spend(out["value_holdout"], "holdout spend")
+    out["duration_holdout"] = (period_start_hours(obs_end, res) - period_start_hours(cal_end, res)) / 24.0 / unit_days(unit)
+    out.attrs.update(time_unit=unit, resolution=res, calibration_end=period_label(cal_end, res),
+                     observation_end=period_label(obs_end, res), n_excluded_new_customers=n_new)
     return out
-
-
-def _end_hours(ts: pd.Timestamp, res: str) -> int:
-    """Start of the period containing ``ts``, in hours since the epoch."""
-    return int(_period_hours(np.array([ts.to_datetime64()]), res)[0])
-
-
-def _period_end(ts: pd.Timestamp, res: str) -> np.datetime64:
-    """Last nanosecond of the period containing ``ts``."""
-    start_ns = _end_hours(pd.Timestamp(ts), res) * _NS_PER_HOUR
-    return np.datetime64(start_ns + int(round(_RESOLUTIONS[res] * _NS_PER_DAY)) - 1, "ns")
 
 
 # ---------------------------------------------------------------------------- discrete opportunities
@@ -311,7 +282,7 @@ def bgbb_summary(transactions, period: str = "Y", observation_end=None, **load_k
     first), ``recency`` (opportunity of the last one, 0 if none) and ``n_periods`` (opportunities
     observed); ``attrs["period"]`` records the period.
     """
-    log = _as_log(transactions, **load_kwargs)
+    log = as_log(transactions, **load_kwargs)
     ts = pd.DatetimeIndex(log[TIMESTAMP])
     try:
         ordinal = pd.PeriodIndex(ts, freq=period).asi8

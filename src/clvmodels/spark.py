@@ -6,7 +6,7 @@ Three steps, each the one-machine computation distributed:
    Spark SQL (purchases in the same period count once; per customer the first and last period,
    the number of distinct periods and the repeat spend), and turns those aggregates into
    ``frequency``, ``recency``, ``T`` and ``monetary_value`` with the pandas path's own function
-   (``rfm._frame``, applied per partition), so the summary is the one :func:`clvmodels.rfm_summary`
+   (:func:`clvmodels.rfm.rfm_from_aggregates`, applied per partition), so the summary is the one :func:`clvmodels.rfm_summary`
    gives.
 2. :func:`fit_spark` fits the models on the driver: the likelihood depends on the data only through
    the distinct histories and how many customers share each, so only that small table is
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import BLANK_ID, naive_timestamp
 from .errors import ClvDataError
 from .units import normalize_unit
 
@@ -82,7 +83,7 @@ def _java_format(fmt: str) -> str:
 
 
 def _period_key(micros, res: str):
-    """Start of the period, in hours since the epoch (``rfm._period_hours``), with floor division."""
+    """Start of the period, in hours since the epoch (:func:`clvmodels.periods.period_hours`), with floor division."""
     F = _functions()
 
     def floor_div(x, d):
@@ -112,7 +113,7 @@ def _clean(df, customer_id, timestamp, amount, date_format, refunds, res):
         cols.append(F.col(amount).cast("double").alias("amount"))
     t = df.select(*cols)
     checks = {
-        "Missing customer ids": F.col("cid").isNull() | (F.trim(F.col("cid").cast("string")) == ""),
+        "Missing customer ids": F.col("cid").isNull() | F.col("cid").cast("string").rlike(f"^{BLANK_ID}$"),
         "Missing or unparseable timestamps": F.col("micros").isNull(),
     }
     if amount:
@@ -135,19 +136,28 @@ def _clean(df, customer_id, timestamp, amount, date_format, refunds, res):
 
 def _aggregates(t, cond, has_amount: bool):
     F = _functions()
+    from .rfm import SPEND_SCALE
+
+    from pyspark.sql import Window
+
+    from .rfm import SPEND_SCALE
+
     periods = t.where(cond).groupBy("cid", "pkey").agg(
-        *([F.sum("amount").alias("v")] if has_amount else [F.count(F.lit(1)).alias("n")]))
+        *([F.sum(F.col("amount") * F.lit(SPEND_SCALE)).alias("v")] if has_amount else [F.count(F.lit(1)).alias("n")]))
     aggs = [F.min("pkey").alias("first"), F.max("pkey").alias("last"), F.count(F.lit(1)).alias("n_periods")]
     if has_amount:
-        aggs.append((F.sum("v") - F.min_by("v", "pkey")).alias("repeat_value"))
+        # the periods after the first, summed directly (as rfm._summarise), in units of 1 / SPEND_SCALE
+        periods = periods.withColumn("first_pkey", F.min("pkey").over(Window.partitionBy("cid")))
+        repeat = F.when(F.col("pkey") > F.col("first_pkey"), F.col("v")).otherwise(F.lit(0.0))
+        aggs.append(F.sum(repeat).alias("repeat_value_scaled"))
     return periods.groupBy("cid").agg(*aggs)
 
 
 def _frames_from_aggregates(agg, end_hours: int, unit: str, has_amount: bool, id_type):
-    """``rfm._frame`` on every partition of the aggregates: the pandas path's arithmetic."""
+    """:func:`clvmodels.rfm.rfm_from_aggregates` on every partition of the aggregates: the pandas path's arithmetic."""
     from pyspark.sql import types as T
 
-    from .rfm import _frame
+    from .rfm import rfm_from_aggregates
 
     fields = [T.StructField("customer_id", id_type), T.StructField("frequency", T.LongType()),
               T.StructField("recency", T.DoubleType()), T.StructField("T", T.DoubleType())]
@@ -158,9 +168,9 @@ def _frames_from_aggregates(agg, end_hours: int, unit: str, has_amount: bool, id
         for pdf in batches:
             s = {k: pdf[k].to_numpy(dtype=np.int64) for k in ("first", "last", "n_periods")}
             if has_amount:
-                s["repeat_value"] = pdf["repeat_value"].to_numpy(dtype=float)
+                s["repeat_value_scaled"] = pdf["repeat_value_scaled"].to_numpy(dtype=float)
             index = pd.Index(pdf["cid"].to_numpy(), name="customer_id")
-            yield _frame(s, end_hours, unit, index, has_amount).reset_index()
+            yield rfm_from_aggregates(s, end_hours, unit, index, has_amount).reset_index()
 
     return agg.mapInPandas(to_rfm, T.StructType(fields))
 
@@ -202,19 +212,19 @@ def rfm_summary_spark(
     ``monetary_value``; and the holdout columns), one row per customer, in no particular order.
     """
     F = _functions()
-    from .rfm import _end_hours, _resolve
+    from .periods import period_start_hours, resolve_resolution
     from .units import unit_days
 
     unit = normalize_unit(time_unit)
-    res = _resolve(resolution)
+    res = resolve_resolution(resolution)
     has_amount = amount is not None
     t = _clean(transactions, customer_id, timestamp, amount, date_format, refunds, res)
     tz = transactions.sparkSession.conf.get("spark.sql.session.timeZone")
     if observation_end is None:
         end = pd.Timestamp(t.agg(F.max("micros")).first()[0], unit="us")
     else:
-        end = _naive(observation_end, tz)
-    end_h = _end_hours(end, res)
+        end = naive_timestamp(observation_end, tz, "observation_end")
+    end_h = period_start_hours(end, res)
     late = F.col("pkey") > F.lit(end_h)
     if not truncate and t.where(late).limit(1).count():
         n = t.where(late).count()
@@ -225,10 +235,10 @@ def rfm_summary_spark(
     if calibration_end is None:
         agg = _aggregates(t, F.lit(True), has_amount)
         return _frames_from_aggregates(agg, end_h, unit, has_amount, id_type)
-    cal_end = _naive(calibration_end, tz)
+    cal_end = naive_timestamp(calibration_end, tz, "calibration_end")
     if end < cal_end:
         raise ClvDataError(f"observation_end {end} is before calibration_end {cal_end}.")
-    cal_h = _end_hours(cal_end, res)
+    cal_h = period_start_hours(cal_end, res)
     in_cal = F.col("pkey") <= F.lit(cal_h)
     cal = _frames_from_aggregates(_aggregates(t, in_cal, has_amount), cal_h, unit, has_amount, id_type)
     hold_aggs = [F.countDistinct("pkey").alias("frequency_holdout")]
@@ -241,12 +251,6 @@ def rfm_summary_spark(
         out = out.withColumn("value_holdout", F.coalesce(F.col("value_holdout"), F.lit(0.0)))
     duration = (end_h - cal_h) / 24.0 / unit_days(unit)
     return out.withColumn("duration_holdout", F.lit(float(duration)))
-
-
-def _naive(value, tz: str) -> pd.Timestamp:
-    """A user-given time as wall-clock time of the session time zone."""
-    ts = pd.Timestamp(value)
-    return ts.tz_convert(tz).tz_localize(None) if ts.tz is not None else ts
 
 
 def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **fit_kwargs):

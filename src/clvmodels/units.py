@@ -7,7 +7,6 @@ different convention (e.g. lifetimes' month of 4.345 weeks) take the length expl
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .errors import ClvDataError
 
@@ -45,17 +44,6 @@ def normalize_unit(unit: str) -> str:
 def unit_days(unit: str) -> float:
     """Length of ``unit`` in days."""
     return UNIT_DAYS[normalize_unit(unit)]
-
-
-def convert(value, from_unit: str, to_unit: str):
-    """Convert a duration from one unit to another (works on scalars and arrays)."""
-    return np.asarray(value, dtype=float) * (unit_days(from_unit) / unit_days(to_unit))
-
-
-def timedelta_in_units(delta, unit: str):
-    """Express a pandas/numpy timedelta (scalar, array or Series) in ``unit``."""
-    days = pd.to_timedelta(delta) / pd.Timedelta(days=1)
-    return days / unit_days(unit)
 
 
 def period_length(period: str, model_unit: str | None, given: float | None = None) -> float:
