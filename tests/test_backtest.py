@@ -36,7 +36,7 @@ def rolling(master):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = backtest(master, calibration_end="1997-09-30", holdout=39, step=2, n_cutoffs=3, n_samples=200,
+        result = backtest(master, calibration_end="1997-09-30", t=39, step=2, n_cutoffs=3, n_samples=200,
                           seed=1)
     result.settings["elapsed_s"] = time.perf_counter() - start
     print(f"\nrolling-origin backtest, 3 cutoffs on CDNOW master: {result.settings['elapsed_s']:.1f} s")
@@ -199,7 +199,7 @@ def test_sample_plugin_interval_misses_the_actual_total(sample):
     """The issue's example: on the CDNOW sample a plug-in interval of about [1,542, 1,772] misses 1,882."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = backtest(sample, calibration_end="1997-09-30", holdout=39, baselines={}, spend_model=False, seed=0)
+        res = backtest(sample, calibration_end="1997-09-30", t=39, baselines={}, spend_model=False, seed=0)
     row = res.totals.iloc[0]
     assert row["actual"] == 1_882
     assert row["plugin_lower"] == pytest.approx(1_542, abs=10) and row["plugin_upper"] == pytest.approx(1_772, abs=10)
@@ -209,7 +209,7 @@ def test_sample_plugin_interval_misses_the_actual_total(sample):
 
 def test_bad_arguments_are_clear_errors(sample):
     with pytest.raises(ClvDataError, match="after the last transaction"):
-        backtest(sample, calibration_end="1997-12-31", holdout=39)
+        backtest(sample, calibration_end="1997-12-31", t=39)
     with pytest.raises(ClvDataError, match="step"):
         backtest(sample, calibration_end="1997-09-30", n_cutoffs=3)
     with pytest.raises(ClvDataError, match="not a purchase model"):
@@ -236,19 +236,19 @@ def test_rfm_scores_rank_ties_alike():
     assert list(s["score"]) == list(s["R"] + s["F"] + s["M"])
 
 
-@pytest.mark.parametrize("baseline", [RFMScoreBaseline(), GradientBoostingBaseline(random_state=0)],
+@pytest.mark.parametrize("baseline", [RFMScoreBaseline(), GradientBoostingBaseline(seed=0)],
                          ids=["rfm", "boosting"])
 def test_windowed_baselines_never_see_the_holdout(sample, baseline):
     from sklearn.base import clone
 
     ch = clv.calibration_holdout(sample, "1997-09-30", "1998-06-30", "W")
-    fitted = clone(baseline).fit(sample, "1997-09-30", horizon=39)
+    fitted = clone(baseline).fit(sample, "1997-09-30", t=39)
     # change every holdout transaction: the forecasts must not move
     altered = sample.copy()
     late = altered["timestamp"] > "1997-09-30 23:59"
     altered.loc[late, "amount"] *= 100
     altered.attrs = dict(sample.attrs)
-    refit = clone(baseline).fit(altered, "1997-09-30", horizon=39)
+    refit = clone(baseline).fit(altered, "1997-09-30", t=39)
     pd.testing.assert_frame_equal(fitted.predict(ch, 39), refit.predict(ch, 39))
     assert fitted.window_ == pytest.approx(19.5, abs=0.1)  # half the 39-week calibration span
     p = fitted.predict(ch, 39)
@@ -269,7 +269,7 @@ def test_purchase_total_interval_agrees_with_joint_simulation(sample):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = backtest(sample, calibration_end="1997-09-30", holdout=39, baselines={}, n_draws=400, seed=5)
+        res = backtest(sample, calibration_end="1997-09-30", t=39, baselines={}, n_draws=400, seed=5)
     row = res.totals.query("target == 'purchases'").iloc[0]
     model, spend = res.models[("1997-09-30", "BG/NBD")], res.models[("1997-09-30", "Gamma-Gamma")]
     totals = sum(counts.sum(axis=1) for _, counts, _ in predictive._simulate_chunks(
@@ -291,7 +291,7 @@ class _PointOnlyModel(clv.BetaGeoModel):
 def test_a_model_without_predictive_distributions_is_scored_on_its_expectations(sample):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = backtest(sample, {"point": _PointOnlyModel()}, calibration_end="1997-09-30", holdout=39,
+        res = backtest(sample, {"point": _PointOnlyModel()}, calibration_end="1997-09-30", t=39,
                        baselines={"no change": NoChangeBaseline()}, seed=0)
     table = res.table("purchases")
     assert table.loc["point", "mae"] < table.loc["no change", "mae"]
@@ -307,9 +307,9 @@ def test_time_unit_and_missing_amounts_do_not_change_the_purchase_forecast(sampl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         log = clv.load_transactions(raw, timestamp="date", amount=None)
-        days = backtest(log, calibration_end="1997-09-30", holdout=39 * 7, time_unit="D", seed=0,
+        days = backtest(log, calibration_end="1997-09-30", t=39 * 7, time_unit="D", seed=0,
                         baselines={"no change": NoChangeBaseline()})
-        weeks = backtest(sample, calibration_end="1997-09-30", holdout=39, seed=0, spend_model=False,
+        weeks = backtest(sample, calibration_end="1997-09-30", t=39, seed=0, spend_model=False,
                          baselines={"no change": NoChangeBaseline()})
     assert set(days.metrics["target"]) == {"purchases"}
     for name in ("BG/NBD", "no change"):
@@ -330,9 +330,26 @@ def test_failed_fits_are_reported(sample):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = backtest(sample, {"fails": _FailingModel(), "bg": clv.BetaGeoModel()}, calibration_end="1997-09-30",
-                       holdout=39, baselines={}, spend_model=False, seed=0)
+                       t=39, baselines={}, spend_model=False, seed=0)
         assert res.model_names == ["bg"]
         fit_errors = res.warnings.query("category == 'FitError'")
         assert list(fit_errors["model"]) == ["fails"] and "cannot fit these data" in fit_errors["message"].iloc[0]
         with pytest.raises(ClvDataError, match="every model failed.*cannot fit these data"):
-            backtest(sample, {"fails": _FailingModel()}, calibration_end="1997-09-30", holdout=39, baselines={})
+            backtest(sample, {"fails": _FailingModel()}, calibration_end="1997-09-30", t=39, baselines={})
+
+
+def test_old_argument_names_warn_and_still_work(sample):
+    """``holdout=`` (backtests), ``horizon=`` (baselines) and ``random_state=`` are the old names of
+    ``t`` and ``seed``: same results, with a DeprecationWarning naming the new one."""
+    kwargs = dict(calibration_end="1997-09-30", baselines={}, spend_model=False, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        new = backtest(sample, t=39, **kwargs)
+        with pytest.warns(DeprecationWarning, match=r"backtest\(holdout=...\) is deprecated: use t="):
+            old = backtest(sample, holdout=39, **kwargs)
+    pd.testing.assert_frame_equal(new.metrics, old.metrics)
+    with pytest.warns(DeprecationWarning, match="use t="):
+        window = RFMScoreBaseline().fit(sample, "1997-09-30", horizon=13).window_
+    assert window == RFMScoreBaseline().fit(sample, "1997-09-30", t=13).window_ == 13
+    with pytest.warns(DeprecationWarning, match="use seed="):
+        GradientBoostingBaseline(random_state=1).fit(sample, "1997-09-30", t=13)

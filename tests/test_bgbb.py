@@ -255,7 +255,7 @@ def donations_backtest(donations):
                            observation_end="2001-12-31")
     gifts = holdout_gifts(summary, PUBLISHED, range(2002, 2007), seed=7)
     log = load_transactions(pd.concat([calibration, gifts]), customer_id="donor", timestamp="date", amount="gift")
-    return log, gifts, discrete_backtest(log, calibration_end="2001-12-31", holdout=5, seed=3)
+    return log, gifts, discrete_backtest(log, calibration_end="2001-12-31", t=5, seed=3)
 
 
 def test_backtest_total_equals_lifetimes_and_tracks_the_holdout(donations, donations_backtest):
@@ -327,7 +327,7 @@ def test_backtest_arguments(donations_backtest):
     with pytest.raises(ClvDataError, match="falls inside the period 2001"):
         discrete_backtest(log, calibration_end="2001-06-30")
     with pytest.raises(ClvDataError, match="after the last transaction"):
-        discrete_backtest(log, calibration_end="2001-12-31", holdout=6)
+        discrete_backtest(log, calibration_end="2001-12-31", t=6)
 
 
 # ---------------------------------------------------------------------------- contract

@@ -193,7 +193,7 @@ def test_backtest_and_report(cdnow_sample_log, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = clv.backtest(cdnow_sample_log, [NBDModel(), clv.BetaGeoModel()], calibration_end="1997-09-30",
-                              holdout=39, baselines={}, n_draws=50, n_samples=100, seed=0)
+                              t=39, baselines={}, n_draws=50, n_samples=100, seed=0)
     table = result.table("purchases")
     assert list(table.index) == ["NBD", "BG/NBD"]
     assert table.loc["NBD", "mae"] > 0 and np.isfinite(table.loc["NBD", "crps"])

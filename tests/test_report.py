@@ -19,7 +19,7 @@ def result():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         log = clv.load_transactions(load_cdnow(sample=True), timestamp="date")
-        return clv.backtest(log, calibration_end=["1997-08-31", "1997-09-30"], holdout=26, n_samples=200, seed=2)
+        return clv.backtest(log, calibration_end=["1997-08-31", "1997-09-30"], t=26, n_samples=200, seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_degenerate_data_reports_failures_instead_of_crashing(tmp_path):
     log = clv.load_transactions(pd.concat([log, extra], ignore_index=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = clv.backtest(log, calibration_end="2020-03-31", holdout=2, seed=0)
+        res = clv.backtest(log, calibration_end="2020-03-31", t=2, seed=0)
     categories = set(res.warnings["category"])
     assert "FitError" in categories  # Gamma-Gamma: no customer with repeat purchases
     assert "ConvergenceWarning" in categories  # BG/NBD at a boundary

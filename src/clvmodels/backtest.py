@@ -33,7 +33,7 @@ import pandas as pd
 from . import metrics as M
 from .baselines import default_baselines
 from .data import CUSTOMER, TIMESTAMP
-from .errors import ClvDataError
+from .errors import ClvDataError, renamed_argument
 from . import predictive as P
 from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
@@ -188,7 +188,7 @@ def backtest(
     models=None,
     *,
     calibration_end,
-    holdout: float | None = None,
+    t: float | None = None,
     observation_end=None,
     step: float | None = None,
     n_cutoffs: int | None = None,
@@ -201,6 +201,7 @@ def backtest(
     n_samples: int = 500,
     tracking_period: str = "W",
     seed: int | None = 0,
+    holdout: float | None = None,
 ) -> BacktestResult:
     """Fit each model on the calibration period(s), predict the holdout and score the predictions.
 
@@ -215,15 +216,16 @@ def backtest(
     calibration_end
         Last day of the calibration period; or a list of them (rolling origin); or the *latest*
         cutoff when ``step`` is given.
-    holdout
-        Holdout length in ``time_unit`` after each cutoff. Default: up to ``observation_end``.
+    t
+        The prediction window: the holdout's length in ``time_unit`` after each cutoff. Default: up
+        to ``observation_end``. (``holdout`` is its deprecated name.)
     observation_end
-        End of the holdout when ``holdout`` is not given (default: the last transaction).
+        End of the holdout when ``t`` is not given (default: the last transaction).
     step, n_cutoffs
         Rolling origin: ``n_cutoffs`` (default 3) calibration ends ``step`` time units apart, the
         last one being ``calibration_end``.
     time_unit, resolution
-        Unit of ``T``, ``recency`` and ``holdout`` (weeks by default); purchases within one period of
+        Unit of ``T``, ``recency`` and ``t`` (weeks by default); purchases within one period of
         ``resolution`` (a day) count as one transaction, as in :func:`~clvmodels.rfm_summary`.
     spend_model
         Spend model for the value forecasts of the purchase models (default:
@@ -248,11 +250,12 @@ def backtest(
     Examples
     --------
     >>> log = load_transactions(load_cdnow(sample=False), timestamp="date")     # doctest: +SKIP
-    >>> res = backtest(log, calibration_end="1997-09-30", holdout=39)          # doctest: +SKIP
+    >>> res = backtest(log, calibration_end="1997-09-30", t=39)                # doctest: +SKIP
     >>> res.table("purchases")                                                  # doctest: +SKIP
     """
     from sklearn.base import clone
 
+    holdout = renamed_argument("backtest", "t", t, "holdout", holdout)
     log = as_log(transactions)
     unit = normalize_unit(time_unit)
     res = resolve_resolution(resolution)
@@ -329,7 +332,7 @@ def backtest(
             b = clone(baseline)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                b.fit(log, cut, horizon=t, time_unit=unit, resolution=res)
+                b.fit(log, cut, t=t, time_unit=unit, resolution=res)
                 forecast = b.predict(ch, t)
             out["warnings"].extend(_warning(label, name, type(w.message).__name__, str(w.message)) for w in caught)
             preds[name] = {"purchases": forecast["purchases"].to_numpy()}
@@ -338,7 +341,7 @@ def backtest(
 
         _score_cutoff(out, label, ch, actual, preds, dists, named, interval)
 
-    settings = {"time_unit": unit, "resolution": res, "holdout": holdout, "interval": interval,
+    settings = {"time_unit": unit, "resolution": res, "t": holdout, "interval": interval,
                 "n_draws": n_draws, "n_samples": n_samples, "seed": seed, "tracking_period": tracking_period,
                 "models": {k: type(v).__name__ for k, v in named.items()},
                 "baselines": {k: type(v).__name__ for k, v in base.items()},
@@ -351,18 +354,19 @@ def discrete_backtest(
     models=None,
     *,
     calibration_end,
-    holdout: int | None = None,
+    t: int | None = None,
     observation_end=None,
     period: str = "Y",
     interval: float = 0.9,
     n_draws: int = 200,
     seed: int | None = 0,
+    holdout: int | None = None,
 ) -> BacktestResult:
     """Backtest of discrete-time models (BG/BB): one transaction opportunity per calendar period.
 
     The validation of Fader, Hardie & Shang 2010 (§4): each customer's calibration history
     ``(x, t_x, n)`` is built with :func:`~clvmodels.bgbb_summary` up to the calibration end; the
-    model predicts her transactions over the holdout's ``holdout`` opportunities (eq. 13), and the
+    model predicts her transactions over the holdout's ``t`` opportunities (eq. 13), and the
     actual is the number of holdout periods in which she transacted (several transactions in one
     period count as one, as in calibration). The "no change" baseline repeats her calibration rate
     ``x / n`` per opportunity. Purchases only: there is no spend model per opportunity.
@@ -376,8 +380,9 @@ def discrete_backtest(
         clone). Default: ``{"BG/BB": BetaGeoBetaBinomModel()}``.
     calibration_end
         Last day of the calibration period, or a list of them; each must end a ``period``.
-    holdout
-        Number of holdout opportunities (periods) after each calibration end. Default: up to the
+    t
+        The prediction window: the number of holdout opportunities (periods) after each calibration
+        end (``holdout`` is its deprecated name). Default: up to the
         period of ``observation_end`` (default: of the last transaction).
     period
         pandas period alias of an opportunity (``"Y"``, ``"Q"``, ``"M"``, ``"W"``).
@@ -391,10 +396,11 @@ def discrete_backtest(
 
     Examples
     --------
-    >>> res = discrete_backtest(log, calibration_end="2001-12-31", holdout=5)   # doctest: +SKIP
+    >>> res = discrete_backtest(log, calibration_end="2001-12-31", t=5)         # doctest: +SKIP
     """
     from sklearn.base import clone
 
+    holdout = renamed_argument("discrete_backtest", "t", t, "holdout", holdout)
     log = as_log(transactions)
     named = _named_models(models, discrete=True)
     if not 0 < interval < 1:
@@ -428,7 +434,7 @@ def discrete_backtest(
         preds["no change"] = {"purchases": np.divide(x, n, out=np.zeros_like(x), where=n > 0) * t}
         _score_cutoff(out, label, ch, actual, preds, dists, named, interval)
 
-    settings = {"time_unit": period, "resolution": period, "holdout": holdout, "interval": interval,
+    settings = {"time_unit": period, "resolution": period, "t": holdout, "interval": interval,
                 "n_draws": n_draws, "n_samples": None, "seed": seed, "tracking_period": period,
                 "models": {k: type(v).__name__ for k, v in named.items()},
                 "baselines": {"no change": "calibration rate x/n per opportunity"}, "spend_model": None}

@@ -2,11 +2,11 @@
 
 Every baseline follows one small contract, used by :func:`clvmodels.backtest.backtest`:
 
-* ``fit(transactions, calibration_end, *, horizon=None, time_unit="W", resolution="D")`` learns
+* ``fit(transactions, calibration_end, *, t=None, time_unit="W", resolution="D")`` learns
   from the transactions up to ``calibration_end`` only (later ones are cut off first, so a baseline
   can never see the holdout) and returns ``self``;
 * ``predict(rfm, t)`` returns a frame with ``purchases`` and ``value`` per customer of the
-  calibration summary ``rfm`` for the next ``t`` periods.
+  calibration summary ``rfm`` for the next ``t`` periods (``t``: the prediction window, in ``time_unit``).
 
 Baselines
 ---------
@@ -20,8 +20,8 @@ Baselines
     scikit-learn gradient boosting (Poisson loss) on RFM features, trained the same way: features
     from an earlier window, target = the next window's purchases and value.
 
-The windowed baselines learn from a target window of length ``window`` (default: the forecast
-horizon, at most half of the calibration span) and scale their forecasts by ``t / window``.
+The windowed baselines learn from a target window of length ``window`` (default: the prediction
+window ``t``, at most half of the calibration span) and scale their forecasts by ``t / window``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from .data import TIMESTAMP, as_log
-from .errors import ClvDataError
+from .errors import ClvDataError, renamed_argument
 from .periods import period_end, resolve_resolution
 from .rfm import calibration_holdout
 from .units import normalize_unit, unit_days
@@ -61,9 +61,10 @@ class NoChangeBaseline(BaseEstimator):
 
     name = "no change"
 
-    def fit(self, transactions=None, calibration_end=None, *, horizon=None, time_unit: str = "W",
-            resolution: str = "D") -> "NoChangeBaseline":
+    def fit(self, transactions=None, calibration_end=None, *, t=None, time_unit: str = "W",
+            resolution: str = "D", horizon=None) -> "NoChangeBaseline":
         """Nothing to learn; records the time unit. Returns ``self``."""
+        renamed_argument(f"{type(self).__name__}.fit", "t", t, "horizon", horizon)
         self.time_unit_ = normalize_unit(time_unit)
         return self
 
@@ -86,12 +87,14 @@ class _WindowBaseline(BaseEstimator):
     def __init__(self, *, window: float | None = None):
         self.window = window
 
-    def fit(self, transactions, calibration_end, *, horizon: float | None = None, time_unit: str = "W",
-            resolution: str = "D"):
+    def fit(self, transactions, calibration_end, *, t: float | None = None, time_unit: str = "W",
+            resolution: str = "D", horizon: float | None = None):
         """Learn from features at ``calibration_end − window`` and outcomes in the window after.
 
-        Only transactions up to ``calibration_end`` are read. Returns ``self``.
+        Only transactions up to ``calibration_end`` are read. Returns ``self``. (``horizon`` is the
+        deprecated name of ``t``.)
         """
+        t = renamed_argument(f"{type(self).__name__}.fit", "t", t, "horizon", horizon)
         log = as_log(transactions)
         unit = normalize_unit(time_unit)
         cal_end = pd.Timestamp(calibration_end)
@@ -103,8 +106,8 @@ class _WindowBaseline(BaseEstimator):
             window_days = float(self.window) * unit_days(unit)
         else:
             window_days = span_days / 2
-            if horizon is not None:
-                window_days = min(window_days, float(horizon) * unit_days(unit))
+            if t is not None:
+                window_days = min(window_days, float(t) * unit_days(unit))
         window_days = int(round(window_days))
         if window_days < 1 or window_days >= span_days:
             raise ClvDataError(
@@ -158,7 +161,7 @@ class RFMScoreBaseline(_WindowBaseline):
     ----------
     window
         Length (in the time unit) of the earlier window used to learn each score's purchases and
-        value; default: the forecast horizon, at most half of the calibration span.
+        value; default: the prediction window ``t``, at most half of the calibration span.
     n_bins
         Number of score levels per dimension (quintiles by default).
 
@@ -218,8 +221,8 @@ class GradientBoostingBaseline(_WindowBaseline):
         Length of the training window (see :class:`RFMScoreBaseline`).
     max_iter, learning_rate, max_leaf_nodes
         Passed to scikit-learn's ``HistGradientBoostingRegressor``.
-    random_state
-        Seed (early stopping's validation split).
+    seed
+        Seed (early stopping's validation split); ``random_state`` is its deprecated name.
     n_threads
         OpenMP threads of the boosting (default 1: the model is small, and on a busy machine extra
         threads that wait for each other can make a fit 40 times slower); ``None`` for all cores.
@@ -228,13 +231,15 @@ class GradientBoostingBaseline(_WindowBaseline):
     name = "gradient boosting"
 
     def __init__(self, *, window: float | None = None, max_iter: int = 200, learning_rate: float = 0.05,
-                 max_leaf_nodes: int = 15, random_state: int | None = 0, n_threads: int | None = 1):
+                 max_leaf_nodes: int = 15, seed: int | None = 0, n_threads: int | None = 1,
+                 random_state: int | None = None):
         super().__init__(window=window)
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
-        self.random_state = random_state
+        self.seed = seed
         self.n_threads = n_threads
+        self.random_state = random_state  # deprecated name of seed (warns at fit)
 
     def _regressor(self, y: np.ndarray):
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -243,7 +248,8 @@ class GradientBoostingBaseline(_WindowBaseline):
             return None  # nobody bought in the window: the forecast is 0
         return HistGradientBoostingRegressor(
             loss="poisson", max_iter=self.max_iter, learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes, random_state=self.random_state)
+            max_leaf_nodes=self.max_leaf_nodes,
+            random_state=renamed_argument(type(self).__name__, "seed", self.seed, "random_state", self.random_state))
 
     def _learn(self, training: pd.DataFrame) -> None:
         X = rfm_features(training)
@@ -270,7 +276,7 @@ class GradientBoostingBaseline(_WindowBaseline):
         return out[0], out[1]
 
 
-def default_baselines(random_state: int | None = 0) -> dict[str, object]:
+def default_baselines(seed: int | None = 0) -> dict[str, object]:
     """The three baselines of the comparison, by name."""
     return {"no change": NoChangeBaseline(), "RFM score": RFMScoreBaseline(),
-            "gradient boosting": GradientBoostingBaseline(random_state=random_state)}
+            "gradient boosting": GradientBoostingBaseline(seed=seed)}

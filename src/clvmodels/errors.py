@@ -66,3 +66,12 @@ def data_error(
 def warn_convergence(message: str) -> None:
     """Warn (a :class:`ConvergenceWarning`) about a fit that did not converge, at the caller's caller."""
     warnings.warn(message, ConvergenceWarning, stacklevel=3)
+
+
+def renamed_argument(where: str, new: str, new_value, old: str, old_value):
+    """The value of an argument that has a new name: ``old_value`` (with a ``DeprecationWarning``
+    saying the new name) when the caller used the old one, else ``new_value``."""
+    if old_value is None:
+        return new_value
+    warnings.warn(f"{where}({old}=...) is deprecated: use {new}=...", DeprecationWarning, stacklevel=3)
+    return old_value
