@@ -15,7 +15,7 @@ import pandas as pd
 
 from .errors import ClvDataError
 from .models.base import check_kind, validate_columns
-from .models.draws import model_draws, summarise_draws
+from .models.draws import EXPECTED, interval_frame, model_draws, summarise_draws
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel
@@ -162,4 +162,4 @@ def clv(
                              discount_rate=discount_rate, interval=interval, n_draws=n_draws, seed=seed)["clv"]
     if interval is None:
         return pd.Series(values["mean"], index=rfm.index, name="clv")
-    return pd.DataFrame(values, index=rfm.index)
+    return interval_frame(values, rfm.index, interval, EXPECTED)

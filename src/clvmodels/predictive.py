@@ -27,7 +27,7 @@ import pandas as pd
 from . import metrics as M
 from .errors import ClvDataError
 from .models.base import check_kind, validate_columns
-from .models.draws import CHUNK_ELEMENTS, check_finite, parameter_draws
+from .models.draws import CHUNK_ELEMENTS, PREDICTIVE, check_finite, interval_frame, parameter_draws
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel
@@ -54,6 +54,28 @@ def _check_quantiles(quantiles) -> np.ndarray:
 def quantile_name(q: float) -> str:
     """Column name of a quantile: ``0.05 -> "q5"``, ``0.975 -> "q97.5"``."""
     return f"q{100 * q:.10g}"
+
+
+def _quantile_columns(interval, quantiles) -> tuple[np.ndarray, list[str]]:
+    """The quantiles to compute and their column names: an interval's ``median``, ``lower`` and
+    ``upper``, or ``q5``-style names of explicit ``quantiles`` (by default 0.05, 0.5, 0.95)."""
+    if interval is not None and quantiles is not None:
+        raise ValueError("Pass either interval (e.g. 0.9) or quantiles, not both.")
+    if interval is not None:
+        if not 0 < interval < 1:
+            raise ValueError(f"interval must be in (0, 1), got {interval}.")
+        return np.array([0.5, (1 - interval) / 2, (1 + interval) / 2]), ["median", "lower", "upper"]
+    qs = _check_quantiles((0.05, 0.5, 0.95) if quantiles is None else quantiles)
+    return qs, [quantile_name(q) for q in qs]
+
+
+def _summary_frame(columns: dict, index, interval) -> pd.DataFrame:
+    """Predictive summaries: the interval schema (marked predictive) with ``interval``, else a plain frame."""
+    if interval is None:
+        return pd.DataFrame(columns, index=index)
+    order = ["mean", "median", "lower", "upper"]
+    return interval_frame({k: columns[k] for k in order + [c for c in columns if c not in order]}, index,
+                          interval, PREDICTIVE)
 
 
 def _n(draws) -> int:
@@ -126,10 +148,10 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     return _pmf_unique(formula, draws, uniq, t, int(n_max))[inverse]
 
 
-def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *,
-                         quantiles=(0.05, 0.5, 0.95), n_draws: int | None = None,
-                         seed: int | None = None) -> pd.DataFrame:
-    """Per-customer mean and quantiles of the number of purchases in the next ``t`` periods.
+def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, interval: float | None = None,
+                         quantiles=None, n_draws: int | None = None, seed: int | None = None) -> pd.DataFrame:
+    """Per-customer mean and predictive interval (or quantiles) of the number of purchases in the
+    next ``t`` periods.
 
     The mean is the expected count (the model's ``expected_purchases_formula``, averaged over the
     same draws); a quantile ``q`` is the smallest ``k`` with ``P(Y(t) <= k) >= q`` under
@@ -138,14 +160,16 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *,
 
     Returns
     -------
-    DataFrame indexed like ``rfm`` with ``mean``, ``p_zero`` (P(no purchase)) and one column per
-    quantile (``q5``, ``q50``, ``q95`` by default).
+    DataFrame indexed like ``rfm`` with ``mean``, ``p_zero`` (P(no purchase)) and, with ``interval``
+    (e.g. 0.9), ``median``, ``lower`` and ``upper`` (the interval schema of
+    :func:`~clvmodels.models.draws.interval_frame`, marked predictive), or one column per quantile
+    of ``quantiles`` (``q5``, ``q50``, ``q95`` when neither is given).
     """
     check_kind(model, PurchaseModel, "predictive_purchases")
     formula = model.require_formula("purchase_pmf_formula", "predictive_purchases")
     mean_formula = type(model).expected_purchases_formula
     t = _check_t(t)
-    qs = _check_quantiles(quantiles)
+    qs, names = _quantile_columns(interval, quantiles)
     rfm = model._rfm_or_fitted(rfm)
     data = validate_columns(rfm, model.data_columns)
     draws = parameter_draws(model, n_draws, np.random.default_rng(seed))
@@ -167,12 +191,12 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *,
         check_finite(values, "expected_purchases")
         out["mean"][sl] = values.mean(axis=0)
     out["p_zero"] = pmf[:, 0]
-    for q in qs:
+    for q, name in zip(qs, names):
         # cdf rounding: a tolerance so that a cdf of 0.95 - 1e-16 counts as reaching 0.95
         k = (cdf < q - 1e-12).sum(axis=1).astype(float)
         k[k >= n_max] = np.nan  # beyond the support tried (only when MAX_SUPPORT was reached)
-        out[quantile_name(q)] = k
-    frame = pd.DataFrame({k: v[inverse] for k, v in out.items()}, index=rfm.index)
+        out[name] = k
+    frame = _summary_frame({k: v[inverse] for k, v in out.items()}, rfm.index, interval)
     if frame.isna().any().any():
         raise FloatingPointError(f"Some customers' predictive quantiles exceed {MAX_SUPPORT:,} purchases: "
                                  "check the time unit of t and of the model.")
@@ -256,7 +280,8 @@ def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | No
 
 
 def predictive_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,
-                     quantiles=(0.05, 0.5, 0.95), n_samples: int = 1000, seed: int | None = None) -> pd.DataFrame:
+                     interval: float | None = None, quantiles=None, n_samples: int = 1000,
+                     seed: int | None = None) -> pd.DataFrame:
     """Per-customer predictive distribution of total spend in the next ``t`` periods.
 
     Summarises :func:`simulate_value` chunk by chunk (bounded memory; the same samples for the same
@@ -265,22 +290,24 @@ def predictive_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | 
     Returns
     -------
     DataFrame indexed like ``rfm`` with ``mean`` (Monte Carlo mean of the simulated spend),
-    ``p_zero`` (share of samples with no purchase), ``mean_purchases`` and one column per quantile.
+    ``p_zero`` (share of samples with no purchase), ``mean_purchases`` and, as for
+    :func:`predictive_purchases`, ``median``/``lower``/``upper`` with ``interval`` or one column per
+    quantile.
     """
-    qs = _check_quantiles(quantiles)
+    qs, names = _quantile_columns(interval, quantiles)
     rfm = purchase_model._rfm_or_fitted(rfm)
     spend_model._check_fitted()
     n = len(rfm)
     out = {"mean": np.empty(n), "p_zero": np.empty(n), "mean_purchases": np.empty(n)}
-    out.update({quantile_name(q): np.empty(n) for q in qs})
+    out.update({name: np.empty(n) for name in names})
     for sl, counts, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, seed):
         out["mean"][sl] = spend.mean(axis=0)
         out["p_zero"][sl] = (counts == 0).mean(axis=0)
         out["mean_purchases"][sl] = counts.mean(axis=0)
         values = np.quantile(spend, qs, axis=0)
-        for q, v in zip(qs, values):
-            out[quantile_name(q)][sl] = v
-    return pd.DataFrame(out, index=rfm.index)
+        for name, v in zip(names, values):
+            out[name][sl] = v
+    return _summary_frame(out, rfm.index, interval)
 
 
 def randomized_pit_value(purchase_model, spend_model, t: float, actual, rfm: pd.DataFrame | None = None, *,

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ClvDataError, ModelKindError, NotFittedError, data_error
-from .draws import is_bayesian, parameter_draws, summarise_draws
+from .draws import EXPECTED, interval_frame, is_bayesian, parameter_draws, summarise_draws
 from .persistence import save_model
 from .registry import add_package_class
 from .rows import compress, data_fingerprint
@@ -226,7 +226,9 @@ class CLVModel(ABC):
 
         Without ``interval``: a Series of point values (the value at the estimate for MLE; the
         posterior mean for Bayesian fits). With ``interval`` (e.g. 0.9): a frame with ``mean``,
-        ``median``, ``lower`` and ``upper`` per customer, over parameter draws.
+        ``median``, ``lower`` and ``upper`` per customer, over parameter draws: the uncertainty of
+        the expected value (``attrs``: ``interval`` and ``uncertainty``; see
+        :func:`~clvmodels.models.draws.interval_frame`).
         ``compress_rows``: see :func:`summarise_draws`.
         """
         rfm = self._rfm_or_fitted(rfm)
@@ -241,7 +243,7 @@ class CLVModel(ABC):
         index = rfm.index
         if interval is None:
             return pd.Series(values["mean"], index=index, name=name)
-        return pd.DataFrame(values, index=index)
+        return interval_frame(values, index, interval, EXPECTED)
 
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         """Parameter table: estimates with standard errors and intervals (MLE), or posterior

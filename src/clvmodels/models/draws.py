@@ -115,6 +115,22 @@ def _summarise_unique(fn, draws, data, *, interval=None, **fn_kwargs):
     return out
 
 
+#: What an interval describes, recorded in a result's ``attrs["uncertainty"]``.
+EXPECTED = "expected value: parameter uncertainty only"
+PREDICTIVE = "predictive: what the customer will actually do (parameter and process uncertainty)"
+
+
+def interval_frame(columns: dict[str, np.ndarray], index, level: float, uncertainty: str):
+    """The one schema of per-customer intervals: a frame with ``mean``, ``median``, ``lower``,
+    ``upper`` (and any extra columns), the level in ``attrs["interval"]`` and what the interval
+    describes in ``attrs["uncertainty"]`` (:data:`EXPECTED` or :data:`PREDICTIVE`)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(columns, index=index)
+    frame.attrs.update(interval=float(level), uncertainty=uncertainty)
+    return frame
+
+
 def quantiles(values: np.ndarray, qs) -> np.ndarray:
     """``np.quantile(values, qs, axis=0)`` (its default linear method, the same numbers bit for bit)
     with one partition for all of ``qs``: about 2x faster than numpy, which partitions per quantile."""
@@ -140,5 +156,5 @@ def check_finite(values: np.ndarray, what: str) -> None:
         )
 
 
-__all__ = ["CHUNK_ELEMENTS", "check_finite", "is_bayesian", "model_draws", "parameter_draws", "quantiles",
-           "summarise_draws"]
+__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "PREDICTIVE", "check_finite", "interval_frame", "is_bayesian",
+           "model_draws", "parameter_draws", "quantiles", "summarise_draws"]
