@@ -215,3 +215,16 @@ def test_estimator_contract(rfm, fitted):
     band = fitted.expected_spend(rfm.iloc[:20], interval=0.9, n_draws=400, seed=0)
     point = fitted.expected_spend(rfm.iloc[:20])
     assert np.all((band["lower"] <= point) & (point <= band["upper"]))
+
+
+def test_weighted_distinct_rows_fit_like_every_customer(cdnow_sample_log):
+    """Fitting on the distinct (frequency, spend) pairs with their counts as weights (what Spark
+    sends) gives the fit on every customer: parameters, excluded count and correlation alike.
+    Weights used to be passed through unsubset, which failed as soon as a customer was excluded."""
+    rfm = clv.rfm_summary(cdnow_sample_log, observation_end="1997-09-30", time_unit="W", truncate=True)
+    every = GammaGammaModel(exclude_invalid=True).fit(rfm)
+    pairs = rfm.groupby(["frequency", "monetary_value"]).size().rename("n").reset_index()
+    weighted = GammaGammaModel(exclude_invalid=True).fit(pairs, weights=pairs["n"].to_numpy())
+    np.testing.assert_allclose(weighted.params_, every.params_, rtol=1e-6)
+    assert weighted.n_excluded_ == every.n_excluded_ == 2357 - 946
+    assert weighted.correlation_ == pytest.approx(every.correlation_, rel=1e-9)

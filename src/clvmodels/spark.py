@@ -274,7 +274,6 @@ def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **
     positive spend (``n_excluded_`` counts the others), each distinct (frequency, spend) pair
     weighted by its number of customers.
     """
-    F = _functions()
     unit = normalize_unit(time_unit)
     cols = list(purchase_model.data_columns)
     hist = rfm.groupBy(*cols).count().toPandas()
@@ -283,12 +282,13 @@ def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **
     if spend_model is None:
         return purchase_model, None
     scols = list(spend_model.data_columns)
-    valid = (F.col("frequency") > 0) & (F.col("monetary_value") > 0)
-    spend = rfm.where(valid).groupBy(*scols).count().toPandas()
-    spend.attrs["time_unit"] = unit
-    n_excluded = rfm.where(~valid).count()
-    spend_model.fit(spend[scols], weights=spend["count"].to_numpy(dtype=float), **fit_kwargs)
-    spend_model.n_excluded_ = int(n_excluded)  # customers left out of the fit, as with exclude_invalid=True
+    spend = rfm.groupBy(*scols).count().toPandas()
+    counts = spend["count"].to_numpy(dtype=float)
+    learn = spend_model.fit_mask({c: spend[c].to_numpy(dtype=float) for c in scols})
+    fit_rows = spend.loc[learn, scols].reset_index(drop=True)
+    fit_rows.attrs["time_unit"] = unit
+    spend_model.fit(fit_rows, weights=counts[learn], **fit_kwargs)
+    spend_model.n_excluded_ = int(counts[~learn].sum())  # customers left out, as with exclude_invalid=True
     return purchase_model, spend_model
 
 

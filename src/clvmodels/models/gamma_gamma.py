@@ -143,11 +143,18 @@ class GammaGammaModel(SpendModel):
         m = np.average(data["monetary_value"], weights=weights)
         return np.array([1.0, 2.0, m])
 
+    @staticmethod
+    def fit_mask(data: dict[str, np.ndarray]) -> np.ndarray:
+        """The model is fitted on customers with repeat purchases and positive mean spend
+        (Fader & Hardie 2013: ``monetary_value`` is the mean of the repeat transactions)."""
+        return (data["frequency"] > 0) & (data["monetary_value"] > 0)
+
     def fit(self, rfm: pd.DataFrame, **kwargs) -> "GammaGammaModel":
         """Fit on customers with repeat purchases (``frequency > 0``, ``monetary_value > 0``)."""
         data = validate_columns(rfm, self.data_columns)
-        invalid = (data["frequency"] <= 0) | (data["monetary_value"] <= 0)
-        n_invalid = int(invalid.sum())
+        invalid = ~self.fit_mask(data)
+        weights = kwargs.pop("weights", None)
+        n_invalid = int(invalid.sum()) if weights is None else int(round(float(np.sum(np.asarray(weights)[invalid]))))
         if n_invalid and not self.exclude_invalid:
             raise data_error(
                 "Gamma-Gamma is fitted on customers with repeat purchases and positive spend; found "
@@ -156,15 +163,20 @@ class GammaGammaModel(SpendModel):
                 fix="Pass exclude_invalid=True to leave them out of the fit (they are still scored), "
                     "or filter rfm[rfm.frequency > 0].",
             )
-        fit_rows = rfm.loc[~invalid] if n_invalid else rfm
-        if len(fit_rows) < 2:
+        kept = ~invalid
+        fit_rows = rfm.loc[kept] if invalid.any() else rfm
+        fit_weights = None if weights is None else np.asarray(weights, dtype=float)[kept]
+        if (len(fit_rows) if weights is None else fit_weights.sum()) < 2:
             raise ClvDataError("Gamma-Gamma needs at least 2 customers with repeat purchases to fit.")
-        super().fit(fit_rows, **kwargs)
+        super().fit(fit_rows, weights=fit_weights, **kwargs)
         self.n_excluded_ = n_invalid
         self.rfm_ = rfm
-        kept = ~invalid
         f, m = data["frequency"][kept], data["monetary_value"][kept]
-        self.correlation_ = float(np.corrcoef(f, m)[0, 1]) if np.std(f) > 0 and np.std(m) > 0 else 0.0
+        if np.std(f) > 0 and np.std(m) > 0:  # Pearson's r over customers (rows weighted by their counts)
+            cov = np.cov(f, m, aweights=fit_weights) if fit_weights is not None else np.corrcoef(f, m)
+            self.correlation_ = float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
+        else:
+            self.correlation_ = 0.0
         if abs(self.correlation_) > CORRELATION_WARNING:
             warnings.warn(
                 f"Frequency and mean spend are correlated (r = {self.correlation_:.2f}): the "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
+import numpy as np
 import pandas as pd
 
 from .base import CLVModel
@@ -41,6 +42,12 @@ class SpendModel(CLVModel):
     @abstractmethod
     def simulate_spend_formula(params, frequency, monetary_value, *, n_transactions, rng):
         """One exact draw of each customer's total spend over ``n_transactions`` transactions."""
+
+    @staticmethod
+    def fit_mask(data: dict[str, np.ndarray]) -> np.ndarray:
+        """Which customers (rows of ``data``, the :attr:`data_columns`) the model learns from; the
+        others are still scored. All of them unless a model says otherwise."""
+        return np.ones(len(data["frequency"]), dtype=bool)
 
     def expected_spend(self, rfm: pd.DataFrame | None = None, **kwargs):
         """Conditional expected spend per transaction of each customer; ``interval=0.9`` adds
