@@ -21,7 +21,7 @@ from scipy.special import expit
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
 from .purchase import ContinuousPurchaseModel
-from .bgnbd import expected_new, probability_new
+from .bgnbd import BetaGeoModel, expected_new, probability_new
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -155,14 +155,9 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
 
     display_name = "MBG/NBD"
     param_names = ("r", "alpha", "a", "b")
-    #: (a, b): the joint beta-concentration prior by default, as for BG/NBD (see :mod:`.bayes`).
-    joint_priors = (("a", "b"),)
-    default_priors = {
-        "r": ("HalfNormal", {"sigma": 5.0}),
-        "alpha": ("HalfNormal", {"sigma": 5.0}, {"sigma": "T"}),   # a time: 5 x the mean age
-        "a": ("HalfNormal", {"sigma": 5.0}),
-        "b": ("HalfNormal", {"sigma": 20.0}),
-    }
+    #: The parameters mean what they mean in BG/NBD: the same priors, (a, b) jointly (see :mod:`.bayes`).
+    joint_priors = BetaGeoModel.joint_priors
+    default_priors = BetaGeoModel.default_priors
     log_likelihood = staticmethod(log_likelihood)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),
@@ -177,6 +172,4 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     purchase_pmf_formula = staticmethod(purchase_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
-    def initial_params(self, data, weights):
-        rate = self.purchase_rate(data, weights)
-        return np.array([1.0, 1.0 / rate, 1.0, 1.0])
+    initial_params = BetaGeoModel.initial_params
