@@ -13,7 +13,7 @@ from clvmodels.datasets import cdnow_summary
 from clvmodels.errors import ClvDataError
 from clvmodels.scoring import ScoreSettings, row_problems, score_columns, score_frame, score_table
 
-SETTINGS = ScoreSettings(horizon=12, time_unit="M", discount_rate=0.01, interval=0.9, n_draws=100, seed=7)
+SETTINGS = ScoreSettings(horizon=12, period="M", discount_rate=0.01, interval=0.9, n_draws=100, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_scores_equal_the_models_predictions(models, rfm):
 
 
 def test_purchase_model_alone(models, rfm):
-    got = score_frame(models[0], None, rfm, ScoreSettings(horizon=3, time_unit="W"))
+    got = score_frame(models[0], None, rfm, ScoreSettings(horizon=3, period="W"))
     assert list(got.columns) == ["expected_purchases", "probability_alive"]
     np.testing.assert_allclose(got["expected_purchases"], models[0].expected_purchases(3.0, rfm), rtol=1e-12)
 
@@ -169,7 +169,10 @@ def test_unknown_time_unit_needs_period_length(models, rfm, tmp_path):
 
 
 @pytest.mark.parametrize("kw,match", [({"horizon": 0}, "horizon"), ({"interval": 1.5}, "interval"),
-                                      ({"n_draws": 1}, "n_draws"), ({"time_unit": "fortnight"}, "time unit")])
+                                      ({"n_draws": 1}, "n_draws"), ({"period": "fortnight"}, "time unit"),
+                                      ({"discount_rate": -1.0}, "discount_rate"),
+                                      ({"discount_rate": float("nan")}, "discount_rate"),
+                                      ({"period_length": 0.0}, "period_length")])
 def test_settings_are_checked(kw, match):
     with pytest.raises(ClvDataError, match=match):
         ScoreSettings(**kw)

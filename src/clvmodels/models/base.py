@@ -23,7 +23,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvDataError, NotFittedError, data_error
+from ..errors import ClvDataError, NotFittedError
+from ..validation import validate_columns  # the one definition (see clvmodels.validation)
 
 #: Largest number of (draw x customer) values held in memory at once by predictions.
 CHUNK_ELEMENTS = 4_000_000
@@ -284,50 +285,6 @@ class CLVModel:
 
 
 # ---------------------------------------------------------------------------- helpers
-def validate_columns(rfm: pd.DataFrame, columns) -> dict[str, np.ndarray]:
-    """Float arrays of ``columns`` of ``rfm``, with a clear error for missing or bad values."""
-    if not isinstance(rfm, pd.DataFrame):
-        raise ClvDataError(f"Expected a pandas DataFrame with columns {list(columns)}, got {type(rfm).__name__}.")
-    missing = [c for c in columns if c not in rfm.columns]
-    if missing:
-        raise ClvDataError(
-            f"The RFM frame lacks column(s) {missing} (it has {list(rfm.columns)}). "
-            "Build it with clvmodels.rfm_summary(...) or rename your columns."
-        )
-    if len(rfm) == 0:
-        raise ClvDataError("The RFM frame is empty (0 customers).")
-    out = {}
-    for c in columns:
-        col = rfm[c]
-        if pd.api.types.is_float_dtype(col.dtype) and not isinstance(col.dtype, pd.api.extensions.ExtensionDtype):
-            values = col.to_numpy(dtype=float)  # already float64/32: no coercion pass
-        else:
-            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise data_error("Missing, non-numeric or infinite values", column=c, rows=rfm.loc[bad, list(columns)],
-                             fix="Fix or drop these customers.")
-        out[c] = values
-    if "frequency" in out:
-        f = out["frequency"]
-        bad = (f < 0) | (f != np.round(f))
-        if bad.any():
-            raise data_error("Frequencies must be non-negative integers", column="frequency",
-                             rows=rfm.loc[bad, list(columns)])
-    if "recency" in out and "T" in out:
-        r, T = out["recency"], out["T"]
-        bad = (r < 0) | (r > T * (1 + 1e-12) + 1e-12)
-        if bad.any():
-            raise data_error("Recency must lie in [0, T]", column="recency", rows=rfm.loc[bad, list(columns)],
-                             fix="Check the observation end used to compute T.")
-        if "frequency" in out:
-            bad = (out["frequency"] == 0) & (r > 0)
-            if bad.any():
-                raise data_error("Customers without repeat purchases must have recency 0", column="recency",
-                                 rows=rfm.loc[bad, list(columns)])
-    return out
-
-
 def unique_rows(data: dict[str, np.ndarray]):
     """Unique rows of the equal-length arrays in ``data`` and, per original row, its unique row's index."""
     names = list(data)
@@ -361,22 +318,23 @@ def compress(data: dict[str, np.ndarray], weights: np.ndarray | None = None):
 
 
 def summarise_draws(fn, draws: dict[str, np.ndarray], data: dict[str, np.ndarray], *, interval=None,
-                    compress_rows: bool = True, **fn_kwargs) -> dict[str, np.ndarray]:
+                    compress_rows: bool = True, finite: bool = True, **fn_kwargs) -> dict[str, np.ndarray]:
     """Per-customer mean (and median/interval) over draws of ``fn(params, **data)``.
 
     ``fn`` is evaluated once per distinct row of ``data`` (identical histories have identical
     predictions), streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
     ``compress_rows=False`` evaluates it on every row instead: for formulas of a few arithmetic
-    operations per row, cheaper than finding the distinct rows.
+    operations per row, cheaper than finding the distinct rows. ``finite=False``: a non-finite value
+    is not an error but makes its row's mean non-finite (batch scoring rejects such customers one by one).
     """
     if not compress_rows:
-        return _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
+        return _summarise_unique(fn, draws, data, interval=interval, finite=finite, **fn_kwargs)
     data, inverse = unique_rows(data)
-    out = _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
+    out = _summarise_unique(fn, draws, data, interval=interval, finite=finite, **fn_kwargs)
     return {k: v[inverse] for k, v in out.items()}
 
 
-def _summarise_unique(fn, draws, data, *, interval=None, **fn_kwargs):
+def _summarise_unique(fn, draws, data, *, interval=None, finite=True, **fn_kwargs):
     n_draws = len(next(iter(draws.values())))
     n = len(next(iter(data.values())))
     params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
@@ -392,7 +350,8 @@ def _summarise_unique(fn, draws, data, *, interval=None, **fn_kwargs):
         sl = slice(start, start + chunk)
         vals = fn(params, **{k: v[sl] for k, v in data.items()}, **fn_kwargs)
         vals = np.broadcast_to(vals, (n_draws, len(range(*sl.indices(n)))))
-        check_finite(vals, fn.__name__)
+        if finite:
+            check_finite(vals, fn.__name__)
         out["mean"][sl] = vals.mean(axis=0)
         if interval is not None:
             out["median"][sl], out["lower"][sl], out["upper"][sl] = quantiles(vals, qs)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytensor.tensor as pt
 
 from ..errors import AssumptionWarning, ClvDataError, data_error
+from ..validation import HISTORY_CHECKS
 from .base import CLVModel, validate_columns
 
 #: |Pearson correlation| between frequency and mean spend above which the independence
@@ -125,7 +126,8 @@ class GammaGammaModel(CLVModel):
 
     def fit(self, rfm: pd.DataFrame, **kwargs) -> "GammaGammaModel":
         """Fit on customers with repeat purchases (``frequency > 0``, ``monetary_value > 0``)."""
-        data = validate_columns(rfm, self.data_columns)
+        # non-positive spends get this model's own message (and exclude_invalid) below
+        data = validate_columns(rfm, self.data_columns, checks=HISTORY_CHECKS)
         invalid = (data["frequency"] <= 0) | (data["monetary_value"] <= 0)
         n_invalid = int(invalid.sum())
         if n_invalid and not self.exclude_invalid:

@@ -1,0 +1,79 @@
+"""Worker processes that die with their parent, and a pool that stops them at once.
+
+A scoring run with ``jobs > 1`` (:mod:`clvmodels.scoring`) starts worker processes. If the parent
+is killed (SIGKILL cannot be caught) the workers must not keep running, and the parent's temporary
+files must not stay behind. Each worker therefore:
+
+* asks Linux to send it SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``, through
+  ctypes), and
+* on every system, runs a watchdog thread that checks once a second whether its parent is still
+  its parent (``os.getppid()``);
+
+either way it removes the parent's temporary files in the output directory
+(:func:`clvmodels.io.remove_temporaries`) and exits. In the parent, :func:`terminate_pool` stops
+the workers without waiting for the chunks they are scoring (on an error, Ctrl-C or SIGTERM: the
+``clvmodels`` command turns SIGTERM into an exception, so every ``with`` block cleans up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+#: Seconds between two checks of the watchdog thread.
+WATCH_INTERVAL = 1.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_gone(parent_pid: int, directory: str | None) -> None:
+    from .io import remove_temporaries
+
+    if directory is not None:
+        remove_temporaries(directory, parent_pid)
+    os._exit(128 + signal.SIGTERM)
+
+
+def exit_with_parent(parent_pid: int, directory: str | None = None) -> None:
+    """Make this (worker) process exit when process ``parent_pid`` is no longer its parent,
+    first removing that parent's temporary files in ``directory``."""
+
+    def on_sigterm(signum, frame):
+        if os.getppid() != parent_pid:
+            _parent_gone(parent_pid, directory)
+        os._exit(128 + signal.SIGTERM)  # stopped by the parent (terminate_pool)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(WATCH_INTERVAL)
+        _parent_gone(parent_pid, directory)
+
+    if os.getppid() != parent_pid:  # died before the death signal was asked for
+        _parent_gone(parent_pid, directory)
+    threading.Thread(target=watch, name="clvmodels-parent-watchdog", daemon=True).start()
+
+
+def terminate_pool(pool) -> None:
+    """Stop the processes of a ``ProcessPoolExecutor`` now (pending chunks are dropped)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(OSError, AttributeError):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
