@@ -184,9 +184,10 @@ def result_problems(scores: pd.DataFrame) -> pd.Series:
     alive = [i for i, c in enumerate(scores.columns) if c.startswith("probability_alive")]
     high[:, alive] = np.where(finite[:, alive], values[:, alive], 0.0) > 1 + SCORE_TOLERANCE
     reason = np.full(len(scores), "", dtype=object)
+    names = np.array([c.removesuffix("_lower").removesuffix("_upper") for c in scores.columns])
     for flags, what in ((~finite, "not finite"), (low | high, "out of range")):
         for i in np.flatnonzero(flags.any(axis=1) & (reason == "")):
-            reason[i] = f"{', '.join(scores.columns[flags[i]])} {what} (extreme input values)"
+            reason[i] = f"{', '.join(dict.fromkeys(names[flags[i]]))} {what} (extreme input values)"
     return pd.Series(reason, index=scores.index, name="reason")
 
 
