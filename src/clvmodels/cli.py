@@ -578,15 +578,16 @@ def bad_input_errors() -> tuple[type[BaseException], ...]:
 def _report_bad_input(command: str, exc: BaseException, debug: bool) -> None:
     """One line saying why (the first line of the message); the rest and the traceback with --debug."""
     text = str(exc).strip() or type(exc).__name__
-    if not isinstance(exc, ClvDataError):
-        text = f"{text} ({type(exc).__name__}: check the file's format and contents)"
     first, _, rest = text.partition("\n")
     if debug:
         traceback.print_exc()
         print(f"clvmodels {command}: error: {text}", file=sys.stderr)
         return
-    more = " (--debug shows the example rows)" if rest.strip() else ""
-    print(f"clvmodels {command}: error: {first}{more}", file=sys.stderr)
+    if not isinstance(exc, ClvDataError):
+        first += f" ({type(exc).__name__}: check the file's format and contents; --debug for details)"
+    elif rest.strip():
+        first += " (--debug shows the example rows)"
+    print(f"clvmodels {command}: error: {first}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
