@@ -458,6 +458,32 @@ def _score_period(args) -> str:
     return old
 
 
+def _screened_summary(args, purchase):
+    """The RFM frame of the log ``args.input`` in the model's time unit, summarised from the rows of
+    the customers without a bad row, and the :class:`~clvmodels.log_screening.LogScreen` (rejects)."""
+    import pandas as pd
+
+    from .io import scratch_directory
+    from .log_screening import screen_log
+
+    unit = getattr(purchase, "time_unit_", None)
+    if unit is None:
+        raise UsageError("The model does not record its time unit, so a log cannot be summarised for it: "
+                         "summarise the log first (clvmodels summarize) and score the RFM table.")
+    log.info("screening and summarising the transaction log %s (time unit %s)", args.input, unit)
+    with scratch_directory(args.out) as scratch:
+        screened = screen_log(args.input, scratch, customer_id=args.customer_id, timestamp=args.timestamp,
+                              amount=_amount(args), date_format=args.date_format, refunds=args.refunds,
+                              observation_end=args.observation_end, truncate=args.truncate,
+                              chunk_rows=args.chunk_rows)
+        if screened.path is None:  # every customer rejected
+            empty = pd.DataFrame(columns=["frequency", "recency", "T", "monetary_value"],
+                                 index=pd.Index([], name=args.id_column, dtype=object))
+            empty.attrs["time_unit"] = unit
+            return empty, screened
+        return summarise_log(args, screened.path, unit), screened
+
+
 def cmd_score(args) -> int:
     from .io import count_rows, table_attrs, table_columns
     from .models.persistence import load_models
@@ -476,6 +502,7 @@ def cmd_score(args) -> int:
         raise ClvDataError(f"{args.model_dir!r} holds no purchase model (it has {sorted(models)}).")
     purchase, spend = models["purchase"], models.get("spend")
     columns = table_columns(args.input)
+    screened = None
     if all(c in columns for c in PURCHASE_COLUMNS):
         if check_time_unit(purchase, table_attrs(args.input), model_resolution=meta.get("resolution")) is None:
             log.warning("%s records no time unit (CSV tables cannot): it is taken to be the model's (%s); "
@@ -483,17 +510,16 @@ def cmd_score(args) -> int:
         source, total = args.input, count_rows(args.input)
         log.info("scoring the RFM table %s", args.input)
     else:
-        unit = getattr(purchase, "time_unit_", None)
-        if unit is None:
-            raise UsageError("The model does not record its time unit, so a log cannot be summarised for it: "
-                             "summarise the log first (clvmodels summarize) and score the RFM table.")
-        log.info("summarising the transaction log %s (time unit %s)", args.input, unit)
-        source = summarise_log(args, args.input, unit)
+        source, screened = _screened_summary(args, purchase)
         total = len(source)
     with progress(args, total, "scoring", "customers") as advance:
         counts = score_table(purchase, spend, source, args.out, settings=settings, rejects=rejects, fmt=fmt,
                              id_column=args.id_column, chunk_rows=args.chunk_rows, progress=advance,
-                             jobs=args.jobs, escape=not args.csv_raw)
+                             jobs=args.jobs, escape=not args.csv_raw,
+                             prior_rejects=None if screened is None else screened.rejects)
+    if screened is not None:
+        for line in screened.summary():
+            log.warning("rejected: %s", line)
     print(f"read: {counts.read:,}; scored: {counts.scored:,}; rejected: {counts.rejected:,}; "
           f"wrote {args.out} and {rejects}")
     if counts.rejected:

@@ -350,6 +350,7 @@ def score_table(
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
     escape: bool = True,
+    prior_rejects: pd.DataFrame | None = None,
 ) -> ScoreCounts:
     """Score every customer of an RFM table and write the scores (and rejects) atomically.
 
@@ -381,6 +382,10 @@ def score_table(
         this process (:mod:`clvmodels.workers`).
     escape
         CSV outputs: escape formula-like text cells (:func:`clvmodels.io.escape_formulas`).
+    prior_rejects
+        Customers rejected before the table was made (e.g. by
+        :func:`clvmodels.log_screening.screen_log`): a frame with ``customer_id``, ``reason`` and
+        any other columns, written first to the rejects file and counted as read and rejected.
 
     Returns
     -------
@@ -425,17 +430,31 @@ def score_table(
         dup = _duplicate_hashes(c[id_column] for c in iter_table(source, [id_column], chunk_rows, text))
         chunks = iter_table(source, [id_column] + columns, chunk_rows, text)
     repeats = _DuplicateFilter(dup)
+    extra = [] if prior_rejects is None else [c for c in prior_rejects.columns if c not in REJECT_COLUMNS]
     with ChunkedTableWriter(out, fmt, escape=escape) as scores_out, \
             ChunkedTableWriter(rejects, fmt, escape=escape) as rejects_out, \
             _Scorer(purchase_model, spend_model, settings, jobs, out) as scorer:
         pending: collections.deque = collections.deque()  # (scores in progress, rows of the chunk)
+        import pyarrow as pa
+
+        rejects_out.schema = pa.schema([(c, pa.string()) for c in REJECT_COLUMNS + columns + extra])
 
         def reject(rows: pd.DataFrame, reason: pd.Series) -> None:
-            rej = rows[[id_column] + columns].astype(str).assign(reason=reason.to_numpy())
+            rej = rows[[id_column] + columns].astype(str).assign(reason=reason.to_numpy(), **dict.fromkeys(extra, ""))
             rej = rej.rename(columns={id_column: "customer_id"}) if id_column != "customer_id" else rej
             rejects_out.write(rej[REJECT_COLUMNS + [c for c in rej.columns if c not in REJECT_COLUMNS]])
             counts.rejected += len(rej)
             counts.add_rejects(reason)
+
+        if prior_rejects is not None and len(prior_rejects):
+            prior = prior_rejects.astype(object).where(prior_rejects.notna(), None)
+            prior = prior.assign(customer_id=[None if v is None else str(v) for v in prior["customer_id"]],
+                                 **{c: None for c in columns if c not in prior.columns})
+            rejects_out.write(prior[REJECT_COLUMNS + columns + extra].astype(
+                {c: object for c in REJECT_COLUMNS + columns + extra}))
+            counts.read += len(prior)
+            counts.rejected += len(prior)
+            counts.add_rejects(prior["reason"])
 
         def write_next():
             result, n_rows = pending.popleft()
@@ -468,11 +487,6 @@ def score_table(
                 write_next()
         while pending:
             write_next()
-        if rejects_out.rows == 0:
-            import pyarrow as pa
-
-            rejects_out.schema = pa.schema([(c, pa.string()) for c in REJECT_COLUMNS + [
-                c for c in [id_column] + columns if c != id_column]])
     return counts
 
 
