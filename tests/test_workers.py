@@ -4,7 +4,9 @@ file and the previous output byte for byte (fault injection with real processes 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,13 +111,15 @@ def test_killed_parallel_scoring_leaves_nothing_behind(table, tmp_path, sig):
 def test_temporaries_of_dead_processes_are_swept_by_the_next_write(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
-    stale = [tmp_path / f".scores.parquet.tmp-{pid}-abc", tmp_path / f".m.tmp-{pid}-def"]
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+    stale = [tmp_path / f".scores.parquet.tmp-{pid}@{host}-abc", tmp_path / f".m.tmp-{pid}@{host}-def"]
     stale[0].write_text("partial")
     stale[1].mkdir()
     (stale[1] / "model.json").write_text("{}")
-    mine = tmp_path / f".other.tmp-{os.getpid()}-x"  # a live process's: kept
+    mine = tmp_path / f".other.tmp-{os.getpid()}@{host}-x"  # a live process's: kept
     mine.write_text("in progress")
-    kept = [tmp_path / f".scores.parquet.old-{pid}", tmp_path / "notes.tmp-1-x"]  # not temporaries
+    kept = [tmp_path / f".scores.parquet.old-{pid}", tmp_path / "notes.tmp-1-x",  # not temporaries
+            tmp_path / f".s.parquet.tmp-{pid}@otherhost-x"]  # another machine's pid: cannot tell, kept
     for p in kept:
         p.write_text("keep")
     write_table(pd.DataFrame({"a": [1]}), tmp_path / "scores.parquet")

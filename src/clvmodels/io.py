@@ -6,8 +6,8 @@ version or the complete new one, never a partial file. Large tables are read and
 chunks (pyarrow's ``ParquetFile.iter_batches`` and ``ParquetWriter``; streaming CSV), so memory
 stays bounded by the chunk size, not by the number of rows.
 
-Temporary files and directories are named ``.<name>.tmp-<pid>-<random>`` after the process that
-owns them; every write first removes those of processes that no longer exist
+Temporary files and directories are named ``.<name>.tmp-<pid>@<host>-<random>`` after the process
+that owns them; every write first removes those of processes of this host that no longer exist
 (:func:`remove_temporaries`), so a run killed with SIGKILL leaves its partial files only until the
 next write into the same directory (its scoring workers remove them as soon as they see it gone).
 
@@ -50,11 +50,19 @@ def table_format(path: str | os.PathLike) -> str:
     raise ClvDataError(f"Unsupported file type for {str(p)!r}: use .csv (optionally compressed) or .parquet.")
 
 
-_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)-[^/]+$")
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)@([A-Za-z0-9]*)-[^/]+$")
+
+
+def _host() -> str:
+    """This machine's name, letters and digits only: a pid is only meaningful on its own host
+    (a directory shared between machines or containers never loses another one's temporaries)."""
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
 
 
 def _tmp_prefix(path: Path) -> str:
-    return f".{path.name}.tmp-{os.getpid()}-"
+    return f".{path.name}.tmp-{os.getpid()}@{_host()}-"
 
 
 def _alive(pid: int) -> bool:
@@ -80,6 +88,8 @@ def remove_temporaries(directory: str | os.PathLike, pid: int | None = None) -> 
             if match is None:
                 continue
             owner = int(match.group(1))
+            if match.group(2) != _host():
+                continue
             if (owner == pid) if pid is not None else (owner != os.getpid() and not _alive(owner)):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
