@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 
 import clvmodels as clv
@@ -31,7 +30,7 @@ def command() -> list[str]:
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     """30,000 simulated customers and a BG/NBD + Gamma-Gamma model: scoring them with 90%
-    intervals over 200 draws takes several seconds."""
+    intervals over 400 draws takes several seconds."""
     d = tmp_path_factory.mktemp("workers")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -42,52 +41,73 @@ def table(tmp_path_factory):
     return d
 
 
-def gone(pid: int) -> bool:
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, or None when it does not exist."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[1])
 
 
-def wait_for_workers(parent: psutil.Process, n: int, timeout: float = 120) -> list[psutil.Process]:
+def gone(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is None or stat[0] in "ZX"
+
+
+def descendants(pid: int) -> set[int]:
+    """This test's own process tree below ``pid`` (by parent pid, from /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = stat[1]
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def wait_for_workers(pid: int, n: int, timeout: float = 120) -> set[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        children = parent.children(recursive=True)
-        python = [c for c in children if "spawn_main" in " ".join(_cmdline(c))]
-        if len(python) >= n:
+        children = descendants(pid)
+        workers = [c for c in children if b"spawn_main" in _cmdline(c)]
+        if len(workers) >= n:
             return children
         time.sleep(0.05)
-    raise AssertionError(f"the workers of {parent.pid} did not start")
+    raise AssertionError(f"the workers of {pid} did not start")
 
 
-def _cmdline(p: psutil.Process) -> list[str]:
+def _cmdline(pid: int) -> bytes:
     try:
-        return p.cmdline()
-    except psutil.Error:
-        return []
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_parallel_scoring_leaves_nothing_behind(table, tmp_path, sig):
     rng = np.random.default_rng(2026 + int(sig))
     out = tmp_path / "scores.parquet"
     pd.DataFrame({"customer_id": [1, 2], "clv": [1.0, 2.0]}).to_parquet(out)  # the previous version
     before = out.read_bytes()
-    for trial in range(2):
+    for trial in range(3):
         log = tmp_path.parent / f"{tmp_path.name}-stderr-{trial}.txt"  # a file: orphans could hold a pipe open
         with open(log, "wb") as err_file:
             proc = subprocess.Popen(command() + ["score", str(table / "model"), str(table / "rfm.parquet"), "--out",
-                                                 str(out), "--jobs", "2", "--interval", "0.9", "--draws", "200",
+                                                 str(out), "--jobs", "2", "--interval", "0.9", "--draws", "400",
                                                  "--chunk-rows", "1500", "-q"],
                                     stdout=subprocess.DEVNULL, stderr=err_file)
-        parent = psutil.Process(proc.pid)
         children = set()
         try:
-            children = {c.pid for c in wait_for_workers(parent, 2)}
-            time.sleep(rng.uniform(0.2, 3.0))  # a random moment while the workers score
+            children = wait_for_workers(proc.pid, 2)
+            time.sleep(rng.uniform(0.0, 4.0))  # a random moment: workers starting, or scoring
             assert proc.poll() is None, "the run ended before it could be killed: " + log.read_text()
-            children |= {c.pid for c in parent.children(recursive=True)}
+            children |= descendants(proc.pid)
             os.kill(proc.pid, sig)
             proc.wait(timeout=60)
             err = log.read_text()

@@ -13,6 +13,10 @@ either way it removes the parent's temporary files in the output directory
 (:func:`clvmodels.io.remove_temporaries`) and exits. In the parent, :func:`terminate_pool` stops
 the workers without waiting for the chunks they are scoring (on an error, Ctrl-C or SIGTERM: the
 ``clvmodels`` command turns SIGTERM into an exception, so every ``with`` block cleans up).
+
+Linux sends the death signal when the parent's thread that started the worker exits, which can be
+a moment before the parent process is gone; a worker receiving SIGTERM therefore waits up to
+:data:`PARENT_EXIT_WAIT` seconds to see its parent go before cleaning up for it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import time
 
 #: Seconds between two checks of the watchdog thread.
 WATCH_INTERVAL = 1.0
+#: Seconds a worker that got SIGTERM waits to see whether its parent is exiting.
+PARENT_EXIT_WAIT = 2.0
 
 _PR_SET_PDEATHSIG = 1
 
@@ -44,9 +50,14 @@ def exit_with_parent(parent_pid: int, directory: str | None = None) -> None:
     first removing that parent's temporary files in ``directory``."""
 
     def on_sigterm(signum, frame):
+        # Linux sends the death signal when the parent's *thread* that started this process exits,
+        # which under SIGKILL can come before the parent is gone: wait a moment to see it go
+        deadline = time.monotonic() + PARENT_EXIT_WAIT
+        while os.getppid() == parent_pid and time.monotonic() < deadline:
+            time.sleep(0.02)
         if os.getppid() != parent_pid:
             _parent_gone(parent_pid, directory)
-        os._exit(128 + signal.SIGTERM)  # stopped by the parent (terminate_pool)
+        os._exit(128 + signal.SIGTERM)  # a SIGTERM from elsewhere: the living parent cleans up
 
     signal.signal(signal.SIGTERM, on_sigterm)
     if sys.platform.startswith("linux"):
@@ -65,15 +76,13 @@ def exit_with_parent(parent_pid: int, directory: str | None = None) -> None:
 
 
 def terminate_pool(pool) -> None:
-    """Stop the processes of a ``ProcessPoolExecutor`` now (pending chunks are dropped)."""
+    """Stop the processes of a ``ProcessPoolExecutor`` now (pending chunks are dropped). They are
+    killed outright: they hold no file of their own, and the caller removes its temporaries."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         with contextlib.suppress(OSError, AttributeError):
-            process.terminate()
+            process.kill()
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with contextlib.suppress(OSError, AttributeError, ValueError):
             process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
