@@ -153,3 +153,16 @@ def test_a_million_row_log_with_one_percent_bad_rows_loses_nobody(model, tmp_pat
     assert len(bad) == 1_000_000 and len(truth) == 10_000
     _accounting(tmp_path / "s.parquet", tmp_path / "s.rejects.parquet", bad, truth, res.stdout)
     assert time.monotonic() - start < 600
+
+
+def test_timestamps_are_parsed_as_the_loader_parses_them():
+    """Text read from a CSV: numbers are YYYYMMDD dates, mixed ISO forms and UTC offsets parse."""
+    frame = pd.DataFrame({"customer_id": list("abcde"),
+                          "timestamp": ["19970101", "1997-01-03 10:00", "2024-01-02T10:00:00+01:00",
+                                        "2024-01-02 10:00", "31/01/2024"],
+                          "amount": ["1"] * 5})
+    assert transaction_problems(frame).tolist() == ["", "", "", "", "unparseable or out-of-range timestamp"]
+    numbers = pd.DataFrame({"customer_id": ["a", "b"], "timestamp": ["19970101", "19970132"], "amount": ["1", "2"]})
+    assert transaction_problems(numbers).tolist() == ["", "unparseable or out-of-range timestamp"]
+    day_first = pd.DataFrame({"customer_id": ["a"], "timestamp": ["31/01/2024"], "amount": ["1"]})
+    assert transaction_problems(day_first, date_format="%d/%m/%Y").tolist() == [""]

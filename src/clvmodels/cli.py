@@ -28,6 +28,11 @@ outputs escape formula-like text cells (a leading ``'`` before ``=``, ``+``, ``-
 carriage return, OWASP's rule against CSV injection); ``--csv-raw`` writes them verbatim. Progress bars are shown on a terminal; with
 ``--quiet`` or when stderr is not a terminal, progress goes to log lines instead (none with
 ``--quiet``).
+
+``score`` works per customer: invalid rows, duplicate ids, scores that overflow, and (for a raw
+log) customers with a bad log row are rejected one by one into the rejects file, with the reason,
+and every other customer is scored (read = scored + rejected). ``score --jobs N`` workers die with
+the command, whether it ends, fails, gets SIGTERM or is killed (:mod:`clvmodels.workers`).
 """
 
 from __future__ import annotations
@@ -242,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", epilog=EXIT_CODES, help="score customers with a saved model",
                        description="Per-customer expected purchases, P(alive), expected spend and CLV "
-                                   "(with interval columns when --interval is given). Input: an RFM table or "
-                                   "a transaction log (summarised first, in the model's time unit).")
+                                   "(with interval columns when --interval is given). Input: an RFM table in "
+                                   "the model's time unit, or a transaction log (screened row by row: customers "
+                                   "with a bad row are rejected; the rest summarised in the model's time unit). "
+                                   "Customers that cannot be scored are listed in the rejects file.")
     p.add_argument("model_dir", help="model directory from 'clvmodels fit'")
     p.add_argument("input", help="RFM table or transaction log (.csv or .parquet)")
     p.add_argument("--out", required=True, help="scores table (.parquet, or .csv)")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import naive_timestamp
+from .data import _to_datetime, naive_timestamp  # the loader's parser: one definition
 from .errors import ClvDataError
 from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, table_columns, table_format
 
@@ -41,19 +41,19 @@ def _blank(values: pd.Series) -> np.ndarray:
 
 
 def _timestamps(values: pd.Series, date_format: str | None) -> np.ndarray:
-    """Naive datetime64 values (NaT where unparseable or out of pandas' range), as the loader reads them."""
+    """Naive datetime64 values (NaT where unparseable or out of pandas' range), parsed as the loader
+    parses them (:func:`clvmodels.data.load_transactions`: numbers are YYYYMMDD dates)."""
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         ts = values
     else:
-        if date_format is None and pd.api.types.is_numeric_dtype(values.dtype):
-            arr = values.to_numpy(dtype=float)
-            whole = np.isfinite(arr) & (arr == np.round(arr))
-            values = pd.Series(np.where(whole, arr, 0).astype(np.int64).astype(str), index=values.index).where(whole)
-            date_format = "%Y%m%d"  # integers are YYYYMMDD dates, as the loader reads them
-        text = values.astype("string")
-        ts = pd.to_datetime(text, format=date_format, errors="coerce")
-        if date_format is None and ts.isna().any():
-            ts = ts.fillna(pd.to_datetime(text, format="ISO8601", errors="coerce"))
+        if date_format is None:
+            text = values.astype("string").str.strip()
+            numbers = pd.to_numeric(text, errors="coerce")
+            if numbers.notna().sum() == text.notna().sum():  # a column of numbers, as a CSV reader types it
+                whole = numbers.notna() & (numbers == numbers.round())
+                values = numbers.round().astype("Int64").astype("string").where(whole)
+                date_format = "%Y%m%d"
+        ts = _to_datetime(values.astype("string"), date_format)
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_localize(None)
     ts = ts.where((ts >= pd.Timestamp.min) & (ts <= pd.Timestamp.max))  # e.g. 2300: beyond nanoseconds
