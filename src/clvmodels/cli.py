@@ -25,9 +25,9 @@ Outputs are written to a temporary file and renamed into place, so a failed or k
 the previous file (or none), never a partial one. An output that resolves to an input or to another
 output (through symbolic links or relative paths too) is refused before anything is read. CSV
 outputs escape formula-like text cells (a leading ``'`` before ``=``, ``+``, ``-``, ``@``, tab or
-carriage return, OWASP's rule against CSV injection); ``--csv-raw`` writes them verbatim. Progress bars are shown on a terminal; with
-``--quiet`` or when stderr is not a terminal, progress goes to log lines instead (none with
-``--quiet``).
+carriage return, OWASP's rule against CSV injection); ``--csv-raw`` writes them verbatim.
+Progress bars are shown on a terminal; with ``--quiet`` or when stderr is not a terminal, progress
+goes to log lines instead (none with ``--quiet``).
 
 ``score`` works per customer: invalid rows, duplicate ids, scores that overflow, and (for a raw
 log) customers with a bad log row are rejected one by one into the rejects file, with the reason,
@@ -303,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("log", help="transaction log (.csv or .parquet)")
     p.add_argument("--calibration-end", required=True, metavar="DATE", help="last day of the calibration period")
-    p.add_argument("--holdout", type=finite_float, help="holdout length in --time-unit (default: to the end of the log)")
+    p.add_argument("--holdout", type=finite_float,
+                   help="holdout length in --time-unit (default: to the end of the log)")
     p.add_argument("--models", default="bgnbd", help="comma-separated purchase models (bgnbd)")
     p.add_argument("--time-unit", default="W", help="unit of T, recency and --holdout (W)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")

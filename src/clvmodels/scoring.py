@@ -7,9 +7,10 @@ chunk size and nothing is lost: every input row ends up exactly once either in t
 rejects file with the reason it could not be scored (missing or invalid values, duplicate customer
 id, or scores that are not finite or out of range because of extreme inputs: one such customer
 never aborts the batch). The table's recorded time unit must be the purchase model's
-(:func:`clvmodels.validation.check_time_unit`). With ``interval`` every score gets ``_lower``/``_upper`` columns over parameter draws (the
-posterior of a Bayesian fit, or the MLE's asymptotic normal); the draws are the same for every
-chunk (fixed ``seed``), so chunked and one-shot scoring give the same numbers.
+(:func:`clvmodels.validation.check_time_unit`). With ``interval`` every score gets
+``_lower``/``_upper`` columns over parameter draws (the posterior of a Bayesian fit, or the MLE's
+asymptotic normal); the draws are the same for every chunk (fixed ``seed``), so chunked and
+one-shot scoring give the same numbers.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class ScoreSettings:
             raise ClvDataError(f"horizon must be a positive integer, got {self.horizon!r}.")
         self.period = normalize_unit(self.period)
         if not np.isfinite(self.discount_rate) or self.discount_rate <= -1:
-            raise ClvDataError(f"discount_rate must be a number > -1 (e.g. 0.01 per period), got {self.discount_rate!r}.")
+            raise ClvDataError(
+                f"discount_rate must be a number > -1 (e.g. 0.01 per period), got {self.discount_rate!r}.")
         if self.period_length is not None and not (np.isfinite(self.period_length) and self.period_length > 0):
             raise ClvDataError(f"period_length must be a positive number, got {self.period_length!r}.")
         if self.interval is not None and not 0 < self.interval < 1:
