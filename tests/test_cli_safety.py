@@ -8,6 +8,7 @@ interpreter start costs seconds); representative ones also run as real processes
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -67,14 +68,15 @@ def test_summarize_refuses_to_write_over_its_log(d, tmp_path, engine):
     assert log.read_bytes() == before
 
 
-def test_score_refuses_outputs_over_inputs_and_each_other(d, tmp_path):
+def test_score_refuses_outputs_over_inputs_and_each_other(d, tmp_path, capsys):
     rfm = tmp_path / "rfm.parquet"
     rfm.write_bytes((d / "rfm.parquet").read_bytes())
     before = rfm.read_bytes()
     (tmp_path / "link.parquet").symlink_to(rfm)
     cases = [
         (["--out", rfm], "--out .* is the same file as the input"),
-        (["--out", tmp_path / "s.parquet", "--rejects", tmp_path / "link.parquet"], "--rejects .* same file as the input"),
+        (["--out", tmp_path / "s.parquet", "--rejects", tmp_path / "link.parquet"],
+         "--rejects .* same file as the input"),
         (["--out", tmp_path / "s.parquet", "--rejects", tmp_path / "s.parquet"], "same path as --out"),
         (["--out", d / "model"], "same file as the model directory"),
         (["--out", tmp_path], "existing directory"),
@@ -83,7 +85,9 @@ def test_score_refuses_outputs_over_inputs_and_each_other(d, tmp_path):
     for extra, match in cases:
         code = cli.main(["score", str(d / "model"), str(rfm), "-q"] + [str(a) for a in extra])
         assert code == 2, extra
-    res = run_process("score", d / "model", rfm, "--out", tmp_path / "s.parquet", "--rejects", tmp_path / "link.parquet")
+        assert re.search(match, one_error_line(capsys.readouterr().err)), extra
+    res = run_process("score", d / "model", rfm, "--out", tmp_path / "s.parquet",
+                      "--rejects", tmp_path / "link.parquet")
     assert res.returncode == 2 and "--rejects" in one_error_line(res.stderr)
     assert rfm.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.parquet", "rfm.parquet"]
@@ -141,31 +145,36 @@ LOG_CASES = {  # summarize LOG --out OUT ...: one case per kind of bad log
     "empty parquet": ["{t}/empty.parquet"],
 }
 
-OTHER_CASES = {
-    "chunk-rows 0": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--chunk-rows", "0"],
-    "chunk-rows text": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--chunk-rows", "many"],
-    "jobs 0": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--jobs", "0"],
-    "discount -1": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--discount-rate", "-1"],
-    "discount nan": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--discount-rate", "nan"],
-    "interval 2": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--interval", "2"],
-    "horizon 0": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--horizon", "0"],
-    "period fortnight": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--period", "fortnight"],
-    "unit mismatch": ["score", "{d}/model", "{t}/days.parquet", "--out", "{t}/s.parquet"],
-    "no model": ["score", "{t}/nomodel", "{d}/rfm.parquet", "--out", "{t}/s.parquet"],
-    "model is a file": ["score", "{t}/afile", "{d}/rfm.parquet", "--out", "{t}/s.parquet"],
-    "no id column": ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--id-column", "cid"],
-    "out parent is a file": ["summarize", "{d}/log.csv", "--out", "{t}/afile/r.parquet"],
-    "memory-limit lots": ["summarize", "{d}/log.csv", "--out", "{t}/r.parquet", "--memory-limit", "lots"],
-    "memory-limit injection": ["summarize", "{d}/log.csv", "--out", "{t}/r.parquet", "--memory-limit",
-                               "1GB'; COPY x TO 'y"],
-    "bad calibration end": ["summarize", "{d}/log.csv", "--out", "{t}/r.parquet", "--calibration-end", "soon"],
-    "bad time unit": ["summarize", "{d}/log.csv", "--out", "{t}/r.parquet", "--time-unit", "fortnight"],
-    "bgnbd+bgnbd": ["fit", "{d}/rfm.parquet", "--model", "bgnbd+bgnbd", "--out", "{t}/m"],
-    "spend model first": ["fit", "{d}/rfm.parquet", "--model", "gg", "--out", "{t}/m"],
-    "three models": ["fit", "{d}/rfm.parquet", "--model", "bgnbd+gg+gg", "--out", "{t}/m"],
-    "fit out is a file": ["fit", "{d}/rfm.parquet", "--out", "{t}/afile"],
-    "penalizer nan": ["fit", "{d}/rfm.parquet", "--penalizer", "nan", "--out", "{t}/m"],
-    "holdout text": ["backtest", "{d}/log.csv", "--calibration-end", "2024-06-30", "--holdout", "x", "--out", "{t}/bt"],
+SCORE = ["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet"]
+SUMMARIZE = ["summarize", "{d}/log.csv", "--out", "{t}/r.parquet"]
+FIT = ["fit", "{d}/rfm.parquet", "--out", "{t}/m"]
+OTHER_CASES = {  # name: (what the error line says, argv)
+    "chunk-rows 0": ("--chunk-rows: expected a positive integer", [*SCORE, "--chunk-rows", "0"]),
+    "chunk-rows text": ("--chunk-rows: expected a positive integer", [*SCORE, "--chunk-rows", "many"]),
+    "jobs 0": ("--jobs: expected a positive integer", [*SCORE, "--jobs", "0"]),
+    "discount -1": ("discount_rate must be a number > -1", [*SCORE, "--discount-rate", "-1"]),
+    "discount nan": ("--discount-rate: expected a finite number", [*SCORE, "--discount-rate", "nan"]),
+    "interval 2": ("interval must be in", [*SCORE, "--interval", "2"]),
+    "horizon 0": ("--horizon: expected a positive integer", [*SCORE, "--horizon", "0"]),
+    "period fortnight": ("Unknown time unit 'fortnight'", [*SCORE, "--period", "fortnight"]),
+    "unit mismatch": ("Time unit mismatch", ["score", "{d}/model", "{t}/days.parquet", "--out", "{t}/s.parquet"]),
+    "no model": ("No saved model", ["score", "{t}/nomodel", "{d}/rfm.parquet", "--out", "{t}/s.parquet"]),
+    "model is a file": ("No saved model", ["score", "{t}/afile", "{d}/rfm.parquet", "--out", "{t}/s.parquet"]),
+    "no id column": ("no customer id column 'cid'", [*SCORE, "--id-column", "cid"]),
+    "out parent is a file": ("is a file, not a directory",
+                             ["summarize", "{d}/log.csv", "--out", "{t}/afile/r.parquet"]),
+    "memory-limit lots": ("--memory-limit: expected a size", [*SUMMARIZE, "--memory-limit", "lots"]),
+    "memory-limit injection": ("--memory-limit: expected a size", [*SUMMARIZE, "--memory-limit", "1GB'; COPY x TO 'y"]),
+    "bad calibration end": ("'soon' is not a valid date", [*SUMMARIZE, "--calibration-end", "soon"]),
+    "bad time unit": ("Unknown time unit 'fortnight'", [*SUMMARIZE, "--time-unit", "fortnight"]),
+    "bgnbd+bgnbd": ("is not a spend model", [*FIT, "--model", "bgnbd+bgnbd"]),
+    "spend model first": ("is a spend model", [*FIT, "--model", "gg"]),
+    "three models": ("--model takes a purchase model", [*FIT, "--model", "bgnbd+gg+gg"]),
+    "fit out is a file": ("is an existing file", ["fit", "{d}/rfm.parquet", "--out", "{t}/afile"]),
+    "penalizer nan": ("--penalizer: expected a finite number", [*FIT, "--penalizer", "nan"]),
+    "holdout text": ("--holdout: expected a number",
+                     ["backtest", "{d}/log.csv", "--calibration-end", "2024-06-30", "--holdout", "x",
+                      "--out", "{t}/bt"]),
 }
 
 
@@ -194,11 +203,11 @@ def test_bad_options_and_files_exit_2_with_one_line(d, bad, capsys, case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            code = cli.main(_argv(OTHER_CASES[case], d, bad) + ["-q"])
+            code = cli.main(_argv(OTHER_CASES[case][1], d, bad) + ["-q"])
         except SystemExit as exc:  # usage errors (argparse)
             code = exc.code
     assert code == 2
-    one_error_line(capsys.readouterr().err)
+    assert OTHER_CASES[case][0] in one_error_line(capsys.readouterr().err)
     assert not (bad / "s.parquet").exists() and not (bad / "m").exists() and not (bad / "r.parquet").exists()
 
 
@@ -207,7 +216,7 @@ def test_bad_input_as_real_processes_and_debug(d, bad):
         res = run_process(*_argv(["summarize", *argv, "--out", "{t}/r.parquet", "--engine", "pandas"], d, bad))
         assert res.returncode == 2
         assert one_error_line(res.stderr).startswith("clvmodels summarize: error: ")
-    res = run_process(*_argv(OTHER_CASES["discount nan"], d, bad))
+    res = run_process(*_argv(OTHER_CASES["discount nan"][1], d, bad))
     assert res.returncode == 2 and "finite number" in one_error_line(res.stderr)
     res = run_process(*_argv(["summarize", *LOG_CASES["dates in 2300"], "--out", "{t}/r.parquet", "--engine", "pandas",
                               "--debug"], d, bad))
@@ -218,7 +227,8 @@ def test_internal_errors_still_exit_1(d, tmp_path, monkeypatch, capsys):
     import clvmodels.scoring as scoring
 
     monkeypatch.setattr(scoring, "score_frame", lambda *a, **k: (_ for _ in ()).throw(KeyError("bug")))
-    assert cli.main(["score", str(d / "model"), str(d / "rfm.parquet"), "--out", str(tmp_path / "s.parquet"), "-q"]) == 1
+    argv = ["score", str(d / "model"), str(d / "rfm.parquet"), "--out", str(tmp_path / "s.parquet"), "-q"]
+    assert cli.main(argv) == 1
     assert "Traceback" in capsys.readouterr().err
 
 
@@ -235,7 +245,8 @@ def test_score_checks_the_time_unit_and_says_when_it_cannot(d, bad):
 
 def test_period_replaces_time_unit_on_score(d, tmp_path):
     new = run_process("score", d / "model", d / "rfm.parquet", "--out", tmp_path / "a.parquet", "--period", "W", "-q")
-    old = run_process("score", d / "model", d / "rfm.parquet", "--out", tmp_path / "b.parquet", "--time-unit", "W", "-q")
+    old = run_process("score", d / "model", d / "rfm.parquet", "--out", tmp_path / "b.parquet",
+                      "--time-unit", "W", "-q")
     assert new.returncode == old.returncode == 0 and new.stderr == ""
     assert one_error_line(old.stderr) == ("clvmodels score: --time-unit is deprecated here (it is the discounting "
                                           "period): use --period W.")
