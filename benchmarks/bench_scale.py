@@ -174,7 +174,7 @@ def bench_size(n: int, workdir: Path, args) -> list[dict]:
         ("fit MLE bgnbd+gg", clvmodels + ["fit", str(d / "rfm.parquet"), "--model", "bgnbd+gg", "--out",
                                           str(d / "model"), "-q"]),
         ("score, 90% intervals", clvmodels + ["score", str(d / "model"), str(d / "rfm.parquet"), "--out",
-                                              str(d / "scores.parquet"), "--horizon", "12", "--time-unit", "M",
+                                              str(d / "scores.parquet"), "--horizon", "12", "--period", "M",
                                               "--interval", "0.9", "--draws", str(args.draws),
                                               "--jobs", str(args.jobs), "-q"]),
     ]

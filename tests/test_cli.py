@@ -84,7 +84,7 @@ def test_fit_writes_both_models(workdir):
 def test_score_equals_the_library(workdir, capsys):
     out = workdir / "scores.parquet"
     code = run("score", workdir / "model", workdir / "rfm.parquet", "--out", out, "--horizon", 12,
-               "--time-unit", "M", "--discount-rate", 0.01, "--interval", 0.9, "--draws", 100, "--seed", 3)
+               "--period", "M", "--discount-rate", 0.01, "--interval", 0.9, "--draws", 100, "--seed", 3)
     assert code == 0
     assert "read: 2,357; scored: 2,357; rejected: 0" in capsys.readouterr().out
     got = pd.read_parquet(out).set_index("customer_id")

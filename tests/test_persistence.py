@@ -587,8 +587,9 @@ def test_spark_ships_only_the_bundles_regular_files_after_checking_it(fitted, tm
     save_models({"purchase": fitted[0]}, tmp_path / "b")
     (tmp_path / "secret.txt").write_text("password")
     (tmp_path / "b" / "notes.txt").symlink_to(tmp_path / "secret.txt")
-    files = _model_files(tmp_path / "b")
+    files, loaded = _model_files(tmp_path / "b")
     assert sorted(files) == ["bundle.json", "purchase/model.json"]
+    assert list(loaded) == ["purchase"]
     _forge(tmp_path / "b" / "purchase", _set_param("r", -2.0))
     with pytest.raises(ModelFileError, match="differs from the model its bundle recorded"):
         _model_files(tmp_path / "b")

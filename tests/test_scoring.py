@@ -13,7 +13,7 @@ from clvmodels.datasets import cdnow_summary
 from clvmodels.errors import ClvDataError
 from clvmodels.scoring import ScoreSettings, row_problems, score_columns, score_frame, score_table
 
-SETTINGS = ScoreSettings(horizon=12, time_unit="M", discount_rate=0.01, interval=0.9, n_draws=100, seed=7)
+SETTINGS = ScoreSettings(horizon=12, period="M", discount_rate=0.01, interval=0.9, n_draws=100, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_scores_equal_the_models_predictions(models, rfm):
 
 
 def test_purchase_model_alone(models, rfm):
-    got = score_frame(models[0], None, rfm, ScoreSettings(horizon=3, time_unit="W"))
+    got = score_frame(models[0], None, rfm, ScoreSettings(horizon=3, period="W"))
     assert list(got.columns) == ["expected_purchases", "probability_alive"]
     np.testing.assert_allclose(got["expected_purchases"], models[0].expected_purchases(3.0, rfm), rtol=1e-12)
 
@@ -169,7 +169,10 @@ def test_unknown_time_unit_needs_period_length(models, rfm, tmp_path):
 
 
 @pytest.mark.parametrize("kw,match", [({"horizon": 0}, "horizon"), ({"interval": 1.5}, "interval"),
-                                      ({"n_draws": 1}, "n_draws"), ({"time_unit": "fortnight"}, "time unit")])
+                                      ({"n_draws": 1}, "n_draws"), ({"period": "fortnight"}, "time unit"),
+                                      ({"discount_rate": -1.0}, "discount_rate"),
+                                      ({"discount_rate": float("nan")}, "discount_rate"),
+                                      ({"period_length": 0.0}, "period_length")])
 def test_settings_are_checked(kw, match):
     with pytest.raises(ClvDataError, match=match):
         ScoreSettings(**kw)
@@ -207,3 +210,107 @@ def test_quantiles_equal_numpys_bit_for_bit(n_draws):
     values[:, :10] = 3.0  # ties
     qs = [0.5, 0.05, 0.95, 0.0, 1.0, 0.25]
     assert np.array_equal(quantiles(values, qs), np.quantile(values, qs, axis=0))
+
+
+# ---------------------------------------------------------------------------- issue #12: per customer, units
+def extreme_rows(rfm: pd.DataFrame) -> pd.DataFrame:
+    """Repeat buyers, one with a mean spend of 1e308 (its expected spend overflows) and others
+    extreme but harmless (a billion purchases, an age of 1e300 weeks)."""
+    t = rfm[rfm["frequency"] > 0].iloc[:900].copy()
+    t.iloc[0, t.columns.get_loc("monetary_value")] = 1e308
+    t.iloc[1, t.columns.get_loc("frequency")] = 10**9
+    t.iloc[2, [t.columns.get_loc("recency"), t.columns.get_loc("T")]] = 1e300
+    return t
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_one_overflowing_customer_is_rejected_and_the_rest_scored(models, rfm, tmp_path, jobs):
+    bgnbd, gg = models
+    t = extreme_rows(rfm)
+    counts = score_table(bgnbd, gg, t, tmp_path / "s.parquet", settings=SETTINGS, chunk_rows=200, jobs=jobs)
+    assert (counts.read, counts.scored, counts.rejected) == (900, 899, 1)
+    rejects = pd.read_parquet(tmp_path / "s.rejects.parquet")
+    assert rejects["customer_id"].tolist() == [str(t.index[0])]
+    assert rejects["reason"].tolist() == ["expected_spend, clv not finite (extreme input values)"]
+    assert rejects["monetary_value"].tolist() == ["1e+308"]
+    scores = pd.read_parquet(tmp_path / "s.parquet").set_index("customer_id")
+    assert list(scores.index) == list(t.index[1:])
+    assert np.isfinite(scores[score_columns(True, True)].to_numpy()).all()
+    clean = score_frame(bgnbd, gg, t.iloc[3:], SETTINGS)
+    np.testing.assert_array_equal(scores.loc[t.index[3:], clean.columns].to_numpy(), clean.to_numpy())
+
+
+def test_score_frame_names_the_overflowing_customers(models, rfm):
+    bgnbd, gg = models
+    t = extreme_rows(rfm)
+    with pytest.raises(ClvDataError, match=r"not finite or out of range.*\(1 row\)"):
+        score_frame(bgnbd, gg, t, ScoreSettings())
+    got = score_frame(bgnbd, gg, t, ScoreSettings(), reasons=True)
+    assert (got["reason"] != "").tolist() == [True] + [False] * 899
+
+
+def test_result_problems_checks_ranges():
+    from clvmodels.scoring import result_problems
+
+    scores = pd.DataFrame({"expected_purchases": [1.0, -0.5, 2.0, np.nan],
+                           "probability_alive": [0.5, 0.5, 1.5, 0.2]})
+    assert result_problems(scores).tolist() == [
+        "", "expected_purchases out of range (extreme input values)",
+        "probability_alive out of range (extreme input values)",
+        "expected_purchases not finite (extreme input values)"]
+
+
+def test_a_table_in_another_time_unit_is_refused(models, rfm, tmp_path):
+    bgnbd, gg = models
+    days = rfm.copy()
+    days[["recency", "T"]] *= 7
+    days.attrs = {"time_unit": "D"}
+    for call in (lambda: score_frame(bgnbd, gg, days, ScoreSettings()),
+                 lambda: score_table(bgnbd, gg, days, tmp_path / "s.parquet", settings=ScoreSettings())):
+        with pytest.raises(ClvDataError, match=r"Time unit mismatch.*'D'.*'W'.*--time-unit W"):
+            call()
+    path = tmp_path / "days.parquet"
+    days.to_parquet(path)  # pandas records attrs in the file
+    with pytest.raises(ClvDataError, match="Time unit mismatch"):
+        score_table(bgnbd, gg, path, tmp_path / "s.parquet", settings=ScoreSettings())
+    assert not (tmp_path / "s.parquet").exists()
+    weeks = tmp_path / "weeks.csv"
+    rfm.to_csv(weeks)  # a CSV records no unit: accepted, reported as unchecked
+    assert score_table(bgnbd, gg, weeks, tmp_path / "s.parquet", settings=ScoreSettings()).time_unit is None
+    assert score_table(bgnbd, gg, rfm, tmp_path / "s.parquet", settings=ScoreSettings()).time_unit == "W"
+
+
+def test_outputs_that_are_the_input_or_each_other_are_refused(models, rfm, tmp_path):
+    bgnbd, gg = models
+    path = tmp_path / "rfm.parquet"
+    rfm.to_parquet(path)
+    before = path.read_bytes()
+    (tmp_path / "link.parquet").symlink_to(path)
+    for out, rejects in [(path, None), (tmp_path / "link.parquet", None), (tmp_path / "s.parquet", path),
+                         (tmp_path / "s.parquet", tmp_path / "sub" / ".." / "s.parquet")]:
+        with pytest.raises(ClvDataError, match="same"):
+            score_table(bgnbd, gg, path, out, rejects=rejects, settings=ScoreSettings())
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.parquet", "rfm.parquet"]
+
+
+def test_time_unit_keyword_is_a_deprecated_alias_of_period():
+    with pytest.warns(DeprecationWarning, match="period="):
+        settings = ScoreSettings(time_unit="W")
+    assert settings.period == "W"
+    with pytest.warns(DeprecationWarning, match="period="):
+        assert settings.time_unit == "W"
+    assert ScoreSettings(period="weeks").period == "W"
+
+
+def test_csv_outputs_escape_formulas_unless_raw(models, rfm, tmp_path):
+    bgnbd, _ = models
+    t = rfm.iloc[:4].reset_index().astype({"customer_id": str})
+    t["customer_id"] = ["=HYPERLINK(\"http://x\")", "+1", "@SUM(A1)", "-2"]
+    t = t.set_index("customer_id")
+    t.attrs = rfm.attrs
+    score_table(bgnbd, None, t, tmp_path / "s.csv", settings=ScoreSettings())
+    ids = pd.read_csv(tmp_path / "s.csv", dtype={"customer_id": str})["customer_id"].tolist()
+    assert ids == ["'=HYPERLINK(\"http://x\")", "+1", "'@SUM(A1)", "-2"]  # plain numbers stay numbers
+    score_table(bgnbd, None, t, tmp_path / "raw.csv", settings=ScoreSettings(), escape=False)
+    assert pd.read_csv(tmp_path / "raw.csv", dtype={"customer_id": str})["customer_id"].tolist() == list(t.index)

@@ -37,7 +37,8 @@ from .errors import ClvDataError, renamed_argument
 from . import predictive as P
 from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
-from .models.base import check_kind, validate_columns
+from .models.base import check_kind
+from .validation import validate_columns
 from .models.purchase import DiscretePurchaseModel, PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel

@@ -4,7 +4,7 @@
 
     clvmodels summarize LOG --out RFM.parquet [--calibration-end DATE] [--time-unit W]
     clvmodels fit RFM.parquet --model bgnbd+gg --method mle --out MODEL_DIR
-    clvmodels score MODEL_DIR RFM_OR_LOG --horizon 12 --time-unit M --discount-rate 0.01 \\
+    clvmodels score MODEL_DIR RFM_OR_LOG --horizon 12 --period M --discount-rate 0.01 \\
         --interval 0.9 --out SCORES.parquet
     clvmodels backtest LOG --calibration-end DATE --out RESULT_DIR [--report REPORT.html]
     clvmodels report LOG --calibration-end DATE --out REPORT.html
@@ -14,14 +14,25 @@ Exit codes (for schedulers):
 
 * 0: success;
 * 1: internal failure (a bug or an environment problem: the traceback is printed);
-* 2: bad input or usage (missing file or column, invalid data, unreadable model, bad option);
+* 2: bad input or usage (missing, empty, unreadable or mis-named file, missing column, invalid
+  data, unreadable model, bad option, an output that would overwrite an input): one line on
+  stderr saying why, the traceback (and example rows) only with ``--debug``;
 * 3: the run finished, but some customers were rejected (see the rejects file) and
-  ``--allow-rejects`` was not given.
+  ``--allow-rejects`` was not given;
+* 130 / 143: interrupted (Ctrl-C / SIGTERM); outputs are left as they were.
 
 Outputs are written to a temporary file and renamed into place, so a failed or killed run leaves
-the previous file (or none), never a partial one. Progress bars are shown on a terminal; with
-``--quiet`` or when stderr is not a terminal, progress goes to log lines instead (none with
-``--quiet``).
+the previous file (or none), never a partial one. An output that resolves to an input or to another
+output (through symbolic links or relative paths too) is refused before anything is read. CSV
+outputs escape formula-like text cells (a leading ``'`` before ``=``, ``+``, ``-``, ``@``, tab or
+carriage return, OWASP's rule against CSV injection); ``--csv-raw`` writes them verbatim.
+Progress bars are shown on a terminal; with ``--quiet`` or when stderr is not a terminal, progress
+goes to log lines instead (none with ``--quiet``).
+
+``score`` works per customer: invalid rows, duplicate ids, scores that overflow, and (for a raw
+log) customers with a bad log row are rejected one by one into the rejects file, with the reason,
+and every other customer is scored (read = scored + rejected). ``score --jobs N`` workers die with
+the command, whether it ends, fails, gets SIGTERM or is killed (:mod:`clvmodels.workers`).
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ import argparse
 import contextlib
 import json
 import logging
+import re
+import signal
 import sys
 import time
 import traceback
@@ -48,20 +61,16 @@ log = logging.getLogger("clvmodels.cli")
 EXIT_CODES = ("Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
               "(see the rejects file) without --allow-rejects.")
 
-#: Short names of the model classes for ``--model`` (class names work too).
-MODEL_ALIASES = {
-    "bgnbd": "BetaGeoModel",
-    "mbgnbd": "ModifiedBetaGeoModel",
-    "pnbd": "ParetoNBDModel",
-    "paretonbd": "ParetoNBDModel",
-    "sbg": "ShiftedBetaGeoModel",
-    "gg": "GammaGammaModel",
-    "gammagamma": "GammaGammaModel",
-}
-
-
 class UsageError(ClvDataError):
     """An invalid combination of options (exit code 2)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM received: unwinds every ``with`` block (workers stopped, temporary files removed)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 # ---------------------------------------------------------------------------- progress and logging
@@ -119,6 +128,46 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
     # accepted before and after the subcommand; a subcommand's default must not override the top's
     parser.add_argument("-q", "--quiet", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="no progress bars or log lines (errors only)")
+    parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="on an error, print the traceback and the example rows")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)$", re.IGNORECASE)
+
+
+def memory_size(text: str) -> str:
+    """An argparse type: a memory size such as ``4GB`` or ``512MiB``."""
+    if not _SIZE.match(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a size such as 4GB or 512MiB, got {text!r}")
+    return text.strip()
+
+
+def _csv_raw(parser) -> None:
+    parser.add_argument("--csv-raw", action="store_true",
+                        help="CSV outputs: write text cells verbatim (default: a leading ' before =, +, -, @, "
+                             "tab or CR, against formula injection in spreadsheets)")
 
 
 def _log_options(parser: argparse.ArgumentParser) -> None:
@@ -136,11 +185,19 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", choices=["auto", "pandas", "duckdb"], default="auto",
                    help="pandas (in memory) or duckdb (out of core; text timestamps must be ISO or given "
                         "by --date-format); auto: duckdb for files when installed")
-    g.add_argument("--memory-limit", default=None, metavar="SIZE", help="DuckDB memory cap, e.g. 4GB")
+    g.add_argument("--memory-limit", default=None, type=memory_size, metavar="SIZE",
+                   help="DuckDB memory cap, e.g. 4GB")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (exit 2), pointing to ``--help`` instead of printing the usage."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clvmodels",
         description="Probabilistic customer lifetime value: summarise transaction logs, fit models, score customers.",
         epilog=EXIT_CODES,
@@ -157,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-end", metavar="DATE", help="split into calibration and holdout at this date")
     p.add_argument("--time-unit", default="W", help="unit of recency and T (W)")
     p.add_argument("--csv", action="store_true", help="write CSV instead of Parquet")
+    _csv_raw(p)
     _log_options(p)
     _common(p)
 
@@ -168,33 +226,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["mle", "map", "nuts", "advi"], default="mle", help="fit method (mle)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--time-unit", help="unit of the table's recency and T (default: recorded in the Parquet file)")
-    p.add_argument("--penalizer", type=float, default=0.0, help="L2 penalty of the MLE (0)")
-    p.add_argument("--draws", type=int, default=1000, help="NUTS/ADVI draws per chain (1000)")
+    p.add_argument("--penalizer", type=finite_float, default=0.0, help="L2 penalty of the MLE (0)")
+    p.add_argument("--draws", type=positive_int, default=1000, help="NUTS/ADVI draws per chain (1000)")
     p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps (1000)")
-    p.add_argument("--chains", type=int, default=4, help="NUTS chains (4)")
+    p.add_argument("--chains", type=positive_int, default=4, help="NUTS chains (4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     _common(p)
 
     p = sub.add_parser("score", epilog=EXIT_CODES, help="score customers with a saved model",
                        description="Per-customer expected purchases, P(alive), expected spend and CLV "
-                                   "(with interval columns when --interval is given). Input: an RFM table or "
-                                   "a transaction log (summarised first, in the model's time unit).")
+                                   "(with interval columns when --interval is given). Input: an RFM table in "
+                                   "the model's time unit, or a transaction log (screened row by row: customers "
+                                   "with a bad row are rejected; the rest summarised in the model's time unit). "
+                                   "Customers that cannot be scored are listed in the rejects file.")
     p.add_argument("model_dir", help="model directory from 'clvmodels fit'")
     p.add_argument("input", help="RFM table or transaction log (.csv or .parquet)")
     p.add_argument("--out", required=True, help="scores table (.parquet, or .csv)")
-    p.add_argument("--horizon", type=int, default=12, help="number of periods ahead (12)")
-    p.add_argument("--time-unit", default="M", help="length of a period (M: months)")
-    p.add_argument("--discount-rate", type=float, default=0.01, help="discount rate per period (0.01)")
-    p.add_argument("--interval", type=float, default=None, help="add lower/upper columns of this width, e.g. 0.9")
-    p.add_argument("--draws", type=int, default=200, help="parameter draws for intervals (200)")
+    p.add_argument("--horizon", type=positive_int, default=12, help="number of periods ahead (12)")
+    p.add_argument("--period", default=None,
+                   help="length of one discounting period: h, D, W, M, Q, Y (M: months); the data's time "
+                        "unit is the model's")
+    p.add_argument("--time-unit", dest="deprecated_time_unit", default=None, metavar="PERIOD",
+                   help="deprecated name of --period")
+    p.add_argument("--discount-rate", type=finite_float, default=0.01,
+                   help="discount rate per period, > -1 (0.01)")
+    p.add_argument("--interval", type=finite_float, default=None,
+                   help="add lower/upper columns of this width, e.g. 0.9")
+    p.add_argument("--draws", type=positive_int, default=200, help="parameter draws for intervals (200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameter draws (0)")
-    p.add_argument("--period-length", type=float, help="length of one period in the model's time unit")
+    p.add_argument("--period-length", type=finite_float, help="length of one period in the model's time unit")
     p.add_argument("--csv", action="store_true", help="write CSV instead of Parquet")
+    _csv_raw(p)
     p.add_argument("--rejects", help="rejects table (default: <out>.rejects.parquet / .csv)")
     p.add_argument("--allow-rejects", action="store_true", help="exit 0 even when customers were rejected")
     p.add_argument("--id-column", default="customer_id", help="customer id column of an RFM table (customer_id)")
-    p.add_argument("--chunk-rows", type=int, default=100_000, help="customers per chunk (100000)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes scoring chunks in parallel (1)")
+    p.add_argument("--chunk-rows", type=positive_int, default=100_000, help="customers per chunk (100000)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="worker processes scoring chunks in parallel; they die with this process (1)")
     _log_options(p)
     _common(p)
 
@@ -223,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("log", help="transaction log (.csv or .parquet)")
     p.add_argument("--calibration-end", required=True, metavar="DATE", help="last day of the calibration period")
-    p.add_argument("--holdout", type=float, help="holdout length in --time-unit (default: to the end of the log)")
+    p.add_argument("--holdout", type=finite_float,
+                   help="holdout length in --time-unit (default: to the end of the log)")
     p.add_argument("--models", default="bgnbd", help="comma-separated purchase models (bgnbd)")
     p.add_argument("--time-unit", default="W", help="unit of T, recency and --holdout (W)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -277,58 +346,66 @@ def summarise_log(args, source, time_unit: str, calibration_end=None):
 
 
 def _resolve_model(name: str):
-    from .models.persistence import model_classes
+    """A model class by one of its ``short_names`` (e.g. ``bgnbd``) or its class name."""
+    from .models.registry import model_classes
 
     classes = model_classes()
-    key = name.strip()
-    cls_name = MODEL_ALIASES.get(key.lower().replace("/", "").replace("-", "").replace("_", ""), key)
-    lookup = {k.lower(): v for k, v in classes.items()}
-    cls = classes.get(cls_name) or lookup.get(cls_name.lower())
+    by_name = {alias: cls for cls in classes.values() for alias in cls.short_names}
+    by_name |= {k.lower(): cls for k, cls in classes.items()}
+    cls = by_name.get(name.strip().lower().replace("/", "").replace("-", "").replace("_", ""))
     if cls is None:
-        known = sorted(set(MODEL_ALIASES) | set(classes))
-        raise UsageError(f"Unknown model {name!r}; known: {', '.join(known)}.")
+        raise UsageError(f"Unknown model {name!r}; known: {', '.join(sorted(by_name))}.")
     return cls
 
 
-def _table_time_unit(path: str) -> str | None:
-    """The time unit recorded in a Parquet RFM table written by pandas (``attrs``), if any."""
-    from .io import table_format
+def _model_pair(spec: str):
+    """The purchase and (optional) spend model classes of ``--model purchase[+spend]``."""
+    from .models import PurchaseModel, SpendModel
 
-    if table_format(path) != "parquet":
-        return None
-    import pyarrow.parquet as pq
+    names = spec.split("+")
+    if len(names) > 2:
+        raise UsageError(f"--model takes a purchase model and optionally a spend model (e.g. bgnbd+gg), got {spec!r}.")
+    purchase_cls = _resolve_model(names[0])
+    spend_cls = _resolve_model(names[1]) if len(names) == 2 else None
+    if not issubclass(purchase_cls, PurchaseModel):
+        raise UsageError(f"--model {spec!r}: {names[0]!r} is a {purchase_cls.kind_name}; give a purchase model "
+                         "first (e.g. bgnbd+gg).")
+    if spend_cls is not None and not issubclass(spend_cls, SpendModel):
+        raise UsageError(f"--model {spec!r}: {names[1]!r} after '+' is not a spend model; the second model "
+                         "must be one (e.g. bgnbd+gg).")
+    return purchase_cls, spend_cls
 
-    try:
-        meta = pq.read_schema(path).metadata or {}
-        return json.loads(meta.get(b"PANDAS_ATTRS", b"{}")).get("time_unit")
-    except (OSError, ValueError):
-        return None
+
+def _check_outputs(inputs: dict, files: dict | None = None, directories: dict | None = None) -> None:
+    """Refuse outputs that resolve to an input or to each other (exit 2, before reading anything)."""
+    from .io import check_outputs
+
+    check_outputs(inputs, files or {}, directories)
 
 
 # ---------------------------------------------------------------------------- commands
 def cmd_summarize(args) -> int:
     from .io import write_table
 
+    _check_outputs({"the log": args.log}, {"--out": args.out})
     start = time.monotonic()
     rfm = summarise_log(args, args.log, args.time_unit, args.calibration_end)
     fmt = _out_format(args.out, args.csv)
-    write_table(rfm, args.out, fmt=fmt)
+    write_table(rfm, args.out, fmt=fmt, escape=not args.csv_raw)
     log.info("summarised %s customers in %.1f s -> %s", f"{len(rfm):,}", time.monotonic() - start, args.out)
     print(f"customers: {len(rfm):,}; repeat buyers: {int((rfm['frequency'] > 0).sum()):,}; wrote {args.out}")
     return EXIT_OK
 
 
 def cmd_fit(args) -> int:
-    from .io import read_columns, table_columns
+    from .io import read_columns, table_attrs, table_columns
     from .models.persistence import save_models
     from .units import normalize_unit
 
-    names = args.model.split("+")
-    if len(names) > 2:
-        raise UsageError(f"--model takes a purchase model and optionally a spend model (e.g. bgnbd+gg), got {args.model!r}.")
-    purchase_cls = _resolve_model(names[0])
-    spend_cls = _resolve_model(names[1]) if len(names) == 2 else None
-    unit = args.time_unit or _table_time_unit(args.rfm)
+    _check_outputs({"the RFM table": args.rfm}, directories={"--out": args.out})
+    purchase_cls, spend_cls = _model_pair(args.model)
+    attrs = table_attrs(args.rfm)
+    unit = args.time_unit or attrs.get("time_unit")
     if unit is None:
         raise UsageError(f"{args.rfm!r} does not record its time unit (CSV tables cannot): pass --time-unit W (or D, M, ...).")
     unit = normalize_unit(unit)
@@ -350,7 +427,7 @@ def cmd_fit(args) -> int:
         spend_settings = _accepted(spend_cls, {**settings, "exclude_invalid": True})
         models["spend"] = spend_cls(**spend_settings).fit(rfm)
     metadata = {"model": args.model, "method": args.method, "source": str(args.rfm), "time_unit": unit,
-                "n_customers": len(rfm)}
+                "resolution": attrs.get("resolution"), "n_customers": len(rfm)}
     save_models(models, args.out, metadata=metadata)
     log.info("fitted in %.1f s -> %s", time.monotonic() - start, args.out)
     if not args.quiet:
@@ -366,36 +443,80 @@ def _accepted(cls, settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k in names}
 
 
-def cmd_score(args) -> int:
-    from .io import count_rows, table_columns
-    from .models.persistence import load_models
-    from .scoring import PURCHASE_COLUMNS, ScoreSettings, default_rejects_path, score_table
+def _score_period(args) -> str:
+    """``--period``, or the deprecated ``--time-unit`` (with a notice on stderr)."""
+    old = args.deprecated_time_unit
+    if old is None:
+        return args.period or "M"
+    print("clvmodels score: --time-unit is deprecated here (it is the discounting period): use --period "
+          f"{old}.", file=sys.stderr)
+    if args.period is not None and args.period != old:
+        raise UsageError(f"--period {args.period} and the deprecated --time-unit {old} disagree: give --period only.")
+    return old
 
-    models, _ = load_models(args.model_dir)
-    if "purchase" not in models:
-        raise ClvDataError(f"{args.model_dir!r} holds no purchase model (it has {sorted(models)}).")
-    purchase, spend = models["purchase"], models.get("spend")
-    settings = ScoreSettings(horizon=args.horizon, time_unit=args.time_unit, discount_rate=args.discount_rate,
+
+def _screened_summary(args, purchase):
+    """The RFM frame of the log ``args.input`` in the model's time unit, summarised from the rows of
+    the customers without a bad row, and the :class:`~clvmodels.log_screening.LogScreen` (rejects)."""
+    import pandas as pd
+
+    from .io import scratch_directory
+    from .log_screening import screen_log
+
+    unit = getattr(purchase, "time_unit_", None)
+    if unit is None:
+        raise UsageError("The model does not record its time unit, so a log cannot be summarised for it: "
+                         "summarise the log first (clvmodels summarize) and score the RFM table.")
+    log.info("screening and summarising the transaction log %s (time unit %s)", args.input, unit)
+    with scratch_directory(args.out) as scratch:
+        screened = screen_log(args.input, scratch, customer_id=args.customer_id, timestamp=args.timestamp,
+                              amount=_amount(args), date_format=args.date_format, refunds=args.refunds,
+                              observation_end=args.observation_end, truncate=args.truncate,
+                              chunk_rows=args.chunk_rows)
+        if screened.path is None:  # every customer rejected
+            empty = pd.DataFrame(columns=["frequency", "recency", "T", "monetary_value"],
+                                 index=pd.Index([], name=args.id_column, dtype=object))
+            empty.attrs["time_unit"] = unit
+            return empty, screened
+        return summarise_log(args, screened.path, unit), screened
+
+
+def cmd_score(args) -> int:
+    from .io import count_rows, table_attrs, table_columns
+    from .models.persistence import load_models
+    from .scoring import ScoreSettings, default_rejects_path, input_columns, score_table
+    from .validation import check_time_unit
+
+    settings = ScoreSettings(horizon=args.horizon, period=_score_period(args), discount_rate=args.discount_rate,
                              interval=args.interval, n_draws=args.draws, seed=args.seed,
                              period_length=args.period_length)
     fmt = _out_format(args.out, args.csv)
     rejects = args.rejects or default_rejects_path(args.out, fmt)
+    _check_outputs({"the model directory": args.model_dir, "the input": args.input},
+                   {"--out": args.out, "--rejects": rejects})
+    models, meta = load_models(args.model_dir)
+    if "purchase" not in models:
+        raise ClvDataError(f"{args.model_dir!r} holds no purchase model (it has {sorted(models)}).")
+    purchase, spend = models["purchase"], models.get("spend")
     columns = table_columns(args.input)
-    if all(c in columns for c in PURCHASE_COLUMNS):
+    screened = None
+    if all(c in columns for c in input_columns(purchase)):
+        if check_time_unit(purchase, table_attrs(args.input), model_resolution=meta.get("resolution")) is None:
+            log.warning("%s records no time unit (CSV tables cannot): it is taken to be the model's (%s); "
+                        "the mismatch check was skipped.", args.input, getattr(purchase, "time_unit_", None))
         source, total = args.input, count_rows(args.input)
         log.info("scoring the RFM table %s", args.input)
     else:
-        unit = getattr(purchase, "time_unit_", None)
-        if unit is None:
-            raise UsageError("The model does not record its time unit, so a log cannot be summarised for it: "
-                             "summarise the log first (clvmodels summarize) and score the RFM table.")
-        log.info("summarising the transaction log %s (time unit %s)", args.input, unit)
-        source = summarise_log(args, args.input, unit)
+        source, screened = _screened_summary(args, purchase)
         total = len(source)
     with progress(args, total, "scoring", "customers") as advance:
         counts = score_table(purchase, spend, source, args.out, settings=settings, rejects=rejects, fmt=fmt,
                              id_column=args.id_column, chunk_rows=args.chunk_rows, progress=advance,
-                             jobs=args.jobs)
+                             jobs=args.jobs, escape=not args.csv_raw,
+                             prior_rejects=None if screened is None else screened.rejects)
+    if screened is not None:
+        for line in screened.summary():
+            log.warning("rejected: %s", line)
     print(f"read: {counts.read:,}; scored: {counts.scored:,}; rejected: {counts.rejected:,}; "
           f"wrote {args.out} and {rejects}")
     if counts.rejected:
@@ -425,6 +546,7 @@ def cmd_backtest(args) -> int:
     from .io import atomic_directory, write_table
     from .report import compare_report
 
+    _check_outputs({"the log": args.log}, {"--report": args.report}, {"--out": args.out})
     result = _run_backtest(args)
     tables = {name: getattr(result, name) for name in vars(result)
               if hasattr(getattr(result, name), "to_parquet")}
@@ -441,6 +563,7 @@ def cmd_backtest(args) -> int:
 def cmd_report(args) -> int:
     from .report import compare_report
 
+    _check_outputs({"the log": args.log}, {"--out": args.out})
     path = compare_report(_run_backtest(args), args.out, title=args.title)
     print(f"wrote {path}")
     return EXIT_OK
@@ -456,29 +579,76 @@ COMMANDS = {"summarize": cmd_summarize, "summarise": cmd_summarize, "fit": cmd_f
             "backtest": cmd_backtest, "report": cmd_report, "demo": cmd_demo}
 
 
+def bad_input_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input (exit 2), not a bug: ours, files that cannot be opened,
+    and the readers' errors on files that are empty, garbled, not UTF-8 or not what their name says."""
+    import pandas as pd
+
+    types = [ClvDataError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+             UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError, pd.errors.OutOfBoundsDatetime]
+    if "pyarrow" in sys.modules:
+        import pyarrow as pa
+
+        types.append(pa.ArrowInvalid)
+    if "duckdb" in sys.modules:
+        import duckdb
+
+        types += [duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException,
+                  duckdb.OutOfRangeException]
+    return tuple(types)
+
+
+def _report_bad_input(command: str, exc: BaseException, debug: bool) -> None:
+    """One line saying why (the first line of the message); the rest and the traceback with --debug."""
+    text = str(exc).strip() or type(exc).__name__
+    first, _, rest = text.partition("\n")
+    if debug:
+        traceback.print_exc()
+        print(f"clvmodels {command}: error: {text}", file=sys.stderr)
+        return
+    if not isinstance(exc, ClvDataError):
+        first += f" ({type(exc).__name__}: check the file's format and contents; --debug for details)"
+    elif rest.strip():
+        first += " (--debug shows the example rows)"
+    print(f"clvmodels {command}: error: {first}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
-    """Entry point of the ``clvmodels`` command; returns the exit code."""
+    """Entry point of the ``clvmodels`` command; returns the exit code.
+
+    SIGTERM raises :class:`Terminated` for the duration of the command, so that worker processes
+    are stopped and temporary files removed as on any error (exit 143)."""
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit with 2 (argparse)
     _setup_logging(args)
     if not args.quiet:
         warnings.simplefilter("default")
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return COMMANDS[args.command](args)
-    except ClvDataError as exc:  # bad input, unreadable model file, bad option combination
-        print(f"clvmodels {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        print(f"clvmodels {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"clvmodels {args.command}: interrupted; outputs left as they were.", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - an internal failure: report it with its traceback
+    except Terminated:
+        print(f"clvmodels {args.command}: terminated (SIGTERM); outputs left as they were.", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except Exception as exc:  # noqa: BLE001 - bad input (exit 2) or an internal failure (exit 1)
+        if isinstance(exc, bad_input_errors()):
+            _report_bad_input(args.command, exc, args.debug)
+            return EXIT_BAD_INPUT
         traceback.print_exc()
         print(f"clvmodels {args.command}: internal error (exit {EXIT_INTERNAL}); outputs left as they were.",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import ClvDataError
-from .models.base import check_kind, validate_columns
+from .models.base import check_kind
+from .validation import validate_columns
 from .models.draws import EXPECTED, interval_frame, model_draws, summarise_draws
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
@@ -48,13 +49,15 @@ def purchase_value_draws(model_cls, params, histories: dict, *, horizon: int, pe
 def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *, horizon: int,
                     period_length: float, discount_rate: float, interval: float | None = None,
                     n_draws: int | None = None, seed: int | None = None,
-                    what: tuple[str, ...] = ("clv",)) -> dict[str, dict[str, np.ndarray]]:
+                    what: tuple[str, ...] = ("clv",), finite: bool = True) -> dict[str, dict[str, np.ndarray]]:
     """Per-customer summaries (``mean``, and with ``interval`` ``median``/``lower``/``upper``) of
     ``what`` among ``expected_purchases`` (by the horizon), ``probability_alive``,
     ``expected_spend`` and ``clv``, all from one set of parameter draws of each model.
 
     The purchase-model quantities are evaluated once per distinct history (see
-    :func:`purchase_value_draws`); ``spend_model`` may be ``None`` when ``what`` needs no spend."""
+    :func:`purchase_value_draws`); ``spend_model`` may be ``None`` when ``what`` needs no spend.
+    ``finite=False``: a non-finite value makes its customer's mean non-finite instead of raising
+    (see :func:`clvmodels.models.base.summarise_draws`)."""
     models = [purchase_model] + ([spend_model] if spend_model is not None else [])
     draws = model_draws(*models, interval=interval, n_draws=n_draws, seed=seed)
     histories, history_code = unique_rows({k: data[k] for k in purchase_model.data_columns})
@@ -66,14 +69,14 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
     for name in ("expected_purchases", "probability_alive"):
         if name in what:
             summary = summarise_draws(_gather(values[name], name), draws[0], per_history, interval=interval,
-                                      compress_rows=False)
+                                      compress_rows=False, finite=finite)
             out[name] = {k: v[history_code] for k, v in summary.items()}
     if {"expected_spend", "clv"} & set(what):
         expected_spend = type(spend_model).expected_spend_formula
         spend_data = {k: data[k] for k in spend_model.data_columns}
         if "expected_spend" in what:
             out["expected_spend"] = summarise_draws(expected_spend, draws[1], spend_data, interval=interval,
-                                                    compress_rows=False)
+                                                    compress_rows=False, finite=finite)
         if "clv" in what:
             purchases = values["discounted_purchases"]
 
@@ -84,7 +87,7 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
             # per customer a gather and a few products, and mean spends are nearly all distinct:
             # de-duplicating these rows would cost more than it saves
             out["clv"] = summarise_draws(clv_fn, draws[1], {"history": history_code.astype(float), **spend_data},
-                                         interval=interval, compress_rows=False)
+                                         interval=interval, compress_rows=False, finite=finite)
     return out
 
 

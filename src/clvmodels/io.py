@@ -5,12 +5,23 @@ and renamed into place only once complete, so a crash or a kill leaves either th
 version or the complete new one, never a partial file. Large tables are read and written in
 chunks (pyarrow's ``ParquetFile.iter_batches`` and ``ParquetWriter``; streaming CSV), so memory
 stays bounded by the chunk size, not by the number of rows.
+
+Temporary files and directories are named ``.<name>.tmp-<pid>@<host>-<random>`` after the process
+that owns them; every write first removes those of processes of this host that no longer exist
+(:func:`remove_temporaries`), so a run killed with SIGKILL leaves its partial files only until the
+next write into the same directory (its scoring workers remove them as soon as they see it gone).
+
+CSV outputs escape formula-like text cells (OWASP's rule against CSV injection: a text cell that
+starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``, unless it
+is a plain number such as ``-1.5``), so that a spreadsheet opening them runs nothing;
+``escape_formulas=False`` (``clvmodels ... --csv-raw``) writes them verbatim.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -37,6 +48,68 @@ def table_format(path: str | os.PathLike) -> str:
     if suffixes.endswith(_CSV):
         return "csv"
     raise ClvDataError(f"Unsupported file type for {str(p)!r}: use .csv (optionally compressed) or .parquet.")
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)@([A-Za-z0-9]*)-[^/]+$")
+
+
+def _host() -> str:
+    """This machine's name, letters and digits only: a pid is only meaningful on its own host
+    (a directory shared between machines or containers never loses another one's temporaries)."""
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-{os.getpid()}@{_host()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_temporaries(directory: str | os.PathLike, pid: int | None = None) -> list[Path]:
+    """Remove the temporary files and directories of clvmodels writes in ``directory`` that belong
+    to process ``pid``, or (``pid=None``) to any process that no longer exists; returns them.
+
+    Previous versions moved aside by :func:`atomic_directory` (``.<name>.old-*``) are kept.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in Path(directory).iterdir():
+            match = _TEMPORARY.match(entry.name)
+            if match is None:
+                continue
+            owner = int(match.group(1))
+            if match.group(2) != _host():
+                continue
+            if (owner == pid) if pid is not None else (owner != os.getpid() and not _alive(owner)):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_directory(next_to: str | os.PathLike) -> Iterator[Path]:
+    """A temporary directory next to ``next_to`` (named as the owner's temporaries), removed on exit."""
+    path = Path(next_to)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=path.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _fsync_path(path: Path) -> None:
@@ -75,7 +148,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir():
         raise ClvDataError(f"Cannot write the file {str(path)!r}: a directory of that name exists.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    remove_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -109,7 +183,8 @@ def atomic_directory(path: str | os.PathLike, *, marker_files: tuple[str, ...] =
             f"Refusing to overwrite {str(path)!r}: it is a non-empty directory that is not a saved "
             "clvmodels model. Choose another path or remove it first."
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+    remove_temporaries(parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), dir=parent))
     try:
         yield tmp
         for f in tmp.rglob("*"):
@@ -250,6 +325,24 @@ def iter_table(path: str | os.PathLike, columns: list[str] | None = None,
                 yield chunk.reset_index(drop=True)
 
 
+def table_attrs(path: str | os.PathLike) -> dict:
+    """The ``attrs`` pandas recorded in a Parquet table (e.g. ``time_unit``, ``resolution`` of an RFM
+    summary); empty for CSV, a dataset directory, or a file without them."""
+    p = Path(path)
+    if not p.is_file() or table_format(p) != "parquet":
+        return {}
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(p).metadata or {}
+        attrs = json.loads(meta.get(b"PANDAS_ATTRS", b"{}"))
+    except (OSError, ValueError):
+        return {}
+    return attrs if isinstance(attrs, dict) else {}
+
+
 def read_columns(path: str | os.PathLike, columns: list[str] | None = None,
                  text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read ``columns`` (default: all) of a whole CSV or Parquet table (a directory is a Parquet
@@ -274,6 +367,82 @@ def _existing(path) -> Path:
 
 
 # ---------------------------------------------------------------------------- writing
+def _same(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    with contextlib.suppress(OSError):
+        return os.path.samefile(a, b)  # hard links
+    return False
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(directory)
+    return real != top and os.path.commonpath([real, top]) == top
+
+
+def check_outputs(inputs, files: dict, directories: dict | None = None) -> None:
+    """Refuse, before anything is read or written, outputs that would destroy an input or each other.
+
+    ``inputs``: the paths read (a list, or a dict label -> path); ``files`` and ``directories``:
+    the outputs, label -> path (labels such as ``"--out"`` name them in the message; None paths
+    are skipped). Paths are compared after resolving symbolic links and relative parts, and hard
+    links to the same file count as the same. Refused: an output that is an input or another
+    output; an input inside an output directory (replacing the directory would delete it); a file
+    output that is an existing directory, a directory output that is an existing file; an output
+    whose parent is a file. Raises :class:`ClvDataError`.
+    """
+    if not isinstance(inputs, dict):
+        inputs = {f"the input {os.fspath(p)!r}": p for p in inputs}
+    inputs = {k: Path(v) for k, v in inputs.items() if v is not None}
+    outputs = {**{k: (Path(v), False) for k, v in files.items() if v is not None},
+               **{k: (Path(v), True) for k, v in (directories or {}).items() if v is not None}}
+    seen: list[tuple[str, Path]] = []
+    for label, (path, is_dir) in outputs.items():
+        where = f"{label} {os.fspath(path)!r}"
+        for other, inp in inputs.items():
+            if _same(path, inp):
+                raise ClvDataError(f"{where} is the same file as {other}: an output never overwrites an "
+                                   "input. Choose another output path.")
+            if is_dir and _inside(inp, path):
+                raise ClvDataError(f"{other} lies inside the output directory {where}, which would be "
+                                   "replaced. Choose another output directory.")
+        for other, prev in seen:
+            if _same(path, prev):
+                raise ClvDataError(f"{where} is the same path as {other}: each output needs its own path.")
+        seen.append((where, path))
+        if is_dir and path.exists() and not path.is_dir():
+            raise ClvDataError(f"{where} is an existing file, but a directory is written there: choose "
+                               "another path or remove the file.")
+        if not is_dir and path.is_dir():
+            raise ClvDataError(f"{where} is an existing directory, but a file is written there: give a "
+                               "file name.")
+        parent = next((p for p in path.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ClvDataError(f"Cannot write {where}: {os.fspath(parent)!r} is a file, not a directory.")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$", re.IGNORECASE)
+
+
+def _escape_text(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def escape_formulas(frame: pd.DataFrame, index: bool = False) -> pd.DataFrame:
+    """A copy of ``frame`` whose formula-like text cells (and index labels, with ``index``) start
+    with ``'`` (OWASP's CSV-injection rule; plain numbers such as ``-1.5`` are left alone)."""
+    out = frame.copy(deep=False)
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c].dtype):
+            out[c] = out[c].map(_escape_text)
+    if index and (out.index.dtype == object or pd.api.types.is_string_dtype(out.index.dtype)):
+        out.index = out.index.map(_escape_text)
+    return out
+
+
 class ChunkedTableWriter:
     """Write pandas frames chunk by chunk to a Parquet or CSV file, atomically.
 
@@ -288,9 +457,11 @@ class ChunkedTableWriter:
         ``"parquet"`` or ``"csv"``; default from the file name (Parquet unless it ends in .csv).
     schema
         Optional pyarrow schema for Parquet (otherwise taken from the first chunk).
+    escape
+        CSV only: escape formula-like text cells (:func:`escape_formulas`; default True).
     """
 
-    def __init__(self, path: str | os.PathLike, fmt: str | None = None, schema=None):
+    def __init__(self, path: str | os.PathLike, fmt: str | None = None, schema=None, escape: bool = True):
         self.path = Path(path)
         if fmt is None:
             fmt = "csv" if "".join(self.path.suffixes).lower().endswith(".csv") else "parquet"
@@ -298,6 +469,7 @@ class ChunkedTableWriter:
             raise ClvDataError(f"Output format must be 'parquet' or 'csv', got {fmt!r}.")
         self.fmt = fmt
         self.schema = schema
+        self.escape = escape
         self.rows = 0
         self._writer = None
         self._ctx = None
@@ -320,6 +492,7 @@ class ChunkedTableWriter:
                 self._writer = pq.ParquetWriter(self._tmp, table.schema)
             self._writer.write_table(table)
         else:
+            frame = escape_formulas(frame) if self.escape else frame
             frame.to_csv(self._tmp, mode="a", header=self.rows == 0 and self._writer is None, index=False)
             self._writer = True
         self.rows += len(frame)
@@ -350,13 +523,15 @@ class ChunkedTableWriter:
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None,
-                index: bool = True) -> None:
-    """Write a whole frame to Parquet or CSV atomically (the index becomes a column when named)."""
+                index: bool = True, escape: bool = True) -> None:
+    """Write a whole frame to Parquet or CSV atomically (the index becomes a column when named).
+
+    ``escape``: CSV only, escape formula-like text cells (:func:`escape_formulas`)."""
     path = Path(path)
     if fmt is None:
         fmt = "csv" if "".join(path.suffixes).lower().endswith(".csv") else "parquet"
     with atomic_file(path) as tmp:
         if fmt == "csv":
-            frame.to_csv(tmp, index=index)
+            (escape_formulas(frame, index) if escape else frame).to_csv(tmp, index=index)
         else:
             frame.to_parquet(tmp, index=index)

@@ -26,7 +26,8 @@ import pandas as pd
 
 from . import metrics as M
 from .errors import ClvDataError
-from .models.base import check_kind, validate_columns
+from .models.base import check_kind
+from .validation import validate_columns
 from .models.draws import CHUNK_ELEMENTS, PREDICTIVE, check_finite, interval_frame, parameter_draws
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows

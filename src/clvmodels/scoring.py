@@ -5,29 +5,36 @@ optionally a spend model). :func:`score_table` streams a whole RFM table (Parque
 frame) through it chunk by chunk and writes the scores atomically, so memory stays bounded by the
 chunk size and nothing is lost: every input row ends up exactly once either in the scores or in the
 rejects file with the reason it could not be scored (missing or invalid values, duplicate customer
-id). With ``interval`` every score gets ``_lower``/``_upper`` columns over parameter draws (the
-posterior of a Bayesian fit, or the MLE's asymptotic normal); the draws are the same for every
-chunk (fixed ``seed``), so chunked and one-shot scoring give the same numbers.
+id, or scores that are not finite or out of range because of extreme inputs: one such customer
+never aborts the batch). The table's recorded time unit must be the purchase model's
+(:func:`clvmodels.validation.check_time_unit`). With ``interval`` every score gets
+``_lower``/``_upper`` columns over parameter draws (the posterior of a Bayesian fit, or the MLE's
+asymptotic normal); the draws are the same for every chunk (fixed ``seed``), so chunked and
+one-shot scoring give the same numbers.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .clv import value_customers
-from .errors import ClvDataError
-from .models.base import validate_columns
-from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, iter_table, table_columns, table_format
-from .units import normalize_unit, unit_days
+from .errors import ClvDataError, data_error
+from .io import (DEFAULT_CHUNK_ROWS, ChunkedTableWriter, check_outputs, iter_table, table_attrs,
+                 table_columns, table_format)
+from . import units
+from .units import normalize_unit
+from .validation import check_time_unit, problems, validate_columns
 
-PURCHASE_COLUMNS = ("frequency", "recency", "T")
-SPEND_COLUMNS = ("monetary_value",)
+#: Per-row reasons of a customer table (the public name :mod:`clvmodels.spark` uses).
+row_problems = problems
+
 SCORE_NAMES = ("expected_purchases", "probability_alive", "expected_spend", "clv")
 REJECT_COLUMNS = ["customer_id", "reason"]
 
@@ -39,10 +46,11 @@ class ScoreSettings:
     Parameters
     ----------
     horizon
-        Number of periods of ``time_unit`` ahead (expected purchases over the whole horizon; CLV
-        discounted period by period).
-    time_unit
-        Length of a period (``"M"``: months).
+        Number of periods ahead (expected purchases over the whole horizon; CLV discounted period
+        by period).
+    period
+        Length of one discounting period (``"M"``: months). Not the time unit of the data, which
+        is the model's. ``time_unit=`` is a deprecated alias.
     discount_rate
         Per-period discount rate of the CLV.
     interval
@@ -52,26 +60,46 @@ class ScoreSettings:
     seed
         Seed of the parameter draws: the same draws for every chunk and every run.
     period_length
-        Length of one period in the models' time unit; by default from ``time_unit`` and the unit
+        Length of one period in the models' time unit; by default from ``period`` and the unit
         the purchase model was fitted in.
     """
 
     horizon: int = 12
-    time_unit: str = "M"
+    period: str = "M"
     discount_rate: float = 0.01
     interval: float | None = None
     n_draws: int = 200
     seed: int = 0
     period_length: float | None = None
+    time_unit: InitVar[str | None] = None
 
-    def __post_init__(self):
+    def __post_init__(self, time_unit):
+        if time_unit is not None:
+            warnings.warn(_TIME_UNIT_RENAMED, DeprecationWarning, stacklevel=3)
+            self.period = time_unit
         if int(self.horizon) != self.horizon or self.horizon < 1:
             raise ClvDataError(f"horizon must be a positive integer, got {self.horizon!r}.")
-        self.time_unit = normalize_unit(self.time_unit)
+        self.period = normalize_unit(self.period)
+        if not np.isfinite(self.discount_rate) or self.discount_rate <= -1:
+            raise ClvDataError(
+                f"discount_rate must be a number > -1 (e.g. 0.01 per period), got {self.discount_rate!r}.")
+        if self.period_length is not None and not (np.isfinite(self.period_length) and self.period_length > 0):
+            raise ClvDataError(f"period_length must be a positive number, got {self.period_length!r}.")
         if self.interval is not None and not 0 < self.interval < 1:
             raise ClvDataError(f"interval must be in (0, 1), e.g. 0.9; got {self.interval!r}.")
         if int(self.n_draws) != self.n_draws or self.n_draws < 2:
             raise ClvDataError(f"n_draws must be an integer >= 2, got {self.n_draws!r}.")
+
+
+_TIME_UNIT_RENAMED = "ScoreSettings(time_unit=...) is deprecated: it is the discounting period, now called period=..."
+
+
+def _time_unit(self) -> str:
+    warnings.warn(_TIME_UNIT_RENAMED, DeprecationWarning, stacklevel=2)
+    return self.period
+
+
+ScoreSettings.time_unit = property(_time_unit, doc="Deprecated name of :attr:`period`.")
 
 
 def score_columns(has_spend: bool, interval: bool) -> list[str]:
@@ -82,82 +110,84 @@ def score_columns(has_spend: bool, interval: bool) -> list[str]:
     return [c for n in names for c in (n, f"{n}_lower", f"{n}_upper")]
 
 
+def input_columns(purchase_model, spend_model=None) -> list[str]:
+    """The columns scoring reads: the purchase model's, then the spend model's (each once)."""
+    spend_columns = spend_model.data_columns if spend_model is not None else ()
+    return list(dict.fromkeys(purchase_model.data_columns + spend_columns))
+
+
 def period_length(purchase_model, settings: ScoreSettings) -> float:
-    """Length of one scoring period in the purchase model's time unit."""
-    if settings.period_length is not None:
-        return float(settings.period_length)
-    model_unit = getattr(purchase_model, "time_unit_", None)
-    if model_unit is None:
-        raise ClvDataError(
-            "The purchase model does not know its time unit (its RFM table had none): pass the "
-            "length of one period in the model's unit (period_length / --period-length)."
-        )
-    return unit_days(settings.time_unit) / unit_days(model_unit)
+    """Length of one scoring period in the purchase model's time unit (see :func:`clvmodels.units.period_length`)."""
+    return units.period_length(settings.period, purchase_model.time_unit_, settings.period_length)
 
 
-def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreSettings) -> pd.DataFrame:
-    """Scores of the customers of ``rfm`` (valid rows only; see :func:`row_problems`).
+def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreSettings, *,
+                reasons: bool = False) -> pd.DataFrame:
+    """Scores of the customers of ``rfm`` (valid rows only; see :func:`clvmodels.validation.problems`).
 
     All scores come from one set of parameter draws of each model (:func:`clvmodels.clv.value_customers`):
     the same values as the models' methods with ``seed`` for the purchase model and ``seed + 1`` for
     the spend model. Returns a frame with the same index and the columns of :func:`score_columns`.
+
+    Scores that are not finite or out of range (extreme but finite inputs, e.g. a mean spend of
+    1e308, overflow) are checked per customer: they raise a :class:`ClvDataError` naming those
+    customers, or with ``reasons=True`` are returned as they are with the reason in an extra
+    ``reason`` column (empty for the customers scored), so that a batch rejects them one by one.
+    A table whose recorded time unit differs from the purchase model's is refused.
     """
     s = settings
+    check_time_unit(purchase_model, rfm)
     purchase_model._check_fitted()
     models = [purchase_model] + ([spend_model] if spend_model is not None else [])
     for model in models[1:]:
         model._check_fitted()
     columns = tuple(dict.fromkeys(c for m in models for c in m.data_columns))
     what = SCORE_NAMES if spend_model is not None else SCORE_NAMES[:2]
-    values = value_customers(purchase_model, spend_model, validate_columns(rfm, columns), horizon=int(s.horizon),
-                             period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
-                             interval=s.interval, n_draws=s.n_draws, seed=s.seed, what=what)
+    with np.errstate(all="ignore"):  # overflow is checked per customer below
+        values = value_customers(purchase_model, spend_model, validate_columns(rfm, columns), horizon=int(s.horizon),
+                                 period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
+                                 interval=s.interval, n_draws=s.n_draws, seed=s.seed, what=what, finite=False)
     out = {}
     for name in what:
         out[name] = values[name]["mean"]
         if s.interval is not None:
             out[f"{name}_lower"] = values[name]["lower"]
             out[f"{name}_upper"] = values[name]["upper"]
-    return pd.DataFrame(out, index=rfm.index)[score_columns(spend_model is not None, s.interval is not None)]
+    scores = pd.DataFrame(out, index=rfm.index)[score_columns(spend_model is not None, s.interval is not None)]
+    reason = result_problems(scores)
+    if reasons:
+        return scores.assign(reason=reason)
+    bad = (reason != "").to_numpy()
+    if bad.any():
+        raise data_error("Scores not finite or out of range (extreme input values)", n_rows=int(bad.sum()),
+                         rows=rfm.loc[bad, list(columns)].assign(reason=reason[bad]),
+                         fix="Check these customers' values; score_table (clvmodels score) rejects them one "
+                             "by one and scores the others.")
+    return scores
 
 
-def row_problems(rfm: pd.DataFrame, columns: Iterable[str], id_column: str | None = None) -> pd.Series:
-    """Why each row cannot be scored (empty string when it can), checked vectorised.
+#: Tolerance of the range checks of scores (rounding of sums of probabilities).
+SCORE_TOLERANCE = 1e-9
 
-    The checks are those of the models' input validation: values present, numeric and finite;
-    frequency a non-negative integer; recency in [0, T]; recency 0 without repeat purchases;
-    monetary value not negative; a customer id present.
+
+def result_problems(scores: pd.DataFrame) -> pd.Series:
+    """Why each row of ``scores`` is not a valid result (empty string when it is).
+
+    Every score must be finite, ``probability_alive`` (and its interval) in [0, 1] and the other
+    scores not negative (up to :data:`SCORE_TOLERANCE`).
     """
-    n = len(rfm)
-    reason = np.full(n, "", dtype=object)
-
-    def flag(mask, text):
-        mask = np.asarray(mask, dtype=bool) & (reason == "")
-        reason[mask] = text
-
-    if id_column is not None:
-        ids = rfm[id_column]
-        bad = ids.isna().to_numpy(copy=True)
-        if ids.dtype == object or pd.api.types.is_string_dtype(ids.dtype):
-            bad |= ids.astype(str).str.strip().eq("").to_numpy() & ~bad
-        flag(bad, f"missing {id_column}")
-    values = {}
-    for c in columns:
-        v = pd.to_numeric(rfm[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        flag(~np.isfinite(v), f"missing, non-numeric or infinite {c}")
-        values[c] = np.where(np.isfinite(v), v, 0.0)
-    if "frequency" in values:
-        f = values["frequency"]
-        flag((f < 0) | (f != np.round(f)), "frequency is not a non-negative integer")
-    if "recency" in values and "T" in values:
-        r, T = values["recency"], values["T"]
-        flag(T < 0, "T is negative")
-        flag((r < 0) | (r > T * (1 + 1e-12) + 1e-12), "recency is not in [0, T]")
-        if "frequency" in values:
-            flag((values["frequency"] == 0) & (r > 0), "recency > 0 without repeat purchases")
-    if "monetary_value" in values:
-        flag(values["monetary_value"] < 0, "monetary_value is negative")
-    return pd.Series(reason, index=rfm.index, name="reason")
+    values = scores.to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    low = np.where(finite, values, 0.0) < -SCORE_TOLERANCE
+    high = np.zeros_like(low)
+    alive = [i for i, c in enumerate(scores.columns) if c.startswith("probability_alive")]
+    high[:, alive] = np.where(finite[:, alive], values[:, alive], 0.0) > 1 + SCORE_TOLERANCE
+    reason = np.full(len(scores), "", dtype=object)
+    names = np.array([c.removesuffix("_lower").removesuffix("_upper") for c in scores.columns])
+    for flags, what in ((~finite, "not finite"), (low | high, "out of range")):
+        for i in np.flatnonzero(flags.any(axis=1) & (reason == "")):
+            reason[i] = f"{', '.join(dict.fromkeys(names[flags[i]]))} {what} (extreme input values)"
+    return pd.Series(reason, index=scores.index, name="reason")
 
 
 # ---------------------------------------------------------------------------- streaming
@@ -169,6 +199,8 @@ class ScoreCounts:
     scored: int = 0
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: The time unit the table records (None: it records none, so it could not be checked).
+    time_unit: str | None = None
 
     def add_rejects(self, reasons: pd.Series) -> None:
         for text, count in reasons.value_counts().items():
@@ -182,62 +214,85 @@ def _hash_ids(ids: pd.Series) -> np.ndarray:
 _WORKER: tuple | None = None  # (purchase model, spend model, settings) of a scoring worker process
 
 
-def _init_worker(model_dir: str, settings: ScoreSettings) -> None:
-    """Load the models in a fresh worker process (from files: nothing is shared but data)."""
+def _init_worker(model_dir: str, settings: ScoreSettings, parent_pid: int, directory: str) -> None:
+    """Load the models in a fresh worker process (from files: nothing is shared but data); the
+    worker exits, removing the parent's temporaries in ``directory``, if the parent dies."""
     global _WORKER
     from .models.persistence import load_models
+    from .workers import exit_with_parent
 
+    exit_with_parent(parent_pid, directory)
     models, _ = load_models(model_dir)
     _WORKER = (models["purchase"], models.get("spend"), settings)
 
 
+def _score_chunk(purchase_model, spend_model, settings: ScoreSettings, rfm: pd.DataFrame) -> pd.DataFrame:
+    """The chunk's rows, their scores and the ``reason`` of those whose scores are invalid."""
+    return pd.concat([rfm, score_frame(purchase_model, spend_model, rfm, settings, reasons=True)],
+                     axis=1).reset_index()
+
+
 def _score_in_worker(rfm: pd.DataFrame) -> pd.DataFrame:
-    purchase_model, spend_model, settings = _WORKER
-    return pd.concat([rfm, score_frame(purchase_model, spend_model, rfm, settings)], axis=1).reset_index()
+    return _score_chunk(*_WORKER, rfm)
 
 
 class _Scorer:
     """Scores chunks in this process (``jobs=1``) or in a pool of worker processes.
 
-    Workers are started fresh ("spawn") and load the models from a temporary saved copy, which
-    predicts identically (see :mod:`clvmodels.models.persistence`).
+    Workers are started fresh ("spawn") and load the models from a temporary saved copy next to
+    the output ``out`` (which predicts identically, see :mod:`clvmodels.models.persistence`); they
+    die with this process (:mod:`clvmodels.workers`), and on any exception (Ctrl-C, SIGTERM in the
+    ``clvmodels`` command) are stopped at once.
     """
 
-    def __init__(self, purchase_model, spend_model, settings: ScoreSettings, jobs: int):
+    def __init__(self, purchase_model, spend_model, settings: ScoreSettings, jobs: int, out: str):
         self.models = (purchase_model, spend_model, settings)
         self.jobs = max(1, int(jobs))
+        self.out = out
         self.pool = None
-        self._tmp = None
+        self._scratch = None
 
     def __enter__(self) -> "_Scorer":
         if self.jobs > 1:
             import multiprocessing
-            import tempfile
             from concurrent.futures import ProcessPoolExecutor
 
+            from .io import scratch_directory
             from .models.persistence import save_models
 
             purchase_model, spend_model, settings = self.models
-            self._tmp = tempfile.TemporaryDirectory(prefix="clvmodels-score-")
-            model_dir = os.path.join(self._tmp.name, "models")
-            save_models({"purchase": purchase_model, **({"spend": spend_model} if spend_model else {})}, model_dir)
-            self.pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init_worker, initargs=(model_dir, settings))
+            self._scratch = scratch_directory(self.out)
+            model_dir = os.path.join(self._scratch.__enter__(), "models")
+            try:
+                save_models({"purchase": purchase_model, **({"spend": spend_model} if spend_model else {})},
+                            model_dir)
+                self.pool = ProcessPoolExecutor(
+                    self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                    initargs=(model_dir, settings, os.getpid(), os.path.dirname(os.path.abspath(self.out))))
+            except BaseException:
+                self._scratch.__exit__(None, None, None)
+                raise
         return self
 
     def submit(self, rfm: pd.DataFrame):
         if self.pool is None:
-            purchase_model, spend_model, settings = self.models
-            return pd.concat([rfm, score_frame(purchase_model, spend_model, rfm, settings)], axis=1).reset_index()
+            return _score_chunk(*self.models, rfm)
         return self.pool.submit(_score_in_worker, rfm)
 
     def result(self, handle) -> pd.DataFrame:
         return handle if self.pool is None else handle.result()
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> bool:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self._tmp.cleanup()
+            from .workers import terminate_pool
+
+            try:
+                if exc_type is None:
+                    self.pool.shutdown(wait=True)
+                else:
+                    terminate_pool(self.pool)
+            finally:
+                self._scratch.__exit__(None, None, None)
         return False
 
 
@@ -293,6 +348,8 @@ def score_table(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
+    escape: bool = True,
+    prior_rejects: pd.DataFrame | None = None,
 ) -> ScoreCounts:
     """Score every customer of an RFM table and write the scores (and rejects) atomically.
 
@@ -320,19 +377,38 @@ def score_table(
         Called with the number of rows of each chunk once it is done.
     jobs
         Worker processes scoring chunks in parallel (each loads a saved copy of the models); the
-        output keeps the input's order and at most ``jobs`` chunks are in flight.
+        output keeps the input's order and at most ``jobs`` chunks are in flight. They die with
+        this process (:mod:`clvmodels.workers`).
+    escape
+        CSV outputs: escape formula-like text cells (:func:`clvmodels.io.escape_formulas`).
+    prior_rejects
+        Customers rejected before the table was made (e.g. by
+        :func:`clvmodels.log_screening.screen_log`): a frame with ``customer_id``, ``reason`` and
+        any other columns, written first to the rejects file and counted as read and rejected.
 
     Returns
     -------
-    :class:`ScoreCounts`: rows read, scored and rejected (with the reasons).
+    :class:`ScoreCounts`: rows read, scored and rejected (with the reasons), and the table's
+    recorded time unit (None when it records none and could not be checked).
+
+    Raises :class:`ClvDataError` before reading any row if an output is the input or the other
+    output, if the table's recorded time unit is not the purchase model's
+    (:func:`clvmodels.validation.check_time_unit`), or if the model's unit is unknown.
     """
-    columns = list(PURCHASE_COLUMNS) + (list(SPEND_COLUMNS) if spend_model is not None else [])
+    if int(chunk_rows) != chunk_rows or chunk_rows < 1:
+        raise ClvDataError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+    if int(jobs) != jobs or jobs < 1:
+        raise ClvDataError(f"jobs must be a positive integer, got {jobs!r}.")
+    columns = input_columns(purchase_model, spend_model)
     out = os.fspath(out)
     if fmt is None:
         fmt = "csv" if out.lower().endswith(".csv") else "parquet"
     if rejects is None:
         rejects = default_rejects_path(out, fmt)
+    check_outputs([] if isinstance(source, pd.DataFrame) else [source], {"out": out, "rejects": rejects})
     period_length(purchase_model, settings)  # fail before reading anything if the unit is unknown
+    attrs = source.attrs if isinstance(source, pd.DataFrame) else table_attrs(source)
+    counts = ScoreCounts(time_unit=check_time_unit(purchase_model, attrs))
 
     if isinstance(source, pd.DataFrame):
         frame = source.reset_index()
@@ -353,33 +429,53 @@ def score_table(
         dup = _duplicate_hashes(c[id_column] for c in iter_table(source, [id_column], chunk_rows, text))
         chunks = iter_table(source, [id_column] + columns, chunk_rows, text)
     repeats = _DuplicateFilter(dup)
-    counts = ScoreCounts()
-    with ChunkedTableWriter(out, fmt) as scores_out, ChunkedTableWriter(rejects, fmt) as rejects_out, \
-            _Scorer(purchase_model, spend_model, settings, jobs) as scorer:
+    extra = [] if prior_rejects is None else [c for c in prior_rejects.columns if c not in REJECT_COLUMNS]
+    with ChunkedTableWriter(out, fmt, escape=escape) as scores_out, \
+            ChunkedTableWriter(rejects, fmt, escape=escape) as rejects_out, \
+            _Scorer(purchase_model, spend_model, settings, jobs, out) as scorer:
         pending: collections.deque = collections.deque()  # (scores in progress, rows of the chunk)
+        import pyarrow as pa
+
+        rejects_out.schema = pa.schema([(c, pa.string()) for c in REJECT_COLUMNS + columns + extra])
+
+        def reject(rows: pd.DataFrame, reason: pd.Series) -> None:
+            rej = rows[[id_column] + columns].astype(str).assign(reason=reason.to_numpy(), **dict.fromkeys(extra, ""))
+            rej = rej.rename(columns={id_column: "customer_id"}) if id_column != "customer_id" else rej
+            rejects_out.write(rej[REJECT_COLUMNS + [c for c in rej.columns if c not in REJECT_COLUMNS]])
+            counts.rejected += len(rej)
+            counts.add_rejects(reason)
+
+        if prior_rejects is not None and len(prior_rejects):
+            prior = prior_rejects.astype(object).where(prior_rejects.notna(), None)
+            prior = prior.assign(customer_id=[None if v is None else str(v) for v in prior["customer_id"]],
+                                 **{c: None for c in columns if c not in prior.columns})
+            rejects_out.write(prior[REJECT_COLUMNS + columns + extra].astype(
+                {c: object for c in REJECT_COLUMNS + columns + extra}))
+            counts.read += len(prior)
+            counts.rejected += len(prior)
+            counts.add_rejects(prior["reason"])
 
         def write_next():
             result, n_rows = pending.popleft()
             if result is not None:
                 frame = scorer.result(result)
-                scores_out.write(frame)
-                counts.scored += len(frame)
+                bad = (frame["reason"] != "").to_numpy()
+                if bad.any():
+                    reject(frame.loc[bad], frame.loc[bad, "reason"])
+                scores_out.write(frame.loc[~bad].drop(columns="reason"))
+                counts.scored += int((~bad).sum())
             if progress is not None:
                 progress(n_rows)
 
         for chunk in chunks:
             chunk = chunk.reset_index(drop=True)
             counts.read += len(chunk)
-            reason = row_problems(chunk, columns, id_column)
+            reason = problems(chunk, columns, id_column)
             repeat = repeats(chunk[id_column]) & (reason == "").to_numpy()
             reason[repeat] = f"duplicate {id_column} (an earlier row was scored)"
             bad = (reason != "").to_numpy()
             if bad.any():
-                rej = chunk.loc[bad].astype(str).assign(reason=reason[bad])
-                rej = rej.rename(columns={id_column: "customer_id"}) if id_column != "customer_id" else rej
-                rejects_out.write(rej[REJECT_COLUMNS + [c for c in rej.columns if c not in REJECT_COLUMNS]])
-                counts.rejected += int(bad.sum())
-                counts.add_rejects(reason[bad])
+                reject(chunk.loc[bad], reason[bad])
             good = chunk.loc[~bad]
             rfm = None
             if len(good):
@@ -390,11 +486,6 @@ def score_table(
                 write_next()
         while pending:
             write_next()
-        if rejects_out.rows == 0:
-            import pyarrow as pa
-
-            rejects_out.schema = pa.schema([(c, pa.string()) for c in REJECT_COLUMNS + [
-                c for c in [id_column] + columns if c != id_column]])
     return counts
 
 

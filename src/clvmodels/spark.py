@@ -292,8 +292,9 @@ def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **
     return purchase_model, spend_model
 
 
-def _model_files(models) -> dict[str, bytes]:
-    """The files of a saved model bundle (a path, or ``{"purchase": m, "spend": m}`` saved now)."""
+def _model_files(models) -> tuple[dict[str, bytes], dict]:
+    """The files of a saved model bundle (a path, or ``{"purchase": m, "spend": m}`` saved now), and
+    the bundle's models as loaded on the driver."""
     from .models.persistence import save_models
 
     if isinstance(models, dict):
@@ -305,9 +306,10 @@ def _model_files(models) -> dict[str, bytes]:
         raise ClvDataError(f"{str(root)!r} is not a saved model bundle (clvmodels fit / save_models).")
     from .models.persistence import load_models
 
-    load_models(root)  # a damaged or tampered bundle is refused here, on the driver, with its reason
+    loaded, _ = load_models(root)  # a damaged or tampered bundle is refused here, on the driver, with its reason
     # regular files only: a link (never part of a bundle) could point to any file of the driver
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    return files, loaded
 
 
 def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):
@@ -332,12 +334,12 @@ def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):
     """
     from pyspark.sql import types as T
 
-    from .scoring import PURCHASE_COLUMNS, SPEND_COLUMNS, ScoreSettings, score_columns
+    from .scoring import ScoreSettings, input_columns, score_columns
 
     settings = settings or ScoreSettings()
-    files = _model_files(models)
-    has_spend = any(Path(name).parts[0] == "spend" for name in files)
-    columns = list(PURCHASE_COLUMNS) + (list(SPEND_COLUMNS) if has_spend else [])
+    files, loaded = _model_files(models)
+    has_spend = loaded.get("spend") is not None
+    columns = input_columns(loaded["purchase"], loaded.get("spend"))
     missing = [c for c in [id_column] + columns if c not in rfm.columns]
     if missing:
         raise ClvDataError(f"The RFM DataFrame lacks column(s) {missing} (it has {rfm.columns}).")

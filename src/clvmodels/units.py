@@ -32,6 +32,11 @@ _ALIASES = {
 
 def normalize_unit(unit: str) -> str:
     """Return the canonical code ('h', 'D', 'W', 'M', 'Q', 'Y') of a time unit name."""
+    if not isinstance(unit, str):
+        raise ClvDataError(
+            f"A time unit is one name such as 'W' or 'days', got {unit!r} ({type(unit).__name__}). "
+            f"Use one of {sorted(UNIT_DAYS)}."
+        )
     code = _ALIASES.get(unit, unit)
     if code not in UNIT_DAYS:
         raise ClvDataError(

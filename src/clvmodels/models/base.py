@@ -30,7 +30,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvDataError, ModelKindError, NotFittedError, data_error
+from ..errors import ClvDataError, ModelKindError, NotFittedError
+from ..validation import validate_columns  # the one definition (see clvmodels.validation)
 from .draws import EXPECTED, interval_frame, is_bayesian, parameter_draws, summarise_draws
 from .persistence import save_model
 from .registry import add_package_class
@@ -48,6 +49,8 @@ class CLVModel(ABC):
 
     #: Short name in tables and reports (e.g. ``"BG/NBD"``).
     display_name: ClassVar[str] = ""
+    #: Names that select the model on the command line (``clvmodels fit --model bgnbd+gg``).
+    short_names: ClassVar[tuple[str, ...]] = ()
     #: What the model's kind is called in messages (set by each kind's abstract base).
     kind_name: ClassVar[str] = "CLV model"
 
@@ -283,50 +286,6 @@ class CLVModel(ABC):
 
 
 # ---------------------------------------------------------------------------- helpers
-def validate_columns(rfm: pd.DataFrame, columns) -> dict[str, np.ndarray]:
-    """Float arrays of ``columns`` of ``rfm``, with a clear error for missing or bad values."""
-    if not isinstance(rfm, pd.DataFrame):
-        raise ClvDataError(f"Expected a pandas DataFrame with columns {list(columns)}, got {type(rfm).__name__}.")
-    missing = [c for c in columns if c not in rfm.columns]
-    if missing:
-        raise ClvDataError(
-            f"The RFM frame lacks column(s) {missing} (it has {list(rfm.columns)}). "
-            "Build it with clvmodels.rfm_summary(...) or rename your columns."
-        )
-    if len(rfm) == 0:
-        raise ClvDataError("The RFM frame is empty (0 customers).")
-    out = {}
-    for c in columns:
-        col = rfm[c]
-        if pd.api.types.is_float_dtype(col.dtype) and not isinstance(col.dtype, pd.api.extensions.ExtensionDtype):
-            values = col.to_numpy(dtype=float)  # already float64/32: no coercion pass
-        else:
-            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise data_error("Missing, non-numeric or infinite values", column=c, rows=rfm.loc[bad, list(columns)],
-                             fix="Fix or drop these customers.")
-        out[c] = values
-    if "frequency" in out:
-        f = out["frequency"]
-        bad = (f < 0) | (f != np.round(f))
-        if bad.any():
-            raise data_error("Frequencies must be non-negative integers", column="frequency",
-                             rows=rfm.loc[bad, list(columns)])
-    if "recency" in out and "T" in out:
-        r, T = out["recency"], out["T"]
-        bad = (r < 0) | (r > T * (1 + 1e-12) + 1e-12)
-        if bad.any():
-            raise data_error("Recency must lie in [0, T]", column="recency", rows=rfm.loc[bad, list(columns)],
-                             fix="Check the observation end used to compute T.")
-        if "frequency" in out:
-            bad = (out["frequency"] == 0) & (r > 0)
-            if bad.any():
-                raise data_error("Customers without repeat purchases must have recency 0", column="recency",
-                                 rows=rfm.loc[bad, list(columns)])
-    return out
-
-
 def check_kind(model, kind: type, what: str) -> None:
     """Refuse a model of the wrong kind (e.g. a spend model where a purchase model is needed),
     naming the protocol it must follow."""

@@ -23,8 +23,9 @@ import pytensor.tensor as pt
 from scipy.special import betaln, digamma, gammaln
 
 from ..errors import ClvDataError, data_error
+from ..validation import validate_columns
 from ._pt import betaln as pt_betaln
-from .base import validate_columns
+
 from .purchase import DiscretePurchaseModel
 
 
@@ -215,6 +216,7 @@ class BetaGeoBetaBinomModel(DiscretePurchaseModel):
     """
 
     display_name = "BG/BB"
+    short_names = ("bgbb",)
     param_names = ("alpha", "beta", "gamma", "delta")
     default_priors = {
         "alpha": ("HalfNormal", {"sigma": 10.0}),

@@ -424,6 +424,7 @@ class BetaGeoModel(ContinuousPurchaseModel):
     """
 
     display_name = "BG/NBD"
+    short_names = ("bgnbd",)
     param_names = ("r", "alpha", "a", "b")
     #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): half-normals wide enough to be
     #: nearly flat over plausible values; alpha has the unit of time, so its scale is 5 x the mean

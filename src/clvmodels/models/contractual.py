@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ClvDataError, data_error
-from .base import CLVModel, validate_columns
+from ..validation import validate_columns
+from .base import CLVModel
 
 
 def survivor_table(survivors) -> pd.DataFrame:

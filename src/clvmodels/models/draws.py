@@ -77,22 +77,23 @@ def model_draws(*models, interval: float | None, n_draws: int | None, seed: int 
 
 
 def summarise_draws(fn, draws: dict[str, np.ndarray], data: dict[str, np.ndarray], *, interval=None,
-                    compress_rows: bool = True, **fn_kwargs) -> dict[str, np.ndarray]:
+                    compress_rows: bool = True, finite: bool = True, **fn_kwargs) -> dict[str, np.ndarray]:
     """Per-customer mean (and median/interval) over draws of ``fn(params, **data)``.
 
     ``fn`` is evaluated once per distinct row of ``data`` (identical histories have identical
     predictions), streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
     ``compress_rows=False`` evaluates it on every row instead: for formulas of a few arithmetic
-    operations per row, cheaper than finding the distinct rows.
+    operations per row, cheaper than finding the distinct rows. ``finite=False``: a non-finite value
+    is not an error but makes its row's mean non-finite (batch scoring rejects such customers one by one).
     """
     if not compress_rows:
-        return _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
+        return _summarise_unique(fn, draws, data, interval=interval, finite=finite, **fn_kwargs)
     data, inverse = unique_rows(data)
-    out = _summarise_unique(fn, draws, data, interval=interval, **fn_kwargs)
+    out = _summarise_unique(fn, draws, data, interval=interval, finite=finite, **fn_kwargs)
     return {k: v[inverse] for k, v in out.items()}
 
 
-def _summarise_unique(fn, draws, data, *, interval=None, **fn_kwargs):
+def _summarise_unique(fn, draws, data, *, interval=None, finite=True, **fn_kwargs):
     n_draws = len(next(iter(draws.values())))
     n = len(next(iter(data.values())))
     params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
@@ -108,7 +109,8 @@ def _summarise_unique(fn, draws, data, *, interval=None, **fn_kwargs):
         sl = slice(start, start + chunk)
         vals = fn(params, **{k: v[sl] for k, v in data.items()}, **fn_kwargs)
         vals = np.broadcast_to(vals, (n_draws, len(range(*sl.indices(n)))))
-        check_finite(vals, fn.__name__)
+        if finite:
+            check_finite(vals, fn.__name__)
         out["mean"][sl] = vals.mean(axis=0)
         if interval is not None:
             out["median"][sl], out["lower"][sl], out["upper"][sl] = quantiles(vals, qs)

@@ -14,7 +14,8 @@ import pandas as pd
 import pytensor.tensor as pt
 
 from ..errors import AssumptionWarning, ClvDataError, data_error
-from .base import validate_columns
+from ..validation import HISTORY_CHECKS, validate_columns
+
 from .draws import is_bayesian
 from .spend import SpendModel
 
@@ -114,6 +115,7 @@ class GammaGammaModel(SpendModel):
     """
 
     display_name = "Gamma-Gamma"
+    short_names = ("gg", "gammagamma")
     param_names = ("p", "q", "gamma")
     #: Weakly informative priors (see :mod:`clvmodels.models.bayes`): a half-normal for the shape p;
     #: for q, a log-normal that is nearly uniform in log q over (0.01, 100): a flat prior on q
@@ -151,7 +153,8 @@ class GammaGammaModel(SpendModel):
 
     def fit(self, rfm: pd.DataFrame, **kwargs) -> "GammaGammaModel":
         """Fit on customers with repeat purchases (``frequency > 0``, ``monetary_value > 0``)."""
-        data = validate_columns(rfm, self.data_columns)
+        # non-positive spends get this model's own message (and exclude_invalid) below
+        data = validate_columns(rfm, self.data_columns, checks=HISTORY_CHECKS)
         invalid = ~self.fit_mask(data)
         weights = kwargs.pop("weights", None)
         n_invalid = int(invalid.sum()) if weights is None else int(round(float(np.sum(np.asarray(weights)[invalid]))))

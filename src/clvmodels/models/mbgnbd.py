@@ -154,6 +154,7 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     """
 
     display_name = "MBG/NBD"
+    short_names = ("mbgnbd",)
     param_names = ("r", "alpha", "a", "b")
     #: The parameters mean what they mean in BG/NBD: the same priors, (a, b) jointly (see :mod:`.bayes`).
     joint_priors = BetaGeoModel.joint_priors

@@ -321,6 +321,7 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     """
 
     display_name = "Pareto/NBD"
+    short_names = ("pnbd", "paretonbd")
     param_names = ("r", "alpha", "s", "beta")
     default_priors = {
         "r": ("HalfNormal", {"sigma": 5.0}),

@@ -153,6 +153,7 @@ class ShiftedBetaGeoModel(ContractualModel):
     """
 
     display_name = "sBG"
+    short_names = ("sbg",)
     param_names = ("alpha", "beta")
     default_priors = {
         "alpha": ("HalfNormal", {"sigma": 10.0}),
