@@ -203,3 +203,15 @@ def test_backtest_and_report(cdnow_sample_log, tmp_path):
     path = clv.compare_report(result, tmp_path / "nbd.html")
     text = path.read_text()
     assert "NBD" in text and "<img" in text
+
+
+def test_a_table_in_another_time_unit_is_refused_everywhere(nbd, cdnow_sample_log):
+    """A summary in days scored by a model fitted in weeks would be 7x off: every prediction of a
+    purchase model refuses it, naming both units (issue #12)."""
+    days = clv.rfm_summary(cdnow_sample_log, observation_end="1997-09-30", time_unit="D", truncate=True)
+    spend = clv.GammaGammaModel(exclude_invalid=True).fit(days)
+    for call in (lambda: nbd.expected_purchases(10, days), lambda: nbd.probability_alive(days),
+                 lambda: P.predictive_purchases(nbd, 10, days), lambda: P.purchase_pmf(nbd, 10, 3, days),
+                 lambda: clv.clv(nbd, spend, days)):
+        with pytest.raises(clv.ClvDataError, match=r"Time unit mismatch.*'D'.*'W'"):
+            call()

@@ -11,7 +11,8 @@ import pytest
 import clvmodels as clv
 from clvmodels.datasets import cdnow_summary
 from clvmodels.errors import ClvDataError
-from clvmodels.scoring import ScoreSettings, row_problems, score_columns, score_frame, score_table
+from clvmodels.scoring import ScoreSettings, score_columns, score_frame, score_table
+from clvmodels.validation import problems as row_problems
 
 SETTINGS = ScoreSettings(horizon=12, period="M", discount_rate=0.01, interval=0.9, n_draws=100, seed=7)
 

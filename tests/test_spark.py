@@ -131,6 +131,23 @@ def test_bad_rows_are_kept_with_a_reason(spark):
     assert got.loc[got["reject_reason"].notna(), "expected_purchases"].isna().all()
 
 
+def test_an_overflowing_customer_is_rejected_alone(spark):
+    """One extreme but finite mean spend (1e308) overflows in expected spend: that customer gets a
+    reason, the others of its partition are scored (it used to fail the whole partition)."""
+    rfm = clv.datasets.cdnow_summary(with_spend=True).head(50).reset_index()
+    rfm.attrs = {}
+    p = clv.BetaGeoModel().fit(rfm)
+    s = clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
+    extreme = rfm.index[rfm["frequency"] >= 2][0]
+    rfm.loc[extreme, "monetary_value"] = 1e308
+    cols = ["customer_id", "frequency", "recency", "T", "monetary_value"]
+    got = score_spark(spark.createDataFrame(rfm[cols]).coalesce(1), {"purchase": p, "spend": s},
+                      ScoreSettings(period_length=4.0)).toPandas().set_index("customer_id")
+    rejected = got["reject_reason"].notna()
+    assert rejected.sum() == 1 and got.index[rejected].item() == rfm.loc[extreme, "customer_id"]
+    assert got.loc[rejected, "clv"].isna().all() and np.isfinite(got.loc[~rejected, "clv"]).all()
+
+
 def test_errors(spark):
     log = simulate(20, seed=1)
     log.loc[3, "amount"] = -2.0

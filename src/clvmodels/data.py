@@ -254,7 +254,7 @@ def _parse_timestamps(raw: pd.DataFrame, column: str, date_format: str | None, w
             hint = " (numbers are read as YYYYMMDD dates; convert epoch times with pd.to_datetime(col, unit='s'))"
         if date_format is not None and not pd.api.types.is_string_dtype(values.dtype):
             values = values.astype(str)
-        ts, aware = _to_datetime(values, date_format)
+        ts, aware = parse_datetimes(values, date_format)
         bad = ts.isna().to_numpy()
         each = ts
         if aware is None and bad.any():  # pandas turns the naive values of a mixed column into NaT
@@ -280,7 +280,7 @@ def _parse_timestamps(raw: pd.DataFrame, column: str, date_format: str | None, w
     return ts.to_numpy(dtype="datetime64[ns]", copy=True), tz
 
 
-def _to_datetime(values: pd.Series, date_format: str | None):
+def parse_datetimes(values: pd.Series, date_format: str | None):
     """``pd.to_datetime`` with NaT for unparseable values; mixed ISO forms parse, and mixed UTC
     offsets keep each value's wall-clock time. Also returns, when values had to be parsed one by
     one, which of them carried a time zone or UTC offset (else None)."""

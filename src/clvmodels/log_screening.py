@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import _to_datetime, naive_timestamp  # the loader's parser: one definition
+from .data import naive_timestamp, parse_datetimes  # the loader's parser: one definition
 from .errors import ClvDataError
 from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, table_columns, table_format
 
@@ -53,7 +53,7 @@ def _timestamps(values: pd.Series, date_format: str | None) -> np.ndarray:
                 whole = numbers.notna() & (numbers == numbers.round())
                 values = numbers.round().astype("Int64").astype("string").where(whole)
                 date_format = "%Y%m%d"
-        ts = _to_datetime(values.astype("string"), date_format)
+        ts, _ = parse_datetimes(values.astype("string"), date_format)
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_localize(None)
     ts = ts.where((ts >= pd.Timestamp.min) & (ts <= pd.Timestamp.max))  # e.g. 2300: beyond nanoseconds

@@ -32,9 +32,6 @@ from . import units
 from .units import normalize_unit
 from .validation import check_time_unit, problems, validate_columns
 
-#: Per-row reasons of a customer table (the public name :mod:`clvmodels.spark` uses).
-row_problems = problems
-
 SCORE_NAMES = ("expected_purchases", "probability_alive", "expected_spend", "clv")
 REJECT_COLUMNS = ["customer_id", "reason"]
 

@@ -351,7 +351,8 @@ def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):
 
     def score_partition(batches):
         from .models.persistence import load_models
-        from .scoring import row_problems, score_frame
+        from .scoring import score_frame
+        from .validation import problems
 
         with tempfile.TemporaryDirectory() as d:
             for name, data in files.items():
@@ -362,17 +363,21 @@ def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):
         purchase, spend = loaded["purchase"], loaded.get("spend")
         for pdf in batches:
             pdf = pdf[[id_column] + columns].reset_index(drop=True)
-            reason = row_problems(pdf, columns, id_column)
-            good = (reason == "").to_numpy()
+            reason = problems(pdf, columns, id_column)
+            good = (reason == "").to_numpy().copy()
             out = pdf.copy()
             for c in columns:
                 out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
             for c in scores:
                 out[c] = np.nan
-            if good.any():
+            if good.any():  # customers whose results overflow are rejected one by one, as in the CLI
                 rows = out.loc[good].set_index(id_column)
-                values = score_frame(purchase, spend, rows, settings)
-                out.loc[good, scores] = values.to_numpy()
+                values = score_frame(purchase, spend, rows, settings, reasons=True)
+                failed = np.flatnonzero(good)[(values["reason"] != "").to_numpy()]
+                out.loc[good, scores] = values[scores].to_numpy()
+                reason.iloc[failed] = values["reason"].to_numpy()[(values["reason"] != "").to_numpy()]
+                out.loc[failed, scores] = np.nan
+                good[failed] = False
             f = out["frequency"].to_numpy()
             whole = np.isfinite(f) & (f == np.round(f))
             out["frequency"] = pd.array(np.where(whole, f, 0).astype(np.int64), dtype="Int64")

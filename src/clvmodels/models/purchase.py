@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ClvDataError
+from ..validation import check_time_unit
 from .base import CLVModel, check_n, check_t
 
 
@@ -79,6 +80,13 @@ class PurchaseModel(CLVModel):
     new_customer_formula: ClassVar[Callable | None] = None
 
     # ------------------------------------------------------------------ checks
+    def _rfm_or_fitted(self, rfm):
+        """The customers to score (default: the training data), refused when their recorded time unit
+        is not the model's (a table in days scored by a model fitted in weeks would be 7x off)."""
+        rfm = super()._rfm_or_fitted(rfm)
+        check_time_unit(self, rfm)
+        return rfm
+
     @classmethod
     def check_window(cls, t) -> None:
         """A prediction window must be finite and non-negative (and whole for discrete models)."""
