@@ -308,7 +308,7 @@ def backtest(
             out["warnings"].extend(spend_warnings)
             if spend is not None:
                 fitted[(label, spend_name)] = spend
-                out["parameters"].append(_parameters(spend, label, spend_name))
+                out["parameters"].append(parameter_table(spend, label, spend_name))
                 try:
                     spend_mean = spend.expected_spend(ch).to_numpy()
                 except ClvDataError as exc:
@@ -579,7 +579,7 @@ def _fit_model(out: dict, fitted: dict, model, ch, name, label, t):
     if model is None:
         return None, None
     fitted[(label, name)] = model
-    out["parameters"].append(_parameters(model, label, name))
+    out["parameters"].append(parameter_table(model, label, name))
     return model, model.expected_purchases(t, ch).to_numpy()
 
 
@@ -600,7 +600,8 @@ def _fit_with_warnings(model, rfm, name, label):
     return model, records
 
 
-def _parameters(model, label: str, name: str) -> pd.DataFrame:
+def parameter_table(model, label: str, name: str) -> pd.DataFrame:
+    """A fitted model's parameter table (its summary) in long form, tagged with the cutoff (or cohort) and name."""
     table = model.summary().copy()
     table.index.name = "parameter"
     long = table.reset_index().melt(id_vars="parameter", var_name="statistic", value_name="value")

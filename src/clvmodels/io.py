@@ -35,17 +35,17 @@ from .errors import ClvDataError
 #: Rows per chunk of the chunked readers unless told otherwise.
 DEFAULT_CHUNK_ROWS = 250_000
 
-_PARQUET = (".parquet", ".pq", ".parq")
-_CSV = (".csv", ".csv.gz", ".txt", ".tsv", ".csv.zip", ".csv.bz2")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".tsv", ".csv.zip", ".csv.bz2")
 
 
 def table_format(path: str | os.PathLike) -> str:
     """``"parquet"`` or ``"csv"`` from a file name (a directory is a Parquet dataset)."""
     p = Path(path)
     suffixes = "".join(p.suffixes).lower()
-    if p.is_dir() or suffixes.endswith(_PARQUET):
+    if p.is_dir() or suffixes.endswith(PARQUET_SUFFIXES):
         return "parquet"
-    if suffixes.endswith(_CSV):
+    if suffixes.endswith(CSV_SUFFIXES):
         return "csv"
     raise ClvDataError(f"Unsupported file type for {str(p)!r}: use .csv (optionally compressed) or .parquet.")
 
@@ -276,17 +276,16 @@ def _csv_options(p: Path, columns: list[str] | None, text_columns) -> dict:
             "na_values": {c: sorted(STR_NA_VALUES) for c in others}}
 
 
-def _checked_columns(p: Path, columns: list[str] | None) -> None:
-    """Every requested column is present, once."""
+def require_columns(p: Path, columns: list[str] | None, *, what: str | None = None,
+                    fix: str = "Pass the right column names or rebuild the table.") -> None:
+    """Every requested column of the table at ``p`` is present, once; else a :class:`ClvDataError`
+    naming ``what`` the table is (default: its path), the missing columns, those it has, and ``fix``."""
     if columns is None:
         return
     available = table_columns(p)
     missing = [c for c in columns if c not in available]
     if missing:
-        raise ClvDataError(
-            f"{str(p)!r} lacks column(s) {missing} (it has {available}). "
-            "Pass the right column names or rebuild the table."
-        )
+        raise ClvDataError(f"{what or repr(str(p))} lacks column(s) {missing} (it has {available}). {fix}")
     check_unique_columns(available, columns, p)
 
 
@@ -309,7 +308,7 @@ def iter_table(path: str | os.PathLike, columns: list[str] | None = None,
     same type and ids such as ``007`` stay labels).
     """
     p = _existing(path)
-    _checked_columns(p, columns)
+    require_columns(p, columns)
     with unreadable_as_data_error(p):
         if table_format(p) == "parquet":
             import pyarrow.dataset as ds
@@ -350,7 +349,7 @@ def read_columns(path: str | os.PathLike, columns: list[str] | None = None,
     :class:`ClvDataError`; ``text_columns`` of a CSV are read as text, as by :func:`iter_table`.
     """
     p = _existing(path)
-    _checked_columns(p, columns)
+    require_columns(p, columns)
     with unreadable_as_data_error(p):
         if table_format(p) == "parquet":
             import pyarrow.dataset as ds

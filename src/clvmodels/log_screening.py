@@ -25,7 +25,7 @@ import pandas as pd
 
 from .data import naive_timestamp, parse_datetimes  # the loader's parser: one definition
 from .errors import ClvDataError
-from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, table_columns, table_format
+from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, require_columns, table_format
 
 #: Row numbers kept as examples per kind of problem.
 N_EXAMPLES = 5
@@ -144,13 +144,9 @@ def screen_log(path: str | os.PathLike, scratch: str | os.PathLike, *, customer_
     unless ``truncate`` (they are then left to the summary, which ignores them)."""
     path = Path(path)
     columns = [customer_id, timestamp] + ([amount] if amount is not None else [])
-    available = table_columns(path)
-    missing = [c for c in columns if c not in available]
-    if missing:
-        raise ClvDataError(
-            f"Missing column(s) {missing} in the transaction log; it has {available}. Pass the right "
-            "names with --customer-id, --timestamp, --amount (--no-amount for a log without values)."
-        )
+    require_columns(path, columns, what="The transaction log",
+                    fix="Pass the right names with --customer-id, --timestamp, --amount (--no-amount for a "
+                        "log without values).")
     end = None if truncate else observation_end
     screen = LogScreen(path=os.fspath(path))
     bad_ids: dict = {}  # id -> [first reason, row numbers]

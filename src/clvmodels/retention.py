@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .backtest import _parameters, best_per_metric, result_html
+from .backtest import best_per_metric, parameter_table, result_html
 from .errors import ClvDataError
 from .models.base import check_kind
 from .models.contractual import ContractualModel, survivor_table
@@ -118,7 +118,7 @@ def retention_backtest(survivors, models=None, *, calibration_periods: int) -> R
             notes.extend({"cohort": cohort, "model": name, "category": type(w.message).__name__,
                           "message": str(w.message)} for w in caught)
             fitted[(cohort, name)] = model
-            params.append(_parameters(model, cohort, name).rename(columns={"cutoff": "cohort"}))
+            params.append(parameter_table(model, cohort, name).rename(columns={"cutoff": "cohort"}))
             forecasts[name] = model.expected_survivors(periods, cohort_size=s[0]).to_numpy()
         forecasts[CONSTANT_CHURN] = s[0] * constant_churn_survival(s, k, periods)
         for name, predicted in forecasts.items():

@@ -90,7 +90,7 @@ def _source(source, columns: list[str], timestamp: str, glob: bool, workdir: Pat
     DuckDB expands ``*``, ``?``, ``[...]`` and ``{...}`` in any path it is given: a path holding
     them is read through a link with a plain name in ``workdir``, so it is read literally.
     """
-    from .io import check_unique_columns, table_columns, table_format
+    from .io import require_columns, table_format
 
     if glob:
         import glob as globbing
@@ -104,14 +104,9 @@ def _source(source, columns: list[str], timestamp: str, glob: bool, workdir: Pat
         if not first.exists():
             raise ClvDataError(f"File not found: {str(first)!r}. Check the path.")
         read = str(first)
-    available = table_columns(first)
-    missing = [c for c in columns if c not in available]
-    if missing:
-        raise ClvDataError(
-            f"Missing column(s) {missing} in the transaction log; it has {available}. "
-            "Pass the right names with customer_id=..., timestamp=..., amount=... "
-            "(amount=None for a log without values).")
-    check_unique_columns(available, columns, first)
+    require_columns(first, columns, what="The transaction log",
+                    fix="Pass the right names with customer_id=..., timestamp=..., amount=... "
+                        "(amount=None for a log without values).")
     parquet = table_format(first) == "parquet"
     tz = None
     if parquet:
@@ -129,10 +124,10 @@ def _source(source, columns: list[str], timestamp: str, glob: bool, workdir: Pat
 
 def _known_suffix(path: Path) -> str:
     """The file-type ending of ``path`` that DuckDB reads the format and compression from."""
-    from .io import _CSV, _PARQUET
+    from .io import CSV_SUFFIXES, PARQUET_SUFFIXES
 
     name = path.name.lower()
-    return next(s for s in sorted(_PARQUET + _CSV, key=len, reverse=True) if name.endswith(s))
+    return next(s for s in sorted(PARQUET_SUFFIXES + CSV_SUFFIXES, key=len, reverse=True) if name.endswith(s))
 
 
 def _register_source(con, read: str | pd.DataFrame, parquet: bool, columns: list[str], customer_id: str,
