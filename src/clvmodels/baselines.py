@@ -36,12 +36,11 @@ from .errors import ClvDataError, renamed_argument
 from .periods import period_end, resolve_resolution
 from .rfm import calibration_holdout
 from .units import normalize_unit, unit_days
+from .validation import require_columns
 
 
 def _check_rfm(rfm: pd.DataFrame, t: float) -> None:
-    missing = [c for c in ("frequency", "recency", "T") if c not in rfm.columns]
-    if missing:
-        raise ClvDataError(f"The RFM frame lacks column(s) {missing}: build it with calibration_holdout(...).")
+    require_columns(rfm, ("frequency", "recency", "T"), fix="Build it with calibration_holdout(...).")
     if not np.isfinite(t) or t < 0:
         raise ClvDataError(f"t must be finite and non-negative, got {t!r}.")
 

@@ -388,7 +388,8 @@ def cmd_summarize(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from .io import read_columns, table_attrs, table_columns
+    from .io import read_columns, table_attrs
+    from .scoring import input_columns
     from .models.persistence import save_models
     from .units import normalize_unit
 
@@ -399,12 +400,7 @@ def cmd_fit(args) -> int:
     if unit is None:
         raise UsageError(f"{args.rfm!r} does not record its time unit (CSV tables cannot): pass --time-unit W (or D, M, ...).")
     unit = normalize_unit(unit)
-    columns = list(dict.fromkeys(purchase_cls.data_columns + (spend_cls.data_columns if spend_cls else ())))
-    available = table_columns(args.rfm)
-    missing = [c for c in columns if c not in available]
-    if missing:
-        raise ClvDataError(f"{args.rfm!r} lacks column(s) {missing} needed by {args.model} (it has {available}).")
-    rfm = read_columns(args.rfm, columns)
+    rfm = read_columns(args.rfm, input_columns(purchase_cls, spend_cls))  # refuses missing columns
     rfm.attrs["time_unit"] = unit
     settings = dict(method=args.method, penalizer=args.penalizer, draws=args.draws, tune=args.tune,
                     chains=args.chains, seed=args.seed, progressbar=_interactive(args))

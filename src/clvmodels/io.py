@@ -285,7 +285,7 @@ def require_columns(p: Path, columns: list[str] | None, *, what: str | None = No
     available = table_columns(p)
     missing = [c for c in columns if c not in available]
     if missing:
-        raise ClvDataError(f"{what or repr(str(p))} lacks column(s) {missing} (it has {available}). {fix}")
+        raise ClvDataError(f"Missing column(s) {missing} in {what or repr(str(p))}; it has {available}. {fix}")
     check_unique_columns(available, columns, p)
 
 

@@ -144,7 +144,7 @@ def screen_log(path: str | os.PathLike, scratch: str | os.PathLike, *, customer_
     unless ``truncate`` (they are then left to the summary, which ignores them)."""
     path = Path(path)
     columns = [customer_id, timestamp] + ([amount] if amount is not None else [])
-    require_columns(path, columns, what="The transaction log",
+    require_columns(path, columns, what="the transaction log",
                     fix="Pass the right names with --customer-id, --timestamp, --amount (--no-amount for a "
                         "log without values).")
     end = None if truncate else observation_end

@@ -104,7 +104,7 @@ def _source(source, columns: list[str], timestamp: str, glob: bool, workdir: Pat
         if not first.exists():
             raise ClvDataError(f"File not found: {str(first)!r}. Check the path.")
         read = str(first)
-    require_columns(first, columns, what="The transaction log",
+    require_columns(first, columns, what="the transaction log",
                     fix="Pass the right names with customer_id=..., timestamp=..., amount=... "
                         "(amount=None for a log without values).")
     parquet = table_format(first) == "parquet"

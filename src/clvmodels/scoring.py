@@ -30,7 +30,7 @@ from .io import (DEFAULT_CHUNK_ROWS, ChunkedTableWriter, check_outputs, iter_tab
                  table_columns, table_format)
 from . import units
 from .units import normalize_unit
-from .validation import check_time_unit, problems, validate_columns
+from .validation import check_time_unit, problems, require_columns, validate_columns
 
 SCORE_NAMES = ("expected_purchases", "probability_alive", "expected_spend", "clv")
 REJECT_COLUMNS = ["customer_id", "reason"]
@@ -410,9 +410,7 @@ def score_table(
     if isinstance(source, pd.DataFrame):
         frame = source.reset_index()
         id_column = frame.columns[0] if source.index.name is None else source.index.name
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ClvDataError(f"The RFM frame lacks column(s) {missing} (it has {list(source.columns)}).")
+        require_columns(frame, columns)
         dup = _duplicate_hashes([frame[id_column]])
         chunks = iter_frame(frame[[id_column] + columns], chunk_rows)
     else:

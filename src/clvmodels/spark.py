@@ -335,14 +335,13 @@ def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):
     from pyspark.sql import types as T
 
     from .scoring import ScoreSettings, input_columns, score_columns
+    from .validation import require_columns
 
     settings = settings or ScoreSettings()
     files, loaded = _model_files(models)
     has_spend = loaded.get("spend") is not None
     columns = input_columns(loaded["purchase"], loaded.get("spend"))
-    missing = [c for c in [id_column] + columns if c not in rfm.columns]
-    if missing:
-        raise ClvDataError(f"The RFM DataFrame lacks column(s) {missing} (it has {rfm.columns}).")
+    require_columns(rfm, [id_column] + columns, what="The RFM DataFrame", fix="Build it with rfm_summary_spark(...).")
     scores = score_columns(has_spend, settings.interval is not None)
     fields = [rfm.schema[id_column], T.StructField("frequency", T.LongType())]
     fields += [T.StructField(c, T.DoubleType()) for c in columns[1:]]

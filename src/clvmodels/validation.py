@@ -100,6 +100,14 @@ def problems(frame: pd.DataFrame, columns: Iterable[str], id_column: str | None 
     return pd.Series(reason, index=frame.index, name="reason")
 
 
+def require_columns(frame, columns: Iterable[str], *, what: str = "The RFM frame",
+                    fix: str = "Build it with clvmodels.rfm_summary(...) or rename your columns.") -> None:
+    """Refuse a frame (pandas or Spark) that lacks some of ``columns``, naming them, those it has and ``fix``."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ClvDataError(f"{what} lacks column(s) {missing} (it has {list(frame.columns)}). {fix}")
+
+
 def validate_columns(frame: pd.DataFrame, columns, checks: tuple[Check, ...] = CHECKS) -> dict[str, np.ndarray]:
     """Float arrays of ``columns`` of ``frame``; a :class:`ClvDataError` for missing or bad values.
 
@@ -109,12 +117,7 @@ def validate_columns(frame: pd.DataFrame, columns, checks: tuple[Check, ...] = C
     columns = list(columns)
     if not isinstance(frame, pd.DataFrame):
         raise ClvDataError(f"Expected a pandas DataFrame with columns {columns}, got {type(frame).__name__}.")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ClvDataError(
-            f"The RFM frame lacks column(s) {missing} (it has {list(frame.columns)}). "
-            "Build it with clvmodels.rfm_summary(...) or rename your columns."
-        )
+    require_columns(frame, columns)
     if len(frame) == 0:
         raise ClvDataError("The RFM frame is empty (0 customers).")
     out = {}
