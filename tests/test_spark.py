@@ -113,7 +113,9 @@ def test_fit_on_distinct_histories_and_score_with_a_saved_model(spark, tmp_path)
     assert p.n_customers_ == 3000 and p.time_unit_ == "W" and s.n_excluded_ == local_s.n_excluded_
     clv.save_models({"purchase": p, "spend": s}, tmp_path / "model")
     settings = ScoreSettings(interval=0.9, n_draws=50, seed=5)
-    got = score_spark(sdf_rfm, tmp_path / "model", settings).toPandas().set_index("customer_id").sort_index()
+    got = score_spark(sdf_rfm, tmp_path / "model", settings, time_unit="W").toPandas().set_index("customer_id").sort_index()
+    with pytest.raises(clv.ClvDataError, match="Time unit mismatch"):
+        score_spark(sdf_rfm, tmp_path / "model", settings, time_unit="D")
     expected = score_frame(p, s, rfm, settings)
     assert got["reject_reason"].isna().all()
     np.testing.assert_allclose(got[expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12)

@@ -312,7 +312,7 @@ def _model_files(models) -> tuple[dict[str, bytes], dict]:
     return files, loaded
 
 
-def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):
+def score_spark(rfm, models, settings=None, *, time_unit: str | None = None, id_column: str = "customer_id"):
     """Score every customer of a Spark RFM DataFrame with ``mapInPandas``.
 
     Parameters
@@ -325,6 +325,10 @@ def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):
         ``{"purchase": model, "spend": model}``.
     settings
         :class:`clvmodels.scoring.ScoreSettings` (horizon, discounting, interval, draws, seed).
+    time_unit
+        The unit of ``recency`` and ``T`` (as given to :func:`rfm_summary_spark`): a Spark DataFrame
+        does not record it, so pass it to have a mismatch with the model's unit refused before any
+        work (a table in days scored by a model fitted in weeks would be 7x off).
 
     Returns
     -------
@@ -335,10 +339,12 @@ def score_spark(rfm, models, settings=None, *, id_column: str = "customer_id"):
     from pyspark.sql import types as T
 
     from .scoring import ScoreSettings, input_columns, score_columns
-    from .validation import require_columns
+    from .validation import check_time_unit, require_columns
 
     settings = settings or ScoreSettings()
     files, loaded = _model_files(models)
+    if time_unit is not None:
+        check_time_unit(loaded["purchase"], {"time_unit": time_unit})
     has_spend = loaded.get("spend") is not None
     columns = input_columns(loaded["purchase"], loaded.get("spend"))
     require_columns(rfm, [id_column] + columns, what="The RFM DataFrame", fix="Build it with rfm_summary_spark(...).")
