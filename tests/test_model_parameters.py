@@ -4,29 +4,24 @@ is never turned into a negative expected spend."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 
 import clvmodels as clv
 from clvmodels import BetaGeoModel, ClvDataError, GammaGammaModel
-from clvmodels.datasets import cdnow_summary
 from clvmodels.models import gamma_gamma
 from clvmodels.models.settings import check_count, check_penalizer
 
 
 @pytest.fixture(scope="module")
-def rfm():
-    return cdnow_summary(with_spend=True)
+def rfm(cdnow_rfm):
+    return cdnow_rfm
 
 
 @pytest.fixture(scope="module")
-def fitted(rfm):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return BetaGeoModel().fit(rfm), GammaGammaModel(exclude_invalid=True).fit(rfm)
+def fitted(cdnow_fits):
+    return cdnow_fits
 
 
 # ---------------------------------------------------------------------------- settings

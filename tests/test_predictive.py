@@ -16,22 +16,20 @@ import pytest
 
 import clvmodels as clv
 from clvmodels import predictive as P
-from clvmodels.datasets import cdnow_summary, load_cdnow, simulate
+from clvmodels.datasets import load_cdnow, simulate
 from clvmodels.datasets.simulate import DEFAULT_PURCHASE
 from clvmodels.models import base, bgnbd
 from clvmodels.errors import ClvDataError
 
 
 @pytest.fixture(scope="module")
-def rfm():
-    return cdnow_summary(with_spend=True)
+def rfm(cdnow_rfm):
+    return cdnow_rfm
 
 
 @pytest.fixture(scope="module")
-def fitted(rfm):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return clv.BetaGeoModel().fit(rfm), clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
+def fitted(cdnow_fits):
+    return cdnow_fits
 
 
 # ---------------------------------------------------------------------------- pmf
