@@ -184,6 +184,8 @@ def test_save_and_load_round_trip(tmp_path, case):
     (1.182, 1.886, 1 / 1.1),
     (3.806, 4.474, 0.99),
     (0.5, 50.0, 0.5),
+    (0.5, 1.0, 1 / 1.0001),          # DEL at alpha=beta=0.5, d=1e-4: the fraction did not converge
+    (0.001, 0.5, 1 / 1.0001),
 ])
 def test_hyp2f1_one_matches_mpmath_where_scipy_fails(B, C, z):
     from clvmodels.models.sbg import hyp2f1_one

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
+from scipy import integrate
 from scipy.special import betaln
 
 from ..errors import ClvDataError, data_error
@@ -70,13 +71,16 @@ def churn_probability(params, period):
     return np.exp(betaln(alpha + 1.0, beta + period - 1.0) - betaln(alpha, beta))
 
 
-def hyp2f1_one(B, C, z, max_iter: int = 100_000):
-    """``2F1(1, B; C; z)`` for ``0 <= z < 1`` by the continued fraction of the incomplete beta function.
+def hyp2f1_one(B, C, z, max_iter: int = 20_000):
+    """``2F1(1, B; C; z)`` for ``0 <= z < 1`` and ``C > B > 0`` by the continued fraction of the
+    incomplete beta function.
 
     With ``a = C − 1`` and ``b = B − a``, ``2F1(a+b, 1; a+1; z)`` is the continued fraction of
     Numerical Recipes' ``betacf`` (modified Lentz). scipy's ``hyp2f1`` returns inf, NaN or wrong values
     for part of the range DERL needs (e.g. ``B = C − 1`` large, ``z`` near 1); this stays accurate
-    (~1e-12 against mpmath).
+    (~1e-12 against mpmath). Elements whose fraction has not converged after ``max_iter`` steps
+    (``z`` within ~1e-4 of 1 with ``C − B < 1``, e.g. DEL at a discount rate of 0.01% with
+    ``α = β = 0.5``) are integrated instead (:func:`_hyp2f1_one_quadrature`).
     """
     B, C, z = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (B, C, z)))
     a = C - 1.0
@@ -90,6 +94,7 @@ def hyp2f1_one(B, C, z, max_iter: int = 100_000):
     c = np.ones_like(z)
     d = 1.0 / guard(1.0 - qab * z / qap)
     h = d.copy()
+    delta = np.zeros_like(z)
     for m in range(1, max_iter + 1):
         m2 = 2 * m
         aa = m * (b - m) * z / ((qam + m2) * (a + m2))
@@ -103,7 +108,20 @@ def hyp2f1_one(B, C, z, max_iter: int = 100_000):
         h = h * delta
         if np.all(np.abs(delta - 1.0) <= 1e-15):
             return h
-    raise FloatingPointError(f"2F1(1, B; C; z) did not converge in {max_iter} iterations (z too close to 1?).")
+    out = np.array(h, dtype=float).reshape(-1)
+    slow = np.flatnonzero(np.abs(np.asarray(delta) - 1.0) > 1e-15)
+    flat = [v.reshape(-1) for v in (B, C, z)]
+    out[slow] = [_hyp2f1_one_quadrature(flat[0][i], flat[1][i], flat[2][i]) for i in slow]
+    return out.reshape(np.shape(h))
+
+
+def _hyp2f1_one_quadrature(B: float, C: float, z: float) -> float:
+    """``2F1(1, B; C; z) = E[1/(1 − z u)]`` with ``u ~ Beta(B, C − B)`` (Euler's integral; DEL's
+    ``E_θ[Σ_t ((1−θ) z)^t]``), integrated in ``v = 1 − u`` with QUADPACK's algebraic weight
+    ``v^(C−B−1) (1−v)^(B−1)``, which takes the Beta density's end singularities exactly."""
+    value, _ = integrate.quad(lambda v: 1.0 / (1.0 - z + z * v), 0.0, 1.0, weight="alg",
+                              wvar=(C - B - 1.0, B - 1.0), limit=500, epsabs=0.0, epsrel=1e-12)
+    return float(value / np.exp(betaln(B, C - B)))
 
 
 def derl(params, renewals, *, discount_rate):
