@@ -41,7 +41,6 @@ import argparse
 import contextlib
 import json
 import logging
-import re
 import signal
 import sys
 import time

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from .data import naive_timestamp, parse_datetimes  # the loader's parser: one definition
-from .errors import ClvDataError
 from .io import DEFAULT_CHUNK_ROWS, ChunkedTableWriter, require_columns, table_format
 
 #: Row numbers kept as examples per kind of problem.

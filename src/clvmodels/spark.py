@@ -136,8 +136,6 @@ def _clean(df, customer_id, timestamp, amount, date_format, refunds, res):
 
 def _aggregates(t, cond, has_amount: bool):
     F = _functions()
-    from .rfm import SPEND_SCALE
-
     from pyspark.sql import Window
 
     from .rfm import SPEND_SCALE

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvDataError, warn_convergence
+from ..errors import warn_convergence
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, value_and_gradient)
 from .settings import check_sampling

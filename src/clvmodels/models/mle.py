@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ClvDataError, warn_convergence
+from ..errors import warn_convergence
 from .rows import compress
 from .optimize import (Objective, boundary_parameters, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, unidentified_parameters,

@@ -315,7 +315,7 @@ def _read_json(directory: Path, name: str, expected_format: str, digest: str | N
 
 
 # ---------------------------------------------------------------------------- one model
-def _write_model(model: "CLVModel", directory: Path) -> None:
+def _write_model(model: object, directory: Path) -> None:
     """Write ``model`` into the (empty) ``directory``."""
     name = type(model).__name__
     if model_classes().get(name) is not type(model):
@@ -372,7 +372,7 @@ def _write_model(model: "CLVModel", directory: Path) -> None:
     _write_json(doc, directory / MODEL_FILE)
 
 
-def save_model(model: "CLVModel", path) -> None:
+def save_model(model: object, path) -> None:
     """Save ``model`` to the directory ``path`` atomically (see the module docstring for the layout).
 
     An existing saved model at ``path`` is replaced; any other non-empty directory is refused.
@@ -399,7 +399,7 @@ def _decoded(value, where: Path, what: str):
         raise _tampered(where, f"holds a malformed {what} ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def _check_settings(cls: type[CLVModel], params: dict) -> None:
+def _check_settings(cls: type, params: dict) -> None:
     """Check the constructor settings that a fit checks (penalizer, method, draws, tune, chains)."""
     if "penalizer" in params:
         check_penalizer(params["penalizer"])
@@ -422,7 +422,7 @@ def _positive_values(values, what: str, where: Path) -> None:
                                "value(s) not finite and positive; every parameter of these models is)")
 
 
-def _check_params(cls: type[CLVModel], params, where: Path) -> None:
+def _check_params(cls: type, params, where: Path) -> None:
     """``params_``: a Series of finite positive numbers indexed by exactly the model's parameters."""
     if not isinstance(params, pd.Series) or sorted(map(str, params.index)) != sorted(cls.param_names) \
             or len(params) != len(cls.param_names):
@@ -432,7 +432,7 @@ def _check_params(cls: type[CLVModel], params, where: Path) -> None:
         _positive_values(value, f"value of parameter {name!r}", where)
 
 
-def _check_covariance(cls: type[CLVModel], cov, where: Path) -> None:
+def _check_covariance(cls: type, cov, where: Path) -> None:
     """``covariance_``: a k x k float matrix, all NaN (no standard errors) or symmetric positive semi-definite."""
     k = len(cls.param_names)
     if not isinstance(cov, np.ndarray) or cov.shape != (k, k) or cov.dtype.kind != "f":
@@ -451,7 +451,7 @@ _FITTED_TYPES = {"converged_": bool, "n_customers_": int, "n_unique_": int, "n_e
                  "aic_": (int, float), "bic_": (int, float), "correlation_": (int, float)}
 
 
-def _load_fitted(cls: type[CLVModel], saved, where: Path) -> dict:
+def _load_fitted(cls: type, saved, where: Path) -> dict:
     """The fitted attributes of model.json, decoded and checked."""
     fitted = _decoded(saved, where, "fitted attribute")
     for attr, value in fitted.items():
@@ -477,7 +477,7 @@ def _load_fitted(cls: type[CLVModel], saved, where: Path) -> dict:
     return fitted
 
 
-def _load_params(cls: type[CLVModel], saved, where: Path) -> dict:
+def _load_params(cls: type, saved, where: Path) -> dict:
     """The constructor parameters of model.json, decoded and checked as a fit checks them."""
     params = {}
     for key, value in saved.items():
@@ -494,7 +494,7 @@ def _load_params(cls: type[CLVModel], saved, where: Path) -> dict:
     return params
 
 
-def _load_posterior(cls: type[CLVModel], data: bytes, names, where: Path) -> dict[str, np.ndarray]:
+def _load_posterior(cls: type, data: bytes, names, where: Path) -> dict[str, np.ndarray]:
     """posterior_draws_ from the (checksummed) bytes of posterior.nc: one finite positive draw per
     parameter and draw, equally many of each."""
     import xarray as xr
@@ -551,7 +551,7 @@ def _read_files(directory: Path, files, where: Path) -> dict[str, bytes]:
 _MODEL_KEYS = {"class": str, "params": dict, "fitted": dict, "files": dict, "posterior_variables": (list, type(None))}
 
 
-def _read_model(path: Path, digest: str | None = None) -> CLVModel:
+def _read_model(path: Path, digest: str | None = None) -> object:
     if not path.is_dir():
         raise ModelFileError(_missing_message(path))
     if (path / BUNDLE_FILE).exists() and not (path / MODEL_FILE).exists():
@@ -583,7 +583,7 @@ def _read_model(path: Path, digest: str | None = None) -> CLVModel:
     return model
 
 
-def load_model(path) -> "CLVModel":
+def load_model(path) -> object:
     """Load a model saved with :meth:`CLVModel.save` / :func:`save_model`.
 
     Raises
@@ -604,7 +604,7 @@ def _check_role(role) -> None:
                            f"starting with a letter (e.g. 'purchase'), got {_short(role)}.")
 
 
-def save_models(models: dict[str, CLVModel], path, metadata: dict | None = None) -> None:
+def save_models(models: dict[str, object], path, metadata: dict | None = None) -> None:
     """Save several models (e.g. ``{"purchase": bgnbd, "spend": gg}``) as one bundle, atomically.
 
     ``metadata``: JSON-able settings stored alongside (e.g. the command that fitted them). Role names
@@ -625,7 +625,7 @@ def save_models(models: dict[str, CLVModel], path, metadata: dict | None = None)
         _write_json(doc, tmp / BUNDLE_FILE)
 
 
-def load_models(path) -> tuple[dict[str, CLVModel], dict]:
+def load_models(path) -> tuple[dict[str, object], dict]:
     """Load a bundle saved with :func:`save_models`: ``({role: model}, metadata)``.
 
     Raises ModelFileError as :func:`load_model` does, and for role names that are not plain names

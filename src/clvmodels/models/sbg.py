@@ -28,12 +28,10 @@ the discounted expected lifetime of a new customer, her first payment included, 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytensor.tensor as pt
 from scipy import integrate
 from scipy.special import betaln
 
-from ..errors import ClvDataError, data_error
 from ._pt import betaln as pt_betaln
 from .contractual import ContractualModel
 
