@@ -38,6 +38,7 @@ from . import predictive as P
 from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
 from .models.base import check_kind
+from .models.draws import check_interval
 from .validation import validate_columns
 from .models.purchase import DiscretePurchaseModel, PurchaseModel
 from .models.rows import unique_rows
@@ -270,8 +271,7 @@ def backtest(
     overlap = set(named) & set(base)
     if overlap:
         raise ClvDataError(f"Models and baselines share the name(s) {sorted(overlap)}: rename one.")
-    if not 0 < interval < 1:
-        raise ValueError(f"interval must be in (0, 1), got {interval}.")
+    check_interval(interval)
     cuts = _cutoffs(calibration_end, step, n_cutoffs, unit)
     log_end = pd.Timestamp(log[TIMESTAMP].max())
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=(len(cuts), len(named)))
@@ -404,8 +404,7 @@ def discrete_backtest(
     holdout = renamed_argument("discrete_backtest", "t", t, "holdout", holdout)
     log = as_log(transactions)
     named = _named_models(models, discrete=True)
-    if not 0 < interval < 1:
-        raise ValueError(f"interval must be in (0, 1), got {interval}.")
+    check_interval(interval)
     ordinal = _period_ordinals(log[TIMESTAMP], period)
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=(len(named),))
     out = {k: [] for k in ("metrics", "totals", "predictions", "tracking", "conditional", "parameters",

@@ -8,12 +8,10 @@ gives a distribution of CLV per customer.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
-from .errors import ClvDataError
+from .errors import ClvDataError, renamed_argument
 from .models.base import check_kind
 from .validation import validate_columns
 from .models.draws import EXPECTED, interval_frame, model_draws, summarise_draws
@@ -99,6 +97,14 @@ def _gather(values: np.ndarray, name: str):
     return fn
 
 
+def check_discounting(horizon, discount_rate) -> None:
+    """A CLV horizon is a positive whole number of periods; a discount rate a finite number > -1."""
+    if int(horizon) != horizon or horizon < 1:
+        raise ClvDataError(f"horizon must be a positive integer, got {horizon!r}.")
+    if not np.isfinite(discount_rate) or discount_rate <= -1:
+        raise ClvDataError(f"discount_rate must be a number > -1 (e.g. 0.01 per period), got {discount_rate!r}.")
+
+
 def clv(
     purchase_model,
     spend_model,
@@ -148,14 +154,8 @@ def clv(
     check_kind(spend_model, SpendModel, "clv (the spend model)")
     purchase_model._check_fitted()
     spend_model._check_fitted()
-    if int(horizon) != horizon or horizon < 1:
-        raise ClvDataError(f"horizon must be a positive integer, got {horizon!r}.")
-    if not np.isfinite(discount_rate) or discount_rate <= -1:
-        raise ClvDataError(f"discount_rate must be > -1, got {discount_rate!r}.")
-    if time_unit is not None:
-        warnings.warn("clv(time_unit=...) is deprecated: the discounting period is period=... (time_unit is "
-                      "the unit of the data)", DeprecationWarning, stacklevel=2)
-        period = time_unit
+    check_discounting(horizon, discount_rate)
+    period = renamed_argument("clv", "period", period, "time_unit", time_unit)
     rfm = purchase_model._rfm_or_fitted(rfm)
     period_length = units.period_length(period, purchase_model.time_unit_, period_length)
     columns = tuple(dict.fromkeys(purchase_model.data_columns + spend_model.data_columns))

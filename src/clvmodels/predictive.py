@@ -28,7 +28,7 @@ from . import metrics as M
 from .errors import ClvDataError
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import CHUNK_ELEMENTS, PREDICTIVE, check_finite, interval_frame, parameter_draws
+from .models.draws import CHUNK_ELEMENTS, PREDICTIVE, check_finite, check_interval, interval_frame, parameter_draws
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel
@@ -38,11 +38,13 @@ MAX_SUPPORT = 4096
 
 
 # ---------------------------------------------------------------------------- helpers
-def _check_t(t) -> float:
-    t = float(t)
-    if not np.isfinite(t) or t <= 0:
+def _window(model, t) -> float:
+    """The prediction window as a float: valid for the model (:meth:`PurchaseModel.check_window`:
+    finite, and whole for discrete models) and positive (a distribution over no time is a point mass)."""
+    model.check_window(t)
+    if float(t) <= 0:
         raise ClvDataError(f"The prediction window t must be finite and positive, got {t!r}.")
-    return t
+    return float(t)
 
 
 def _check_quantiles(quantiles) -> np.ndarray:
@@ -63,8 +65,7 @@ def _quantile_columns(interval, quantiles) -> tuple[np.ndarray, list[str]]:
     if interval is not None and quantiles is not None:
         raise ValueError("Pass either interval (e.g. 0.9) or quantiles, not both.")
     if interval is not None:
-        if not 0 < interval < 1:
-            raise ValueError(f"interval must be in (0, 1), got {interval}.")
+        check_interval(interval)
         return np.array([0.5, (1 - interval) / 2, (1 + interval) / 2]), ["median", "lower", "upper"]
     qs = _check_quantiles((0.05, 0.5, 0.95) if quantiles is None else quantiles)
     return qs, [quantile_name(q) for q in qs]
@@ -139,7 +140,7 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     """
     check_kind(model, PurchaseModel, "purchase_pmf")
     formula = model.require_formula("purchase_pmf_formula", "purchase_pmf")
-    t = _check_t(t)
+    t = _window(model, t)
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
     rfm = model._rfm_or_fitted(rfm)
@@ -169,7 +170,7 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
     check_kind(model, PurchaseModel, "predictive_purchases")
     formula = model.require_formula("purchase_pmf_formula", "predictive_purchases")
     mean_formula = type(model).expected_purchases_formula
-    t = _check_t(t)
+    t = _window(model, t)
     qs, names = _quantile_columns(interval, quantiles)
     rfm = model._rfm_or_fitted(rfm)
     data = validate_columns(rfm, model.data_columns)
@@ -236,7 +237,7 @@ def _simulate_chunks(purchase_model, spend_model, t: float, rfm: pd.DataFrame, n
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
     sim_purchases = purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
     sim_spend = type(spend_model).simulate_spend_formula
-    t = _check_t(t)
+    t = _window(purchase_model, t)
     if int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
     n_samples = int(n_samples)

@@ -24,7 +24,8 @@ from dataclasses import InitVar, dataclass, field
 import numpy as np
 import pandas as pd
 
-from .clv import value_customers
+from .clv import check_discounting, value_customers
+from .models.draws import check_interval
 from .errors import ClvDataError, data_error
 from .io import (DEFAULT_CHUNK_ROWS, ChunkedTableWriter, check_outputs, iter_table, table_attrs,
                  table_columns, table_format)
@@ -74,16 +75,12 @@ class ScoreSettings:
         if time_unit is not None:
             warnings.warn(_TIME_UNIT_RENAMED, DeprecationWarning, stacklevel=3)
             self.period = time_unit
-        if int(self.horizon) != self.horizon or self.horizon < 1:
-            raise ClvDataError(f"horizon must be a positive integer, got {self.horizon!r}.")
+        check_discounting(self.horizon, self.discount_rate)
         self.period = normalize_unit(self.period)
-        if not np.isfinite(self.discount_rate) or self.discount_rate <= -1:
-            raise ClvDataError(
-                f"discount_rate must be a number > -1 (e.g. 0.01 per period), got {self.discount_rate!r}.")
-        if self.period_length is not None and not (np.isfinite(self.period_length) and self.period_length > 0):
-            raise ClvDataError(f"period_length must be a positive number, got {self.period_length!r}.")
-        if self.interval is not None and not 0 < self.interval < 1:
-            raise ClvDataError(f"interval must be in (0, 1), e.g. 0.9; got {self.interval!r}.")
+        if self.period_length is not None:
+            units.check_period_length(self.period_length)
+        if self.interval is not None:
+            check_interval(self.interval)
         if int(self.n_draws) != self.n_draws or self.n_draws < 2:
             raise ClvDataError(f"n_draws must be an integer >= 2, got {self.n_draws!r}.")
 

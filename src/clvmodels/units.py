@@ -51,15 +51,20 @@ def unit_days(unit: str) -> float:
     return UNIT_DAYS[normalize_unit(unit)]
 
 
+def check_period_length(value) -> float:
+    """A period length given by the caller: a finite, positive number."""
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ClvDataError(f"period_length must be a positive number, got {value!r}.")
+    return value
+
+
 def period_length(period: str, model_unit: str | None, given: float | None = None) -> float:
     """Length of one discounting ``period`` (e.g. ``"M"``) in the model's time unit ``model_unit``
     (the unit of its data, e.g. ``"W"``): ``given`` when the caller sets it (another convention, e.g.
     lifetimes' month of 4.345 weeks), else the ratio of the two units' lengths in days."""
     if given is not None:
-        given = float(given)
-        if not np.isfinite(given) or given <= 0:
-            raise ClvDataError(f"period_length must be a positive number, got {given!r}.")
-        return given
+        return check_period_length(given)
     if model_unit is None:
         raise ClvDataError(
             "The model does not know its time unit (its RFM table had no 'time_unit' attribute): pass "

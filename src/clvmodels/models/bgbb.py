@@ -15,14 +15,12 @@ conditional predictions are ``P(alive) ×`` the new-customer formulas at the upd
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytensor.tensor as pt
 from scipy.special import betaln, digamma, gammaln
 
-from ..errors import ClvDataError, data_error
+from ..errors import ClvDataError, data_error, renamed_argument
 from ..validation import validate_columns
 from ._pt import betaln as pt_betaln
 
@@ -241,9 +239,7 @@ class BetaGeoBetaBinomModel(DiscretePurchaseModel):
                           **kwargs):
         """Probability that each customer is alive at opportunity ``n + t`` (``t=1``: FHS 2010
         eq. 11, alive at the next opportunity). ``future`` is the deprecated name of ``t``."""
-        if future is not None:
-            warnings.warn("probability_alive(future=...) is deprecated: use t=...", DeprecationWarning, stacklevel=2)
-            t = future
+        t = renamed_argument("probability_alive", "t", t, "future", future)
         self.check_window(t)
         return self._predict(probability_alive, rfm, name="probability_alive", t=float(t), **kwargs)
 

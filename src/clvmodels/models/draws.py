@@ -52,6 +52,13 @@ def parameter_draws(model, n_draws: int | None = None, rng: np.random.Generator 
     return {k: np.exp(z[:, i]) for i, k in enumerate(model.param_names)}
 
 
+def check_interval(level) -> float:
+    """An interval's level: a number strictly between 0 and 1 (e.g. 0.9)."""
+    if not 0 < level < 1:
+        raise ClvDataError(f"interval must be in (0, 1), e.g. 0.9; got {level!r}.")
+    return float(level)
+
+
 def is_bayesian(model) -> bool:
     """Whether a fitted model carries posterior draws (a NUTS or ADVI fit)."""
     return getattr(model, "posterior_draws_", None) is not None
@@ -100,8 +107,7 @@ def _summarise_unique(fn, draws, data, *, interval=None, finite=True, **fn_kwarg
     chunk = max(1, CHUNK_ELEMENTS // max(n_draws, 1))
     out = {"mean": np.empty(n)}
     if interval is not None:
-        if not 0 < interval < 1:
-            raise ValueError(f"interval must be in (0, 1), got {interval}.")
+        check_interval(interval)
         for k in ("median", "lower", "upper"):
             out[k] = np.empty(n)
         qs = [0.5, (1 - interval) / 2, (1 + interval) / 2]
@@ -158,5 +164,5 @@ def check_finite(values: np.ndarray, what: str) -> None:
         )
 
 
-__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "PREDICTIVE", "check_finite", "interval_frame", "is_bayesian",
+__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "PREDICTIVE", "check_finite", "check_interval", "interval_frame", "is_bayesian",
            "model_draws", "parameter_draws", "quantiles", "summarise_draws"]
