@@ -214,3 +214,9 @@ def test_a_table_in_another_time_unit_is_refused_everywhere(nbd, cdnow_sample_lo
                  lambda: clv.clv(nbd, spend, days)):
         with pytest.raises(clv.ClvDataError, match=r"Time unit mismatch.*'D'.*'W'"):
             call()
+
+
+def test_random_seed_is_the_deprecated_name_of_seed(rfm):
+    with pytest.warns(DeprecationWarning, match=r"NBDModel\(random_seed=...\) is deprecated: use seed="):
+        old = NBDModel(random_seed=1).fit(rfm, method="map")
+    np.testing.assert_array_equal(old.params_, NBDModel(seed=1).fit(rfm, method="map").params_)

@@ -23,14 +23,13 @@ single draw, a posterior is a stack of draws (:mod:`clvmodels.models.draws`), an
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ClvDataError, ModelKindError, NotFittedError
+from ..errors import ClvDataError, ModelKindError, NotFittedError, renamed_argument
 from ..validation import validate_columns  # the one definition (see clvmodels.validation)
 from .draws import EXPECTED, interval_frame, is_bayesian, parameter_draws, summarise_draws
 from .persistence import save_model
@@ -174,7 +173,8 @@ class CLVModel(ABC):
         else:
             from .bayes import fit_bayes
 
-            kwargs.setdefault("random_seed", self._seed())
+            kwargs.setdefault("random_seed", renamed_argument(type(self).__name__, "seed", self.seed,
+                                                              "random_seed", self.random_seed))
             fit_bayes(self, unique, w, method=method, **kwargs)
         self.method_ = method
         self.n_customers_ = int(round(w.sum()))
@@ -183,13 +183,6 @@ class CLVModel(ABC):
         self.fingerprint_ = data_fingerprint(unique, w)
         self.rfm_ = rfm
         return self
-
-    def _seed(self) -> int | None:
-        if self.random_seed is not None:
-            warnings.warn(f"{type(self).__name__}(random_seed=...) is deprecated: use seed=...",
-                          DeprecationWarning, stacklevel=4)
-            return self.random_seed if self.seed is None else self.seed
-        return self.seed
 
     def _reset_fit(self) -> None:
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:

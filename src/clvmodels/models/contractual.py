@@ -126,8 +126,7 @@ class ContractualModel(CLVModel):
         """Retention rate ``r(t)`` of each period ``t >= 1``: the share of period ``t−1``'s customers renewing."""
         if np.any(np.asarray(periods, dtype=float) < 1):
             raise ClvDataError("Retention rates are defined for periods t >= 1.")
-        return self._grid_predict(self.retention_rate_formula, periods,
-                                  "retention_rate", **kwargs)
+        return self._grid_predict(self.retention_rate_formula, periods, "retention_rate", **kwargs)
 
     def expected_survivors(self, periods, cohort_size: float, **kwargs):
         """Projected active customers of a cohort of ``cohort_size`` after each of ``periods``."""
@@ -140,16 +139,15 @@ class ContractualModel(CLVModel):
         _check_rate(discount_rate)
         if np.any(np.asarray(renewals, dtype=float) != np.round(np.asarray(renewals, dtype=float))):
             raise ClvDataError("renewals must be non-negative integers.")
-        return self._grid_predict(self.derl_formula,
-                                  renewals, "derl", column="renewals", discount_rate=discount_rate, **kwargs)
+        return self._grid_predict(self.derl_formula, renewals, "derl", column="renewals",
+                                  discount_rate=discount_rate, **kwargs)
 
     def discounted_expected_lifetime(self, discount_rate, **kwargs):
         """DEL: discounted expected number of payments of a new customer, the first included
         (Fader & Hardie 2010, eq. 5), for one or several discount rates."""
         rates = np.atleast_1d(np.asarray(discount_rate, dtype=float))
         _check_rate(rates)
-        out = self._grid_predict(self.del_formula,
-                                 rates, "del", column="discount_rate", **kwargs)
+        out = self._grid_predict(self.del_formula, rates, "del", column="discount_rate", **kwargs)
         return float(out.iloc[0]) if np.ndim(discount_rate) == 0 and isinstance(out, pd.Series) else out
 
 
