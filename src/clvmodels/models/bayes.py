@@ -25,6 +25,16 @@ may be
 
 Priors must put all their mass on (0, inf): every parameter of these models is positive.
 
+Compiled once per model structure
+---------------------------------
+The data (the unique rows of each likelihood part, and their weights) and the numeric
+hyperparameters of spec priors (the data-scaled ones included) are inputs of the PyMC model, not
+constants, so every fit with the same model class, data columns and prior distributions reuses
+one compiled model (:mod:`.compiled`): refitting on another cutoff, other customers or other prior
+values compiles nothing (NUTS with nutpie, the MAP's log posterior and gradient; PyMC's sampler and
+ADVI reuse the PyMC model). Priors given as ``.dist()`` objects or functions are not cached: each
+such fit builds and compiles its own model.
+
 The two shape parameters of a beta mixing distribution (BG/NBD's and MBG/NBD's drop-out ``a, b``)
 get a joint prior by default, :class:`BetaConcentrationPrior`: the beta's mean ``a/(a+b)`` is
 uniform on (0, 1) and its concentration ``a+b`` has the heavy-tailed, scale-free density
@@ -66,9 +76,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import warn_convergence
+from .compiled import compiled_model, nutpie_model
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, value_and_gradient)
-from .compiled import compiled_model, nutpie_model
 from .settings import check_sampling
 
 #: r_hat above this fails the convergence check (Vehtari et al. 2021).
@@ -390,7 +400,8 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         if sampler == "nutpie":
             # a mass matrix that learns the posterior's correlations (Gamma-Gamma's p and gamma are
             # strongly correlated): on CDNOW, ~8x the effective sample size per second
-            kwargs["nuts"].setdefault("low_rank_modified_mass_matrix", True)
+            if "low_rank_modified_mass_matrix" not in kwargs["nuts"]:  # nutpie < 0.16's name of it
+                kwargs["nuts"].setdefault("adaptation", "low_rank")
         else:
             kwargs["compile_kwargs"] = sampler_kwargs.pop("compile_kwargs", {"mode": compile_mode()})
         with entry.using(inputs):
