@@ -6,7 +6,9 @@ Rows of the tables (wall-clock seconds):
    CDNOW summary (2,357 customers, 39 weeks), then the CDNOW log cut at 1997-12-31 (another cutoff).
    BG/NBD and Gamma-Gamma, ``--draws`` x ``--chains`` after ``--tune`` steps. Columns: the first fit,
    the second, and first / second (the target: at least 3x). With ``--baseline-src DIR`` the same
-   runs with the package at ``DIR`` (e.g. a checkout before the compile cache) side by side.
+   runs with the package at ``DIR`` (e.g. a checkout before the compile cache) side by side. The row
+   "cold caches" runs with an empty PyTensor compile directory (as the first process ever on a
+   machine: nothing compiled yet, C or numba); the others find what earlier runs compiled.
 2. *NUTS 4 x 1,000 on CDNOW in a fresh process* (1,000 tuning steps), clvmodels (nutpie, its
    default) against PyMC-Marketing 1.3 (``BetaGeoModel`` / ``GammaGammaModel``, ``fit(method="mcmc")``,
    its default sampler, PyMC's NUTS) with the same draws, tune and chains. Priors: clvmodels is
@@ -20,6 +22,11 @@ Rows of the tables (wall-clock seconds):
    importing PyMC, nutpie and ArviZ); ``process s`` is the whole child process from interpreter start
    (imports, reading the data, fitting, the posterior summary). Posterior means, the worst r_hat and
    the smallest bulk ESS are printed beside the times.
+
+Beside wall-clock seconds, every row has the CPU seconds used (the process's threads and its
+waited-for children, e.g. PyMC's chain processes): on a shared, loaded machine wall time swings with
+the other load, CPU time much less (on an idle machine with as many cores as chains, wall time is
+roughly CPU time / chains while sampling).
 
 The numba compile of the sampler's wrappers is cached on disk (PyTensor's numba cache), so a
 fresh process after the first one ever loads them: run the script twice to see the steady state (the
@@ -60,6 +67,15 @@ PMM_PRIORS = {"bgnbd": {"r": ("Weibull", {"alpha": 2.0, "beta": 1.0}), "alpha": 
                      "gamma": ("Weibull", {"alpha": 2.0, "beta": 10.0})}}
 
 
+def _cpu() -> float:
+    """CPU seconds used so far by this process (all its threads) and its waited-for children (PyMC's
+    chain processes): unlike wall time, barely affected by other load on a shared machine."""
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def _stats(draws: dict, rhat: dict, ess: dict) -> dict:
     return {"means": {k: round(float(np.mean(v)), 4) for k, v in draws.items()},
             "max_rhat": float(max(rhat.values())), "min_ess_bulk": float(min(ess.values()))}
@@ -77,12 +93,13 @@ def child_refit(model: str, paths: list[str], draws: int, tune: int, chains: int
     import clvmodels as clv
 
     warnings.simplefilter("ignore")
-    out = {"seconds": []}
+    out = {"seconds": [], "cpu": []}
     for path in paths:
         rfm = pd.read_csv(path, index_col=0)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         m = _clv_model(clv, model, None).fit(rfm, method="nuts", draws=draws, tune=tune, chains=chains)
         out["seconds"].append(time.perf_counter() - start)
+        out["cpu"].append(_cpu() - cpu)
     out["max_rhat"] = float(max(m.diagnostics_["r_hat"].values()))
     return out
 
@@ -92,11 +109,11 @@ def child_clvmodels(model: str, path: str, draws: int, tune: int, chains: int) -
 
     rfm = pd.read_csv(path, index_col=0)
     warnings.simplefilter("ignore")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     m = _clv_model(clv, model, PMM_PRIORS[model]).fit(rfm, method="nuts", draws=draws, tune=tune, chains=chains)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
     d = m.diagnostics_
-    return {"seconds": seconds, "process_seconds": time.perf_counter() - START,
+    return {"seconds": seconds, "process_seconds": time.perf_counter() - START, "cpu": cpu, "process_cpu": _cpu(),
             **_stats(m.posterior_draws_, d["r_hat"], d["ess_bulk"])}
 
 
@@ -106,7 +123,7 @@ def child_pmm(model: str, path: str, draws: int, tune: int, chains: int) -> dict
 
     rfm = pd.read_csv(path, index_col=0)
     warnings.simplefilter("ignore")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     if model == "bgnbd":
         data = pd.DataFrame({"customer_id": np.arange(len(rfm)), "frequency": rfm["frequency"].to_numpy(),
                              "recency": rfm["recency"].to_numpy(), "T": rfm["T"].to_numpy()})
@@ -117,18 +134,18 @@ def child_pmm(model: str, path: str, draws: int, tune: int, chains: int) -> dict
                              "monetary_value": sub["monetary_value"].to_numpy()})
         m, names = GammaGammaModel(), ["p", "q", "v"]
     idata = m.fit(data, method="mcmc", progressbar=False, random_seed=1, draws=draws, tune=tune, chains=chains)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
     post = idata.posterior
     draws_ = {k: np.asarray(post[k].values).ravel() for k in names if k in post}
     rhat, ess = az.rhat(idata, var_names=list(draws_)), az.ess(idata, var_names=list(draws_))
-    return {"seconds": seconds, "process_seconds": time.perf_counter() - START,
+    return {"seconds": seconds, "process_seconds": time.perf_counter() - START, "cpu": cpu, "process_cpu": _cpu(),
             **_stats(draws_, {k: float(rhat[k].values) for k in draws_}, {k: float(ess[k].values) for k in draws_})}
 
 
 # ---------------------------------------------------------------------------- driver
-def run_child(python: str, args: list, src: Path, timeout: float) -> dict:
+def run_child(python: str, args: list, src: Path, timeout: float, env: dict | None = None) -> dict:
     cmd = [python, str(Path(__file__).resolve()), "--child", *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    env = {**os.environ, "PYTHONPATH": str(src), **(env or {})}
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -184,11 +201,16 @@ def main(argv=None) -> int:
                   "cutoff 1997-12-31", flush=True)
             rows = []
             for model in ("bgnbd", "gg"):
-                for label, src in sources:
-                    res = run_child(sys.executable, ["refit", model, full, cut, draws, tune, chains], src, args.timeout)
+                # the first process ever (of this PyTensor and numba): an empty PyTensor compile directory
+                cold = ("clvmodels, cold caches", ROOT / "src", {"PYTENSOR_FLAGS": f"base_compiledir={tmp}/cold-{model}"})
+                for label, src, env in [(label, src, None) for label, src in sources] + [cold]:
+                    res = run_child(sys.executable, ["refit", model, full, cut, draws, tune, chains], src, args.timeout,
+                                    env)
                     first, second = (res.get("seconds") or [np.nan, np.nan])
+                    cpu1, cpu2 = (res.get("cpu") or [np.nan, np.nan])
                     rows.append({"model": names[model], "code": label, "first fit s": first, "second fit s": second,
-                                 "first / second": first / second, "error": res.get("error", "")})
+                                 "first / second": first / second, "first fit cpu s": cpu1, "second fit cpu s": cpu2,
+                                 "first / second (cpu)": cpu1 / cpu2, "error": res.get("error", "")})
                     print("  ", rows[-1], flush=True)
             print("\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:,.2f}") + "\n")
         if "cdnow" in parts:
@@ -202,7 +224,8 @@ def main(argv=None) -> int:
                 for label, python, kind, src in entries:
                     res = run_child(python, [kind, model, full, draws, tune, chains], src, args.timeout)
                     rows.append({"model": names[model], "library": label, "fit s": res.get("seconds"),
-                                 "process s": res.get("process_seconds"), "max r_hat": res.get("max_rhat"),
+                                 "process s": res.get("process_seconds"), "fit cpu s": res.get("cpu"),
+                                 "process cpu s": res.get("process_cpu"), "max r_hat": res.get("max_rhat"),
                                  "min ESS bulk": res.get("min_ess_bulk"), "means": res.get("means"),
                                  "error": res.get("error", "")})
                     print("  ", rows[-1], flush=True)
@@ -211,7 +234,7 @@ def main(argv=None) -> int:
             if have_pmm:
                 for model in table["model"].unique():
                     sub = table[table["model"] == model].set_index("library")
-                    for col in ("fit s", "process s"):
+                    for col in ("fit s", "process s", "fit cpu s", "process cpu s"):
                         ratio = sub.loc["PyMC-Marketing 1.3", col] / sub.loc["clvmodels", col]
                         print(f"{model}: PyMC-Marketing / clvmodels, {col}: {ratio:.1f}x")
             else:
