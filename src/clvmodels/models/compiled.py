@@ -22,7 +22,9 @@ them again in every process (most of a first NUTS fit's time); :func:`compile_nu
 own, which numba caches beside the kernels under a key made of the kernels' keys and the wrapper's
 source, so a later process loads them, and a changed graph (another model, prior or PyTensor
 rewrite) has another key: it never loads a stale one. What still runs in every process is PyTensor
-building and rewriting the graph (about 1 s for BG/NBD).
+building and rewriting the graph (about 1 s for BG/NBD). The cache files are PyTensor's
+(``<pytensor.config.base_compiledir>/numba``; ours are named ``*_wrapper-clvmodels_*``); deleting
+them only costs a compile.
 """
 
 from __future__ import annotations
