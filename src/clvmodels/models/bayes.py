@@ -25,6 +25,16 @@ may be
 
 Priors must put all their mass on (0, inf): every parameter of these models is positive.
 
+Compiled once per model structure
+---------------------------------
+The data (the unique rows of each likelihood part, and their weights) and the numeric
+hyperparameters of spec priors (the data-scaled ones included) are inputs of the PyMC model, not
+constants, so every fit with the same model class, data columns and prior distributions reuses
+one compiled model (:mod:`.compiled`): refitting on another cutoff, other customers or other prior
+values compiles nothing (NUTS with nutpie, the MAP's log posterior and gradient; PyMC's sampler and
+ADVI reuse the PyMC model). Priors given as ``.dist()`` objects or functions are not cached: each
+such fit builds and compiles its own model.
+
 The two shape parameters of a beta mixing distribution (BG/NBD's and MBG/NBD's drop-out ``a, b``)
 get a joint prior by default, :class:`BetaConcentrationPrior`: the beta's mean ``a/(a+b)`` is
 uniform on (0, 1) and its concentration ``a+b`` has the heavy-tailed, scale-free density
@@ -66,6 +76,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import warn_convergence
+from .compiled import compiled_model, nutpie_model
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, value_and_gradient)
 from .settings import check_sampling
@@ -152,7 +163,7 @@ def _scaled_spec(name: str, spec: tuple, data, weights) -> tuple[str, dict[str, 
     return dist, kwargs
 
 
-def _prior_rv(name: str, prior, pymc_model):
+def _prior_rv(name: str, prior, pymc_model, hyper: dict):
     import pymc as pm
 
     if isinstance(prior, BetaConcentrationPrior):
@@ -162,7 +173,8 @@ def _prior_rv(name: str, prior, pymc_model):
         dist = getattr(pm, dist_name, None)
         if dist is None or not hasattr(dist, "dist"):
             raise ValueError(f"Prior of {name!r}: {dist_name!r} is not a PyMC distribution.")
-        return dist(name, **kwargs)
+        # numeric hyperparameters are read from the inputs, so other prior values reuse the compile
+        return dist(name, **{k: hyper.get((name, k), v) for k, v in kwargs.items()})
     if callable(prior) and not hasattr(prior, "owner"):
         rv = prior(name)
         if getattr(rv, "name", None) != name:
@@ -174,33 +186,112 @@ def _prior_rv(name: str, prior, pymc_model):
                      f"got {type(prior).__name__}.")
 
 
-def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict):
-    """PyMC model: priors on :attr:`param_names` plus ``Potential(sum(w * log_likelihood))``."""
-    import pymc as pm
-
-    with pm.Model() as pymc_model:
-        params = {name: _prior_rv(name, priors[name], pymc_model) for name in model_cls.param_names}
-        for joint in _joint_priors(priors):
-            pm.Potential("prior_" + "_".join(joint.names), joint.logp(*(params[k] for k in joint.names)))
-        pm.Potential("log_likelihood", weighted_log_likelihood(model_cls, params, data, weights))
-    return pymc_model
+#: The name of the PyMC model's one input (``pm.Data``), :func:`model_inputs`.
+INPUTS = "inputs"
 
 
-def weighted_log_likelihood(model_cls, params: dict, data: dict[str, np.ndarray], weights: np.ndarray):
-    """``Σ w · log_likelihood`` over the unique rows as a PyTensor scalar, each of the model's
-    :func:`~.mle.likelihood_parts` summed over the distinct values of its own columns (BG/NBD's
-    frequency-only ``gammaln``/``betaln`` terms once per distinct frequency: on 1M customers a few
-    hundred values instead of ~100,000 histories, for every gradient the sampler takes)."""
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _hyperparameters(priors: dict) -> list[tuple[str, str, float]]:
+    """``(parameter, kwarg, value)`` of each numeric hyperparameter of the spec ``priors``, in order."""
+    return [(name, k, float(v)) for name, prior in priors.items() if isinstance(prior, tuple)
+            for k, v in prior[1].items() if _is_number(v)]
+
+
+def model_inputs(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict) -> np.ndarray:
+    """Everything a fit's PyMC model reads besides its structure, packed in one vector (its one input
+    :data:`INPUTS`): the number of rows of each of the likelihood's parts (:func:`~.mle.part_data`:
+    its columns' distinct values and their weights), the numeric hyperparameters of the spec priors
+    (:func:`_hyperparameters`), then per part its columns and its weights.
+
+    One vector rather than one input per array because nutpie compiles code to read each shared
+    input: BG/NBD's eight separate inputs made its numba compile ~60% slower."""
+    from . import mle
+
+    parts = mle.part_data(model_cls, data, weights)
+    head = [len(w) for _, w in parts] + [v for _, _, v in _hyperparameters(priors)]
+    arrays = [np.asarray(a, dtype=float) for values, w in parts for a in (*values.values(), w)]
+    return np.concatenate([np.asarray(head, dtype=float), *arrays])
+
+
+def _unpack(model_cls, data_names: tuple[str, ...], priors: dict, packed):
+    """The symbolic contents of the packed input (:func:`model_inputs`): the likelihood's
+    ``[(columns, weights), ...]`` per part, and the hyperparameters ``{(parameter, kwarg): scalar}``."""
     import pytensor.tensor as pt
 
     from . import mle
 
-    def constant(v):
-        return pt.as_tensor_variable(np.asarray(v, dtype=float))
+    parts = mle.likelihood_parts(model_cls, tuple(data_names))
+    lengths = pt.cast(pt.round(packed[:len(parts)]), "int64")
+    names = [(name, k) for name, k, _ in _hyperparameters(priors)]
+    start = len(parts)
+    hyper = {key: packed[start + i] for i, key in enumerate(names)}
+    start = start + len(names)
+    values = []
+    for j, (cols, _) in enumerate(parts):
+        arrays = []
+        for _ in range(len(cols) + 1):
+            arrays.append(packed[start:start + lengths[j]])
+            start = start + lengths[j]
+        values.append((dict(zip(cols, arrays[:-1])), arrays[-1]))
+    return values, hyper
 
-    values = [({k: constant(v) for k, v in part.items()}, constant(w))
-              for part, w in mle.part_data(model_cls, data, weights)]
-    return mle.weighted_log_likelihood(mle.likelihood_parts(model_cls, tuple(data)), params, values)
+
+def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict):
+    """PyMC model: priors on :attr:`param_names` plus ``Potential(sum(w * log_likelihood))``.
+
+    The data and the spec priors' numeric hyperparameters are read from one ``pm.Data`` input
+    (:func:`model_inputs`), so one compiled model serves every fit of the same structure, whatever
+    its data and prior values (:mod:`.compiled`)."""
+    import pymc as pm
+
+    with pm.Model() as pymc_model:
+        packed = pm.Data(INPUTS, model_inputs(model_cls, data, weights, priors))
+        values, hyper = _unpack(model_cls, tuple(data), priors, packed)
+        params = {name: _prior_rv(name, priors[name], pymc_model, hyper) for name in model_cls.param_names}
+        for joint in _joint_priors(priors):
+            pm.Potential("prior_" + "_".join(joint.names), joint.logp(*(params[k] for k in joint.names)))
+        pm.Potential("log_likelihood", weighted_log_likelihood(model_cls, params, tuple(data), values))
+    return pymc_model
+
+
+def weighted_log_likelihood(model_cls, params: dict, data_names: tuple[str, ...], values):
+    """``Σ w · log_likelihood`` over the unique rows as a PyTensor scalar, each of the model's
+    :func:`~.mle.likelihood_parts` summed over the distinct values of its own columns (BG/NBD's
+    frequency-only ``gammaln``/``betaln`` terms once per distinct frequency: on 1M customers a few
+    hundred values instead of ~100,000 histories, for every gradient the sampler takes); ``values``
+    holds each part's symbolic ``(columns, weights)`` (:func:`_unpack`)."""
+    from . import mle
+
+    return mle.weighted_log_likelihood(mle.likelihood_parts(model_cls, tuple(data_names)), params, values)
+
+
+def structure_key(model_cls, data_names: tuple[str, ...], priors: dict) -> tuple | None:
+    """What a compiled model depends on besides its inputs: the model class, the data columns (hence
+    the likelihood parts), and per parameter its prior's distribution, the names of its numeric
+    hyperparameters and any other (hashable) kwargs, or the joint prior it belongs to. ``None``
+    (do not cache) when a prior is a ``.dist()`` or a function, which cannot be compared safely."""
+    from . import mle
+
+    layout = tuple(cols for cols, _ in mle.likelihood_parts(model_cls, tuple(data_names)))
+    per_param = []
+    for name in model_cls.param_names:
+        prior = priors[name]
+        if isinstance(prior, BetaConcentrationPrior):
+            per_param.append(("joint", prior.names))
+        elif isinstance(prior, tuple):
+            dist_name, kwargs = prior
+            fixed = tuple(sorted((k, v) for k, v in kwargs.items() if not _is_number(v)))
+            try:
+                hash(fixed)
+            except TypeError:
+                return None
+            per_param.append((dist_name, tuple(k for k, v in kwargs.items() if _is_number(v)), fixed))
+        else:
+            return None
+    return (model_cls, tuple(data_names), layout, tuple(per_param))
 
 
 def _joint_priors(priors: dict) -> list[BetaConcentrationPrior]:
@@ -208,16 +299,18 @@ def _joint_priors(priors: dict) -> list[BetaConcentrationPrior]:
     return list({id(p): p for p in priors.values() if isinstance(p, BetaConcentrationPrior)}.values())
 
 
-def _log_posterior_functions(model_cls, data, weights, pymc_model, priors):
+def _log_posterior_functions(model_cls, data_names: tuple[str, ...], pymc_model, priors):
     """Compiled ``f(theta) -> (log posterior, gradient)`` and ``g(theta) -> log-likelihood`` of the
-    log-parameters ``theta``. The log posterior uses the priors' densities on the natural scale
-    (no Jacobian), so its maximiser is the usual MAP and, as a function of ``theta``, it has the
+    log-parameters ``theta``, reading the data and hyperparameters from ``pymc_model``'s inputs (so
+    compiled once per model structure). The log posterior uses the priors' densities on the natural
+    scale (no Jacobian), so its maximiser is the usual MAP and, as a function of ``theta``, it has the
     same maximiser (``d/d ln θ = θ d/dθ``)."""
     import pymc as pm
     import pytensor
 
     theta, params = log_parameters(model_cls.param_names)
-    ll = weighted_log_likelihood(model_cls, params, data, weights)
+    values, _ = _unpack(model_cls, data_names, priors, pymc_model[INPUTS])
+    ll = weighted_log_likelihood(model_cls, params, data_names, values)
     log_prior = sum(pm.logp(pymc_model[k], params[k]).sum() for k in model_cls.param_names)
     log_prior += sum(j.logp(*(params[k] for k in j.names)) for j in _joint_priors(priors))
     return (value_and_gradient([theta], ll + log_prior, theta),
@@ -279,7 +372,10 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
                                          model.chains if chains is None else chains)
     seed = model.random_seed if random_seed is None else random_seed
     progressbar = model.progressbar if progressbar is None else progressbar
-    pymc_model = build_pymc_model(cls, data, w, priors)
+    # one compiled model per structure, its inputs set to this fit's data and priors (models/compiled.py)
+    entry = compiled_model(structure_key(cls, tuple(data), priors), lambda: build_pymc_model(cls, data, w, priors))
+    inputs = {INPUTS: model_inputs(cls, data, w, priors)}
+    pymc_model = entry.pymc_model
     model.priors_ = {k: (list(v) if isinstance(v, tuple) else repr(v)) for k, v in priors.items()}
     model.posterior_draws_ = None
     model.idata_ = None
@@ -287,7 +383,8 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     if method == "map":
         if sampler_kwargs:
             raise TypeError(f"Unexpected arguments for method='map': {sorted(sampler_kwargs)}.")
-        _fit_map(model, data, w, pymc_model, priors)
+        with entry.using(inputs):
+            _fit_map(model, data, w, entry, priors)
         return
     if method == "nuts":
         sampler = nuts_sampler or default_nuts_sampler()
@@ -303,22 +400,28 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         if sampler == "nutpie":
             # a mass matrix that learns the posterior's correlations (Gamma-Gamma's p and gamma are
             # strongly correlated): on CDNOW, ~8x the effective sample size per second
-            kwargs["nuts"].setdefault("low_rank_modified_mass_matrix", True)
+            if "low_rank_modified_mass_matrix" not in kwargs["nuts"]:  # nutpie < 0.16's name of it
+                kwargs["nuts"].setdefault("adaptation", "low_rank")
         else:
             kwargs["compile_kwargs"] = sampler_kwargs.pop("compile_kwargs", {"mode": compile_mode()})
-        idata = pm.sample(**kwargs, **sampler_kwargs)
+        with entry.using(inputs):
+            if sampler == "nutpie" and not sampler_kwargs:
+                idata = _sample_nutpie(entry, inputs, **kwargs)
+            else:  # PyMC's sampler, or options only pm.sample knows: compiled by pm.sample for this fit
+                idata = pm.sample(**kwargs, **sampler_kwargs)
         model.sampler_ = sampler
     elif method == "advi":
         from pymc.variational.callbacks import CheckParametersConvergence
 
-        # start at the MAP: ADVI's stochastic optimiser then only has to find the spread
-        theta = _map_estimate(model, data, w, pymc_model, priors)[0].theta
-        start = _start_point(pymc_model, dict(zip(names, np.exp(theta))))
-        callback = CheckParametersConvergence(every=500, tolerance=0.01, diff="absolute")
-        approx = pm.fit(n=int(advi_iterations), method="advi", model=pymc_model, random_seed=seed,
-                        progressbar=progressbar, callbacks=[callback], start=start, **sampler_kwargs)
-        n_steps = len(approx.hist)
-        idata = approx.sample(draws * chains, random_seed=seed)
+        with entry.using(inputs):
+            # start at the MAP: ADVI's stochastic optimiser then only has to find the spread
+            theta = _map_estimate(model, data, w, entry, priors)[0].theta
+            start = _start_point(pymc_model, dict(zip(names, np.exp(theta))))
+            callback = CheckParametersConvergence(every=500, tolerance=0.01, diff="absolute")
+            approx = pm.fit(n=int(advi_iterations), method="advi", model=pymc_model, random_seed=seed,
+                            progressbar=progressbar, callbacks=[callback], start=start, **sampler_kwargs)
+            n_steps = len(approx.hist)
+            idata = approx.sample(draws * chains, random_seed=seed)
         model.sampler_ = "advi"
         model.advi_steps_ = n_steps
     else:
@@ -344,14 +447,29 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
                 "may be poor. Pass advi_iterations=<more>, or use method='nuts'.")
 
 
-def _map_estimate(model, data, w, pymc_model, priors):
+def _sample_nutpie(entry, inputs, *, draws, tune, chains, cores, random_seed, progressbar, nuts, **_):
+    """``pm.sample(nuts_sampler="nutpie", ...)`` on the compiled model of ``entry`` (compiled once per
+    structure, :func:`~.compiled.nutpie_model`): the seed derived from ``random_seed`` and the options
+    as PyMC derives them, so the draws are the same as ``pm.sample``'s, which compiles anew each time."""
+    import nutpie
+
+    seed = int(np.random.default_rng(random_seed).spawn(chains)[0].integers(2**30))
+    nuts = dict(nuts)
+    if "max_treedepth" in nuts:
+        nuts["maxdepth"] = nuts.pop("max_treedepth")
+    return nutpie.sample(nutpie_model(entry, inputs), draws=draws, tune=max(tune, 1), chains=chains, cores=cores,
+                         seed=seed, save_warmup=False, progress_bar=bool(progressbar), **nuts)
+
+
+def _map_estimate(model, data, w, entry, priors):
     """Maximise the log posterior over the log-parameters (:func:`~.optimize.minimize_log_params`:
     L-BFGS from every start, exact gradient, no Newton polish).
 
     Returns the :class:`~.optimize.Optimum` of the negative log posterior (whose Hessian is the
     negative Hessian of the log posterior) and the compiled log posterior and log-likelihood.
     """
-    log_post, loglik = _log_posterior_functions(type(model), data, w, pymc_model, priors)
+    log_post, loglik = entry.function(
+        "map", lambda: _log_posterior_functions(type(model), tuple(data), entry.pymc_model, priors))
     opt = minimize_log_params(
         Objective(log_post, negate=True), starting_points(model, data, w),
         failure=f"{type(model).__name__}: the log posterior is not finite at any starting point; "
@@ -360,10 +478,10 @@ def _map_estimate(model, data, w, pymc_model, priors):
     return opt, log_post, loglik
 
 
-def _fit_map(model, data, w, pymc_model, priors) -> None:
+def _fit_map(model, data, w, entry, priors) -> None:
     cls = type(model)
     names = list(cls.param_names)
-    opt, log_post, loglik = _map_estimate(model, data, w, pymc_model, priors)
+    opt, log_post, loglik = _map_estimate(model, data, w, entry, priors)
     theta, grad_max = opt.theta, opt.max_abs_gradient
     cov, ok = covariance_from_hessian(opt.hessian)
     at_boundary = boundary_parameters(names, theta)
