@@ -1,8 +1,9 @@
 """The optimiser shared by the maximum-likelihood fit (:mod:`.mle`) and the MAP fit (:mod:`.bayes`).
 
 Both maximise a smooth function of the log-parameters ``θ = ln(params)`` (unconstrained; every
-parameter of these models is positive) whose exact gradient PyTensor compiles with it
-(:func:`value_and_gradient`). :func:`minimize_log_params` runs L-BFGS-B from a few starting points
+parameter of these models is positive) and its exact gradient: the MLE evaluates both with dual
+numbers (:mod:`.mle`, no compilation), the MAP compiles them with PyTensor (:func:`log_parameters`,
+:func:`value_and_gradient`, PyTensor imported only then). :func:`minimize_log_params` runs L-BFGS-B from a few starting points
 (:func:`starting_points`), optionally polishes the best with Newton steps, and returns the point with
 its gradient and Hessian (forward differences of the exact gradient, :func:`numeric_hessian`). From
 those :func:`covariance_from_hessian` gives the covariance of ``θ`` (the inverse Hessian, as in
