@@ -21,7 +21,7 @@ from scipy.special import betaln, digamma, gammaln
 
 from ..errors import ClvDataError, data_error, renamed_argument
 from ..validation import validate_columns
-from .namespaces import NUMPY, likelihood
+from .namespaces import NUMPY, as_namespace, likelihood
 
 from .purchase import DiscretePurchaseModel
 
@@ -43,6 +43,7 @@ def _log_likelihood(xp, params, x, tx, n, *, future=0):
     numbers the terms are looped over with a running log-sum-exp, so that draws x customers x gap
     is never held in memory.
     """
+    xp = as_namespace(xp)
     alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
     ab, gd = xp.betaln(alpha, beta), xp.betaln(gamma, delta)
 

@@ -75,11 +75,21 @@ def namespace_of(*values) -> SimpleNamespace:
     return DUAL if any(isinstance(v, dual.Dual) for v in flat) else NUMPY
 
 
+def as_namespace(xp) -> SimpleNamespace:
+    """``xp`` as a namespace: the modules ``numpy`` and ``pytensor.tensor`` stand for theirs (as
+    the ``xp`` of the likelihoods' helpers did before this module), a namespace for itself."""
+    if xp is np:
+        return NUMPY
+    if getattr(xp, "__name__", None) == "pytensor.tensor":
+        return pytensor_namespace()
+    return xp
+
+
 def likelihood(fn):
     """Decorate ``fn(params, data, xp)`` so that ``xp`` may be left out (then :func:`namespace_of`
-    the inputs)."""
+    the inputs); ``numpy`` or ``pytensor.tensor`` stand for their namespaces (:func:`as_namespace`)."""
     @functools.wraps(fn)
     def wrapper(params, data, xp=None):
-        return fn(params, data, namespace_of(params, data) if xp is None else xp)
+        return fn(params, data, namespace_of(params, data) if xp is None else as_namespace(xp))
 
     return wrapper

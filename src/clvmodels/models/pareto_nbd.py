@@ -42,7 +42,7 @@ import numpy as np
 from scipy.special import gammaln, xlogy
 
 from ..errors import ClvDataError
-from .namespaces import NUMPY, likelihood
+from .namespaces import NUMPY, as_namespace, likelihood
 from .purchase import ContinuousPurchaseModel
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
@@ -93,6 +93,7 @@ def log_integral(xp, r, alpha, s, beta, x, tx, T):
     numbers for the MLE, PyTensor) panels and nodes are two trailing axes. The result is ``−inf``
     where ``T == t_x`` (to 1e-12).
     """
+    xp = as_namespace(xp)
     # an interval shorter than ~1e-12 of T adds less than double precision resolves (relative
     # ~ s (T − t_x)/(β+T)) and, rounded to zero width in y, would make the gradient NaN
     equal = T - tx <= 1e-12 * (T + 1.0)
@@ -120,6 +121,7 @@ def log_integral(xp, r, alpha, s, beta, x, tx, T):
 
 def _log_terms(xp, params, x, tx, T):
     """ln of the two bracket terms of the likelihood: alive at ``T``, and died in ``(t_x, T)`` (times s)."""
+    xp = as_namespace(xp)
     r, alpha, s, beta = params["r"], params["alpha"], params["s"], params["beta"]
     log_alive = -(r + x) * xp.log(alpha + T) - s * xp.log(beta + T)
     log_dead = xp.log(s) + log_integral(xp, r, alpha, s, beta, x, tx, T)
