@@ -59,11 +59,13 @@ _WEIGHT = _GL_W / 2.0          # their weights (summing to 1)
 def _integral_geometry(xp, r, alpha, s, beta, x, tx, T):
     """Quantities of :func:`log_integral` that do not depend on the node."""
     p, q = r + x, s + 1.0
-    c = xp.minimum(alpha, beta)
+    # every quantity takes the same branch where α = β (there c = β): each branch's formula is
+    # analytic across the tie, so its derivative is the likelihood's (a mix of the two is not)
     big_alpha = alpha >= beta
+    c = xp.where(big_alpha, beta, alpha)         # min(α, β)
     p_small = xp.where(big_alpha, q, p)          # exponent of (c+τ)
     p_big = xp.where(big_alpha, p, q)            # exponent of (C+τ), C = max(α, β)
-    zeta = xp.abs(alpha - beta) / (c + tx)       # (C+τ)/(c+τ) = 1 + ζ e^−y
+    zeta = xp.where(big_alpha, alpha - beta, beta - alpha) / (c + tx)   # (C+τ)/(c+τ) = 1 + ζ e^−y
     h = 1.0 / (p / (alpha + tx) + q / (beta + tx))
     Y = xp.log(c + T) - xp.log(c + tx)
     return {"c": c, "p_small": p_small, "p_big": p_big, "zeta": zeta, "h_rel": h / (c + tx), "Y": Y,
