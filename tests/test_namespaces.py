@@ -194,11 +194,20 @@ with warnings.catch_warnings():
     bg.summary()
     clv.clv(bg, gg, rfm, horizon=12, discount_rate=0.01, period_length=4.35)
 loaded["mle"] = sorted(m for m in ("pytensor", "pymc", "arviz", "nutpie") if m in sys.modules)
+from clvmodels import cli
+d = sys.argv[1]
+rfm.rename_axis("customer_id").reset_index().to_parquet(d + "/rfm.parquet")
+assert cli.main(["fit", d + "/rfm.parquet", "--model", "bgnbd+gg", "--time-unit", "W", "--out", d + "/model",
+                 "-q"]) == 0
+assert cli.main(["score", d + "/model", d + "/rfm.parquet", "--out", d + "/s.parquet", "--horizon", "12",
+                 "-q"]) == 0
+loaded["cli"] = sorted(m for m in ("pytensor", "pymc", "arviz", "nutpie") if m in sys.modules)
 print(json.dumps(loaded))
 """
 
 
-def test_import_and_mle_do_not_load_pytensor_or_pymc():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True)
+def test_import_mle_and_commands_do_not_load_pytensor_or_pymc(tmp_path):
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert loaded == {"import": [], "mle": []}
+    assert loaded == {"import": [], "mle": [], "cli": []}
