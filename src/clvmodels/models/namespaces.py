@@ -12,7 +12,8 @@ operations of a namespace ``xp``:
   predictions never load it.
 
 A namespace offers ``log, log1p, exp, expm1, gammaln, betaln, logaddexp, where, maximum, minimum,
-abs, sum, max, pad_right, constant`` and, to choose between equivalent evaluation orders,
+abs, sum, max, pad_right, constant, value`` (the value without derivatives: it must not enter the
+result, only decide how to compute it) and, to choose between equivalent evaluation orders,
 ``name`` (``"numpy"``, ``"dual"``, ``"pytensor"``) and ``symbolic`` (data whose values are known
 only when the function runs). Comparisons (``x > 0``) are written with Python's operators, which
 numpy arrays, dual numbers and PyTensor variables all support.
@@ -41,19 +42,21 @@ def _pad_right(a, n: int):
 NUMPY = SimpleNamespace(
     name="numpy", symbolic=False, log=np.log, log1p=np.log1p, exp=np.exp, expm1=np.expm1, gammaln=special.gammaln,
     betaln=special.betaln, logaddexp=np.logaddexp, where=np.where, maximum=np.maximum, minimum=np.minimum,
-    abs=np.abs, sum=np.sum, max=np.max, pad_right=_pad_right, constant=np.asarray)
+    abs=np.abs, sum=np.sum, max=np.max, pad_right=_pad_right, constant=np.asarray, value=np.asarray)
 
 #: Dual numbers (:mod:`.dual`): values and exact gradients.
 DUAL = SimpleNamespace(
     name="dual", symbolic=False, log=dual.log, log1p=dual.log1p, exp=dual.exp, expm1=dual.expm1,
     gammaln=dual.gammaln, betaln=dual.betaln, logaddexp=dual.logaddexp, where=dual.where, maximum=dual.maximum,
-    minimum=dual.minimum, abs=dual.abs, sum=dual.sum, max=dual.max, pad_right=dual.pad_right, constant=np.asarray)
+    minimum=dual.minimum, abs=dual.absolute, sum=dual.reduce_sum, max=dual.reduce_max, pad_right=dual.pad_right,
+    constant=np.asarray, value=dual.value)
 
 
 @functools.cache
 def pytensor_namespace() -> SimpleNamespace:
     """``pytensor.tensor``: symbolic expressions (imports PyTensor on first use)."""
     import pytensor.tensor as pt
+    from pytensor.gradient import disconnected_grad
 
     def betaln(a, b):  # PyTensor has no betaln
         return pt.gammaln(a) + pt.gammaln(b) - pt.gammaln(a + b)
@@ -61,7 +64,8 @@ def pytensor_namespace() -> SimpleNamespace:
     return SimpleNamespace(
         name="pytensor", symbolic=True, log=pt.log, log1p=pt.log1p, exp=pt.exp, expm1=pt.expm1, gammaln=pt.gammaln,
         betaln=betaln, logaddexp=pt.logaddexp, where=pt.switch, maximum=pt.maximum, minimum=pt.minimum,
-        abs=pt.abs, sum=pt.sum, max=pt.max, pad_right=pt.shape_padright, constant=pt.constant)
+        abs=pt.abs, sum=pt.sum, max=pt.max, pad_right=pt.shape_padright, constant=pt.constant,
+        value=disconnected_grad)
 
 
 def namespace_of(*values) -> SimpleNamespace:

@@ -81,6 +81,16 @@ def _panel_edges(xp, g, panel):
     return lo, hi
 
 
+def _panels_used(xp, g) -> int:
+    """How many panels hold the range: panel ``j`` is empty (``lo = hi = Y``) for a row where
+    ``h (2^j − 1) >= T − t_x``; the panels beyond the last that some row reaches add exactly 0 to
+    the value and to its derivatives, so the numpy and dual evaluations leave them out (on CDNOW
+    only 5 to 8 of the 16 are used, depending on the parameters)."""
+    reach = np.log1p(np.multiply.outer(xp.value(g["h_rel"]), 2.0 ** np.arange(N_PANELS) - 1.0))
+    reached = np.flatnonzero((reach < np.asarray(xp.value(g["Y"]))[..., None]).reshape(-1, N_PANELS).any(axis=0))
+    return int(reached[-1]) + 1 if reached.size else N_PANELS
+
+
 def _psi(xp, g, y):
     """``ψ(y) = (1 − p_c) y − p_C (y + ln(1 + ζ e^−y)) = −k y − p_C ln(1 + ζ e^−y)``
     (``p_c + p_C = k + 1``): the log-integrand in ``y`` without ``(c+t_x)^−k``."""
@@ -103,7 +113,7 @@ def log_integral(xp, r, alpha, s, beta, x, tx, T):
     g = _integral_geometry(xp, r, alpha, s, beta, x, tx, T_safe)
     if xp is NUMPY:
         top, total = -np.inf, 0.0
-        for j in range(N_PANELS):
+        for j in range(_panels_used(xp, g)):
             lo, hi = _panel_edges(np, g, float(j))
             for u, w in zip(_POS, _WEIGHT):
                 psi = _psi(np, g, lo + u * (hi - lo))
@@ -112,7 +122,8 @@ def log_integral(xp, r, alpha, s, beta, x, tx, T):
                 top = new_top
     else:
         gp = {k: xp.pad_right(v, 2) if getattr(v, "ndim", 0) else v for k, v in g.items()}
-        lo, hi = _panel_edges(xp, gp, xp.constant(np.arange(N_PANELS, dtype=float)[:, None]))
+        n_panels = N_PANELS if xp.symbolic else _panels_used(xp, g)
+        lo, hi = _panel_edges(xp, gp, xp.constant(np.arange(n_panels, dtype=float)[:, None]))
         width = hi - lo
         psi = _psi(xp, gp, lo + xp.constant(_POS) * width)          # (..., panel, node)
         top = xp.max(psi, axis=(-2, -1))
