@@ -6,8 +6,8 @@ CDNOW parameters (``clvmodels.datasets.simulate``, 78 weeks, summarised by day i
 of a process is really the first:
 
 * clvmodels: ``BetaGeoModel().fit`` and ``GammaGammaModel(exclude_invalid=True).fit``, *cold*
-  (the first fit of the process: building the PyTensor graph and loading its compiled module
-  from PyTensor's on-disk cache, or compiling it with ``--fresh-cache``) and *warm* (a second fit);
+  (the first fit of the process; nothing is compiled: the MLE evaluates its objective and exact
+  gradient with dual numbers) and *warm* (a second fit);
   the fit time includes validating the frame and compressing it to unique rows;
 * lifetimes: ``BetaGeoFitter().fit`` on every customer (*unweighted*), and on the unique
   ``(frequency, recency, T)`` rows with their counts as weights (*weighted*; the time includes
@@ -24,7 +24,7 @@ Usage::
 
     python benchmarks/bench_models.py              # CDNOW, 100k and 1M customers (a few minutes)
     python benchmarks/bench_models.py --quick      # CDNOW and 20k customers (under a minute)
-    python benchmarks/bench_models.py --sizes 1M --fresh-cache
+    python benchmarks/bench_models.py --sizes 1M
 """
 
 from __future__ import annotations
@@ -185,8 +185,6 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="CDNOW and 20k simulated customers")
     parser.add_argument("--sizes", default=None, help="comma-separated simulated sizes, e.g. 100k,1M")
     parser.add_argument("--repeat", type=int, default=3, help="prediction timings: best of this many runs")
-    parser.add_argument("--fresh-cache", action="store_true",
-                        help="compile clvmodels' objectives from scratch (an empty PyTensor compile directory)")
     parser.add_argument("--child", nargs=4, metavar=("LIBRARY", "PATH", "REPEAT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -205,10 +203,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             n_rows = make_rfm(n, path)
             print(f"[{name}] {n_rows:,} customers prepared in {time.perf_counter() - start:.1f} s", flush=True)
-            env = dict(os.environ)
-            if args.fresh_cache:
-                env["PYTENSOR_FLAGS"] = f"compiledir={tmp}/pytensor-{name}"
-            ours = run_child("clvmodels", path, args.repeat, env)
+            ours = run_child("clvmodels", path, args.repeat, dict(os.environ))
             theirs = run_child("lifetimes", path, args.repeat, dict(os.environ))
             lines += report(name, n_rows, ours, theirs)
             rel = max(abs(ours["params"][k] / theirs["params"][k] - 1) for k in ours["params"])
@@ -219,9 +214,7 @@ def main(argv=None) -> int:
     print(header)
     print("-" * len(header))
     print("\n".join(lines))
-    print("\nTimes in seconds. 'ours cold': the first fit of a fresh process"
-          + (" with an empty PyTensor compile cache." if args.fresh_cache else
-             " (PyTensor graph built, compiled module loaded from the on-disk cache)."))
+    print("\nTimes in seconds. 'ours cold': the first fit of a fresh process.")
     print("Speed-up: lifetimes / ours warm (the BG/NBD fit: over lifetimes' unweighted fit; "
           "'lt weighted' includes the pandas compression).")
     print("\n".join(checks))

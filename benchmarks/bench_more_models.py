@@ -8,8 +8,7 @@ Data sets:
 * BG/BB: the donations table (11,104 donors as 22 weighted rows) and the same donors one row each;
 * sBG: the 'regular' and 'high end' survivor tables of Fader & Hardie 2007 (lifetimes has no sBG).
 
-For each: the fit (clvmodels *cold*, the first fit of the model class in this process, which builds
-the PyTensor graph and loads its compiled module from the on-disk cache or compiles it; and *warm*,
+For each: the fit (clvmodels *cold*, the first fit of the model class in this process, and *warm*,
 a second fit; lifetimes' ``fit``), and predictions for every customer with each library's own fit
 (conditional expected purchases, P(alive)). Prediction times are the best of ``--repeat`` runs.
 The table gives seconds side by side, the speed-up (lifetimes over clvmodels warm), the largest

@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytensor.tensor as pt
 import pytest
 from scipy import optimize, special, stats
 
@@ -28,10 +27,12 @@ def _nb(params, frequency, T, t):
     return shape, rate, rate / (rate + t)
 
 
-def _log_likelihood(params, data):
+def _log_likelihood(params, data, xp):
+    """Written once against the namespace ``xp`` (numpy, dual numbers for the MLE, PyTensor for the
+    Bayesian fits: see clvmodels.models.namespaces)."""
     r, alpha = params["r"], params["alpha"]
     x, T = data["frequency"], data["T"]
-    return pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) - (r + x) * pt.log(alpha + T)
+    return xp.gammaln(r + x) - xp.gammaln(r) + r * xp.log(alpha) - (r + x) * xp.log(alpha + T)
 
 
 def _alive(params, frequency, recency, T):

@@ -2,12 +2,14 @@
 
 A model class declares its parameters (:attr:`CLVModel.param_names`), the columns it reads
 (:attr:`CLVModel.data_columns`) and its per-customer log-likelihood, written once as an expression
-(:meth:`CLVModel.log_likelihood`). From that single expression:
+against an array namespace (:meth:`CLVModel.log_likelihood`, :mod:`clvmodels.models.namespaces`).
+From that single expression:
 
-* the maximum-likelihood fit (:mod:`clvmodels.models.mle`) compiles the weighted sum and its exact
-  gradient and Hessian with respect to the log-parameters;
+* the maximum-likelihood fit (:mod:`clvmodels.models.mle`) evaluates the weighted sum and its exact
+  gradient with respect to the log-parameters with dual numbers (nothing compiled, PyTensor not
+  imported), and the Hessian from that gradient;
 * the Bayesian fits (:mod:`clvmodels.models.bayes`: MAP, NUTS, ADVI) add priors and hand the same
-  expression to PyMC as a potential.
+  expression, built with PyTensor, to PyMC as a potential.
 
 Each kind of model declares the rest of its formulas in an abstract base of its own, the one
 contract that predictions, CLV, backtests, scoring, the CLI and Spark consume:
@@ -61,8 +63,9 @@ class CLVModel(ABC):
     default_priors: ClassVar[dict[str, tuple[str, dict[str, float]]]] = {}
     #: Pairs of beta-mixing shapes given a joint prior by default (see :mod:`.bayes`).
     joint_priors: ClassVar[tuple[tuple[str, str], ...]] = ()
-    #: Optionally, ``log_likelihood`` as a sum of parts ``((columns, fn), ...)``, each summed over the
-    #: distinct values of its own columns (see :func:`clvmodels.models.mle.likelihood_parts`).
+    #: Optionally, ``log_likelihood`` as a sum of parts ``((columns, fn), ...)``, each ``fn(params,
+    #: data, xp)`` summed over the distinct values of its own columns (see
+    #: :func:`clvmodels.models.mle.likelihood_parts`).
     log_likelihood_parts: ClassVar[tuple | None] = None
     #: Fit methods understood by :meth:`fit`.
     methods: ClassVar[tuple[str, ...]] = ("mle", "map", "nuts", "advi")
@@ -116,9 +119,11 @@ class CLVModel(ABC):
     # ------------------------------------------------------------------ the model's mathematics
     @staticmethod
     @abstractmethod
-    def log_likelihood(params: dict, data: dict):
-        """Per-customer log-likelihood as a PyTensor expression of the parameters (a dict) and the
-        data (a dict of the :attr:`data_columns`); every model class defines its own (e.g.
+    def log_likelihood(params: dict, data: dict, xp):
+        """Per-customer log-likelihood of the parameters (a dict) and the data (a dict of the
+        :attr:`data_columns`), written with the operations of the namespace ``xp``
+        (:mod:`clvmodels.models.namespaces`: numpy values, dual numbers for the MLE, PyTensor for the
+        Bayesian fits); every model class defines its own (e.g.
         :func:`clvmodels.models.bgnbd.log_likelihood`)."""
 
     def initial_params(self, data: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:

@@ -17,53 +17,51 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytensor.tensor as pt
 from scipy.special import betaln, digamma, gammaln
 
 from ..errors import ClvDataError, data_error, renamed_argument
 from ..validation import validate_columns
-from ._pt import betaln as pt_betaln
+from .namespaces import NUMPY, as_namespace, likelihood
 
 from .purchase import DiscretePurchaseModel
 
 
 # ---------------------------------------------------------------------------- likelihood
-def _betaln(xp, a, b):
-    """``ln B(a, b)`` for ``numpy`` (scipy's) or ``pytensor.tensor``."""
-    return betaln(a, b) if xp is np else pt_betaln(a, b)
-
-
 def _log_likelihood(xp, params, x, tx, n, *, future=0):
     """Per-customer log-likelihood (Fader, Hardie & Shang 2010, eq. 5), in log space:
 
     ``L = B(α+x, β+n−x)/B(α, β) · B(γ, δ+n)/B(γ, δ)
     + Σ_{i=0}^{n−t_x−1} B(α+x, β+t_x−x+i)/B(α, β) · B(γ+1, δ+t_x+i)/B(γ, δ)``
 
-    (alive throughout, or died at the start of opportunity ``t_x+i+1``), written once for ``numpy``
-    or ``pytensor.tensor`` (``xp``). Returns ``(ln L, ln A)`` with ``A`` the first term at ``δ+n+future``
+    (alive throughout, or died at the start of opportunity ``t_x+i+1``), written once against a
+    namespace ``xp`` (:mod:`.namespaces`). Returns ``(ln L, ln A)`` with ``A`` the first term at ``δ+n+future``
     (alive at opportunity ``n + future``), from which :func:`probability_alive` is ``A/L``.
 
-    With ``pytensor.tensor`` the sum runs over a trailing axis of length ``max(n − t_x)`` (the data
-    are symbolic: the longest gap is known only when the function runs), the terms beyond each row's
-    own length masked, and all terms are combined by one log-sum-exp; with ``numpy`` the terms are
-    looped over with a running log-sum-exp, so that draws x customers x gap is never held in memory.
+    With PyTensor the sum runs over a trailing axis of length ``max(n − t_x)`` (the data are
+    symbolic: the longest gap is known only when the function runs), the terms beyond each row's
+    own length masked, and all terms are combined by one log-sum-exp; with numpy values or dual
+    numbers the terms are looped over with a running log-sum-exp, so that draws x customers x gap
+    is never held in memory.
     """
+    xp = as_namespace(xp)
     alpha, beta, gamma, delta = params["alpha"], params["beta"], params["gamma"], params["delta"]
-    ab, gd = _betaln(xp, alpha, beta), _betaln(xp, gamma, delta)
+    ab, gd = xp.betaln(alpha, beta), xp.betaln(gamma, delta)
 
     def log_alive(future):
-        return _betaln(xp, alpha + x, beta + n - x) - ab + _betaln(xp, gamma, delta + n + future) - gd
+        return xp.betaln(alpha + x, beta + n - x) - ab + xp.betaln(gamma, delta + n + future) - gd
 
     def log_dead(x, tx, i):
-        return _betaln(xp, alpha + x, beta + tx - x + i) - ab + _betaln(xp, gamma + 1.0, delta + tx + i) - gd
+        return xp.betaln(alpha + x, beta + tx - x + i) - ab + xp.betaln(gamma + 1.0, delta + tx + i) - gd
 
     alive = log_alive(0)
     gap = n - tx
-    if xp is np:
+    if not xp.symbolic:
         out = alive
         for i in range(int(np.max(gap)) if np.size(gap) else 0):
-            out = np.where(i < gap, np.logaddexp(out, log_dead(x, tx, i)), out)
+            out = xp.where(i < gap, xp.logaddexp(out, log_dead(x, tx, i)), out)
     else:
+        import pytensor.tensor as pt  # xp is PyTensor's namespace: already imported
+
         i = pt.cast(pt.arange(pt.cast(pt.max(gap), "int64")), "float64")
         dead = pt.switch(pt.lt(i, gap[:, None]), log_dead(x[:, None], tx[:, None], i), -np.inf)
         terms = pt.concatenate([alive[:, None], dead], axis=1)
@@ -72,16 +70,17 @@ def _log_likelihood(xp, params, x, tx, n, *, future=0):
     return out, (log_alive(future) if future else alive)
 
 
-def log_likelihood(params: dict, data: dict):
-    """Per-customer log-likelihood as a PyTensor expression (:func:`_log_likelihood`), for the fits."""
-    return _log_likelihood(pt, params, data["frequency"], data["recency"], data["n_periods"])[0]
+@likelihood
+def log_likelihood(params: dict, data: dict, xp):
+    """Per-customer log-likelihood (:func:`_log_likelihood`) in the namespace ``xp`` (:mod:`.namespaces`)."""
+    return _log_likelihood(xp, params, data["frequency"], data["recency"], data["n_periods"])[0]
 
 
 # ---------------------------------------------------------------------------- predictions
 def probability_alive(params, frequency, recency, n_periods, *, t=0):
     """P(alive at opportunity ``n + t`` | x, t_x, n) (Fader, Hardie & Shang 2010, eq. 11 for
     ``t = 1``): ``B(α+x, β+n−x)/B(α, β) · B(γ, δ+n+t)/B(γ, δ) / L``."""
-    log_l, log_alive = _log_likelihood(np, params, frequency, recency, n_periods, future=t)
+    log_l, log_alive = _log_likelihood(NUMPY, params, frequency, recency, n_periods, future=t)
     return np.exp(log_alive - log_l)
 
 

@@ -3,8 +3,8 @@
 While alive, a customer buys as a Poisson process of rate ``lambda ~ Gamma(r, rate alpha)``; after
 every repeat purchase she drops out with probability ``p ~ Beta(a, b)``.
 
-All of the model's mathematics is in this module: the log-likelihood (PyTensor, used by the MLE and
-Bayesian fits) and the predictive formulas (numpy, broadcasting over parameter draws of shape
+All of the model's mathematics is in this module: the log-likelihood (written once for numpy, dual
+numbers and PyTensor, :mod:`.namespaces`: the MLE and the Bayesian fits) and the predictive formulas (numpy, broadcasting over parameter draws of shape
 ``(n_draws, 1)`` against customers of shape ``(n_customers,)``).
 
 A customer alive at ``T`` with history ``(x, t_x, T)`` behaves from ``T`` on like a new customer with
@@ -17,43 +17,46 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytensor.tensor as pt
 from scipy import integrate
 from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1py, xlogy
 
 from ..errors import ClvDataError
-from ._pt import betaln as pt_betaln
+from .namespaces import likelihood
 from .purchase import ContinuousPurchaseModel
 
 
 # ---------------------------------------------------------------------------- likelihood
-def log_likelihood(params: dict, data: dict):
-    """Per-customer log-likelihood, FHL 2005 eq. (6), in log space.
+@likelihood
+def log_likelihood(params: dict, data: dict, xp):
+    """Per-customer log-likelihood, FHL 2005 eq. (6), in log space, in the namespace ``xp``
+    (:mod:`.namespaces`).
 
     ``ln L = lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x) − ln B(a, b)
     + ln[(α+T)^−(r+x) + 1{x>0} a/(b+x−1) (α+t_x)^−(r+x)]``, the bracket by log-sum-exp.
     It is the sum of :func:`frequency_terms` and :func:`history_terms`.
     """
-    return frequency_terms(params, data) + history_terms(params, data)
+    return frequency_terms(params, data, xp) + history_terms(params, data, xp)
 
 
-def frequency_terms(params: dict, data: dict):
+@likelihood
+def frequency_terms(params: dict, data: dict, xp):
     """The terms of eq. (6) that read only ``x``: ``lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x) − ln B(a, b)``."""
     r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
     x = data["frequency"]
-    return pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) + pt_betaln(a, b + x) - pt_betaln(a, b)
+    return xp.gammaln(r + x) - xp.gammaln(r) + r * xp.log(alpha) + xp.betaln(a, b + x) - xp.betaln(a, b)
 
 
-def history_terms(params: dict, data: dict):
+@likelihood
+def history_terms(params: dict, data: dict, xp):
     """The bracket of eq. (6): ``ln[(α+T)^−(r+x) + 1{x>0} a/(b+x−1) (α+t_x)^−(r+x)]``."""
     r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
     x, tx, T = data["frequency"], data["recency"], data["T"]
-    repeat = pt.gt(x, 0)
+    repeat = x > 0
     # b + x − 1 is only used where x > 0; keep it positive elsewhere so gradients stay finite
-    bx1 = pt.switch(repeat, b + x - 1, b)
-    term_alive = -(r + x) * pt.log(alpha + T)
-    term_dead = pt.switch(repeat, pt.log(a) - pt.log(bx1) - (r + x) * pt.log(alpha + tx), -np.inf)
-    return pt.logaddexp(term_alive, term_dead)
+    bx1 = xp.where(repeat, b + x - 1, b)
+    term_alive = -(r + x) * xp.log(alpha + T)
+    term_dead = xp.where(repeat, xp.log(a) - xp.log(bx1) - (r + x) * xp.log(alpha + tx), -np.inf)
+    return xp.logaddexp(term_alive, term_dead)
 
 
 # ---------------------------------------------------------------------------- predictions

@@ -11,12 +11,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pytensor.tensor as pt
 
 from ..errors import AssumptionWarning, ClvDataError, data_error
 from ..validation import HISTORY_CHECKS, validate_columns
 
 from .draws import is_bayesian
+from .namespaces import likelihood
 from .spend import SpendModel
 
 #: |Pearson correlation| between frequency and mean spend above which the independence
@@ -24,28 +24,32 @@ from .spend import SpendModel
 CORRELATION_WARNING = 0.3
 
 
-def log_likelihood(params: dict, data: dict):
-    """Per-customer log density of the mean spend (Fader & Hardie 2013, eq. 5).
+@likelihood
+def log_likelihood(params: dict, data: dict, xp):
+    """Per-customer log density of the mean spend (Fader & Hardie 2013, eq. 5), in the namespace
+    ``xp`` (:mod:`.namespaces`).
 
     ``ln f = lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln γ + (px−1) ln m + px ln x − (px+q) ln(γ + x m)``:
     the sum of :func:`frequency_terms` and :func:`spend_terms`.
     """
-    return frequency_terms(params, data) + spend_terms(params, data)
+    return frequency_terms(params, data, xp) + spend_terms(params, data, xp)
 
 
-def frequency_terms(params: dict, data: dict):
+@likelihood
+def frequency_terms(params: dict, data: dict, xp):
     """The terms of eq. (5) that read only ``x``: ``lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln γ + px ln x``."""
     p, q, gamma = params["p"], params["q"], params["gamma"]
     px = p * data["frequency"]
-    return pt.gammaln(px + q) - pt.gammaln(px) - pt.gammaln(q) + q * pt.log(gamma) + px * pt.log(data["frequency"])
+    return xp.gammaln(px + q) - xp.gammaln(px) - xp.gammaln(q) + q * xp.log(gamma) + px * xp.log(data["frequency"])
 
 
-def spend_terms(params: dict, data: dict):
+@likelihood
+def spend_terms(params: dict, data: dict, xp):
     """The terms of eq. (5) that read the mean spend: ``(px−1) ln m − (px+q) ln(γ + x m)``."""
     p, q, gamma = params["p"], params["q"], params["gamma"]
     x, m = data["frequency"], data["monetary_value"]
     px = p * x
-    return (px - 1) * pt.log(m) - (px + q) * pt.log(gamma + x * m)
+    return (px - 1) * xp.log(m) - (px + q) * xp.log(gamma + x * m)
 
 
 def check_spend(monetary_value, rows: pd.DataFrame | None = None) -> None:

@@ -15,41 +15,44 @@ with ``(r, α, a, b+1)``. The BG/NBD new-customer formulas are therefore reused 
 from __future__ import annotations
 
 import numpy as np
-import pytensor.tensor as pt
 from scipy.special import expit
 
 from ..errors import ClvDataError
-from ._pt import betaln as pt_betaln
+from .namespaces import likelihood
 from .purchase import ContinuousPurchaseModel
 from .bgnbd import BetaGeoModel, expected_new, probability_new
 
 
 # ---------------------------------------------------------------------------- likelihood
-def log_likelihood(params: dict, data: dict):
-    """Per-customer log-likelihood (Batislam et al. 2007, eq. 5; Wagner & Hoppe 2008, App. A).
+@likelihood
+def log_likelihood(params: dict, data: dict, xp):
+    """Per-customer log-likelihood (Batislam et al. 2007, eq. 5; Wagner & Hoppe 2008, App. A), in the
+    namespace ``xp`` (:mod:`.namespaces`).
 
     ``ln L = lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x+1) − ln B(a, b)
     + ln[(α+T)^−(r+x) + a/(b+x) (α+t_x)^−(r+x)]``, the bracket by log-sum-exp (the second term,
     ``B(a+1, b+x)/B(a, b+x+1) = a/(b+x)``, applies for every ``x``). It is the sum of
     :func:`frequency_terms` and :func:`history_terms`.
     """
-    return frequency_terms(params, data) + history_terms(params, data)
+    return frequency_terms(params, data, xp) + history_terms(params, data, xp)
 
 
-def frequency_terms(params: dict, data: dict):
+@likelihood
+def frequency_terms(params: dict, data: dict, xp):
     """The terms that read only ``x``: ``lnΓ(r+x) − lnΓ(r) + r ln α + ln B(a, b+x+1) − ln B(a, b)``."""
     r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
     x = data["frequency"]
-    return pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) + pt_betaln(a, b + x + 1) - pt_betaln(a, b)
+    return xp.gammaln(r + x) - xp.gammaln(r) + r * xp.log(alpha) + xp.betaln(a, b + x + 1) - xp.betaln(a, b)
 
 
-def history_terms(params: dict, data: dict):
+@likelihood
+def history_terms(params: dict, data: dict, xp):
     """The bracket: ``ln[(α+T)^−(r+x) + a/(b+x) (α+t_x)^−(r+x)]``."""
     r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
     x, tx, T = data["frequency"], data["recency"], data["T"]
-    term_alive = -(r + x) * pt.log(alpha + T)
-    term_dead = pt.log(a) - pt.log(b + x) - (r + x) * pt.log(alpha + tx)
-    return pt.logaddexp(term_alive, term_dead)
+    term_alive = -(r + x) * xp.log(alpha + T)
+    term_dead = xp.log(a) - xp.log(b + x) - (r + x) * xp.log(alpha + tx)
+    return xp.logaddexp(term_alive, term_dead)
 
 
 # ---------------------------------------------------------------------------- predictions

@@ -1,30 +1,31 @@
-"""Maximum-likelihood fitting from a model's PyTensor log-likelihood.
+"""Maximum-likelihood fitting from a model's log-likelihood, with its exact gradient by dual numbers.
 
-The negative mean log-likelihood over the unique rows (weighted by their counts) is compiled once per
-model class together with its exact gradient (PyTensor's C backend when a compiler is present: its
-compiled modules are cached on disk, so later processes start fast); terms that read only some
-columns (e.g. only the frequency) are summed over those columns' distinct values
-(:func:`likelihood_parts`). The optimiser, shared with the MAP fit (:mod:`.optimize`), works on the
-log-parameters (unconstrained), starts from a few points, polishes with Newton steps (the Hessian is
-the forward difference of the exact gradient), and reports failure loudly: a fit that does not
-converge, or whose estimate runs to a boundary (a parameter going to 0 or to infinity), warns with a
+The negative mean log-likelihood over the unique rows (weighted by their counts) and its exact
+gradient with respect to the log-parameters are evaluated directly with numpy and forward-mode dual
+numbers (the model's one ``log_likelihood`` in the :data:`~.namespaces.DUAL` namespace; see
+:mod:`.dual`): no graph is built and nothing is compiled, so the first fit in a process costs what
+a later one does, and neither PyTensor nor PyMC is imported. Terms that read only some columns (e.g.
+only the frequency) are summed over those columns' distinct values (:func:`likelihood_parts`). The
+optimiser, shared with the MAP fit (:mod:`.optimize`), works on the log-parameters
+(unconstrained), starts from a few points, polishes with Newton steps (the Hessian is the forward
+difference of the exact gradient), and reports failure loudly: a fit that does not converge, or
+whose estimate runs to a boundary (a parameter going to 0 or to infinity), warns with a
 :class:`~clvmodels.errors.ConvergenceWarning`; standard errors come from the inverse Hessian (as in
 lifetimes), and confidence intervals are formed on the log scale.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..errors import warn_convergence
+from . import dual
+from .namespaces import DUAL, namespace_of
 from .rows import compress
 from .optimize import (Objective, boundary_parameters, covariance_from_hessian, information_criteria,
-                       log_parameters, minimize_log_params, starting_points, unidentified_parameters,
-                       value_and_gradient)
+                       minimize_log_params, starting_points, unidentified_parameters)
 
 #: The fit counts as converged when the largest absolute gradient of the mean log-likelihood (with
 #: respect to the log-parameters) is below this.
@@ -58,33 +59,41 @@ def part_data(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[tup
     return out
 
 
-def weighted_log_likelihood(parts, params: dict, values):
-    """``Σ weights · fn(params, data)`` over ``parts`` (:func:`likelihood_parts`), ``values`` holding the
-    ``(data, weights)`` of each as PyTensor variables: symbolic inputs (:func:`compiled_objective`) or
-    the constants of :func:`part_data` (the Bayesian fits)."""
+def weighted_log_likelihood(parts, params: dict, values, xp=None):
+    """``Σ weights · fn(params, data, xp)`` over ``parts`` (:func:`likelihood_parts`), ``values``
+    holding the ``(data, weights)`` of each: numpy arrays with dual-number parameters
+    (:func:`compiled_objective`), or PyTensor variables (the Bayesian fits). ``xp``: the namespace
+    (:mod:`.namespaces`); by default that of the parameters and data."""
+    xp = namespace_of(params, *(data for data, _ in values)) if xp is None else xp
     total = 0.0
     for (_, fn), (data, w) in zip(parts, values):
-        total = total + (w * fn(params, data)).sum()
+        total = total + xp.sum(w * fn(params, data, xp))
     return total
 
 
-@lru_cache(maxsize=None)
 def compiled_objective(model_cls, data_names: tuple[str, ...]):
-    """Compiled ``f(theta, *part_inputs, total_weight, penalizer) -> (nll, grad)`` of the mean
-    negative log-likelihood, where ``part_inputs`` are, for each of :func:`likelihood_parts`, its
-    columns' (unique) values followed by their weights (:func:`objective_inputs`)."""
-    import pytensor.tensor as pt
-
-    theta, params = log_parameters(model_cls.param_names)
+    """``f(theta, *part_inputs, total_weight, penalizer) -> (nll, grad)``: the mean negative
+    log-likelihood (plus ``penalizer · Σ params²``) of the log-parameters ``theta`` and its exact
+    gradient, where ``part_inputs`` are, for each of :func:`likelihood_parts`, its columns' (unique)
+    values followed by their weights (:func:`objective_inputs`). Evaluated with dual numbers: nothing
+    is compiled (the name is historical)."""
     parts = likelihood_parts(model_cls, data_names)
-    values = [({k: pt.dvector(f"{k}_{j}") for k in cols}, pt.dvector(f"weights_{j}"))
-              for j, (cols, _) in enumerate(parts)]
-    ll = weighted_log_likelihood(parts, params, values)
-    total = pt.dscalar("total_weight")
-    penalizer = pt.dscalar("penalizer")
-    nll = -ll / total + penalizer * pt.sum(pt.exp(theta) ** 2)
-    inputs = [theta] + [v for data, w in values for v in (*data.values(), w)]
-    return value_and_gradient([*inputs, total, penalizer], nll, theta)
+    names = model_cls.param_names
+
+    def f(theta, *inputs):
+        *data_inputs, total, penalizer = inputs
+        columns = iter(data_inputs)
+        values = [({k: next(columns) for k in cols}, next(columns)) for cols, _ in parts]
+        theta = np.asarray(theta, dtype=float)
+        params = dict(zip(names, (dual.exp(v) for v in dual.Dual.variables(theta))))
+        # a non-finite value is the optimiser's business (Objective: (inf, 0)), not a warning's
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ll = weighted_log_likelihood(parts, params, values, DUAL)
+        scale = np.exp(2.0 * theta)
+        value = -float(ll.value) / total + penalizer * float(scale.sum())
+        return value, -ll.full_tangent() / total + 2.0 * penalizer * scale
+
+    return f
 
 
 def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[np.ndarray]:

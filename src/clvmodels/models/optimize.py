@@ -1,8 +1,9 @@
 """The optimiser shared by the maximum-likelihood fit (:mod:`.mle`) and the MAP fit (:mod:`.bayes`).
 
 Both maximise a smooth function of the log-parameters ``θ = ln(params)`` (unconstrained; every
-parameter of these models is positive) whose exact gradient PyTensor compiles with it
-(:func:`value_and_gradient`). :func:`minimize_log_params` runs L-BFGS-B from a few starting points
+parameter of these models is positive) and its exact gradient: the MLE evaluates both with dual
+numbers (:mod:`.mle`, no compilation), the MAP compiles them with PyTensor (:func:`log_parameters`,
+:func:`value_and_gradient`, PyTensor imported only then). :func:`minimize_log_params` runs L-BFGS-B from a few starting points
 (:func:`starting_points`), optionally polishes the best with Newton steps, and returns the point with
 its gradient and Hessian (forward differences of the exact gradient, :func:`numeric_hessian`). From
 those :func:`covariance_from_hessian` gives the covariance of ``θ`` (the inverse Hessian, as in
@@ -14,10 +15,11 @@ lifetimes), :func:`information_criteria` AIC and BIC, and :func:`boundary_parame
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy import optimize
-from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+from threadpoolctl import ThreadpoolController  # a dependency of scikit-learn
 
 from ..errors import ClvDataError
 
@@ -29,6 +31,15 @@ BOUNDARY_LOG = 16.0
 #: The optimiser's box on the log-parameters: a margin beyond the boundary, so that an estimate
 #: running to it is seen at the boundary rather than stopped short of it.
 LOG_BOX = BOUNDARY_LOG + 4.0
+
+
+@cache
+def blas_controller() -> ThreadpoolController:
+    """The process's BLAS thread pools, found once: finding them (loading each library's symbols)
+    costs ~15 ms the first time and ~3 ms each later time, more than a warm BG/NBD objective; a
+    limit set through this controller costs ~20 µs. The BLAS libraries are loaded with numpy and
+    scipy, before any fit."""
+    return ThreadpoolController()
 
 
 def compile_mode():
@@ -142,7 +153,7 @@ def minimize_log_params(fun: Objective, starts, *, failure: str, maxiter: int, f
             continue
         # L-BFGS-B's few-parameter BLAS calls only pay thread start-up costs (8 ms an iteration
         # on a busy 2-core machine, more than the whole objective on CDNOW): run them on one thread
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             res = optimize.minimize(fun, start, jac=True, method="L-BFGS-B", bounds=[(-LOG_BOX, LOG_BOX)] * len(start),
                                     options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol})
         if best is None or res.fun < best.fun - improvement:

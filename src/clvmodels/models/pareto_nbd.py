@@ -26,9 +26,10 @@ directly, in log space, by composite Gauss-Legendre quadrature (:func:`log_integ
   ``T`` or ``α/β`` (checked against 40-digit mpmath evaluations of the closed form in
   ``tests/test_pareto_nbd.py``), and the panels beyond hold a negligible share.
 
-The same expression, written once for ``numpy`` or ``pytensor.tensor`` (the ``xp`` argument), is
-the PyTensor likelihood of the MLE and Bayesian fits (differentiable: the nodes are smooth
-functions of the parameters) and the numpy ``P(alive)`` of the predictions.
+The same expression, written once against a namespace ``xp`` (:mod:`.namespaces`), is the
+likelihood of the MLE (dual numbers: values and exact gradients, the nodes being smooth functions
+of the parameters) and of the Bayesian fits (PyTensor), and the numpy ``P(alive)`` of the
+predictions.
 
 A customer alive at ``T`` behaves from ``T`` on like a new customer with ``(r+x, α+T, s, β+T)``
 (the posterior of ``λ`` and ``μ`` given survival factorises), so the conditional predictions are
@@ -38,10 +39,10 @@ A customer alive at ``T`` behaves from ``T`` on like a new customer with ``(r+x,
 from __future__ import annotations
 
 import numpy as np
-import pytensor.tensor as pt
 from scipy.special import gammaln, xlogy
 
 from ..errors import ClvDataError
+from .namespaces import NUMPY, as_namespace, likelihood
 from .purchase import ContinuousPurchaseModel
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
@@ -58,11 +59,13 @@ _WEIGHT = _GL_W / 2.0          # their weights (summing to 1)
 def _integral_geometry(xp, r, alpha, s, beta, x, tx, T):
     """Quantities of :func:`log_integral` that do not depend on the node."""
     p, q = r + x, s + 1.0
-    c = xp.minimum(alpha, beta)
+    # every quantity takes the same branch where α = β (there c = β): each branch's formula is
+    # analytic across the tie, so its derivative is the likelihood's (a mix of the two is not)
     big_alpha = alpha >= beta
+    c = xp.where(big_alpha, beta, alpha)         # min(α, β)
     p_small = xp.where(big_alpha, q, p)          # exponent of (c+τ)
     p_big = xp.where(big_alpha, p, q)            # exponent of (C+τ), C = max(α, β)
-    zeta = xp.abs(alpha - beta) / (c + tx)       # (C+τ)/(c+τ) = 1 + ζ e^−y
+    zeta = xp.where(big_alpha, alpha - beta, beta - alpha) / (c + tx)   # (C+τ)/(c+τ) = 1 + ζ e^−y
     h = 1.0 / (p / (alpha + tx) + q / (beta + tx))
     Y = xp.log(c + T) - xp.log(c + tx)
     return {"c": c, "p_small": p_small, "p_big": p_big, "zeta": zeta, "h_rel": h / (c + tx), "Y": Y,
@@ -78,26 +81,39 @@ def _panel_edges(xp, g, panel):
     return lo, hi
 
 
+def _panels_used(xp, g) -> int:
+    """How many panels hold the range: panel ``j`` is empty (``lo = hi = Y``) for a row where
+    ``h (2^j − 1) >= T − t_x``; the panels beyond the last that some row reaches add exactly 0 to
+    the value and to its derivatives, so the numpy and dual evaluations leave them out (on CDNOW
+    only 5 to 8 of the 16 are used, depending on the parameters)."""
+    reach = np.log1p(np.multiply.outer(xp.value(g["h_rel"]), 2.0 ** np.arange(N_PANELS) - 1.0))
+    reached = np.flatnonzero((reach < np.asarray(xp.value(g["Y"]))[..., None]).reshape(-1, N_PANELS).any(axis=0))
+    return int(reached[-1]) + 1 if reached.size else N_PANELS
+
+
 def _psi(xp, g, y):
-    """``ψ(y) = (1 − p_c) y − p_C (y + ln(1 + ζ e^−y))``: the log-integrand in ``y`` without ``(c+t_x)^−k``."""
-    return (1.0 - g["p_small"]) * y - g["p_big"] * (y + xp.log1p(g["zeta"] * xp.exp(-y)))
+    """``ψ(y) = (1 − p_c) y − p_C (y + ln(1 + ζ e^−y)) = −k y − p_C ln(1 + ζ e^−y)``
+    (``p_c + p_C = k + 1``): the log-integrand in ``y`` without ``(c+t_x)^−k``."""
+    return -g["k"] * y - g["p_big"] * xp.log1p(g["zeta"] * xp.exp(-y))
 
 
 def log_integral(xp, r, alpha, s, beta, x, tx, T):
     """``ln ∫_{t_x}^{T} (α+τ)^−(r+x) (β+τ)^−(s+1) dτ`` by composite Gauss-Legendre quadrature.
 
-    Works for ``numpy`` (``xp=np``; then the nodes are looped over with a running log-sum-exp, so
-    that draws x customers x nodes is never held in memory) and for ``pytensor.tensor`` (``xp=pt``;
-    panels and nodes are two trailing axes). The result is ``−inf`` where ``T == t_x`` (to 1e-12).
+    With the numpy namespace (:data:`~.namespaces.NUMPY`) the nodes are looped over with a running
+    log-sum-exp, so that draws x customers x nodes is never held in memory; with the others (dual
+    numbers for the MLE, PyTensor) panels and nodes are two trailing axes. The result is ``−inf``
+    where ``T == t_x`` (to 1e-12).
     """
+    xp = as_namespace(xp)
     # an interval shorter than ~1e-12 of T adds less than double precision resolves (relative
     # ~ s (T − t_x)/(β+T)) and, rounded to zero width in y, would make the gradient NaN
     equal = T - tx <= 1e-12 * (T + 1.0)
     T_safe = xp.where(equal, tx + 1.0, T)        # keeps the unused branch (and its gradient) finite
     g = _integral_geometry(xp, r, alpha, s, beta, x, tx, T_safe)
-    if xp is np:
+    if xp is NUMPY:
         top, total = -np.inf, 0.0
-        for j in range(N_PANELS):
+        for j in range(_panels_used(xp, g)):
             lo, hi = _panel_edges(np, g, float(j))
             for u, w in zip(_POS, _WEIGHT):
                 psi = _psi(np, g, lo + u * (hi - lo))
@@ -105,17 +121,20 @@ def log_integral(xp, r, alpha, s, beta, x, tx, T):
                 total = total * np.exp(top - new_top) + w * (hi - lo) * np.exp(psi - new_top)
                 top = new_top
     else:
-        gp = {k: pt.shape_padright(v, 2) if getattr(v, "ndim", 0) else v for k, v in g.items()}
-        lo, hi = _panel_edges(pt, gp, pt.constant(np.arange(N_PANELS, dtype=float)[:, None]))
-        psi = _psi(pt, gp, lo + pt.constant(_POS) * (hi - lo))          # (..., panel, node)
-        top = pt.max(psi, axis=(-2, -1))
-        total = (pt.constant(_WEIGHT) * (hi - lo) * pt.exp(psi - pt.shape_padright(top, 2))).sum(axis=(-2, -1))
+        gp = {k: xp.pad_right(v, 2) if getattr(v, "ndim", 0) else v for k, v in g.items()}
+        n_panels = N_PANELS if xp.symbolic else _panels_used(xp, g)
+        lo, hi = _panel_edges(xp, gp, xp.constant(np.arange(n_panels, dtype=float)[:, None]))
+        width = hi - lo
+        psi = _psi(xp, gp, lo + xp.constant(_POS) * width)          # (..., panel, node)
+        top = xp.max(psi, axis=(-2, -1))
+        total = xp.sum(xp.constant(_WEIGHT) * width * xp.exp(psi - xp.pad_right(top, 2)), axis=(-2, -1))
     value = -g["k"] * xp.log(g["c"] + tx) + top + xp.log(total)
     return xp.where(equal, -np.inf, value)
 
 
 def _log_terms(xp, params, x, tx, T):
     """ln of the two bracket terms of the likelihood: alive at ``T``, and died in ``(t_x, T)`` (times s)."""
+    xp = as_namespace(xp)
     r, alpha, s, beta = params["r"], params["alpha"], params["s"], params["beta"]
     log_alive = -(r + x) * xp.log(alpha + T) - s * xp.log(beta + T)
     log_dead = xp.log(s) + log_integral(xp, r, alpha, s, beta, x, tx, T)
@@ -123,24 +142,26 @@ def _log_terms(xp, params, x, tx, T):
 
 
 # ---------------------------------------------------------------------------- likelihood
-def log_likelihood(params: dict, data: dict):
-    """Per-customer log-likelihood (Fader & Hardie 2005 note, eq. 19), in log space.
+@likelihood
+def log_likelihood(params: dict, data: dict, xp):
+    """Per-customer log-likelihood (Fader & Hardie 2005 note, eq. 19), in log space, in the namespace
+    ``xp`` (:mod:`.namespaces`).
 
     ``ln L = lnΓ(r+x) − lnΓ(r) + r ln α + s ln β + ln[(α+T)^−(r+x) (β+T)^−s + s I]`` with ``I`` by
     :func:`log_integral` and the bracket by log-sum-exp.
     """
     r, alpha, s, beta = params["r"], params["alpha"], params["s"], params["beta"]
     x, tx, T = data["frequency"], data["recency"], data["T"]
-    log_alive, log_dead = _log_terms(pt, params, x, tx, T)
-    return (pt.gammaln(r + x) - pt.gammaln(r) + r * pt.log(alpha) + s * pt.log(beta)
-            + pt.logaddexp(log_alive, log_dead))
+    log_alive, log_dead = _log_terms(xp, params, x, tx, T)
+    return (xp.gammaln(r + x) - xp.gammaln(r) + r * xp.log(alpha) + s * xp.log(beta)
+            + xp.logaddexp(log_alive, log_dead))
 
 
 # ---------------------------------------------------------------------------- predictions
 def probability_alive(params, frequency, recency, T):
     """P(alive at T | x, t_x, T) = (α+T)^−(r+x) (β+T)^−s / [(α+T)^−(r+x) (β+T)^−s + s I]
     (Fader & Hardie 2005 note, eq. 24), in log space."""
-    log_alive, log_dead = _log_terms(np, params, frequency, recency, T)
+    log_alive, log_dead = _log_terms(NUMPY, params, frequency, recency, T)
     return np.exp(log_alive - np.logaddexp(log_alive, log_dead))
 
 

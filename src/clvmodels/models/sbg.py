@@ -28,26 +28,26 @@ the discounted expected lifetime of a new customer, her first payment included, 
 from __future__ import annotations
 
 import numpy as np
-import pytensor.tensor as pt
 from scipy import integrate
 from scipy.special import betaln
 
-from ._pt import betaln as pt_betaln
+from .namespaces import likelihood
 from .contractual import ContractualModel
 
 
 # ---------------------------------------------------------------------------- likelihood
-def log_likelihood(params: dict, data: dict):
-    """Log-likelihood of one row (Fader & Hardie 2007, eq. 6).
+@likelihood
+def log_likelihood(params: dict, data: dict, xp):
+    """Log-likelihood of one row (Fader & Hardie 2007, eq. 6), in the namespace ``xp`` (:mod:`.namespaces`).
 
     ``churned = 1``: ``ln P(T = t) = ln B(α+1, β+t−1) − ln B(α, β)``;
     ``churned = 0`` (still active after ``t`` periods): ``ln S(t) = ln B(α, β+t) − ln B(α, β)``.
     """
     alpha, beta = params["alpha"], params["beta"]
     t, churned = data["period"], data["churned"]
-    return pt.switch(pt.gt(churned, 0.5),
-                     pt_betaln(alpha + 1, beta + t - 1),
-                     pt_betaln(alpha, beta + t)) - pt_betaln(alpha, beta)
+    return xp.where(churned > 0.5,
+                    xp.betaln(alpha + 1, beta + t - 1),
+                    xp.betaln(alpha, beta + t)) - xp.betaln(alpha, beta)
 
 
 # ---------------------------------------------------------------------------- predictions
