@@ -29,7 +29,7 @@ from .errors import ClvDataError
 from .models.base import check_kind
 from .validation import validate_columns
 from .models.draws import CHUNK_ELEMENTS, PREDICTIVE, check_finite, check_interval, interval_frame, parameter_draws
-from .models.purchase import PurchaseModel
+from .models.purchase import PurchaseModel, period_boundaries
 from .models.rows import unique_rows
 from .models.spend import SpendModel
 
@@ -230,14 +230,19 @@ def randomized_pit(model, t: float, actual, rfm: pd.DataFrame | None = None, *, 
 
 
 # ---------------------------------------------------------------------------- value
-def _simulate_chunks(purchase_model, spend_model, t: float, rfm: pd.DataFrame, n_samples: int,
+def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,
                      seed) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``."""
+    """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``, or with
+    increasing period boundaries ``t = [t_1, ..., t_H]`` the counts and spend per period
+    ``(n_samples, chunk, H)``. Chunks hold at most :data:`CHUNK_ELEMENTS` values per array."""
     check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
     sim_purchases = purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
     sim_spend = type(spend_model).simulate_spend_formula
-    t = _window(purchase_model, t)
+    bounds, scalar = period_boundaries(t)
+    for b in bounds:
+        _window(purchase_model, b)
+    t = float(bounds[0]) if scalar else bounds
     if int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
     n_samples = int(n_samples)
@@ -249,7 +254,7 @@ def _simulate_chunks(purchase_model, spend_model, t: float, rfm: pd.DataFrame, n
     pp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in pd_.items()}
     sp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in sd_.items()}
     n = len(rfm)
-    chunk = max(1, CHUNK_ELEMENTS // n_samples)
+    chunk = max(1, CHUNK_ELEMENTS // (n_samples * len(bounds)))
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
         counts = sim_purchases(pp, **{k: v[sl] for k, v in purchase_data.items()}, t=t, rng=rng)

@@ -23,7 +23,7 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
-from .purchase import ContinuousPurchaseModel
+from .purchase import ContinuousPurchaseModel, period_boundaries, scatter, split_over_periods
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -384,17 +384,37 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
     after each purchase with probability ``p``: the count is ``min(N, G)`` with
     ``N ~ Poisson(λ t)`` and ``G ~ Geometric(p)`` (purchases up to and including the last one).
     Parameters of shape ``(n_samples, 1)`` broadcast against customers ``(n,)``; returns
-    ``(n_samples, n)`` integers.
+    ``(n_samples, n)`` integers, or with period boundaries ``t = [t_1, ..., t_H]`` the counts per
+    period ``(n_samples, n, H)`` (see :func:`simulate_until_dropout`).
     """
     x = np.asarray(frequency, dtype=float)
-    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
-                                                params["b"] + x, probability_alive(params, frequency, recency, T))
-    is_alive = rng.random(alive.shape) < alive
-    lam = rng.gamma(r, 1.0 / alpha)
-    p = np.clip(rng.beta(a, b), 1e-12, 1.0)
-    n = rng.poisson(lam * t)
-    g = rng.geometric(p)
-    return np.where(is_alive, np.minimum(n, g), 0)
+    return simulate_until_dropout(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x,
+                                  probability_alive(params, frequency, recency, T), t=t, rng=rng)
+
+
+def simulate_until_dropout(r, alpha, a, b, alive, *, t, rng):
+    """Purchases of customers alive with probability ``alive``, with ``λ ~ Gamma(r, rate α)``, who
+    drop out after each purchase with probability ``p ~ Beta(a, b)`` (BG/NBD, MBG/NBD): ``min(N, G)``
+    with ``N ~ Poisson(λ t)``, ``G ~ Geometric(p)``.
+
+    Per period (boundaries ``t = [t_1, ..., t_H]``): the ``N`` events of the Poisson process by
+    ``t_H`` fall in the periods multinomially with probabilities ``(t_i − t_{i−1}) / t_H``, and she
+    makes the first ``min(N, G)`` of them, in time order (drop-out after a purchase is memoryless,
+    so this is exact); a number ``t`` draws the same total as the last boundary would."""
+    bounds, scalar = period_boundaries(t)
+    r, alpha, a, b, alive = np.broadcast_arrays(r, alpha, a, b, alive)
+    # draws only where they matter: λ for the customers alive, p and G for those with events
+    buys = rng.random(alive.shape) < alive
+    n = rng.poisson(rng.gamma(r[buys], 1.0 / alpha[buys]) * bounds[-1])
+    some = n > 0
+    a, b, n = a[buys][some], b[buys][some], n[some]
+    buys[buys] = some
+    k = np.minimum(n, rng.geometric(np.clip(rng.beta(a, b), 1e-12, 1.0)))
+    if scalar:
+        return scatter(buys, k)
+    events = split_over_periods(n, np.diff(bounds, prepend=0.0), rng)
+    made = np.minimum(np.cumsum(events, axis=-1), k[:, None])
+    return scatter(buys, np.diff(made, axis=-1, prepend=0), len(bounds))
 
 
 # ---------------------------------------------------------------------------- estimator
