@@ -18,7 +18,7 @@ from scipy import optimize, special, stats
 
 import clvmodels as clv
 from clvmodels import predictive as P
-from clvmodels.models.purchase import ContinuousPurchaseModel, PurchaseModel
+from clvmodels.models.purchase import ContinuousPurchaseModel, PurchaseModel, period_boundaries, split_over_periods
 
 
 def _nb(params, frequency, T, t):
@@ -61,8 +61,14 @@ def _p_n(params, frequency, recency, T, *, t, n):
 
 
 def _simulate(params, frequency, recency, T, *, t, rng):
-    shape, rate, _ = np.broadcast_arrays(*_nb(params, frequency, T, t))
-    return rng.poisson(rng.gamma(shape, 1.0 / rate) * t)
+    """Y(t), or with period boundaries the counts per period: a Poisson process's events by t_H
+    fall in the periods multinomially (the protocol's helpers do the split)."""
+    bounds, scalar = period_boundaries(t)
+    shape, rate, _ = np.broadcast_arrays(*_nb(params, frequency, T, bounds[-1]))
+    n = rng.poisson(rng.gamma(shape, 1.0 / rate) * bounds[-1])
+    if scalar:
+        return n
+    return split_over_periods(n.ravel(), np.diff(bounds, prepend=0.0), rng).reshape(n.shape + (len(bounds),))
 
 
 def _new(params, *, t):

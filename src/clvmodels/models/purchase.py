@@ -143,9 +143,9 @@ MAX_EVENTS_PER_TOTAL = 64
 
 
 def split_over_periods(total, exposure, rng, *, discrete: bool = False) -> np.ndarray:
-    """Spread positive simulated totals over periods: counts ``(m, H)`` summing to ``total``.
+    """Spread simulated totals over periods: counts ``(m, H)`` summing to ``total``.
 
-    ``total`` holds ``m`` positive counts; ``exposure`` the exposure of each in each period,
+    ``total`` holds ``m`` counts (zeros stay zero); ``exposure`` the exposure of each in each period,
     ``(m, H)`` or ``(H,)``: the time alive in it (continuous time) or the number of opportunities
     alive in it (discrete). Given ``N`` events of a Poisson process of constant rate, the events are
     independent uniform times over the exposure, so their counts in disjoint periods are
