@@ -63,13 +63,13 @@ def test_best_values_and_misses_are_marked(result, text):
 
 def test_both_kinds_of_interval_side_by_side(result, text):
     """The report shows the predictive and the expected-value interval's coverage of holdout value
-    next to each other, the expected value's visibly low (marked as a miss)."""
+    next to each other, the expected value's visibly low (marked off its nominal level)."""
     section = text[text.index('<section id="intervals">'):text.index('<section id="tracking">')]
     assert "predictive 90% interval" in section and "expected-value 90% interval" in section
     assert "BG/NBD: holdout value" in section and "BG/NBD: holdout discounted CLV" in section
     table = result.table("value")
     assert table.loc["BG/NBD", "expected_coverage_90"] < 0.3 < 0.8 < table.loc["BG/NBD", "coverage_90"]
-    assert f'<td class="miss">{table.loc["BG/NBD", "expected_coverage_90"]:.3f}</td>' in section
+    assert f'<td class="off">{table.loc["BG/NBD", "expected_coverage_90"]:.3f}</td>' in section
     assert f'>{table.loc["BG/NBD", "coverage_90"]:.3f}</td>' in section
 
 
