@@ -112,6 +112,23 @@ def test_bgbb_counts_per_period(bgbb):
         model.simulate_purchases_formula(params, **data, t=np.array([1.5, 3.0]), rng=np.random.default_rng(0))
 
 
+def test_purchases_before_dropout_is_beta_geometric():
+    """min(N, G) by inversion of the beta-geometric survival has the law of drawing p ~ Beta(a, b),
+    then G ~ Geometric(p)."""
+    from clvmodels.models.bgnbd import purchases_before_dropout
+
+    rng = np.random.default_rng(8)
+    m = 200_000
+    for a, b, n in ((0.8, 2.5, 6), (3.0, 0.7, 3), (0.2, 20.0, 40)):
+        counts = np.full(m, n)
+        k = purchases_before_dropout(counts, np.full(m, a), np.full(m, b), rng)
+        reference = np.minimum(counts, rng.geometric(rng.beta(a, b, m)))
+        assert k.min() >= 1 and k.max() <= n
+        for j in range(1, n + 1):
+            p, q = np.mean(k == j), np.mean(reference == j)
+            assert abs(p - q) < 5 * np.sqrt(max(q, 1e-4) / m) * np.sqrt(2)
+
+
 def test_split_over_periods_is_multinomial_on_both_paths():
     """Event by event (small totals) and by conditional binomials (large totals) give the same
     multinomial shares, and every split adds up to its total."""
@@ -202,7 +219,8 @@ def test_discounting_and_reproducibility(fits, rfm):
 
 
 def test_predictive_clv_streams_in_bounded_chunks(fits, rfm, monkeypatch):
-    """With a small chunk budget the customers are simulated in many chunks; summaries stay valid."""
+    """With a small chunk budget the customers are simulated in many chunks, by several threads or
+    one with the same result; summaries stay valid."""
     import clvmodels.predictive as P
 
     monkeypatch.setattr(P, "CHUNK_ELEMENTS", 50_000)
@@ -213,6 +231,11 @@ def test_predictive_clv_streams_in_bounded_chunks(fits, rfm, monkeypatch):
     assert len(chunks) > 10 and all(c[0].stop - c[0].start <= 50_000 // (1000 * 4) for c in chunks)
     pred = clv.predictive_clv(model, spend, sub, horizon=12, period_length=4.345, n_samples=1000, seed=0)
     assert np.all(np.isfinite(pred.to_numpy()))
+    # each chunk has its own stream: threads change nothing
+    for jobs in (1, 3):
+        again = clv.predictive_clv(model, spend, sub, horizon=12, period_length=4.345, n_samples=1000, seed=0,
+                                   jobs=jobs)
+        pd.testing.assert_frame_equal(again, pred)
 
 
 def test_bgbb_predictive_clv(bgbb, fits):

@@ -749,9 +749,10 @@ def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_s
             return out
         shape = (int(n_samples), len(ch))
         samples = {"value": np.empty(shape), "clv": np.empty(shape)}
-        for sl, discounted, value, _ in discounted_chunks(model, spend, ch, bounds=bounds, factors=factors,
-                                                          n_samples=n_samples, seed=int(rng.integers(2**31 - 1))):
-            samples["value"][:, sl], samples["clv"][:, sl] = value, discounted
+        for sl, discounted, _, per_period in discounted_chunks(model, spend, ch, bounds=bounds, factors=factors,
+                                                               n_samples=n_samples,
+                                                               seed=int(rng.integers(2**31 - 1))):
+            samples["value"][:, sl], samples["clv"][:, sl] = per_period.sum(axis=-1), discounted
         draws = {"interval": EXPECTED_LEVEL, "n_draws": n_draws, "seed": int(rng.integers(2**31 - 1))}
         try:
             intervals = {"value": _expected_value(model, spend, ch, bounds[-1:], np.ones(1), **draws),

@@ -19,6 +19,9 @@ Quantile columns are named ``q5``, ``q50``, ``q95`` (the percentage).
 
 from __future__ import annotations
 
+import collections
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -230,11 +233,31 @@ def randomized_pit(model, t: float, actual, rfm: pd.DataFrame | None = None, *, 
 
 
 # ---------------------------------------------------------------------------- value
+def _seed_sequence(seed) -> np.random.SeedSequence:
+    """A :class:`numpy.random.SeedSequence` from an int, None, a SeedSequence or a Generator."""
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(int(seed.integers(2**63)))
+    return np.random.SeedSequence(seed)
+
+
+def default_jobs() -> int:
+    """Threads that simulate chunks by default: the CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,
-                     seed) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+                     seed, *, jobs: int | None = None) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
     """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``, or with
     increasing period boundaries ``t = [t_1, ..., t_H]`` the counts and spend per period
-    ``(n_samples, chunk, H)``. Chunks hold at most :data:`CHUNK_ELEMENTS` values per array."""
+    ``(n_samples, chunk, H)``, in the customers' order. Chunks hold at most :data:`CHUNK_ELEMENTS`
+    values per array.
+
+    Every simulated future draws its own parameters (one draw per sample, from ``seed``); every
+    chunk of customers has its own random stream (spawned from ``seed``), so the result is the same
+    whether ``jobs`` threads simulate the chunks (numpy's random draws release the GIL; default:
+    :func:`default_jobs`) or one does. At most ``jobs + 1`` chunks are in memory at once."""
     check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
     sim_purchases = purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
@@ -246,21 +269,42 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     if int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
     n_samples = int(n_samples)
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}.")
     purchase_data = validate_columns(rfm, purchase_model.data_columns)
     spend_data = validate_columns(rfm, spend_model.data_columns)
-    rng = np.random.default_rng(seed)
+    draw_seed, chunk_seed = _seed_sequence(seed).spawn(2)
+    rng = np.random.default_rng(draw_seed)
     pd_ = parameter_draws(purchase_model, n_samples, rng, replace=True)
     sd_ = parameter_draws(spend_model, n_samples, rng, replace=True)
     pp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in pd_.items()}
     sp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in sd_.items()}
     n = len(rfm)
     chunk = max(1, CHUNK_ELEMENTS // (n_samples * len(bounds)))
-    for start in range(0, n, chunk):
+    starts = range(0, n, chunk)
+
+    def simulate(start: int, stream: np.random.SeedSequence):
         sl = slice(start, min(start + chunk, n))
+        rng = np.random.default_rng(stream)
         counts = sim_purchases(pp, **{k: v[sl] for k, v in purchase_data.items()}, t=t, rng=rng)
         spend = sim_spend(sp, **{k: v[sl] for k, v in spend_data.items()}, n_transactions=counts, rng=rng)
         check_finite(spend, "simulate_value")
-        yield sl, counts, spend
+        return sl, counts, spend
+
+    tasks = zip(starts, chunk_seed.spawn(len(starts)))
+    if jobs == 1 or len(starts) == 1:
+        for start, stream in tasks:
+            yield simulate(start, stream)
+        return
+    with ThreadPoolExecutor(jobs) as pool:
+        pending: collections.deque = collections.deque()
+        for start, stream in tasks:
+            pending.append(pool.submit(simulate, start, stream))
+            if len(pending) > jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,

@@ -213,7 +213,7 @@ def _predictive_clv_interval(purchase_model, spend_model, rfm, s: ScoreSettings,
         pred = predictive_clv(purchase_model, spend_model, rfm.loc[ok], horizon=int(s.horizon),
                               period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
                               interval=s.interval, n_samples=int(s.n_samples),
-                              seed=_chunk_seed(s.seed, rfm.index[ok]))
+                              seed=_chunk_seed(s.seed, rfm.index[ok]), jobs=1)  # scoring runs --jobs processes
         lower[ok], upper[ok] = pred["lower"].to_numpy(), pred["upper"].to_numpy()
     return lower, upper
 

@@ -90,17 +90,18 @@ def simulate_spend(params, frequency, monetary_value, *, n_transactions, rng):
     p, q, gamma = params["p"], params["q"], params["gamma"]
     x = np.asarray(frequency, dtype=float)
     m = np.where(x > 0, monetary_value, 0.0)
-    shape_nu, rate_nu, p = np.broadcast_arrays(p * x + q, gamma + x * m, p)
+    shape_nu, rate_nu = np.broadcast_arrays(p * x + q, gamma + x * m)
     n = np.asarray(n_transactions)
     per_entry = int(np.prod(n.shape[shape_nu.ndim:], dtype=np.int64))   # e.g. periods per customer
     # draws only where there are transactions: ν once per customer and sample, then each total
-    where = np.flatnonzero(n)   # counts are >= 0
-    owners = where // per_entry
+    where = np.flatnonzero(n)                                           # counts are >= 0
+    owners = where // per_entry                                         # flat (sample, customer)
     new = np.r_[True, owners[1:] != owners[:-1]] if owners.size else np.zeros(0, dtype=bool)
-    owner = np.unravel_index(owners[new], shape_nu.shape)
-    nu = rng.gamma(shape_nu[owner], 1.0 / rate_nu[owner])[np.cumsum(new) - 1]
+    first = owners[new]
+    nu = rng.gamma(np.ravel(shape_nu)[first], 1.0 / np.ravel(rate_nu)[first])[np.cumsum(new) - 1]
+    p = np.ravel(np.broadcast_to(p, shape_nu.shape))[owners]
     total = np.zeros(n.shape)
-    total.reshape(-1)[where] = rng.gamma(n.reshape(-1)[where] * p[np.unravel_index(owners, p.shape)], 1.0 / nu)
+    total.reshape(-1)[where] = rng.gamma(n.reshape(-1)[where] * p, 1.0 / nu)
     return total
 
 

@@ -164,7 +164,9 @@ def split_over_periods(total, exposure, rng, *, discrete: bool = False) -> np.nd
     few = np.zeros(n.size, dtype=bool) if discrete else n <= MAX_EVENTS_PER_TOTAL
     if few.any():
         rows = np.repeat(np.arange(int(few.sum())), n[few])
-        if cumulative.ndim == 1:
+        if cumulative.ndim == 1 and np.ptp(weights) <= 1e-12 * weights[0]:   # equal periods (to rounding)
+            period = (rng.random(rows.size) * n_periods).astype(np.int64)
+        elif cumulative.ndim == 1:
             period = np.searchsorted(cumulative, rng.random(rows.size) * cumulative[-1], side="right")
         else:
             ends = cumulative[few][rows]
