@@ -223,6 +223,12 @@ def test_clv_with_bayesian_models(short_nuts, gg_mle, rfm):
     assert np.all((value["mean_lower"] <= value["mean_median"]) & (value["mean_median"] <= value["mean_upper"]))
     point = clv.clv(short_nuts, gg_mle, rfm, horizon=6, period_length=4.35, discount_rate=0.01)
     assert point.sum() == pytest.approx(value["mean"].sum(), rel=0.05)
+    # the predictive CLV (the default with an interval) simulates from posterior draws
+    predictive = clv.clv(short_nuts, gg_mle, rfm, horizon=6, period_length=4.35, discount_rate=0.01, interval=0.8,
+                         n_samples=500, seed=0)
+    assert predictive.attrs["uncertainty"].startswith("predictive")
+    assert predictive["mean"].sum() == pytest.approx(point.sum(), rel=0.05)
+    assert (predictive["upper"] - predictive["lower"]).mean() > 3 * (value["mean_upper"] - value["mean_lower"]).mean()
 
 
 def test_convergence_checks_warn_with_advice():

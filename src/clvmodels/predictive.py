@@ -11,8 +11,12 @@ estimate).
   individual-level posterior), so quantiles and the randomised PIT are exact.
 * Spend uses exact simulation from each customer's individual-level posterior (the purchase
   model's ``simulate_purchases_formula`` and the spend model's ``simulate_spend_formula``), with a fresh
-  draw of the population parameters for every sample. It streams over customers in chunks, so
-  memory stays bounded for millions of customers; results are reproducible for a given ``seed``.
+  draw of the population parameters for every sample. It streams over customers in chunks (each
+  with its own random stream, simulated by one thread per CPU), so memory stays bounded for
+  millions of customers; results are reproducible for a given ``seed``, whatever the threads.
+  Given period boundaries instead of one window, the same simulation gives the purchases and spend
+  of every period, from which :mod:`clvmodels.clv` builds the predictive distribution of discounted
+  CLV (:func:`clvmodels.clv.predictive_clv`).
 
 Quantile columns are named ``q5``, ``q50``, ``q95`` (the percentage).
 """
