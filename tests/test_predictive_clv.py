@@ -18,7 +18,7 @@ import pytest
 import clvmodels as clv
 from clvmodels import ClvDataError
 from clvmodels.clv import clv_periods
-from clvmodels.datasets import cdnow_summary, load_cdnow
+from clvmodels.datasets import cdnow_summary
 from clvmodels.models.draws import EXPECTED, PREDICTIVE, interval_frame
 from clvmodels.models.purchase import period_boundaries, split_over_periods
 
