@@ -22,6 +22,7 @@ Usage::
 
     python benchmarks/bench_predictive_clv.py                    # 100k customers
     python benchmarks/bench_predictive_clv.py --customers 20000  # a quick check
+    python benchmarks/bench_predictive_clv.py --model pnbd       # Pareto/NBD (also mbgnbd)
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ import clvmodels as clv
 from clvmodels import predictive
 from clvmodels.datasets import cdnow_summary
 
-what, n, samples, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+what, n, samples, seed, name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 base = cdnow_summary(with_spend=True)
-model = clv.BetaGeoModel().fit(base)
+model = {"bgnbd": clv.BetaGeoModel, "mbgnbd": clv.ModifiedBetaGeoModel, "pnbd": clv.ParetoNBDModel}[name]().fit(base)
 spend = clv.GammaGammaModel(exclude_invalid=True).fit(base)
 rows = np.random.default_rng(seed).integers(len(base), size=n)
 rfm = base.iloc[rows].reset_index(drop=True)
@@ -67,11 +68,11 @@ print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "peak_gib": peak, "mea
 """
 
 
-def measure(what: str, n: int, samples: int, seed: int) -> dict:
+def measure(what: str, n: int, samples: int, seed: int, model: str) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(RUN)
-    proc = subprocess.run([sys.executable, f.name, what, str(n), str(samples), str(seed)], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run([sys.executable, f.name, what, str(n), str(samples), str(seed), model],
+                          capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -80,16 +81,19 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", choices=["bgnbd", "mbgnbd", "pnbd"], default="bgnbd",
+                        help="purchase model (with Gamma-Gamma): BG/NBD, MBG/NBD or Pareto/NBD")
     args = parser.parse_args()
     scale = GOAL_CUSTOMERS / args.customers
-    print(f"{args.customers:,} customers (CDNOW histories resampled), {args.samples:,} futures, 90% interval; "
+    print(f"{args.model} + Gamma-Gamma, {args.customers:,} customers (CDNOW histories resampled), "
+          f"{args.samples:,} futures, 90% interval; "
           f"extrapolated to {GOAL_CUSTOMERS:,} customers (goal: < {GOAL_SECONDS} s, < {GOAL_PEAK_GIB} GiB)")
     print(f"{'implementation':<44} {'seconds':>8} {'CPU s':>8} {'peak GiB':>9} {'1M: s':>7} {'1M: CPU s':>10} "
           f"{'mean total':>12}")
     rows = [("predictive_value (reference: 1 window)", "predictive_value"),
             ("predictive_clv (12 monthly periods, disc.)", "predictive_clv")]
     for label, what in rows:
-        r = measure(what, args.customers, args.samples, args.seed)
+        r = measure(what, args.customers, args.samples, args.seed, args.model)
         print(f"{label:<44} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} {r['peak_gib']:>9.2f} "
               f"{r['seconds'] * scale:>7.0f} {r['cpu_seconds'] * scale:>10.0f} {r['mean_total']:>12,.0f}")
 
