@@ -314,3 +314,25 @@ def test_clv_periods():
     bounds, factors = clv_periods(3, 4.0, 0.1)
     np.testing.assert_allclose(bounds, [4.0, 8.0, 12.0])
     np.testing.assert_allclose(factors, [1 / 1.1, 1 / 1.21, 1 / 1.331])
+
+
+def test_formulas_of_the_draws_are_evaluated_once_per_distinct_draw(fits, rfm):
+    """Futures share parameter draws (future i uses draw i mod n_draws): P(alive) evaluated once
+    per distinct draw equals its evaluation on every row."""
+    from clvmodels.models.pareto_nbd import probability_alive
+    from clvmodels.models.purchase import per_distinct_draw
+
+    model = fits["Pareto/NBD"]
+    draws = model.parameter_draws(5, seed=0)
+    params = {k: np.asarray(v)[np.arange(40) % 5][:, None] for k, v in draws.items()}
+    data = _histories(rfm, model)
+    args = (data["frequency"], data["recency"], data["T"])
+    np.testing.assert_array_equal(per_distinct_draw(probability_alive, params, *args),
+                                  probability_alive(params, *args))
+    # fewer distinct draws: the same mean within Monte Carlo error
+    spend = fits["GG"]
+    sub = rfm.iloc[::20]
+    kw = dict(horizon=6, period_length=4.345, discount_rate=0.01, n_samples=2000, seed=0)
+    few = clv.predictive_clv(model, spend, sub, n_draws=20, **kw)
+    many = clv.predictive_clv(model, spend, sub, n_draws=2000, **kw)
+    assert few["mean"].sum() == pytest.approx(many["mean"].sum(), rel=0.05)

@@ -251,17 +251,26 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+#: Distinct parameter draws of a simulation by default (at most one per simulated future): each is
+#: shared by ``n_samples / SIMULATION_DRAWS`` futures, so that formulas of the parameters and the
+#: history (P(alive)) are evaluated once per draw rather than once per future.
+SIMULATION_DRAWS = 200
+
+
 def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,
-                     seed, *, jobs: int | None = None) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+                     seed, *, jobs: int | None = None,
+                     n_draws: int | None = None) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
     """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``, or with
     increasing period boundaries ``t = [t_1, ..., t_H]`` the counts and spend per period
     ``(n_samples, chunk, H)``, in the customers' order. Chunks hold at most :data:`CHUNK_ELEMENTS`
     values per array.
 
-    Every simulated future draws its own parameters (one draw per sample, from ``seed``); every
-    chunk of customers has its own random stream (spawned from ``seed``), so the result is the same
-    whether ``jobs`` threads simulate the chunks (numpy's random draws release the GIL; default:
-    :func:`default_jobs`) or one does. At most ``jobs + 1`` chunks are in memory at once."""
+    Future ``i`` uses parameter draw ``i mod n_draws`` of ``n_draws`` draws of both models (default
+    :data:`SIMULATION_DRAWS`, at most ``n_samples``; posterior draws resampled, or the MLE's
+    asymptotic normal), seeded by ``seed``; every chunk of customers has its own random stream
+    (spawned from ``seed``), so the result is the same whether ``jobs`` threads simulate the chunks
+    (numpy's random draws release the GIL; default: :func:`default_jobs`) or one does. At most
+    ``jobs + 1`` chunks are in memory at once."""
     check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
     sim_purchases = purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
@@ -279,11 +288,15 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     purchase_data = validate_columns(rfm, purchase_model.data_columns)
     spend_data = validate_columns(rfm, spend_model.data_columns)
     draw_seed, chunk_seed = _seed_sequence(seed).spawn(2)
+    n_draws = min(n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}.")
     rng = np.random.default_rng(draw_seed)
-    pd_ = parameter_draws(purchase_model, n_samples, rng, replace=True)
-    sd_ = parameter_draws(spend_model, n_samples, rng, replace=True)
-    pp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in pd_.items()}
-    sp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in sd_.items()}
+    future_draw = np.arange(n_samples) % n_draws
+    pd_ = parameter_draws(purchase_model, n_draws, rng, replace=True)
+    sd_ = parameter_draws(spend_model, n_draws, rng, replace=True)
+    pp = {k: np.broadcast_to(v, (n_draws,))[future_draw][:, None] for k, v in pd_.items()}
+    sp = {k: np.broadcast_to(v, (n_draws,))[future_draw][:, None] for k, v in sd_.items()}
     n = len(rfm)
     chunk = max(1, CHUNK_ELEMENTS // (n_samples * len(bounds)))
     starts = range(0, n, chunk)
@@ -315,8 +328,9 @@ def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | No
                    n_samples: int = 1000, seed: int | None = None) -> np.ndarray:
     """Samples of each customer's total spend in the next ``t`` periods, by exact simulation.
 
-    Every sample draws the population parameters of both models (from the posterior, or the
-    asymptotic normal of an MLE), then each customer's future from her individual-level posterior:
+    Every sample takes population parameters of both models (from the posterior, or the asymptotic
+    normal of an MLE; :data:`SIMULATION_DRAWS` distinct draws shared by the samples), then each
+    customer's future from her individual-level posterior:
     alive with probability P(alive); ``λ ~ Gamma(r+x, α+T)``, ``p ~ Beta(a, b+x)``; the purchases of
     a Poisson process with drop-out; each transaction's value ``Gamma(p, ν)`` with
     ``ν ~ Gamma(px+q, γ + x m)`` (see the models' ``simulate_*`` formulas).

@@ -23,7 +23,7 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
-from .purchase import ContinuousPurchaseModel, period_boundaries, scatter, split_over_periods
+from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_periods
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -389,7 +389,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
     """
     x = np.asarray(frequency, dtype=float)
     return simulate_until_dropout(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x,
-                                  probability_alive(params, frequency, recency, T), t=t, rng=rng)
+                                  per_distinct_draw(probability_alive, params, frequency, recency, T), t=t, rng=rng)
 
 
 def purchases_before_dropout(n: np.ndarray, a: np.ndarray, b: np.ndarray, rng) -> np.ndarray:

@@ -20,7 +20,7 @@ from scipy.special import expit
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
-from .purchase import ContinuousPurchaseModel
+from .purchase import ContinuousPurchaseModel, per_distinct_draw
 from .bgnbd import BetaGeoModel, expected_new, probability_new, simulate_until_dropout
 
 
@@ -126,7 +126,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
     ``t = [t_1, ..., t_H]`` (:func:`~clvmodels.models.bgnbd.simulate_until_dropout`)."""
     x = np.asarray(frequency, dtype=float)
     return simulate_until_dropout(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0,
-                                  probability_alive(params, frequency, recency, T), t=t, rng=rng)
+                                  per_distinct_draw(probability_alive, params, frequency, recency, T), t=t, rng=rng)
 
 
 # ---------------------------------------------------------------------------- estimator

@@ -42,7 +42,8 @@ import pytensor.tensor as pt
 from scipy.special import gammaln, xlogy
 
 from ..errors import ClvDataError
-from .purchase import ContinuousPurchaseModel, alive_in_periods, period_boundaries, scatter, split_over_periods
+from .purchase import (ContinuousPurchaseModel, alive_in_periods, per_distinct_draw, period_boundaries, scatter,
+                       split_over_periods)
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
 N_PANELS = 16
@@ -297,7 +298,7 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
     x = np.asarray(frequency, dtype=float)
     r, alpha, s, beta, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["s"],
                                                    params["beta"] + T,
-                                                   probability_alive(params, frequency, recency, T))
+                                                   per_distinct_draw(probability_alive, params, frequency, recency, T))
     buys = rng.random(alive.shape) < alive                  # draws only for the customers alive
     lam = rng.gamma(r[buys], 1.0 / alpha[buys])
     tau = rng.exponential(1.0 / np.maximum(rng.gamma(s[buys], 1.0 / beta[buys]), 1e-300))

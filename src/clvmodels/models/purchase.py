@@ -165,7 +165,7 @@ def split_over_periods(total, exposure, rng, *, discrete: bool = False) -> np.nd
     if few.any():
         rows = np.repeat(np.arange(int(few.sum())), n[few])
         if cumulative.ndim == 1 and np.ptp(weights) <= 1e-12 * weights[0]:   # equal periods (to rounding)
-            period = (rng.random(rows.size) * n_periods).astype(np.int64)
+            period = rng.integers(n_periods, size=rows.size)
         elif cumulative.ndim == 1:
             period = np.searchsorted(cumulative, rng.random(rows.size) * cumulative[-1], side="right")
         else:
@@ -207,6 +207,23 @@ def scatter(mask: np.ndarray, values: np.ndarray, n_periods: int | None = None) 
     return out
 
 
+def per_distinct_draw(fn, params: dict, *args):
+    """``fn(params, *args)`` evaluated once per distinct parameter draw and gathered back.
+
+    Simulations share each parameter draw between several futures (the rows of ``params``, shape
+    ``(n_samples, 1)``, repeat; :func:`clvmodels.predictive._simulate_chunks`), and a formula such as
+    Pareto/NBD's P(alive) (a numerical integral) costs far more per value than the gather."""
+    shapes = {np.shape(v) for v in params.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != 1:
+        return fn(params, *args)
+    table = np.column_stack([np.asarray(v, dtype=float)[:, 0] for v in params.values()])
+    _, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
+    if len(first) == len(table):
+        return fn(params, *args)
+    out = fn({k: np.asarray(v)[first] for k, v in params.items()}, *args)
+    return np.asarray(out)[inverse.ravel()]
+
+
 def alive_in_periods(bounds: np.ndarray, lifetime: np.ndarray) -> np.ndarray:
     """Time (or opportunities) alive in each period ``(t_{i-1}, t_i]`` of a customer with remaining
     ``lifetime``: ``clip(min(t_i, lifetime) - t_{i-1}, 0)``, on a new last axis."""
@@ -246,4 +263,5 @@ class DiscretePurchaseModel(PurchaseModel):
 
 
 __all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel", "alive_in_periods",
-           "period_boundaries", "scatter", "split_over_periods"]
+           "per_distinct_draw", "period_boundaries", "scatter",
+           "split_over_periods"]
