@@ -135,7 +135,7 @@ def test_map_is_close_to_the_mle_with_a_laplace_covariance(rfm, mle):
     assert list(table.index) == ["r", "alpha", "a", "b"] and "se" in table
     # predictions carry the Laplace uncertainty
     out = model.expected_purchases(39, interval=0.9, n_draws=300, seed=0)
-    assert np.all(out["lower"] <= out["mean"]) and np.all(out["mean"] <= out["upper"])
+    assert np.all(out["mean_lower"] <= out["mean"]) and np.all(out["mean"] <= out["mean_upper"])
     # the default joint prior on (a, b) pulls the mode's concentration a+b down (measured a -13%,
     # b -16%), leaving r, alpha and the mean drop-out probability a/(a+b) nearly where they were
     default = clv.BetaGeoModel(progressbar=False).fit(rfm, method="map").params_
@@ -144,7 +144,7 @@ def test_map_is_close_to_the_mle_with_a_laplace_covariance(rfm, mle):
     assert 0.75 < (default["a"] + default["b"]) / (mle.params_["a"] + mle.params_["b"]) < 0.95
     phi = lambda p: p["a"] / (p["a"] + p["b"])  # noqa: E731
     assert phi(default) == pytest.approx(phi(mle.params_), rel=0.05)  # measured +3.1%
-    assert (out["upper"] - out["lower"]).mean() > 0
+    assert (out["mean_upper"] - out["mean_lower"]).mean() > 0
 
 
 def test_map_gamma_gamma(rfm, gg_mle):
@@ -197,7 +197,7 @@ def test_predictions_average_over_the_posterior(short_nuts, rfm):
     draws = model.posterior_draws_
     point = model.expected_purchases(39)
     out = model.expected_purchases(39, interval=0.9)
-    assert list(out.columns) == ["mean", "median", "lower", "upper"]
+    assert list(out.columns) == ["mean", "mean_median", "mean_lower", "mean_upper"]
     np.testing.assert_allclose(point, out["mean"])
     # by hand for customer 1: mean over all posterior draws
     from clvmodels.models.bgnbd import expected_purchases
@@ -206,10 +206,10 @@ def test_predictions_average_over_the_posterior(short_nuts, rfm):
     by_hand = expected_purchases({k: v[:, None] for k, v in draws.items()}, row["frequency"].to_numpy(float),
                                  row["recency"].to_numpy(float), row["T"].to_numpy(float), t=39.0)
     assert out["mean"].iloc[0] == pytest.approx(by_hand.mean())
-    assert out["lower"].iloc[0] == pytest.approx(np.quantile(by_hand, 0.05))
+    assert out["mean_lower"].iloc[0] == pytest.approx(np.quantile(by_hand, 0.05))
     alive = model.probability_alive(interval=0.5)
-    assert np.all((alive["lower"] <= alive["median"]) & (alive["median"] <= alive["upper"]))
-    assert np.all((alive["lower"] >= 0) & (alive["upper"] <= 1))
+    assert np.all((alive["mean_lower"] <= alive["mean_median"]) & (alive["mean_median"] <= alive["mean_upper"]))
+    assert np.all((alive["mean_lower"] >= 0) & (alive["mean_upper"] <= 1))
     # a subset of draws, seeded
     a = model.expected_purchases(39, interval=0.9, n_draws=100, seed=3)
     b = model.expected_purchases(39, interval=0.9, n_draws=100, seed=3)
@@ -218,11 +218,17 @@ def test_predictions_average_over_the_posterior(short_nuts, rfm):
 
 def test_clv_with_bayesian_models(short_nuts, gg_mle, rfm):
     value = clv.clv(short_nuts, gg_mle, rfm, horizon=6, period_length=4.35, discount_rate=0.01, interval=0.8,
-                    seed=0)
+                    kind="expected", seed=0)
     assert np.all(np.isfinite(value.to_numpy()))
-    assert np.all((value["lower"] <= value["median"]) & (value["median"] <= value["upper"]))
+    assert np.all((value["mean_lower"] <= value["mean_median"]) & (value["mean_median"] <= value["mean_upper"]))
     point = clv.clv(short_nuts, gg_mle, rfm, horizon=6, period_length=4.35, discount_rate=0.01)
     assert point.sum() == pytest.approx(value["mean"].sum(), rel=0.05)
+    # the predictive CLV (the default with an interval) simulates from posterior draws
+    predictive = clv.clv(short_nuts, gg_mle, rfm, horizon=6, period_length=4.35, discount_rate=0.01, interval=0.8,
+                         n_samples=500, seed=0)
+    assert predictive.attrs["uncertainty"].startswith("predictive")
+    assert predictive["mean"].sum() == pytest.approx(point.sum(), rel=0.05)
+    assert (predictive["upper"] - predictive["lower"]).mean() > 3 * (value["mean_upper"] - value["mean_lower"]).mean()
 
 
 def test_convergence_checks_warn_with_advice():
@@ -307,4 +313,4 @@ def test_nuts_gamma_gamma_cdnow_acceptance(rfm, gg_mle):
         assert model.params_[k] == pytest.approx(v, rel=0.05), k
         assert 0.3 < np.mean(model.posterior_draws_[k] < v) < 0.7, k
     spend = model.expected_spend(interval=0.9)
-    assert np.all(spend["lower"] > 0) and np.all(spend["lower"] < spend["upper"])
+    assert np.all(spend["mean_lower"] > 0) and np.all(spend["mean_lower"] < spend["mean_upper"])

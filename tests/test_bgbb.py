@@ -333,7 +333,7 @@ def test_backtest_arguments(donations_backtest):
 # ---------------------------------------------------------------------------- contract
 def test_intervals_and_contract(donations, fitted):
     out = fitted.expected_purchases(5, donations, interval=0.9, n_draws=200, seed=0)
-    assert np.all((out["lower"] <= out["median"]) & (out["median"] <= out["upper"]))
+    assert np.all((out["mean_lower"] <= out["mean_median"]) & (out["mean_median"] <= out["mean_upper"]))
     model = BetaGeoBetaBinomModel(penalizer=0.0)
     assert clone(model).get_params() == model.get_params()
     with pytest.raises(NotFittedError):

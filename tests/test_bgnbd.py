@@ -545,7 +545,7 @@ def test_predictions_for_new_rows_and_intervals(fitted):
     assert list(point.index) == ["a", "b", "c"]
     assert point["b"] == pytest.approx(1.226, abs=5e-3)
     band = fitted.expected_purchases(39, new, interval=0.9, n_draws=300, seed=1)
-    assert list(band.columns) == ["mean", "median", "lower", "upper"]
-    assert np.all((band["lower"] <= point) & (point <= band["upper"]))
+    assert list(band.columns) == ["mean", "mean_median", "mean_lower", "mean_upper"]
+    assert np.all((band["mean_lower"] <= point) & (point <= band["mean_upper"]))
     alive = fitted.probability_alive(new)
     assert alive["a"] == 1.0 and 0 < alive["c"] < alive["b"] < 1

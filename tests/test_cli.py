@@ -96,6 +96,23 @@ def test_score_equals_the_library(workdir, capsys):
     assert len(pd.read_parquet(workdir / "scores.rejects.parquet")) == 0
 
 
+def test_score_names_its_clv_interval(workdir):
+    """--interval gives the predictive CLV interval (clv_lower/clv_upper) by default;
+    --clv-interval expected the expected value's (clv_mean_lower/clv_mean_upper)."""
+    out = workdir / "scores_kind.parquet"
+    args = ("score", workdir / "model", workdir / "rfm.parquet", "--interval", 0.9, "--draws", 50,
+            "--samples", 200)
+    assert run(*args, "--out", out) == 0
+    predictive = pd.read_parquet(out)
+    assert {"clv_lower", "clv_upper", "expected_purchases_mean_lower"} <= set(predictive.columns)
+    assert "clv_mean_lower" not in predictive.columns
+    assert run(*args, "--clv-interval", "expected", "--out", out) == 0
+    expected = pd.read_parquet(out)
+    assert {"clv_mean_lower", "clv_mean_upper"} <= set(expected.columns) and "clv_lower" not in expected.columns
+    assert (predictive["clv_upper"] - predictive["clv_lower"]).mean() > \
+        3 * (expected["clv_mean_upper"] - expected["clv_mean_lower"]).mean()
+
+
 def test_score_a_log_directly_as_csv(workdir):
     out = workdir / "from_log.csv"
     assert run("score", workdir / "model", workdir / "log.csv", "--out", out, "--timestamp", "date",

@@ -152,14 +152,14 @@ def test_intervals_contain_the_point_value(rfm, models):
     sample = rfm.iloc[::7]
     point = clv.clv(purchases, spend, sample, horizon=12, discount_rate=0.01, period_length=4.345)
     band = clv.clv(purchases, spend, sample, horizon=12, discount_rate=0.01, period_length=4.345,
-                   interval=0.9, n_draws=500, seed=0)
-    assert list(band.columns) == ["mean", "median", "lower", "upper"]
+                   interval=0.9, kind="expected", n_draws=500, seed=0)
+    assert list(band.columns) == ["mean", "mean_median", "mean_lower", "mean_upper"]
     assert list(band.index) == list(sample.index)
-    assert np.all((band["lower"] <= point) & (point <= band["upper"]))
-    assert np.all(band["lower"] < band["upper"])
+    assert np.all((band["mean_lower"] <= point) & (point <= band["mean_upper"]))
+    assert np.all(band["mean_lower"] < band["mean_upper"])
     # the same seed gives the same draws
     again = clv.clv(purchases, spend, sample, horizon=12, discount_rate=0.01, period_length=4.345,
-                    interval=0.9, n_draws=500, seed=0)
+                    interval=0.9, kind="expected", n_draws=500, seed=0)
     pd.testing.assert_frame_equal(band, again)
     # and the mean over parameter draws is close to the value at the estimate
     np.testing.assert_allclose(band["mean"].to_numpy(), point.to_numpy(), rtol=0.1)

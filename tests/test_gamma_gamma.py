@@ -214,7 +214,7 @@ def test_estimator_contract(rfm, fitted):
     assert fitted.bic_ == pytest.approx(3 * np.log(946) - 2 * fitted.log_likelihood_)
     band = fitted.expected_spend(rfm.iloc[:20], interval=0.9, n_draws=400, seed=0)
     point = fitted.expected_spend(rfm.iloc[:20])
-    assert np.all((band["lower"] <= point) & (point <= band["upper"]))
+    assert np.all((band["mean_lower"] <= point) & (point <= band["mean_upper"]))
 
 
 def test_weighted_distinct_rows_fit_like_every_customer(cdnow_sample_log):

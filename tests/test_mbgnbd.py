@@ -212,7 +212,7 @@ def test_zero_repeaters_can_be_dead_unlike_bgnbd(rfm, fitted):
 
 def test_intervals_clv_and_contract(rfm, fitted):
     out = fitted.probability_alive(rfm.iloc[:30], interval=0.9, n_draws=200, seed=1)
-    assert np.all((out["lower"] <= out["median"]) & (out["median"] <= out["upper"]))
+    assert np.all((out["mean_lower"] <= out["mean_median"]) & (out["mean_median"] <= out["mean_upper"]))
     spend = cdnow_summary(with_spend=True)
     gg = clv.GammaGammaModel(exclude_invalid=True).fit(spend)
     value = clv.clv(fitted, gg, spend.iloc[:20], horizon=6, period_length=4.345)
@@ -242,7 +242,7 @@ def test_short_nuts_agrees_with_the_mle(rfm, fitted):
         sd = model.posterior_draws_[k].std()
         assert abs(model.params_[k] - fitted.params_[k]) < 3 * sd, k
     out = model.expected_purchases(39.0, rfm.iloc[:20], interval=0.9)
-    assert np.all((out["lower"] <= out["mean"]) & (out["mean"] <= out["upper"]))
+    assert np.all((out["mean_lower"] <= out["mean"]) & (out["mean"] <= out["mean_upper"]))
 
 
 def test_save_and_load_round_trip(tmp_path, rfm, fitted):

@@ -344,10 +344,10 @@ def test_recovers_known_parameters_on_simulated_data():
 
 def test_intervals_and_clv(rfm, fitted):
     out = fitted.expected_purchases(39.0, rfm.iloc[:50], interval=0.9, n_draws=200, seed=1)
-    assert list(out.columns) == ["mean", "median", "lower", "upper"]
-    assert np.all(out["lower"] <= out["median"]) and np.all(out["median"] <= out["upper"])
+    assert list(out.columns) == ["mean", "mean_median", "mean_lower", "mean_upper"]
+    assert np.all(out["mean_lower"] <= out["mean_median"]) and np.all(out["mean_median"] <= out["mean_upper"])
     point = fitted.expected_purchases(39.0, rfm.iloc[:50])
-    assert np.all((out["lower"] <= point * 1.0001) & (point <= out["upper"] * 1.0001))
+    assert np.all((out["mean_lower"] <= point * 1.0001) & (point <= out["mean_upper"] * 1.0001))
     spend = cdnow_summary(with_spend=True)
     gg = clv.GammaGammaModel(exclude_invalid=True).fit(spend)
     value = clv.clv(fitted, gg, spend.iloc[:20], horizon=12, period_length=4.345, discount_rate=0.01)
@@ -386,7 +386,7 @@ def test_short_nuts_agrees_with_the_mle(rfm):
         sd = model.posterior_draws_[k].std()
         assert abs(model.params_[k] - mle.params_[k]) < 3 * sd, k
     out = model.probability_alive(sample.iloc[:20], interval=0.9)
-    assert np.all((out["lower"] <= out["mean"]) & (out["mean"] <= out["upper"]))
+    assert np.all((out["mean_lower"] <= out["mean"]) & (out["mean"] <= out["mean_upper"]))
 
 
 def test_save_and_load_round_trip(tmp_path, rfm, fitted):

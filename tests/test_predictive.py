@@ -259,16 +259,17 @@ def test_cdnow_holdout_calibration_nuts(cdnow_holdout):
 
 
 def test_one_interval_schema_says_what_it_describes(fitted):
-    """Expected-value and predictive intervals share one schema (mean, median, lower, upper) and
-    say in ``attrs`` which uncertainty they carry; the predictive one is the wider."""
+    """Expected-value and predictive intervals share one schema function and say in their column
+    names and ``attrs`` which uncertainty they carry (``mean_*`` for an expected value); the
+    predictive one is the wider."""
     model, _ = fitted
     expected = model.expected_purchases(39, interval=0.9, n_draws=200, seed=0)
     predictive = P.predictive_purchases(model, 39, interval=0.9)
-    assert list(expected.columns) == ["mean", "median", "lower", "upper"]
+    assert list(expected.columns) == ["mean", "mean_median", "mean_lower", "mean_upper"]
     assert list(predictive.columns[:4]) == ["mean", "median", "lower", "upper"] and "p_zero" in predictive
     assert expected.attrs == {"interval": 0.9, "uncertainty": "expected value: parameter uncertainty only"}
     assert predictive.attrs["interval"] == 0.9 and predictive.attrs["uncertainty"].startswith("predictive")
-    assert (predictive["upper"] - predictive["lower"]).mean() > 5 * (expected["upper"] - expected["lower"]).mean()
+    assert (predictive["upper"] - predictive["lower"]).mean() > 5 * (expected["mean_upper"] - expected["mean_lower"]).mean()
     same = P.predictive_purchases(model, 39, quantiles=(0.5, 0.05, 0.95))
     np.testing.assert_array_equal(predictive[["median", "lower", "upper"]], same[["q50", "q5", "q95"]])
     with pytest.raises(ValueError, match="either interval"):

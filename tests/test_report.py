@@ -39,8 +39,9 @@ def test_report_is_self_contained(text):
     assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
     assert "<script" not in text and "<link" not in text and "@import" not in text and "url(" not in text
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
-    # totals x2, tracking x2, conditional, calibration x2 (purchases, value), lift x2, P(alive) and F/R matrices
-    assert len(images) == 11
+    # totals x3 (purchases, value, discounted CLV), tracking x2, conditional, calibration x2 (purchases, value),
+    # lift x2, P(alive) and F/R matrices
+    assert len(images) == 12
     for data in images:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Plot not available" not in text
@@ -58,6 +59,18 @@ def test_best_values_and_misses_are_marked(result, text):
     assert misses >= 1 and text.count('class="miss"') == misses
     assert text.count("OUTSIDE") == misses
     assert "IntervalMiss" in text
+
+
+def test_both_kinds_of_interval_side_by_side(result, text):
+    """The report shows the predictive and the expected-value interval's coverage of holdout value
+    next to each other, the expected value's visibly low (marked off its nominal level)."""
+    section = text[text.index('<section id="intervals">'):text.index('<section id="tracking">')]
+    assert "predictive 90% interval" in section and "expected-value 90% interval" in section
+    assert "BG/NBD: holdout value" in section and "BG/NBD: holdout discounted CLV" in section
+    table = result.table("value")
+    assert table.loc["BG/NBD", "expected_coverage_90"] < 0.3 < 0.8 < table.loc["BG/NBD", "coverage_90"]
+    assert f'<td class="off">{table.loc["BG/NBD", "expected_coverage_90"]:.3f}</td>' in section
+    assert f'>{table.loc["BG/NBD", "coverage_90"]:.3f}</td>' in section
 
 
 def test_inline_display_in_jupyter(result):

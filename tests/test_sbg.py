@@ -105,11 +105,11 @@ def test_del_and_derl_relation(case):
 def test_intervals(case):
     _, _, _, model = case
     out = model.survival([1, 5, 12], interval=0.9, n_draws=300, seed=0)
-    assert np.all((out["lower"] < out["median"]) & (out["median"] < out["upper"]))
+    assert np.all((out["mean_lower"] < out["mean_median"]) & (out["mean_median"] < out["mean_upper"]))
     point = model.survival([1, 5, 12])
-    assert np.all((out["lower"].to_numpy() < point.to_numpy()) & (point.to_numpy() < out["upper"].to_numpy()))
+    assert np.all((out["mean_lower"].to_numpy() < point.to_numpy()) & (point.to_numpy() < out["mean_upper"].to_numpy()))
     derl = model.derl([0, 3], 0.1, interval=0.8, n_draws=200, seed=0)
-    assert np.all(derl["lower"] < derl["upper"])
+    assert np.all(derl["mean_lower"] < derl["mean_upper"])
 
 
 def test_survivor_table_and_generic_fit_agree():

@@ -15,6 +15,10 @@ from clvmodels.scoring import ScoreSettings, score_columns, score_frame, score_t
 from clvmodels.validation import problems as row_problems
 
 SETTINGS = ScoreSettings(horizon=12, period="M", discount_rate=0.01, interval=0.9, n_draws=100, seed=7)
+#: Every interval over parameter draws (the CLV's too): the same draws for every chunk, so chunked and
+#: one-shot scoring agree exactly.
+EXPECTED_SETTINGS = ScoreSettings(horizon=12, period="M", discount_rate=0.01, interval=0.9, n_draws=100, seed=7,
+                                  clv_interval="expected")
 
 
 @pytest.fixture(scope="module")
@@ -33,28 +37,57 @@ def models(rfm):
 
 def test_scores_equal_the_models_predictions(models, rfm):
     bgnbd, gg = models
-    got = score_frame(bgnbd, gg, rfm, SETTINGS)
-    assert list(got.columns) == score_columns(True, True)
+    got = score_frame(bgnbd, gg, rfm, EXPECTED_SETTINGS)
+    assert list(got.columns) == score_columns(True, True, "expected")
+    assert list(got.columns)[-3:] == ["clv", "clv_mean_lower", "clv_mean_upper"]
     month = 365.25 / 12 / 7  # weeks
     kw = dict(interval=0.9, n_draws=100, seed=7)
     ep = bgnbd.expected_purchases(12 * month, rfm, **kw)
     # the same formulas and draws, evaluated in another order: equal to rounding
     np.testing.assert_allclose(got["expected_purchases"], ep["mean"], rtol=1e-12)
-    np.testing.assert_allclose(got["expected_purchases_upper"], ep["upper"], rtol=1e-12)
-    np.testing.assert_allclose(got["probability_alive_lower"], bgnbd.probability_alive(rfm, **kw)["lower"], rtol=1e-12)
+    np.testing.assert_allclose(got["expected_purchases_mean_upper"], ep["mean_upper"], rtol=1e-12)
+    np.testing.assert_allclose(got["probability_alive_mean_lower"],
+                               bgnbd.probability_alive(rfm, **kw)["mean_lower"], rtol=1e-12)
     # the spend model's draws are seeded seed + 1: independent of the purchase model's, as in clv()
     spend = gg.expected_spend(rfm, **{**kw, "seed": 8})
     assert np.array_equal(got["expected_spend"], spend["mean"])
-    assert np.array_equal(got["expected_spend_lower"], spend["lower"])
-    value = clv.clv(bgnbd, gg, rfm, horizon=12, time_unit="M", discount_rate=0.01, **kw)
+    assert np.array_equal(got["expected_spend_mean_lower"], spend["mean_lower"])
+    value = clv.clv(bgnbd, gg, rfm, horizon=12, time_unit="M", discount_rate=0.01, kind="expected", **kw)
     np.testing.assert_allclose(got["clv"], value["mean"], rtol=1e-12)
-    np.testing.assert_allclose(got["clv_lower"], value["lower"], rtol=1e-12)
+    np.testing.assert_allclose(got["clv_mean_lower"], value["mean_lower"], rtol=1e-12)
     # sanity: intervals bracket the mean, and a 52-week horizon buys more than none
-    assert (got["clv_lower"] <= got["clv"]).all() and (got["clv"] <= got["clv_upper"]).all()
+    assert (got["clv_mean_lower"] <= got["clv"]).all() and (got["clv"] <= got["clv_mean_upper"]).all()
     point = score_frame(bgnbd, gg, rfm, ScoreSettings())
     assert list(point.columns) == ["expected_purchases", "probability_alive", "expected_spend", "clv"]
     np.testing.assert_allclose(point["clv"], clv.clv(bgnbd, gg, rfm, horizon=12, time_unit="M", discount_rate=0.01),
                                rtol=1e-12)
+
+
+def test_clv_interval_is_predictive_by_default(models, rfm, tmp_path):
+    """By default the CLV's interval is the predictive one (``clv_lower``/``clv_upper``): the
+    interval of :func:`clvmodels.predictive_clv` simulated with the chunk's seed, the same for the
+    same rows, and far wider than the expected value's."""
+    from clvmodels.scoring import _chunk_seed
+
+    bgnbd, gg = models
+    got = score_frame(bgnbd, gg, rfm, SETTINGS)
+    assert list(got.columns) == score_columns(True, True)
+    assert list(got.columns)[-3:] == ["clv", "clv_lower", "clv_upper"]
+    assert "expected_purchases_mean_lower" in got.columns
+    pred = clv.predictive_clv(bgnbd, gg, rfm, horizon=12, period="M", discount_rate=0.01, interval=0.9,
+                              n_samples=1000, seed=_chunk_seed(7, rfm.index))
+    np.testing.assert_array_equal(got["clv_lower"], pred["lower"])
+    np.testing.assert_array_equal(got["clv_upper"], pred["upper"])
+    expected = score_frame(bgnbd, gg, rfm, EXPECTED_SETTINGS)
+    assert (got["clv_upper"] - got["clv_lower"]).mean() > 3 * (expected["clv_mean_upper"]
+                                                              - expected["clv_mean_lower"]).mean()
+    # chunks: each chunk's interval is that chunk's own simulation
+    score_table(bgnbd, gg, rfm, tmp_path / "s.parquet", settings=SETTINGS, chunk_rows=1000)
+    scores = pd.read_parquet(tmp_path / "s.parquet").set_index("customer_id")
+    first = score_frame(bgnbd, gg, rfm.iloc[:1000], SETTINGS)
+    np.testing.assert_array_equal(scores["clv_upper"].to_numpy()[:1000], first["clv_upper"].to_numpy())
+    with pytest.raises(ClvDataError, match="clv_interval"):
+        ScoreSettings(clv_interval="plugin")
 
 
 def test_purchase_model_alone(models, rfm):
@@ -68,11 +101,11 @@ def test_chunked_scoring_equals_one_shot(models, rfm, tmp_path, fmt):
     bgnbd, gg = models
     table = tmp_path / f"rfm.{fmt}"
     (rfm.to_parquet if fmt == "parquet" else rfm.to_csv)(table, index=True)
-    counts = score_table(bgnbd, gg, table, tmp_path / f"scores.{fmt}", settings=SETTINGS, chunk_rows=500)
+    counts = score_table(bgnbd, gg, table, tmp_path / f"scores.{fmt}", settings=EXPECTED_SETTINGS, chunk_rows=500)
     assert (counts.read, counts.scored, counts.rejected) == (2357, 2357, 0)
     read = pd.read_parquet if fmt == "parquet" else pd.read_csv
     got = read(tmp_path / f"scores.{fmt}").set_index("customer_id")
-    expected = score_frame(bgnbd, gg, rfm, SETTINGS)
+    expected = score_frame(bgnbd, gg, rfm, EXPECTED_SETTINGS)
     assert list(got.index.astype(int)) == list(rfm.index)
     np.testing.assert_allclose(got[expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12 if fmt == "csv" else 0)
     assert len(read(tmp_path / f"scores.rejects.{fmt}")) == 0
@@ -115,7 +148,7 @@ def test_every_customer_is_scored_or_rejected_once(models, rfm, tmp_path):
     table, expected = bad_rows(rfm)
     path = tmp_path / "rfm.parquet"
     table.to_parquet(path, index=False)
-    counts = score_table(bgnbd, gg, path, tmp_path / "s.parquet", settings=SETTINGS, chunk_rows=400)
+    counts = score_table(bgnbd, gg, path, tmp_path / "s.parquet", settings=EXPECTED_SETTINGS, chunk_rows=400)
     scores = pd.read_parquet(tmp_path / "s.parquet")
     rejects = pd.read_parquet(tmp_path / "s.rejects.parquet")
     assert counts.read == len(table) == counts.scored + counts.rejected
@@ -132,8 +165,8 @@ def test_every_customer_is_scored_or_rejected_once(models, rfm, tmp_path):
         sorted(table["customer_id"].dropna().tolist())
     assert counts.reasons["recency is not in [0, T]"] == 2
     # the scored rows have exactly the scores of a clean run
-    clean = score_frame(bgnbd, gg, rfm.loc[scores["customer_id"].astype(int)], SETTINGS)
-    assert np.array_equal(scores["clv_upper"].to_numpy(), clean["clv_upper"].to_numpy())
+    clean = score_frame(bgnbd, gg, rfm.loc[scores["customer_id"].astype(int)], EXPECTED_SETTINGS)
+    assert np.array_equal(scores["clv_mean_upper"].to_numpy(), clean["clv_mean_upper"].to_numpy())
 
 
 def test_row_problems_accepts_valid_rows(rfm):
@@ -228,7 +261,8 @@ def extreme_rows(rfm: pd.DataFrame) -> pd.DataFrame:
 def test_one_overflowing_customer_is_rejected_and_the_rest_scored(models, rfm, tmp_path, jobs):
     bgnbd, gg = models
     t = extreme_rows(rfm)
-    counts = score_table(bgnbd, gg, t, tmp_path / "s.parquet", settings=SETTINGS, chunk_rows=200, jobs=jobs)
+    counts = score_table(bgnbd, gg, t, tmp_path / "s.parquet", settings=EXPECTED_SETTINGS, chunk_rows=200,
+                         jobs=jobs)
     assert (counts.read, counts.scored, counts.rejected) == (900, 899, 1)
     rejects = pd.read_parquet(tmp_path / "s.rejects.parquet")
     assert rejects["customer_id"].tolist() == [str(t.index[0])]
@@ -236,8 +270,8 @@ def test_one_overflowing_customer_is_rejected_and_the_rest_scored(models, rfm, t
     assert rejects["monetary_value"].tolist() == ["1e+308"]
     scores = pd.read_parquet(tmp_path / "s.parquet").set_index("customer_id")
     assert list(scores.index) == list(t.index[1:])
-    assert np.isfinite(scores[score_columns(True, True)].to_numpy()).all()
-    clean = score_frame(bgnbd, gg, t.iloc[3:], SETTINGS)
+    assert np.isfinite(scores[score_columns(True, True, "expected")].to_numpy()).all()
+    clean = score_frame(bgnbd, gg, t.iloc[3:], EXPECTED_SETTINGS)
     np.testing.assert_array_equal(scores.loc[t.index[3:], clean.columns].to_numpy(), clean.to_numpy())
 
 

@@ -112,13 +112,20 @@ def test_fit_on_distinct_histories_and_score_with_a_saved_model(spark, tmp_path)
     np.testing.assert_allclose(s.params_.to_numpy(), local_s.params_.to_numpy(), rtol=1e-6)
     assert p.n_customers_ == 3000 and p.time_unit_ == "W" and s.n_excluded_ == local_s.n_excluded_
     clv.save_models({"purchase": p, "spend": s}, tmp_path / "model")
-    settings = ScoreSettings(interval=0.9, n_draws=50, seed=5)
+    # intervals over parameter draws only: the same draws in every partition, so equal to the library
+    settings = ScoreSettings(interval=0.9, n_draws=50, seed=5, clv_interval="expected")
     got = score_spark(sdf_rfm, tmp_path / "model", settings, time_unit="W").toPandas().set_index("customer_id").sort_index()
     with pytest.raises(clv.ClvDataError, match="Time unit mismatch"):
         score_spark(sdf_rfm, tmp_path / "model", settings, time_unit="D")
     expected = score_frame(p, s, rfm, settings)
     assert got["reject_reason"].isna().all()
     np.testing.assert_allclose(got[expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12)
+    # by default the CLV interval is predictive (simulated per batch): far wider than the expected value's
+    default = score_spark(sdf_rfm, tmp_path / "model", ScoreSettings(interval=0.9, n_draws=50, seed=5, n_samples=300),
+                          time_unit="W").toPandas().set_index("customer_id").sort_index()
+    assert {"clv_lower", "clv_upper"} <= set(default.columns) and "clv_mean_lower" not in default.columns
+    assert (default["clv_upper"] > got["clv_mean_upper"]).mean() > 0.9
+    assert (default["clv_lower"] <= default["clv"]).all()
 
 
 def test_bad_rows_are_kept_with_a_reason(spark):

@@ -8,11 +8,12 @@ CLV, each with uncertainty::
     rfm = clv.rfm_summary(log, time_unit="W")
     bgnbd = clv.BetaGeoModel().fit(rfm)
     gg = clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
-    clv.clv(bgnbd, gg, rfm, horizon=12, period="M", discount_rate=0.01, interval=0.9)
+    clv.clv(bgnbd, gg, rfm, horizon=12, period="M", discount_rate=0.01, interval=0.9)   # predictive
+    clv.total_value(bgnbd, gg, rfm, segments=None, interval=0.9)        # the whole base's total
 """
 
 from ._version import __version__
-from .clv import clv
+from .clv import clv, predictive_clv, simulate_clv, total_value
 from .data import load_transactions
 from .errors import (AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, ModelKindError,
                      NotFittedError)
@@ -32,7 +33,7 @@ from .report import compare_report
 __all__ = [
     "AssumptionWarning", "BetaGeoModel", "CLVModel", "ClvDataError", "ConvergenceWarning",
     "GammaGammaModel", "ModelFileError", "ModelKindError", "NotFittedError", "__version__", "calibration_holdout", "clv",
-    "load_transactions", "rfm_summary",
+    "load_transactions", "predictive_clv", "simulate_clv", "total_value", "rfm_summary",
     "load_model", "load_models", "save_models",
 ]
 __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualModel", "DiscretePurchaseModel",

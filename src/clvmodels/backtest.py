@@ -5,7 +5,8 @@ with ``expected_purchases``) and the baselines of :mod:`clvmodels.baselines` on 
 calibration cutoffs (rolling origin); :func:`discrete_backtest` does the same for models of discrete
 transaction opportunities (BG/BB). Both return a :class:`BacktestResult` of tidy frames:
 
-* ``metrics``: one row per cutoff, model, target (``purchases`` or ``value``) and metric;
+* ``metrics``: one row per cutoff, model, target (``purchases``, ``value``: holdout spend, or ``clv``:
+  holdout spend discounted period by period) and metric;
 * ``totals``: the predicted and actual holdout totals with the predicted total's 90% interval
   (models with predictive distributions) and whether the actual total falls inside;
 * ``predictions``: every customer's predicted and actual holdout purchases and value (and PIT);
@@ -15,10 +16,17 @@ transaction opportunities (BG/BB). Both return a :class:`BacktestResult` of tidy
 * ``parameters``, ``warnings`` and ``data`` (one row of data summary per cutoff).
 
 The purchase models' value forecast is ``E[purchases] × E[spend]`` with the spend model
-(Gamma-Gamma by default) fitted on the same calibration data. Predictive distributions come from
-:mod:`clvmodels.predictive`: per-customer purchase pmfs (coverage, randomised PIT, log score and
-CRPS; the holdout total's distribution by exact convolution) and simulated values (value PIT, CRPS
-and the value total's interval).
+(Gamma-Gamma by default) fitted on the same calibration data, and their ``clv`` forecast the
+holdout's expected discounted value (:func:`clvmodels.clv.value_customers`: periods of
+``clv_period`` from the calibration end, the last one cut at the holdout's end, discounted at
+``discount_rate`` per period). Predictive distributions come from :mod:`clvmodels.predictive`:
+per-customer purchase pmfs (coverage, randomised PIT, log score and CRPS; the holdout total's
+distribution by exact convolution) and one simulation per model of each customer's spend per period
+(:func:`clvmodels.clv.discounted_chunks`), scored as holdout value and as discounted CLV
+(randomised PIT, coverage at 50/80/90%, CRPS from samples, the totals' intervals). Next to them,
+``expected_coverage_90``: how many customers' actual value falls in the 90% interval of their
+*expected* value (parameter uncertainty only), the interval ``clv(..., kind="expected")`` gives:
+it is not meant to contain what customers do, and this metric shows by how much it does not.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ import pandas as pd
 
 from . import metrics as M
 from .baselines import default_baselines
-from .data import CUSTOMER, TIMESTAMP
+from .clv import check_discounting, discounted_chunks, value_customers
+from .data import AMOUNT, CUSTOMER, TIMESTAMP
 from .errors import ClvDataError, renamed_argument
 from . import predictive as P
 from .data import as_log
@@ -43,8 +52,9 @@ from .validation import validate_columns
 from .models.purchase import DiscretePurchaseModel, PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel
-from .periods import period_start_days, resolve_resolution
+from .periods import period_end, period_hours, period_start_days, period_start_hours, resolve_resolution
 from .rfm import bgbb_summary, calibration_holdout
+from . import units
 from .units import normalize_unit, unit_days
 
 #: Calibration frequencies 0..7 are shown one by one, larger ones pooled as "7+" (FHL 2005, fig. 4).
@@ -54,8 +64,11 @@ MAX_FREQUENCY_GROUP = 7
 METRIC_DIRECTION = {
     "mae": "min", "rmse": "min", "bias": "abs", "total_error_pct": "abs", "spearman": "max", "gini": "max",
     "top10_share": "max", "top20_share": "max", "coverage_50": 0.5, "coverage_80": 0.8, "coverage_90": 0.9,
-    "log_score": "min", "crps": "min", "mape": "min", "final_error_pct": "abs",
+    "log_score": "min", "crps": "min", "mape": "min", "final_error_pct": "abs", "expected_coverage_90": 0.9,
 }
+
+#: Level of the expected-value interval whose coverage backtests report (``expected_coverage_90``).
+EXPECTED_LEVEL = 0.9
 
 #: How each kind of result renders as HTML (in Jupyter): filled in by :mod:`clvmodels.report`, so
 #: that results do not import the report.
@@ -204,6 +217,8 @@ def backtest(
     tracking_period: str = "W",
     seed: int | None = 0,
     holdout: float | None = None,
+    clv_period: str = "M",
+    discount_rate: float = 0.01,
 ) -> BacktestResult:
     """Fit each model on the calibration period(s), predict the holdout and score the predictions.
 
@@ -244,6 +259,9 @@ def backtest(
         Bin width of the tracking series (``"W"``: weekly).
     seed
         Seed of every random step (parameter draws, simulations, PIT randomisation, boosting).
+    clv_period, discount_rate
+        The ``clv`` target: holdout spend discounted at ``discount_rate`` per period of
+        ``clv_period`` (``"M"``: months) after the calibration end, as :func:`clvmodels.clv` does.
 
     Returns
     -------
@@ -272,6 +290,8 @@ def backtest(
     if overlap:
         raise ClvDataError(f"Models and baselines share the name(s) {sorted(overlap)}: rename one.")
     check_interval(interval)
+    check_discounting(1, discount_rate)
+    clv_period_length = units.period_length(clv_period, unit)
     cuts = _cutoffs(calibration_end, step, n_cutoffs, unit)
     log_end = pd.Timestamp(log[TIMESTAMP].max())
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=(len(cuts), len(named)))
@@ -296,8 +316,10 @@ def backtest(
         label = str(cut.date())
         t = float(ch["duration_holdout"].iloc[0])
         actual = {"purchases": ch["frequency_holdout"].to_numpy(dtype=float)}
+        bounds, factors = holdout_periods(t, clv_period_length, discount_rate)
         if has_value:
             actual["value"] = ch["value_holdout"].to_numpy(dtype=float)
+            actual["clv"] = holdout_discounted_value(log, ch, cut, obs_end, unit, res, bounds, factors)
         out["data"].append(_data_summary(log, ch, cut, obs_end, unit))
         preds: dict[str, dict[str, np.ndarray]] = {}
         dists: dict[str, dict] = {}
@@ -322,8 +344,9 @@ def backtest(
             preds[name] = {"purchases": purchases}
             if spend is not None:
                 preds[name]["value"] = purchases * spend_mean
+                preds[name]["clv"] = _expected_value(model, spend, ch, bounds, factors)["mean"]
             dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval, n_draws=n_draws,
-                                      n_samples=n_samples, seed=int(seeds[i, j]))
+                                      n_samples=n_samples, seed=int(seeds[i, j]), bounds=bounds, factors=factors)
             out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
                                    for msg in dists[name].pop("notes", []))
             if model.new_customer_formula is not None:
@@ -344,6 +367,7 @@ def backtest(
 
     settings = {"time_unit": unit, "resolution": res, "t": holdout, "interval": interval,
                 "n_draws": n_draws, "n_samples": n_samples, "seed": seed, "tracking_period": tracking_period,
+                "clv_period": clv_period, "discount_rate": discount_rate,
                 "models": {k: type(v).__name__ for k, v in named.items()},
                 "baselines": {k: type(v).__name__ for k, v in base.items()},
                 "spend_model": type(spend_model).__name__ if has_value else None}
@@ -537,9 +561,10 @@ def _score_cutoff(out: dict, label, ch, actual, preds, dists, named, interval) -
         frame = pd.DataFrame({"cutoff": label, CUSTOMER: ch.index, "model": name,
                               "frequency": ch["frequency"].to_numpy(),
                               "actual_purchases": actual["purchases"], "purchases": p["purchases"]})
-        if "value" in actual:
-            frame["actual_value"] = actual["value"]
-            frame["value"] = p.get("value", np.nan)
+        for target in ("value", "clv"):
+            if target in actual:
+                frame[f"actual_{target}"] = actual[target]
+                frame[target] = p.get(target, np.nan)
         for target in actual:
             if "pit" in dists.get(name, {}).get(target, {}):
                 frame[f"pit_{target}"] = dists[name][target]["pit"]
@@ -651,9 +676,53 @@ def _total_row(label, name, kind, target, actual, predicted, total, level) -> di
     return row
 
 
-def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_samples, seed) -> dict:
-    """Predictive-distribution scores of one fitted purchase model (and its value forecast);
-    ``expected`` holds the customers' expected purchases."""
+def holdout_periods(t: float, period_length: float, discount_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Boundaries of the discounting periods of a holdout of length ``t`` (``Δ, 2Δ, ...``, the last
+    one cut at ``t``) and their factors ``1/(1+d)^i``."""
+    n = max(1, int(np.ceil(t / period_length - 1e-9)))
+    steps = np.arange(1.0, n + 1)
+    return np.minimum(steps * period_length, t), (1.0 + discount_rate) ** -steps
+
+
+def holdout_discounted_value(log, ch, cut, obs_end, unit, res, bounds, factors) -> np.ndarray:
+    """Each customer's actual holdout spend discounted by period: a transaction ``u`` time units after
+    the start of the calibration end's period lies in period ``i`` with ``t_{i−1} < u <= t_i``
+    (the time frame of the models' ``T`` and ``t``). Undiscounted, the sum is ``value_holdout``."""
+    ts = log[TIMESTAMP].to_numpy()
+    hold = (ts > period_end(cut, res)) & (ts <= period_end(obs_end, res))
+    u = (period_hours(ts[hold], res) - period_start_hours(cut, res)) / 24.0 / unit_days(unit)
+    period = np.minimum(np.searchsorted(bounds, u - 1e-9, side="left"), len(bounds) - 1)
+    code = ch.index.get_indexer(log.loc[hold, CUSTOMER])
+    known = code >= 0
+    amount = log.loc[hold, AMOUNT].to_numpy(dtype=float)
+    return np.bincount(code[known], weights=(amount * factors[period])[known], minlength=len(ch))
+
+
+def _expected_value(model, spend, ch, bounds, factors, **draws) -> dict[str, np.ndarray]:
+    """Expected discounted holdout value per customer (``clv`` of :func:`clvmodels.clv.value_customers`
+    over the periods ``bounds``): the point value, or with ``interval`` its expected-value interval."""
+    columns = tuple(dict.fromkeys(model.data_columns + spend.data_columns))
+    return value_customers(model, spend, validate_columns(ch, columns), bounds=bounds, factors=factors,
+                           **draws)["clv"]
+
+
+def _sample_scores(samples: np.ndarray, y: np.ndarray, expected: dict, interval: float, rng) -> dict:
+    """Scores of samples ``(n_samples, n)`` of each customer's value against the actual ``y``:
+    randomised PIT, its coverage at 50/80/90%, the CRPS, the total's interval, and the coverage of
+    the expected value's interval (``expected``: its ``lower``/``upper``)."""
+    pit = M.pit_samples(samples, y, seed=int(rng.integers(2**31 - 1)))
+    scores = {f"coverage_{round(lev * 100)}": c for lev, c in M.pit_coverage(pit).items()}
+    scores["crps"] = M.crps_samples(samples, y)
+    scores["expected_coverage_90"] = float(np.mean((expected["lower"] <= y) & (y <= expected["upper"])))
+    mean, lo, hi = M.total_interval_samples(samples, interval)
+    return {"scores": scores, "pit": pit, "total": {"lower": lo, "upper": hi, "simulated_mean": mean}}
+
+
+def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_samples, seed,
+                bounds=None, factors=None) -> dict:
+    """Predictive-distribution scores of one fitted purchase model (and its value and discounted
+    value forecasts, from one simulation per period of ``bounds``); ``expected`` holds the customers'
+    expected purchases."""
     out: dict = {"notes": []}
     if model.purchase_pmf_formula is None:
         out["notes"].append(f"{type(model).__name__} has no predictive pmf: no coverage, PIT, log score, "
@@ -678,14 +747,21 @@ def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_s
         if model.simulate_purchases_formula is None:
             out["notes"].append(f"{type(model).__name__} has no purchase simulator: no predictive value scores.")
             return out
-        samples = P.simulate_value(model, spend, t, ch, n_samples=n_samples, seed=int(rng.integers(2**31 - 1)))
-        v = actual["value"]
-        vpit = M.pit_samples(samples, v, seed=int(rng.integers(2**31 - 1)))
-        vscores = {f"coverage_{round(lev * 100)}": c for lev, c in M.pit_coverage(vpit).items()}
-        vscores["crps"] = M.crps_samples(samples, v)
-        mean, lo, hi = M.total_interval_samples(samples, interval)
-        out["value"] = {"scores": vscores, "pit": vpit,
-                        "total": {"lower": lo, "upper": hi, "simulated_mean": mean}}
+        shape = (int(n_samples), len(ch))
+        samples = {"value": np.empty(shape), "clv": np.empty(shape)}
+        for sl, discounted, _, per_period in discounted_chunks(model, spend, ch, bounds=bounds, factors=factors,
+                                                               n_samples=n_samples,
+                                                               seed=int(rng.integers(2**31 - 1))):
+            samples["value"][:, sl], samples["clv"][:, sl] = per_period.sum(axis=-1), discounted
+        draws = {"interval": EXPECTED_LEVEL, "n_draws": n_draws, "seed": int(rng.integers(2**31 - 1))}
+        try:
+            intervals = {"value": _expected_value(model, spend, ch, bounds[-1:], np.ones(1), **draws),
+                         "clv": _expected_value(model, spend, ch, bounds, factors, **draws)}
+        except ClvDataError as exc:
+            out["notes"].append(f"No expected-value interval: {exc}")
+            intervals = {k: {"lower": np.full(len(ch), np.nan), "upper": np.full(len(ch), np.nan)} for k in samples}
+        for target in ("value", "clv"):
+            out[target] = _sample_scores(samples[target], actual[target], intervals[target], interval, rng)
     return out
 
 

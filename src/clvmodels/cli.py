@@ -223,8 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("score", epilog=EXIT_CODES, help="score customers with a saved model",
-                       description="Per-customer expected purchases, P(alive), expected spend and CLV "
-                                   "(with interval columns when --interval is given). Input: an RFM table in "
+                       description="Per-customer expected purchases, P(alive), expected spend and CLV. "
+                                   "With --interval, CLV gets the predictive interval of what the customer will "
+                                   "actually be worth (clv_lower/clv_upper: process and parameter uncertainty, "
+                                   "by simulation), and the expected values get the intervals of their parameter "
+                                   "uncertainty (<score>_mean_lower/_mean_upper; --clv-interval expected gives "
+                                   "clv_mean_lower/clv_mean_upper instead of the predictive one). Input: an RFM table in "
                                    "the model's time unit, or a transaction log (screened row by row: customers "
                                    "with a bad row are rejected; the rest summarised in the model's time unit). "
                                    "Customers that cannot be scored are listed in the rejects file.")
@@ -240,8 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--discount-rate", type=finite_float, default=0.01,
                    help="discount rate per period, > -1 (0.01)")
     p.add_argument("--interval", type=finite_float, default=None,
-                   help="add lower/upper columns of this width, e.g. 0.9")
+                   help="add interval columns of this width, e.g. 0.9: clv_lower/clv_upper (predictive) and "
+                        "<score>_mean_lower/_mean_upper (expected values)")
+    p.add_argument("--clv-interval", choices=["predictive", "expected"], default="predictive",
+                   help="what the CLV interval describes: predictive (default: the customer's realised value, "
+                        "clv_lower/clv_upper) or expected (parameter uncertainty of the expected value only, "
+                        "clv_mean_lower/clv_mean_upper)")
     p.add_argument("--draws", type=positive_int, default=200, help="parameter draws for intervals (200)")
+    p.add_argument("--samples", type=positive_int, default=1000,
+                   help="simulated futures per customer for the predictive CLV interval (1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameter draws (0)")
     p.add_argument("--period-length", type=finite_float, help="length of one period in the model's time unit")
     p.add_argument("--csv", action="store_true", help="write CSV instead of Parquet")
@@ -474,7 +485,8 @@ def cmd_score(args) -> int:
 
     settings = ScoreSettings(horizon=args.horizon, period=_score_period(args), discount_rate=args.discount_rate,
                              interval=args.interval, n_draws=args.draws, seed=args.seed,
-                             period_length=args.period_length)
+                             period_length=args.period_length, clv_interval=args.clv_interval,
+                             n_samples=args.samples)
     fmt = _out_format(args.out, args.csv)
     rejects = args.rejects or default_rejects_path(args.out, fmt)
     _check_outputs({"the model directory": args.model_dir, "the input": args.input},

@@ -1,9 +1,21 @@
-"""Customer lifetime value: discounted expected future spend.
+"""Customer lifetime value: discounted future spend, its expectation and its predictive distribution.
 
-``CLV = E[Z] · Σ_{i=1}^{H} (E[Y(iΔ)] − E[Y((i−1)Δ)]) / (1+d)^i`` over ``H`` periods of length ``Δ``
-with per-period discount rate ``d`` (the discrete discounting of lifetimes' ``customer_lifetime_value``
-and of Fader, Hardie & Lee 2005). With parameter draws, the same formula per draw of both models
-gives a distribution of CLV per customer.
+Discounting: over ``H`` periods of length ``Δ`` at per-period rate ``d``, the spend of period ``i``
+(the window ``((i−1)Δ, iΔ]``) counts ``1/(1+d)^i`` (the discrete discounting of lifetimes'
+``customer_lifetime_value`` and of Fader, Hardie & Lee 2005). Two quantities follow:
+
+* the **expected** CLV, ``E[Z] · Σ_i (E[Y(iΔ)] − E[Y((i−1)Δ)]) / (1+d)^i``; with parameter draws the
+  same formula per draw gives the uncertainty of this *expected value* (parameter uncertainty only:
+  an interval of it does not contain what a customer will actually spend);
+* the **predictive** CLV, the distribution of the *realised* discounted value ``Σ_i S_i / (1+d)^i``
+  with ``S_i`` the customer's spend in period ``i``, by exact simulation of her purchases per period
+  and their values (process and parameter uncertainty): :func:`simulate_clv`,
+  :func:`predictive_clv`, and :func:`total_value` for the total of a segment or of the whole base
+  from the same simulation.
+
+:func:`clv` returns the expected CLV, and with ``interval`` the predictive interval by default
+(``kind="predictive"``: columns ``mean``, ``median``, ``lower``, ``upper``, ``p_zero``) or the
+expected value's (``kind="expected"``: ``mean``, ``mean_median``, ``mean_lower``, ``mean_upper``).
 """
 
 from __future__ import annotations
@@ -14,17 +26,20 @@ import pandas as pd
 from .errors import ClvDataError, renamed_argument
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import EXPECTED, interval_frame, model_draws, summarise_draws
+from .models.draws import EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles, summarise_draws
+from . import predictive as P
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel
 from . import units
 
 
-def purchase_value_draws(model_cls, params, histories: dict, *, horizon: int, period: float,
-                         discount_rate: float) -> dict[str, np.ndarray]:
+def purchase_value_draws(model_cls, params, histories: dict, *, bounds: np.ndarray,
+                         factors: np.ndarray) -> dict[str, np.ndarray]:
     """Per draw (rows) and history (columns): ``probability_alive``, ``expected_purchases`` by the
-    horizon ``HΔ`` and ``discounted_purchases`` ``Σ_i (E[Y(iΔ)] − E[Y((i−1)Δ)]) / (1+d)^i``.
+    last boundary and ``discounted_purchases`` ``Σ_i (E[Y(t_i)] − E[Y(t_{i−1})]) · f_i`` over the
+    periods ``(t_{i−1}, t_i]`` of the boundaries ``bounds`` (``t_i = iΔ`` for a CLV) with discount
+    factors ``factors`` (``1/(1+d)^i``).
 
     ``E[Y(t) | x, t_x, T] = P(alive) · E[Y(t) | alive at T]`` and the second factor depends on
     ``(x, T)`` only, which far fewer customers share than whole histories: the horizon's sum is taken
@@ -33,9 +48,9 @@ def purchase_value_draws(model_cls, params, histories: dict, *, horizon: int, pe
     future = model_cls.future_purchases_formula
     total = 0.0
     previous = 0.0
-    for i in range(1, horizon + 1):
-        current = future(params, **pairs, t=i * period)
-        total = total + (current - previous) / (1.0 + discount_rate) ** i
+    for boundary, factor in zip(bounds, factors):
+        current = future(params, **pairs, t=float(boundary))
+        total = total + (current - previous) * factor
         previous = current
     alive = model_cls.probability_alive_formula(params, **histories)
     alive = np.broadcast_to(alive, np.broadcast_shapes(np.shape(alive), (1, len(pair_code))))
@@ -44,13 +59,24 @@ def purchase_value_draws(model_cls, params, histories: dict, *, horizon: int, pe
             "discounted_purchases": alive * np.take(np.atleast_2d(total), pair_code, axis=-1)}
 
 
-def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *, horizon: int,
-                    period_length: float, discount_rate: float, interval: float | None = None,
+def clv_periods(horizon: int, period_length: float, discount_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """The period boundaries ``Δ, 2Δ, ..., HΔ`` of a CLV and their discount factors ``1/(1+d)^i``."""
+    steps = np.arange(1.0, int(horizon) + 1)
+    return period_length * steps, (1.0 + discount_rate) ** -steps
+
+
+def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *, horizon: int | None = None,
+                    period_length: float | None = None, discount_rate: float | None = None,
+                    bounds: np.ndarray | None = None, factors: np.ndarray | None = None,
+                    interval: float | None = None,
                     n_draws: int | None = None, seed: int | None = None,
                     what: tuple[str, ...] = ("clv",), finite: bool = True) -> dict[str, dict[str, np.ndarray]]:
     """Per-customer summaries (``mean``, and with ``interval`` ``median``/``lower``/``upper``) of
     ``what`` among ``expected_purchases`` (by the horizon), ``probability_alive``,
-    ``expected_spend`` and ``clv``, all from one set of parameter draws of each model.
+    ``expected_spend`` and ``clv``, all from one set of parameter draws of each model: intervals of
+    expected values (parameter uncertainty only). The CLV's periods are ``horizon`` periods of
+    ``period_length`` at ``discount_rate`` (:func:`clv_periods`), or given as ``bounds`` and ``factors``
+    (see :func:`purchase_value_draws`).
 
     The purchase-model quantities are evaluated once per distinct history (see
     :func:`purchase_value_draws`); ``spend_model`` may be ``None`` when ``what`` needs no spend.
@@ -59,9 +85,10 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
     models = [purchase_model] + ([spend_model] if spend_model is not None else [])
     draws = model_draws(*models, interval=interval, n_draws=n_draws, seed=seed)
     histories, history_code = unique_rows({k: data[k] for k in purchase_model.data_columns})
-    values = purchase_value_draws(
-        type(purchase_model), {k: v[:, None] for k, v in draws[0].items()}, histories,
-        horizon=int(horizon), period=period_length, discount_rate=discount_rate)
+    if bounds is None:
+        bounds, factors = clv_periods(horizon, period_length, discount_rate)
+    values = purchase_value_draws(type(purchase_model), {k: v[:, None] for k, v in draws[0].items()}, histories,
+                                  bounds=bounds, factors=factors)
     out = {}
     per_history = {"history": np.arange(len(next(iter(histories.values()))), dtype=float)}
     for name in ("expected_purchases", "probability_alive"):
@@ -105,6 +132,169 @@ def check_discounting(horizon, discount_rate) -> None:
         raise ClvDataError(f"discount_rate must be a number > -1 (e.g. 0.01 per period), got {discount_rate!r}.")
 
 
+#: What :func:`clv` returns with an interval.
+KINDS = ("predictive", "expected")
+
+
+def _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate, period_length, caller):
+    """Checked inputs of a CLV: the customers, their columns, and the period length ``Δ``."""
+    check_kind(purchase_model, PurchaseModel, f"{caller} (the purchase model)")
+    check_kind(spend_model, SpendModel, f"{caller} (the spend model)")
+    purchase_model._check_fitted()
+    spend_model._check_fitted()
+    check_discounting(horizon, discount_rate)
+    rfm = purchase_model._rfm_or_fitted(rfm)
+    period_length = units.period_length(period, purchase_model.time_unit_, period_length)
+    columns = tuple(dict.fromkeys(purchase_model.data_columns + spend_model.data_columns))
+    data = validate_columns(rfm, columns)
+    return rfm, data, period_length
+
+
+def discounted_chunks(purchase_model, spend_model, rfm, *, bounds, factors, n_samples, seed, jobs=None,
+                      n_draws=None):
+    """Yield ``(customer slice, discounted value, purchases, spend per period)``: the spend simulated
+    per period ``(t_{i−1}, t_i]`` of ``bounds`` (:func:`clvmodels.predictive._simulate_chunks`, exact
+    per model, ``(n_samples, chunk, H)``) weighted by ``factors`` and summed, and the number of
+    purchases over all periods, both ``(n_samples, chunk)``. ``jobs``: threads simulating chunks
+    (default: one per CPU; the result does not depend on it); ``n_draws``: distinct parameter draws
+    shared by the futures (default :data:`clvmodels.predictive.SIMULATION_DRAWS`)."""
+    for sl, counts, spend in P._simulate_chunks(purchase_model, spend_model, bounds, rfm, n_samples, seed,
+                                                jobs=jobs, n_draws=n_draws):
+        yield sl, spend @ factors, counts.sum(axis=-1), spend
+
+
+def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, horizon: int = 12,
+                 period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
+                 n_samples: int = 1000, seed: int | None = None, jobs: int | None = None,
+                 n_draws: int | None = None) -> np.ndarray:
+    """Samples of each customer's realised discounted value ``Σ_i S_i / (1+d)^i`` over ``horizon``
+    periods, by exact simulation: every sample draws the parameters of both models (posterior, or
+    the MLE's asymptotic normal), then the customer's purchases in each period from her
+    individual-level posterior (the purchase model's ``simulate_purchases`` with period boundaries)
+    and their values (the spend model's ``simulate_spend``, e.g. ``Gamma(n p, ν)`` per period).
+
+    Returns an array ``(n_samples, n_customers)``; for many customers use :func:`predictive_clv` or
+    :func:`total_value`, which never hold it whole. The arguments are those of :func:`clv`; ``jobs``
+    threads simulate chunks of customers (default: one per CPU), each chunk with its own random
+    stream spawned from ``seed``, so the samples do not depend on ``jobs``. The futures share
+    ``n_draws`` parameter draws (default :data:`clvmodels.predictive.SIMULATION_DRAWS`: future ``i``
+    uses draw ``i mod n_draws``)."""
+    rfm, _, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
+                                      period_length, "simulate_clv")
+    bounds, factors = clv_periods(horizon, period_length, discount_rate)
+    out = np.empty((int(n_samples), len(rfm)))
+    for sl, value, _, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
+                                             n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws):
+        out[:, sl] = value
+    return out
+
+
+def _segment_codes(segments, rfm: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+    """Integer code per customer and the segments' labels (one segment ``"all"`` by default)."""
+    if segments is None:
+        return np.zeros(len(rfm), dtype=np.int64), pd.Index(["all"], name="segment")
+    if isinstance(segments, str):
+        segments = rfm[segments]
+    if isinstance(segments, pd.Series):
+        missing = rfm.index.difference(segments.index)
+        if len(missing):
+            raise ClvDataError(f"segments lacks {len(missing):,} of the customers (e.g. {list(missing[:3])}).")
+        segments = segments.reindex(rfm.index)
+    labels = np.asarray(segments)
+    if labels.shape != (len(rfm),):
+        raise ClvDataError(f"segments must hold one label per customer ({len(rfm):,}), got shape {labels.shape}.")
+    codes, uniques = pd.factorize(labels, sort=True)
+    if (codes < 0).any():
+        raise ClvDataError(f"segments has {int((codes < 0).sum()):,} missing label(s).")
+    return codes, pd.Index(uniques, name="segment")
+
+
+def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, horizon, period_length,
+                        discount_rate, n_samples, seed, jobs=None, n_draws=None):
+    """One pass of the simulation: per-customer mean, ``p_zero``, ``mean_purchases`` and the
+    quantiles ``qs`` of the discounted value, and the samples of each segment's total
+    ``(n_samples, n_segments)`` (sums over customers per simulated future)."""
+    n = len(rfm)
+    codes, labels = _segment_codes(segments, rfm)
+    per = {"mean": np.empty(n), "p_zero": np.empty(n), "mean_purchases": np.empty(n)}
+    per_q = np.empty((len(qs), n))
+    totals = np.zeros((int(n_samples), len(labels)))
+    bounds, factors = clv_periods(horizon, period_length, discount_rate)
+    for sl, value, counts, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
+                                                  n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws):
+        per["mean"][sl] = value.mean(axis=0)
+        per["p_zero"][sl] = (counts == 0).mean(axis=0)
+        per["mean_purchases"][sl] = counts.mean(axis=0)
+        per_q[:, sl] = quantiles(value, qs)
+        chunk_codes = codes[sl]
+        for g in np.unique(chunk_codes):
+            totals[:, g] += value[:, chunk_codes == g].sum(axis=1)
+    return per, per_q, totals, labels
+
+
+def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, horizon: int = 12,
+                   period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
+                   interval: float | None = 0.9, quantiles=None, n_samples: int = 1000,
+                   seed: int | None = None, jobs: int | None = None, n_draws: int | None = None) -> pd.DataFrame:
+    """Per-customer predictive distribution of realised discounted value (:func:`simulate_clv`),
+    summarised chunk by chunk (bounded memory: 1M customers x 1,000 futures never in memory at once).
+
+    Returns
+    -------
+    DataFrame indexed like ``rfm``: ``mean`` (Monte Carlo mean: the expected CLV up to simulation
+    error), ``median``, ``lower``, ``upper`` (the predictive interval of level ``interval``; or one
+    ``q5``-style column per entry of ``quantiles``), ``p_zero`` (P(CLV = 0): no purchase within the
+    horizon) and ``mean_purchases``; ``attrs["uncertainty"]`` is
+    :data:`~clvmodels.models.draws.PREDICTIVE`. The same ``seed`` gives the same futures as
+    :func:`simulate_clv` and :func:`total_value`, whatever the number of threads ``jobs``.
+    """
+    qs, names = P._quantile_columns(interval, quantiles)
+    rfm, _, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
+                                      period_length, "predictive_clv")
+    per, per_q, _, _ = _simulate_summaries(purchase_model, spend_model, rfm, qs, horizon=horizon,
+                                           period_length=period_length, discount_rate=discount_rate,
+                                           n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws)
+    columns = {"mean": per["mean"], **dict(zip(names, per_q)), "p_zero": per["p_zero"],
+               "mean_purchases": per["mean_purchases"]}
+    return P._summary_frame(columns, rfm.index, interval)
+
+
+def total_value(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, segments=None,
+                horizon: int = 12, period: str = "M", discount_rate: float = 0.01,
+                period_length: float | None = None, interval: float = 0.9, n_samples: int = 1000,
+                seed: int | None = None, jobs: int | None = None, n_draws: int | None = None) -> pd.DataFrame:
+    """Predictive distribution of the total discounted value of each segment (or of all customers).
+
+    Each simulated future of :func:`simulate_clv` is summed over the segment's customers: the total
+    carries process and parameter uncertainty (the customers share the parameters of a future, so
+    their parameter errors add up rather than cancel), and with the same ``seed`` its mean is the sum
+    of :func:`predictive_clv`'s per-customer means.
+
+    Parameters
+    ----------
+    segments
+        ``None`` (one segment, ``"all"``), a column name of ``rfm``, or one label per customer (an
+        array in the order of ``rfm`` or a Series indexed by customer id).
+
+    Returns
+    -------
+    DataFrame indexed by segment with ``n_customers``, ``mean``, ``median``, ``lower``, ``upper`` of
+    the total (``attrs["uncertainty"]``: predictive).
+    """
+    check_interval(interval)
+    rfm, _, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
+                                      period_length, "total_value")
+    _, _, totals, labels = _simulate_summaries(
+        purchase_model, spend_model, rfm, np.array([0.5]), segments=segments, horizon=horizon,
+        period_length=period_length, discount_rate=discount_rate, n_samples=n_samples, seed=seed, jobs=jobs,
+        n_draws=n_draws)
+    codes, _ = _segment_codes(segments, rfm)
+    q = quantiles(totals, [0.5, (1 - interval) / 2, (1 + interval) / 2])
+    columns = {"n_customers": np.bincount(codes, minlength=len(labels)), "mean": totals.mean(axis=0),
+               "median": q[0], "lower": q[1], "upper": q[2]}
+    return interval_frame(columns, labels, interval, PREDICTIVE)
+
+
 def clv(
     purchase_model,
     spend_model,
@@ -115,7 +305,9 @@ def clv(
     discount_rate: float = 0.01,
     period_length: float | None = None,
     interval: float | None = None,
+    kind: str = "predictive",
     n_draws: int | None = None,
+    n_samples: int = 1000,
     seed: int | None = None,
     time_unit: str | None = None,
 ) -> pd.Series | pd.DataFrame:
@@ -142,25 +334,34 @@ def clv(
         Length of one period in the purchase model's time unit. By default derived from
         ``period`` and the unit the model was fitted in (a month is 365.25/12 days); pass it to
         use another convention (lifetimes takes a month as 4.345 weeks).
-    interval, n_draws, seed
-        With ``interval`` (e.g. 0.9), per-customer mean, median and interval over parameter draws of
-        both models (posterior draws, or the MLE's asymptotic normal).
+    interval
+        With ``interval`` (e.g. 0.9), a frame of the distribution named by ``kind``.
+    kind
+        ``"predictive"`` (default): the distribution of the *realised* discounted value (what the
+        customer will actually spend; process and parameter uncertainty), by simulation
+        (:func:`predictive_clv`, ``n_samples`` futures sharing ``n_draws`` parameter draws, default
+        200, seeded ``seed``). ``"expected"``: the
+        uncertainty of the *expected* value over parameter draws of both models (``n_draws``
+        posterior draws or draws from the MLE's asymptotic normal): narrow, and not an interval for
+        what a customer will spend.
 
     Returns
     -------
-    Series of CLV per customer, or a frame with ``mean``, ``median``, ``lower``, ``upper``.
+    Without ``interval``: a Series of expected CLV per customer. With it, ``kind="predictive"``: a
+    frame with ``mean``, ``median``, ``lower``, ``upper``, ``p_zero`` (P(CLV = 0)) and
+    ``mean_purchases``; ``kind="expected"``: ``mean``, ``mean_median``, ``mean_lower``,
+    ``mean_upper``. ``attrs["uncertainty"]`` says which (see
+    :func:`~clvmodels.models.draws.interval_frame`).
     """
-    check_kind(purchase_model, PurchaseModel, "clv (the purchase model)")
-    check_kind(spend_model, SpendModel, "clv (the spend model)")
-    purchase_model._check_fitted()
-    spend_model._check_fitted()
-    check_discounting(horizon, discount_rate)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     period = renamed_argument("clv", "period", period, "time_unit", time_unit)
-    rfm = purchase_model._rfm_or_fitted(rfm)
-    period_length = units.period_length(period, purchase_model.time_unit_, period_length)
-    columns = tuple(dict.fromkeys(purchase_model.data_columns + spend_model.data_columns))
-    data = validate_columns(rfm, columns)
-
+    rfm, data, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
+                                         period_length, "clv")
+    if interval is not None and kind == "predictive":
+        return predictive_clv(purchase_model, spend_model, rfm, horizon=horizon, period_length=period_length,
+                              discount_rate=discount_rate, interval=interval, n_samples=n_samples, seed=seed,
+                              n_draws=n_draws)
     values = value_customers(purchase_model, spend_model, data, horizon=int(horizon), period_length=period_length,
                              discount_rate=discount_rate, interval=interval, n_draws=n_draws, seed=seed)["clv"]
     if interval is None:

@@ -11,14 +11,21 @@ estimate).
   individual-level posterior), so quantiles and the randomised PIT are exact.
 * Spend uses exact simulation from each customer's individual-level posterior (the purchase
   model's ``simulate_purchases_formula`` and the spend model's ``simulate_spend_formula``), with a fresh
-  draw of the population parameters for every sample. It streams over customers in chunks, so
-  memory stays bounded for millions of customers; results are reproducible for a given ``seed``.
+  draw of the population parameters for every sample. It streams over customers in chunks (each
+  with its own random stream, simulated by one thread per CPU), so memory stays bounded for
+  millions of customers; results are reproducible for a given ``seed``, whatever the threads.
+  Given period boundaries instead of one window, the same simulation gives the purchases and spend
+  of every period, from which :mod:`clvmodels.clv` builds the predictive distribution of discounted
+  CLV (:func:`clvmodels.clv.predictive_clv`).
 
 Quantile columns are named ``q5``, ``q50``, ``q95`` (the percentage).
 """
 
 from __future__ import annotations
 
+import collections
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -29,7 +36,7 @@ from .errors import ClvDataError
 from .models.base import check_kind
 from .validation import validate_columns
 from .models.draws import CHUNK_ELEMENTS, PREDICTIVE, check_finite, check_interval, interval_frame, parameter_draws
-from .models.purchase import PurchaseModel
+from .models.purchase import PurchaseModel, period_boundaries
 from .models.rows import unique_rows
 from .models.spend import SpendModel
 
@@ -230,40 +237,100 @@ def randomized_pit(model, t: float, actual, rfm: pd.DataFrame | None = None, *, 
 
 
 # ---------------------------------------------------------------------------- value
-def _simulate_chunks(purchase_model, spend_model, t: float, rfm: pd.DataFrame, n_samples: int,
-                     seed) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``."""
+def _seed_sequence(seed) -> np.random.SeedSequence:
+    """A :class:`numpy.random.SeedSequence` from an int, None, a SeedSequence or a Generator."""
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(int(seed.integers(2**63)))
+    return np.random.SeedSequence(seed)
+
+
+def default_jobs() -> int:
+    """Threads that simulate chunks by default: the CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+#: Distinct parameter draws of a simulation by default (at most one per simulated future): each is
+#: shared by ``n_samples / SIMULATION_DRAWS`` futures, so that formulas of the parameters and the
+#: history (P(alive)) are evaluated once per draw rather than once per future.
+SIMULATION_DRAWS = 200
+
+
+def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,
+                     seed, *, jobs: int | None = None,
+                     n_draws: int | None = None) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``, or with
+    increasing period boundaries ``t = [t_1, ..., t_H]`` the counts and spend per period
+    ``(n_samples, chunk, H)``, in the customers' order. Chunks hold at most :data:`CHUNK_ELEMENTS`
+    values per array.
+
+    Future ``i`` uses parameter draw ``i mod n_draws`` of ``n_draws`` draws of both models (default
+    :data:`SIMULATION_DRAWS`, at most ``n_samples``; posterior draws resampled, or the MLE's
+    asymptotic normal), seeded by ``seed``; every chunk of customers has its own random stream
+    (spawned from ``seed``), so the result is the same whether ``jobs`` threads simulate the chunks
+    (numpy's random draws release the GIL; default: :func:`default_jobs`) or one does. At most
+    ``jobs + 1`` chunks are in memory at once."""
     check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
     sim_purchases = purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
     sim_spend = type(spend_model).simulate_spend_formula
-    t = _window(purchase_model, t)
+    bounds, scalar = period_boundaries(t)
+    for b in bounds:
+        _window(purchase_model, b)
+    t = float(bounds[0]) if scalar else bounds
     if int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
     n_samples = int(n_samples)
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}.")
     purchase_data = validate_columns(rfm, purchase_model.data_columns)
     spend_data = validate_columns(rfm, spend_model.data_columns)
-    rng = np.random.default_rng(seed)
-    pd_ = parameter_draws(purchase_model, n_samples, rng, replace=True)
-    sd_ = parameter_draws(spend_model, n_samples, rng, replace=True)
-    pp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in pd_.items()}
-    sp = {k: np.broadcast_to(v, (n_samples,))[:, None] for k, v in sd_.items()}
+    draw_seed, chunk_seed = _seed_sequence(seed).spawn(2)
+    n_draws = min(n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}.")
+    rng = np.random.default_rng(draw_seed)
+    future_draw = np.arange(n_samples) % n_draws
+    pd_ = parameter_draws(purchase_model, n_draws, rng, replace=True)
+    sd_ = parameter_draws(spend_model, n_draws, rng, replace=True)
+    pp = {k: np.broadcast_to(v, (n_draws,))[future_draw][:, None] for k, v in pd_.items()}
+    sp = {k: np.broadcast_to(v, (n_draws,))[future_draw][:, None] for k, v in sd_.items()}
     n = len(rfm)
-    chunk = max(1, CHUNK_ELEMENTS // n_samples)
-    for start in range(0, n, chunk):
+    chunk = max(1, CHUNK_ELEMENTS // (n_samples * len(bounds)))
+    starts = range(0, n, chunk)
+
+    def simulate(start: int, stream: np.random.SeedSequence):
         sl = slice(start, min(start + chunk, n))
+        rng = np.random.default_rng(stream)
         counts = sim_purchases(pp, **{k: v[sl] for k, v in purchase_data.items()}, t=t, rng=rng)
         spend = sim_spend(sp, **{k: v[sl] for k, v in spend_data.items()}, n_transactions=counts, rng=rng)
         check_finite(spend, "simulate_value")
-        yield sl, counts, spend
+        return sl, counts, spend
+
+    tasks = zip(starts, chunk_seed.spawn(len(starts)))
+    if jobs == 1 or len(starts) == 1:
+        for start, stream in tasks:
+            yield simulate(start, stream)
+        return
+    with ThreadPoolExecutor(jobs) as pool:
+        pending: collections.deque = collections.deque()
+        for start, stream in tasks:
+            pending.append(pool.submit(simulate, start, stream))
+            if len(pending) > jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,
                    n_samples: int = 1000, seed: int | None = None) -> np.ndarray:
     """Samples of each customer's total spend in the next ``t`` periods, by exact simulation.
 
-    Every sample draws the population parameters of both models (from the posterior, or the
-    asymptotic normal of an MLE), then each customer's future from her individual-level posterior:
+    Every sample takes population parameters of both models (from the posterior, or the asymptotic
+    normal of an MLE; :data:`SIMULATION_DRAWS` distinct draws shared by the samples), then each
+    customer's future from her individual-level posterior:
     alive with probability P(alive); ``λ ~ Gamma(r+x, α+T)``, ``p ~ Beta(a, b+x)``; the purchases of
     a Poisson process with drop-out; each transaction's value ``Gamma(p, ν)`` with
     ``ν ~ Gamma(px+q, γ + x m)`` (see the models' ``simulate_*`` formulas).

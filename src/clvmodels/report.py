@@ -31,8 +31,10 @@ from .io import atomic_file
 from .retention import RetentionBacktestResult
 
 #: Section ids of the report, in order (tests check that each is present).
-SECTIONS = ("summary", "data", "metrics", "totals", "tracking", "conditional", "calibration", "lift",
+SECTIONS = ("summary", "data", "metrics", "totals", "intervals", "tracking", "conditional", "calibration", "lift",
             "models", "parameters", "warnings")
+#: How the report names the backtests' targets.
+TARGET_NAMES = {"purchases": "purchases", "value": "value", "clv": "discounted CLV"}
 #: Section ids of the report of a retention backtest, in order.
 RETENTION_SECTIONS = ("summary", "metrics", "survivors", "parameters", "warnings")
 
@@ -48,6 +50,8 @@ _CSS = """
 .clv-report td.best { background: #d8f0d8; font-weight: bold; }
 .clv-report td.miss { background: #fbdada; color: #a00; font-weight: bold; }
 .clv-report td.hit { background: #e4f4e4; }
+.clv-report td.off { background: #fbdada; color: #a00; font-weight: bold; }
+.clv-report td.near { background: #e4f4e4; }
 .clv-report .note { color: #555; font-size: 13px; }
 .clv-report .finding { padding: .5em .8em; margin: .4em 0; border-left: 5px solid #2c5d8f; background: #f3f6fa; }
 .clv-report .finding.bad { border-color: #c0392b; background: #fdf0ee; }
@@ -136,12 +140,12 @@ def _summary_section(result: BacktestResult) -> str:
             f'<div class="finding{" bad" if bad else ""}"><b>{_esc(r["model"])}</b>, calibration end '
             f'{_esc(r["cutoff"])}, holdout {_esc(r["target"])}: predicted total {r["predicted"]:,.0f} vs actual '
             f'{r["actual"]:,.0f} (<b>{r["error_pct"]:+.1f}%</b>){interval}.</div>')
-    for target in ("purchases", "value"):
+    for target in TARGET_NAMES:
         if (result.metrics["target"] == target).any():
             table = result.table(target)
             if "mae" in table:
                 best = table["mae"].idxmin()
-                parts.append(f'<div class="finding">Lowest per-customer {target} MAE'
+                parts.append(f'<div class="finding">Lowest per-customer {TARGET_NAMES[target]} MAE'
                              f'{" (mean over cutoffs)" if len(result.cutoffs) > 1 else ""}: <b>{_esc(best)}</b> '
                              f'({table.loc[best, "mae"]:.3f}).</div>')
     return "".join(parts)
@@ -164,12 +168,12 @@ def _metrics_section(result: BacktestResult) -> str:
            "level (from the randomised PIT). Predictive scores (coverage, log score, CRPS) exist only for "
            "models with predictive distributions.</p>"]
     multi = len(result.cutoffs) > 1
-    for target in ("purchases", "value"):
+    for target in TARGET_NAMES:
         if not (result.metrics["target"] == target).any():
             continue
         table = result.table(target)
         over = f" – mean over {len(result.cutoffs)} cutoffs" if multi else ""
-        out.append(f"<h3>Holdout {target}{over}</h3>")
+        out.append(f"<h3>Holdout {TARGET_NAMES[target]}{over}</h3>")
         out.append(_table(table, best=best_per_metric(table), index_name="forecast"))
         if multi:
             for cutoff in result.cutoffs:
@@ -177,6 +181,34 @@ def _metrics_section(result: BacktestResult) -> str:
                 out.append(f"<h4>{target}, calibration end {_esc(cutoff)}</h4>")
                 out.append(_table(t, best=best_per_metric(t), index_name="forecast"))
     return "".join(out)
+
+
+def _intervals_section(result: BacktestResult) -> str:
+    """Both kinds of per-customer 90% interval side by side, with the share of customers whose actual
+    holdout value (and discounted value) each contains."""
+    m = result.metrics[result.metrics["metric"].isin(["coverage_90", "expected_coverage_90"])
+                       & result.metrics["target"].isin(["value", "clv"])]
+    if m.empty:
+        return ('<p class="note">No per-customer value intervals: they need amounts in the log, a spend model '
+                "and a purchase model with a simulator.</p>")
+    table = m.pivot_table(index=["model", "target"], columns="metric", values="value", aggfunc="mean", sort=False)
+    table = table.reindex(columns=["coverage_90", "expected_coverage_90"])
+    table.columns = ["predictive 90% interval", "expected-value 90% interval"]
+    table.index = [f"{model}: holdout {TARGET_NAMES[target]}" for model, target in table.index]
+
+    def mark(idx, col, value):  # within 0.05 of the nominal 0.90, or not
+        return None if pd.isna(value) else ("near" if abs(value - 0.9) <= 0.05 else "off")
+
+    return ('<p class="note">Share of customers whose actual holdout value lies in their 90% interval'
+            f'{" (mean over cutoffs)" if len(result.cutoffs) > 1 else ""}; nominal: 0.90. The '
+            "<b>predictive</b> interval (<code>clv(..., interval=0.9)</code>, <code>clv_lower</code>/"
+            "<code>clv_upper</code>) describes what each customer will actually spend: process and parameter "
+            "uncertainty (its coverage is read from the randomised PIT, so the atom at zero spend counts "
+            "fairly). The <b>expected-value</b> interval (<code>kind=\"expected\"</code>, "
+            "<code>clv_mean_lower</code>/<code>clv_mean_upper</code>) describes only how uncertain the "
+            "<i>average</i> is (parameter uncertainty): it is not meant to contain what customers do, and its "
+            "low coverage here shows why it must not be read as one.</p>"
+            + _table(table, index_name="forecast", cell_class=mark))
 
 
 def _totals_section(result: BacktestResult) -> str:
@@ -295,6 +327,7 @@ def _backtest_sections(result: BacktestResult) -> dict:
         "data": ("Data summary", _data_section(result)),
         "metrics": ("Metrics per forecast", _metrics_section(result)),
         "totals": ("Holdout totals and their intervals", _totals_section(result)),
+        "intervals": ("Per-customer intervals: predictive vs expected value", _intervals_section(result)),
         "tracking": ("Tracking: repeat transactions per period", _tracking_section(result)),
         "conditional": ("Conditional expectations by calibration frequency",
                         _plot(plotting.plot_conditional_expectations, result)),

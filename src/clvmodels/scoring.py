@@ -7,10 +7,19 @@ chunk size and nothing is lost: every input row ends up exactly once either in t
 rejects file with the reason it could not be scored (missing or invalid values, duplicate customer
 id, or scores that are not finite or out of range because of extreme inputs: one such customer
 never aborts the batch). The table's recorded time unit must be the purchase model's
-(:func:`clvmodels.validation.check_time_unit`). With ``interval`` every score gets
-``_lower``/``_upper`` columns over parameter draws (the posterior of a Bayesian fit, or the MLE's
-asymptotic normal); the draws are the same for every chunk (fixed ``seed``), so chunked and
-one-shot scoring give the same numbers.
+(:func:`clvmodels.validation.check_time_unit`).
+
+With ``interval`` (e.g. 0.9) the scores get intervals, named after what they describe:
+
+* ``clv_lower``/``clv_upper`` (default, ``clv_interval="predictive"``): the predictive interval of
+  each customer's realised discounted value, process and parameter uncertainty
+  (:func:`clvmodels.clv.predictive_clv`, ``n_samples`` simulated futures seeded by ``seed`` and the
+  chunk's customer ids: the same input and chunk size give the same numbers);
+* ``<score>_mean_lower``/``<score>_mean_upper``: intervals of *expected* values over parameter draws
+  (the posterior of a Bayesian fit, or the MLE's asymptotic normal): expected purchases, P(alive),
+  expected spend, and the CLV with ``clv_interval="expected"`` (``clv_mean_lower``/``clv_mean_upper``).
+  They do not contain what a customer will do. The draws are the same for every chunk (fixed
+  ``seed``), so chunked and one-shot scoring give the same numbers.
 """
 
 from __future__ import annotations
@@ -24,8 +33,8 @@ from dataclasses import InitVar, dataclass, field
 import numpy as np
 import pandas as pd
 
-from .clv import check_discounting, value_customers
-from .models.draws import check_interval
+from .clv import KINDS, check_discounting, predictive_clv, value_customers
+from .models.draws import EXPECTED, PREDICTIVE, check_interval, interval_names
 from .errors import ClvDataError, data_error
 from .io import (DEFAULT_CHUNK_ROWS, ChunkedTableWriter, check_outputs, iter_table, table_attrs,
                  table_columns, table_format)
@@ -53,8 +62,15 @@ class ScoreSettings:
         Per-period discount rate of the CLV.
     interval
         Width of the per-customer intervals (e.g. 0.9), or None for point scores only.
+    clv_interval
+        What the CLV's interval describes: ``"predictive"`` (default: the customer's realised
+        discounted value, columns ``clv_lower``/``clv_upper``) or ``"expected"`` (the expected
+        value's parameter uncertainty, ``clv_mean_lower``/``clv_mean_upper``).
     n_draws
-        Parameter draws used for the intervals (and for the posterior means of Bayesian fits).
+        Parameter draws used for the expected-value intervals (and for the posterior means of
+        Bayesian fits).
+    n_samples
+        Simulated futures per customer for the predictive CLV interval.
     seed
         Seed of the parameter draws: the same draws for every chunk and every run.
     period_length
@@ -70,6 +86,8 @@ class ScoreSettings:
     seed: int = 0
     period_length: float | None = None
     time_unit: InitVar[str | None] = None
+    clv_interval: str = "predictive"
+    n_samples: int = 1000
 
     def __post_init__(self, time_unit):
         if time_unit is not None:
@@ -83,6 +101,10 @@ class ScoreSettings:
             check_interval(self.interval)
         if int(self.n_draws) != self.n_draws or self.n_draws < 2:
             raise ClvDataError(f"n_draws must be an integer >= 2, got {self.n_draws!r}.")
+        if self.clv_interval not in KINDS:
+            raise ClvDataError(f"clv_interval must be one of {KINDS}, got {self.clv_interval!r}.")
+        if int(self.n_samples) != self.n_samples or self.n_samples < 2:
+            raise ClvDataError(f"n_samples must be an integer >= 2, got {self.n_samples!r}.")
 
 
 _TIME_UNIT_RENAMED = "ScoreSettings(time_unit=...) is deprecated: it is the discounting period, now called period=..."
@@ -96,12 +118,30 @@ def _time_unit(self) -> str:
 ScoreSettings.time_unit = property(_time_unit, doc="Deprecated name of :attr:`period`.")
 
 
-def score_columns(has_spend: bool, interval: bool) -> list[str]:
-    """Names of the score columns, in order."""
+def interval_kind(name: str, clv_interval: str = "predictive") -> str:
+    """What the interval of score ``name`` describes: :data:`PREDICTIVE` for the CLV by default,
+    else :data:`EXPECTED` (an expected value's parameter uncertainty)."""
+    return PREDICTIVE if name == "clv" and clv_interval == "predictive" else EXPECTED
+
+
+def score_columns(has_spend: bool, interval: bool, clv_interval: str = "predictive") -> list[str]:
+    """Names of the score columns, in order: each score, then with ``interval`` its interval's ends,
+    named after what they describe (:func:`clvmodels.models.draws.interval_names`): ``clv_lower``,
+    ``clv_upper`` for the predictive CLV, ``<score>_mean_lower``, ``<score>_mean_upper`` for
+    expected values."""
     names = [n for n in SCORE_NAMES if has_spend or n in ("expected_purchases", "probability_alive")]
     if not interval:
         return names
-    return [c for n in names for c in (n, f"{n}_lower", f"{n}_upper")]
+    return [c for n in names for c in (n, *(f"{n}_{interval_names(interval_kind(n, clv_interval))[end]}"
+                                           for end in ("lower", "upper")))]
+
+
+def _chunk_seed(seed: int, ids) -> np.random.SeedSequence:
+    """The seed of a chunk's simulation: ``seed`` and the chunk's customer ids, so that the same rows
+    get the same futures whichever process scores them."""
+    hashes = _hash_ids(pd.Series(np.asarray(ids)))
+    return np.random.SeedSequence([int(seed), int(np.bitwise_xor.reduce(hashes, initial=np.uint64(0))),
+                                   len(hashes)])
 
 
 def input_columns(purchase_model, spend_model=None) -> list[str]:
@@ -145,9 +185,13 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
     for name in what:
         out[name] = values[name]["mean"]
         if s.interval is not None:
-            out[f"{name}_lower"] = values[name]["lower"]
-            out[f"{name}_upper"] = values[name]["upper"]
-    scores = pd.DataFrame(out, index=rfm.index)[score_columns(spend_model is not None, s.interval is not None)]
+            names = interval_names(interval_kind(name, s.clv_interval))
+            out[f"{name}_{names['lower']}"] = values[name]["lower"]
+            out[f"{name}_{names['upper']}"] = values[name]["upper"]
+    columns_out = score_columns(spend_model is not None, s.interval is not None, s.clv_interval)
+    if "clv_lower" in columns_out:
+        out["clv_lower"], out["clv_upper"] = _predictive_clv_interval(purchase_model, spend_model, rfm, s, out)
+    scores = pd.DataFrame(out, index=rfm.index)[columns_out]
     reason = result_problems(scores)
     if reasons:
         return scores.assign(reason=reason)
@@ -158,6 +202,20 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
                          fix="Check these customers' values; score_table (clvmodels score) rejects them one "
                              "by one and scores the others.")
     return scores
+
+
+def _predictive_clv_interval(purchase_model, spend_model, rfm, s: ScoreSettings, expected: dict):
+    """The predictive CLV interval of the customers whose expected scores are valid (the others,
+    rejected anyway, get NaN), simulated with the chunk's seed (:func:`_chunk_seed`)."""
+    lower, upper = np.full(len(rfm), np.nan), np.full(len(rfm), np.nan)
+    ok = np.all([np.isfinite(v) for v in expected.values()], axis=0)
+    if ok.any():
+        pred = predictive_clv(purchase_model, spend_model, rfm.loc[ok], horizon=int(s.horizon),
+                              period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
+                              interval=s.interval, n_samples=int(s.n_samples),
+                              seed=_chunk_seed(s.seed, rfm.index[ok]), jobs=1)  # scoring runs --jobs processes
+        lower[ok], upper[ok] = pred["lower"].to_numpy(), pred["upper"].to_numpy()
+    return lower, upper
 
 
 #: Tolerance of the range checks of scores (rounding of sums of probabilities).
@@ -177,7 +235,7 @@ def result_problems(scores: pd.DataFrame) -> pd.Series:
     alive = [i for i, c in enumerate(scores.columns) if c.startswith("probability_alive")]
     high[:, alive] = np.where(finite[:, alive], values[:, alive], 0.0) > 1 + SCORE_TOLERANCE
     reason = np.full(len(scores), "", dtype=object)
-    names = np.array([c.removesuffix("_lower").removesuffix("_upper") for c in scores.columns])
+    names = np.array([c.removesuffix("_lower").removesuffix("_upper").removesuffix("_mean") for c in scores.columns])
     for flags, what in ((~finite, "not finite"), (low | high, "out of range")):
         for i in np.flatnonzero(flags.any(axis=1) & (reason == "")):
             reason[i] = f"{', '.join(dict.fromkeys(names[flags[i]]))} {what} (extreme input values)"

@@ -322,7 +322,11 @@ def score_spark(rfm, models, settings=None, *, time_unit: str | None = None, id_
         A model bundle directory (``clvmodels fit --out DIR`` or :func:`clvmodels.save_models`), or
         ``{"purchase": model, "spend": model}``.
     settings
-        :class:`clvmodels.scoring.ScoreSettings` (horizon, discounting, interval, draws, seed).
+        :class:`clvmodels.scoring.ScoreSettings` (horizon, discounting, interval, draws, seed). With
+        an interval the CLV's is predictive by default (``clv_lower``/``clv_upper``: the customer's
+        realised discounted value, simulated per Arrow batch with a seed from its customer ids),
+        the other scores' are intervals of expected values (``<score>_mean_lower``/``_mean_upper``);
+        ``ScoreSettings(clv_interval="expected")`` gives ``clv_mean_lower``/``clv_mean_upper``.
     time_unit
         The unit of ``recency`` and ``T`` (as given to :func:`rfm_summary_spark`): a Spark DataFrame
         does not record it, so pass it to have a mismatch with the model's unit refused before any
@@ -346,7 +350,7 @@ def score_spark(rfm, models, settings=None, *, time_unit: str | None = None, id_
     has_spend = loaded.get("spend") is not None
     columns = input_columns(loaded["purchase"], loaded.get("spend"))
     require_columns(rfm, [id_column] + columns, what="The RFM DataFrame", fix="Build it with rfm_summary_spark(...).")
-    scores = score_columns(has_spend, settings.interval is not None)
+    scores = score_columns(has_spend, settings.interval is not None, settings.clv_interval)
     fields = [rfm.schema[id_column], T.StructField("frequency", T.LongType())]
     fields += [T.StructField(c, T.DoubleType()) for c in columns[1:]]
     fields += [T.StructField(c, T.DoubleType()) for c in scores] + [T.StructField("reject_reason", T.StringType())]

@@ -23,7 +23,7 @@ from ..errors import ClvDataError, data_error, renamed_argument
 from ..validation import validate_columns
 from .namespaces import NUMPY, as_namespace, likelihood
 
-from .purchase import DiscretePurchaseModel
+from .purchase import DiscretePurchaseModel, alive_in_periods, period_boundaries, scatter, split_over_periods
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -178,13 +178,25 @@ def simulate_purchases(params, frequency, recency, n_periods, *, t, rng):
     """One draw of each customer's transactions in the next ``t`` opportunities from her
     individual-level posterior: alive at ``n`` with probability P(alive), then
     ``p ~ Beta(α+x, β+n−x)``, ``θ ~ Beta(γ, δ+n)``; she survives ``min(G−1, t)`` more
-    opportunities (``G ~ Geometric(θ)``) and transacts at each with probability ``p``."""
-    a, b, g, d, alive = _posterior(params, frequency, recency, n_periods, t)
-    is_alive = rng.random(alive.shape) < alive
-    p = rng.beta(a, b)
-    theta = np.clip(rng.beta(g, d), 1e-300, 1.0)
-    survived = np.minimum(rng.geometric(theta) - 1, int(t))
-    return np.where(is_alive, rng.binomial(survived, p), 0)
+    opportunities (``G ~ Geometric(θ)``) and transacts at each with probability ``p``.
+
+    Per period (whole boundaries ``t = [t_1, ..., t_H]``): the ``Binomial(min(G−1, t_H), p)``
+    transactions are spread over the opportunities she is alive at, uniformly without replacement
+    (multivariate hypergeometric over the periods; :func:`~clvmodels.models.purchase.split_over_periods`)."""
+    bounds, scalar = period_boundaries(t)
+    a, b, g, d, alive = _posterior(params, frequency, recency, n_periods, bounds[-1])
+    if np.any(bounds != np.round(bounds)):
+        raise ClvDataError(f"BG/BB periods are whole numbers of opportunities, got boundaries {bounds}.")
+    buys = rng.random(alive.shape) < alive                  # draws only for the customers alive
+    theta = np.clip(rng.beta(g[buys], d[buys]), 1e-300, 1.0)
+    survived = np.minimum(rng.geometric(theta) - 1, int(bounds[-1]))
+    n = rng.binomial(survived, rng.beta(a[buys], b[buys]))
+    some = n > 0
+    buys[buys] = some
+    if scalar:
+        return scatter(buys, n[some])
+    exposure = alive_in_periods(bounds, survived[some].astype(float))
+    return scatter(buys, split_over_periods(n[some], exposure, rng, discrete=True), len(bounds))
 
 
 # ---------------------------------------------------------------------------- estimator

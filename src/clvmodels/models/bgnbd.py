@@ -22,7 +22,7 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 
 from ..errors import ClvDataError
 from .namespaces import likelihood
-from .purchase import ContinuousPurchaseModel
+from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_periods
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -387,17 +387,60 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
     after each purchase with probability ``p``: the count is ``min(N, G)`` with
     ``N ~ Poisson(λ t)`` and ``G ~ Geometric(p)`` (purchases up to and including the last one).
     Parameters of shape ``(n_samples, 1)`` broadcast against customers ``(n,)``; returns
-    ``(n_samples, n)`` integers.
+    ``(n_samples, n)`` integers, or with period boundaries ``t = [t_1, ..., t_H]`` the counts per
+    period ``(n_samples, n, H)`` (see :func:`simulate_until_dropout`).
     """
     x = np.asarray(frequency, dtype=float)
-    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
-                                                params["b"] + x, probability_alive(params, frequency, recency, T))
-    is_alive = rng.random(alive.shape) < alive
-    lam = rng.gamma(r, 1.0 / alpha)
-    p = np.clip(rng.beta(a, b), 1e-12, 1.0)
-    n = rng.poisson(lam * t)
-    g = rng.geometric(p)
-    return np.where(is_alive, np.minimum(n, g), 0)
+    return simulate_until_dropout(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x,
+                                  per_distinct_draw(probability_alive, params, frequency, recency, T), t=t, rng=rng)
+
+
+def purchases_before_dropout(n: np.ndarray, a: np.ndarray, b: np.ndarray, rng) -> np.ndarray:
+    """``min(N, G)`` for counts ``N >= 1``, with ``G ~ Geometric(p)`` (the purchase after which she
+    drops out) and ``p ~ Beta(a, b)``, drawn by inversion of the beta-geometric survival
+    ``P(G > j) = E[(1−p)^j] = Π_{i<j} (b+i)/(a+b+i)`` with one uniform per count: exact (``p`` enters
+    nothing else) and cheaper than drawing ``p`` and ``G``. The loop runs over ``j`` on the counts
+    still able to grow, a shrinking set."""
+    u = rng.random(n.size)
+    k = np.ones(n.size, dtype=np.int64)
+    survival = np.ones(n.size)
+    active = np.flatnonzero(n > 1)
+    j = 1
+    while active.size:
+        survival[active] *= (b[active] + (j - 1)) / (a[active] + b[active] + (j - 1))   # P(G > j)
+        beyond = u[active] < survival[active]
+        k[active[beyond]] += 1
+        active = active[beyond & (n[active] > j + 1)]
+        j += 1
+    return k
+
+
+def simulate_until_dropout(r, alpha, a, b, alive, *, t, rng):
+    """Purchases of customers alive with probability ``alive``, with ``λ ~ Gamma(r, rate α)``, who
+    drop out after each purchase with probability ``p ~ Beta(a, b)`` (BG/NBD, MBG/NBD): ``min(N, G)``
+    with ``N ~ Poisson(λ t)``, ``G ~ Geometric(p)``.
+
+    Per period (boundaries ``t = [t_1, ..., t_H]``): the ``N`` events of the Poisson process by
+    ``t_H`` fall in the periods multinomially with probabilities ``(t_i − t_{i−1}) / t_H``, and she
+    makes the first ``min(N, G)`` of them, in time order (drop-out after a purchase is memoryless,
+    so this is exact); a number ``t`` draws the same total as the last boundary would. Draws are
+    made only where they matter: ``λ`` for the customers alive, ``G`` for those with events, by
+    inversion of its beta-geometric law (:func:`purchases_before_dropout`)."""
+    bounds, scalar = period_boundaries(t)
+    r, alpha, a, b, alive = np.broadcast_arrays(r, alpha, a, b, alive)
+    buys = rng.random(alive.shape) < alive
+    n = rng.poisson(rng.gamma(r[buys], 1.0 / alpha[buys]) * bounds[-1])
+    some = n > 0
+    a, b, n = a[buys][some], b[buys][some], n[some]
+    buys[buys] = some
+    k = purchases_before_dropout(n, a, b, rng)
+    if scalar:
+        return scatter(buys, k)
+    events = split_over_periods(n, np.diff(bounds, prepend=0.0), rng)
+    cut = k < n                                            # dropped out before her last event
+    made = np.minimum(np.cumsum(events[cut], axis=-1), k[cut, None])
+    events[cut] = np.diff(made, axis=-1, prepend=0)
+    return scatter(buys, events, len(bounds))
 
 
 # ---------------------------------------------------------------------------- estimator

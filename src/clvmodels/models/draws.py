@@ -76,11 +76,8 @@ def model_draws(*models, interval: float | None, n_draws: int | None, seed: int 
             n_draws = min(sizes) if sizes else 1000
         draws = [parameter_draws(m, n_draws, None if seed is None else seed + i) for i, m in enumerate(models)]
     n = min(len(next(iter(d.values()))) for d in draws)
-    draws = [{k: v[:n] for k, v in d.items()} for d in draws]
-    names = [set(d) for d in draws]
-    if len(names) > 1 and names[0] & names[1]:
-        raise ClvDataError(f"Parameter names clash between the models: {names[0] & names[1]}.")
-    return draws
+    # one dict per model: models may share parameter names (BG/BB's and Gamma-Gamma's gamma)
+    return [{k: v[:n] for k, v in d.items()} for d in draws]
 
 
 def summarise_draws(fn, draws: dict[str, np.ndarray], data: dict[str, np.ndarray], *, interval=None,
@@ -128,13 +125,34 @@ EXPECTED = "expected value: parameter uncertainty only"
 PREDICTIVE = "predictive: what the customer will actually do (parameter and process uncertainty)"
 
 
+#: Column names of an interval, by what it describes: a predictive distribution's own quantiles,
+#: or the quantiles of an expected value over parameter draws (``mean_*``, so that an interval of
+#: the mean can never be read as one of what the customer will do).
+INTERVAL_NAMES = {PREDICTIVE: {"median": "median", "lower": "lower", "upper": "upper"},
+                  EXPECTED: {"median": "mean_median", "lower": "mean_lower", "upper": "mean_upper"}}
+
+
+def interval_names(uncertainty: str) -> dict[str, str]:
+    """``{"median": ..., "lower": ..., "upper": ...}``: the column names of an interval of the kind
+    ``uncertainty`` (:data:`EXPECTED` or :data:`PREDICTIVE`)."""
+    if uncertainty not in INTERVAL_NAMES:
+        raise ValueError(f"uncertainty must be EXPECTED or PREDICTIVE, got {uncertainty!r}.")
+    return INTERVAL_NAMES[uncertainty]
+
+
 def interval_frame(columns: dict[str, np.ndarray], index, level: float, uncertainty: str):
-    """The one schema of per-customer intervals: a frame with ``mean``, ``median``, ``lower``,
-    ``upper`` (and any extra columns), the level in ``attrs["interval"]`` and what the interval
-    describes in ``attrs["uncertainty"]`` (:data:`EXPECTED` or :data:`PREDICTIVE`)."""
+    """The one schema of per-customer intervals: a frame with ``mean`` and the interval's median,
+    lower and upper ends (and any extra columns), the level in ``attrs["interval"]`` and what the
+    interval describes in ``attrs["uncertainty"]``.
+
+    ``columns`` names the ends ``median``, ``lower``, ``upper``; the frame names them after
+    ``uncertainty`` (:func:`interval_names`): ``median``/``lower``/``upper`` for a predictive
+    distribution (:data:`PREDICTIVE`), ``mean_median``/``mean_lower``/``mean_upper`` for the
+    uncertainty of an expected value (:data:`EXPECTED`, parameter uncertainty only)."""
     import pandas as pd
 
-    frame = pd.DataFrame(columns, index=index)
+    names = interval_names(uncertainty)
+    frame = pd.DataFrame({names.get(k, k): v for k, v in columns.items()}, index=index)
     frame.attrs.update(interval=float(level), uncertainty=uncertainty)
     return frame
 
@@ -164,5 +182,5 @@ def check_finite(values: np.ndarray, what: str) -> None:
         )
 
 
-__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "PREDICTIVE", "check_finite", "check_interval", "interval_frame", "is_bayesian",
-           "model_draws", "parameter_draws", "quantiles", "summarise_draws"]
+__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "INTERVAL_NAMES", "PREDICTIVE", "check_finite", "check_interval",
+           "interval_frame", "interval_names", "is_bayesian", "model_draws", "parameter_draws", "quantiles", "summarise_draws"]

@@ -84,20 +84,29 @@ def simulate_spend(params, frequency, monetary_value, *, n_transactions, rng):
     """One draw of each customer's total spend over ``n_transactions`` future transactions, exactly,
     from her individual-level posterior (Fader & Hardie 2013): ``ν ~ Gamma(px+q, rate γ + x m)``
     (the prior ``Gamma(q, γ)`` when ``x = 0``), and the sum of ``n`` transaction values
-    ``Gamma(p, ν)`` is ``Gamma(n p, ν)`` (0 when ``n = 0``).
+    ``Gamma(p, ν)`` is ``Gamma(n p, ν)`` (0 when ``n = 0``): one draw per total, not one per transaction.
 
     ``n_transactions`` has the broadcast shape of the parameters ``(n_samples, 1)`` against the
-    customers ``(n,)``.
+    customers ``(n,)``, optionally with trailing axes (e.g. periods, ``(n_samples, n, H)``): the
+    customer's ``ν`` is the same across them and each entry's spend is drawn given it.
     """
     check_spend(monetary_value)
     p, q, gamma = params["p"], params["q"], params["gamma"]
     x = np.asarray(frequency, dtype=float)
     m = np.where(x > 0, monetary_value, 0.0)
-    n = np.asarray(n_transactions, dtype=float)
-    shape_nu, rate_nu, n = np.broadcast_arrays(p * x + q, gamma + x * m, n)
-    nu = rng.gamma(shape_nu, 1.0 / rate_nu)
-    total = rng.gamma(np.where(n > 0, n * np.broadcast_to(p, n.shape), 1.0), 1.0 / nu)
-    return np.where(n > 0, total, 0.0)
+    shape_nu, rate_nu = np.broadcast_arrays(p * x + q, gamma + x * m)
+    n = np.asarray(n_transactions)
+    per_entry = int(np.prod(n.shape[shape_nu.ndim:], dtype=np.int64))   # e.g. periods per customer
+    # draws only where there are transactions: ν once per customer and sample, then each total
+    where = np.flatnonzero(n)                                           # counts are >= 0
+    owners = where // per_entry                                         # flat (sample, customer)
+    new = np.r_[True, owners[1:] != owners[:-1]] if owners.size else np.zeros(0, dtype=bool)
+    first = owners[new]
+    nu = rng.gamma(np.ravel(shape_nu)[first], 1.0 / np.ravel(rate_nu)[first])[np.cumsum(new) - 1]
+    p = np.ravel(np.broadcast_to(p, shape_nu.shape))[owners]
+    total = np.zeros(n.shape)
+    total.reshape(-1)[where] = rng.gamma(n.reshape(-1)[where] * p, 1.0 / nu)
+    return total
 
 
 class GammaGammaModel(SpendModel):

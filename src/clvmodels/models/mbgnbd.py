@@ -19,8 +19,8 @@ from scipy.special import expit
 
 from ..errors import ClvDataError
 from .namespaces import likelihood
-from .purchase import ContinuousPurchaseModel
-from .bgnbd import BetaGeoModel, expected_new, probability_new
+from .purchase import ContinuousPurchaseModel, per_distinct_draw
+from .bgnbd import BetaGeoModel, expected_new, probability_new, simulate_until_dropout
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -125,15 +125,11 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
     """One draw of each customer's repeat purchases in ``(T, T+t]`` from her individual-level
     posterior: alive with probability P(alive), then ``λ ~ Gamma(r+x, rate α+T)``,
     ``p ~ Beta(a, b+x+1)``, and ``min(N, G)`` purchases with ``N ~ Poisson(λ t)``,
-    ``G ~ Geometric(p)`` (she drops out after purchase ``G``)."""
+    ``G ~ Geometric(p)`` (she drops out after purchase ``G``); per period with boundaries
+    ``t = [t_1, ..., t_H]`` (:func:`~clvmodels.models.bgnbd.simulate_until_dropout`)."""
     x = np.asarray(frequency, dtype=float)
-    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
-                                                params["b"] + x + 1.0,
-                                                probability_alive(params, frequency, recency, T))
-    is_alive = rng.random(alive.shape) < alive
-    lam = rng.gamma(r, 1.0 / alpha)
-    p = np.clip(rng.beta(a, b), 1e-12, 1.0)
-    return np.where(is_alive, np.minimum(rng.poisson(lam * t), rng.geometric(p)), 0)
+    return simulate_until_dropout(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0,
+                                  per_distinct_draw(probability_alive, params, frequency, recency, T), t=t, rng=rng)
 
 
 # ---------------------------------------------------------------------------- estimator

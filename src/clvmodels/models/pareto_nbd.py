@@ -43,7 +43,8 @@ from scipy.special import gammaln, xlogy
 
 from ..errors import ClvDataError
 from .namespaces import NUMPY, as_namespace, likelihood
-from .purchase import ContinuousPurchaseModel
+from .purchase import (ContinuousPurchaseModel, alive_in_periods, per_distinct_draw, period_boundaries, scatter,
+                       split_over_periods)
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
 N_PANELS = 16
@@ -309,16 +310,25 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
     """One draw of each customer's repeat purchases in ``(T, T+t]`` from her individual-level
     posterior: alive with probability P(alive), then ``λ ~ Gamma(r+x, rate α+T)``,
     ``μ ~ Gamma(s, rate β+T)``, a remaining lifetime ``τ ~ Exponential(μ)`` and
-    ``Poisson(λ min(t, τ))`` purchases."""
+    ``Poisson(λ min(t, τ))`` purchases.
+
+    Per period (boundaries ``t = [t_1, ..., t_H]``): ``Poisson(λ a_i)`` purchases in period ``i``
+    with ``a_i`` the time alive in it, drawn as the total ``Poisson(λ min(t_H, τ))`` spread over the
+    periods in proportion to ``a_i`` (:func:`~clvmodels.models.purchase.split_over_periods`)."""
+    bounds, scalar = period_boundaries(t)
     x = np.asarray(frequency, dtype=float)
     r, alpha, s, beta, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["s"],
                                                    params["beta"] + T,
-                                                   probability_alive(params, frequency, recency, T))
-    is_alive = rng.random(alive.shape) < alive
-    lam = rng.gamma(r, 1.0 / alpha)
-    mu = rng.gamma(s, 1.0 / beta)
-    tau = rng.exponential(1.0 / np.maximum(mu, 1e-300))
-    return np.where(is_alive, rng.poisson(lam * np.minimum(t, tau)), 0)
+                                                   per_distinct_draw(probability_alive, params, frequency, recency, T))
+    buys = rng.random(alive.shape) < alive                  # draws only for the customers alive
+    lam = rng.gamma(r[buys], 1.0 / alpha[buys])
+    tau = rng.exponential(1.0 / np.maximum(rng.gamma(s[buys], 1.0 / beta[buys]), 1e-300))
+    n = rng.poisson(lam * np.minimum(bounds[-1], tau))
+    some = n > 0
+    buys[buys] = some
+    if scalar:
+        return scatter(buys, n[some])
+    return scatter(buys, split_over_periods(n[some], alive_in_periods(bounds, tau[some]), rng), len(bounds))
 
 
 # ---------------------------------------------------------------------------- estimator

@@ -17,7 +17,9 @@ formula                        meaning
 ``expected_purchases``         ``E[Y(t) | history]`` = ``probability_alive × future_purchases``
 ``purchase_pmf``               ``P(Y(t) = k | history)`` for ``k < n_max`` and the tail
                                ``P(Y(t) >= n_max)`` on a new last axis
-``simulate_purchases``         one exact draw of ``Y(t)`` per customer and parameter draw
+``simulate_purchases``         one exact draw of ``Y(t)`` per customer and parameter draw; with
+                               increasing period boundaries ``t = [t_1, ..., t_H]`` the counts
+                               in each period ``(t_{i-1}, t_i]`` on a new last axis
 ``new_customer``               ``E[X(t)]`` of a customer just acquired
 =============================  ================================================================
 
@@ -74,7 +76,9 @@ class PurchaseModel(CLVModel):
     #: for ``k = 0..n_max-1`` and ``P(Y(t) >= n_max)``, on a new last axis.
     purchase_pmf_formula: ClassVar[Callable | None] = None
     #: Optional: ``simulate_purchases(params, frequency, recency, age, *, t, rng)``, one exact draw of
-    #: each customer's purchases in the next ``t`` (integer array).
+    #: each customer's purchases in the next ``t`` (integer array); with increasing period boundaries
+    #: ``t = [t_1, ..., t_H]`` (a 1-d array, :func:`period_boundaries`) one draw of the counts in each
+    #: period ``(t_{i-1}, t_i]`` (``t_0 = 0``), on a new last axis of length ``H``.
     simulate_purchases_formula: ClassVar[Callable | None] = None
     #: Optional: ``new_customer(params, *, t)``, E[X(t)] for a customer just acquired.
     new_customer_formula: ClassVar[Callable | None] = None
@@ -121,6 +125,112 @@ class PurchaseModel(CLVModel):
         return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
 
 
+def period_boundaries(t) -> tuple[np.ndarray, bool]:
+    """A prediction window ``t`` (a number) or increasing period boundaries ``[t_1, ..., t_H]`` (a 1-d
+    array) as ``(boundaries, scalar)``: the boundaries as a float array, and whether ``t`` was a number
+    (then the simulated counts have no period axis)."""
+    bounds = np.asarray(t, dtype=float)
+    if bounds.ndim > 1 or bounds.size == 0:
+        raise ClvDataError(f"t must be a number or a 1-d array of period boundaries, got shape {bounds.shape}.")
+    if bounds.ndim == 1 and (bounds[0] <= 0 or np.any(np.diff(bounds) <= 0)):
+        raise ClvDataError(f"Period boundaries must be positive and increasing, got {bounds}.")
+    return np.atleast_1d(bounds), bounds.ndim == 0
+
+
+#: Totals above this many events are spread over the periods by conditional binomials rather than
+#: event by event (bounded memory for very frequent buyers).
+MAX_EVENTS_PER_TOTAL = 64
+
+
+def split_over_periods(total, exposure, rng, *, discrete: bool = False) -> np.ndarray:
+    """Spread simulated totals over periods: counts ``(m, H)`` summing to ``total``.
+
+    ``total`` holds ``m`` counts (zeros stay zero); ``exposure`` the exposure of each in each period,
+    ``(m, H)`` or ``(H,)``: the time alive in it (continuous time) or the number of opportunities
+    alive in it (discrete). Given ``N`` events of a Poisson process of constant rate, the events are
+    independent uniform times over the exposure, so their counts in disjoint periods are
+    multinomial with probabilities proportional to the exposures: drawn event by event (one uniform
+    per event, located among the periods), or for totals above :data:`MAX_EVENTS_PER_TOTAL` as a
+    sequence of conditional binomials. Given ``N`` successes of Bernoulli trials with constant
+    ``p``, the successes are a uniform subset of the opportunities: multivariate hypergeometric,
+    drawn as a sequence of conditional hypergeometrics."""
+    n = np.asarray(total, dtype=np.int64)
+    weights = np.asarray(exposure, dtype=float)
+    n_periods = weights.shape[-1]
+    out = np.empty((n.size, n_periods), dtype=np.int64)
+    if n.size == 0:
+        return out
+    cumulative = np.cumsum(weights, axis=-1)
+    few = np.zeros(n.size, dtype=bool) if discrete else n <= MAX_EVENTS_PER_TOTAL
+    if few.any():
+        rows = np.repeat(np.arange(int(few.sum())), n[few])
+        if cumulative.ndim == 1 and np.ptp(weights) <= 1e-12 * weights[0]:   # equal periods (to rounding)
+            period = rng.integers(n_periods, size=rows.size)
+        elif cumulative.ndim == 1:
+            period = np.searchsorted(cumulative, rng.random(rows.size) * cumulative[-1], side="right")
+        else:
+            ends = cumulative[few][rows]
+            period = np.sum(ends <= (rng.random(rows.size) * ends[:, -1])[:, None], axis=1)
+        period = np.minimum(period, n_periods - 1)
+        out[few] = np.bincount(rows * n_periods + period, minlength=int(few.sum()) * n_periods
+                               ).reshape(-1, n_periods)
+    many = ~few
+    if many.any():
+        out[many] = _sequential_split(n[many], np.broadcast_to(weights, (n.size, n_periods))[many], rng,
+                                      discrete=discrete)
+    return out
+
+
+def _sequential_split(n: np.ndarray, weights: np.ndarray, rng, *, discrete: bool) -> np.ndarray:
+    """Multinomial (hypergeometric) split of ``n`` over periods of ``weights`` as conditional
+    binomials (hypergeometrics), period by period."""
+    rest = np.cumsum(weights[:, ::-1], axis=1)[:, ::-1]        # exposure of periods i .. H
+    counts = np.empty(weights.shape, dtype=np.int64)
+    for i in range(weights.shape[1] - 1):
+        if discrete:
+            c = rng.hypergeometric(np.rint(weights[:, i]).astype(np.int64),
+                                   np.rint(rest[:, i + 1]).astype(np.int64), n)
+        else:
+            share = np.divide(weights[:, i], rest[:, i], out=np.zeros(n.size), where=rest[:, i] > 0)
+            c = rng.binomial(n, np.clip(share, 0.0, 1.0))
+        counts[:, i] = c
+        n = n - c
+    counts[:, -1] = n
+    return counts
+
+
+def scatter(mask: np.ndarray, values: np.ndarray, n_periods: int | None = None) -> np.ndarray:
+    """Integer (int32) array of ``mask``'s shape (plus a last axis of ``n_periods``) holding ``values`` at the
+    entries of ``mask`` and 0 elsewhere: simulations draw only for the entries that can be non-zero."""
+    out = np.zeros(mask.shape + (() if n_periods is None else (n_periods,)), dtype=np.int32)
+    out[mask] = values
+    return out
+
+
+def per_distinct_draw(fn, params: dict, *args):
+    """``fn(params, *args)`` evaluated once per distinct parameter draw and gathered back.
+
+    Simulations share each parameter draw between several futures (the rows of ``params``, shape
+    ``(n_samples, 1)``, repeat; :func:`clvmodels.predictive._simulate_chunks`), and a formula such as
+    Pareto/NBD's P(alive) (a numerical integral) costs far more per value than the gather."""
+    shapes = {np.shape(v) for v in params.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != 1:
+        return fn(params, *args)
+    table = np.column_stack([np.asarray(v, dtype=float)[:, 0] for v in params.values()])
+    _, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
+    if len(first) == len(table):
+        return fn(params, *args)
+    out = fn({k: np.asarray(v)[first] for k, v in params.items()}, *args)
+    return np.asarray(out)[inverse.ravel()]
+
+
+def alive_in_periods(bounds: np.ndarray, lifetime: np.ndarray) -> np.ndarray:
+    """Time (or opportunities) alive in each period ``(t_{i-1}, t_i]`` of a customer with remaining
+    ``lifetime``: ``clip(min(t_i, lifetime) - t_{i-1}, 0)``, on a new last axis."""
+    start = np.concatenate([[0.0], bounds[:-1]])
+    return np.clip(np.minimum(bounds, lifetime[..., None]) - start, 0.0, None)
+
+
 class ContinuousPurchaseModel(PurchaseModel):
     """A purchase model in continuous time: histories ``(frequency, recency, T)``."""
 
@@ -152,4 +262,6 @@ class DiscretePurchaseModel(PurchaseModel):
     discrete = True
 
 
-__all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel"]
+__all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel", "alive_in_periods",
+           "per_distinct_draw", "period_boundaries", "scatter",
+           "split_over_periods"]
