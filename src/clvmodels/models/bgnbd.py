@@ -24,6 +24,7 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
 from .purchase import ContinuousPurchaseModel
+from .rows import per_distinct_pair
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -336,24 +337,23 @@ def purchase_pmf(params, frequency, recency, T, *, t, n_max):
     """
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
-    x, age = np.asarray(frequency, dtype=float), np.asarray(T, dtype=float)
+
+    def law(x, age):
+        return alive_pmf(params["r"] + x, params["alpha"] + age, params["a"], params["b"] + x, float(t), int(n_max))
+
+    # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
     alive = probability_alive(params, frequency, recency, T)[..., None]
-    # the alive customers' law depends on (x, T) only: evaluate it once per distinct pair
-    if x.ndim == 1 and age.shape == x.shape and len(x) > 1:
-        codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([x, age]))
-        ux, uT = (np.asarray(pairs.get_level_values(i), dtype=float) for i in (0, 1))
-        table = np.take(_alive_pmf(params, ux, uT, float(t), int(n_max)), codes, axis=-2)
-    else:
-        table = _alive_pmf(params, x, age, float(t), int(n_max))
-    out = alive * table
+    out = alive * per_distinct_pair(law, frequency, T)
     out[..., 0] += 1.0 - alive[..., 0]
     return out
 
 
-def _alive_pmf(params, x, T, t, n_max):
-    """:func:`purchase_pmf` of customers alive at ``T`` (see there), shape ``(..., n_max + 1)``."""
-    r, alpha, a, b = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x)
-    r, alpha, a, b = (v[..., None] for v in (r, alpha, a, b))
+def alive_pmf(r, alpha, a, b, t: float, n_max: int):
+    """FHL 2005 eq. (8) for ``k = 0 .. n_max−1`` and its tail ``P(X(t) ≥ n_max)`` at parameters
+    ``(r, α, a, b)`` (for :func:`purchase_pmf` the updated ones of a customer alive at ``T``; see
+    there for the recursions), shape ``broadcast(r, α, a, b) + (n_max + 1,)``."""
+    r, alpha, a, b = np.broadcast_arrays(r, alpha, a, b)
+    r, alpha, a, b = (np.asarray(v, dtype=float)[..., None] for v in (r, alpha, a, b))
     log_q = np.log(t) - np.log(alpha + t)
     log_1mq = np.log(alpha) - np.log(alpha + t)
     j = np.arange(n_max, dtype=float)

@@ -22,6 +22,8 @@ from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
 from .purchase import ContinuousPurchaseModel
 from .bgnbd import BetaGeoModel, expected_new, probability_new
+from .bgnbd import alive_pmf as bg_alive_pmf
+from .rows import per_distinct_pair
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -103,19 +105,19 @@ def probability_of_n_purchases(params, frequency, recency, T, *, t, n):
 def purchase_pmf(params, frequency, recency, T, *, t, n_max):
     """Predictive pmf ``P(Y(t) = k | x, t_x, T)`` for ``k = 0 .. n_max−1`` and the tail
     ``P(Y(t) ≥ n_max)``, stacked on a new last axis of length ``n_max + 1``: alive customers follow
-    the BG/NBD law (FHL 2005 eq. 8) at ``(r+x, α+T, a, b+x+1)``; the tail is one minus the rest."""
+    the BG/NBD law (FHL 2005 eq. 8; :func:`.bgnbd.alive_pmf`, its recursions in the count and closed-form
+    tail) at ``(r+x, α+T, a, b+x+1)``, evaluated once per distinct ``(x, T)``."""
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
-    x = np.asarray(frequency, dtype=float)
-    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
-                                                params["b"] + x + 1.0,
-                                                probability_alive(params, frequency, recency, T))
-    r, alpha, a, b, alive = (v[..., None] for v in (r, alpha, a, b, alive))
-    p_alive = probability_new(r, alpha, a, b, t, np.arange(int(n_max), dtype=float))
-    tail = np.clip(1.0 - p_alive.sum(axis=-1, keepdims=True), 0.0, 1.0)
-    pmf = alive * np.concatenate([p_alive, tail], axis=-1)
-    pmf[..., 0] += 1.0 - alive[..., 0]
-    return pmf
+
+    def law(x, age):
+        return bg_alive_pmf(params["r"] + x, params["alpha"] + age, params["a"], params["b"] + x + 1.0, float(t),
+                            int(n_max))
+
+    alive = probability_alive(params, frequency, recency, T)[..., None]
+    out = alive * per_distinct_pair(law, frequency, T)
+    out[..., 0] += 1.0 - alive[..., 0]
+    return out
 
 
 def simulate_purchases(params, frequency, recency, T, *, t, rng):
