@@ -28,7 +28,8 @@ from . import metrics as M
 from .errors import ClvDataError
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import CHUNK_ELEMENTS, PREDICTIVE, check_finite, check_interval, interval_frame, parameter_draws
+from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, check_finite, check_interval, interval_frame, parameter_draws,
+                           predictive_draws)
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel
@@ -84,18 +85,24 @@ def _n(draws) -> int:
     return len(next(iter(draws.values())))
 
 
-def _pmf_unique(formula, draws, data, t: float, n_max: int) -> np.ndarray:
-    """Mean over draws of the pmf table, per row of ``data``, in chunks of bounded memory."""
+def _pmf_unique(formula, draws, data, t: float, n_max: int, *, cdf_moment: bool = False):
+    """Mean over draws of the pmf table, per row of ``data``, in chunks of bounded memory; with
+    ``cdf_moment`` also the mean over draws of the squared cdf (for its Monte Carlo error)."""
     n_rows = len(next(iter(data.values())))
     params = {k: v[:, None] for k, v in draws.items()}
     chunk = max(1, CHUNK_ELEMENTS // (_n(draws) * (n_max + 1)))
     out = np.empty((n_rows, n_max + 1))
+    second = np.empty((n_rows, n_max)) if cdf_moment else None
     for start in range(0, n_rows, chunk):
         sl = slice(start, start + chunk)
         table = formula(params, **{k: v[sl] for k, v in data.items()}, t=t, n_max=n_max)
         check_finite(table, "purchase_pmf")
+        table = np.broadcast_to(table, (_n(draws),) + table.shape[-2:])
         out[sl] = table.mean(axis=0)
-    return np.clip(out, 0.0, 1.0)
+        if cdf_moment:
+            second[sl] = np.square(np.cumsum(table[..., :-1], axis=-1)).mean(axis=0)
+    out = np.clip(out, 0.0, 1.0)
+    return (out, second) if cdf_moment else out
 
 
 def _actual_counts(actual, rfm: pd.DataFrame) -> np.ndarray:
@@ -129,9 +136,10 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     rfm
         Customers to score (default: the training data).
     n_draws, seed
-        Parameter draws averaged over (parameter + process uncertainty): all posterior draws by
-        default, or ``n_draws`` of them; for an MLE the point estimate, or ``n_draws`` draws from
-        the asymptotic normal.
+        Parameter draws averaged over (parameter + process uncertainty): by default
+        :data:`~clvmodels.models.draws.PREDICTIVE_DRAWS` (500) posterior draws chosen at random with
+        ``seed`` (all of a smaller posterior), or ``n_draws`` of them; for an MLE the point
+        estimate, or ``n_draws`` draws from the asymptotic normal.
 
     Returns
     -------
@@ -145,7 +153,7 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
     rfm = model._rfm_or_fitted(rfm)
     data = validate_columns(rfm, model.data_columns)
-    draws = parameter_draws(model, n_draws, np.random.default_rng(seed))
+    draws, _ = predictive_draws(model, n_draws, np.random.default_rng(seed))
     uniq, inverse = unique_rows(data)
     return _pmf_unique(formula, draws, uniq, t, int(n_max))[inverse]
 
@@ -157,15 +165,24 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
 
     The mean is the expected count (the model's ``expected_purchases_formula``, averaged over the
     same draws); a quantile ``q`` is the smallest ``k`` with ``P(Y(t) <= k) >= q`` under
-    :func:`purchase_pmf`, whose support is widened until it covers the largest quantile of every
-    customer.
+    :func:`purchase_pmf`. The pmf is evaluated once per distinct history, on a support of 16
+    counts widened (x4) only for the histories whose tail mass beyond it still exceeds
+    ``1 − max(q)`` (early stopping: a few heavy buyers do not widen everyone's support).
+
+    Parameter draws are as for :func:`purchase_pmf`: a posterior larger than
+    :data:`~clvmodels.models.draws.PREDICTIVE_DRAWS` is subsampled to that many draws (seeded with
+    ``seed``) unless ``n_draws`` is given.
 
     Returns
     -------
     DataFrame indexed like ``rfm`` with ``mean``, ``p_zero`` (P(no purchase)) and, with ``interval``
     (e.g. 0.9), ``median``, ``lower`` and ``upper`` (the interval schema of
     :func:`~clvmodels.models.draws.interval_frame`, marked predictive), or one column per quantile
-    of ``quantiles`` (``q5``, ``q50``, ``q95`` when neither is given).
+    of ``quantiles`` (``q5``, ``q50``, ``q95`` when neither is given). ``frame.attrs["draws"]``
+    says which draws were averaged over (``n_draws``, ``posterior_draws``, ``subsampled``) and their
+    Monte Carlo error: ``mc_se_mean`` (largest over customers of the standard error of the mean,
+    ``sd over draws of E[Y(t) | θ] / √n_draws``) and ``mc_se_cdf`` (largest standard error of the
+    predictive cdf at the reported quantiles); both are 0 for a single point estimate.
     """
     check_kind(model, PurchaseModel, "predictive_purchases")
     formula = model.require_formula("purchase_pmf_formula", "predictive_purchases")
@@ -174,34 +191,45 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
     qs, names = _quantile_columns(interval, quantiles)
     rfm = model._rfm_or_fitted(rfm)
     data = validate_columns(rfm, model.data_columns)
-    draws = parameter_draws(model, n_draws, np.random.default_rng(seed))
+    draws, info = predictive_draws(model, n_draws, np.random.default_rng(seed))
+    n_draws = info["n_draws"]
     uniq, inverse = unique_rows(data)
-    n_max = 16
-    while True:
-        pmf = _pmf_unique(formula, draws, uniq, t, n_max)
-        if np.all(pmf[:, -1] < 1.0 - qs.max()) or n_max >= MAX_SUPPORT:
-            break
-        n_max *= 4
-    cdf = np.cumsum(pmf[:, :-1], axis=1)
-    out = {"mean": np.empty(len(cdf))}
+    n_uniq = len(next(iter(uniq.values())))
+    out = {"mean": np.empty(n_uniq), "p_zero": np.empty(n_uniq)}
+    out.update({name: np.full(n_uniq, np.nan) for name in names})
+    cdf_se = np.zeros(n_uniq)
+    rows, n_max = np.arange(n_uniq), 16
+    while len(rows):
+        pmf, cdf_sq = _pmf_unique(formula, draws, {k: v[rows] for k, v in uniq.items()}, t, n_max, cdf_moment=True)
+        done = (pmf[:, -1] < 1.0 - qs.max()) | (n_max >= MAX_SUPPORT)
+        cdf = np.cumsum(pmf[done, :-1], axis=1)
+        out["p_zero"][rows[done]] = pmf[done, 0]
+        for q, name in zip(qs, names):
+            # cdf rounding: a tolerance so that a cdf of 0.95 - 1e-16 counts as reaching 0.95
+            k = (cdf < q - 1e-12).sum(axis=1)
+            inside = k < n_max                 # else beyond the support tried (MAX_SUPPORT reached)
+            out[name][rows[done][inside]] = k[inside]
+            at = np.minimum(k, n_max - 1)[:, None]
+            var = np.take_along_axis(cdf_sq[done], at, 1)[:, 0] - np.take_along_axis(cdf, at, 1)[:, 0] ** 2
+            cdf_se[rows[done]] = np.maximum(cdf_se[rows[done]], np.sqrt(np.maximum(var, 0.0) / n_draws))
+        rows, n_max = rows[~done], n_max * 4
     params = {k: v[:, None] for k, v in draws.items()}
-    chunk = max(1, CHUNK_ELEMENTS // _n(draws))
-    for start in range(0, len(cdf), chunk):
+    mean_se = np.zeros(n_uniq)
+    chunk = max(1, CHUNK_ELEMENTS // n_draws)
+    for start in range(0, n_uniq, chunk):
         sl = slice(start, start + chunk)
         values = np.broadcast_to(mean_formula(params, **{k: v[sl] for k, v in uniq.items()}, t=t),
-                                 (_n(draws), len(cdf[sl])))
+                                 (n_draws, len(out["mean"][sl])))
         check_finite(values, "expected_purchases")
         out["mean"][sl] = values.mean(axis=0)
-    out["p_zero"] = pmf[:, 0]
-    for q, name in zip(qs, names):
-        # cdf rounding: a tolerance so that a cdf of 0.95 - 1e-16 counts as reaching 0.95
-        k = (cdf < q - 1e-12).sum(axis=1).astype(float)
-        k[k >= n_max] = np.nan  # beyond the support tried (only when MAX_SUPPORT was reached)
-        out[name] = k
+        if n_draws > 1:
+            mean_se[sl] = values.std(axis=0, ddof=1) / np.sqrt(n_draws)
     frame = _summary_frame({k: v[inverse] for k, v in out.items()}, rfm.index, interval)
     if frame.isna().any().any():
         raise FloatingPointError(f"Some customers' predictive quantiles exceed {MAX_SUPPORT:,} purchases: "
                                  "check the time unit of t and of the model.")
+    frame.attrs["draws"] = dict(info, mc_se_mean=float(mean_se.max(initial=0.0)),
+                                mc_se_cdf=float(cdf_se.max(initial=0.0)))
     return frame
 
 
@@ -218,8 +246,10 @@ def randomized_pit(model, t: float, actual, rfm: pd.DataFrame | None = None, *, 
     actual
         Each customer's actual number of purchases in the window (array in the order of ``rfm``, or
         a Series indexed by customer id).
-    seed
-        Seeds both the choice of draws (when ``n_draws`` is given) and ``V``.
+    n_draws, seed
+        As for :func:`purchase_pmf` (by default at most
+        :data:`~clvmodels.models.draws.PREDICTIVE_DRAWS` posterior draws); ``seed`` seeds both the
+        choice of draws and ``V``.
     """
     rfm = model._rfm_or_fitted(rfm)
     y = _actual_counts(actual, rfm)
