@@ -14,6 +14,11 @@ estimate).
   draw of the population parameters for every sample. It streams over customers in chunks, so
   memory stays bounded for millions of customers; results are reproducible for a given ``seed``.
 
+Purchase distributions average over at most :data:`~clvmodels.models.draws.PREDICTIVE_DRAWS`
+(500) posterior draws unless ``n_draws`` says otherwise (a larger posterior is subsampled, seeded by
+``seed``), and :func:`predictive_purchases` reports the Monte Carlo error of that choice in
+``frame.attrs["draws"]``.
+
 Quantile columns are named ``q5``, ``q50``, ``q95`` (the percentage).
 """
 

@@ -33,6 +33,12 @@ functions of the parameters) and the numpy ``P(alive)`` of the predictions.
 A customer alive at ``T`` behaves from ``T`` on like a new customer with ``(r+x, α+T, s, β+T)``
 (the posterior of ``λ`` and ``μ`` given survival factorises), so the conditional predictions are
 ``P(alive) ×`` the new-customer formulas at the updated parameters.
+
+The predictive pmf (:func:`alive_pmf`) is a three-term recursion in the count over the
+incomplete-beta form of the "died at ``τ``" term (Fader & Hardie 2006 note on ``P(X(t) = x)``),
+run backwards once per (draw, distinct ``(x, T)``) for all counts at once, without special
+functions; the quadrature :func:`probability_new_quadrature` remains as its fallback where the
+recursion is unstable (``α ≫ β`` with windows longer than ``β``) and as the tests' oracle.
 """
 
 from __future__ import annotations
