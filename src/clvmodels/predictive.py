@@ -92,8 +92,15 @@ def _n(draws) -> int:
 
 def _pmf_unique(formula, draws, data, t: float, n_max: int, *, cdf_moment: bool = False):
     """Mean over draws of the pmf table, per row of ``data``, in chunks of bounded memory; with
-    ``cdf_moment`` also the mean over draws of the squared cdf (for its Monte Carlo error)."""
+    ``cdf_moment`` also the mean over draws of the squared cdf (for its Monte Carlo error).
+
+    The rows are taken in order of (frequency, age, the rest) so that each chunk holds few distinct
+    ``(frequency, age)`` pairs: the alive customers' law, the costly part, is evaluated once per pair
+    in a chunk (e.g. :func:`clvmodels.models.rows.per_distinct_pair`)."""
     n_rows = len(next(iter(data.values())))
+    names = list(data)
+    order = np.lexsort([data[k] for k in reversed([names[0], names[-1], *names[1:-1]])])
+    data = {k: v[order] for k, v in data.items()}
     params = {k: v[:, None] for k, v in draws.items()}
     chunk = max(1, CHUNK_ELEMENTS // (_n(draws) * (n_max + 1)))
     out = np.empty((n_rows, n_max + 1))
@@ -106,8 +113,10 @@ def _pmf_unique(formula, draws, data, t: float, n_max: int, *, cdf_moment: bool 
         out[sl] = table.mean(axis=0)
         if cdf_moment:
             second[sl] = np.square(np.cumsum(table[..., :-1], axis=-1)).mean(axis=0)
-    out = np.clip(out, 0.0, 1.0)
-    return (out, second) if cdf_moment else out
+    unsorted = np.empty_like(order)
+    unsorted[order] = np.arange(n_rows)
+    out = np.clip(out[unsorted], 0.0, 1.0)
+    return (out, second[unsorted]) if cdf_moment else out
 
 
 def _actual_counts(actual, rfm: pd.DataFrame) -> np.ndarray:
