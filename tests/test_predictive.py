@@ -62,7 +62,8 @@ def test_pmf_chunking_does_not_change_results(fitted, monkeypatch):
     model, _ = fitted
     full = P.purchase_pmf(model, 39, 4, n_draws=20, seed=1)
     monkeypatch.setattr(P, "CHUNK_ELEMENTS", 50)
-    np.testing.assert_array_equal(P.purchase_pmf(model, 39, 4, n_draws=20, seed=1), full)
+    # the averages over draws are matrix products, whose rounding depends on the blocks' shapes
+    np.testing.assert_allclose(P.purchase_pmf(model, 39, 4, n_draws=20, seed=1), full, rtol=1e-13, atol=1e-16)
 
 
 def test_heavy_buyers_get_finite_wide_support(fitted):

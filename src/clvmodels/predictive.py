@@ -90,33 +90,94 @@ def _n(draws) -> int:
     return len(next(iter(draws.values())))
 
 
-def _pmf_unique(formula, draws, data, t: float, n_max: int, *, cdf_moment: bool = False):
-    """Mean over draws of the pmf table, per row of ``data``, in chunks of bounded memory; with
-    ``cdf_moment`` also the mean over draws of the squared cdf (for its Monte Carlo error).
+def _pmf_moments(model, draws, data, t: float, n_max: int, *, mean: bool = False) -> dict[str, np.ndarray]:
+    """Averages over draws, per row of ``data`` (distinct histories): ``pmf`` (the mean pmf table,
+    shape ``(rows, n_max + 1)``), ``cdf_var`` (the variance over draws of the cdf at ``0 .. n_max−1``,
+    for its Monte Carlo error) and, with ``mean``, ``mean`` and ``mean_var`` (of ``E[Y(t) | θ]``).
 
-    The rows are taken in order of (frequency, age, the rest) so that each chunk holds few distinct
-    ``(frequency, age)`` pairs: the alive customers' law, the costly part, is evaluated once per pair
-    in a chunk (e.g. :func:`clvmodels.models.rows.per_distinct_pair`)."""
-    n_rows = len(next(iter(data.values())))
-    names = list(data)
+    A model with a ``future_pmf_formula`` is averaged per distinct ``(frequency, age)`` pair: with
+    ``P(alive)`` per draw and history (``p``, shape ``(draws, rows)``) and the alive customers' table
+    per draw (``L``), the mean pmf of the pair's histories is the matrix product ``pᵀ L / n_draws``
+    (plus the dead mass at 0), the cdf's variance comes from ``pᵀ S`` and ``(p²)ᵀ S²`` with ``S = 1 −``
+    the alive customers' cdf (``F = 1 − p S``), and the mean from ``pᵀ E[Y(t) | alive]``: no table of
+    draws x histories x counts, and ``P(alive)`` evaluated once. Other models go through their
+    ``purchase_pmf_formula`` (and ``expected_purchases_formula``) per history. Chunks of bounded memory.
+    """
+    names = list(model.data_columns)
+    rows = len(next(iter(data.values())))
+    n_draws = _n(draws)
+    params = {k: v[:, None] for k, v in draws.items()}
+    # rows in (frequency, age, the rest) order: a pair's histories are contiguous
     order = np.lexsort([data[k] for k in reversed([names[0], names[-1], *names[1:-1]])])
     data = {k: v[order] for k, v in data.items()}
-    params = {k: v[:, None] for k, v in draws.items()}
-    chunk = max(1, CHUNK_ELEMENTS // (_n(draws) * (n_max + 1)))
-    out = np.empty((n_rows, n_max + 1))
-    second = np.empty((n_rows, n_max)) if cdf_moment else None
-    for start in range(0, n_rows, chunk):
-        sl = slice(start, start + chunk)
-        table = formula(params, **{k: v[sl] for k, v in data.items()}, t=t, n_max=n_max)
-        check_finite(table, "purchase_pmf")
-        table = np.broadcast_to(table, (_n(draws),) + table.shape[-2:])
-        out[sl] = table.mean(axis=0)
-        if cdf_moment:
-            second[sl] = np.square(np.cumsum(table[..., :-1], axis=-1)).mean(axis=0)
+    out = {"pmf": np.empty((rows, n_max + 1)), "cdf_var": np.empty((rows, n_max))}
+    if mean:
+        out.update(mean=np.empty(rows), mean_var=np.empty(rows))
+    chunk = max(1, CHUNK_ELEMENTS // (n_draws * (n_max + 1)))
+    future_pmf = type(model).future_pmf_formula
+    for start in range(0, rows, chunk):
+        sl = slice(start, min(start + chunk, rows))
+        part = {k: v[sl] for k, v in data.items()}
+        if future_pmf is None:
+            _moments_per_history(model, params, part, t, n_max, out, sl, mean)
+        else:
+            _moments_per_pair(model, params, part, t, n_max, out, sl, mean)
     unsorted = np.empty_like(order)
-    unsorted[order] = np.arange(n_rows)
-    out = np.clip(out[unsorted], 0.0, 1.0)
-    return (out, second[unsorted]) if cdf_moment else out
+    unsorted[order] = np.arange(rows)
+    out = {k: v[unsorted] for k, v in out.items()}
+    out["pmf"] = np.clip(out["pmf"], 0.0, 1.0)
+    return out
+
+
+def _moments_per_pair(model, params, part, t, n_max, out, sl, mean):
+    """:func:`_pmf_moments` of one chunk of histories, by matrix products per ``(frequency, age)`` pair."""
+    cls, names = type(model), list(model.data_columns)
+    x, age = part[names[0]], part[names[-1]]
+    alive = np.broadcast_to(cls.probability_alive_formula(params, **part), (_n(params), len(x)))
+    check_finite(alive, "probability_alive")
+    pairs, pair_of = unique_rows({"x": x, "age": age})      # first-appearance order: sorted, as the rows
+    table = cls.future_pmf_formula(params, pairs["x"], pairs["age"], t=t, n_max=n_max)
+    table = np.broadcast_to(table, (_n(params),) + table.shape[-2:])
+    check_finite(table, "future_pmf")
+    survival = 1.0 - np.cumsum(table[..., :-1], axis=-1)      # S = P(Y > k | alive), k < n_max
+    if mean:
+        future = np.broadcast_to(cls.future_purchases_formula(params, pairs["x"], pairs["age"], t=t),
+                                 (_n(params), len(pairs["x"])))
+        check_finite(future, "future_purchases")
+    bounds = np.flatnonzero(np.diff(pair_of, prepend=-1, append=len(pairs["x"])))
+    n_draws = _n(params)
+    base = sl.start
+    for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        p = alive[:, lo:hi]
+        p2 = np.square(p)
+        rows = slice(base + lo, base + hi)
+        pmf = p.T @ table[:, j, :] / n_draws
+        pmf[:, 0] += 1.0 - p.mean(axis=0)
+        out["pmf"][rows] = pmf
+        m1 = p.T @ survival[:, j, :] / n_draws
+        out["cdf_var"][rows] = p2.T @ np.square(survival[:, j, :]) / n_draws - np.square(m1)
+        if mean:
+            e1 = p.T @ future[:, j] / n_draws
+            out["mean"][rows] = e1
+            out["mean_var"][rows] = p2.T @ np.square(future[:, j]) / n_draws - np.square(e1)
+
+
+def _moments_per_history(model, params, part, t, n_max, out, sl, mean):
+    """:func:`_pmf_moments` of one chunk of histories from the model's ``purchase_pmf_formula``."""
+    formula = type(model).purchase_pmf_formula
+    n_draws = _n(params)
+    table = formula(params, **part, t=t, n_max=n_max)
+    check_finite(table, "purchase_pmf")
+    table = np.broadcast_to(table, (n_draws,) + table.shape[-2:])
+    out["pmf"][sl] = table.mean(axis=0)
+    cdf = np.cumsum(table[..., :-1], axis=-1)
+    out["cdf_var"][sl] = cdf.var(axis=0)
+    if mean:
+        values = np.broadcast_to(type(model).expected_purchases_formula(params, **part, t=t),
+                                 (n_draws, len(next(iter(part.values())))))
+        check_finite(values, "expected_purchases")
+        out["mean"][sl] = values.mean(axis=0)
+        out["mean_var"][sl] = values.var(axis=0)
 
 
 def _actual_counts(actual, rfm: pd.DataFrame) -> np.ndarray:
@@ -161,7 +222,7 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     history.
     """
     check_kind(model, PurchaseModel, "purchase_pmf")
-    formula = model.require_formula("purchase_pmf_formula", "purchase_pmf")
+    model.require_formula("purchase_pmf_formula", "purchase_pmf")
     t = _window(model, t)
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
@@ -169,7 +230,7 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     data = validate_columns(rfm, model.data_columns)
     draws, _ = predictive_draws(model, n_draws, np.random.default_rng(seed))
     uniq, inverse = unique_rows(data)
-    return _pmf_unique(formula, draws, uniq, t, int(n_max))[inverse]
+    return _pmf_moments(model, draws, uniq, t, int(n_max))["pmf"][inverse]
 
 
 def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, interval: float | None = None,
@@ -199,8 +260,7 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
     predictive cdf at the reported quantiles); both are 0 for a single point estimate.
     """
     check_kind(model, PurchaseModel, "predictive_purchases")
-    formula = model.require_formula("purchase_pmf_formula", "predictive_purchases")
-    mean_formula = type(model).expected_purchases_formula
+    model.require_formula("purchase_pmf_formula", "predictive_purchases")
     t = _window(model, t)
     qs, names = _quantile_columns(interval, quantiles)
     rfm = model._rfm_or_fitted(rfm)
@@ -211,10 +271,15 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
     n_uniq = len(next(iter(uniq.values())))
     out = {"mean": np.empty(n_uniq), "p_zero": np.empty(n_uniq)}
     out.update({name: np.full(n_uniq, np.nan) for name in names})
-    cdf_se = np.zeros(n_uniq)
+    cdf_se, mean_se = np.zeros(n_uniq), np.zeros(n_uniq)
     rows, n_max = np.arange(n_uniq), 16
     while len(rows):
-        pmf, cdf_sq = _pmf_unique(formula, draws, {k: v[rows] for k, v in uniq.items()}, t, n_max, cdf_moment=True)
+        first = n_max == 16                    # every history: the mean and its MC error too
+        m = _pmf_moments(model, draws, {k: v[rows] for k, v in uniq.items()}, t, n_max, mean=first)
+        if first:
+            out["mean"] = m["mean"]
+            mean_se = np.sqrt(np.maximum(m["mean_var"], 0.0) / max(n_draws - 1, 1))   # sd (ddof 1) / √n
+        pmf = m["pmf"]
         done = (pmf[:, -1] < 1.0 - qs.max()) | (n_max >= MAX_SUPPORT)
         cdf = np.cumsum(pmf[done, :-1], axis=1)
         out["p_zero"][rows[done]] = pmf[done, 0]
@@ -223,27 +288,16 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
             k = (cdf < q - 1e-12).sum(axis=1)
             inside = k < n_max                 # else beyond the support tried (MAX_SUPPORT reached)
             out[name][rows[done][inside]] = k[inside]
-            at = np.minimum(k, n_max - 1)[:, None]
-            var = np.take_along_axis(cdf_sq[done], at, 1)[:, 0] - np.take_along_axis(cdf, at, 1)[:, 0] ** 2
+            var = np.take_along_axis(m["cdf_var"][done], np.minimum(k, n_max - 1)[:, None], 1)[:, 0]
             cdf_se[rows[done]] = np.maximum(cdf_se[rows[done]], np.sqrt(np.maximum(var, 0.0) / n_draws))
         rows, n_max = rows[~done], n_max * 4
-    params = {k: v[:, None] for k, v in draws.items()}
-    mean_se = np.zeros(n_uniq)
-    chunk = max(1, CHUNK_ELEMENTS // n_draws)
-    for start in range(0, n_uniq, chunk):
-        sl = slice(start, start + chunk)
-        values = np.broadcast_to(mean_formula(params, **{k: v[sl] for k, v in uniq.items()}, t=t),
-                                 (n_draws, len(out["mean"][sl])))
-        check_finite(values, "expected_purchases")
-        out["mean"][sl] = values.mean(axis=0)
-        if n_draws > 1:
-            mean_se[sl] = values.std(axis=0, ddof=1) / np.sqrt(n_draws)
     frame = _summary_frame({k: v[inverse] for k, v in out.items()}, rfm.index, interval)
     if frame.isna().any().any():
         raise FloatingPointError(f"Some customers' predictive quantiles exceed {MAX_SUPPORT:,} purchases: "
                                  "check the time unit of t and of the model.")
-    frame.attrs["draws"] = dict(info, mc_se_mean=float(mean_se.max(initial=0.0)),
-                                mc_se_cdf=float(cdf_se.max(initial=0.0)))
+    single = n_draws == 1                      # a point estimate: no Monte Carlo (not rounding noise)
+    frame.attrs["draws"] = dict(info, mc_se_mean=0.0 if single else float(mean_se.max(initial=0.0)),
+                                mc_se_cdf=0.0 if single else float(cdf_se.max(initial=0.0)))
     return frame
 
 

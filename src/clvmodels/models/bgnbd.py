@@ -23,7 +23,7 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 
 from ..errors import ClvDataError
 from ._pt import betaln as pt_betaln
-from .purchase import ContinuousPurchaseModel
+from .purchase import ContinuousPurchaseModel, mixture_pmf
 from .rows import per_distinct_pair
 
 
@@ -335,17 +335,19 @@ def purchase_pmf(params, frequency, recency, T, *, t, n_max):
     survives the first ``n−1``, so ``P(X(t) ≥ n) = B(a, b+n−1)/B(a, b) · I_q(n, r)``,
     ``q = t/(α+t)``.
     """
-    if int(n_max) != n_max or n_max < 1:
-        raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
-
-    def law(x, age):
-        return alive_pmf(params["r"] + x, params["alpha"] + age, params["a"], params["b"] + x, float(t), int(n_max))
+    def future(x, age):
+        return future_pmf(params, x, age, t=t, n_max=n_max)
 
     # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
-    alive = probability_alive(params, frequency, recency, T)[..., None]
-    out = alive * per_distinct_pair(law, frequency, T)
-    out[..., 0] += 1.0 - alive[..., 0]
-    return out
+    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T))
+
+
+def future_pmf(params, frequency, T, *, t, n_max):
+    """:func:`purchase_pmf` of a customer alive at ``T``: :func:`alive_pmf` at ``(r+x, α+T, a, b+x)``."""
+    if int(n_max) != n_max or n_max < 1:
+        raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
+    x = np.asarray(frequency, dtype=float)
+    return alive_pmf(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x, float(t), int(n_max))
 
 
 def alive_pmf(r, alpha, a, b, t: float, n_max: int):
@@ -449,6 +451,7 @@ class BetaGeoModel(ContinuousPurchaseModel):
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     purchase_pmf_formula = staticmethod(purchase_pmf)
+    future_pmf_formula = staticmethod(future_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
     def initial_params(self, data, weights):

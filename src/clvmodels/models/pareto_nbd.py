@@ -49,7 +49,7 @@ from scipy.special import gammaln, xlogy
 
 from ..errors import ClvDataError
 from .draws import CHUNK_ELEMENTS
-from .purchase import ContinuousPurchaseModel
+from .purchase import ContinuousPurchaseModel, mixture_pmf
 from .rows import per_distinct_pair
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
@@ -439,17 +439,19 @@ def purchase_pmf(params, frequency, recency, T, *, t, n_max):
     ``P(Y(t) ≥ n_max)``, stacked on a new last axis of length ``n_max + 1``: ``P(alive)`` times the
     law of a customer alive at ``T`` (:func:`alive_pmf` at ``(r+x, α+T, s, β+T)``, evaluated once per
     distinct ``(x, T)`` and draw), plus the dead customers' mass at 0."""
+    def future(x, age):
+        return future_pmf(params, x, age, t=t, n_max=n_max)
+
+    # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
+    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T))
+
+
+def future_pmf(params, frequency, T, *, t, n_max):
+    """:func:`purchase_pmf` of a customer alive at ``T``: :func:`alive_pmf` at ``(r+x, α+T, s, β+T)``."""
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
-
-    def law(x, age):
-        return alive_pmf(params["r"] + x, params["alpha"] + age, params["s"], params["beta"] + age, float(t),
-                         int(n_max))
-
-    alive = probability_alive(params, frequency, recency, T)[..., None]
-    out = alive * per_distinct_pair(law, frequency, T)
-    out[..., 0] += 1.0 - alive[..., 0]
-    return out
+    x = np.asarray(frequency, dtype=float)
+    return alive_pmf(params["r"] + x, params["alpha"] + T, params["s"], params["beta"] + T, float(t), int(n_max))
 
 
 def simulate_purchases(params, frequency, recency, T, *, t, rng):
@@ -505,6 +507,7 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     purchase_pmf_formula = staticmethod(purchase_pmf)
+    future_pmf_formula = staticmethod(future_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
     def initial_params(self, data, weights):
