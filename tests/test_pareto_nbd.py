@@ -504,3 +504,14 @@ def test_conditional_pmf_of_extreme_histories_sums_to_one_with_the_right_mean():
     np.testing.assert_allclose(pmf.sum(axis=1), 1.0, atol=1e-12)
     mean = (pmf[:, :-1] * np.arange(400)).sum(axis=1)
     np.testing.assert_allclose(mean, pn.expected_purchases(params, x, tx, T, t=104.0), rtol=1e-8)
+
+
+def test_predictive_purchases_per_pair_equal_per_history(rfm, fitted, monkeypatch):
+    """predictive.py's matrix products per (x, T) pair equal averaging each history's table."""
+    from clvmodels import predictive as P
+
+    sample = rfm.iloc[::60]
+    fast = P.predictive_purchases(fitted, 52.0, sample, interval=0.9, n_draws=12, seed=1)
+    monkeypatch.setattr(ParetoNBDModel, "future_pmf_formula", None)
+    slow = P.predictive_purchases(fitted, 52.0, sample, interval=0.9, n_draws=12, seed=1)
+    pd.testing.assert_frame_equal(fast, slow, rtol=1e-12)

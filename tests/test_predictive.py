@@ -110,6 +110,22 @@ def test_early_stopped_support_gives_the_exhaustive_quantiles(fitted):
     np.testing.assert_allclose(out["p_zero"], pmf[:, 0], rtol=1e-12)
 
 
+def test_per_pair_products_equal_the_per_history_tables(fitted, monkeypatch):
+    """The matrix products per (frequency, T) pair give what averaging each history's own pmf table
+    (``purchase_pmf_formula``) over the draws gives: pmf, quantiles, mean and the MC errors."""
+    model, _ = fitted
+    rfm = model.rfm_.iloc[::7]
+    fast = P.predictive_purchases(model, 39, rfm, quantiles=(0.1, 0.5, 0.97), n_draws=40, seed=4)
+    fast_pmf = P.purchase_pmf(model, 39, 30, rfm, n_draws=40, seed=4)
+    monkeypatch.setattr(type(model), "future_pmf_formula", None)
+    slow = P.predictive_purchases(model, 39, rfm, quantiles=(0.1, 0.5, 0.97), n_draws=40, seed=4)
+    np.testing.assert_allclose(fast_pmf, P.purchase_pmf(model, 39, 30, rfm, n_draws=40, seed=4), rtol=1e-12,
+                               atol=1e-15)
+    pd.testing.assert_frame_equal(fast, slow, rtol=1e-12)
+    for key in ("mc_se_mean", "mc_se_cdf"):
+        assert fast.attrs["draws"][key] == pytest.approx(slow.attrs["draws"][key], rel=1e-6)
+
+
 @pytest.fixture(scope="module")
 def posterior_model(fitted):
     """The CDNOW BG/NBD MLE with 4,000 asymptotic-normal draws standing in for a 4 x 1,000 posterior."""
