@@ -25,6 +25,20 @@ it runs on ``--baseline-max`` customers at most and its time is extrapolated lin
 of distinct histories (marked ``~``), or stops at ``--timeout`` (marked ``>``). Goals (issue 13, 2
 cores): 200 draws, 1M customers: BG/NBD under 60 s, Pareto/NBD under 120 s; the 4 x 1,000 posterior
 on the CDNOW sample under 10 s. Timings on a shared machine are noisy.
+
+Measured on 2 cores shared with five other sessions (load average ~8; noisy, times up to ~2x
+inflated), baseline a297ed4::
+
+    case           customers distinct  draws  current s  baseline s  speed-up  max |diff|
+    pmf-bgnbd         20,000    9,729    200        1.4        19.4       14x     1.8e-14
+    pmf-bgnbd        100,000   42,471    200        7.0        >600
+    pmf-pnbd             500      334     20        0.1        12.5      176x     7.2e-11
+    pmf-pnbd         100,000   42,471    200      117.6    ~25053.7      213x
+    posterior          2,357    1,016    500        1.3        34.7       26x   (subsample)
+    posterior-all      2,357    1,016   4000        9.7        35.5        4x     9.2e-14
+
+Pareto/NBD's time is now ~75% ``probability_alive`` (the likelihood's 128-node quadrature of the
+integral ``I``, once per draw and distinct history), ~20% the pmf recursion.
 """
 
 from __future__ import annotations
