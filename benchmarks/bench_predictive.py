@@ -32,6 +32,7 @@ inflated), baseline a297ed4::
     case           customers distinct  draws  current s  baseline s  speed-up  max |diff|
     pmf-bgnbd         20,000    9,729    200        1.4        19.4       14x     1.8e-14
     pmf-bgnbd        100,000   42,471    200        7.0        >600
+    pmf-bgnbd      1,000,000  216,878    200       12.7
     pmf-pnbd             500      334     20        0.1        12.5      176x     7.2e-11
     pmf-pnbd         100,000   42,471    200      117.6    ~25053.7      213x
     posterior          2,357    1,016    500        1.3        34.7       26x   (subsample)
