@@ -196,7 +196,7 @@ def _log_sigmoid(v):
 def probability_new_quadrature(r, alpha, s, beta, t, n):
     """P(X(t) = n) for a new customer by quadrature over the death time: the fallback of
     :func:`alive_pmf` where its recursion is unstable, and the tests' oracle (Fader & Hardie 2006
-    note "Deriving an expression for P(X(t) = x) under the Pareto/NBD model", eq. 4-5):
+    note "Deriving an expression for P(X(t) = x) under the Pareto/NBD model"):
 
     ``NB(n; r, α/(α+t)) (β/(β+t))^s + ∫_0^t s β^s (β+τ)^−(s+1) NB(n; r, α/(α+τ)) dτ``,
 
@@ -305,8 +305,10 @@ def alive_pmf(r, alpha, s, beta, t: float, n_max: int) -> np.ndarray:
     """P(X(t) = n) for ``n = 0 .. n_max−1`` and ``P(X(t) ≥ n_max)`` of a customer alive at the start of
     the window, with (updated) parameters ``(r, α, s, β)``: shape ``broadcast(r, α, s, β) + (n_max+1,)``.
 
-    Fader & Hardie 2006 note ("Deriving an expression for P(X(t) = x) under the Pareto/NBD model",
-    eq. 4-5) writes the pmf as the customer alive throughout ``(0, t]`` plus one who died at ``τ``:
+    Fader & Hardie 2006 note ("Deriving an expression for P(X(t) = x) under the Pareto/NBD model")
+    start from the pmf as the customer alive throughout ``(0, t]`` plus one who died at ``τ`` (before
+    turning the integral into their ``2F1`` closed form and finite sum, which cancel catastrophically
+    for large ``x`` and ``t``):
 
     ``P(X(t) = n) = A_n + ∫_0^t s β^s (β+τ)^−(s+1) NB(n; r, α/(α+τ)) dτ``,
     ``A_n = NB(n; r, α/(α+t)) (β/(β+t))^s``.
@@ -317,9 +319,9 @@ def alive_pmf(r, alpha, s, beta, t: float, n_max: int) -> np.ndarray:
 
     ``(r+n−1) d_{n−1} = (n(1+κ) + r + s α/β) d_n − κ (n+1) d_{n+1} + A_n``,   ``n ≥ 1``,
 
-    run backwards from an ``N`` beyond which the neglected mass is below ~1e-16
-    (:func:`_recursion_start`) with ``d_{N+1} = d_{N+2} = 0``, rescaled at every step (log space; no
-    overflow for ``x`` or ``n`` in the thousands). Its homogeneous solutions grow backwards like
+    run backwards (:func:`_recurse`, on ``d_n / A_n``: no special function per step, rescaled where
+    it would overflow, so ``x`` or ``n`` in the thousands are fine) from an ``N`` beyond which the
+    neglected mass is below ~1e-16 (:func:`_recursion_start`), with ``d_{N+1} = d_{N+2} = 0``. Its homogeneous solutions grow backwards like
     ``n^−(s+1)`` and ``κ^n`` against the pmf's ``q^−n``, so the starting error shrinks by ``|κ| q`` per
     step (and, beyond the bulk, by ``q (1 + (s+1)/n)``): it decays whenever ``|κ| q < 1``, always
     when ``α ≤ β`` (``κ ≥ 0``) and for ``α > β`` unless the window ``t`` exceeds ``β`` and
@@ -409,8 +411,9 @@ def _recurse(r, alpha, s, beta, log_q, log_1mq, t, N, n_max):
 
 
 def probability_new(r, alpha, s, beta, t, n):
-    """P(X(t) = n) for a new customer with parameters ``(r, α, s, β)`` (Fader & Hardie 2006 note, eq. 4-5),
-    by the recursion of :func:`alive_pmf`; ``n`` may be an array (broadcast against the parameters)."""
+    """P(X(t) = n) for a new customer with parameters ``(r, α, s, β)`` (Fader & Hardie 2006 note on
+    ``P(X(t) = x)``), by the recursion of :func:`alive_pmf`; ``n`` may be an array (broadcast against
+    the parameters)."""
     n = np.asarray(n, dtype=float)
     if np.any((n < 0) | (n != np.round(n))):
         raise ClvDataError("n must hold non-negative integers.")
