@@ -35,6 +35,7 @@ inflated), baseline a297ed4::
     pmf-bgnbd      1,000,000  216,878    200       12.7
     pmf-pnbd             500      334     20        0.1        12.5      176x     7.2e-11
     pmf-pnbd         100,000   42,471    200      117.6    ~25053.7      213x
+    pmf-pnbd       1,000,000  216,878    200      191.0
     posterior          2,357    1,016    500        1.3        34.7       26x   (subsample)
     posterior-all      2,357    1,016   4000        9.7        35.5        4x     9.2e-14
 
