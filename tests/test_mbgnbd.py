@@ -150,6 +150,17 @@ def test_conditional_pmf_sums_to_one_and_its_mean_is_the_expectation(rfm, fitted
     np.testing.assert_allclose(mean, fitted.expected_purchases(39.0, rfm.iloc[::50]).to_numpy(), rtol=1e-6)
 
 
+def test_conditional_pmf_columns_are_the_per_count_formula(rfm, fitted):
+    """The recursive table (BG/NBD's alive law at b+x+1) equals eq. (6)'s per-count evaluation."""
+    from clvmodels.predictive import purchase_pmf
+
+    sample = rfm.iloc[::40]
+    pmf = purchase_pmf(fitted, 52.0, 12, sample)
+    for k in range(12):
+        np.testing.assert_allclose(pmf[:, k], fitted.probability_of_n_purchases(52.0, k, sample).to_numpy(),
+                                   rtol=1e-10, atol=1e-300)
+
+
 def test_simulated_purchases_match_the_expectation(fitted):
     rng = np.random.default_rng(11)
     params = {k: np.full((50_000, 1), float(v)) for k, v in fitted.params_.items()}

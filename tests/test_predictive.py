@@ -62,7 +62,8 @@ def test_pmf_chunking_does_not_change_results(fitted, monkeypatch):
     model, _ = fitted
     full = P.purchase_pmf(model, 39, 4, n_draws=20, seed=1)
     monkeypatch.setattr(P, "CHUNK_ELEMENTS", 50)
-    np.testing.assert_array_equal(P.purchase_pmf(model, 39, 4, n_draws=20, seed=1), full)
+    # the averages over draws are matrix products, whose rounding depends on the blocks' shapes
+    np.testing.assert_allclose(P.purchase_pmf(model, 39, 4, n_draws=20, seed=1), full, rtol=1e-13, atol=1e-16)
 
 
 def test_heavy_buyers_get_finite_wide_support(fitted):
@@ -89,6 +90,81 @@ def test_predictive_purchases_quantiles_match_cdf(fitted):
         assert np.all(cdf[rows, k] >= q - 1e-12)
         assert np.all(np.where(k > 0, cdf[rows, np.maximum(k - 1, 0)] < q, True))
     np.testing.assert_allclose(out["p_zero"], pmf[:, 0])
+
+
+def test_early_stopped_support_gives_the_exhaustive_quantiles(fitted):
+    """The support is widened only for the histories that need it; the quantiles equal those of one
+    exhaustive pmf on a support wide enough for everyone, with the same draws."""
+    model, _ = fitted
+    rfm = pd.concat([model.rfm_.iloc[::40],
+                     pd.DataFrame({"frequency": [60, 250], "recency": [38.0, 38.9], "T": [39.0, 39.0]})],
+                    ignore_index=True)
+    qs = (0.05, 0.5, 0.9, 0.99)
+    out = P.predictive_purchases(model, 52, rfm, quantiles=qs, n_draws=30, seed=3)
+    pmf = P.purchase_pmf(model, 52, 1200, rfm, n_draws=30, seed=3)
+    assert pmf[:, -1].max() < 1e-6
+    cdf = np.cumsum(pmf[:, :-1], axis=1)
+    for q in qs:
+        exhaustive = (cdf < q - 1e-12).sum(axis=1)
+        np.testing.assert_array_equal(out[P.quantile_name(q)].to_numpy(), exhaustive)
+    np.testing.assert_allclose(out["p_zero"], pmf[:, 0], rtol=1e-12)
+
+
+def test_per_pair_products_equal_the_per_history_tables(fitted, monkeypatch):
+    """The matrix products per (frequency, T) pair give what averaging each history's own pmf table
+    (``purchase_pmf_formula``) over the draws gives: pmf, quantiles, mean and the MC errors."""
+    model, _ = fitted
+    rfm = model.rfm_.iloc[::7]
+    fast = P.predictive_purchases(model, 39, rfm, quantiles=(0.1, 0.5, 0.97), n_draws=40, seed=4)
+    fast_pmf = P.purchase_pmf(model, 39, 30, rfm, n_draws=40, seed=4)
+    monkeypatch.setattr(type(model), "future_pmf_formula", None)
+    slow = P.predictive_purchases(model, 39, rfm, quantiles=(0.1, 0.5, 0.97), n_draws=40, seed=4)
+    np.testing.assert_allclose(fast_pmf, P.purchase_pmf(model, 39, 30, rfm, n_draws=40, seed=4), rtol=1e-12,
+                               atol=1e-15)
+    pd.testing.assert_frame_equal(fast, slow, rtol=1e-12)
+    for key in ("mc_se_mean", "mc_se_cdf"):
+        assert fast.attrs["draws"][key] == pytest.approx(slow.attrs["draws"][key], rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def posterior_model(fitted):
+    """The CDNOW BG/NBD MLE with 4,000 asymptotic-normal draws standing in for a 4 x 1,000 posterior."""
+    import copy
+
+    model = copy.deepcopy(fitted[0])
+    model.posterior_draws_ = model.parameter_draws(4000, seed=11)
+    return model
+
+
+def test_large_posterior_is_subsampled_reproducibly_with_its_mc_error(posterior_model):
+    from clvmodels.models.draws import PREDICTIVE_DRAWS
+
+    rfm = posterior_model.rfm_.iloc[::25]
+    a = P.predictive_purchases(posterior_model, 39, rfm, interval=0.9, seed=5)
+    info = a.attrs["draws"]
+    assert info["n_draws"] == PREDICTIVE_DRAWS == 500
+    assert info["posterior_draws"] == 4000 and info["subsampled"]
+    pd.testing.assert_frame_equal(a, P.predictive_purchases(posterior_model, 39, rfm, interval=0.9, seed=5))
+    b = P.predictive_purchases(posterior_model, 39, rfm, interval=0.9, seed=6)
+    assert not np.array_equal(a["mean"], b["mean"])
+    # the reported MC error of the mean is honest: the full posterior's mean lies within a few of it
+    full = P.predictive_purchases(posterior_model, 39, rfm, interval=0.9, n_draws=4000)
+    assert full.attrs["draws"]["n_draws"] == 4000 and not full.attrs["draws"]["subsampled"]
+    se = info["mc_se_mean"]
+    assert 0 < se < 0.05
+    assert np.abs(a["mean"] - full["mean"]).max() < 4 * se
+    assert np.abs(a["mean"] - full["mean"]).max() > se / 20   # and not absurdly large
+    # the MC error of the cdf at the quantiles, checked against the spread over 8 subsamples
+    assert 0 < info["mc_se_cdf"] < 0.05
+    pmf = np.stack([P.purchase_pmf(posterior_model, 39, 40, rfm, seed=s) for s in range(8)])
+    spread = np.cumsum(pmf[..., :-1], axis=-1).std(axis=0, ddof=1).max()
+    assert spread / 3 < info["mc_se_cdf"] < 3 * spread
+
+
+def test_point_estimate_reports_no_mc_error(fitted):
+    out = P.predictive_purchases(fitted[0], 39, fitted[0].rfm_.iloc[:50], interval=0.9)
+    assert out.attrs["draws"] == {"n_draws": 1, "posterior_draws": None, "subsampled": False, "mc_se_mean": 0.0,
+                                  "mc_se_cdf": 0.0}
 
 
 def test_bad_inputs_are_refused(fitted):

@@ -18,6 +18,11 @@ estimate).
   of every period, from which :mod:`clvmodels.clv` builds the predictive distribution of discounted
   CLV (:func:`clvmodels.clv.predictive_clv`).
 
+Purchase distributions average over at most :data:`~clvmodels.models.draws.PREDICTIVE_DRAWS`
+(500) posterior draws unless ``n_draws`` says otherwise (a larger posterior is subsampled, seeded by
+``seed``), and :func:`predictive_purchases` reports the Monte Carlo error of that choice in
+``frame.attrs["draws"]``.
+
 Quantile columns are named ``q5``, ``q50``, ``q95`` (the percentage).
 """
 
@@ -35,7 +40,8 @@ from . import metrics as M
 from .errors import ClvDataError
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import CHUNK_ELEMENTS, PREDICTIVE, check_finite, check_interval, interval_frame, parameter_draws
+from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, check_finite, check_interval, interval_frame, parameter_draws,
+                           predictive_draws)
 from .models.purchase import PurchaseModel, period_boundaries
 from .models.rows import unique_rows
 from .models.spend import SpendModel
@@ -91,18 +97,94 @@ def _n(draws) -> int:
     return len(next(iter(draws.values())))
 
 
-def _pmf_unique(formula, draws, data, t: float, n_max: int) -> np.ndarray:
-    """Mean over draws of the pmf table, per row of ``data``, in chunks of bounded memory."""
-    n_rows = len(next(iter(data.values())))
+def _pmf_moments(model, draws, data, t: float, n_max: int, *, mean: bool = False) -> dict[str, np.ndarray]:
+    """Averages over draws, per row of ``data`` (distinct histories): ``pmf`` (the mean pmf table,
+    shape ``(rows, n_max + 1)``), ``cdf_var`` (the variance over draws of the cdf at ``0 .. n_max−1``,
+    for its Monte Carlo error) and, with ``mean``, ``mean`` and ``mean_var`` (of ``E[Y(t) | θ]``).
+
+    A model with a ``future_pmf_formula`` is averaged per distinct ``(frequency, age)`` pair: with
+    ``P(alive)`` per draw and history (``p``, shape ``(draws, rows)``) and the alive customers' table
+    per draw (``L``), the mean pmf of the pair's histories is the matrix product ``pᵀ L / n_draws``
+    (plus the dead mass at 0), the cdf's variance comes from ``pᵀ S`` and ``(p²)ᵀ S²`` with ``S = 1 −``
+    the alive customers' cdf (``F = 1 − p S``), and the mean from ``pᵀ E[Y(t) | alive]``: no table of
+    draws x histories x counts, and ``P(alive)`` evaluated once. Other models go through their
+    ``purchase_pmf_formula`` (and ``expected_purchases_formula``) per history. Chunks of bounded memory.
+    """
+    names = list(model.data_columns)
+    rows = len(next(iter(data.values())))
+    n_draws = _n(draws)
     params = {k: v[:, None] for k, v in draws.items()}
-    chunk = max(1, CHUNK_ELEMENTS // (_n(draws) * (n_max + 1)))
-    out = np.empty((n_rows, n_max + 1))
-    for start in range(0, n_rows, chunk):
-        sl = slice(start, start + chunk)
-        table = formula(params, **{k: v[sl] for k, v in data.items()}, t=t, n_max=n_max)
-        check_finite(table, "purchase_pmf")
-        out[sl] = table.mean(axis=0)
-    return np.clip(out, 0.0, 1.0)
+    # rows in (frequency, age, the rest) order: a pair's histories are contiguous
+    order = np.lexsort([data[k] for k in reversed([names[0], names[-1], *names[1:-1]])])
+    data = {k: v[order] for k, v in data.items()}
+    out = {"pmf": np.empty((rows, n_max + 1)), "cdf_var": np.empty((rows, n_max))}
+    if mean:
+        out.update(mean=np.empty(rows), mean_var=np.empty(rows))
+    chunk = max(1, CHUNK_ELEMENTS // (n_draws * (n_max + 1)))
+    future_pmf = type(model).future_pmf_formula
+    for start in range(0, rows, chunk):
+        sl = slice(start, min(start + chunk, rows))
+        part = {k: v[sl] for k, v in data.items()}
+        if future_pmf is None:
+            _moments_per_history(model, params, part, t, n_max, out, sl, mean)
+        else:
+            _moments_per_pair(model, params, part, t, n_max, out, sl, mean)
+    unsorted = np.empty_like(order)
+    unsorted[order] = np.arange(rows)
+    out = {k: v[unsorted] for k, v in out.items()}
+    out["pmf"] = np.clip(out["pmf"], 0.0, 1.0)
+    return out
+
+
+def _moments_per_pair(model, params, part, t, n_max, out, sl, mean):
+    """:func:`_pmf_moments` of one chunk of histories, by matrix products per ``(frequency, age)`` pair."""
+    cls, names = type(model), list(model.data_columns)
+    x, age = part[names[0]], part[names[-1]]
+    alive = np.broadcast_to(cls.probability_alive_formula(params, **part), (_n(params), len(x)))
+    check_finite(alive, "probability_alive")
+    pairs, pair_of = unique_rows({"x": x, "age": age})      # first-appearance order: sorted, as the rows
+    table = cls.future_pmf_formula(params, pairs["x"], pairs["age"], t=t, n_max=n_max)
+    table = np.broadcast_to(table, (_n(params),) + table.shape[-2:])
+    check_finite(table, "future_pmf")
+    survival = 1.0 - np.cumsum(table[..., :-1], axis=-1)      # S = P(Y > k | alive), k < n_max
+    if mean:
+        future = np.broadcast_to(cls.future_purchases_formula(params, pairs["x"], pairs["age"], t=t),
+                                 (_n(params), len(pairs["x"])))
+        check_finite(future, "future_purchases")
+    bounds = np.flatnonzero(np.diff(pair_of, prepend=-1, append=len(pairs["x"])))
+    n_draws = _n(params)
+    base = sl.start
+    for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        p = alive[:, lo:hi]
+        p2 = np.square(p)
+        rows = slice(base + lo, base + hi)
+        pmf = p.T @ table[:, j, :] / n_draws
+        pmf[:, 0] += 1.0 - p.mean(axis=0)
+        out["pmf"][rows] = pmf
+        m1 = p.T @ survival[:, j, :] / n_draws
+        out["cdf_var"][rows] = p2.T @ np.square(survival[:, j, :]) / n_draws - np.square(m1)
+        if mean:
+            e1 = p.T @ future[:, j] / n_draws
+            out["mean"][rows] = e1
+            out["mean_var"][rows] = p2.T @ np.square(future[:, j]) / n_draws - np.square(e1)
+
+
+def _moments_per_history(model, params, part, t, n_max, out, sl, mean):
+    """:func:`_pmf_moments` of one chunk of histories from the model's ``purchase_pmf_formula``."""
+    formula = type(model).purchase_pmf_formula
+    n_draws = _n(params)
+    table = formula(params, **part, t=t, n_max=n_max)
+    check_finite(table, "purchase_pmf")
+    table = np.broadcast_to(table, (n_draws,) + table.shape[-2:])
+    out["pmf"][sl] = table.mean(axis=0)
+    cdf = np.cumsum(table[..., :-1], axis=-1)
+    out["cdf_var"][sl] = cdf.var(axis=0)
+    if mean:
+        values = np.broadcast_to(type(model).expected_purchases_formula(params, **part, t=t),
+                                 (n_draws, len(next(iter(part.values())))))
+        check_finite(values, "expected_purchases")
+        out["mean"][sl] = values.mean(axis=0)
+        out["mean_var"][sl] = values.var(axis=0)
 
 
 def _actual_counts(actual, rfm: pd.DataFrame) -> np.ndarray:
@@ -136,9 +218,10 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     rfm
         Customers to score (default: the training data).
     n_draws, seed
-        Parameter draws averaged over (parameter + process uncertainty): all posterior draws by
-        default, or ``n_draws`` of them; for an MLE the point estimate, or ``n_draws`` draws from
-        the asymptotic normal.
+        Parameter draws averaged over (parameter + process uncertainty): by default
+        :data:`~clvmodels.models.draws.PREDICTIVE_DRAWS` (500) posterior draws chosen at random with
+        ``seed`` (all of a smaller posterior), or ``n_draws`` of them; for an MLE the point
+        estimate, or ``n_draws`` draws from the asymptotic normal.
 
     Returns
     -------
@@ -146,15 +229,15 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     history.
     """
     check_kind(model, PurchaseModel, "purchase_pmf")
-    formula = model.require_formula("purchase_pmf_formula", "purchase_pmf")
+    model.require_formula("purchase_pmf_formula", "purchase_pmf")
     t = _window(model, t)
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
     rfm = model._rfm_or_fitted(rfm)
     data = validate_columns(rfm, model.data_columns)
-    draws = parameter_draws(model, n_draws, np.random.default_rng(seed))
+    draws, _ = predictive_draws(model, n_draws, np.random.default_rng(seed))
     uniq, inverse = unique_rows(data)
-    return _pmf_unique(formula, draws, uniq, t, int(n_max))[inverse]
+    return _pmf_moments(model, draws, uniq, t, int(n_max))["pmf"][inverse]
 
 
 def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, interval: float | None = None,
@@ -164,51 +247,64 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
 
     The mean is the expected count (the model's ``expected_purchases_formula``, averaged over the
     same draws); a quantile ``q`` is the smallest ``k`` with ``P(Y(t) <= k) >= q`` under
-    :func:`purchase_pmf`, whose support is widened until it covers the largest quantile of every
-    customer.
+    :func:`purchase_pmf`. The pmf is evaluated once per distinct history, on a support of 16
+    counts widened (x4) only for the histories whose tail mass beyond it still exceeds
+    ``1 − max(q)`` (early stopping: a few heavy buyers do not widen everyone's support).
+
+    Parameter draws are as for :func:`purchase_pmf`: a posterior larger than
+    :data:`~clvmodels.models.draws.PREDICTIVE_DRAWS` is subsampled to that many draws (seeded with
+    ``seed``) unless ``n_draws`` is given.
 
     Returns
     -------
     DataFrame indexed like ``rfm`` with ``mean``, ``p_zero`` (P(no purchase)) and, with ``interval``
     (e.g. 0.9), ``median``, ``lower`` and ``upper`` (the interval schema of
     :func:`~clvmodels.models.draws.interval_frame`, marked predictive), or one column per quantile
-    of ``quantiles`` (``q5``, ``q50``, ``q95`` when neither is given).
+    of ``quantiles`` (``q5``, ``q50``, ``q95`` when neither is given). ``frame.attrs["draws"]``
+    says which draws were averaged over (``n_draws``, ``posterior_draws``, ``subsampled``) and their
+    Monte Carlo error: ``mc_se_mean`` (largest over customers of the standard error of the mean,
+    ``sd over draws of E[Y(t) | θ] / √n_draws``) and ``mc_se_cdf`` (largest standard error of the
+    predictive cdf at the reported quantiles); both are 0 for a single point estimate.
     """
     check_kind(model, PurchaseModel, "predictive_purchases")
-    formula = model.require_formula("purchase_pmf_formula", "predictive_purchases")
-    mean_formula = type(model).expected_purchases_formula
+    model.require_formula("purchase_pmf_formula", "predictive_purchases")
     t = _window(model, t)
     qs, names = _quantile_columns(interval, quantiles)
     rfm = model._rfm_or_fitted(rfm)
     data = validate_columns(rfm, model.data_columns)
-    draws = parameter_draws(model, n_draws, np.random.default_rng(seed))
+    draws, info = predictive_draws(model, n_draws, np.random.default_rng(seed))
+    n_draws = info["n_draws"]
     uniq, inverse = unique_rows(data)
-    n_max = 16
-    while True:
-        pmf = _pmf_unique(formula, draws, uniq, t, n_max)
-        if np.all(pmf[:, -1] < 1.0 - qs.max()) or n_max >= MAX_SUPPORT:
-            break
-        n_max *= 4
-    cdf = np.cumsum(pmf[:, :-1], axis=1)
-    out = {"mean": np.empty(len(cdf))}
-    params = {k: v[:, None] for k, v in draws.items()}
-    chunk = max(1, CHUNK_ELEMENTS // _n(draws))
-    for start in range(0, len(cdf), chunk):
-        sl = slice(start, start + chunk)
-        values = np.broadcast_to(mean_formula(params, **{k: v[sl] for k, v in uniq.items()}, t=t),
-                                 (_n(draws), len(cdf[sl])))
-        check_finite(values, "expected_purchases")
-        out["mean"][sl] = values.mean(axis=0)
-    out["p_zero"] = pmf[:, 0]
-    for q, name in zip(qs, names):
-        # cdf rounding: a tolerance so that a cdf of 0.95 - 1e-16 counts as reaching 0.95
-        k = (cdf < q - 1e-12).sum(axis=1).astype(float)
-        k[k >= n_max] = np.nan  # beyond the support tried (only when MAX_SUPPORT was reached)
-        out[name] = k
+    n_uniq = len(next(iter(uniq.values())))
+    out = {"mean": np.empty(n_uniq), "p_zero": np.empty(n_uniq)}
+    out.update({name: np.full(n_uniq, np.nan) for name in names})
+    cdf_se, mean_se = np.zeros(n_uniq), np.zeros(n_uniq)
+    rows, n_max = np.arange(n_uniq), 16
+    while len(rows):
+        first = n_max == 16                    # every history: the mean and its MC error too
+        m = _pmf_moments(model, draws, {k: v[rows] for k, v in uniq.items()}, t, n_max, mean=first)
+        if first:
+            out["mean"] = m["mean"]
+            mean_se = np.sqrt(np.maximum(m["mean_var"], 0.0) / max(n_draws - 1, 1))   # sd (ddof 1) / √n
+        pmf = m["pmf"]
+        done = (pmf[:, -1] < 1.0 - qs.max()) | (n_max >= MAX_SUPPORT)
+        cdf = np.cumsum(pmf[done, :-1], axis=1)
+        out["p_zero"][rows[done]] = pmf[done, 0]
+        for q, name in zip(qs, names):
+            # cdf rounding: a tolerance so that a cdf of 0.95 - 1e-16 counts as reaching 0.95
+            k = (cdf < q - 1e-12).sum(axis=1)
+            inside = k < n_max                 # else beyond the support tried (MAX_SUPPORT reached)
+            out[name][rows[done][inside]] = k[inside]
+            var = np.take_along_axis(m["cdf_var"][done], np.minimum(k, n_max - 1)[:, None], 1)[:, 0]
+            cdf_se[rows[done]] = np.maximum(cdf_se[rows[done]], np.sqrt(np.maximum(var, 0.0) / n_draws))
+        rows, n_max = rows[~done], n_max * 4
     frame = _summary_frame({k: v[inverse] for k, v in out.items()}, rfm.index, interval)
     if frame.isna().any().any():
         raise FloatingPointError(f"Some customers' predictive quantiles exceed {MAX_SUPPORT:,} purchases: "
                                  "check the time unit of t and of the model.")
+    single = n_draws == 1                      # a point estimate: no Monte Carlo (not rounding noise)
+    frame.attrs["draws"] = dict(info, mc_se_mean=0.0 if single else float(mean_se.max(initial=0.0)),
+                                mc_se_cdf=0.0 if single else float(cdf_se.max(initial=0.0)))
     return frame
 
 
@@ -225,8 +321,10 @@ def randomized_pit(model, t: float, actual, rfm: pd.DataFrame | None = None, *, 
     actual
         Each customer's actual number of purchases in the window (array in the order of ``rfm``, or
         a Series indexed by customer id).
-    seed
-        Seeds both the choice of draws (when ``n_draws`` is given) and ``V``.
+    n_draws, seed
+        As for :func:`purchase_pmf` (by default at most
+        :data:`~clvmodels.models.draws.PREDICTIVE_DRAWS` posterior draws); ``seed`` seeds both the
+        choice of draws and ``V``.
     """
     rfm = model._rfm_or_fitted(rfm)
     y = _actual_counts(actual, rfm)

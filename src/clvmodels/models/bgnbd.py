@@ -22,7 +22,9 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 
 from ..errors import ClvDataError
 from .namespaces import likelihood
-from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_periods
+from .purchase import (ContinuousPurchaseModel, mixture_pmf, per_distinct_draw, period_boundaries, scatter,
+                       split_over_periods)
+from .rows import per_distinct_pair
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -337,45 +339,52 @@ def purchase_pmf(params, frequency, recency, T, *, t, n_max):
     survives the first ``n−1``, so ``P(X(t) ≥ n) = B(a, b+n−1)/B(a, b) · I_q(n, r)``,
     ``q = t/(α+t)``.
     """
+    def future(x, age):
+        return future_pmf(params, x, age, t=t, n_max=n_max)
+
+    # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
+    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T))
+
+
+def future_pmf(params, frequency, T, *, t, n_max):
+    """:func:`purchase_pmf` of a customer alive at ``T``: :func:`alive_pmf` at ``(r+x, α+T, a, b+x)``."""
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
-    x, age = np.asarray(frequency, dtype=float), np.asarray(T, dtype=float)
-    alive = probability_alive(params, frequency, recency, T)[..., None]
-    # the alive customers' law depends on (x, T) only: evaluate it once per distinct pair
-    if x.ndim == 1 and age.shape == x.shape and len(x) > 1:
-        codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([x, age]))
-        ux, uT = (np.asarray(pairs.get_level_values(i), dtype=float) for i in (0, 1))
-        table = np.take(_alive_pmf(params, ux, uT, float(t), int(n_max)), codes, axis=-2)
-    else:
-        table = _alive_pmf(params, x, age, float(t), int(n_max))
-    out = alive * table
-    out[..., 0] += 1.0 - alive[..., 0]
-    return out
+    x = np.asarray(frequency, dtype=float)
+    return alive_pmf(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x, float(t), int(n_max))
 
 
-def _alive_pmf(params, x, T, t, n_max):
-    """:func:`purchase_pmf` of customers alive at ``T`` (see there), shape ``(..., n_max + 1)``."""
-    r, alpha, a, b = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x)
-    r, alpha, a, b = (v[..., None] for v in (r, alpha, a, b))
+def alive_pmf(r, alpha, a, b, t: float, n_max: int):
+    """FHL 2005 eq. (8) for ``k = 0 .. n_max−1`` and its tail ``P(X(t) ≥ n_max)`` at parameters
+    ``(r, α, a, b)`` (for :func:`purchase_pmf` the updated ones of a customer alive at ``T``; see
+    there for the recursions), shape ``broadcast(r, α, a, b) + (n_max + 1,)``."""
+    r, alpha, a, b = (np.asarray(v, dtype=float) for v in np.broadcast_arrays(r, alpha, a, b))
+    # the count runs along the first axis (cumulative sums over a short last axis are slow in numpy)
+    j = np.arange(n_max, dtype=float).reshape((-1,) + (1,) * r.ndim)
     log_q = np.log(t) - np.log(alpha + t)
     log_1mq = np.log(alpha) - np.log(alpha + t)
-    j = np.arange(n_max, dtype=float)
     # ln NB(k) = r ln(1−q) + Σ_{j<k} ln((r+j) q/(j+1)); ln B(a,b+k)/B(a,b) = Σ_{j<k} ln((b+j)/(a+b+j))
-    steps_nb = np.log(r + j[:-1]) - np.log(j[:-1] + 1.0) + log_q
-    log_nb = np.concatenate([np.broadcast_to(r * log_1mq, steps_nb.shape[:-1] + (1,)),
-                             r * log_1mq + np.cumsum(steps_nb, axis=-1)], axis=-1)
-    steps_br = np.log(b + j) - np.log(a + b + j)          # k = 0 .. n_max−1 → ratios up to n_max
-    log_br = np.concatenate([np.zeros(steps_br.shape[:-1] + (1,)), np.cumsum(steps_br, axis=-1)], axis=-1)
+    log_nb = np.empty((n_max,) + r.shape)
+    log_nb[0] = r * log_1mq
+    log_nb[1:] = np.log(r + j[:-1]) - np.log1p(j[:-1]) + log_q
+    np.cumsum(log_nb, axis=0, out=log_nb)
+    log_b_j = np.log(b + j)                                   # ln(b+j), j = 0 .. n_max−1
+    log_br = np.empty((n_max + 1,) + r.shape)                 # k = 0 .. n_max
+    log_br[0] = 0.0
+    log_br[1:] = log_b_j - np.log(a + b + j)
+    np.cumsum(log_br, axis=0, out=log_br)
     nb = np.exp(log_nb)
     # P(N ≥ k) for k = 1 .. n_max, summed backwards from I_q(n_max, r)
-    tail_n = betainc(float(n_max), r[..., 0], np.exp(log_q[..., 0]))[..., None]
-    p_ge = np.flip(np.cumsum(np.flip(np.concatenate([nb[..., 1:], tail_n], axis=-1), -1), axis=-1), -1)
-    kk = j[1:]
-    second = np.exp(log_br[..., 1:n_max] + np.log(a) - np.log(b + kk - 1.0)) * p_ge[..., :-1]
-    pmf = np.exp(log_br[..., :n_max] + log_nb)
-    pmf[..., 1:] += second
-    tail = np.exp(log_br[..., n_max - 1:n_max]) * p_ge[..., -1:]
-    return np.concatenate([pmf, tail], axis=-1)
+    p_ge = np.empty((n_max,) + r.shape)
+    p_ge[-1] = betainc(float(n_max), r, np.exp(log_q))
+    p_ge[:-1] = nb[1:]
+    p_ge = np.flip(np.cumsum(np.flip(p_ge, 0), axis=0), 0)
+    out = np.empty((n_max + 1,) + r.shape)
+    out[:n_max] = np.exp(log_br[:n_max] + log_nb)
+    # k ≥ 1: + B(a, b+k)/B(a, b) · a/(b+k−1) · P(N ≥ k)
+    out[1:n_max] += np.exp(log_br[1:n_max] + np.log(a) - log_b_j[:-1]) * p_ge[:-1]
+    out[n_max] = np.exp(log_br[n_max - 1]) * p_ge[-1]
+    return np.moveaxis(out, 0, -1)
 
 
 def simulate_purchases(params, frequency, recency, T, *, t, rng):
@@ -495,6 +504,7 @@ class BetaGeoModel(ContinuousPurchaseModel):
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     purchase_pmf_formula = staticmethod(purchase_pmf)
+    future_pmf_formula = staticmethod(future_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
     def initial_params(self, data, weights):

@@ -17,6 +17,10 @@ from .rows import unique_rows
 
 #: Largest number of (draw x customer) values held in memory at once by predictions.
 CHUNK_ELEMENTS = 4_000_000
+#: Posterior draws averaged over by predictive distributions (``clvmodels.predictive``) when the
+#: caller gives no ``n_draws``: a larger posterior (e.g. NUTS' 4 x 1,000) is subsampled without
+#: replacement, seeded, and the Monte Carlo error of the results is reported with them.
+PREDICTIVE_DRAWS = 500
 
 
 def parameter_draws(model, n_draws: int | None = None, rng: np.random.Generator | None = None, *,
@@ -50,6 +54,23 @@ def parameter_draws(model, n_draws: int | None = None, rng: np.random.Generator 
         )
     z = rng.multivariate_normal(point, cov, size=int(n_draws), method="eigh")
     return {k: np.exp(z[:, i]) for i, k in enumerate(model.param_names)}
+
+
+def predictive_draws(model, n_draws: int | None, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
+    """:func:`parameter_draws` for a predictive distribution, and what they are.
+
+    With ``n_draws`` None a posterior larger than :data:`PREDICTIVE_DRAWS` is subsampled to that
+    many draws (without replacement, from ``rng``), rather than averaging over all of them; an MLE
+    gives its point estimate. The second value describes the draws: ``{"n_draws": used,
+    "posterior_draws": the posterior's size (None for an MLE), "subsampled": bool}``.
+    """
+    posterior = getattr(model, "posterior_draws_", None)
+    total = None if posterior is None else len(next(iter(posterior.values())))
+    if n_draws is None and total is not None and total > PREDICTIVE_DRAWS:
+        n_draws = PREDICTIVE_DRAWS
+    draws = parameter_draws(model, n_draws, rng)
+    used = len(next(iter(draws.values())))
+    return draws, {"n_draws": used, "posterior_draws": total, "subsampled": total is not None and used < total}
 
 
 def check_interval(level) -> float:
@@ -182,5 +203,6 @@ def check_finite(values: np.ndarray, what: str) -> None:
         )
 
 
-__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "INTERVAL_NAMES", "PREDICTIVE", "check_finite", "check_interval",
-           "interval_frame", "interval_names", "is_bayesian", "model_draws", "parameter_draws", "quantiles", "summarise_draws"]
+__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "INTERVAL_NAMES", "PREDICTIVE", "PREDICTIVE_DRAWS", "check_finite",
+           "check_interval", "interval_frame", "interval_names", "is_bayesian", "model_draws", "parameter_draws",
+           "predictive_draws", "quantiles", "summarise_draws"]

@@ -19,8 +19,10 @@ from scipy.special import expit
 
 from ..errors import ClvDataError
 from .namespaces import likelihood
-from .purchase import ContinuousPurchaseModel, per_distinct_draw
+from .purchase import ContinuousPurchaseModel, mixture_pmf, per_distinct_draw
 from .bgnbd import BetaGeoModel, expected_new, probability_new, simulate_until_dropout
+from .bgnbd import alive_pmf as bg_alive_pmf
+from .rows import per_distinct_pair
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -106,19 +108,21 @@ def probability_of_n_purchases(params, frequency, recency, T, *, t, n):
 def purchase_pmf(params, frequency, recency, T, *, t, n_max):
     """Predictive pmf ``P(Y(t) = k | x, t_x, T)`` for ``k = 0 .. n_max−1`` and the tail
     ``P(Y(t) ≥ n_max)``, stacked on a new last axis of length ``n_max + 1``: alive customers follow
-    the BG/NBD law (FHL 2005 eq. 8) at ``(r+x, α+T, a, b+x+1)``; the tail is one minus the rest."""
+    the BG/NBD law (FHL 2005 eq. 8; :func:`.bgnbd.alive_pmf`, its recursions in the count and closed-form
+    tail) at ``(r+x, α+T, a, b+x+1)``, evaluated once per distinct ``(x, T)``."""
+    def future(x, age):
+        return future_pmf(params, x, age, t=t, n_max=n_max)
+
+    # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
+    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T))
+
+
+def future_pmf(params, frequency, T, *, t, n_max):
+    """:func:`purchase_pmf` of a customer alive at ``T``: the BG/NBD law at ``(r+x, α+T, a, b+x+1)``."""
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
     x = np.asarray(frequency, dtype=float)
-    r, alpha, a, b, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["a"],
-                                                params["b"] + x + 1.0,
-                                                probability_alive(params, frequency, recency, T))
-    r, alpha, a, b, alive = (v[..., None] for v in (r, alpha, a, b, alive))
-    p_alive = probability_new(r, alpha, a, b, t, np.arange(int(n_max), dtype=float))
-    tail = np.clip(1.0 - p_alive.sum(axis=-1, keepdims=True), 0.0, 1.0)
-    pmf = alive * np.concatenate([p_alive, tail], axis=-1)
-    pmf[..., 0] += 1.0 - alive[..., 0]
-    return pmf
+    return bg_alive_pmf(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0, float(t), int(n_max))
 
 
 def simulate_purchases(params, frequency, recency, T, *, t, rng):
@@ -170,6 +174,7 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     purchase_pmf_formula = staticmethod(purchase_pmf)
+    future_pmf_formula = staticmethod(future_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
     initial_params = BetaGeoModel.initial_params

@@ -34,6 +34,12 @@ predictions.
 A customer alive at ``T`` behaves from ``T`` on like a new customer with ``(r+x, α+T, s, β+T)``
 (the posterior of ``λ`` and ``μ`` given survival factorises), so the conditional predictions are
 ``P(alive) ×`` the new-customer formulas at the updated parameters.
+
+The predictive pmf (:func:`alive_pmf`) is a three-term recursion in the count over the
+incomplete-beta form of the "died at ``τ``" term (Fader & Hardie 2006 note on ``P(X(t) = x)``),
+run backwards once per (draw, distinct ``(x, T)``) for all counts at once, without special
+functions; the quadrature :func:`probability_new_quadrature` remains as its fallback where the
+recursion is unstable (``α ≫ β`` with windows longer than ``β``) and as the tests' oracle.
 """
 
 from __future__ import annotations
@@ -42,9 +48,11 @@ import numpy as np
 from scipy.special import gammaln, xlogy
 
 from ..errors import ClvDataError
+from .draws import CHUNK_ELEMENTS
 from .namespaces import NUMPY, as_namespace, likelihood
-from .purchase import (ContinuousPurchaseModel, alive_in_periods, per_distinct_draw, period_boundaries, scatter,
-                       split_over_periods)
+from .purchase import (ContinuousPurchaseModel, alive_in_periods, mixture_pmf, per_distinct_draw, period_boundaries,
+                       scatter, split_over_periods)
+from .rows import per_distinct_pair
 
 #: Panels of the composite quadrature of the likelihood's integral (doubling widths).
 N_PANELS = 16
@@ -199,7 +207,7 @@ def expected_purchases_new_customer(params, *, t):
     return expected_new(params["r"], params["alpha"], params["s"], params["beta"], t)
 
 
-#: Doubling panels on each side of the mode of :func:`probability_new`'s integrand (in ln τ).
+#: Doubling panels on each side of the mode of :func:`probability_new_quadrature`'s integrand (in ln τ).
 _PMF_PANELS = 12
 
 
@@ -207,9 +215,10 @@ def _log_sigmoid(v):
     return -np.logaddexp(0.0, -v)
 
 
-def probability_new(r, alpha, s, beta, t, n):
-    """P(X(t) = n) for a new customer (Fader & Hardie 2006 note "Deriving an expression for
-    P(X(t) = x) under the Pareto/NBD model"), before integrating over the death time:
+def probability_new_quadrature(r, alpha, s, beta, t, n):
+    """P(X(t) = n) for a new customer by quadrature over the death time: the fallback of
+    :func:`alive_pmf` where its recursion is unstable, and the tests' oracle (Fader & Hardie 2006
+    note "Deriving an expression for P(X(t) = x) under the Pareto/NBD model"):
 
     ``NB(n; r, α/(α+t)) (β/(β+t))^s + ∫_0^t s β^s (β+τ)^−(s+1) NB(n; r, α/(α+τ)) dτ``,
 
@@ -276,6 +285,167 @@ def probability_new(r, alpha, s, beta, t, n):
     return alive + dead
 
 
+#: The backward recursion of :func:`alive_pmf` starts where the negative binomial bound on the
+#: mass it neglects falls below ``exp(_LOG_NEGLECT)`` (about 1e-16).
+_LOG_NEGLECT = -37.0
+#: An element whose recursed pmf does not sum to one within this is recomputed by quadrature.
+_SUM_TOLERANCE = 1e-10
+#: Largest ``|κ| q`` (the factor by which the recursion's starting error shrinks per step, see
+#: :func:`alive_pmf`) at which the recursion is used; beyond it the quadrature is.
+_MAX_DECAY = 0.9
+
+
+def _recursion_start(r, s, log_q, log_1mq, log_decay, n_max):
+    """Where the backward recursion of :func:`alive_pmf` starts, per element: ``N ≥ n_max −
+    _LOG_NEGLECT / ln(|κ| q)`` (its starting error, shrinking by ``|κ| q`` per step, is then
+    negligible below ``n_max``) and beyond which the Chernoff bound ``P(N_R ≥ n) ≤ exp(R ln((1−q)(n+R)/R) + n ln(q (n+R)/n))`` of a negative binomial
+    ``N_R ~ NB(R, q)`` with ``R = max(r, s+1)`` is below ``exp(_LOG_NEGLECT)``. The purchases of a customer
+    alive at the start of the window are stochastically smaller than ``NB(r, q)`` (she may die), and
+    beyond ``R q/(1−q)`` the recursion's homogeneous solutions decay relative to the pmf (see there)."""
+    R = np.maximum(r, s + 1.0)
+
+    def bound(n):
+        return R * (log_1mq + np.log((n + R) / R)) + n * (log_q + np.log1p(R / n))
+
+    mean = R * np.exp(log_q - log_1mq)
+    lo = np.maximum(mean, 1.0)
+    hi = lo + 1.0
+    for _ in range(200):                      # doubling: the bound falls like n ln q beyond the mean
+        over = bound(hi) > _LOG_NEGLECT
+        if not over.any():
+            break
+        hi = np.where(over, lo + 2.0 * (hi - lo), hi)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        over = bound(mid) > _LOG_NEGLECT
+        lo, hi = np.where(over, mid, lo), np.where(over, hi, mid)
+    spread = np.ceil(_LOG_NEGLECT / np.minimum(log_decay, -1e-3))
+    return np.maximum(n_max + spread, np.ceil(hi) + 2.0)
+
+
+def alive_pmf(r, alpha, s, beta, t: float, n_max: int) -> np.ndarray:
+    """P(X(t) = n) for ``n = 0 .. n_max−1`` and ``P(X(t) ≥ n_max)`` of a customer alive at the start of
+    the window, with (updated) parameters ``(r, α, s, β)``: shape ``broadcast(r, α, s, β) + (n_max+1,)``.
+
+    Fader & Hardie 2006 note ("Deriving an expression for P(X(t) = x) under the Pareto/NBD model")
+    start from the pmf as the customer alive throughout ``(0, t]`` plus one who died at ``τ`` (before
+    turning the integral into their ``2F1`` closed form and finite sum, which cancel catastrophically
+    for large ``x`` and ``t``):
+
+    ``P(X(t) = n) = A_n + ∫_0^t s β^s (β+τ)^−(s+1) NB(n; r, α/(α+τ)) dτ``,
+    ``A_n = NB(n; r, α/(α+t)) (β/(β+t))^s``.
+
+    In ``z = τ/(α+τ)`` the death term is ``D_n = s (α/β) d_n``, ``d_n = C_n ∫_0^q z^n (1−z)^(r+s−1)
+    (1−κz)^−(s+1) dz`` with ``C_n = Γ(r+n)/(Γ(r) n!)``, ``q = t/(α+t)`` and ``κ = 1 − α/β``. Integrating
+    ``d/dz [z^n (1−z)^(r+s) (1−κz)^−s]`` over ``(0, q)`` gives the three-term recursion in the count
+
+    ``(r+n−1) d_{n−1} = (n(1+κ) + r + s α/β) d_n − κ (n+1) d_{n+1} + A_n``,   ``n ≥ 1``,
+
+    run backwards (:func:`_recurse`, on ``d_n / A_n``: no special function per step, rescaled where
+    it would overflow, so ``x`` or ``n`` in the thousands are fine) from an ``N`` beyond which the
+    neglected mass is below ~1e-16 (:func:`_recursion_start`), with ``d_{N+1} = d_{N+2} = 0``. Its homogeneous solutions grow backwards like
+    ``n^−(s+1)`` and ``κ^n`` against the pmf's ``q^−n``, so the starting error shrinks by ``|κ| q`` per
+    step (and, beyond the bulk, by ``q (1 + (s+1)/n)``): it decays whenever ``|κ| q < 1``, always
+    when ``α ≤ β`` (``κ ≥ 0``) and for ``α > β`` unless the window ``t`` exceeds ``β`` and
+    ``α > 2tβ/(t−β)``. Elements with ``|κ| q`` above :data:`_MAX_DECAY`, and any whose pmf does not sum to one within
+    :data:`_SUM_TOLERANCE`, are computed by the quadrature :func:`probability_new_quadrature`
+    instead (a documented fallback, also the tests' oracle). The tail is the sum of the pmf from
+    ``n_max`` to ``N`` (positive terms: no cancellation). Cost: ``O(N)`` per element for all counts.
+    """
+    n_max = int(n_max)
+    r, alpha, s, beta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (r, alpha, s, beta)))
+    shape = r.shape
+    r, alpha, s, beta = (v.ravel() for v in (r, alpha, s, beta))
+    out = np.zeros((r.size, n_max + 1))
+    if t <= 0:
+        out[:, 0] = 1.0
+        return out.reshape(shape + (n_max + 1,))
+    log_q = np.log(t) - np.log(alpha + t)
+    log_1mq = np.log(alpha) - np.log(alpha + t)
+    with np.errstate(divide="ignore"):
+        log_decay = np.log(np.abs(beta - alpha) / beta) + log_q
+    bad = log_decay > np.log(_MAX_DECAY)
+    start = _recursion_start(r, s, log_q, log_1mq, log_decay, n_max)
+    # elements grouped by where their recursion starts (within 25%), in chunks of bounded memory
+    bucket = np.where(bad, -1, np.ceil(np.log(start) / np.log(1.25)))
+    for b in np.unique(bucket[~bad]):
+        members = np.flatnonzero(bucket == b)
+        N = int(start[members].max())
+        size = max(1, CHUNK_ELEMENTS // (N + 2))
+        for i in range(0, len(members), size):
+            idx = members[i:i + size]
+            out[idx], failed = _recurse(r[idx], alpha[idx], s[idx], beta[idx], log_q[idx], log_1mq[idx], t, N, n_max)
+            bad[idx[failed]] = True
+    if bad.any():
+        counts = np.arange(n_max, dtype=float)
+        exact = probability_new_quadrature(r[bad, None], alpha[bad, None], s[bad, None], beta[bad, None], t, counts)
+        out[bad, :n_max] = exact
+        out[bad, n_max] = np.clip(1.0 - exact.sum(axis=1), 0.0, 1.0)
+    return out.reshape(shape + (n_max + 1,))
+
+
+def _recurse(r, alpha, s, beta, log_q, log_1mq, t, N, n_max):
+    """The backward recursion of :func:`alive_pmf` from ``N`` for flat parameter arrays: the table
+    ``(n, n_max + 1)`` and which elements failed its check.
+
+    It runs on ``w_n = d_n / A_n`` (the death term relative to the alive-throughout term), for which
+    the recursion has no special function at all: dividing it by ``A_{n−1}`` and using
+    ``A_n / A_{n−1} = (r+n−1) q/n``,
+
+    ``w_{n−1} = q/n · [(n(1+κ) + r + s α/β) w_n − κ q (r+n) w_{n+1} + 1]``,
+
+    with ``w`` rescaled (a per-element log scale) where it would overflow. ``ln A_n`` are cumulative
+    sums of ``ln((r+j) q/(j+1))`` as for BG/NBD, and the pmf is ``A_n (1 + s (α/β) w_n)``, in logs.
+    """
+    q = np.exp(log_q)
+    kappa = (beta - alpha) / beta
+    s_rho = s * alpha / beta
+    j = np.arange(N + 1, dtype=float)[:, None]
+    log_a = np.empty((N + 2, r.size))
+    log_a[0] = r * log_1mq + s * (np.log(beta) - np.log(beta + t))
+    np.cumsum(np.log(r + j) - np.log1p(j) + log_q, axis=0, out=log_a[1:])
+    log_a[1:] += log_a[0]
+    w = np.empty((N + 1, r.size))
+    scale = np.zeros((N + 1, r.size))          # ln of the factor w has been divided by
+    w1, w2 = np.zeros(r.size), np.zeros(r.size)  # w_n, w_{n+1} (scaled)
+    S, inject = np.zeros(r.size), np.ones(r.size)
+    one_k, kq, base = 1.0 + kappa, kappa * q, r + s_rho
+    for n in range(N + 1, 0, -1):
+        w0 = (q / n) * ((n * one_k + base) * w1 - kq * (r + n) * w2 + inject)
+        if w0.max() > 1e200:                   # rescale the large ones
+            big = w0 > 1e100
+            f = np.where(big, w0, 1.0)
+            w0, w1 = w0 / f, w1 / f
+            S = S + np.log(f)
+            inject = np.exp(-S)
+        w[n - 1], scale[n - 1] = w0, S
+        w1, w2 = w0, w1
+    if scale.any():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.exp(log_a[:N + 1] + np.logaddexp(0.0, np.log(s_rho * w) + scale))
+    else:                                      # w never rescaled (the usual case): no logs needed
+        p = np.exp(log_a[:N + 1]) * (1.0 + s_rho * w)
+    table = np.empty((r.size, n_max + 1))
+    table[:, :n_max] = p[:n_max].T
+    table[:, n_max] = p[n_max:].sum(axis=0)
+    failed = ~np.isfinite(table).all(axis=1) | (np.abs(p.sum(axis=0) - 1.0) > _SUM_TOLERANCE) | (w < 0).any(axis=0)
+    return table, failed
+
+
+def probability_new(r, alpha, s, beta, t, n):
+    """P(X(t) = n) for a new customer with parameters ``(r, α, s, β)`` (Fader & Hardie 2006 note on
+    ``P(X(t) = x)``), by the recursion of :func:`alive_pmf`; ``n`` may be an array (broadcast against
+    the parameters)."""
+    n = np.asarray(n, dtype=float)
+    if np.any((n < 0) | (n != np.round(n))):
+        raise ClvDataError("n must hold non-negative integers.")
+    r, alpha, s, beta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (r, alpha, s, beta)))
+    table = alive_pmf(r, alpha, s, beta, float(t), int(n.max(initial=0)) + 1)
+    shape = np.broadcast_shapes(r.shape, n.shape)
+    index = np.broadcast_to(n, shape).astype(np.int64)[..., None]
+    return np.take_along_axis(np.broadcast_to(table, shape + table.shape[-1:]), index, axis=-1)[..., 0]
+
+
 def probability_of_n_purchases(params, frequency, recency, T, *, t, n):
     """P(Y(t) = n | x, t_x, T): alive customers follow the new-customer law at ``(r+x, α+T, s, β+T)``."""
     x = frequency
@@ -291,19 +461,22 @@ def probability_of_n_purchases_new_customer(params, *, t, n):
 
 def purchase_pmf(params, frequency, recency, T, *, t, n_max):
     """Predictive pmf ``P(Y(t) = k | x, t_x, T)`` for ``k = 0 .. n_max−1`` and the tail
-    ``P(Y(t) ≥ n_max)`` (one minus the rest), stacked on a new last axis of length ``n_max + 1``."""
+    ``P(Y(t) ≥ n_max)``, stacked on a new last axis of length ``n_max + 1``: ``P(alive)`` times the
+    law of a customer alive at ``T`` (:func:`alive_pmf` at ``(r+x, α+T, s, β+T)``, evaluated once per
+    distinct ``(x, T)`` and draw), plus the dead customers' mass at 0."""
+    def future(x, age):
+        return future_pmf(params, x, age, t=t, n_max=n_max)
+
+    # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
+    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T))
+
+
+def future_pmf(params, frequency, T, *, t, n_max):
+    """:func:`purchase_pmf` of a customer alive at ``T``: :func:`alive_pmf` at ``(r+x, α+T, s, β+T)``."""
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
     x = np.asarray(frequency, dtype=float)
-    r, alpha, s, beta, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["s"],
-                                                   params["beta"] + T,
-                                                   probability_alive(params, frequency, recency, T))
-    r, alpha, s, beta, alive = (v[..., None] for v in (r, alpha, s, beta, alive))
-    p_alive = probability_new(r, alpha, s, beta, t, np.arange(int(n_max), dtype=float))
-    tail = np.clip(1.0 - p_alive.sum(axis=-1, keepdims=True), 0.0, 1.0)
-    pmf = alive * np.concatenate([p_alive, tail], axis=-1)
-    pmf[..., 0] += 1.0 - alive[..., 0]
-    return pmf
+    return alive_pmf(params["r"] + x, params["alpha"] + T, params["s"], params["beta"] + T, float(t), int(n_max))
 
 
 def simulate_purchases(params, frequency, recency, T, *, t, rng):
@@ -368,6 +541,7 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     purchase_pmf_formula = staticmethod(purchase_pmf)
+    future_pmf_formula = staticmethod(future_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
     def initial_params(self, data, weights):

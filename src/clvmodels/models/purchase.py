@@ -17,6 +17,9 @@ formula                        meaning
 ``expected_purchases``         ``E[Y(t) | history]`` = ``probability_alive × future_purchases``
 ``purchase_pmf``               ``P(Y(t) = k | history)`` for ``k < n_max`` and the tail
                                ``P(Y(t) >= n_max)`` on a new last axis
+``future_pmf``                 the same table for a customer alive at the end of observation (it
+                               reads ``frequency`` and the age only): ``purchase_pmf`` is
+                               ``P(alive) x future_pmf`` plus the dead customers' mass at 0
 ``simulate_purchases``         one exact draw of ``Y(t)`` per customer and parameter draw; with
                                increasing period boundaries ``t = [t_1, ..., t_H]`` the counts
                                in each period ``(t_{i-1}, t_i]`` on a new last axis
@@ -41,6 +44,16 @@ import pandas as pd
 from ..errors import ClvDataError
 from ..validation import check_time_unit
 from .base import CLVModel, check_n, check_t
+
+
+def mixture_pmf(alive, table):
+    """A conditional pmf table from ``P(alive)`` (shape ``(..., n)``) and the table of customers alive
+    at the end of observation (``(..., n, n_max + 1)``): ``P(alive) x table`` plus ``1 − P(alive)``
+    at 0 (a dead customer makes no purchase)."""
+    alive = np.asarray(alive, dtype=float)[..., None]
+    out = alive * table
+    out[..., 0] += 1.0 - alive[..., 0]
+    return out
 
 
 class PurchaseModel(CLVModel):
@@ -75,6 +88,10 @@ class PurchaseModel(CLVModel):
     #: Optional: ``purchase_pmf(params, frequency, recency, age, *, t, n_max)``, ``P(Y(t) = k | history)``
     #: for ``k = 0..n_max-1`` and ``P(Y(t) >= n_max)``, on a new last axis.
     purchase_pmf_formula: ClassVar[Callable | None] = None
+    #: Optional: ``future_pmf(params, frequency, age, *, t, n_max)``, the :attr:`purchase_pmf_formula`
+    #: table of a customer alive at the end of observation; with it predictive distributions average
+    #: over draws per distinct ``(frequency, age)`` by matrix products instead of per history.
+    future_pmf_formula: ClassVar[Callable | None] = None
     #: Optional: ``simulate_purchases(params, frequency, recency, age, *, t, rng)``, one exact draw of
     #: each customer's purchases in the next ``t`` (integer array); with increasing period boundaries
     #: ``t = [t_1, ..., t_H]`` (a 1-d array, :func:`period_boundaries`) one draw of the counts in each
