@@ -61,6 +61,9 @@ class CLVModel(ABC):
     default_priors: ClassVar[dict[str, tuple[str, dict[str, float]]]] = {}
     #: Pairs of beta-mixing shapes given a joint prior by default (see :mod:`.bayes`).
     joint_priors: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: Optionally, other quantities the Bayesian fits sample, with their priors, and how they map to
+    #: and from :attr:`param_names` (a :class:`~clvmodels.models.bayes.Reparametrisation`).
+    bayes_parametrisation: ClassVar[Any] = None
     #: Optionally, ``log_likelihood`` as a sum of parts ``((columns, fn), ...)``, each summed over the
     #: distinct values of its own columns (see :func:`clvmodels.models.mle.likelihood_parts`).
     log_likelihood_parts: ClassVar[tuple | None] = None

@@ -35,6 +35,15 @@ the posterior means of ``a`` and ``b`` 22% and 30% above the MLE, this prior 1-3
 (``benchmarks/bench_bayes.py``). Giving ``a`` or ``b`` in ``priors=`` replaces the joint prior
 by independent ones: the given priors, and the class's :attr:`default_priors` for the other.
 
+A model may sample other quantities than its parameters: its class's :attr:`bayes_parametrisation`
+(a :class:`Reparametrisation`) names them, gives their default priors and maps them to the
+parameters and back. Pareto/NBD samples its shapes ``r, s`` and its mean inter-purchase time
+``alpha/r`` and mean lifetime ``beta/s``, which the data identify far better than the scales ``alpha``
+and ``beta`` themselves. The parameters are then ``pm.Deterministic`` nodes (in the posterior under
+their own names), and the MAP evaluates the priors at the sampled quantities computed from the
+parameters. ``priors=`` may give priors of the sampled quantities, or of the parameters: naming a
+parameter that is not sampled switches that fit to the plain parametrisation (:attr:`default_priors`).
+
 Methods
 -------
 ``"map"``
@@ -60,7 +69,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -109,16 +119,49 @@ class BetaConcentrationPrior:
         return f"BetaConcentrationPrior({a}/({a}+{b}) ~ Uniform(0, 1), {a}+{b} ~ density (1+{a}+{b})^-2)"
 
 
+@dataclass(frozen=True)
+class Reparametrisation:
+    """Quantities a Bayesian fit samples instead of a model's parameters (its class's
+    :attr:`bayes_parametrisation`).
+
+    ``priors`` maps each sampled quantity to its default prior (a spec, as :attr:`default_priors`);
+    ``to_params(sampled)`` returns every parameter from a dict of the sampled quantities and
+    ``from_params(params)`` the reverse, both written with arithmetic that works on numpy values and
+    PyTensor variables alike. A sampled quantity named like a parameter is that parameter.
+    """
+
+    priors: dict[str, tuple]
+    to_params: Callable[[dict], dict]
+    from_params: Callable[[dict], dict]
+
+
+def parametrisation(model_cls, priors: dict) -> Reparametrisation | None:
+    """The class's :class:`Reparametrisation` when the resolved ``priors`` are of its sampled
+    quantities, else None (the parameters themselves are sampled)."""
+    rep = model_cls.bayes_parametrisation
+    return rep if rep is not None and set(priors) == set(rep.priors) else None
+
+
 def resolve_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
                    weights: np.ndarray) -> dict[str, Any]:
     """The model's default priors updated by ``priors``, with data-scaled spec kwargs computed.
 
-    The pairs of :attr:`joint_priors` that ``priors`` leaves alone map both their names to one
+    Keyed by the sampled quantities of the class's :attr:`bayes_parametrisation` unless ``priors``
+    names a parameter that it does not sample; then by :attr:`param_names`. The pairs of
+    :attr:`joint_priors` that ``priors`` leaves alone map both their names to one
     :class:`BetaConcentrationPrior`."""
-    unknown = set(priors or {}) - set(model_cls.param_names)
+    rep = model_cls.bayes_parametrisation
+    sampled = tuple(rep.priors) if rep is not None else ()
+    unknown = set(priors or {}) - set(model_cls.param_names) - set(sampled)
     if unknown:
         raise ValueError(f"priors given for unknown parameter(s) {sorted(unknown)}; "
-                         f"{model_cls.__name__} has {list(model_cls.param_names)}.")
+                         f"{model_cls.__name__} has {list(dict.fromkeys((*model_cls.param_names, *sampled)))}.")
+    if rep is not None and not set(priors or {}) - set(sampled):
+        return {name: _resolve_one(name, {**rep.priors, **(priors or {})}[name], data, weights) for name in sampled}
+    mixed = set(priors or {}) & (set(sampled) - set(model_cls.param_names))
+    if mixed:
+        raise ValueError(f"priors of {sorted(mixed)} (sampled by {model_cls.__name__}'s parametrisation) cannot be "
+                         f"mixed with priors of its other parameters {sorted(set(priors) - set(sampled))}.")
     merged = {**model_cls.default_priors, **(priors or {})}
     missing = [k for k in model_cls.param_names if k not in merged]
     if missing:
@@ -129,14 +172,13 @@ def resolve_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
             joint = BetaConcentrationPrior(pair)
             out.update(dict.fromkeys(pair, joint))
     for name in model_cls.param_names:
-        if name in out:
-            continue
-        spec = merged[name]
-        if isinstance(spec, tuple):
-            out[name] = _scaled_spec(name, spec, data, weights)
-        else:
-            out[name] = spec
+        if name not in out:
+            out[name] = _resolve_one(name, merged[name], data, weights)
     return out
+
+
+def _resolve_one(name: str, spec, data, weights):
+    return _scaled_spec(name, spec, data, weights) if isinstance(spec, tuple) else spec
 
 
 def _scaled_spec(name: str, spec: tuple, data, weights) -> tuple[str, dict[str, float]]:
@@ -175,11 +217,17 @@ def _prior_rv(name: str, prior, pymc_model):
 
 
 def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict):
-    """PyMC model: priors on :attr:`param_names` plus ``Potential(sum(w * log_likelihood))``."""
+    """PyMC model: priors on :attr:`param_names` (or on the sampled quantities of
+    :func:`parametrisation`, the parameters then being deterministic) plus
+    ``Potential(sum(w * log_likelihood))``."""
     import pymc as pm
 
+    rep = parametrisation(model_cls, priors)
     with pm.Model() as pymc_model:
-        params = {name: _prior_rv(name, priors[name], pymc_model) for name in model_cls.param_names}
+        params = {name: _prior_rv(name, prior, pymc_model) for name, prior in priors.items()}
+        if rep is not None:
+            params = {k: params[k] if k in params else pm.Deterministic(k, v)
+                      for k, v in rep.to_params(params).items()}
         for joint in _joint_priors(priors):
             pm.Potential("prior_" + "_".join(joint.names), joint.logp(*(params[k] for k in joint.names)))
         pm.Potential("log_likelihood", weighted_log_likelihood(model_cls, params, data, weights))
@@ -218,7 +266,9 @@ def _log_posterior_functions(model_cls, data, weights, pymc_model, priors):
 
     theta, params = log_parameters(model_cls.param_names)
     ll = weighted_log_likelihood(model_cls, params, data, weights)
-    log_prior = sum(pm.logp(pymc_model[k], params[k]).sum() for k in model_cls.param_names)
+    rep = parametrisation(model_cls, priors)
+    sampled = rep.from_params(params) if rep is not None else params
+    log_prior = sum(pm.logp(pymc_model[k], sampled[k]).sum() for k in priors)
     log_prior += sum(j.logp(*(params[k] for k in j.names)) for j in _joint_priors(priors))
     return (value_and_gradient([theta], ll + log_prior, theta),
             pytensor.function([theta], ll, mode=compile_mode()))
@@ -313,7 +363,9 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
 
         # start at the MAP: ADVI's stochastic optimiser then only has to find the spread
         theta = _map_estimate(model, data, w, pymc_model, priors)[0].theta
-        start = _start_point(pymc_model, dict(zip(names, np.exp(theta))))
+        rep = parametrisation(cls, priors)
+        values = dict(zip(names, np.exp(theta)))
+        start = _start_point(pymc_model, rep.from_params(values) if rep is not None else values)
         callback = CheckParametersConvergence(every=500, tolerance=0.01, diff="absolute")
         approx = pm.fit(n=int(advi_iterations), method="advi", model=pymc_model, random_seed=seed,
                         progressbar=progressbar, callbacks=[callback], start=start, **sampler_kwargs)
@@ -481,5 +533,5 @@ def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
     return table
 
 
-__all__ = ["build_pymc_model", "bayes_summary", "default_nuts_sampler", "fit_bayes", "nuts_diagnostics",
-           "nutpie_available", "resolve_priors"]
+__all__ = ["Reparametrisation", "build_pymc_model", "bayes_summary", "default_nuts_sampler", "fit_bayes", "nuts_diagnostics",
+           "nutpie_available", "parametrisation", "resolve_priors"]
