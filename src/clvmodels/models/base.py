@@ -254,10 +254,12 @@ class CLVModel(ABC):
             return bayes_summary(self, level)
         from .mle import mle_summary
 
+        from .prior_sensitivity import with_prior_sensitivity
+
         table = mle_summary(self, level)
         table.attrs.update(log_likelihood=self.log_likelihood_, aic=self.aic_, bic=self.bic_,
                            converged=self.converged_, n_customers=self.n_customers_)
-        return table
+        return with_prior_sensitivity(self, table)   # a MAP fit's
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:

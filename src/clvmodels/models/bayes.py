@@ -76,6 +76,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import warn_convergence
+from .prior_sensitivity import check_prior_sensitivity, with_prior_sensitivity
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, value_and_gradient)
 from .settings import check_sampling
@@ -317,7 +318,8 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     Sets ``params_`` (posterior means; the mode for MAP), ``covariance_`` (of the log-parameters),
     ``posterior_draws_`` (NUTS/ADVI: dict of flat arrays over chains x draws), ``idata_`` (the
     DataTree PyMC returns), ``diagnostics_``, ``converged_``, ``priors_`` (the priors used, as
-    given or as resolved specs) and ``sampler_``.
+    given or as resolved specs), ``sampler_`` and ``prior_sensitivity_`` (the posterior against the
+    MLE per parameter, :mod:`.prior_sensitivity`, which warns when the prior decides a parameter).
     """
     import pymc as pm
 
@@ -338,6 +340,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         if sampler_kwargs:
             raise TypeError(f"Unexpected arguments for method='map': {sorted(sampler_kwargs)}.")
         _fit_map(model, data, w, pymc_model, priors)
+        check_prior_sensitivity(model, data, w)
         return
     if method == "nuts":
         sampler = nuts_sampler or default_nuts_sampler()
@@ -394,6 +397,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
             warn_convergence(
                 f"{cls.__name__}: ADVI did not settle within {advi_iterations:,} steps; the approximation "
                 "may be poor. Pass advi_iterations=<more>, or use method='nuts'.")
+    check_prior_sensitivity(model, data, w)
 
 
 def _map_estimate(model, data, w, pymc_model, priors):
@@ -530,8 +534,8 @@ def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
                        sampler=getattr(model, "sampler_", None), converged=model.converged_,
                        divergences=diag.get("divergences"), n_customers=getattr(model, "n_customers_", None),
                        n_draws=len(next(iter(draws.values()))))
-    return table
+    return with_prior_sensitivity(model, table)
 
 
-__all__ = ["Reparametrisation", "build_pymc_model", "bayes_summary", "default_nuts_sampler", "fit_bayes", "nuts_diagnostics",
-           "nutpie_available", "parametrisation", "resolve_priors"]
+__all__ = ["Reparametrisation", "build_pymc_model", "bayes_summary", "default_nuts_sampler", "fit_bayes",
+           "nuts_diagnostics", "nutpie_available", "parametrisation", "resolve_priors"]
