@@ -15,8 +15,8 @@ prior) and each parameter's posterior is compared with the likelihood alone, on 
     curvature at the MLE says (e.g. a ridge towards a boundary), which the prior then bounds.
 
 A parameter is **prior-dominated** when ``|shift| >`` :data:`SHIFT_MAX` or ``sd_ratio <``
-:data:`SD_RATIO_MIN`, or when the likelihood alone does not identify it (the MLE did not converge,
-or its standard error is not finite): then the posterior is mostly the prior's, and predictions
+:data:`SD_RATIO_MIN`, or when the likelihood alone gives it no finite standard error (e.g. the
+MLE runs to a boundary: no sign of drop-out): then the posterior is mostly the prior's, and predictions
 that depend on it (e.g. Pareto/NBD's drop-out ``s``, ``β`` on a short log) are the prior's choice.
 Both are the usual comparisons of a posterior with the likelihood alone (Gelman et al., *Bayesian
 Data Analysis*, 3rd ed., ch. 4: the posterior is approximately normal around the MLE with the
@@ -59,13 +59,14 @@ def log_posterior_moments(model) -> tuple[np.ndarray, np.ndarray]:
 
 def prior_sensitivity_table(names, post_mean, post_sd, mle_params, mle_se, mle_converged: bool) -> pd.DataFrame:
     """The per-parameter table (index ``parameter``; columns :data:`COLUMNS`) from the log-scale
-    posterior moments and the MLE with its log-scale standard errors."""
+    posterior moments and the MLE with its log-scale standard errors (``attrs``: the thresholds and
+    whether the MLE converged)."""
     mle_log = np.log(np.asarray(mle_params, dtype=float))
     se = np.where(np.isfinite(mle_se) & (np.asarray(mle_se) > 0), mle_se, np.nan)
     shift = (np.asarray(post_mean) - mle_log) / se
     ratio = np.asarray(post_sd) / se
     with np.errstate(invalid="ignore"):
-        dominated = (not mle_converged) | ~np.isfinite(shift) | (np.abs(shift) > SHIFT_MAX) | (ratio < SD_RATIO_MIN)
+        dominated = ~np.isfinite(shift) | (np.abs(shift) > SHIFT_MAX) | (ratio < SD_RATIO_MIN)
     table = pd.DataFrame({"mle": np.exp(mle_log), "prior_shift_se": shift, "prior_sd_ratio": ratio,
                           "prior_dominated": dominated}, index=pd.Index(list(names), name="parameter"))
     table.attrs.update(shift_max=SHIFT_MAX, sd_ratio_min=SD_RATIO_MIN, mle_converged=bool(mle_converged))
@@ -104,7 +105,7 @@ def check_prior_sensitivity(model, data: dict[str, np.ndarray], w: np.ndarray) -
 
 def _describe(name: str, row: pd.Series) -> str:
     if not np.isfinite(row["prior_shift_se"]):
-        return f"{name}: the likelihood alone does not identify it"
+        return f"{name}: no finite MLE standard error"
     return (f"{name}: posterior {row['prior_shift_se']:+.1f} MLE standard errors from the MLE "
             f"{row['mle']:.3g}, sd {row['prior_sd_ratio']:.2f} x the MLE's")
 
