@@ -85,7 +85,8 @@ def check_prior_sensitivity(model, data: dict[str, np.ndarray], w: np.ndarray) -
         warnings.simplefilter("ignore")          # an MLE that fails is the finding, reported below
         try:
             fit_mle(reference, data, w)
-            mle_params, cov, converged = reference.params_[names].to_numpy(), reference.covariance_, reference.converged_
+            mle_params, cov = reference.params_[names].to_numpy(), reference.covariance_
+            converged = reference.converged_
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             mle_params, cov, converged = np.full(len(names), np.nan), None, False
     se = np.sqrt(np.diag(cov)) if cov is not None else np.full(len(names), np.nan)
