@@ -86,3 +86,13 @@ def test_weak_spend_data_warn():
     rfm = clv.rfm_summary(log, observation_end=log.attrs["observation_end"], time_unit="W")
     model, caught = _map_fit(clv.GammaGammaModel, rfm, exclude_invalid=True)
     assert len(caught) == 1 and model.prior_sensitivity_["prior_dominated"].any()
+
+
+def test_the_table_is_saved_with_the_model(rfm, tmp_path):
+    from clvmodels.models.persistence import load_model, save_model
+
+    model, _ = _map_fit(clv.GammaGammaModel, rfm, exclude_invalid=True)
+    save_model(model, tmp_path / "gg")
+    loaded = load_model(tmp_path / "gg")
+    np.testing.assert_allclose(loaded.prior_sensitivity_["prior_shift_se"], model.prior_sensitivity_["prior_shift_se"])
+    assert list(loaded.summary().columns[-4:]) == list(ps.COLUMNS)

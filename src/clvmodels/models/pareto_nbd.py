@@ -325,6 +325,12 @@ def _sampled_from_params(p: dict) -> dict:
 #: * ``α/r``, ``β/s``: HalfCauchy with scale the mean customer age ``T``; its density is symmetric in
 #:   ``ln(x/T)`` with exponential tails (``1/(2 cosh ln(x/T))``), so weak on the log scale and free
 #:   of the time unit.
+#:
+#: Measured on CDNOW, NUTS 4 x 1,000 (``benchmarks/bench_bayes.py --parts pnbd``): posterior means
+#: r −0.8%, α +0.0%, s +29%, β +57% from the MLE, at most 0.85 of the MLE's log-scale standard
+#: errors (old priors, 2 x 200: s and β 3.6 standard errors off); bulk ESS 1,770 against 17 (2 x 200)
+#: with the old parametrisation, 4.4 leapfrog steps per draw against 5.9, no divergences. What
+#: remains is the ridge: the posterior mean of a log-normal-like ``β`` sits above its mode.
 BAYES_PARAMETRISATION = Reparametrisation(
     priors={"r": ("LogNormal", {"mu": 0.0, "sigma": 1.0}),
             "purchase_interval": ("HalfCauchy", {"beta": 1.0}, {"beta": "T"}),
