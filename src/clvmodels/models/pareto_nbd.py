@@ -328,8 +328,8 @@ def _sampled_from_params(p: dict) -> dict:
 #:
 #: Measured on CDNOW, NUTS 4 x 1,000 (``benchmarks/bench_bayes.py --parts pnbd``): posterior means
 #: r −0.8%, α +0.0%, s +29%, β +57% from the MLE, at most 0.85 of the MLE's log-scale standard
-#: errors (old priors, 2 x 200: s and β 3.6 standard errors off); bulk ESS 1,770 against 17 (2 x 200)
-#: with the old parametrisation, 4.4 leapfrog steps per draw against 5.9, no divergences. What
+#: errors; with the old parametrisation and priors s 1.81 and β 57 (3.5 standard errors off), 26
+#: divergences, min bulk ESS 708 against 1,768 now, 5.6 leapfrog steps per draw against 4.4. What
 #: remains is the ridge: the posterior mean of a log-normal-like ``β`` sits above its mode.
 BAYES_PARAMETRISATION = Reparametrisation(
     priors={"r": ("LogNormal", {"mu": 0.0, "sigma": 1.0}),
