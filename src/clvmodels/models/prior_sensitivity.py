@@ -96,9 +96,11 @@ def check_prior_sensitivity(model, data: dict[str, np.ndarray], w: np.ndarray) -
     bad = table.index[table["prior_dominated"]].tolist()
     if bad:
         rows = ", ".join(_describe(k, table.loc[k]) for k in bad)
+        advi = (" (or ADVI's approximation is poor: check with method='nuts')"
+                if getattr(model, "sampler_", None) == "advi" else "")
         warnings.warn(
-            f"{cls.__name__}: the prior, not the data, decides {', '.join(bad)} ({rows}). Predictions that "
-            "depend on them follow the prior: use more customers or a longer observation window, set "
+            f"{cls.__name__}: the prior, not the data, decides {', '.join(bad)}{advi} ({rows}). Predictions "
+            "that depend on them follow the prior: use more customers or a longer observation window, set "
             "priors= that say what you know, and compare with the MLE (model.prior_sensitivity_).",
             PriorSensitivityWarning, stacklevel=4)
     return table
