@@ -8,6 +8,12 @@ Rows of the table (wall-clock seconds, each fit in a fresh subprocess so that co
   PyMC-Marketing's ``BetaGeoModel`` / ``GammaGammaModel`` (``fit(method="mcmc")``, its default
   sampler) with the same draws. The posterior means, the worst r_hat and the smallest bulk ESS are
   printed beside the times (a fast but poorly mixing sampler is no win: compare ESS per second).
+* Pareto/NBD NUTS on the CDNOW sample, same draws: clvmodels (nutpie), clvmodels as of commit
+  ``--baseline`` (default a297ed4: the parameters sampled directly under HalfNormal priors; its
+  ``src`` is extracted with ``git archive`` into the temporary directory) and PyMC-Marketing's
+  ``ParetoNBDModel``; with the posterior means against the MLE (``shift_se``: the largest
+  ``|ln(posterior mean) − ln(MLE)|`` over the parameters, in the MLE's log-scale standard errors)
+  and the mean number of leapfrog steps per draw (``mean_steps``).
 * BG/NBD NUTS on 1M customers simulated from BG/NBD with the CDNOW parameters (summarised by day,
   in weeks): the unique-row compression makes the likelihood cost depend on the distinct
   ``(x, t_x, T)`` rows, not on the customers.
@@ -59,13 +65,19 @@ def child_clvmodels(model: str, path: str, draws: int, tune: int, chains: int, s
     start = time.perf_counter()
     if model == "bgnbd":
         m = clv.BetaGeoModel(random_seed=1, progressbar=False)
+    elif model == "pnbd":
+        m = clv.ParetoNBDModel(random_seed=1, progressbar=False)
     else:
         m = clv.GammaGammaModel(exclude_invalid=True, random_seed=1, progressbar=False)
     m.fit(rfm, method="nuts", draws=draws, tune=tune, chains=chains, nuts_sampler=sampler)
     seconds = time.perf_counter() - start
     d = m.diagnostics_
-    return {"seconds": seconds, "sampler": m.sampler_, "n_unique": m.n_unique_,
-            **_nuts_stats(m.posterior_draws_, d["r_hat"], d["ess_bulk"]), "divergences": d["divergences"]}
+    out = {"seconds": seconds, "sampler": m.sampler_, "n_unique": m.n_unique_,
+           **_nuts_stats(m.posterior_draws_, d["r_hat"], d["ess_bulk"]), "divergences": d["divergences"]}
+    if model == "pnbd":
+        stats = m.idata_.sample_stats
+        out["mean_steps"] = float(np.asarray(stats["n_steps"].values).mean()) if "n_steps" in stats else None
+    return out
 
 
 def child_pmm(model: str, path: str, draws: int, tune: int, chains: int) -> dict:
@@ -75,11 +87,15 @@ def child_pmm(model: str, path: str, draws: int, tune: int, chains: int) -> dict
     rfm = pd.read_csv(path, index_col=0)
     warnings.simplefilter("ignore")
     start = time.perf_counter()
-    if model == "bgnbd":
+    if model in ("bgnbd", "pnbd"):
         data = pd.DataFrame({"customer_id": np.arange(len(rfm)), "frequency": rfm["frequency"].to_numpy(),
                              "recency": rfm["recency"].to_numpy(), "T": rfm["T"].to_numpy()})
-        m = BetaGeoModel()
-        names = ["r", "alpha", "a", "b"]
+        if model == "bgnbd":
+            m, names = BetaGeoModel(), ["r", "alpha", "a", "b"]
+        else:
+            from pymc_marketing.clv import ParetoNBDModel
+
+            m, names = ParetoNBDModel(), ["r", "alpha", "s", "beta"]
     else:
         keep = (rfm["frequency"] > 0) & (rfm["monetary_value"] > 0)
         sub = rfm[keep]
@@ -146,6 +162,39 @@ def child_intervals_only(path: str, posterior_from: str, n_interval_draws: int) 
 
 
 # ---------------------------------------------------------------------------- driver
+def pareto_nbd_rows(tmp: Path, cdnow: Path, draws: int, tune: int, chains: int, args, have_pmm: bool) -> list[dict]:
+    """Pareto/NBD NUTS on CDNOW: this checkout, the ``--baseline`` commit and PyMC-Marketing."""
+    import clvmodels as clv
+
+    rfm = pd.read_csv(cdnow, index_col=0)
+    mle = clv.ParetoNBDModel().fit(rfm)
+    log_mle, se = np.log(mle.params_.to_numpy()), np.sqrt(np.diag(mle.covariance_))
+    entries = [("clvmodels (nutpie)", sys.executable, ROOT)]
+    if args.baseline:
+        base = tmp / "baseline"
+        base.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "src"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        entries.append((f"clvmodels {args.baseline} (nutpie)", sys.executable, base))
+    if have_pmm:
+        entries.append(("PyMC-Marketing 1.3", args.pmm_python, ROOT))
+    rows = []
+    print(f"Pareto/NBD NUTS on CDNOW ({chains} x {draws}, {tune} tuning steps); MLE {mle.params_.round(3).to_dict()}",
+          flush=True)
+    for name, python, root in entries:
+        kind = ["pmm"] if python == args.pmm_python else ["clvmodels"]
+        child = [*kind, "pnbd", str(cdnow), draws, tune, chains] + ([] if kind == ["pmm"] else ["nutpie"])
+        res = run_child(python, [str(c) for c in child], args.timeout, root)
+        if "means" in res:
+            means = np.log([res["means"][k] for k in ("r", "alpha", "s", "beta")])
+            res["shift_se"] = float(np.max(np.abs(means - log_mle) / se))
+        res.update(task="NUTS Pareto/NBD CDNOW", library=name)
+        rows.append(res)
+        print("  ", name, {k: v for k, v in res.items() if k not in ("task", "library")}, flush=True)
+    return rows
+
+
 def make_data(n: int | None, path: Path) -> int:
     import clvmodels as clv
     from clvmodels.datasets import cdnow_summary, simulate
@@ -159,9 +208,10 @@ def make_data(n: int | None, path: Path) -> int:
     return len(rfm)
 
 
-def run_child(python: str, args: list[str], timeout: float) -> dict:
+def run_child(python: str, args: list[str], timeout: float, root: Path = ROOT) -> dict:
+    """Run this script's ``--child`` in ``python`` with ``root/src`` (this checkout's, or a baseline's) first."""
     cmd = [python, str(Path(__file__).resolve()), "--child", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -177,9 +227,12 @@ def main(argv=None) -> int:
     parser.add_argument("--pmm-python", default=str(ROOT / ".venv-pmm" / "bin" / "python"),
                         help="python of an environment with pymc-marketing (default .venv-pmm)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per subprocess")
-    parser.add_argument("--parts", default="cdnow,large,intervals",
-                        help="comma-separated subset of: cdnow (NUTS on CDNOW), large (NUTS + intervals on the "
-                             "large simulated set), intervals (intervals on the medium set)")
+    parser.add_argument("--parts", default="cdnow,pnbd,large,intervals",
+                        help="comma-separated subset of: cdnow (NUTS on CDNOW), pnbd (Pareto/NBD NUTS on CDNOW), "
+                             "large (NUTS + intervals on the large simulated set), intervals (intervals on the "
+                             "medium set)")
+    parser.add_argument("--baseline", default="a297ed4",
+                        help="commit whose Pareto/NBD NUTS runs beside the current one (empty: skip)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -229,6 +282,8 @@ def main(argv=None) -> int:
                 res.update(task=f"NUTS {'BG/NBD' if model == 'bgnbd' else 'Gamma-Gamma'} CDNOW", library=name)
                 rows.append(res)
                 print("  ", name, model, {k: v for k, v in res.items() if k not in ("task", "library")}, flush=True)
+        if "pnbd" in parts:
+            rows.extend(pareto_nbd_rows(tmp, cdnow, draws, tune, chains, args, have_pmm))
         if "large" in parts:
             big = tmp / "large.csv"
             n_big = make_data(large, big)
@@ -252,7 +307,8 @@ def main(argv=None) -> int:
                          "library": "clvmodels", "seconds": res.get("clv_interval_seconds")})
 
     table = pd.DataFrame(rows)
-    cols = [c for c in ("task", "library", "seconds", "max_rhat", "min_ess_bulk", "divergences", "n_unique", "error")
+    cols = [c for c in ("task", "library", "seconds", "max_rhat", "min_ess_bulk", "divergences", "mean_steps",
+                        "shift_se", "n_unique", "error")
             if c in table]
     table = table[cols]
     if "min_ess_bulk" in table:

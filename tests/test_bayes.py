@@ -185,7 +185,9 @@ def test_nuts_sets_the_posterior_and_diagnostics(short_nuts, mle):
     diag = model.diagnostics_
     assert diag["divergences"] == 0 and max(diag["r_hat"].values()) < 1.05
     table = model.summary(level=0.9)
-    assert list(table.columns) == ["mean", "sd", "hdi_lower_90%", "hdi_upper_90%", "r_hat", "ess_bulk", "ess_tail"]
+    assert list(table.columns) == ["mean", "sd", "hdi_lower_90%", "hdi_upper_90%", "r_hat", "ess_bulk", "ess_tail",
+                                   "mle", "prior_shift_se", "prior_sd_ratio", "prior_dominated"]
+    assert not table["prior_dominated"].any()
     assert table.attrs["divergences"] == 0 and table.attrs["n_draws"] == 600
     r = model.posterior_draws_["r"]
     assert table.loc["r", "hdi_lower_90%"] > np.quantile(r, 0.01)

@@ -16,7 +16,7 @@ from ._version import __version__
 from .clv import clv, predictive_clv, simulate_clv, total_value
 from .data import load_transactions
 from .errors import (AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, ModelKindError,
-                     NotFittedError)
+                     NotFittedError, PriorSensitivityWarning)
 from .models import BetaGeoModel, CLVModel, GammaGammaModel
 from .models import (BetaGeoBetaBinomModel, ContinuousPurchaseModel, ContractualModel, DiscretePurchaseModel,
                      ModifiedBetaGeoModel, ParetoNBDModel, PurchaseModel, ShiftedBetaGeoModel, SpendModel,
@@ -39,6 +39,7 @@ __all__ = [
 __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualModel", "DiscretePurchaseModel",
             "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
+__all__ += ["PriorSensitivityWarning"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",

@@ -27,6 +27,11 @@ class ConvergenceWarning(UserWarning):
     """A fit that did not converge, landed on a boundary, or sampled badly."""
 
 
+class PriorSensitivityWarning(UserWarning):
+    """A Bayesian fit whose posterior is decided by the prior rather than the data for some parameter
+    (see :mod:`clvmodels.models.prior_sensitivity`)."""
+
+
 class AssumptionWarning(UserWarning):
     """The data violates an assumption of the model (e.g. Gamma-Gamma independence)."""
 

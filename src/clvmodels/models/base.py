@@ -63,6 +63,9 @@ class CLVModel(ABC):
     default_priors: ClassVar[dict[str, tuple[str, dict[str, float]]]] = {}
     #: Pairs of beta-mixing shapes given a joint prior by default (see :mod:`.bayes`).
     joint_priors: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: Optionally, other quantities the Bayesian fits sample, with their priors, and how they map to
+    #: and from :attr:`param_names` (a :class:`~clvmodels.models.bayes.Reparametrisation`).
+    bayes_parametrisation: ClassVar[Any] = None
     #: Optionally, ``log_likelihood`` as a sum of parts ``((columns, fn), ...)``, each ``fn(params,
     #: data, xp)`` summed over the distinct values of its own columns (see
     #: :func:`clvmodels.models.mle.likelihood_parts`).
@@ -256,10 +259,12 @@ class CLVModel(ABC):
             return bayes_summary(self, level)
         from .mle import mle_summary
 
+        from .prior_sensitivity import with_prior_sensitivity
+
         table = mle_summary(self, level)
         table.attrs.update(log_likelihood=self.log_likelihood_, aic=self.aic_, bic=self.bic_,
                            converged=self.converged_, n_customers=self.n_customers_)
-        return table
+        return with_prior_sensitivity(self, table)   # a MAP fit's
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:

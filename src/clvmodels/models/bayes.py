@@ -45,6 +45,15 @@ the posterior means of ``a`` and ``b`` 22% and 30% above the MLE, this prior 1-3
 (``benchmarks/bench_bayes.py``). Giving ``a`` or ``b`` in ``priors=`` replaces the joint prior
 by independent ones: the given priors, and the class's :attr:`default_priors` for the other.
 
+A model may sample other quantities than its parameters: its class's :attr:`bayes_parametrisation`
+(a :class:`Reparametrisation`) names them, gives their default priors and maps them to the
+parameters and back. Pareto/NBD samples its shapes ``r, s`` and its mean inter-purchase time
+``alpha/r`` and mean lifetime ``beta/s``, which the data identify far better than the scales ``alpha``
+and ``beta`` themselves. The parameters are then ``pm.Deterministic`` nodes (in the posterior under
+their own names), and the MAP evaluates the priors at the sampled quantities computed from the
+parameters. ``priors=`` may give priors of the sampled quantities, or of the parameters: naming a
+parameter that is not sampled switches that fit to the plain parametrisation (:attr:`default_priors`).
+
 Methods
 -------
 ``"map"``
@@ -70,13 +79,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from ..errors import warn_convergence
 from .compiled import compiled_model, nutpie_model
+from .prior_sensitivity import check_prior_sensitivity, with_prior_sensitivity
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, value_and_gradient)
 from .settings import check_sampling
@@ -120,16 +131,49 @@ class BetaConcentrationPrior:
         return f"BetaConcentrationPrior({a}/({a}+{b}) ~ Uniform(0, 1), {a}+{b} ~ density (1+{a}+{b})^-2)"
 
 
+@dataclass(frozen=True)
+class Reparametrisation:
+    """Quantities a Bayesian fit samples instead of a model's parameters (its class's
+    :attr:`bayes_parametrisation`).
+
+    ``priors`` maps each sampled quantity to its default prior (a spec, as :attr:`default_priors`);
+    ``to_params(sampled)`` returns every parameter from a dict of the sampled quantities and
+    ``from_params(params)`` the reverse, both written with arithmetic that works on numpy values and
+    PyTensor variables alike. A sampled quantity named like a parameter is that parameter.
+    """
+
+    priors: dict[str, tuple]
+    to_params: Callable[[dict], dict]
+    from_params: Callable[[dict], dict]
+
+
+def parametrisation(model_cls, priors: dict) -> Reparametrisation | None:
+    """The class's :class:`Reparametrisation` when the resolved ``priors`` are of its sampled
+    quantities, else None (the parameters themselves are sampled)."""
+    rep = model_cls.bayes_parametrisation
+    return rep if rep is not None and set(priors) == set(rep.priors) else None
+
+
 def resolve_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
                    weights: np.ndarray) -> dict[str, Any]:
     """The model's default priors updated by ``priors``, with data-scaled spec kwargs computed.
 
-    The pairs of :attr:`joint_priors` that ``priors`` leaves alone map both their names to one
+    Keyed by the sampled quantities of the class's :attr:`bayes_parametrisation` unless ``priors``
+    names a parameter that it does not sample; then by :attr:`param_names`. The pairs of
+    :attr:`joint_priors` that ``priors`` leaves alone map both their names to one
     :class:`BetaConcentrationPrior`."""
-    unknown = set(priors or {}) - set(model_cls.param_names)
+    rep = model_cls.bayes_parametrisation
+    sampled = tuple(rep.priors) if rep is not None else ()
+    unknown = set(priors or {}) - set(model_cls.param_names) - set(sampled)
     if unknown:
         raise ValueError(f"priors given for unknown parameter(s) {sorted(unknown)}; "
-                         f"{model_cls.__name__} has {list(model_cls.param_names)}.")
+                         f"{model_cls.__name__} has {list(dict.fromkeys((*model_cls.param_names, *sampled)))}.")
+    if rep is not None and not set(priors or {}) - set(sampled):
+        return {name: _resolve_one(name, {**rep.priors, **(priors or {})}[name], data, weights) for name in sampled}
+    mixed = set(priors or {}) & (set(sampled) - set(model_cls.param_names))
+    if mixed:
+        raise ValueError(f"priors of {sorted(mixed)} (sampled by {model_cls.__name__}'s parametrisation) cannot be "
+                         f"mixed with priors of its other parameters {sorted(set(priors) - set(sampled))}.")
     merged = {**model_cls.default_priors, **(priors or {})}
     missing = [k for k in model_cls.param_names if k not in merged]
     if missing:
@@ -140,14 +184,13 @@ def resolve_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
             joint = BetaConcentrationPrior(pair)
             out.update(dict.fromkeys(pair, joint))
     for name in model_cls.param_names:
-        if name in out:
-            continue
-        spec = merged[name]
-        if isinstance(spec, tuple):
-            out[name] = _scaled_spec(name, spec, data, weights)
-        else:
-            out[name] = spec
+        if name not in out:
+            out[name] = _resolve_one(name, merged[name], data, weights)
     return out
+
+
+def _resolve_one(name: str, spec, data, weights):
+    return _scaled_spec(name, spec, data, weights) if isinstance(spec, tuple) else spec
 
 
 def _scaled_spec(name: str, spec: tuple, data, weights) -> tuple[str, dict[str, float]]:
@@ -240,17 +283,23 @@ def _unpack(model_cls, data_names: tuple[str, ...], priors: dict, packed):
 
 
 def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict):
-    """PyMC model: priors on :attr:`param_names` plus ``Potential(sum(w * log_likelihood))``.
+    """PyMC model: priors on :attr:`param_names` (or on the sampled quantities of
+    :func:`parametrisation`, the parameters then being deterministic) plus
+    ``Potential(sum(w * log_likelihood))``.
 
     The data and the spec priors' numeric hyperparameters are read from one ``pm.Data`` input
     (:func:`model_inputs`), so one compiled model serves every fit of the same structure, whatever
     its data and prior values (:mod:`.compiled`)."""
     import pymc as pm
 
+    rep = parametrisation(model_cls, priors)
     with pm.Model() as pymc_model:
         packed = pm.Data(INPUTS, model_inputs(model_cls, data, weights, priors))
         values, hyper = _unpack(model_cls, tuple(data), priors, packed)
-        params = {name: _prior_rv(name, priors[name], pymc_model, hyper) for name in model_cls.param_names}
+        params = {name: _prior_rv(name, prior, pymc_model, hyper) for name, prior in priors.items()}
+        if rep is not None:
+            params = {k: params[k] if k in params else pm.Deterministic(k, v)
+                      for k, v in rep.to_params(params).items()}
         for joint in _joint_priors(priors):
             pm.Potential("prior_" + "_".join(joint.names), joint.logp(*(params[k] for k in joint.names)))
         pm.Potential("log_likelihood", weighted_log_likelihood(model_cls, params, tuple(data), values))
@@ -277,8 +326,7 @@ def structure_key(model_cls, data_names: tuple[str, ...], priors: dict) -> tuple
 
     layout = tuple(cols for cols, _ in mle.likelihood_parts(model_cls, tuple(data_names)))
     per_param = []
-    for name in model_cls.param_names:
-        prior = priors[name]
+    for name, prior in priors.items():
         if isinstance(prior, BetaConcentrationPrior):
             per_param.append(("joint", prior.names))
         elif isinstance(prior, tuple):
@@ -288,7 +336,7 @@ def structure_key(model_cls, data_names: tuple[str, ...], priors: dict) -> tuple
                 hash(fixed)
             except TypeError:
                 return None
-            per_param.append((dist_name, tuple(k for k, v in kwargs.items() if _is_number(v)), fixed))
+            per_param.append((name, dist_name, tuple(k for k, v in kwargs.items() if _is_number(v)), fixed))
         else:
             return None
     return (model_cls, tuple(data_names), layout, tuple(per_param))
@@ -311,7 +359,9 @@ def _log_posterior_functions(model_cls, data_names: tuple[str, ...], pymc_model,
     theta, params = log_parameters(model_cls.param_names)
     values, _ = _unpack(model_cls, data_names, priors, pymc_model[INPUTS])
     ll = weighted_log_likelihood(model_cls, params, data_names, values)
-    log_prior = sum(pm.logp(pymc_model[k], params[k]).sum() for k in model_cls.param_names)
+    rep = parametrisation(model_cls, priors)
+    sampled = rep.from_params(params) if rep is not None else params
+    log_prior = sum(pm.logp(pymc_model[k], sampled[k]).sum() for k in priors)
     log_prior += sum(j.logp(*(params[k] for k in j.names)) for j in _joint_priors(priors))
     return (value_and_gradient([theta], ll + log_prior, theta),
             pytensor.function([theta], ll, mode=compile_mode()))
@@ -360,7 +410,8 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     Sets ``params_`` (posterior means; the mode for MAP), ``covariance_`` (of the log-parameters),
     ``posterior_draws_`` (NUTS/ADVI: dict of flat arrays over chains x draws), ``idata_`` (the
     DataTree PyMC returns), ``diagnostics_``, ``converged_``, ``priors_`` (the priors used, as
-    given or as resolved specs) and ``sampler_``.
+    given or as resolved specs), ``sampler_`` and ``prior_sensitivity_`` (the posterior against the
+    MLE per parameter, :mod:`.prior_sensitivity`, which warns when the prior decides a parameter).
     """
     import pymc as pm
 
@@ -385,6 +436,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
             raise TypeError(f"Unexpected arguments for method='map': {sorted(sampler_kwargs)}.")
         with entry.using(inputs):
             _fit_map(model, data, w, entry, priors)
+        check_prior_sensitivity(model, data, w)
         return
     if method == "nuts":
         sampler = nuts_sampler or default_nuts_sampler()
@@ -416,7 +468,9 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         with entry.using(inputs):
             # start at the MAP: ADVI's stochastic optimiser then only has to find the spread
             theta = _map_estimate(model, data, w, entry, priors)[0].theta
-            start = _start_point(pymc_model, dict(zip(names, np.exp(theta))))
+            rep = parametrisation(cls, priors)
+            values = dict(zip(names, np.exp(theta)))
+            start = _start_point(pymc_model, rep.from_params(values) if rep is not None else values)
             callback = CheckParametersConvergence(every=500, tolerance=0.01, diff="absolute")
             approx = pm.fit(n=int(advi_iterations), method="advi", model=pymc_model, random_seed=seed,
                             progressbar=progressbar, callbacks=[callback], start=start, **sampler_kwargs)
@@ -445,6 +499,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
             warn_convergence(
                 f"{cls.__name__}: ADVI did not settle within {advi_iterations:,} steps; the approximation "
                 "may be poor. Pass advi_iterations=<more>, or use method='nuts'.")
+    check_prior_sensitivity(model, data, w)
 
 
 def _sample_nutpie(entry, inputs, *, draws, tune, chains, cores, random_seed, progressbar, nuts, **_):
@@ -596,8 +651,8 @@ def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
                        sampler=getattr(model, "sampler_", None), converged=model.converged_,
                        divergences=diag.get("divergences"), n_customers=getattr(model, "n_customers_", None),
                        n_draws=len(next(iter(draws.values()))))
-    return table
+    return with_prior_sensitivity(model, table)
 
 
-__all__ = ["build_pymc_model", "bayes_summary", "default_nuts_sampler", "fit_bayes", "nuts_diagnostics",
-           "nutpie_available", "resolve_priors"]
+__all__ = ["Reparametrisation", "build_pymc_model", "bayes_summary", "default_nuts_sampler", "fit_bayes",
+           "nuts_diagnostics", "nutpie_available", "parametrisation", "resolve_priors"]
