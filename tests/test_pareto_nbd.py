@@ -385,7 +385,7 @@ def test_bayesian_fits_sample_the_shapes_and_mean_times(rfm):
     assert {v.name for v in model.deterministics} == {"alpha", "beta"}
     # the MAP's log posterior (priors at the sampled quantities computed from the parameters) is the
     # PyMC model's density without the Jacobians of the log transforms, at the same point
-    post, _ = bayes._log_posterior_functions(ParetoNBDModel, u, w, model, priors)
+    post, _ = bayes._log_posterior_functions(ParetoNBDModel, tuple(u), model, priors)
     point = dict(PAPER_PARAMS)
     sampled = pn.BAYES_PARAMETRISATION.from_params(point)
     assert pn.BAYES_PARAMETRISATION.to_params(sampled) == pytest.approx(point)
