@@ -164,7 +164,7 @@ def test_penalized_fit_optimises_lifetimes_penalized_objective(rfm):
     from lifetimes import BetaGeoFitter
 
     from clvmodels.models.rows import compress
-    from clvmodels.models.mle import compiled_objective, objective_inputs
+    from clvmodels.models.mle import mle_objective, objective_inputs
 
     x, tx, T = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))
 
@@ -177,7 +177,7 @@ def test_penalized_fit_optimises_lifetimes_penalized_objective(rfm):
     model = BetaGeoModel(penalizer=0.1).fit(rfm)
     assert model.converged_
     data, w = compress({"frequency": x, "recency": tx, "T": T})
-    f = compiled_objective(BetaGeoModel, tuple(data))
+    f = mle_objective(BetaGeoModel, tuple(data))
     inputs = objective_inputs(BetaGeoModel, data, w) + [w.sum(), 0.1]
     for params in (bgf.params_[list(NAMES)].to_numpy(), model.params_[list(NAMES)].to_numpy()):
         assert float(f(np.log(params), *inputs)[0]) == pytest.approx(theirs_objective(params), rel=1e-12)

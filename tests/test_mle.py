@@ -15,7 +15,7 @@ from clvmodels.datasets import cdnow_summary
 from clvmodels.models.base import validate_columns
 from clvmodels.models.rows import compress
 from clvmodels.models import optimize
-from clvmodels.models.mle import compiled_objective, likelihood_parts, objective_inputs
+from clvmodels.models.mle import mle_objective, likelihood_parts, objective_inputs
 from clvmodels.models.optimize import numeric_hessian
 
 
@@ -45,7 +45,7 @@ def test_objective_in_parts_equals_the_summed_log_likelihood(rfm, model_cls, col
     parts = likelihood_parts(model_cls, columns)
     assert len(parts) == 2 and parts[0][0] == ("frequency",)
     unique, w = compress(data)
-    f = compiled_objective(model_cls, tuple(unique))
+    f = mle_objective(model_cls, tuple(unique))
     theta = np.log(list(params.values()))
     value, grad = f(theta, *objective_inputs(model_cls, unique, w), w.sum(), 0.0)
     direct = whole_log_likelihood(model_cls, params, data)
@@ -100,7 +100,7 @@ def test_covariance_is_the_inverse_hessian_of_the_total_log_likelihood(rfm):
     model = BetaGeoModel().fit(rfm)
     data = validate_columns(rfm, model.data_columns)
     unique, w = compress(data)
-    f = compiled_objective(BetaGeoModel, tuple(unique))
+    f = mle_objective(BetaGeoModel, tuple(unique))
     inputs = objective_inputs(BetaGeoModel, unique, w) + [w.sum(), 0.0]
     theta = np.log(model.params_.to_numpy())
     H = numeric_hessian(lambda th: f(th, *inputs)[1], theta, step=1e-5)

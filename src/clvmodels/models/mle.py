@@ -62,7 +62,7 @@ def part_data(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[tup
 def weighted_log_likelihood(parts, params: dict, values, xp=None):
     """``Σ weights · fn(params, data, xp)`` over ``parts`` (:func:`likelihood_parts`), ``values``
     holding the ``(data, weights)`` of each: numpy arrays with dual-number parameters
-    (:func:`compiled_objective`), or PyTensor variables (the Bayesian fits). ``xp``: the namespace
+    (:func:`mle_objective`), or PyTensor variables (the Bayesian fits). ``xp``: the namespace
     (:mod:`.namespaces`); by default that of the parameters and data."""
     xp = namespace_of(params, *(data for data, _ in values)) if xp is None else xp
     total = 0.0
@@ -71,12 +71,12 @@ def weighted_log_likelihood(parts, params: dict, values, xp=None):
     return total
 
 
-def compiled_objective(model_cls, data_names: tuple[str, ...]):
+def mle_objective(model_cls, data_names: tuple[str, ...]):
     """``f(theta, *part_inputs, total_weight, penalizer) -> (nll, grad)``: the mean negative
     log-likelihood (plus ``penalizer · Σ params²``) of the log-parameters ``theta`` and its exact
     gradient, where ``part_inputs`` are, for each of :func:`likelihood_parts`, its columns' (unique)
     values followed by their weights (:func:`objective_inputs`). Evaluated with dual numbers: nothing
-    is compiled (the name is historical)."""
+    is compiled."""
     parts = likelihood_parts(model_cls, data_names)
     names = model_cls.param_names
 
@@ -97,7 +97,7 @@ def compiled_objective(model_cls, data_names: tuple[str, ...]):
 
 
 def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[np.ndarray]:
-    """The data inputs of :func:`compiled_objective`: per part, its columns' unique rows and weights."""
+    """The data inputs of :func:`mle_objective`: per part, its columns' unique rows and weights."""
     return [v for values, weights in part_data(model_cls, data, w) for v in (*values.values(), weights)]
 
 
@@ -114,7 +114,7 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     """
     names = list(model.param_names)
     name = type(model).__name__
-    f = compiled_objective(type(model), tuple(data))
+    f = mle_objective(type(model), tuple(data))
     penalizer = float(model.penalizer)
     total = float(w.sum())
     args = objective_inputs(type(model), data, w) + [total, penalizer]
