@@ -34,17 +34,21 @@ def unique_rows(data: dict[str, np.ndarray]):
     return {k: v[first] for k, v in data.items()}, inverse
 
 
-def per_distinct_pair(fn, x, age):
+def per_distinct_pair(fn, x, age, *, axis: int = -2):
     """``fn(x, age)`` evaluated once per distinct ``(x, age)`` pair of 1-d customer arrays and gathered
-    back along axis −2 (the customers' axis of a pmf table ``(..., customers, support)``).
+    back along ``axis``, the customers' axis of the result (−2 for a pmf table ``(..., customers,
+    support)``, −1 for one value per draw and customer ``(draws, customers)``).
 
     The law of a customer alive at ``T`` depends on ``(x, T)`` only, which far fewer customers share
-    than whole histories; other shapes are passed through unchanged."""
+    than whole histories (e.g. ~1,000 against ~20,000 among 50,000 customers); other shapes are passed
+    through unchanged."""
     x, age = np.asarray(x, dtype=float), np.asarray(age, dtype=float)
     if x.ndim != 1 or age.shape != x.shape or len(x) < 2:
         return fn(x, age)
     data, inverse = unique_rows({"x": x, "age": age})
-    return np.take(fn(data["x"], data["age"]), inverse, axis=-2)
+    if len(data["x"]) == len(x):
+        return fn(x, age)
+    return np.take(fn(data["x"], data["age"]), inverse, axis=axis)
 
 
 def compress(data: dict[str, np.ndarray], weights: np.ndarray | None = None):
