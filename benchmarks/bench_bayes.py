@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _speedup import print_speedups  # benchmarks/_speedup.py
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -316,11 +318,7 @@ def main(argv=None) -> int:
     pd.set_option("display.width", 200)
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if have_pmm:
-        for task in table["task"].unique():
-            sub = table[table["task"] == task].set_index("library")
-            if "PyMC-Marketing 1.3" in sub.index and "clvmodels (nutpie)" in sub.index:
-                ratio = sub.loc["PyMC-Marketing 1.3", "seconds"] / sub.loc["clvmodels (nutpie)", "seconds"]
-                print(f"{task}: speed-up of clvmodels (default sampler) over PyMC-Marketing: {ratio:.1f}x")
+        print_speedups(table, "task", "PyMC-Marketing 1.3", "clvmodels (nutpie)", ("seconds",))
     else:
         print(f"(PyMC-Marketing rows skipped: no interpreter at {args.pmm_python}; see the module docstring)")
     return 0

@@ -60,6 +60,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from _speedup import print_speedups  # noqa: E402  (benchmarks/_speedup.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 #: PyMC-Marketing 1.3's default priors, as clvmodels prior specs.
 PMM_PRIORS = {"bgnbd": {"r": ("Weibull", {"alpha": 2.0, "beta": 1.0}), "alpha": ("Weibull", {"alpha": 2.0, "beta": 10.0})},
@@ -232,11 +234,8 @@ def main(argv=None) -> int:
             table = pd.DataFrame(rows)
             print("\n" + table.drop(columns="means").to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
             if have_pmm:
-                for model in table["model"].unique():
-                    sub = table[table["model"] == model].set_index("library")
-                    for col in ("fit s", "process s", "fit cpu s", "process cpu s"):
-                        ratio = sub.loc["PyMC-Marketing 1.3", col] / sub.loc["clvmodels", col]
-                        print(f"{model}: PyMC-Marketing / clvmodels, {col}: {ratio:.1f}x")
+                print_speedups(table, "model", "PyMC-Marketing 1.3", "clvmodels",
+                               ("fit s", "process s", "fit cpu s", "process cpu s"))
             else:
                 print(f"(PyMC-Marketing rows skipped: no interpreter at {args.pmm_python})")
     return 0
