@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _speedup import print_speedups  # benchmarks/_speedup.py
+import _common  # benchmarks/_common.py
+from _common import print_speedups
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,15 +212,7 @@ def make_data(n: int | None, path: Path) -> int:
 
 def run_child(python: str, args: list[str], timeout: float, root: Path = ROOT) -> dict:
     """Run this script's ``--child`` in ``python`` with ``root/src`` (this checkout's, or a baseline's) first."""
-    cmd = [python, str(Path(__file__).resolve()), "--child", *args]
-    env = {**os.environ, "PYTHONPATH": str(root / "src")}
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if res.returncode != 0:
-        return {"error": (res.stderr.strip().splitlines() or ["failed"])[-1][:200]}
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return _common.run_child(__file__, python, args, root / "src", timeout)
 
 
 def main(argv=None) -> int:

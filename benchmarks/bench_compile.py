@@ -50,8 +50,6 @@ START = time.perf_counter()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import warnings  # noqa: E402
@@ -60,7 +58,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from _speedup import print_speedups  # noqa: E402  (benchmarks/_speedup.py)
+import _common  # noqa: E402  (benchmarks/_common.py)
+from _common import print_speedups  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: PyMC-Marketing 1.3's default priors, as clvmodels prior specs.
@@ -146,15 +145,7 @@ def child_pmm(model: str, path: str, draws: int, tune: int, chains: int) -> dict
 
 # ---------------------------------------------------------------------------- driver
 def run_child(python: str, args: list, src: Path, timeout: float, env: dict | None = None) -> dict:
-    cmd = [python, str(Path(__file__).resolve()), "--child", *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(src), **(env or {})}
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    if res.returncode != 0:
-        return {"error": (res.stderr.strip().splitlines() or ["failed"])[-1][:200]}
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return _common.run_child(__file__, python, args, src, timeout, env)
 
 
 def make_data(tmp: Path) -> tuple[Path, Path]:
