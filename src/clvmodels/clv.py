@@ -157,7 +157,7 @@ def discounted_chunks(purchase_model, spend_model, rfm, *, bounds, factors, n_sa
     per model, ``(n_samples, chunk, H)``) weighted by ``factors`` and summed, and the number of
     purchases over all periods, both ``(n_samples, chunk)``. ``jobs``: threads simulating chunks
     (default: one per CPU; the result does not depend on it); ``n_draws``: distinct parameter draws
-    shared by the futures (default :data:`clvmodels.predictive.SIMULATION_DRAWS`)."""
+    shared by the futures (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`)."""
     for sl, counts, spend in P._simulate_chunks(purchase_model, spend_model, bounds, rfm, n_samples, seed,
                                                 jobs=jobs, n_draws=n_draws):
         yield sl, spend @ factors, counts.sum(axis=-1), spend
@@ -177,7 +177,7 @@ def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *
     :func:`total_value`, which never hold it whole. The arguments are those of :func:`clv`; ``jobs``
     threads simulate chunks of customers (default: one per CPU), each chunk with its own random
     stream spawned from ``seed``, so the samples do not depend on ``jobs``. The futures share
-    ``n_draws`` parameter draws (default :data:`clvmodels.predictive.SIMULATION_DRAWS`: future ``i``
+    ``n_draws`` parameter draws (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`: future ``i``
     uses draw ``i mod n_draws``)."""
     rfm, _, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
                                       period_length, "simulate_clv")

@@ -40,8 +40,8 @@ from . import metrics as M
 from .errors import ClvDataError
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, check_finite, check_interval, interval_frame, parameter_draws,
-                           predictive_draws)
+from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, SIMULATION_DRAWS, check_finite, check_interval,
+                           interval_frame, parameter_draws, predictive_draws)
 from .models.purchase import PurchaseModel, period_boundaries
 from .models.rows import unique_rows
 from .models.spend import SpendModel
@@ -349,10 +349,6 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-#: Distinct parameter draws of a simulation by default (at most one per simulated future): each is
-#: shared by ``n_samples / SIMULATION_DRAWS`` futures, so that formulas of the parameters and the
-#: history (P(alive)) are evaluated once per draw rather than once per future.
-SIMULATION_DRAWS = 200
 
 
 def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,

@@ -21,6 +21,10 @@ CHUNK_ELEMENTS = 4_000_000
 #: caller gives no ``n_draws``: a larger posterior (e.g. NUTS' 4 x 1,000) is subsampled without
 #: replacement, seeded, and the Monte Carlo error of the results is reported with them.
 PREDICTIVE_DRAWS = 500
+#: Distinct parameter draws of a simulation by default (at most one per simulated future): each is
+#: shared by ``n_samples / SIMULATION_DRAWS`` futures, so that formulas of the parameters and the
+#: history (P(alive)) are evaluated once per draw rather than once per future.
+SIMULATION_DRAWS = 200
 
 
 def parameter_draws(model, n_draws: int | None = None, rng: np.random.Generator | None = None, *,
@@ -203,6 +207,6 @@ def check_finite(values: np.ndarray, what: str) -> None:
         )
 
 
-__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "INTERVAL_NAMES", "PREDICTIVE", "PREDICTIVE_DRAWS", "check_finite",
-           "check_interval", "interval_frame", "interval_names", "is_bayesian", "model_draws", "parameter_draws",
+__all__ = ["CHUNK_ELEMENTS", "EXPECTED", "INTERVAL_NAMES", "PREDICTIVE", "PREDICTIVE_DRAWS", "SIMULATION_DRAWS",
+           "check_finite", "check_interval", "interval_frame", "interval_names", "is_bayesian", "model_draws", "parameter_draws",
            "predictive_draws", "quantiles", "summarise_draws"]
