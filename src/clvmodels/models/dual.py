@@ -286,3 +286,13 @@ def pad_right(a, n: int):
         return np.asarray(a).reshape(np.shape(a) + (1,) * n)
     t = _lift(a.tangent, a.ndim)
     return Dual(np.asarray(a.value).reshape(a.shape + (1,) * n), t.reshape(t.shape + (1,) * n))
+
+
+def chain(out, args, partials):
+    """``f(args)`` of value ``out`` given its partial derivatives ``∂f/∂args[i] = partials[i]`` (arrays
+    of ``out``'s shape): the tangent by the chain rule, for a function computed elsewhere with its
+    own derivatives (e.g. a compiled kernel, :mod:`.pnbd_integral`)."""
+    tangent = None
+    for a, d in zip(args, partials):
+        tangent = _add_fresh(tangent, _scale(_tangent(a), d))
+    return out if tangent is None else Dual(out, tangent)

@@ -10,26 +10,12 @@ expressions", eq. 19-22) is
 ``I = ∫_{t_x}^{T} (α+τ)^−(r+x) (β+τ)^−(s+1) dτ``
 
 (the second term integrates out ``λ`` and ``μ`` for a customer who died at ``τ`` between her last
-purchase and ``T``). The usual closed form writes ``I`` as a difference of two Gauss
-hypergeometric functions, one branch for ``α ≥ β`` and one for ``α < β``: the difference cancels
-catastrophically when ``t_x`` is near ``T``, and ``2F1`` overflows or loses precision at large
-``x``, long ``T`` or ``α`` close to ``β`` (lifetimes returns NaN there). Here ``I`` is computed
-directly, in log space, by composite Gauss-Legendre quadrature (:func:`log_integral`):
+purchase and ``T``). ``I`` is computed by :mod:`.pnbd_integral` (composite Gauss-Legendre
+quadrature in log space, one compiled kernel with its exact gradient).
 
-* the variable is ``y = ln((c+τ)/(c+t_x))`` with ``c = min(α, β)``, in which the integrand
-  ``exp ψ(y)`` is analytic in a strip of half-width π around the real axis and the power-law
-  tails of long histories become exponentials;
-* the range is cut into :data:`N_PANELS` panels at ``τ − t_x = h (2^j − 1)``, with ``h`` the
-  scale on which the integrand first falls by ``e`` (``1/h`` is its log-slope at ``t_x``). The
-  log-integrand is concave in ``τ``, so the fall over panel ``j`` is at most about ``2^j``: the
-  panels holding the mass are resolved by :data:`N_NODES` nodes each to ~1e-11, whatever ``x``,
-  ``T`` or ``α/β`` (checked against 40-digit mpmath evaluations of the closed form in
-  ``tests/test_pareto_nbd.py``), and the panels beyond hold a negligible share.
-
-The same expression, written once against a namespace ``xp`` (:mod:`.namespaces`), is the
-likelihood of the MLE (dual numbers: values and exact gradients, the nodes being smooth functions
-of the parameters) and of the Bayesian fits (PyTensor), and the numpy ``P(alive)`` of the
-predictions.
+The likelihood, written once against a namespace ``xp`` (:mod:`.namespaces`), is that of the MLE
+(dual numbers: values and exact gradients) and of the Bayesian fits (PyTensor, the integral a
+compiled ``Op``), and the numpy ``P(alive)`` of the predictions.
 
 A customer alive at ``T`` behaves from ``T`` on like a new customer with ``(r+x, α+T, s, β+T)``
 (the posterior of ``λ`` and ``μ`` given survival factorises), so the conditional predictions are
@@ -51,97 +37,13 @@ from ..errors import ClvDataError
 from .bayes import Reparametrisation
 from .draws import CHUNK_ELEMENTS
 from .namespaces import NUMPY, as_namespace, likelihood
+from .pnbd_integral import N_NODES, log_integral
 from .purchase import (ContinuousPurchaseModel, alive_in_periods, mixture_pmf, per_distinct_draw, period_boundaries,
                        scatter, split_over_periods)
 from .rows import per_distinct_pair
 
-#: Panels of the composite quadrature of the likelihood's integral (doubling widths).
-N_PANELS = 16
-#: Gauss-Legendre nodes per panel.
-N_NODES = 8
 
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(N_NODES)
-_POS = (_GL_X + 1.0) / 2.0     # node positions in [0, 1] within a panel
-_WEIGHT = _GL_W / 2.0          # their weights (summing to 1)
-
-
-# ---------------------------------------------------------------------------- the integral
-def _integral_geometry(xp, r, alpha, s, beta, x, tx, T):
-    """Quantities of :func:`log_integral` that do not depend on the node."""
-    p, q = r + x, s + 1.0
-    # every quantity takes the same branch where α = β (there c = β): each branch's formula is
-    # analytic across the tie, so its derivative is the likelihood's (a mix of the two is not)
-    big_alpha = alpha >= beta
-    c = xp.where(big_alpha, beta, alpha)         # min(α, β)
-    p_small = xp.where(big_alpha, q, p)          # exponent of (c+τ)
-    p_big = xp.where(big_alpha, p, q)            # exponent of (C+τ), C = max(α, β)
-    zeta = xp.where(big_alpha, alpha - beta, beta - alpha) / (c + tx)   # (C+τ)/(c+τ) = 1 + ζ e^−y
-    h = 1.0 / (p / (alpha + tx) + q / (beta + tx))
-    Y = xp.log(c + T) - xp.log(c + tx)
-    return {"c": c, "p_small": p_small, "p_big": p_big, "zeta": zeta, "h_rel": h / (c + tx), "Y": Y,
-            "k": p + q - 1.0}
-
-
-def _panel_edges(xp, g, panel):
-    """Edges ``(lo, hi)`` in ``y`` of panel ``panel``: ``τ − t_x ∈ [h (2^j − 1), h (2^{j+1} − 1)]``
-    clipped to ``T``; the last panel runs to ``T``."""
-    Y = g["Y"]
-    lo = xp.minimum(xp.log1p(g["h_rel"] * (2.0 ** panel - 1.0)), Y)
-    hi = xp.where(panel >= N_PANELS - 1, Y, xp.minimum(xp.log1p(g["h_rel"] * (2.0 ** (panel + 1.0) - 1.0)), Y))
-    return lo, hi
-
-
-def _panels_used(xp, g) -> int:
-    """How many panels hold the range: panel ``j`` is empty (``lo = hi = Y``) for a row where
-    ``h (2^j − 1) >= T − t_x``; the panels beyond the last that some row reaches add exactly 0 to
-    the value and to its derivatives, so the numpy and dual evaluations leave them out (on CDNOW
-    only 5 to 8 of the 16 are used, depending on the parameters)."""
-    reach = np.log1p(np.multiply.outer(xp.value(g["h_rel"]), 2.0 ** np.arange(N_PANELS) - 1.0))
-    reached = np.flatnonzero((reach < np.asarray(xp.value(g["Y"]))[..., None]).reshape(-1, N_PANELS).any(axis=0))
-    return int(reached[-1]) + 1 if reached.size else N_PANELS
-
-
-def _psi(xp, g, y):
-    """``ψ(y) = (1 − p_c) y − p_C (y + ln(1 + ζ e^−y)) = −k y − p_C ln(1 + ζ e^−y)``
-    (``p_c + p_C = k + 1``): the log-integrand in ``y`` without ``(c+t_x)^−k``."""
-    return -g["k"] * y - g["p_big"] * xp.log1p(g["zeta"] * xp.exp(-y))
-
-
-def log_integral(xp, r, alpha, s, beta, x, tx, T):
-    """``ln ∫_{t_x}^{T} (α+τ)^−(r+x) (β+τ)^−(s+1) dτ`` by composite Gauss-Legendre quadrature.
-
-    With the numpy namespace (:data:`~.namespaces.NUMPY`) the nodes are looped over with a running
-    log-sum-exp, so that draws x customers x nodes is never held in memory; with the others (dual
-    numbers for the MLE, PyTensor) panels and nodes are two trailing axes. The result is ``−inf``
-    where ``T == t_x`` (to 1e-12).
-    """
-    xp = as_namespace(xp)
-    # an interval shorter than ~1e-12 of T adds less than double precision resolves (relative
-    # ~ s (T − t_x)/(β+T)) and, rounded to zero width in y, would make the gradient NaN
-    equal = T - tx <= 1e-12 * (T + 1.0)
-    T_safe = xp.where(equal, tx + 1.0, T)        # keeps the unused branch (and its gradient) finite
-    g = _integral_geometry(xp, r, alpha, s, beta, x, tx, T_safe)
-    if xp is NUMPY:
-        top, total = -np.inf, 0.0
-        for j in range(_panels_used(xp, g)):
-            lo, hi = _panel_edges(np, g, float(j))
-            for u, w in zip(_POS, _WEIGHT):
-                psi = _psi(np, g, lo + u * (hi - lo))
-                new_top = np.maximum(top, psi)
-                total = total * np.exp(top - new_top) + w * (hi - lo) * np.exp(psi - new_top)
-                top = new_top
-    else:
-        gp = {k: xp.pad_right(v, 2) if getattr(v, "ndim", 0) else v for k, v in g.items()}
-        n_panels = N_PANELS if xp.symbolic else _panels_used(xp, g)
-        lo, hi = _panel_edges(xp, gp, xp.constant(np.arange(n_panels, dtype=float)[:, None]))
-        width = hi - lo
-        psi = _psi(xp, gp, lo + xp.constant(_POS) * width)          # (..., panel, node)
-        top = xp.max(psi, axis=(-2, -1))
-        total = xp.sum(xp.constant(_WEIGHT) * width * xp.exp(psi - xp.pad_right(top, 2)), axis=(-2, -1))
-    value = -g["k"] * xp.log(g["c"] + tx) + top + xp.log(total)
-    return xp.where(equal, -np.inf, value)
-
-
+# ---------------------------------------------------------------------------- the two terms
 def _log_terms(xp, params, x, tx, T):
     """ln of the two bracket terms of the likelihood: alive at ``T``, and died in ``(t_x, T)`` (times s)."""
     xp = as_namespace(xp)
