@@ -228,7 +228,12 @@ def test_predictive_clv_streams_in_bounded_chunks(fits, rfm, monkeypatch):
     sub = rfm.iloc[:500]
     chunks = list(clv.clv.__globals__["discounted_chunks"](model, spend, sub, bounds=BOUNDS,
                                                             factors=np.ones(4), n_samples=1000, seed=0))
-    assert len(chunks) > 10 and all(c[0].stop - c[0].start <= 50_000 // (1000 * 4) for c in chunks)
+    assert len(chunks) > 10 and all(len(c[0]) <= 50_000 // (1000 * 4) for c in chunks)
+    # every customer once; equal histories in one chunk, so each chunk's P(alive) is per distinct history
+    positions = np.concatenate([c[0] for c in chunks])
+    np.testing.assert_array_equal(np.sort(positions), np.arange(len(sub)))
+    key = sub[["frequency", "recency", "T"]].to_numpy()[positions]
+    assert np.all(np.diff(np.lexsort(key.T[::-1])) == 1)
     pred = clv.predictive_clv(model, spend, sub, horizon=12, period_length=4.345, n_samples=1000, seed=0)
     assert np.all(np.isfinite(pred.to_numpy()))
     # each chunk has its own stream: threads change nothing
@@ -317,8 +322,8 @@ def test_clv_periods():
 
 
 def test_formulas_of_the_draws_are_evaluated_once_per_distinct_draw(fits, rfm):
-    """Futures share parameter draws (future i uses draw i mod n_draws): P(alive) evaluated once
-    per distinct draw equals its evaluation on every row."""
+    """Futures share parameter draws (future i uses draw i mod n_draws) and customers histories:
+    P(alive) evaluated once per distinct draw and history equals its evaluation on every row."""
     from clvmodels.models.pareto_nbd import probability_alive
     from clvmodels.models.purchase import per_distinct_draw
 
@@ -329,6 +334,12 @@ def test_formulas_of_the_draws_are_evaluated_once_per_distinct_draw(fits, rfm):
     args = (data["frequency"], data["recency"], data["T"])
     np.testing.assert_array_equal(per_distinct_draw(probability_alive, params, *args),
                                   probability_alive(params, *args))
+    args = tuple(np.r_[a, a[::-1], a[:2]] for a in args)    # histories shared by several customers
+    calls = []
+    np.testing.assert_array_equal(
+        per_distinct_draw(lambda p, *c: calls.append(c[0].size) or probability_alive(p, *c), params, *args),
+        probability_alive(params, *args))
+    assert calls == [len(np.unique(np.column_stack(args), axis=0))]
     # fewer distinct draws: the same mean within Monte Carlo error
     spend = fits["GG"]
     sub = rfm.iloc[::20]

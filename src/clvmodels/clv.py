@@ -152,7 +152,7 @@ def _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate, 
 
 def discounted_chunks(purchase_model, spend_model, rfm, *, bounds, factors, n_samples, seed, jobs=None,
                       n_draws=None):
-    """Yield ``(customer slice, discounted value, purchases, spend per period)``: the spend simulated
+    """Yield ``(customer positions, discounted value, purchases, spend per period)``: the spend simulated
     per period ``(t_{i−1}, t_i]`` of ``bounds`` (:func:`clvmodels.predictive._simulate_chunks`, exact
     per model, ``(n_samples, chunk, H)``) weighted by ``factors`` and summed, and the number of
     purchases over all periods, both ``(n_samples, chunk)``. ``jobs``: threads simulating chunks

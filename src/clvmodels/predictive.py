@@ -353,11 +353,13 @@ def default_jobs() -> int:
 
 def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,
                      seed, *, jobs: int | None = None,
-                     n_draws: int | None = None) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """Yield ``(customer slice, purchases, spend)`` arrays of shape ``(n_samples, chunk)``, or with
-    increasing period boundaries ``t = [t_1, ..., t_H]`` the counts and spend per period
-    ``(n_samples, chunk, H)``, in the customers' order. Chunks hold at most :data:`CHUNK_ELEMENTS`
-    values per array.
+                     n_draws: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(customer positions, purchases, spend)`` arrays of shape ``(n_samples, chunk)``, or
+    with increasing period boundaries ``t = [t_1, ..., t_H]`` the counts and spend per period
+    ``(n_samples, chunk, H)``, the chunk's customers at ``positions`` of ``rfm``. Chunks hold at most
+    :data:`CHUNK_ELEMENTS` values per array, and customers of equal histories together (ordered by
+    their purchase-model columns), so that formulas evaluated once per distinct history
+    (:func:`~clvmodels.models.purchase.per_distinct_draw`) find them in one chunk.
 
     Future ``i`` uses parameter draw ``i mod n_draws`` of ``n_draws`` draws of both models (default
     :data:`SIMULATION_DRAWS`, at most ``n_samples``; posterior draws resampled, or the MLE's
@@ -394,9 +396,10 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     n = len(rfm)
     chunk = max(1, CHUNK_ELEMENTS // (n_samples * len(bounds)))
     starts = range(0, n, chunk)
+    order = np.lexsort(tuple(purchase_data.values())[::-1]) if purchase_data else np.arange(n)
 
     def simulate(start: int, stream: np.random.SeedSequence):
-        sl = slice(start, min(start + chunk, n))
+        sl = order[start:start + chunk]
         rng = np.random.default_rng(stream)
         counts = sim_purchases(pp, **{k: v[sl] for k, v in purchase_data.items()}, t=t, rng=rng)
         spend = sim_spend(sp, **{k: v[sl] for k, v in spend_data.items()}, n_transactions=counts, rng=rng)

@@ -224,20 +224,29 @@ def scatter(mask: np.ndarray, values: np.ndarray, n_periods: int | None = None) 
     return out
 
 
-def per_distinct_draw(fn, params: dict, *args):
-    """``fn(params, *args)`` evaluated once per distinct parameter draw and gathered back.
+def per_distinct_draw(fn, params: dict, *columns):
+    """``fn(params, *columns)`` evaluated once per distinct parameter draw and distinct history (the
+    tuple of the customers' ``columns``, 1-D) and gathered back.
 
     Simulations share each parameter draw between several futures (the rows of ``params``, shape
-    ``(n_samples, 1)``, repeat; :func:`clvmodels.predictive._simulate_chunks`), and a formula such as
-    Pareto/NBD's P(alive) (a numerical integral) costs far more per value than the gather."""
+    ``(n_samples, 1)``, repeat; :func:`clvmodels.predictive._simulate_chunks`), customers share
+    histories (one-time buyers of the same day; the simulation's chunks hold customers of equal
+    histories together), and a formula such as Pareto/NBD's P(alive) (a numerical integral) costs
+    far more per value than the gather."""
+    columns = [np.asarray(c, dtype=float) for c in columns]
+    if len(columns) and all(c.ndim == 1 for c in columns):
+        _, first, inverse = np.unique(np.column_stack(columns), axis=0, return_index=True, return_inverse=True)
+        if len(first) < len(columns[0]):
+            out = per_distinct_draw(fn, params, *(c[first] for c in columns))
+            return np.asarray(out)[..., inverse.ravel()]
     shapes = {np.shape(v) for v in params.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != 1:
-        return fn(params, *args)
+        return fn(params, *columns)
     table = np.column_stack([np.asarray(v, dtype=float)[:, 0] for v in params.values()])
     _, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
     if len(first) == len(table):
-        return fn(params, *args)
-    out = fn({k: np.asarray(v)[first] for k, v in params.items()}, *args)
+        return fn(params, *columns)
+    out = fn({k: np.asarray(v)[first] for k, v in params.items()}, *columns)
     return np.asarray(out)[inverse.ravel()]
 
 
