@@ -143,6 +143,13 @@ def test_split_over_periods_is_multinomial_on_both_paths():
     rows = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
     counts = split_over_periods(np.array([7, 9]), rows, rng)
     assert counts[0].tolist() == [7, 0, 0] and counts[1, 2] == 0 and counts[1].sum() == 9
+    # many rows of different exposures, some with none (and no events): each row's own shares
+    kinds = np.array([[1.0, 3.0, 0.0, 6.0], [0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 2.0, 0.0]])
+    which = np.arange(30_000) % 3
+    counts = split_over_periods(np.where(which == 1, 0, 5), kinds[which], rng)
+    assert np.all(counts[which == 1] == 0) and np.all(counts[which != 1].sum(axis=1) == 5)
+    for k in (0, 2):
+        np.testing.assert_allclose(counts[which == k].mean(axis=0) / 5, kinds[k] / kinds[k].sum(), atol=0.01)
     # discrete: a uniform subset of the opportunities
     opportunities = np.array([[2.0, 3.0, 0.0]])
     counts = split_over_periods(np.full(1, 4), np.repeat(opportunities, 1, axis=0), rng, discrete=True)

@@ -185,9 +185,11 @@ def split_over_periods(total, exposure, rng, *, discrete: bool = False) -> np.nd
             period = rng.integers(n_periods, size=rows.size)
         elif cumulative.ndim == 1:
             period = np.searchsorted(cumulative, rng.random(rows.size) * cumulative[-1], side="right")
-        else:
-            ends = cumulative[few][rows]
-            period = np.sum(ends <= (rng.random(rows.size) * ends[:, -1])[:, None], axis=1)
+        else:   # one search over every row's cdf, each shifted by twice its row number (no events x H array)
+            ends = cumulative[few]
+            cdf = np.divide(ends, ends[:, -1:], out=np.ones_like(ends), where=ends[:, -1:] > 0)
+            shifted = (cdf + 2.0 * np.arange(len(cdf))[:, None]).ravel()
+            period = np.searchsorted(shifted, rng.random(rows.size) + 2.0 * rows, side="right") - rows * n_periods
         period = np.minimum(period, n_periods - 1)
         out[few] = np.bincount(rows * n_periods + period, minlength=int(few.sum()) * n_periods
                                ).reshape(-1, n_periods)
