@@ -57,7 +57,7 @@ def test_best_values_and_misses_are_marked(result, text):
     assert len(best_crps) == 1 and f'<td class="best">{best_crps.iloc[0]:.3f}</td>' in text
     misses = result.totals["inside"].eq(False).sum()
     assert misses >= 1 and text.count('class="miss"') == misses
-    assert text.count("OUTSIDE") == misses
+    assert text.count("<b>does not contain</b> the actual total") == misses
     assert "IntervalMiss" in text
 
 
