@@ -103,11 +103,12 @@ class ClvReport:
 
 def default_segments(p_alive: pd.Series, value: pd.Series) -> pd.Series:
     """P(alive) tier x value tier of each customer (:data:`ALIVE_TIERS`, :data:`VALUE_TIERS`): value
-    tiers by rank of ``value`` (the expected CLV), ties broken by order."""
+    tiers by rank of ``value`` (the expected CLV; the top ``round(share x n)`` customers, as in
+    :func:`concentration`), ties broken by order."""
     alive = np.select([p_alive.to_numpy() >= lo for lo, _ in ALIVE_TIERS], [name for _, name in ALIVE_TIERS],
                       default=ALIVE_TIERS[-1][1])
-    rank = value.rank(ascending=False, method="first").to_numpy() / max(len(value), 1)
-    tier = np.select([rank <= share for share, _ in VALUE_TIERS], [name for _, name in VALUE_TIERS],
+    rank = value.rank(ascending=False, method="first").to_numpy()
+    tier = np.select([rank <= round(share * len(value)) for share, _ in VALUE_TIERS], [name for _, name in VALUE_TIERS],
                      default=VALUE_TIERS[-1][1])
     return pd.Series([f"{a} · {v}" for a, v in zip(alive, tier)], index=p_alive.index, name="segment")
 
