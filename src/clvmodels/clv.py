@@ -328,7 +328,7 @@ def value_forecast(purchase_model, spend_model, rfm: pd.DataFrame | None = None,
     customers = _customer_frame(per, per_q, names, rfm.index, interval)
     codes, _ = _segment_codes(segments, rfm)
     by_segment = _totals_frame(totals, np.bincount(codes, minlength=len(labels)), labels, interval)
-    total = _totals_frame(totals.sum(axis=1, keepdims=True), [len(rfm)], pd.Index(["all"]), interval)
+    total = _totals_frame(totals.sum(axis=1, keepdims=True), [len(rfm)], pd.Index(["all"], name="segment"), interval)
     return customers, by_segment, total
 
 
