@@ -16,7 +16,6 @@ glossary and the model warnings.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,11 +222,9 @@ def clv_report(result: BacktestResult, transactions, path: str | os.PathLike | N
         labels = rfm[segments].rename("segment")
     else:
         labels = pd.Series(segments).reindex(rfm.index).rename("segment")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        per, by_segment, total = value_forecast(purchase, spend, rfm, segments=labels, horizon=horizon, period=period,
-                                                discount_rate=discount_rate, interval=interval, n_samples=n_samples,
-                                                seed=seed)
+    per, by_segment, total = value_forecast(purchase, spend, rfm, segments=labels, horizon=horizon, period=period,
+                                            discount_rate=discount_rate, interval=interval, n_samples=n_samples,
+                                            seed=seed)
     active = active_customers(purchase, rfm, interval=interval, n_samples=n_samples, seed=seed)
     customers = rfm.assign(p_alive=p_alive, segment=labels, clv_mean=per["mean"], clv_median=per["median"],
                            clv_lower=per["lower"], clv_upper=per["upper"], p_no_purchase=per["p_zero"])
