@@ -868,6 +868,8 @@ def _add_result_warnings(result: BacktestResult) -> None:
     for _, r in result.totals.iterrows():
         if r["kind"] != "model":
             continue
+        r = r.copy()
+        r["target"] = "discounted CLV" if r["target"] == "clv" else r["target"]
         if pd.notna(r["inside"]) and not r["inside"]:
             rows.append(_warning(r["cutoff"], r["model"], "IntervalMiss",
                                  f"The actual holdout {r['target']} total {r['actual']:,.0f} lies outside the "

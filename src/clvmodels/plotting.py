@@ -165,7 +165,7 @@ def plot_lift(result, *, target: str = "value", cutoff=None, ax=None) -> Figure:
     if target not in preds.columns:
         raise ClvDataError(f"The result has no {target} predictions.")
     names = list(dict.fromkeys(preds["model"]))
-    fig, ax = _axes(ax, figsize=(6.5, 5))
+    fig, ax = _axes(ax, figsize=(7.5, 5))
     colors = _colors(names)
     actual = preds.loc[preds["model"] == names[0], f"actual_{target}"].to_numpy(dtype=float)
     x, perfect = M.gains_curve(actual, actual)
@@ -181,7 +181,7 @@ def plot_lift(result, *, target: str = "value", cutoff=None, ax=None) -> Figure:
         ax.axvline(q, color="grey", lw=0.6, alpha=0.6)
     ax.set_xlabel("share of customers, ranked by prediction")
     ax.set_ylabel(f"share of actual holdout {_TARGETS.get(target, target)}")
-    ax.set_title(f"Lift of holdout {_TARGETS.get(target, target)} (cumulative gains), calibration end {cutoff}")
+    ax.set_title(f"Lift of holdout {_TARGETS.get(target, target)} (cumulative gains)\ncalibration end {cutoff}")
     legend_outside(ax)
     return fig
 
@@ -325,7 +325,7 @@ def plot_probability_alive_matrix(model, *, max_frequency=None, max_recency=None
     grid, freq, rec, T = _grid(model, max_frequency, max_recency, T)
     values = model.probability_alive(grid).to_numpy().reshape(len(freq), len(rec))
     title = f"Probability alive at age T = {T:.3g} {_unit_name(model)}"
-    return _matrix_plot(values, freq, rec, f"{label}: {title}" if label else title, "P(alive)", ax,
+    return _matrix_plot(values, freq, rec, f"{label}\n{title}" if label else title, "P(alive)", ax,
                         _unit_name(model))
 
 
@@ -335,8 +335,9 @@ def plot_frequency_recency_matrix(model, t: float = 1.0, *, max_frequency=None, 
     grid, freq, rec, T = _grid(model, max_frequency, max_recency, T)
     values = model.expected_purchases(t, grid).to_numpy().reshape(len(freq), len(rec))
     unit = _unit_name(model)
-    title = f"Expected purchases in the next {t:g} {unit} (age T = {T:.3g} {unit})"
-    return _matrix_plot(values, freq, rec, f"{label}: {title}" if label else title, "expected purchases", ax, unit)
+    window = f"{t:g} {unit[:-1] if t == 1 else unit}"
+    title = f"Expected purchases in the next {window} (age T = {T:.3g} {unit})"
+    return _matrix_plot(values, freq, rec, f"{label}\n{title}" if label else title, "expected purchases", ax, unit)
 
 
 def period_transactions(model, rfm: pd.DataFrame | None = None, *, max_frequency: int = 7) -> pd.DataFrame:
@@ -373,13 +374,13 @@ def plot_period_transactions(model, rfm: pd.DataFrame | None = None, *, max_freq
     calibration period (:func:`period_transactions`; lifetimes' ``plot_period_transactions``)."""
     table = period_transactions(model, rfm, max_frequency=max_frequency)
     fig, ax = _axes(ax, figsize=(8, 4.2))
+    title = "Customers by number of repeat purchases: observed vs expected"
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["observed"], width=0.4, color=ACTUAL_COLOR, label="observed")
     ax.bar(x + 0.2, table["expected"], width=0.4, color=_PALETTE[0], label="expected by the model")
     ax.set_xticks(x, table.index)
     ax.set_xlabel("repeat purchases in the period the model was fitted on")
     ax.set_ylabel("number of customers")
-    title = "Customers by number of repeat purchases: observed vs expected"
     ax.set_title(f"{label}: {title}" if label else title)
     legend_outside(ax)
     return fig

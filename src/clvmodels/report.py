@@ -17,6 +17,7 @@ import base64
 import html
 import io
 import os
+import re
 from functools import partial
 from pathlib import Path
 
@@ -510,8 +511,23 @@ def _parameters_section(result: BacktestResult) -> str:
     for (cutoff, model), part in result.parameters.groupby(["cutoff", "model"], sort=False):
         wide = part.pivot_table(index="parameter", columns="statistic", values="value", sort=False)
         out.append(f"<h4>{_esc(model)}, calibration end {_esc(cutoff)}</h4>")
-        out.append(_table(wide, index_name="parameter"))
+        out.append(_table(wide.rename(columns=statistic_label), index_name="parameter"))
     return "".join(out)
+
+
+def statistic_label(name: str) -> str:
+    """How a parameter table's column reads: ``se`` -> "standard error", ``lower_95%`` -> "95% interval
+    lower", ``hdi_3%`` -> "HDI 3%", ``ess_bulk`` -> "effective sample size (bulk)"."""
+    fixed = {"se": "standard error", "sd": "posterior sd", "mean": "posterior mean", "r_hat": "R-hat"}
+    if name in fixed:
+        return fixed[name]
+    m = re.fullmatch(r"(lower|upper)_(.+%)", name)
+    if m:
+        return f"{m.group(2)} interval {m.group(1)}"
+    m = re.fullmatch(r"ess_(\w+)", name)
+    if m:
+        return f"effective sample size ({m.group(1)})"
+    return name.replace("hdi_", "HDI ").replace("_", " ")
 
 
 def model_warnings(frame: pd.DataFrame) -> pd.DataFrame:
