@@ -90,6 +90,8 @@ def test_headline_answers_which_model_how_much_and_how_sure(report, result, html
     miss = result.totals.query("model == @report.model and target == 'value'").iloc[-1]
     assert f"{miss['error_pct']:+.1f}%" in head and f"${miss['actual']:,.0f}" in head
     assert "39 weeks" in head and "per month" in head
+    once = report.customers.loc[report.customers["frequency"] == 0, "p_alive"]
+    assert (f"counts the {len(once):,} customers who never bought again as active" in head) == (once.min() == 1.0)
     for raw in ("holdout_length", "total_error_pct", "customers_with_repeat_purchases", "time unit W"):
         assert raw not in html
 

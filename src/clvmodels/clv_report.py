@@ -323,7 +323,7 @@ def _headline(ctx: _Context) -> str:
         _card("How many customers are likely active", f"{active['mean'].iloc[0]:,.0f} of {n:,} "
               f"({active['mean'].iloc[0] / n:.0%})",
               f"<p>{_interval_text(active, lambda v: f'{v:,.0f}')} (the sum of each customer's P(alive) at "
-              f"{_esc(run['observation_end'])}, simulated with parameter uncertainty).</p>"),
+              f"{_esc(run['observation_end'])}, simulated with parameter uncertainty).{_never_dropped(ctx)}</p>"),
         _miss_card(ctx),
     ]
     target = choice.attrs["target"]
@@ -365,6 +365,15 @@ def _criteria_mark(choice: pd.DataFrame, idx, col) -> str | None:
 def _card(question: str, answer: str, body: str, bad: bool | None = None) -> str:
     cls = "" if bad is None else (" bad" if bad else " good")
     return f'<div class="card{cls}"><div class="q">{_esc(question)}</div><div class="a">{answer}</div>{body}</div>'
+
+
+def _never_dropped(ctx: _Context) -> str:
+    """A note when the model counts every customer without a repeat purchase as alive (BG/NBD's assumption)."""
+    once = ctx.customers.loc[ctx.customers["frequency"] == 0, "p_alive"]
+    if len(once) == 0 or once.min() < 1 - 1e-9:
+        return ""
+    return (f" {_esc(ctx.run['model'])} counts the {len(once):,} customers who never bought again as active: in this "
+            "model a customer can only drop out right after a repeat purchase.")
 
 
 def _miss_card(ctx: _Context) -> str:
