@@ -385,17 +385,17 @@ def _miss_card(ctx: _Context) -> str:
     r = rows.iloc[-1]
     fmt = ctx.money if target == "value" else (lambda v: f"{v:,.0f} purchases")
     inside = r["inside"]
-    bad = abs(r["error_pct"]) > TOTAL_ERROR_LIMIT or inside is False
+    bad = abs(r["error_pct"]) > TOTAL_ERROR_LIMIT or (not pd.isna(inside) and not bool(inside))
     where = "" if pd.isna(inside) else (
         f"; the actual lies {'inside' if inside else '<b>outside</b>'} its {r['level']:.0%} predictive interval "
         f"{fmt(r['lower'])} – {fmt(r['upper'])}")
-    holdout = ctx.result.data.set_index("calibration_end").loc[r["cutoff"]]
+    length = ctx.result.data.set_index("calibration_end").loc[r["cutoff"], "holdout_length"]
+    did = "customers actually spent" if target == "value" else "customers actually made"
     return _card("How much the forecast missed in the backtest", f"{r['error_pct']:+.1f}%",
                  f"<p>Fitted up to {_esc(r['cutoff'])}, it predicted {fmt(r['predicted'])} of holdout "
-                 f"{TARGET_NAMES[target]} over the next {holdout['holdout_length']:g} {unit_name(ctx.run['time_unit'])}; "
-                 f"customers actually spent {fmt(r['actual'])}{where}. Rule: a miss beyond ±{TOTAL_ERROR_LIMIT:g}% or "
-                 "outside the interval is a problem.</p>" if target == "value" else
-                 f"<p>Predicted {fmt(r['predicted'])} vs actual {fmt(r['actual'])}{where}.</p>", bad=bool(bad))
+                 f"{TARGET_NAMES[target]} over the next {length:g} {unit_name(ctx.run['time_unit'])}; {did} "
+                 f"{fmt(r['actual'])}{where}. Rule: a miss beyond ±{TOTAL_ERROR_LIMIT:g}% or outside the interval is "
+                 "a problem.</p>", bad=bool(bad))
 
 
 def _value_section(ctx: _Context) -> str:
@@ -415,12 +415,6 @@ def _value_section(ctx: _Context) -> str:
                                  f"{ctx.money(per.quantile(0.99))}, pooled in the last bar). Right: share of the total expected CLV "
                                  "(vertical) held by the customers with the highest expected CLV (horizontal); the "
                                  "dotted diagonal is an equal split."))
-
-
-_SEGMENT_LABELS = {"customers": "customers", "share_of_customers": "share of customers", "mean_p_alive": "mean P(alive)",
-                   "expected_active": "expected active customers", "expected_clv": "expected CLV",
-                   "clv_lower": "interval lower", "clv_upper": "interval upper",
-                   "clv_per_customer": "expected CLV per customer", "share_of_value": "share of value"}
 
 
 def _segments_section(ctx: _Context) -> str:

@@ -296,7 +296,7 @@ def recommendation_text(choice: pd.DataFrame, currency: str) -> tuple[str | None
     why = [f"holdout {TARGET_NAMES[target]} total {r['total_error_pct']:+.1f}% off"
            + (" (within" if abs(r["total_error_pct"]) <= TOTAL_ERROR_LIMIT else " (beyond")
            + f" the ±{TOTAL_ERROR_LIMIT:g}% limit)"]
-    if r["inside"] is not pd.NA:
+    if not pd.isna(r["inside"]):
         why.append("actual total " + ("inside" if r["inside"] else "outside") + " its predicted interval")
     if np.isfinite(r["coverage_90"]):
         why.append(f"its 90% intervals hold {r['coverage_90']:.0%} of customers (target 90%)")
