@@ -312,7 +312,7 @@ def test_backtest_report_has_the_bgbb_rows(donations_backtest, tmp_path):
     assert all(f'<section id="{s}">' in text for s in SECTIONS)
     assert text.count('<td class="name">BG/BB</td>') == 2            # metrics and totals tables
     assert f'<td class="best">{res.table().loc["BG/BB", "mae"]:.3f}</td>' in text
-    assert "predicted total 12,884 vs actual 12,801 (<b>+0.6%</b>)" in text
+    assert "predicted total 12,884 purchases vs actual 12,801 purchases (<b>+0.6%</b>, within the ±10% limit)" in text
     assert "discrete transaction opportunities" in text and "Plot not available" not in text
 
 

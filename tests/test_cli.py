@@ -254,8 +254,14 @@ def test_backtest_and_report(workdir, tmp_path):
     metrics = pd.read_parquet(tmp_path / "bt" / "metrics.parquet")
     assert "BG/NBD" in set(metrics["model"]) or "bgnbd" in set(metrics["model"])
     assert (tmp_path / "a.html").read_text().lstrip().lower().startswith("<!doctype html")
-    assert run("report", workdir / "log.csv", "--out", tmp_path / "b.html", *common) == 0
-    assert (tmp_path / "b.html").stat().st_size > 10_000
+    assert run("report", workdir / "log.csv", "--out", tmp_path / "b.html", "--segments-out",
+               tmp_path / "segments.csv", "--horizon", "6", "--currency", "EUR ", *common) == 0
+    html = (tmp_path / "b.html").read_text()
+    assert '<section id="headline">' in html and "next 6 months" in html and "EUR " in html
+    segments = pd.read_csv(tmp_path / "segments.csv")
+    assert {"segment", "customers", "expected_clv", "clv_lower", "clv_upper"} <= set(segments.columns)
+    assert run("report", workdir / "log.csv", "--out", tmp_path / "c.html", "--segments-out", workdir / "log.csv",
+               *common) == 2
 
 
 def test_outputs_get_normal_permissions(workdir, tmp_path):

@@ -33,7 +33,7 @@ LAYERS: dict[str, int] = {
     # backtests and their baselines
     "clvmodels.baselines": 3, "clvmodels.backtest": 3, "clvmodels.retention": 3,
     # reports and their plots
-    "clvmodels.plotting": 4, "clvmodels.report": 4,
+    "clvmodels.plotting": 4, "clvmodels.report": 4, "clvmodels.clv_report": 4,
     # on top
     "clvmodels.cli": 5, "clvmodels.spark": 5, "clvmodels.demo": 5, "clvmodels": 5,
 }

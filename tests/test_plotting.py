@@ -129,3 +129,80 @@ def test_plot_totals_marks_a_miss_in_red():
     assert markers[0].get_markeredgecolor() == "red" and markers[1].get_markeredgecolor() != "red"
     with pytest.raises(ClvDataError, match="no value totals"):
         clv.plot_totals(totals, target="value")
+
+
+# ---------------------------------------------------------------------------- period transactions, history, CLV
+def test_period_transactions_are_the_models_pmf_summed_over_customers(bgnbd):
+    """Expected customers with k repeat purchases: Σ_i P(X(T_i) = k) of FHL 2005 eq. (8) at the
+    fitted parameters, each customer over her own age; the last bar pools 7 and more."""
+    from clvmodels.models.bgnbd import probability_new
+
+    rfm = cdnow_summary()
+    table = clv.plotting.period_transactions(bgnbd, rfm)
+    par = bgnbd.params_
+    pmf = probability_new(par["r"], par["alpha"], par["a"], par["b"], rfm["T"].to_numpy()[:, None], np.arange(7.0))
+    expected = np.append(pmf.sum(axis=0), len(rfm) - pmf.sum())
+    np.testing.assert_allclose(table["expected"], expected, rtol=1e-8)
+    np.testing.assert_array_equal(table["observed"], np.bincount(np.minimum(rfm["frequency"], 7)))
+    assert list(table.index) == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    fig = clv.plot_period_transactions(bgnbd, rfm)
+    bars = [p.get_height() for p in fig.axes[0].patches]
+    np.testing.assert_allclose(bars, np.r_[table["observed"], table["expected"]])
+    assert abs(table["expected"].sum() - len(rfm)) < 1e-6 and (table["expected"] - table["observed"]).abs().max() < 30
+
+
+@pytest.fixture(scope="module")
+def cdnow_log():
+    import warnings
+
+    from clvmodels.datasets import load_cdnow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log = clv.load_transactions(load_cdnow(sample=True), timestamp="date")
+    rfm = clv.rfm_summary(log, observation_end="1997-09-30", time_unit="W", truncate=True)
+    return log, rfm, clv.BetaGeoModel().fit(rfm)
+
+
+def test_history_alive_right_after_each_purchase_is_the_models_p_alive(cdnow_log):
+    log, rfm, model = cdnow_log
+    cid = rfm["frequency"].idxmax()
+    frame = clv.plotting.history_alive(model, log, cid)
+    days = np.unique(log.loc[log["customer_id"].astype(str) == str(cid), "timestamp"].dt.normalize())
+    days = days[days <= np.datetime64("1997-09-30")]
+    weeks = (days - days[0]) / np.timedelta64(7, "D")
+    after = frame[frame["purchase"]]
+    assert len(after) == len(days) == rfm.loc[cid, "frequency"] + 1
+    histories = pd.DataFrame({"frequency": np.arange(len(days)), "recency": weeks, "T": weeks})
+    np.testing.assert_allclose(after["p_alive"], model.probability_alive(histories), rtol=1e-12)
+    # at the end of observation: her RFM row's P(alive)
+    assert frame["T"].iloc[-1] == pytest.approx(rfm.loc[cid, "T"])
+    assert frame["p_alive"].iloc[-1] == pytest.approx(model.probability_alive(rfm.loc[[cid]]).iloc[0], rel=1e-12)
+    fig = clv.plot_history_alive(model, log, cid)
+    line = fig.axes[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), frame["p_alive"])
+    with pytest.raises(ClvDataError, match="no transaction"):
+        clv.plotting.history_alive(model, log, "no such customer")
+
+
+def test_plot_clv_distribution_shows_the_concentration():
+    values = np.random.default_rng(0).gamma(0.5, 40, 1000)
+    fig = clv.plot_clv_distribution(values)
+    hist, con = fig.axes
+    assert sum(p.get_height() for p in hist.patches) == 1000
+    np.testing.assert_allclose(con.get_lines()[0].get_ydata(), M.gains_curve(values, values, n_points=1001)[1])
+    top10 = np.sort(values)[::-1][:100].sum() / values.sum()
+    marker = [ln for ln in con.get_lines() if ln.get_marker() == "o"][1]
+    assert marker.get_ydata()[0] == pytest.approx(top10, rel=1e-3)
+
+
+def test_legends_sit_outside_the_axes():
+    """A legend never covers data: it lies right of the axes."""
+    totals = pd.DataFrame({"cutoff": "c", "model": ["m", "b"], "kind": ["model", "baseline"], "target": "purchases",
+                           "actual": 100.0, "predicted": [80.0, 120.0], "lower": [70.0, np.nan],
+                           "upper": [90.0, np.nan], "inside": pd.array([False, pd.NA], dtype="boolean")})
+    for fig in (clv.plot_totals(totals), clv.plot_lift(_predictions(with_pit=False)), clv.plot_tracking(_tracking())):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend().get_window_extent()
+        assert legend.x0 >= ax.get_window_extent().x1

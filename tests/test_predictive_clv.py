@@ -294,6 +294,42 @@ def test_total_value_is_the_sum_of_the_customers_futures(fits, rfm):
         clv.total_value(model, spend, rfm, segments=np.zeros(3), **kw)
 
 
+def test_value_forecast_is_predictive_clv_and_total_value_in_one_pass(fits, rfm):
+    """One simulation gives the per-customer frame of predictive_clv and the totals of total_value
+    (per segment and for the whole base), number for number with the same seed."""
+    model, spend = fits["BG/NBD"], fits["GG"]
+    kw = dict(horizon=6, period_length=4.345, discount_rate=0.01, n_samples=300, seed=11)
+    segments = pd.Series(np.where(rfm["frequency"] > 2, "frequent", "rare"), index=rfm.index)
+    customers, by_segment, total = clv.value_forecast(model, spend, rfm, segments=segments, **kw)
+    pd.testing.assert_frame_equal(customers, clv.predictive_clv(model, spend, rfm, **kw))
+    pd.testing.assert_frame_equal(by_segment, clv.total_value(model, spend, rfm, segments=segments, **kw))
+    pd.testing.assert_frame_equal(total, clv.total_value(model, spend, rfm, **kw))
+    assert by_segment["mean"].sum() == pytest.approx(total["mean"].iloc[0], rel=1e-12)
+
+
+def test_active_customers_is_the_sum_of_p_alive_with_a_predictive_interval(fits, rfm):
+    """The mean count is Σ P(alive) (up to Monte Carlo error); the interval holds both the
+    Bernoulli (process) spread, sqrt(Σ p(1−p)), and the parameters' uncertainty."""
+    from clvmodels.predictive import active_customers
+
+    model = fits["BG/NBD"]
+    p = model.probability_alive(rfm).to_numpy()
+    out = active_customers(model, rfm, interval=0.9, n_samples=4000, seed=5)
+    assert out.attrs["uncertainty"] == PREDICTIVE and list(out.index) == ["all"]
+    assert out["n_customers"].iloc[0] == len(rfm)
+    process_sd = np.sqrt(np.sum(p * (1 - p)))
+    draws = model.parameter_draws(200, seed=0)
+    params = {k: v[:, None] for k, v in draws.items()}
+    counts = model.probability_alive_formula(params, **{c: rfm[c].to_numpy(float) for c in model.data_columns}).sum(1)
+    total_sd = np.sqrt(process_sd**2 + counts.var())
+    assert out["mean"].iloc[0] == pytest.approx(p.sum(), abs=4 * total_sd / np.sqrt(4000) + 1)
+    width = out["upper"].iloc[0] - out["lower"].iloc[0]
+    assert width == pytest.approx(2 * 1.645 * total_sd, rel=0.15)
+    assert width > 2 * 1.645 * process_sd
+    again = active_customers(model, rfm, interval=0.9, n_samples=4000, seed=5)
+    pd.testing.assert_frame_equal(out, again)
+
+
 # ---------------------------------------------------------------------------- clv(kind=...) and names
 def test_clv_interval_is_predictive_by_default_and_named(fits, rfm):
     model, spend = fits["BG/NBD"], fits["GG"]

@@ -209,6 +209,10 @@ def test_backtest_and_report(cdnow_sample_log, tmp_path):
     path = clv.compare_report(result, tmp_path / "nbd.html")
     text = path.read_text()
     assert "NBD" in text and "<img" in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = clv.clv_report(result, cdnow_sample_log, tmp_path / "nbd_clv.html", model="NBD", n_samples=100)
+    assert report.model == "NBD" and report.total["mean"].iloc[0] > 0 and "Customer lifetime value report" in report.html
 
 
 def test_a_table_in_another_time_unit_is_refused_everywhere(nbd, cdnow_sample_log):

@@ -57,7 +57,7 @@ def test_best_values_and_misses_are_marked(result, text):
     assert len(best_crps) == 1 and f'<td class="best">{best_crps.iloc[0]:.3f}</td>' in text
     misses = result.totals["inside"].eq(False).sum()
     assert misses >= 1 and text.count('class="miss"') == misses
-    assert text.count("OUTSIDE") == misses
+    assert text.count("<b>does not contain</b> the actual total") == misses
     assert "IntervalMiss" in text
 
 
@@ -120,3 +120,21 @@ def test_degenerate_data_reports_failures_instead_of_crashing(tmp_path):
     html = compare_report(res, tmp_path / "degenerate.html").read_text()
     assert all(f'<section id="{s}">' in html for s in SECTIONS)
     assert "FitError" in html
+
+
+def test_parameter_columns_read_in_words():
+    from clvmodels.report import statistic_label
+
+    assert [statistic_label(c) for c in ("se", "lower_95%", "upper_95%", "hdi_3%", "ess_bulk", "r_hat", "estimate")] == [
+        "standard error", "95% interval lower", "95% interval upper", "HDI 3%", "effective sample size (bulk)", "R-hat",
+        "estimate"]
+
+
+def test_findings_state_their_rule_and_units(text):
+    summary = text[text.index('<section id="summary">'):text.index('<section id="data">')]
+    assert "Recommended model: <b>" in summary and "Lowest per-customer" not in summary
+    assert "the ±10% limit" in summary and "A forecast has a problem when" in summary
+    data = text[text.index('<section id="data">'):text.index('<section id="metrics">')]
+    assert "Holdout period</td>" in data and "26 weeks" in data and "holdout_length" not in data
+    assert "MAE ($ per customer)" in text and "MAE (purchases per customer)" in text
+    assert "holdout clv" not in text and "discounted CLV total" in text

@@ -29,6 +29,9 @@ from .baselines import GradientBoostingBaseline, NoChangeBaseline, RFMScoreBasel
 from .plotting import (plot_calibration, plot_conditional_expectations, plot_frequency_recency_matrix, plot_lift,
                        plot_probability_alive_matrix, plot_survivors, plot_totals, plot_tracking)
 from .report import compare_report
+from .clv_report import clv_report
+from .clv import value_forecast
+from .plotting import plot_clv_distribution, plot_history_alive, plot_period_transactions
 
 __all__ = [
     "AssumptionWarning", "BetaGeoModel", "CLVModel", "ClvDataError", "ConvergenceWarning",
@@ -44,3 +47,4 @@ __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "R
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",
             "plot_survivors", "plot_totals", "plot_tracking"]
+__all__ += ["clv_report", "value_forecast", "plot_clv_distribution", "plot_history_alive", "plot_period_transactions"]

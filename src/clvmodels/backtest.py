@@ -326,7 +326,7 @@ def backtest(
 
         spend = None
         if has_value:
-            spend, spend_warnings = _fit_with_warnings(clone(spend_model), ch, spend_name, label)
+            spend, spend_warnings = fit_with_warnings(clone(spend_model), ch, spend_name, label)
             out["warnings"].extend(spend_warnings)
             if spend is not None:
                 fitted[(label, spend_name)] = spend
@@ -598,7 +598,7 @@ def _warning(cutoff, model, category, message) -> dict:
 def _fit_model(out: dict, fitted: dict, model, ch, name, label, t):
     """Fit ``model`` on ``ch``, recording its warnings, parameters and the fitted model; returns it with
     its customers' expected holdout purchases, or ``(None, None)`` when the fit failed."""
-    model, records = _fit_with_warnings(model, ch, name, label)
+    model, records = fit_with_warnings(model, ch, name, label)
     out["warnings"].extend(records)
     if model is None:
         return None, None
@@ -607,7 +607,7 @@ def _fit_model(out: dict, fitted: dict, model, ch, name, label, t):
     return model, model.expected_purchases(t, ch).to_numpy()
 
 
-def _fit_with_warnings(model, rfm, name, label):
+def fit_with_warnings(model, rfm, name, label):
     """Fit, recording (and re-emitting, with context) the fit's warnings; a failed fit is reported, not fatal."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -868,6 +868,8 @@ def _add_result_warnings(result: BacktestResult) -> None:
     for _, r in result.totals.iterrows():
         if r["kind"] != "model":
             continue
+        r = r.copy()
+        r["target"] = "discounted CLV" if r["target"] == "clv" else r["target"]
         if pd.notna(r["inside"]) and not r["inside"]:
             rows.append(_warning(r["cutoff"], r["model"], "IntervalMiss",
                                  f"The actual holdout {r['target']} total {r['actual']:,.0f} lies outside the "

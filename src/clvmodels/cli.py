@@ -273,11 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="also write the HTML comparison report here")
     _common(p)
 
-    p = sub.add_parser("report", epilog=EXIT_CODES, help="backtest and write the HTML comparison report",
-                       description="Backtest purchase models and write the comparison report (one HTML file).")
+    p = sub.add_parser("report", epilog=EXIT_CODES, help="backtest and write the HTML CLV report",
+                       description="Backtest purchase models and write the CLV report (one HTML file): which model "
+                                   "to use and why, the customer base's value over the horizon with its interval, "
+                                   "active customers, segments, top customers and the backtest's details "
+                                   "(clvmodels.clv_report; a log without amounts gets the comparison report).")
     _backtest_options(p)
     p.add_argument("--out", required=True, help="report file (.html)")
     p.add_argument("--title", help="report title")
+    p.add_argument("--horizon", type=positive_int, default=12, help="CLV horizon in periods (12)")
+    p.add_argument("--period", default="M", help="length of one CLV period: D, W, M, Q, Y (M: months)")
+    p.add_argument("--discount-rate", type=finite_float, default=0.01, help="discount rate per period (0.01)")
+    p.add_argument("--currency", default="$", help="prefix of money amounts in the report ($)")
+    p.add_argument("--segments-out", metavar="FILE", help="also write the segment table here (.csv or .parquet)")
     _common(p)
 
     p = sub.add_parser("demo", epilog=EXIT_CODES, help="CDNOW end to end: fit BG/NBD + Gamma-Gamma, show the top customers",
@@ -526,14 +534,19 @@ def cmd_score(args) -> int:
     return EXIT_OK
 
 
-def _run_backtest(args):
-    from .backtest import backtest
+def _backtest_log(args):
     from .data import load_transactions
     from .io import table_format  # noqa: F401  (validates the extension early)
 
     table_format(args.log)
-    frame = load_transactions(args.log, customer_id=args.customer_id, timestamp=args.timestamp,
-                              amount=_amount(args), date_format=args.date_format, refunds=args.refunds)
+    return load_transactions(args.log, customer_id=args.customer_id, timestamp=args.timestamp,
+                             amount=_amount(args), date_format=args.date_format, refunds=args.refunds)
+
+
+def _run_backtest(args, frame=None):
+    from .backtest import backtest
+
+    frame = _backtest_log(args) if frame is None else frame
     models = {name.strip(): _resolve_model(name)() for name in args.models.split(",") if name.strip()}
     return backtest(frame, models, calibration_end=args.calibration_end, holdout=args.holdout,
                     time_unit=args.time_unit, seed=args.seed)
@@ -558,11 +571,19 @@ def cmd_backtest(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .clv_report import clv_report
     from .report import compare_report
 
-    _check_outputs({"the log": args.log}, {"--out": args.out})
-    path = compare_report(_run_backtest(args), args.out, title=args.title)
-    print(f"wrote {path}")
+    _check_outputs({"the log": args.log}, {"--out": args.out, "--segments-out": args.segments_out})
+    frame = _backtest_log(args)
+    result = _run_backtest(args, frame)
+    if "amount" not in frame.columns:
+        log.warning("the log has no amounts: writing the comparison report of purchases (no CLV)")
+        print(f"wrote {compare_report(result, args.out, title=args.title)}")
+        return EXIT_OK
+    clv_report(result, frame, args.out, title=args.title, horizon=args.horizon, period=args.period,
+               discount_rate=args.discount_rate, currency=args.currency, seed=args.seed, export=args.segments_out)
+    print(f"wrote {args.out}" + (f" and {args.segments_out}" if args.segments_out else ""))
     return EXIT_OK
 
 

@@ -254,9 +254,14 @@ def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None,
     per, per_q, _, _ = _simulate_summaries(purchase_model, spend_model, rfm, qs, horizon=horizon,
                                            period_length=period_length, discount_rate=discount_rate,
                                            n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws)
+    return _customer_frame(per, per_q, names, rfm.index, interval)
+
+
+def _customer_frame(per: dict, per_q: np.ndarray, names, index, interval) -> pd.DataFrame:
+    """Per-customer summaries of a simulation: mean, quantiles (or the interval), ``p_zero``, ``mean_purchases``."""
     columns = {"mean": per["mean"], **dict(zip(names, per_q)), "p_zero": per["p_zero"],
                "mean_purchases": per["mean_purchases"]}
-    return P._summary_frame(columns, rfm.index, interval)
+    return P._summary_frame(columns, index, interval)
 
 
 def total_value(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, segments=None,
@@ -289,10 +294,42 @@ def total_value(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *,
         period_length=period_length, discount_rate=discount_rate, n_samples=n_samples, seed=seed, jobs=jobs,
         n_draws=n_draws)
     codes, _ = _segment_codes(segments, rfm)
+    return _totals_frame(totals, np.bincount(codes, minlength=len(labels)), labels, interval)
+
+
+def _totals_frame(totals: np.ndarray, n_customers, labels, interval: float) -> pd.DataFrame:
+    """Summary of simulated totals ``(n_samples, n_segments)``: mean, median and predictive interval."""
     q = quantiles(totals, [0.5, (1 - interval) / 2, (1 + interval) / 2])
-    columns = {"n_customers": np.bincount(codes, minlength=len(labels)), "mean": totals.mean(axis=0),
-               "median": q[0], "lower": q[1], "upper": q[2]}
+    columns = {"n_customers": n_customers, "mean": totals.mean(axis=0), "median": q[0], "lower": q[1], "upper": q[2]}
     return interval_frame(columns, labels, interval, PREDICTIVE)
+
+
+def value_forecast(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, segments=None,
+                   horizon: int = 12, period: str = "M", discount_rate: float = 0.01,
+                   period_length: float | None = None, interval: float = 0.9, n_samples: int = 1000,
+                   seed: int | None = None, jobs: int | None = None,
+                   n_draws: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`predictive_clv`, :func:`total_value` per segment and the whole base's total, from one
+    simulation (the same futures, so the totals' means are the sums of the customers' means).
+
+    Returns
+    -------
+    ``(customers, segments, total)``: the frame of :func:`predictive_clv`, that of
+    :func:`total_value` (one row per segment; one row ``"all"`` without ``segments``), and the
+    total over all customers (one row ``"all"``), each with ``attrs["uncertainty"]`` predictive.
+    """
+    check_interval(interval)
+    qs, names = P._quantile_columns(interval, None)
+    rfm, _, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
+                                      period_length, "value_forecast")
+    per, per_q, totals, labels = _simulate_summaries(
+        purchase_model, spend_model, rfm, qs, segments=segments, horizon=horizon, period_length=period_length,
+        discount_rate=discount_rate, n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws)
+    customers = _customer_frame(per, per_q, names, rfm.index, interval)
+    codes, _ = _segment_codes(segments, rfm)
+    by_segment = _totals_frame(totals, np.bincount(codes, minlength=len(labels)), labels, interval)
+    total = _totals_frame(totals.sum(axis=1, keepdims=True), [len(rfm)], pd.Index(["all"], name="segment"), interval)
+    return customers, by_segment, total
 
 
 def clv(

@@ -499,3 +499,46 @@ def randomized_pit_value(purchase_model, spend_model, t: float, actual, rfm: pd.
 
 __all__ = ["predictive_purchases", "predictive_value", "purchase_pmf", "quantile_name", "randomized_pit",
            "randomized_pit_value", "simulate_value"]
+
+
+def active_customers(model, rfm: pd.DataFrame | None = None, *, interval: float = 0.9, n_samples: int = 1000,
+                     n_draws: int | None = None, seed: int | None = None) -> pd.DataFrame:
+    """Predictive distribution of how many customers are alive at the end of observation.
+
+    Each simulated future draws the parameters (posterior, or the MLE's asymptotic normal; future
+    ``i`` uses draw ``i mod n_draws``, default :data:`~clvmodels.models.draws.SIMULATION_DRAWS`),
+    then each customer alive with her ``P(alive | history)`` under them: the count
+    ``N = Σ_i Bernoulli(p_i)`` (customers sharing a history: one binomial). Its mean is
+    ``Σ_i P(alive)`` up to Monte Carlo error, and its interval carries process and parameter
+    uncertainty. A fit without a finite covariance gives process uncertainty only (noted in
+    ``attrs["notes"]``).
+
+    Returns
+    -------
+    A one-row frame (index ``"all"``) with ``n_customers``, ``mean``, ``median``, ``lower``,
+    ``upper`` (``attrs["uncertainty"]``: predictive).
+    """
+    check_kind(model, PurchaseModel, "active_customers")
+    check_interval(interval)
+    rfm = model._rfm_or_fitted(rfm)
+    data, inverse = unique_rows(validate_columns(rfm, model.data_columns))
+    counts = np.bincount(inverse, minlength=len(next(iter(data.values())))).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    notes = []
+    try:
+        draws = parameter_draws(model, n_draws or SIMULATION_DRAWS, rng)
+    except ClvDataError as exc:
+        notes.append(f"Process uncertainty only: {exc}")
+        draws = parameter_draws(model)
+    params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
+    alive = np.broadcast_to(model.probability_alive_formula(params, **data), (_n(draws), len(counts)))
+    check_finite(alive, "P(alive)")
+    which = np.arange(int(n_samples)) % _n(draws)
+    chunk = max(1, CHUNK_ELEMENTS // max(len(counts), 1))
+    samples = np.concatenate([rng.binomial(counts[None, :], alive[which[i:i + chunk]]).sum(axis=1)
+                              for i in range(0, len(which), chunk)]).astype(float)
+    lo, med, hi = np.quantile(samples, [(1 - interval) / 2, 0.5, (1 + interval) / 2])
+    frame = interval_frame({"n_customers": [len(rfm)], "mean": [samples.mean()], "median": [med], "lower": [lo],
+                            "upper": [hi]}, pd.Index(["all"]), interval, PREDICTIVE)
+    frame.attrs["notes"] = notes
+    return frame

@@ -20,6 +20,9 @@ UNIT_DAYS: dict[str, float] = {
     "Y": 365.25,
 }
 
+#: Plain-language names of the units (plural), for reports and axis labels.
+UNIT_NAMES: dict[str, str] = {"h": "hours", "D": "days", "W": "weeks", "M": "months", "Q": "quarters", "Y": "years"}
+
 _ALIASES = {
     "hour": "h", "hours": "h", "H": "h",
     "d": "D", "day": "D", "days": "D",
