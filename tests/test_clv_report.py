@@ -96,7 +96,7 @@ def test_headline_answers_which_model_how_much_and_how_sure(report, result, html
         assert raw not in html
 
 
-def test_the_numbers_add_up(report):
+def test_the_numbers_add_up(report, log):
     c = report.customers
     total = report.total.iloc[0]
     np.testing.assert_allclose(total["mean"], c["clv_mean"].sum(), rtol=1e-9)  # the same simulated futures
@@ -118,9 +118,15 @@ def test_the_numbers_add_up(report):
     np.testing.assert_allclose(report.concentration[0.1], shares[round(0.1 * len(c)) - 1])
     assert report.concentration[0.01] < report.concentration[0.1] < report.concentration[0.2] < 1
     # the active customers: the sum of P(alive), with a predictive interval
+    # (its mean is that of Σ P(alive) over parameter draws: P(alive) is not linear in the parameters)
     active = report.active.iloc[0]
     p = c["p_alive"].to_numpy()
-    assert abs(active["mean"] - p.sum()) < 5 * np.sqrt(np.sum(p * (1 - p)) / 400) + 2
+    model = {"BG/NBD": clv.BetaGeoModel, "Pareto/NBD": clv.ParetoNBDModel}[report.model]()
+    model.fit(clv.rfm_summary(log, time_unit="W"))
+    draws = {k: np.asarray(v)[:, None] for k, v in model.parameter_draws(400, seed=0).items()}
+    per_draw = model.probability_alive_formula(draws, **{k: c[k].to_numpy(float) for k in model.data_columns}).sum(axis=1)
+    error = np.sqrt(per_draw.var() / 200 + np.sum(p * (1 - p)) / 400)    # the report's 200 draws, 400 futures
+    assert abs(active["mean"] - per_draw.mean()) < 5 * error + 2
     assert active["lower"] < p.sum() < active["upper"]
 
 
@@ -179,8 +185,10 @@ def test_user_segments(result, log):
     labels = pd.Series(np.where(rfm["frequency"] > 0, "repeat buyers", "one-time buyers"), index=rfm.index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rep = clv.clv_report(result, log, segments=labels, n_samples=100, seed=0, model="Pareto/NBD")
-    assert rep.model == "Pareto/NBD" and "chosen by the caller" in rep.html
+        ruled = clv.clv_report(result, log, n_samples=50, seed=0).model     # the rule's choice
+        other = "BG/NBD" if ruled == "Pareto/NBD" else "Pareto/NBD"
+        rep = clv.clv_report(result, log, segments=labels, n_samples=100, seed=0, model=other)
+    assert rep.model == other and f"chosen by the caller; the rule would pick {ruled}" in rep.html
     assert list(rep.segments.index) == ["repeat buyers", "one-time buyers"]
     assert rep.segments["customers"].to_dict() == labels.value_counts().to_dict()
     assert "Segments as given" in rep.html
