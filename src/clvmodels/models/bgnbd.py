@@ -281,6 +281,24 @@ def future_purchases_alive(params, frequency, T, *, t):
     return per_distinct_pair(future, frequency, T, axis=-1)
 
 
+def lifetime_survival(r, alpha, a, b, t):
+    """``E[e^{−λ p t}]`` for ``λ ~ Gamma(r, rate α)``, ``p ~ Beta(a, b)``: the probability that a
+    customer who drops out with probability ``p`` after each purchase of a Poisson process of rate
+    ``λ`` (so at rate ``λ p``) is still alive ``t`` later. ``E_λ = (1 + p z)^−r`` with ``z = t/α``,
+    and Euler's integral over ``p`` gives ``2F1(r, a; a+b; −z)``, evaluated after Pfaff's
+    transformation as ``(1+z)^−a 2F1(a+b−r, a; a+b; z/(1+z))`` (argument in ``[0, 1)``)."""
+    z = np.asarray(t, dtype=float) / alpha
+    return np.exp(-a * np.log1p(z)) * hyp2f1(a + b - r, a, a + b, z / (1.0 + z))
+
+
+def survival(params, frequency, T, *, t):
+    """P(alive at ``T+t`` | alive at ``T``, ``x`` repeat purchases): :func:`lifetime_survival` at the
+    posterior of an alive customer, ``λ ~ Gamma(r+x, α+T)``, ``p ~ Beta(a, b+x)`` (she survived the
+    drop-out chances after her ``x`` repeat purchases)."""
+    x = np.asarray(frequency, dtype=float)
+    return lifetime_survival(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x, t)
+
+
 def expected_purchases_new_customer(params, *, t):
     """E[X(t)] for a customer just acquired (FHL 2005 eq. 9)."""
     return expected_new(params["r"], params["alpha"], params["a"], params["b"], t)
@@ -493,6 +511,7 @@ class BetaGeoModel(ContinuousPurchaseModel):
     future_purchases_formula = staticmethod(future_purchases_alive)
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
+    survival_formula = staticmethod(survival)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     purchase_pmf_formula = staticmethod(purchase_pmf)
     future_pmf_formula = staticmethod(future_pmf)

@@ -20,7 +20,7 @@ from scipy.special import expit
 from ..errors import ClvDataError
 from .namespaces import likelihood
 from .purchase import ContinuousPurchaseModel, mixture_pmf, per_distinct_draw
-from .bgnbd import BetaGeoModel, expected_new, probability_new, simulate_until_dropout
+from .bgnbd import BetaGeoModel, expected_new, lifetime_survival, probability_new, simulate_until_dropout
 from .bgnbd import alive_pmf as bg_alive_pmf
 from .rows import per_distinct_pair
 
@@ -79,6 +79,14 @@ def future_purchases_alive(params, frequency, T, *, t):
     expectation at ``(r+x, α+T, a, b+x+1)`` (Batislam et al. 2007, eq. 9 without ``P(alive)``)."""
     x = frequency
     return expected_new(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0, t)
+
+
+def survival(params, frequency, T, *, t):
+    """P(alive at ``T+t`` | alive at ``T``, ``x`` repeat purchases): BG/NBD's
+    :func:`~.bgnbd.lifetime_survival` at ``λ ~ Gamma(r+x, α+T)``, ``p ~ Beta(a, b+x+1)`` (she also
+    survived the drop-out chance at her first purchase)."""
+    x = np.asarray(frequency, dtype=float)
+    return lifetime_survival(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x + 1.0, t)
 
 
 def expected_purchases_new_customer(params, *, t):
@@ -172,6 +180,7 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     future_purchases_formula = staticmethod(future_purchases_alive)
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
+    survival_formula = staticmethod(survival)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     purchase_pmf_formula = staticmethod(purchase_pmf)
     future_pmf_formula = staticmethod(future_pmf)

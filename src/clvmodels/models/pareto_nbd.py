@@ -105,6 +105,13 @@ def future_purchases_alive(params, frequency, T, *, t):
     return expected_new(params["r"] + x, params["alpha"] + T, params["s"], params["beta"] + T, t)
 
 
+def survival(params, frequency, T, *, t):
+    """P(alive at ``T+t`` | alive at ``T``) = ``((β+T)/(β+T+t))^s``: the exponential lifetime's
+    survival averaged over ``μ ~ Gamma(s, β+T)``, the posterior of an alive customer (purchases do
+    not change it)."""
+    return np.exp(-params["s"] * np.log1p(np.asarray(t, dtype=float) / (params["beta"] + T)))
+
+
 def expected_purchases_new_customer(params, *, t):
     """E[X(t)] for a customer just acquired (Fader & Hardie 2005 note, eq. 17)."""
     return expected_new(params["r"], params["alpha"], params["s"], params["beta"], t)
@@ -485,6 +492,7 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     future_purchases_formula = staticmethod(future_purchases_alive)
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
+    survival_formula = staticmethod(survival)
     purchase_pmf_formula = staticmethod(purchase_pmf)
     future_pmf_formula = staticmethod(future_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)
