@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from clvmodels import (BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel,
-                       ShiftedBetaGeoModel)
+from clvmodels import (BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel, GGompertzNBDModel, ModifiedBetaGeoModel,
+                       ParetoNBDModel, ShiftedBetaGeoModel)
 from clvmodels.datasets import cdnow_summary, load_donations
 from clvmodels.models import dual
 from clvmodels.models.namespaces import DUAL, NUMPY, as_namespace, namespace_of
@@ -59,6 +59,9 @@ CASES = [
                                               dict(r=0.05, alpha=100.0, a=0.1, b=50.0)]),
     (ParetoNBDModel, _continuous_rows, [dict(r=0.553, alpha=10.58, s=0.606, beta=11.67),
                                         dict(r=2.0, alpha=50.0, s=3.0, beta=0.4), dict(r=0.3, alpha=7.0, s=0.9, beta=7.0)]),
+    (GGompertzNBDModel, _continuous_rows, [dict(r=0.553, alpha=10.58, b=0.05, s=0.606, beta=2.0),
+                                           dict(r=2.0, alpha=5.0, b=1e-6, s=3.0, beta=1e-5),
+                                           dict(r=0.3, alpha=7.0, b=0.8, s=0.1, beta=30.0)]),
     (GammaGammaModel, _spend_rows, [dict(p=6.25, q=3.74, gamma=15.44), dict(p=0.2, q=40.0, gamma=0.01)]),
     (BetaGeoBetaBinomModel, _bgbb_rows, [dict(alpha=1.204, beta=0.750, gamma=0.657, delta=2.783),
                                          dict(alpha=0.05, beta=30.0, gamma=9.0, delta=0.2)]),

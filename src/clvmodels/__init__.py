@@ -19,6 +19,7 @@ from .errors import (AssumptionWarning, ClvDataError, ConvergenceWarning, ModelF
                      NotFittedError, PriorSensitivityWarning)
 from .models import BetaGeoModel, CLVModel, GammaGammaModel
 from .models import (BetaGeoBetaBinomModel, ContinuousPurchaseModel, ContractualModel, DiscretePurchaseModel,
+                     GGompertzNBDModel,
                      ModifiedBetaGeoModel, ParetoNBDModel, PurchaseModel, ShiftedBetaGeoModel, SpendModel,
                      survivor_table)
 from .models.persistence import load_model, load_models, save_models
@@ -42,7 +43,7 @@ __all__ = [
 __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualModel", "DiscretePurchaseModel",
             "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
-__all__ += ["PriorSensitivityWarning"]
+__all__ += ["PriorSensitivityWarning", "GGompertzNBDModel"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",

@@ -7,6 +7,7 @@ from .bgbb import BetaGeoBetaBinomModel
 from .bgnbd import BetaGeoModel
 from .contractual import ContractualModel, survivor_table
 from .gamma_gamma import GammaGammaModel
+from .ggompertz_nbd import GGompertzNBDModel
 from .mbgnbd import ModifiedBetaGeoModel
 from .pareto_nbd import ParetoNBDModel
 from .purchase import ContinuousPurchaseModel, DiscretePurchaseModel, PurchaseModel
@@ -15,5 +16,5 @@ from .sbg import ShiftedBetaGeoModel
 from .spend import SpendModel
 
 __all__ = ["BetaGeoBetaBinomModel", "BetaGeoModel", "CLVModel", "ContinuousPurchaseModel", "ContractualModel",
-           "DiscretePurchaseModel", "GammaGammaModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel",
+           "DiscretePurchaseModel", "GGompertzNBDModel", "GammaGammaModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel",
            "ShiftedBetaGeoModel", "SpendModel", "register_model_class", "survivor_table"]
