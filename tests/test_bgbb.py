@@ -157,6 +157,7 @@ def test_predictions_equal_lifetimes(donations, fitted, lifetimes_fitter, m):
         alive = lifetimes_fitter.conditional_probability_alive(m, f, r, n)
     np.testing.assert_allclose(fitted.expected_purchases(m).to_numpy(), e, rtol=1e-6)
     np.testing.assert_allclose(fitted.probability_alive(t=m).to_numpy(), alive, rtol=1e-6)
+    np.testing.assert_array_equal(fitted.probability_alive(at=m).to_numpy(), fitted.probability_alive(t=m).to_numpy())
 
 
 def test_new_customer_histogram_equals_lifetimes(donations, fitted, lifetimes_fitter):

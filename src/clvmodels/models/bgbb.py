@@ -246,11 +246,12 @@ class BetaGeoBetaBinomModel(DiscretePurchaseModel):
         data = validate_columns(rfm, self.data_columns)
         return _check_histories(rfm, data, self.data_columns)
 
-    def probability_alive(self, rfm: pd.DataFrame | None = None, *, t: int = 0, future: int | None = None,
-                          **kwargs):
-        """Probability that each customer is alive at opportunity ``n + t`` (``t=1``: FHS 2010
-        eq. 11, alive at the next opportunity). ``future`` is the deprecated name of ``t``."""
-        t = renamed_argument("probability_alive", "t", t, "future", future)
+    def probability_alive(self, rfm: pd.DataFrame | None = None, *, at: int | None = None, t: int = 0,
+                          future: int | None = None, **kwargs):
+        """Probability that each customer is alive at opportunity ``n + at`` (``at=1``: FHS 2010
+        eq. 11, alive at the next opportunity), as ``at`` for the other purchase models. ``t`` is the
+        same argument; ``future`` its deprecated name."""
+        t = renamed_argument("probability_alive", "t", t, "future", future) if at is None else at
         self.check_window(t)
         return self._predict(probability_alive, rfm, name="probability_alive", t=float(t), **kwargs)
 
