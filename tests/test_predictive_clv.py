@@ -20,7 +20,7 @@ from clvmodels import ClvDataError
 from clvmodels.clv import clv_periods
 from clvmodels.datasets import cdnow_summary
 from clvmodels.models.draws import EXPECTED, PREDICTIVE, interval_frame
-from clvmodels.models.purchase import period_boundaries, split_over_periods
+from clvmodels.models.purchase import alive_in_periods, period_boundaries, split_over_lifetime, split_over_periods
 
 BOUNDS = np.array([4.0, 13.0, 26.0, 39.0])
 
@@ -154,6 +154,22 @@ def test_split_over_periods_is_multinomial_on_both_paths():
     opportunities = np.array([[2.0, 3.0, 0.0]])
     counts = split_over_periods(np.full(1, 4), np.repeat(opportunities, 1, axis=0), rng, discrete=True)
     assert counts.sum() == 4 and counts[0, 0] <= 2 and counts[0, 1] <= 3 and counts[0, 2] == 0
+
+
+def test_split_over_lifetime_is_the_split_over_the_time_alive():
+    """Events of a process that stops at a lifetime: uniform over the time alive, so the same
+    multinomial shares as :func:`split_over_periods` with the time alive in each period."""
+    rng = np.random.default_rng(8)
+    bounds = np.array([1.0, 3.0, 4.0, 8.0])
+    lifetime = np.tile([0.5, 3.5, 100.0], 20_000)
+    for total in (4, 300):     # event by event, and by conditional binomials
+        n = np.full(lifetime.size, total)
+        counts = split_over_lifetime(n, bounds, lifetime, rng)
+        assert np.array_equal(counts.sum(axis=1), n)
+        for k in range(3):
+            exposure = alive_in_periods(bounds, lifetime[k:k + 1])[0]
+            np.testing.assert_allclose(counts[k::3].mean(axis=0) / total, exposure / exposure.sum(), atol=0.01)
+        assert np.all(counts[0::3, 1:] == 0) and np.all(counts[1::3, 3] == 0)
 
 
 def test_period_boundaries_are_checked():

@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .namespaces import NUMPY, as_namespace, likelihood
-from .purchase import (ContinuousPurchaseModel, alive_in_periods, per_distinct_draw, period_boundaries, scatter,
-                       split_over_periods)
+from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_lifetime
 
 #: Panels of doubling widths (the last runs to the end) and Gauss-Legendre nodes per panel.
 N_PANELS, N_NODES = 16, 8
@@ -163,15 +162,16 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
         params["r"] + x, params["alpha"] + T, params["b"], params["s"], _kappa(params["b"], params["beta"], T),
         per_distinct_draw(probability_alive, params, frequency, recency, T))
     buys = rng.random(alive.shape) < alive
-    lam = rng.gamma(r[buys], 1.0 / alpha[buys])
-    eta = np.maximum(rng.gamma(s[buys], kappa[buys]), 1e-300)
-    lifetime = np.log1p(rng.exponential(size=eta.shape) / eta) / b[buys]
+    at = np.nonzero(buys)                                   # found once, read five times
+    lam = rng.gamma(r[at], 1.0 / alpha[at])
+    eta = np.maximum(rng.gamma(s[at], kappa[at]), 1e-300)
+    lifetime = np.log1p(rng.exponential(size=eta.shape) / eta) / b[at]
     n = rng.poisson(lam * np.minimum(bounds[-1], lifetime))
     some = n > 0
     buys[buys] = some
     if scalar:
         return scatter(buys, n[some])
-    return scatter(buys, split_over_periods(n[some], alive_in_periods(bounds, lifetime[some]), rng), len(bounds))
+    return scatter(buys, split_over_lifetime(n[some], bounds, lifetime[some], rng), len(bounds))
 
 
 # ---------------------------------------------------------------------------- estimator

@@ -38,8 +38,8 @@ from .bayes import Reparametrisation
 from .draws import CHUNK_ELEMENTS
 from .namespaces import NUMPY, as_namespace, likelihood
 from .pnbd_integral import N_NODES, log_integral
-from .purchase import (ContinuousPurchaseModel, alive_in_periods, mixture_pmf, per_distinct_draw, period_boundaries,
-                       scatter, split_over_periods)
+from .purchase import (ContinuousPurchaseModel, mixture_pmf, per_distinct_draw, period_boundaries, scatter,
+                       split_over_lifetime)
 from .rows import per_distinct_pair
 
 
@@ -397,21 +397,22 @@ def simulate_purchases(params, frequency, recency, T, *, t, rng):
 
     Per period (boundaries ``t = [t_1, ..., t_H]``): ``Poisson(λ a_i)`` purchases in period ``i``
     with ``a_i`` the time alive in it, drawn as the total ``Poisson(λ min(t_H, τ))`` spread over the
-    periods in proportion to ``a_i`` (:func:`~clvmodels.models.purchase.split_over_periods`)."""
+    periods in proportion to ``a_i`` (:func:`~clvmodels.models.purchase.split_over_lifetime`)."""
     bounds, scalar = period_boundaries(t)
     x = np.asarray(frequency, dtype=float)
     r, alpha, s, beta, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["s"],
                                                    params["beta"] + T,
                                                    per_distinct_draw(probability_alive, params, frequency, recency, T))
     buys = rng.random(alive.shape) < alive                  # draws only for the customers alive
-    lam = rng.gamma(r[buys], 1.0 / alpha[buys])
-    tau = rng.exponential(1.0 / np.maximum(rng.gamma(s[buys], 1.0 / beta[buys]), 1e-300))
+    at = np.nonzero(buys)                                   # found once, read five times
+    lam = rng.gamma(r[at], 1.0 / alpha[at])
+    tau = rng.exponential(1.0 / np.maximum(rng.gamma(s[at], 1.0 / beta[at]), 1e-300))
     n = rng.poisson(lam * np.minimum(bounds[-1], tau))
     some = n > 0
     buys[buys] = some
     if scalar:
         return scatter(buys, n[some])
-    return scatter(buys, split_over_periods(n[some], alive_in_periods(bounds, tau[some]), rng), len(bounds))
+    return scatter(buys, split_over_lifetime(n[some], bounds, tau[some], rng), len(bounds))
 
 
 # ---------------------------------------------------------------------------- Bayesian parametrisation

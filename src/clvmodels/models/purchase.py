@@ -223,6 +223,27 @@ def split_over_periods(total, exposure, rng, *, discrete: bool = False) -> np.nd
     return out
 
 
+def split_over_lifetime(total, bounds: np.ndarray, lifetime, rng) -> np.ndarray:
+    """:func:`split_over_periods` for a Poisson process that runs from 0 until ``lifetime`` (one per
+    total): given ``N`` events they are uniform times on ``(0, min(t_H, lifetime))``, each located
+    among the period boundaries ``bounds`` by one search (no per-row exposures); totals above
+    :data:`MAX_EVENTS_PER_TOTAL` by conditional binomials over the time alive in each period."""
+    n = np.asarray(total, dtype=np.int64)
+    lifetime = np.asarray(lifetime, dtype=float)
+    n_periods = len(bounds)
+    out = np.empty((n.size, n_periods), dtype=np.int64)
+    few = n <= MAX_EVENTS_PER_TOTAL
+    if few.any():
+        rows = np.repeat(np.arange(int(few.sum())), n[few])
+        span = np.minimum(bounds[-1], lifetime[few])[rows]
+        period = np.minimum(np.searchsorted(bounds, rng.random(rows.size) * span, side="right"), n_periods - 1)
+        out[few] = np.bincount(rows * n_periods + period, minlength=int(few.sum()) * n_periods
+                               ).reshape(-1, n_periods)
+    if (~few).any():
+        out[~few] = _sequential_split(n[~few], alive_in_periods(bounds, lifetime[~few]), rng, discrete=False)
+    return out
+
+
 def _sequential_split(n: np.ndarray, weights: np.ndarray, rng, *, discrete: bool) -> np.ndarray:
     """Multinomial (hypergeometric) split of ``n`` over periods of ``weights`` as conditional
     binomials (hypergeometrics), period by period."""
@@ -356,4 +377,4 @@ class DiscretePurchaseModel(PurchaseModel):
 
 __all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel", "alive_in_periods",
            "discounted_future_purchases", "per_distinct_draw", "period_boundaries", "scatter",
-           "split_over_periods"]
+           "split_over_lifetime", "split_over_periods"]
