@@ -16,7 +16,7 @@ from clvmodels.errors import ClvDataError
 
 def _load(sample):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # CDNOW has duplicate rows, reported by a warning
+        warnings.simplefilter("ignore")  # CDNOW has duplicate rows (a notice); model warnings
         return clv.load_transactions(load_cdnow(sample=sample), timestamp="date")
 
 

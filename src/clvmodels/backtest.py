@@ -42,7 +42,7 @@ from . import metrics as M
 from .baselines import default_baselines
 from .clv import check_discounting, discounted_chunks, value_customers
 from .data import AMOUNT, CUSTOMER, TIMESTAMP
-from .errors import ClvDataError, renamed_argument
+from .errors import MODEL_WARNINGS, ClvDataError, renamed_argument
 from . import predictive as P
 from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
@@ -358,7 +358,7 @@ def backtest(
                 warnings.simplefilter("always")
                 b.fit(log, cut, t=t, time_unit=unit, resolution=res)
                 forecast = b.predict(ch, t)
-            out["warnings"].extend(_warning(label, name, type(w.message).__name__, str(w.message)) for w in caught)
+            out["warnings"].extend(model_warnings(label, name, caught))
             preds[name] = {"purchases": forecast["purchases"].to_numpy()}
             if has_value:
                 preds[name]["value"] = forecast["value"].to_numpy()
@@ -595,6 +595,13 @@ def _warning(cutoff, model, category, message) -> dict:
     return {"cutoff": cutoff, "model": model, "category": category, "message": message}
 
 
+def model_warnings(cutoff, model, caught) -> list[dict]:
+    """The records of the caught warnings that are about the model (:data:`~.errors.MODEL_WARNINGS`);
+    others (a library's notices) are not results of the backtest."""
+    return [_warning(cutoff, model, w.category.__name__, str(w.message)) for w in caught
+            if issubclass(w.category, MODEL_WARNINGS)]
+
+
 def _fit_model(out: dict, fitted: dict, model, ch, name, label, t):
     """Fit ``model`` on ``ch``, recording its warnings, parameters and the fitted model; returns it with
     its customers' expected holdout purchases, or ``(None, None)`` when the fit failed."""
@@ -614,9 +621,9 @@ def _fit_with_warnings(model, rfm, name, label):
         try:
             model.fit(rfm)
         except (ClvDataError, FloatingPointError) as exc:
-            caught_msgs = [_warning(label, name, type(w.message).__name__, str(w.message)) for w in caught]
+            caught_msgs = model_warnings(label, name, caught)
             return None, caught_msgs + [_warning(label, name, "FitError", f"The fit failed: {exc}")]
-    records = [_warning(label, name, type(w.message).__name__, str(w.message)) for w in caught]
+    records = model_warnings(label, name, caught)
     for w in caught:
         warnings.warn(f"[{name}, calibration end {label}] {w.message}", w.category, stacklevel=3)
     if getattr(model, "converged_", True) is False and not any(r["category"] == "ConvergenceWarning" for r in records):

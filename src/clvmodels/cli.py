@@ -100,6 +100,21 @@ def progress(args, total: int | None, desc: str, unit: str = "rows"):
     yield advance
 
 
+@contextlib.contextmanager
+def _one_line_warnings(args):
+    """Warnings as one line each on stderr (``clvmodels COMMAND: ConvergenceWarning: ...``), without
+    Python's file name and source line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"clvmodels {args.command}: {category.__name__}: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        if not args.quiet:
+            warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
 class _StderrHandler(logging.StreamHandler):
     """Log lines to whatever ``sys.stderr`` is when they are written."""
 
@@ -618,11 +633,10 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit with 2 (argparse)
     _setup_logging(args)
-    if not args.quiet:
-        warnings.simplefilter("default")
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
-        return COMMANDS[args.command](args)
+        with _one_line_warnings(args):
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"clvmodels {args.command}: interrupted; outputs left as they were.", file=sys.stderr)
         return 130
