@@ -48,6 +48,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from ._version import __version__
 from .errors import ClvDataError
 
 EXIT_OK = 0
@@ -57,8 +58,38 @@ EXIT_REJECTS = 3
 
 log = logging.getLogger("clvmodels.cli")
 
-EXIT_CODES = ("Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
-              "(see the rejects file) without --allow-rejects.")
+EXIT_CODES = "Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 130/143 interrupted."
+#: ``score`` is the only command that rejects customers (and has --allow-rejects).
+SCORE_EXIT_CODES = ("Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
+                    "(see the rejects file) without --allow-rejects; 130/143 interrupted.")
+TOP_EXIT_CODES = ("Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
+                  "(score, without --allow-rejects); 130/143 interrupted. 'clvmodels COMMAND --help' for a "
+                  "command's options.")
+
+#: The models the commands know, by name: ``(aliases, class name, kind)``. Kept here, not read from
+#: the classes, so that ``clvmodels --help`` imports no model (tests/test_cli.py checks it against
+#: each class's ``short_names`` and ``display_name``).
+MODELS = {
+    "BG/NBD": (("bgnbd",), "BetaGeoModel", "purchases, continuous time"),
+    "MBG/NBD": (("mbgnbd",), "ModifiedBetaGeoModel", "purchases, continuous time"),
+    "Pareto/NBD": (("pnbd", "paretonbd"), "ParetoNBDModel", "purchases, continuous time"),
+    "BG/BB": (("bgbb",), "BetaGeoBetaBinomModel", "purchases, discrete opportunities"),
+    "Gamma-Gamma": (("gg", "gammagamma"), "GammaGammaModel", "spend"),
+    "sBG": (("sbg",), "ShiftedBetaGeoModel", "contractual retention"),
+}
+
+
+def models_help(kinds: tuple[str, ...] = ("purchases",)) -> str:
+    """``bgnbd (BG/NBD), pnbd or paretonbd (Pareto/NBD), ...`` for the models of the given kinds."""
+    return ", ".join(f"{' or '.join(aliases)} ({name})" for name, (aliases, _, kind) in MODELS.items()
+                     if kind.startswith(kinds))
+
+
+#: Python keyword hints in error messages of the library, as the command's options.
+CLI_HINTS = {"(amount=None for a log without values)": "(--no-amount for a log without values)",
+             "customer_id=...": "--customer-id COL", "timestamp=...": "--timestamp COL", "amount=...": "--amount COL",
+             "date_format=...": "--date-format FMT", "refunds=...": "--refunds", "time_unit=...": "--time-unit",
+             "observation_end=...": "--observation-end DATE"}
 
 class UsageError(ClvDataError):
     """An invalid combination of options (exit code 2)."""
@@ -204,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="clvmodels",
         description="Probabilistic customer lifetime value: summarise transaction logs, fit models, score customers.",
-        epilog=EXIT_CODES,
+        epilog=TOP_EXIT_CODES,
     )
     _common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"clvmodels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("summarize", epilog=EXIT_CODES, aliases=["summarise"], help="RFM summary of a transaction log",
@@ -226,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit models to an RFM table and save them to a model directory.")
     p.add_argument("rfm", help="RFM table (.parquet or .csv) from 'clvmodels summarize'")
     p.add_argument("--model", default="bgnbd+gg",
-                   help="purchase model, optionally +spend model: bgnbd, mbgnbd, pnbd, sbg; +gg (bgnbd+gg)")
+                   help="purchase model, optionally +spend model (bgnbd+gg). Purchase models: "
+                        f"{models_help(('purchases',))}; spend: {models_help(('spend',))}. BG/BB reads "
+                        "frequency, recency and n_periods (opportunities; clvmodels.bgbb_summary)")
     p.add_argument("--method", choices=["mle", "map", "nuts", "advi"], default="mle", help="fit method (mle)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--time-unit", help="unit of the table's recency and T (default: recorded in the Parquet file)")
@@ -237,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     _common(p)
 
-    p = sub.add_parser("score", epilog=EXIT_CODES, help="score customers with a saved model",
+    p = sub.add_parser("score", epilog=SCORE_EXIT_CODES, help="score customers with a saved model",
                        description="Per-customer expected purchases, P(alive), expected spend and CLV. "
                                    "With --interval, CLV gets the predictive interval of what the customer will "
                                    "actually be worth (clv_lower/clv_upper: process and parameter uncertainty, "
@@ -275,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejects", help="rejects table (default: <out>.rejects.parquet / .csv)")
     p.add_argument("--allow-rejects", action="store_true", help="exit 0 even when customers were rejected")
     p.add_argument("--id-column", default="customer_id", help="customer id column of an RFM table (customer_id)")
+    p.add_argument("--segment-col", metavar="COL",
+                   help="a column of the input naming each customer's segment: also write per segment the "
+                        "customers, P(alive) and the sums of the expected scores to <out>.segments.parquet "
+                        "(.csv); a log's customer takes her last row's segment")
     p.add_argument("--chunk-rows", type=positive_int, default=100_000, help="customers per chunk (100000)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="worker processes scoring chunks in parallel; they die with this process (1)")
@@ -303,21 +341,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The baselines of ``--baselines`` (clvmodels.baselines.default_baselines' names, without spaces).
+BASELINES = {"nochange": "no change", "rfm": "RFM score", "gbm": "gradient boosting"}
+
+
 def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("log", help="transaction log (.csv or .parquet)")
     p.add_argument("--calibration-end", required=True, metavar="DATE", help="last day of the calibration period")
+    p.add_argument("--observation-end", metavar="DATE",
+                   help="end of the holdout when --holdout is not given (default: the last transaction)")
     p.add_argument("--holdout", type=finite_float,
-                   help="holdout length in --time-unit (default: to the end of the log)")
-    p.add_argument("--models", default="bgnbd", help="comma-separated purchase models (bgnbd)")
+                   help="holdout length in --time-unit (default: to --observation-end)")
+    p.add_argument("--models", default="bgnbd",
+                   help="comma-separated purchase models (bgnbd), of one kind: continuous time, "
+                        f"{models_help(('purchases, continuous',))}; or discrete opportunities, "
+                        f"{models_help(('purchases, discrete',))} (then --period is the opportunity)")
+    p.add_argument("--baselines", default=",".join(BASELINES),
+                   help=f"comma-separated baselines to compare with, or none ({','.join(BASELINES)}: no change, "
+                        "RFM score, gradient boosting; continuous-time models)")
+    p.add_argument("--interval", type=finite_float, default=0.9,
+                   help="level of the predictive intervals and of the total's interval (0.9)")
     p.add_argument("--time-unit", default="W", help="unit of T, recency and --holdout (W)")
+    p.add_argument("--period", default="Y",
+                   help="discrete models (bgbb): the calendar period of one transaction opportunity (Y)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     g = p.add_argument_group("transaction log")
-    g.add_argument("--customer-id", default="customer_id", metavar="COL")
-    g.add_argument("--timestamp", default="timestamp", metavar="COL")
-    g.add_argument("--amount", default="amount", metavar="COL")
-    g.add_argument("--no-amount", action="store_true")
-    g.add_argument("--date-format", metavar="FMT")
-    g.add_argument("--refunds", choices=["error", "net", "drop"], default="error")
+    g.add_argument("--customer-id", default="customer_id", metavar="COL", help="customer id column (customer_id)")
+    g.add_argument("--timestamp", default="timestamp", metavar="COL", help="purchase time column (timestamp)")
+    g.add_argument("--amount", default="amount", metavar="COL", help="purchase value column (amount)")
+    g.add_argument("--no-amount", action="store_true", help="the log has no values (purchases only)")
+    g.add_argument("--date-format", metavar="FMT", help="strftime format of text timestamps, e.g. %%Y-%%m-%%d")
+    g.add_argument("--refunds", choices=["error", "net", "drop"], default="error",
+                   help="negative amounts: error (default), net against the latest earlier purchase, or drop")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -362,6 +417,7 @@ def summarise_log(args, source, time_unit: str, calibration_end=None):
 
 def _resolve_model(name: str):
     """A model class by one of its ``short_names`` (e.g. ``bgnbd``) or its class name."""
+    from . import models  # noqa: F401  (defines, and so registers, the model classes)
     from .models.registry import model_classes
 
     classes = model_classes()
@@ -369,7 +425,7 @@ def _resolve_model(name: str):
     by_name |= {k.lower(): cls for k, cls in classes.items()}
     cls = by_name.get(name.strip().lower().replace("/", "").replace("-", "").replace("_", ""))
     if cls is None:
-        raise UsageError(f"Unknown model {name!r}; known: {', '.join(sorted(by_name))}.")
+        raise UsageError(f"Unknown model {name!r}; known: {models_help(('purchases', 'spend', 'contractual'))}.")
     return cls
 
 
@@ -495,7 +551,7 @@ def _screened_summary(args, purchase):
 def cmd_score(args) -> int:
     from .io import count_rows, table_attrs, table_columns
     from .models.persistence import load_models
-    from .scoring import ScoreSettings, default_rejects_path, input_columns, score_table
+    from .scoring import ScoreSettings, companion_path, default_rejects_path, input_columns, score_table
     from .validation import check_time_unit
 
     settings = ScoreSettings(horizon=args.horizon, period=_score_period(args), discount_rate=args.discount_rate,
@@ -504,13 +560,18 @@ def cmd_score(args) -> int:
                              n_samples=args.samples)
     fmt = _out_format(args.out, args.csv)
     rejects = args.rejects or default_rejects_path(args.out, fmt)
+    segments_path = None if args.segment_col is None else companion_path(args.out, fmt, "segments")
     _check_outputs({"the model directory": args.model_dir, "the input": args.input},
-                   {"--out": args.out, "--rejects": rejects})
+                   {"--out": args.out, "--rejects": rejects} | ({"--segment-col's table": segments_path}
+                                                               if segments_path else {}))
     models, meta = load_models(args.model_dir)
     if "purchase" not in models:
         raise ClvDataError(f"{args.model_dir!r} holds no purchase model (it has {sorted(models)}).")
     purchase, spend = models["purchase"], models.get("spend")
     columns = table_columns(args.input)
+    if args.segment_col is not None and args.segment_col not in columns:
+        raise UsageError(f"--segment-col {args.segment_col}: {args.input!r} has no such column; it has "
+                         f"{', '.join(map(str, columns))}.")
     screened = None
     if all(c in columns for c in input_columns(purchase)):
         if check_time_unit(purchase, table_attrs(args.input), model_resolution=meta.get("resolution")) is None:
@@ -531,6 +592,9 @@ def cmd_score(args) -> int:
             log.warning("rejected: %s", line)
     print(f"read: {counts.read:,}; scored: {counts.scored:,}; rejected: {counts.rejected:,}; "
           f"wrote {args.out} and {rejects}")
+    if segments_path is not None:
+        _write_segments(args, segments_path, fmt, id_column=args.id_column if screened is None else args.customer_id)
+        print(f"wrote {segments_path}")
     if counts.rejected:
         for reason, n in sorted(counts.reasons.items(), key=lambda kv: -kv[1]):
             log.warning("rejected %s customer(s): %s", f"{n:,}", reason)
@@ -541,17 +605,73 @@ def cmd_score(args) -> int:
     return EXIT_OK
 
 
+def _backtest_models(args) -> tuple[dict, bool]:
+    """The models of ``--models`` by name, and whether they are discrete-opportunity models (all or
+    none: a usage error otherwise)."""
+    from .models import DiscretePurchaseModel, PurchaseModel
+
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--models names no model; give one or more of: {models_help()}.")
+    classes = {name: _resolve_model(name) for name in names}
+    for name, cls in classes.items():
+        if not issubclass(cls, PurchaseModel):
+            raise UsageError(f"--models {name!r} is a {cls.kind_name}: a backtest compares purchase models "
+                             f"({models_help()}).")
+    discrete = {name for name, cls in classes.items() if issubclass(cls, DiscretePurchaseModel)}
+    if discrete and len(discrete) < len(classes):
+        raise UsageError(f"--models mixes discrete-opportunity ({', '.join(sorted(discrete))}) and continuous-time "
+                         "models: backtest them separately.")
+    return {name: cls() for name, cls in classes.items()}, bool(discrete)
+
+
+def _baselines(args, seed: int) -> dict:
+    """The baselines of ``--baselines`` (``none``: no baseline)."""
+    from .baselines import default_baselines
+
+    names = [n.strip().lower() for n in args.baselines.split(",") if n.strip()]
+    if names == ["none"]:
+        return {}
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise UsageError(f"--baselines: unknown {', '.join(map(repr, unknown))}; known: {', '.join(BASELINES)} "
+                         "or none.")
+    available = default_baselines(seed)
+    return {BASELINES[n]: available[BASELINES[n]] for n in names}
+
+
+def _write_segments(args, path: str, fmt: str, id_column: str) -> None:
+    """The per-segment table of ``score --segment-col`` (:func:`~clvmodels.scoring.segment_summary`),
+    from the scores written and the input's segment column, written atomically next to them."""
+    from .io import read_columns, write_table
+    from .scoring import segment_summary
+
+    scores = read_columns(args.out, text_columns=(args.id_column,))
+    scores.index = scores.pop(args.id_column).astype(str)
+    members = read_columns(args.input, [id_column, args.segment_col], text_columns=(id_column,))
+    members = members.drop_duplicates(id_column, keep="last")  # a log: her last row's segment
+    segments = members.set_index(members[id_column].astype(str))[args.segment_col]
+    write_table(segment_summary(scores, segments), path, fmt=fmt, escape=not args.csv_raw)
+
+
 def _run_backtest(args):
-    from .backtest import backtest
+    from .backtest import backtest, discrete_backtest
     from .data import load_transactions
     from .io import table_format  # noqa: F401  (validates the extension early)
 
     table_format(args.log)
+    models, discrete = _backtest_models(args)
+    baselines = _baselines(args, args.seed)
     frame = load_transactions(args.log, customer_id=args.customer_id, timestamp=args.timestamp,
                               amount=_amount(args), date_format=args.date_format, refunds=args.refunds)
-    models = {name.strip(): _resolve_model(name)() for name in args.models.split(",") if name.strip()}
-    return backtest(frame, models, calibration_end=args.calibration_end, holdout=args.holdout,
-                    time_unit=args.time_unit, seed=args.seed)
+    if discrete:
+        t = None if args.holdout is None else int(args.holdout)
+        return discrete_backtest(frame, models, calibration_end=args.calibration_end, t=t,
+                                 observation_end=args.observation_end, period=args.period, interval=args.interval,
+                                 seed=args.seed)
+    return backtest(frame, models, calibration_end=args.calibration_end, t=args.holdout,
+                    observation_end=args.observation_end, time_unit=args.time_unit, baselines=baselines,
+                    interval=args.interval, seed=args.seed)
 
 
 def cmd_backtest(args) -> int:
@@ -613,6 +733,8 @@ def bad_input_errors() -> tuple[type[BaseException], ...]:
 def _report_bad_input(command: str, exc: BaseException, debug: bool) -> None:
     """One line saying why (the first line of the message); the rest and the traceback with --debug."""
     text = str(exc).strip() or type(exc).__name__
+    for keyword, option in CLI_HINTS.items():
+        text = text.replace(keyword, option)
     first, _, rest = text.partition("\n")
     if debug:
         traceback.print_exc()
