@@ -271,6 +271,8 @@ def test_total_value_is_the_sum_of_the_customers_futures(fits, rfm):
     assert list(whole.index) == ["all"] and whole["mean"].iloc[0] == pytest.approx(per["mean"].sum(), rel=1e-12)
     assert whole["lower"].iloc[0] < whole["mean"].iloc[0] < whole["upper"].iloc[0]
     samples = clv.simulate_clv(model, spend, rfm, **kw)
+    assert samples.columns.equals(rfm.index) and samples.index.name == "sample"  # labelled by customer id
+    samples = samples.to_numpy()
     np.testing.assert_allclose(np.quantile(samples.sum(axis=1), [0.05, 0.95]),
                                whole[["lower", "upper"]].to_numpy()[0], rtol=1e-9)
     independent = np.sqrt(samples.var(axis=0).sum())

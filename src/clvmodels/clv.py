@@ -26,7 +26,8 @@ import pandas as pd
 from .errors import ClvDataError, renamed_argument
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles, summarise_draws
+from .models.draws import (EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles, sample_frame,
+                           summarise_draws)
 from . import predictive as P
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
@@ -166,15 +167,16 @@ def discounted_chunks(purchase_model, spend_model, rfm, *, bounds, factors, n_sa
 def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, horizon: int = 12,
                  period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
                  n_samples: int = 1000, seed: int | None = None, jobs: int | None = None,
-                 n_draws: int | None = None) -> np.ndarray:
+                 n_draws: int | None = None) -> pd.DataFrame:
     """Samples of each customer's realised discounted value ``Σ_i S_i / (1+d)^i`` over ``horizon``
     periods, by exact simulation: every sample draws the parameters of both models (posterior, or
     the MLE's asymptotic normal), then the customer's purchases in each period from her
     individual-level posterior (the purchase model's ``simulate_purchases`` with period boundaries)
     and their values (the spend model's ``simulate_spend``, e.g. ``Gamma(n p, ν)`` per period).
 
-    Returns an array ``(n_samples, n_customers)``; for many customers use :func:`predictive_clv` or
-    :func:`total_value`, which never hold it whole. The arguments are those of :func:`clv`; ``jobs``
+    Returns a frame ``(n_samples, n_customers)``: one row per simulated future (index ``sample``),
+    one column per customer (her id; ``.to_numpy()`` gives the array); for many customers use
+    :func:`predictive_clv` or :func:`total_value`, which never hold it whole. The arguments are those of :func:`clv`; ``jobs``
     threads simulate chunks of customers (default: one per CPU), each chunk with its own random
     stream spawned from ``seed``, so the samples do not depend on ``jobs``. The futures share
     ``n_draws`` parameter draws (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`: future ``i``
@@ -186,7 +188,7 @@ def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *
     for sl, value, _, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
                                              n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws):
         out[:, sl] = value
-    return out
+    return sample_frame(out, rfm.index, f"discounted value over {horizon} periods of length {period_length:g}")
 
 
 def _segment_codes(segments, rfm: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:

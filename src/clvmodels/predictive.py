@@ -40,7 +40,7 @@ from . import metrics as M
 from .errors import ClvDataError
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, SIMULATION_DRAWS, check_finite, check_interval,
+from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, SIMULATION_DRAWS, check_finite, check_interval, sample_frame,
                            interval_frame, parameter_draws, predictive_draws)
 from .models.purchase import PurchaseModel, period_boundaries
 from .models.rows import unique_rows
@@ -419,7 +419,7 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
 
 
 def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,
-                   n_samples: int = 1000, seed: int | None = None) -> np.ndarray:
+                   n_samples: int = 1000, seed: int | None = None) -> pd.DataFrame:
     """Samples of each customer's total spend in the next ``t`` periods, by exact simulation.
 
     Every sample takes population parameters of both models (from the posterior, or the asymptotic
@@ -431,15 +431,16 @@ def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | No
 
     Returns
     -------
-    Array ``(n_samples, n_customers)``. For summaries over many customers use
-    :func:`predictive_value`, which never holds this whole array.
+    DataFrame ``(n_samples, n_customers)``: one row per simulated future (index ``sample``), one
+    column per customer (her id; :func:`~.models.draws.sample_frame`); ``.to_numpy()`` gives the
+    array. For summaries over many customers use :func:`predictive_value`, which never holds it whole.
     """
     rfm = purchase_model._rfm_or_fitted(rfm)
     spend_model._check_fitted()
     out = np.empty((int(n_samples), len(rfm)))
     for sl, _, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, seed):
         out[:, sl] = spend
-    return out
+    return sample_frame(out, rfm.index, f"total spend over t={t:g}")
 
 
 def predictive_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,
