@@ -26,8 +26,8 @@ the previous file (or none), never a partial one. An output that resolves to an 
 output (through symbolic links or relative paths too) is refused before anything is read. CSV
 outputs escape formula-like text cells (a leading ``'`` before ``=``, ``+``, ``-``, ``@``, tab or
 carriage return, OWASP's rule against CSV injection); ``--csv-raw`` writes them verbatim.
-Progress bars are shown on a terminal; with ``--quiet`` or when stderr is not a terminal, progress
-goes to log lines instead (none with ``--quiet``).
+Progress bars are shown on a terminal; with ``--quiet``, ``--no-progress`` or when stderr is not a
+terminal, progress goes to log lines instead (none with ``--quiet``). Warnings are one line each.
 
 ``score`` works per customer: invalid rows, duplicate ids, scores that overflow, and (for a raw
 log) customers with a bad log row are rejected one by one into the rejects file, with the reason,
@@ -50,6 +50,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import ClvDataError
+from .progress import progress_off
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -105,7 +106,7 @@ def _terminate(signum, frame):
 
 # ---------------------------------------------------------------------------- progress and logging
 def _interactive(args) -> bool:
-    return not args.quiet and sys.stderr.isatty()
+    return not args.quiet and not args.no_progress and sys.stderr.isatty()
 
 
 @contextlib.contextmanager
@@ -175,6 +176,8 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
                         help="no progress bars or log lines (errors only)")
     parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="on an error, print the traceback and the example rows")
+    parser.add_argument("--no-progress", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="no progress bars (they are shown only on a terminal; log lines stay)")
 
 
 def positive_int(text: str) -> int:
@@ -757,7 +760,7 @@ def main(argv=None) -> int:
     _setup_logging(args)
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
-        with _one_line_warnings(args):
+        with _one_line_warnings(args), (progress_off() if not _interactive(args) else contextlib.nullcontext()):
             return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"clvmodels {args.command}: interrupted; outputs left as they were.", file=sys.stderr)

@@ -152,22 +152,23 @@ def _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate, 
 
 
 def discounted_chunks(purchase_model, spend_model, rfm, *, bounds, factors, n_samples, seed, jobs=None,
-                      n_draws=None):
+                      n_draws=None, progressbar=None):
     """Yield ``(customer slice, discounted value, purchases, spend per period)``: the spend simulated
     per period ``(t_{i−1}, t_i]`` of ``bounds`` (:func:`clvmodels.predictive._simulate_chunks`, exact
     per model, ``(n_samples, chunk, H)``) weighted by ``factors`` and summed, and the number of
     purchases over all periods, both ``(n_samples, chunk)``. ``jobs``: threads simulating chunks
     (default: one per CPU; the result does not depend on it); ``n_draws``: distinct parameter draws
-    shared by the futures (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`)."""
+    shared by the futures (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`); ``progressbar``:
+    a bar over the customers (default: on a terminal or in Jupyter, :mod:`clvmodels.progress`)."""
     for sl, counts, spend in P._simulate_chunks(purchase_model, spend_model, bounds, rfm, n_samples, seed,
-                                                jobs=jobs, n_draws=n_draws):
+                                                jobs=jobs, n_draws=n_draws, progressbar=progressbar):
         yield sl, spend @ factors, counts.sum(axis=-1), spend
 
 
 def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, horizon: int = 12,
                  period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
                  n_samples: int = 1000, seed: int | None = None, jobs: int | None = None,
-                 n_draws: int | None = None) -> pd.DataFrame:
+                 n_draws: int | None = None, progressbar: bool | None = None) -> pd.DataFrame:
     """Samples of each customer's realised discounted value ``Σ_i S_i / (1+d)^i`` over ``horizon``
     periods, by exact simulation: every sample draws the parameters of both models (posterior, or
     the MLE's asymptotic normal), then the customer's purchases in each period from her
@@ -186,7 +187,8 @@ def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *
     bounds, factors = clv_periods(horizon, period_length, discount_rate)
     out = np.empty((int(n_samples), len(rfm)))
     for sl, value, _, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
-                                             n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws):
+                                             n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
+                                             progressbar=progressbar):
         out[:, sl] = value
     return sample_frame(out, rfm.index, f"discounted value over {horizon} periods of length {period_length:g}")
 
@@ -212,7 +214,7 @@ def _segment_codes(segments, rfm: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
 
 
 def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, horizon, period_length,
-                        discount_rate, n_samples, seed, jobs=None, n_draws=None):
+                        discount_rate, n_samples, seed, jobs=None, n_draws=None, progressbar=None):
     """One pass of the simulation: per-customer mean, ``p_zero``, ``mean_purchases`` and the
     quantiles ``qs`` of the discounted value, and the samples of each segment's total
     ``(n_samples, n_segments)`` (sums over customers per simulated future)."""
@@ -223,7 +225,8 @@ def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, 
     totals = np.zeros((int(n_samples), len(labels)))
     bounds, factors = clv_periods(horizon, period_length, discount_rate)
     for sl, value, counts, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
-                                                  n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws):
+                                                  n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
+                                                  progressbar=progressbar):
         per["mean"][sl] = value.mean(axis=0)
         per["p_zero"][sl] = (counts == 0).mean(axis=0)
         per["mean_purchases"][sl] = counts.mean(axis=0)
@@ -237,7 +240,8 @@ def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, 
 def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, horizon: int = 12,
                    period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
                    interval: float | None = 0.9, quantiles=None, n_samples: int = 1000,
-                   seed: int | None = None, jobs: int | None = None, n_draws: int | None = None) -> pd.DataFrame:
+                   seed: int | None = None, jobs: int | None = None, n_draws: int | None = None,
+                   progressbar: bool | None = None) -> pd.DataFrame:
     """Per-customer predictive distribution of realised discounted value (:func:`simulate_clv`),
     summarised chunk by chunk (bounded memory: 1M customers x 1,000 futures never in memory at once).
 
@@ -255,7 +259,8 @@ def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None,
                                       period_length, "predictive_clv")
     per, per_q, _, _ = _simulate_summaries(purchase_model, spend_model, rfm, qs, horizon=horizon,
                                            period_length=period_length, discount_rate=discount_rate,
-                                           n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws)
+                                           n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
+                                           progressbar=progressbar)
     columns = {"mean": per["mean"], **dict(zip(names, per_q)), "p_zero": per["p_zero"],
                "mean_purchases": per["mean_purchases"]}
     return P._summary_frame(columns, rfm.index, interval)
@@ -264,7 +269,8 @@ def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None,
 def total_value(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, segments=None,
                 horizon: int = 12, period: str = "M", discount_rate: float = 0.01,
                 period_length: float | None = None, interval: float = 0.9, n_samples: int = 1000,
-                seed: int | None = None, jobs: int | None = None, n_draws: int | None = None) -> pd.DataFrame:
+                seed: int | None = None, jobs: int | None = None, n_draws: int | None = None,
+                progressbar: bool | None = None) -> pd.DataFrame:
     """Predictive distribution of the total discounted value of each segment (or of all customers).
 
     Each simulated future of :func:`simulate_clv` is summed over the segment's customers: the total
@@ -289,7 +295,7 @@ def total_value(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *,
     _, _, totals, labels = _simulate_summaries(
         purchase_model, spend_model, rfm, np.array([0.5]), segments=segments, horizon=horizon,
         period_length=period_length, discount_rate=discount_rate, n_samples=n_samples, seed=seed, jobs=jobs,
-        n_draws=n_draws)
+        n_draws=n_draws, progressbar=progressbar)
     codes, _ = _segment_codes(segments, rfm)
     q = quantiles(totals, [0.5, (1 - interval) / 2, (1 + interval) / 2])
     columns = {"n_customers": np.bincount(codes, minlength=len(labels)), "mean": totals.mean(axis=0),

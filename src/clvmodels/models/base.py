@@ -79,7 +79,7 @@ class CLVModel(ABC):
 
     def __init__(self, *, method: str = "mle", penalizer: float = 0.0, priors: dict | None = None,
                  draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
-                 progressbar: bool = True, random_seed: int | None = None):
+                 progressbar: bool | None = None, random_seed: int | None = None):
         self.method = method
         self.penalizer = penalizer
         self.priors = priors
