@@ -208,7 +208,8 @@ def _csv_raw(parser) -> None:
                              "tab or CR, against formula injection in spreadsheets)")
 
 
-def _log_options(parser: argparse.ArgumentParser) -> None:
+def _log_columns(parser: argparse.ArgumentParser):
+    """The options that read a transaction log (its columns, time format, refunds), in their group."""
     g = parser.add_argument_group("transaction log")
     g.add_argument("--customer-id", default="customer_id", metavar="COL", help="customer id column (customer_id)")
     g.add_argument("--timestamp", default="timestamp", metavar="COL", help="purchase time column (timestamp)")
@@ -217,6 +218,11 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--date-format", metavar="FMT", help="strftime format of text timestamps, e.g. %%Y-%%m-%%d")
     g.add_argument("--refunds", choices=["error", "net", "drop"], default="error",
                    help="negative amounts: error (default), net against the latest earlier purchase, or drop")
+    return g
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    g = _log_columns(parser)
     g.add_argument("--observation-end", metavar="DATE", help="end of observation (default: the last transaction)")
     g.add_argument("--resolution", default="D", help="purchases within one such period count once (D)")
     g.add_argument("--truncate", action="store_true", help="ignore transactions after --observation-end")
@@ -368,14 +374,7 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--period", default="Y",
                    help="discrete models (bgbb): the calendar period of one transaction opportunity (Y)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    g = p.add_argument_group("transaction log")
-    g.add_argument("--customer-id", default="customer_id", metavar="COL", help="customer id column (customer_id)")
-    g.add_argument("--timestamp", default="timestamp", metavar="COL", help="purchase time column (timestamp)")
-    g.add_argument("--amount", default="amount", metavar="COL", help="purchase value column (amount)")
-    g.add_argument("--no-amount", action="store_true", help="the log has no values (purchases only)")
-    g.add_argument("--date-format", metavar="FMT", help="strftime format of text timestamps, e.g. %%Y-%%m-%%d")
-    g.add_argument("--refunds", choices=["error", "net", "drop"], default="error",
-                   help="negative amounts: error (default), net against the latest earlier purchase, or drop")
+    _log_columns(p)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -420,8 +419,11 @@ def summarise_log(args, source, time_unit: str, calibration_end=None):
 
 def _resolve_model(name: str):
     """A model class by one of its ``short_names`` (e.g. ``bgnbd``) or its class name."""
-    from . import models  # noqa: F401  (defines, and so registers, the model classes)
+    import importlib
+
     from .models.registry import model_classes
+
+    importlib.import_module(".models", __package__)  # defines, and so registers, the model classes
 
     classes = model_classes()
     by_name = {alias: cls for cls in classes.values() for alias in cls.short_names}
