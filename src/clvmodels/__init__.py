@@ -18,13 +18,12 @@ import importlib
 import sys
 import types
 
-from ._version import __version__
-
 #: Where each public name lives. ``import clvmodels`` (and ``clvmodels --help``) loads none of these
 #: modules (nor pandas, scipy, matplotlib, scikit-learn, PyMC): a name's module is imported when the
 #: name is first used (PEP 562), so a start costs what the modules used cost
 #: (``benchmarks/bench_import.py``).
 _EXPORTS = {
+    "._version": ["__version__"],  # importlib.metadata scans the installed packages: ~0.1-0.3 s
     ".clv": ["clv", "predictive_clv", "simulate_clv", "total_value"],
     ".data": ["load_transactions"],
     ".errors": ["AssumptionWarning", "ClvDataError", "ConvergenceWarning", "ModelFileError", "ModelKindError",

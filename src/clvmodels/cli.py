@@ -48,7 +48,6 @@ import traceback
 import warnings
 from pathlib import Path
 
-from ._version import __version__
 from .errors import ClvDataError
 from .progress import progress_off
 
@@ -233,6 +232,19 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
                    help="DuckDB memory cap, e.g. 4GB (checked by DuckDB itself)")
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed version (read from the package metadata only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ._version import __version__
+
+        print(f"clvmodels {__version__}")
+        parser.exit()
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (exit 2), pointing to ``--help`` instead of printing the usage."""
 
@@ -247,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=TOP_EXIT_CODES,
     )
     _common(parser, top=True)
-    parser.add_argument("--version", action="version", version=f"clvmodels {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("summarize", epilog=EXIT_CODES, aliases=["summarise"], help="RFM summary of a transaction log",
