@@ -82,6 +82,7 @@ def test_fit_writes_both_models(workdir):
     assert models["purchase"].time_unit_ == "W"
 
 
+@pytest.mark.slow
 def test_score_equals_the_library(workdir, capsys):
     out = workdir / "scores.parquet"
     code = run("score", workdir / "model", workdir / "rfm.parquet", "--out", out, "--horizon", 12,
@@ -205,6 +206,7 @@ def _command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "clvmodels.cli"]
 
 
+@pytest.mark.slow
 def test_installed_command_runs(workdir):
     res = subprocess.run(_command() + ["score", str(workdir / "model"), str(workdir / "rfm.parquet"),
                                        "--out", str(workdir / "proc.csv"), "--csv"],
@@ -214,6 +216,7 @@ def test_installed_command_runs(workdir):
     assert len(pd.read_csv(workdir / "proc.csv")) == 2357
 
 
+@pytest.mark.slow
 def test_killed_scoring_run_leaves_the_previous_file(tmp_path):
     """SIGKILL midway through a chunked scoring run: the old scores stay, complete and readable."""
     with warnings.catch_warnings():

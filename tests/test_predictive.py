@@ -136,6 +136,7 @@ def posterior_model(fitted):
     return model
 
 
+@pytest.mark.slow
 def test_large_posterior_is_subsampled_reproducibly_with_its_mc_error(posterior_model):
     from clvmodels.models.draws import PREDICTIVE_DRAWS
 

@@ -177,6 +177,7 @@ def test_spend_per_period_shares_the_customer_spend_rate(fits, rfm):
 
 # ---------------------------------------------------------------------------- predictive CLV
 @pytest.mark.parametrize("name", ["BG/NBD", "MBG/NBD", "Pareto/NBD"])
+@pytest.mark.slow
 def test_predictive_clv_mean_is_the_expected_clv(fits, rfm, name):
     """The simulated mean (with parameter draws) agrees with the expected CLV averaged over the same
     kind of draws, customer by customer within Monte Carlo error and in total within 2%; P(CLV = 0)
@@ -253,6 +254,7 @@ def test_bgbb_predictive_clv(bgbb, fits):
     assert np.all(pred["mean_purchases"] <= 6)
 
 
+@pytest.mark.slow
 def test_total_value_is_the_sum_of_the_customers_futures(fits, rfm):
     """Segment totals come from the same futures as the per-customer numbers: with the same seed
     their means add up exactly; the whole base's interval is wider than independent customers'
