@@ -189,6 +189,7 @@ def small(sample):
                         observation_end="1998-03-31", n_samples=200, seed=3)
 
 
+@pytest.mark.slow
 def test_backtest_is_reproducible_with_a_seed(sample, small):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -375,6 +376,7 @@ def sample_value(sample):
         return backtest(sample, calibration_end=CUT, t=39, baselines={}, n_samples=1000, seed=0)
 
 
+@pytest.mark.slow
 def test_cdnow_predictive_value_is_calibrated(sample, sample_value):
     """Acceptance (issue 13): on the CDNOW sample (39 + 39 weeks) the predictive 90% interval of each
     customer's holdout value contains 85-97% of customers and the randomised PIT of holdout value has

@@ -220,6 +220,7 @@ def test_predictions_average_over_the_posterior(short_nuts, rfm):
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_clv_with_bayesian_models(short_nuts, gg_mle, rfm):
     value = clv.clv(short_nuts, gg_mle, rfm, horizon=6, period_length=4.35, discount_rate=0.01, interval=0.8,
                     kind="expected", seed=0)

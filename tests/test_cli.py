@@ -355,6 +355,7 @@ def test_score_segment_col_writes_segment_totals(workdir, tmp_path, capsys):
     assert not (tmp_path / "t.parquet").exists() and "--segment-col nosuch" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_backtest_options_observation_end_interval_baselines(workdir, tmp_path):
     assert run("backtest", workdir / "log.csv", "--timestamp", "date", "--date-format", "%Y-%m-%d",
                "--calibration-end", "1997-09-30", "--observation-end", "1998-03-31", "--interval", "0.8",

@@ -91,6 +91,7 @@ def test_other_prior_values_reuse_the_compile_other_distributions_do_not(rfm):
                                                                                         priors=gamma), rfm)))
 
 
+@pytest.mark.slow
 def test_another_model_class_on_the_same_columns_compiles_its_own(rfm):
     compiled.clear_cache()
     nuts(clv.BetaGeoModel(seed=6, progressbar=False), rfm)
@@ -100,6 +101,7 @@ def test_another_model_class_on_the_same_columns_compiles_its_own(rfm):
                                                           rfm)))
 
 
+@pytest.mark.slow
 def test_map_reuses_its_compiled_log_posterior(rfm, cutoff):
     compiled.clear_cache()
     clv.BetaGeoModel().fit(rfm, method="map")

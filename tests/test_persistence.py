@@ -34,6 +34,7 @@ def fitted(rfm):
         return clv.BetaGeoModel().fit(rfm), clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
 
 
+@pytest.mark.slow
 def test_mle_roundtrip_gives_identical_predictions(fitted, rfm, tmp_path):
     bgnbd, gg = fitted
     bgnbd.save(tmp_path / "bgnbd")

@@ -198,6 +198,7 @@ def test_predictive_clv_mean_is_the_expected_clv(fits, rfm, name):
     np.testing.assert_allclose(pred["p_zero"], p0, atol=0.04)
 
 
+@pytest.mark.slow
 def test_discounting_and_reproducibility(fits, rfm):
     """No discount: the discounted value is the holdout-style total spend over HΔ (same mean as
     predictive_value); a discount lowers every customer's value; the same seed gives the same
