@@ -693,7 +693,6 @@ def _run_backtest(args):
 
 def cmd_backtest(args) -> int:
     from .io import atomic_directory, write_table
-    from .report import compare_report
 
     _check_outputs({"the log": args.log}, {"--report": args.report}, {"--out": args.out})
     result = _run_backtest(args)
@@ -704,16 +703,25 @@ def cmd_backtest(args) -> int:
             write_table(table.reset_index() if table.index.name else table, tmp / f"{name}.parquet", index=False)
         (tmp / "settings.json").write_text(json.dumps(result.settings, indent=1, default=str) + "\n")
     if args.report:
-        compare_report(result, args.report)
+        _write_report(result, args.report)
     print(f"wrote {args.out}" + (f" and {args.report}" if args.report else ""))
     return EXIT_OK
 
 
-def cmd_report(args) -> int:
+def _write_report(result, path, title=None):
+    """The HTML report of ``result`` (``compare_report``), with a one-step progress bar on a terminal."""
+    from .progress import progress
     from .report import compare_report
 
+    with progress(1, "writing the report", "report") as advance:
+        path = compare_report(result, path, title=title)
+        advance(1)
+    return path
+
+
+def cmd_report(args) -> int:
     _check_outputs({"the log": args.log}, {"--out": args.out})
-    path = compare_report(_run_backtest(args), args.out, title=args.title)
+    path = _write_report(_run_backtest(args), args.out, title=args.title)
     print(f"wrote {path}")
     return EXIT_OK
 
