@@ -89,3 +89,29 @@ def test_cli_backtest_prints_no_source_lines(log, tmp_path, capfd):
     assert out.strip() == f"wrote {tmp_path / 'bt'}"
     # no "  frame = load_transactions(..." below a warning: every stderr line says what it is
     assert all(line.startswith(("clvmodels", "20")) for line in err.splitlines()), err
+
+
+class _NoisyBetaGeo(clv.BetaGeoModel):
+    """BG/NBD whose fit also emits a library's notice and a model warning."""
+
+    def fit(self, rfm, **kwargs):
+        import warnings as w
+
+        w.warn("PyTensor could not link to a BLAS installation.", UserWarning)
+        w.warn("the fit landed on a boundary", clv.ConvergenceWarning)
+        return super().fit(rfm, **kwargs)
+
+
+def test_backtest_records_only_model_warnings():
+    """What the report's Warnings section shows: the model warning, not the library's notice."""
+    from clvmodels.datasets import simulate
+
+    log = clv.load_transactions(simulate(300, seed=2))
+    cut = log["timestamp"].min() + (log["timestamp"].max() - log["timestamp"].min()) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = clv.backtest(log, {"noisy": _NoisyBetaGeo()}, calibration_end=str(cut.date()), n_samples=50,
+                              baselines={})
+    fit_rows = result.warnings[result.warnings["model"] == "noisy"]
+    assert "ConvergenceWarning" in set(fit_rows["category"])
+    assert not fit_rows["message"].str.contains("BLAS").any() and "UserWarning" not in set(fit_rows["category"])
