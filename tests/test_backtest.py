@@ -16,7 +16,7 @@ from clvmodels.errors import ClvDataError
 
 def _load(sample):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # CDNOW has duplicate rows, reported by a warning
+        warnings.simplefilter("ignore")  # CDNOW has duplicate rows (a notice); model warnings
         return clv.load_transactions(load_cdnow(sample=sample), timestamp="date")
 
 
@@ -46,6 +46,7 @@ def rolling(master):
 CUT = "1997-09-30"
 
 
+@pytest.mark.slow
 def test_rolling_origin_gives_every_forecast_at_every_cutoff(rolling):
     assert isinstance(rolling, BacktestResult)
     assert rolling.cutoffs == ["1997-09-02", "1997-09-16", CUT]
@@ -64,6 +65,7 @@ def test_rolling_origin_gives_every_forecast_at_every_cutoff(rolling):
     assert (rolling.data["holdout_length"] == 39).all()
 
 
+@pytest.mark.slow
 def test_cdnow_actual_holdout_total(rolling):
     tot = rolling.totals.set_index(["cutoff", "model", "target"])
     assert tot.loc[(CUT, "BG/NBD", "purchases"), "actual"] == 19_684
@@ -71,6 +73,7 @@ def test_cdnow_actual_holdout_total(rolling):
     assert data["customers"] == 23_570 and data["holdout_transactions"] == 19_684
 
 
+@pytest.mark.slow
 def test_bgnbd_total_agrees_with_lifetimes_and_is_14_percent_low(rolling):
     from lifetimes import BetaGeoFitter
 
@@ -89,6 +92,7 @@ def test_bgnbd_total_agrees_with_lifetimes_and_is_14_percent_low(rolling):
     assert any("19,684" in m for m in misses["message"])
 
 
+@pytest.mark.slow
 def test_bgnbd_fit_agrees_with_an_independent_lifetimes_fit(rolling):
     from lifetimes import BetaGeoFitter
 
@@ -101,6 +105,7 @@ def test_bgnbd_fit_agrees_with_an_independent_lifetimes_fit(rolling):
     assert row["predicted"] == pytest.approx(total, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_bgnbd_beats_no_change_on_purchase_mae_and_rmse(rolling):
     for cutoff in rolling.cutoffs:
         table = rolling.table("purchases", cutoff)
@@ -109,6 +114,7 @@ def test_bgnbd_beats_no_change_on_purchase_mae_and_rmse(rolling):
     assert rolling.best("purchases")["mae"] == "BG/NBD"
 
 
+@pytest.mark.slow
 def test_predictive_scores_are_sane(rolling):
     table = rolling.table("purchases", CUT)
     # the BG/NBD's per-customer distributions are roughly calibrated on CDNOW...
@@ -122,6 +128,7 @@ def test_predictive_scores_are_sane(rolling):
     assert pit.between(0, 1).all() and len(pit) == 23_570
 
 
+@pytest.mark.slow
 def test_tracking_series_add_up(rolling):
     model = rolling.models[(CUT, "BG/NBD")]
     rfm = model.rfm_
@@ -138,6 +145,7 @@ def test_tracking_series_add_up(rolling):
     assert cal["predicted_cumulative"].iloc[-1] == pytest.approx(expected_cal, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_conditional_expectations_recover_the_totals(rolling):
     cond = rolling.conditional.query("cutoff == @CUT")
     assert list(cond.query("model == 'BG/NBD'")["frequency"]) == ["0", "1", "2", "3", "4", "5", "6", "7+"]
@@ -148,6 +156,7 @@ def test_conditional_expectations_recover_the_totals(rolling):
         assert (part["predicted"] * part["customers"]).sum() == pytest.approx(predicted)
 
 
+@pytest.mark.slow
 def test_cdnow_report_holds_every_section_and_image(rolling, tmp_path):
     from clvmodels.report import SECTIONS, compare_report
 
@@ -161,6 +170,7 @@ def test_cdnow_report_holds_every_section_and_image(rolling, tmp_path):
     assert "<b>does not contain</b> the actual total" in text and "19,684" in text
 
 
+@pytest.mark.slow
 def test_parameters_and_warnings_are_tidy(rolling):
     params = rolling.parameters
     assert set(params.columns) == {"cutoff", "model", "parameter", "statistic", "value"}
@@ -179,6 +189,7 @@ def small(sample):
                         observation_end="1998-03-31", n_samples=200, seed=3)
 
 
+@pytest.mark.slow
 def test_backtest_is_reproducible_with_a_seed(sample, small):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -262,6 +273,7 @@ def test_windowed_baseline_rejects_a_window_longer_than_the_data(sample):
         RFMScoreBaseline(window=60).fit(sample, "1997-09-30")
 
 
+@pytest.mark.slow
 def test_purchase_total_interval_agrees_with_joint_simulation(sample):
     """The total's interval (exact convolution + parameter-draw mixture) against an independent
     Monte Carlo: whole futures of all customers simulated with one parameter draw per sample."""
@@ -364,6 +376,7 @@ def sample_value(sample):
         return backtest(sample, calibration_end=CUT, t=39, baselines={}, n_samples=1000, seed=0)
 
 
+@pytest.mark.slow
 def test_cdnow_predictive_value_is_calibrated(sample, sample_value):
     """Acceptance (issue 13): on the CDNOW sample (39 + 39 weeks) the predictive 90% interval of each
     customer's holdout value contains 85-97% of customers and the randomised PIT of holdout value has

@@ -85,6 +85,7 @@ def test_priors_can_be_replaced_by_spec_dist_or_function(rfm, mle):
     assert float(potential.eval(values)) == pytest.approx(-9582.4, abs=0.1)
 
 
+@pytest.mark.slow
 def test_beta_shapes_get_the_joint_concentration_prior_by_default(rfm):
     """(a, b): a/(a+b) ~ Uniform(0, 1) and a+b with density (1+a+b)^-2, i.e. the proper density
     (a+b)^-1 (1+a+b)^-2 on (a, b), entered as a Potential on half-flat a and b."""
@@ -121,6 +122,7 @@ def test_bad_priors_are_refused(rfm):
 
 
 # ---------------------------------------------------------------------------- MAP
+@pytest.mark.slow
 def test_map_is_close_to_the_mle_with_a_laplace_covariance(rfm, mle):
     # with nearly flat priors on all four parameters the posterior mode is the MLE
     flat = {k: clv.BetaGeoModel.default_priors[k] for k in ("a", "b")}
@@ -218,6 +220,7 @@ def test_predictions_average_over_the_posterior(short_nuts, rfm):
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_clv_with_bayesian_models(short_nuts, gg_mle, rfm):
     value = clv.clv(short_nuts, gg_mle, rfm, horizon=6, period_length=4.35, discount_rate=0.01, interval=0.8,
                     kind="expected", seed=0)
@@ -270,6 +273,7 @@ def test_pymc_sampler_gives_the_same_posterior(rfm, short_nuts):
         assert model.params_[k] == pytest.approx(short_nuts.params_[k], rel=0.05)
 
 
+@pytest.mark.slow
 def test_advi_is_roughly_right(rfm, mle):
     model = clv.BetaGeoModel(seed=1, progressbar=False).fit(
         rfm, method="advi", draws=250, chains=2, advi_iterations=4_000)

@@ -232,6 +232,7 @@ def test_conditional_pmf_sums_to_one_and_its_mean_is_the_expectation(rfm, fitted
     assert two.name == "p_2_purchases"
 
 
+@pytest.mark.slow
 def test_probability_new_is_stable_and_memory_bounded_for_huge_n():
     """The NB tail is I_q(n, r) (betainc), not 1 − Σ_{j<n}: no (n x customers) array, no cancellation."""
     args = (50.0, 0.5, 0.8, 20.0, 100.0)  # E[X(t)] is large: mass far out

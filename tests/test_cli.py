@@ -51,6 +51,7 @@ def test_top_level_help_documents_exit_codes(capsys):
         cli.main(["--help"])
     out = capsys.readouterr().out
     assert info.value.code == 0 and "Exit codes" in out and "3 customers" in out and "internal failure" in out
+    assert "--version" in out
     for command in SUBCOMMANDS:
         assert command in out
 
@@ -81,6 +82,7 @@ def test_fit_writes_both_models(workdir):
     assert models["purchase"].time_unit_ == "W"
 
 
+@pytest.mark.slow
 def test_score_equals_the_library(workdir, capsys):
     out = workdir / "scores.parquet"
     code = run("score", workdir / "model", workdir / "rfm.parquet", "--out", out, "--horizon", 12,
@@ -204,6 +206,7 @@ def _command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "clvmodels.cli"]
 
 
+@pytest.mark.slow
 def test_installed_command_runs(workdir):
     res = subprocess.run(_command() + ["score", str(workdir / "model"), str(workdir / "rfm.parquet"),
                                        "--out", str(workdir / "proc.csv"), "--csv"],
@@ -213,6 +216,7 @@ def test_installed_command_runs(workdir):
     assert len(pd.read_csv(workdir / "proc.csv")) == 2357
 
 
+@pytest.mark.slow
 def test_killed_scoring_run_leaves_the_previous_file(tmp_path):
     """SIGKILL midway through a chunked scoring run: the old scores stay, complete and readable."""
     with warnings.catch_warnings():
@@ -278,3 +282,103 @@ def test_demo(capsys):
     assert run("demo", "--sample", "--top", 3) == 0
     out = capsys.readouterr().out
     assert "Top 3 customers by predicted 12-month CLV" in out and "2,357 customers" in out
+
+
+# ---------------------------------------------------------------------------- issue 15: consistent commands
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"clvmodels {clv.__version__}"
+
+
+def test_models_table_matches_the_classes():
+    """The help's model table (kept in cli.py so that --help imports no model) is the classes' names."""
+    from clvmodels.models.registry import model_classes
+
+    classes = model_classes()
+    for display, (aliases, class_name, _) in cli.MODELS.items():
+        assert classes[class_name].display_name == display and classes[class_name].short_names == aliases
+
+
+def test_help_lists_models_and_every_option_has_help(capsys):
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            assert action.help, f"clvmodels {name} {action.option_strings or action.dest} has no help"
+    for command in ("fit", "backtest"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "bgbb (BG/BB)" in out and "pnbd or paretonbd (Pareto/NBD)" in out and "bgnbd (BG/NBD)" in out
+
+
+def test_allow_rejects_is_mentioned_only_where_it_exists(capsys):
+    for command in SUBCOMMANDS:
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = capsys.readouterr().out
+        assert ("--allow-rejects" in out) == (command == "score"), command
+
+
+def test_unknown_model_lists_names_not_abstract_classes(workdir, tmp_path, capsys):
+    assert run("fit", workdir / "rfm.parquet", "--model", "nosuch", "--out", tmp_path / "m") == 2
+    err = capsys.readouterr().err
+    assert "bgbb (BG/BB)" in err and "PurchaseModel" not in err and "purchasemodel" not in err
+
+
+def test_model_bgbb_is_bg_bb(workdir, tmp_path):
+    assert cli._resolve_model("bgbb") is clv.BetaGeoBetaBinomModel
+    assert cli._resolve_model("BG/BB") is clv.BetaGeoBetaBinomModel
+    log = clv.load_transactions(load_cdnow(), timestamp="date")
+    rfm = clv.bgbb_summary(log[log["timestamp"] < "1998-01-01"], period="Q", observation_end="1997-12-31")
+    rfm.to_parquet(tmp_path / "bgbb.parquet")
+    assert run("fit", tmp_path / "bgbb.parquet", "--model", "bgbb", "--time-unit", "Q", "--out", tmp_path / "m",
+               "-q") == 0
+    assert type(clv.load_model(tmp_path / "m" / "purchase")) is clv.BetaGeoBetaBinomModel
+
+
+def test_missing_column_hint_names_the_options(workdir, tmp_path, capsys):
+    assert run("summarize", workdir / "log.csv", "--out", tmp_path / "r.parquet") == 2  # the log's column is 'date'
+    err = capsys.readouterr().err
+    assert "--timestamp COL" in err and "timestamp=..." not in err and "--no-amount" in err
+
+
+def test_score_segment_col_writes_segment_totals(workdir, tmp_path, capsys):
+    rfm = pd.read_parquet(workdir / "rfm.parquet")
+    rfm["tier"] = np.where(rfm["frequency"] > 2, "loyal", "other")
+    rfm.to_parquet(tmp_path / "rfm.parquet")
+    out = tmp_path / "s.parquet"
+    assert run("score", workdir / "model", tmp_path / "rfm.parquet", "--out", out, "--segment-col", "tier", "-q") == 0
+    scores, segments = pd.read_parquet(out), pd.read_parquet(tmp_path / "s.segments.parquet")
+    assert segments["customers"].to_dict() == rfm["tier"].value_counts().to_dict()
+    loyal = scores.set_index("customer_id").loc[rfm.index[rfm["tier"] == "loyal"].astype(str)]
+    assert segments.loc["loyal", "clv_sum"] == pytest.approx(loyal["clv"].sum())
+    assert segments.loc["loyal", "mean_probability_alive"] == pytest.approx(loyal["probability_alive"].mean())
+    # an unknown column is refused before anything is written
+    assert run("score", workdir / "model", tmp_path / "rfm.parquet", "--out", tmp_path / "t.parquet",
+               "--segment-col", "nosuch", "-q") == 2
+    assert not (tmp_path / "t.parquet").exists() and "--segment-col nosuch" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_backtest_options_observation_end_interval_baselines(workdir, tmp_path):
+    assert run("backtest", workdir / "log.csv", "--timestamp", "date", "--date-format", "%Y-%m-%d",
+               "--calibration-end", "1997-09-30", "--observation-end", "1998-03-31", "--interval", "0.8",
+               "--baselines", "nochange", "--out", tmp_path / "bt", "-q") == 0
+    settings = __import__("json").loads((tmp_path / "bt" / "settings.json").read_text())
+    assert settings["interval"] == 0.8 and settings["baselines"] == {"no change": "NoChangeBaseline"}
+    data = pd.read_parquet(tmp_path / "bt" / "data.parquet")
+    assert data["holdout_end"].tolist() == ["1998-03-31"] and data["holdout_length"].tolist() == [26.0]
+    assert run("backtest", workdir / "log.csv", "--calibration-end", "1997-09-30", "--baselines", "nope",
+               "--out", tmp_path / "b2", "-q") == 2
+
+
+def test_backtest_models_bgbb_is_a_discrete_backtest(workdir, tmp_path, capsys):
+    common = ["--timestamp", "date", "--date-format", "%Y-%m-%d", "--calibration-end", "1997-09-30", "-q"]
+    assert run("backtest", workdir / "log.csv", "--models", "bgbb", "--period", "Q", "--out", tmp_path / "bt",
+               *common) == 0
+    metrics = pd.read_parquet(tmp_path / "bt" / "metrics.parquet")
+    assert "bgbb" in set(metrics["model"])
+    assert run("backtest", workdir / "log.csv", "--models", "bgbb,bgnbd", "--out", tmp_path / "b2", *common) == 2
+    assert "mixes discrete-opportunity (bgbb) and continuous-time" in capsys.readouterr().err

@@ -55,6 +55,7 @@ def one_error_line(err: str) -> str:
 
 # ---------------------------------------------------------------------------- outputs never over inputs
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
 def test_summarize_refuses_to_write_over_its_log(d, tmp_path, engine):
     log = tmp_path / "log.csv"
     log.write_bytes((d / "log.csv").read_bytes())
@@ -211,6 +212,7 @@ def test_bad_options_and_files_exit_2_with_one_line(d, bad, capsys, case):
     assert not (bad / "s.parquet").exists() and not (bad / "m").exists() and not (bad / "r.parquet").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_as_real_processes_and_debug(d, bad):
     for argv in (LOG_CASES["not utf-8"], LOG_CASES["dates in 2300"], LOG_CASES["csv named parquet"]):
         res = run_process(*_argv(["summarize", *argv, "--out", "{t}/r.parquet", "--engine", "pandas"], d, bad))
@@ -233,6 +235,7 @@ def test_internal_errors_still_exit_1(d, tmp_path, monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------------------- units, naming, escaping
+@pytest.mark.slow
 def test_score_checks_the_time_unit_and_says_when_it_cannot(d, bad):
     res = run_process("score", d / "model", bad / "days.parquet", "--out", bad / "s.parquet")
     assert res.returncode == 2
@@ -243,6 +246,7 @@ def test_score_checks_the_time_unit_and_says_when_it_cannot(d, bad):
     assert res.stderr.count("records no time unit") == 1
 
 
+@pytest.mark.slow
 def test_period_replaces_time_unit_on_score(d, tmp_path):
     new = run_process("score", d / "model", d / "rfm.parquet", "--out", tmp_path / "a.parquet", "--period", "W", "-q")
     old = run_process("score", d / "model", d / "rfm.parquet", "--out", tmp_path / "b.parquet",

@@ -55,6 +55,7 @@ def fresh(make, data, **kwargs):
     return nuts(make(), data, **kwargs)
 
 
+@pytest.mark.slow
 def test_refit_on_another_cutoff_reuses_the_compile_and_matches_a_fresh_one(rfm, cutoff):
     compiled.clear_cache()
     nuts(clv.BetaGeoModel(seed=3, progressbar=False), rfm)
@@ -71,6 +72,7 @@ def test_refit_on_another_cutoff_reuses_the_compile_and_matches_a_fresh_one(rfm,
     assert not np.array_equal(draws(back), draws(nuts(clv.BetaGeoModel(seed=4, progressbar=False), rfm)))
 
 
+@pytest.mark.slow
 def test_other_prior_values_reuse_the_compile_other_distributions_do_not(rfm):
     compiled.clear_cache()
     nuts(clv.BetaGeoModel(seed=5, progressbar=False), rfm)
@@ -89,6 +91,7 @@ def test_other_prior_values_reuse_the_compile_other_distributions_do_not(rfm):
                                                                                         priors=gamma), rfm)))
 
 
+@pytest.mark.slow
 def test_another_model_class_on_the_same_columns_compiles_its_own(rfm):
     compiled.clear_cache()
     nuts(clv.BetaGeoModel(seed=6, progressbar=False), rfm)
@@ -98,6 +101,7 @@ def test_another_model_class_on_the_same_columns_compiles_its_own(rfm):
                                                           rfm)))
 
 
+@pytest.mark.slow
 def test_map_reuses_its_compiled_log_posterior(rfm, cutoff):
     compiled.clear_cache()
     clv.BetaGeoModel().fit(rfm, method="map")
@@ -123,6 +127,7 @@ def test_dist_and_function_priors_are_not_cached(rfm):
 
 
 @pytest.mark.parametrize("cls", [clv.GammaGammaModel, clv.BetaGeoModel, clv.ModifiedBetaGeoModel])
+@pytest.mark.slow
 def test_cached_wrappers_give_nutpies_own_draws(rfm, cls):
     """compile_nutpie's own (disk-cached) C-callable wrappers sample exactly as nutpie's, model after
     model: BG/NBD and MBG/NBD read the same columns, and neither may load the other's wrapper."""
@@ -150,6 +155,7 @@ print(json.dumps({k: m.posterior_draws_[k].tolist() for k in m.param_names}))
 """
 
 
+@pytest.mark.slow
 def test_a_reused_compile_matches_a_fresh_process(rfm, cutoff):
     compiled.clear_cache()
     nuts(clv.BetaGeoModel(seed=8, progressbar=False), rfm)

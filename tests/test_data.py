@@ -202,14 +202,18 @@ def test_netted_log_summarises_to_the_netted_values():
 
 
 # ---------------------------------------------------------------------------- duplicates
-def test_duplicates_are_counted_warned_and_kept():
+def test_duplicates_are_counted_noticed_once_in_one_line_and_kept(caplog):
     df = pd.DataFrame({
         "cust": [1, 1, 1, 1, 2, 2],
         "when": ["2024-01-01 10:00"] * 3 + ["2024-01-01 10:00", "2024-01-02", "2024-01-02"],
         "value": [5.0, 5.0, 5.0, 6.0, 1.0, 1.0],
     })
-    with pytest.warns(UserWarning, match="3 duplicate transaction row"):
+    with warnings.catch_warnings(), caplog.at_level("WARNING", logger="clvmodels"):
+        warnings.simplefilter("error")  # a notice (one log line), not a warning with a source line
         log = load(df)
+    notices = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
+    assert len(notices) == 1 and "\n" not in notices[0]
+    assert notices[0].startswith("clvmodels: 3 duplicate transaction row(s)")
     assert log.attrs["n_duplicate_rows"] == 3
     assert len(log) == 6 and log.attrs["n_rows"] == 6
     rfm = clv.rfm_summary(log, observation_end="2024-01-03", time_unit="D")

@@ -34,6 +34,17 @@ def test_cdnow_master(cdnow_master_raw):
     assert (df["amount"] >= 0).all()
 
 
+def test_cdnow_docstring_says_which_log_and_which_columns_to_pass(cdnow_sample_raw):
+    """Issue 15: load_cdnow says which log it returns and which name to give load_transactions, and
+    that call works; the simulator's log needs none (load_transactions' defaults)."""
+    doc = " ".join(load_cdnow.__doc__.split())
+    assert "2,357 customers" in doc and "23,570 customers" in doc and "(default)" in doc
+    assert 'load_transactions(load_cdnow(), timestamp="date")' in doc
+    log = clv.load_transactions(cdnow_sample_raw, timestamp="date")
+    assert log.attrs["n_customers"] == 2357 and log.attrs["n_duplicate_rows"] == 21
+    assert clv.load_transactions(simulate(50, seed=1)).attrs["n_customers"] == 50
+
+
 def test_published_summaries():
     s = cdnow_summary()
     assert list(s.columns) == ["frequency", "recency", "T"] and len(s) == 2357

@@ -64,6 +64,7 @@ _ID = st.text(st.characters(exclude_categories=("Cs", "Cc")) | st.sampled_from("
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ids=st.lists(_ID | st.integers(0, 999).map(lambda i: "0" * (i % 3) + str(i)), min_size=1, max_size=25))
+@pytest.mark.slow
 def test_summaries_return_exactly_the_input_ids(tmp_path, ids):
     """The acceptance property: each input id comes back once, unchanged, on every engine."""
     ids = [i for i in ids if i.strip(" \t\n\r\f\v")] or ["x"]

@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     # the data layer: logs, summaries, files, units, errors and the array metrics
     "clvmodels._version": 0, "clvmodels.errors": 0, "clvmodels.units": 0, "clvmodels.io": 0,
     "clvmodels.data": 0, "clvmodels.periods": 0, "clvmodels.rfm": 0, "clvmodels.scale": 0,
-    "clvmodels.log_screening": 0, "clvmodels.workers": 0,
+    "clvmodels.log_screening": 0, "clvmodels.workers": 0, "clvmodels.progress": 0,
     "clvmodels.validation": 0,
     "clvmodels.metrics": 0, "clvmodels.datasets": 0,
     # the models: likelihoods, formulas, fits, persistence

@@ -124,6 +124,7 @@ def _accounting(out: Path, rejects: Path, log: pd.DataFrame, truth: dict, printe
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.slow
 def test_score_a_log_with_bad_rows_rejects_customers_one_by_one(model, tmp_path, engine):
     log = synthetic_log(300, 4, seed=4)
     bad, truth = spoil(log, 0.03, seed=5)

@@ -132,6 +132,7 @@ def _check_loaded(model, param_names) -> None:
 @given(data=st.data(), which=st.sampled_from(["mle", "mle", "mle", "bayes"]), n_changes=st.integers(1, 3),
        resign=st.sampled_from([True, True, True, False]),
        damage=st.none() | st.none() | st.tuples(st.integers(0, 10**6), st.integers(-1, 255)))
+@pytest.mark.slow
 def test_mutated_model_json_loads_validly_or_raises_model_file_error(saved_models, data, which, n_changes,
                                                                     resign, damage):
     source = saved_models[which]

@@ -183,8 +183,12 @@ def test_namespaces_are_found_from_the_inputs():
 # ---------------------------------------------------------------------------- no PyTensor without Bayes
 SCRIPT = """
 import json, sys, warnings
+HEAVY = ("pytensor", "pymc", "arviz", "nutpie", "matplotlib", "sklearn")
+from clvmodels import cli
+cli.build_parser().format_help()
+loaded = {"help": sorted(m for m in HEAVY + ("pandas", "scipy") if m in sys.modules)}
 import clvmodels as clv
-loaded = {"import": sorted(m for m in ("pytensor", "pymc", "arviz", "nutpie") if m in sys.modules)}
+loaded["import"] = sorted(m for m in HEAVY + ("pandas", "scipy") if m in sys.modules)
 from clvmodels.datasets import cdnow_summary
 rfm = cdnow_summary(with_spend=True).iloc[::4]
 with warnings.catch_warnings():
@@ -196,21 +200,22 @@ with warnings.catch_warnings():
     pn.probability_alive()
     bg.summary()
     clv.clv(bg, gg, rfm, horizon=12, discount_rate=0.01, period_length=4.35)
-loaded["mle"] = sorted(m for m in ("pytensor", "pymc", "arviz", "nutpie") if m in sys.modules)
-from clvmodels import cli
+loaded["mle"] = sorted(m for m in HEAVY if m in sys.modules)
 d = sys.argv[1]
 rfm.rename_axis("customer_id").reset_index().to_parquet(d + "/rfm.parquet")
 assert cli.main(["fit", d + "/rfm.parquet", "--model", "bgnbd+gg", "--time-unit", "W", "--out", d + "/model",
                  "-q"]) == 0
 assert cli.main(["score", d + "/model", d + "/rfm.parquet", "--out", d + "/s.parquet", "--horizon", "12",
                  "-q"]) == 0
-loaded["cli"] = sorted(m for m in ("pytensor", "pymc", "arviz", "nutpie") if m in sys.modules)
+loaded["cli"] = sorted(m for m in HEAVY if m in sys.modules)
 print(json.dumps(loaded))
 """
 
 
 def test_import_mle_and_commands_do_not_load_pytensor_or_pymc(tmp_path):
+    """Nor matplotlib or scikit-learn; ``import clvmodels`` and ``clvmodels --help`` load not even
+    pandas or scipy (a fast start: benchmarks/bench_import.py)."""
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert loaded == {"import": [], "mle": [], "cli": []}
+    assert loaded == {"help": [], "import": [], "mle": [], "cli": []}

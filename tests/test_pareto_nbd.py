@@ -371,6 +371,7 @@ def test_estimator_contract_and_errors(rfm):
 
 
 # ---------------------------------------------------------------------------- Bayesian fit
+@pytest.mark.slow
 def test_bayesian_fits_sample_the_shapes_and_mean_times(rfm):
     from clvmodels.models import bayes
     from clvmodels.models.rows import compress

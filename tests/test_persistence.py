@@ -34,6 +34,7 @@ def fitted(rfm):
         return clv.BetaGeoModel().fit(rfm), clv.GammaGammaModel(exclude_invalid=True).fit(rfm)
 
 
+@pytest.mark.slow
 def test_mle_roundtrip_gives_identical_predictions(fitted, rfm, tmp_path):
     bgnbd, gg = fitted
     bgnbd.save(tmp_path / "bgnbd")
@@ -533,6 +534,7 @@ def test_a_short_key_is_refused(fitted, tmp_path, monkeypatch, key):
         fitted[0].save(tmp_path / "m")
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_tampered_or_unsigned_model_with_exit_2(fitted, rfm, tmp_path, monkeypatch):
     """As a user runs it: `clvmodels score` exits 2 with a one-line reason, not 1 with a traceback."""
     import subprocess
@@ -561,6 +563,7 @@ def test_cli_refuses_a_tampered_or_unsigned_model_with_exit_2(fitted, rfm, tmp_p
     assert len(pd.read_csv(tmp_path / "scores.csv")) == 50
 
 
+@pytest.mark.slow
 def test_cli_scores_a_signed_model_with_worker_processes(fitted, rfm, tmp_path, monkeypatch):
     """With the key set, `score --jobs 2` hands the models to its workers as a signed bundle too."""
     import subprocess

@@ -136,6 +136,7 @@ def posterior_model(fitted):
     return model
 
 
+@pytest.mark.slow
 def test_large_posterior_is_subsampled_reproducibly_with_its_mc_error(posterior_model):
     from clvmodels.models.draws import PREDICTIVE_DRAWS
 
@@ -236,7 +237,11 @@ def test_simulated_spend_matches_gamma_gamma(fitted):
 def test_simulate_value_seeded_and_bounded(fitted, rfm, monkeypatch):
     model, spend = fitted
     sub = rfm.iloc[:300]
-    a = P.simulate_value(model, spend, 26, sub, n_samples=200, seed=4)
+    frame = P.simulate_value(model, spend, 26, sub, n_samples=200, seed=4)
+    # labelled: one row per simulated future, one column per customer id (issue 15)
+    assert frame.index.name == "sample" and frame.columns.equals(sub.index)
+    assert frame.attrs["uncertainty"].startswith("predictive") and "spend" in frame.attrs["quantity"]
+    a = frame.to_numpy()
     assert a.shape == (200, 300) and np.all(a >= 0) and np.isfinite(a).all()
     np.testing.assert_array_equal(a, P.simulate_value(model, spend, 26, sub, n_samples=200, seed=4))
     assert not np.array_equal(a, P.simulate_value(model, spend, 26, sub, n_samples=200, seed=5))

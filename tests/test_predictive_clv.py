@@ -200,6 +200,7 @@ def test_spend_per_period_shares_the_customer_spend_rate(fits, rfm):
 
 # ---------------------------------------------------------------------------- predictive CLV
 @pytest.mark.parametrize("name", ["BG/NBD", "MBG/NBD", "Pareto/NBD"])
+@pytest.mark.slow
 def test_predictive_clv_mean_is_the_expected_clv(fits, rfm, name):
     """The simulated mean (with parameter draws) agrees with the expected CLV averaged over the same
     kind of draws, customer by customer within Monte Carlo error and in total within 2%; P(CLV = 0)
@@ -220,6 +221,7 @@ def test_predictive_clv_mean_is_the_expected_clv(fits, rfm, name):
     np.testing.assert_allclose(pred["p_zero"], p0, atol=0.04)
 
 
+@pytest.mark.slow
 def test_discounting_and_reproducibility(fits, rfm):
     """No discount: the discounted value is the holdout-style total spend over HΔ (same mean as
     predictive_value); a discount lowers every customer's value; the same seed gives the same
@@ -281,6 +283,7 @@ def test_bgbb_predictive_clv(bgbb, fits):
     assert np.all(pred["mean_purchases"] <= 6)
 
 
+@pytest.mark.slow
 def test_total_value_is_the_sum_of_the_customers_futures(fits, rfm):
     """Segment totals come from the same futures as the per-customer numbers: with the same seed
     their means add up exactly; the whole base's interval is wider than independent customers'
@@ -299,6 +302,8 @@ def test_total_value_is_the_sum_of_the_customers_futures(fits, rfm):
     assert list(whole.index) == ["all"] and whole["mean"].iloc[0] == pytest.approx(per["mean"].sum(), rel=1e-12)
     assert whole["lower"].iloc[0] < whole["mean"].iloc[0] < whole["upper"].iloc[0]
     samples = clv.simulate_clv(model, spend, rfm, **kw)
+    assert samples.columns.equals(rfm.index) and samples.index.name == "sample"  # labelled by customer id
+    samples = samples.to_numpy()
     np.testing.assert_allclose(np.quantile(samples.sum(axis=1), [0.05, 0.95]),
                                whole[["lower", "upper"]].to_numpy()[0], rtol=1e-9)
     independent = np.sqrt(samples.var(axis=0).sum())

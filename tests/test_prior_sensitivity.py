@@ -54,6 +54,7 @@ def test_table_reads_shift_and_sd_ratio_against_the_mle():
 
 @pytest.mark.parametrize("cls, kwargs", [(clv.BetaGeoModel, {}), (clv.ParetoNBDModel, {}),
                                          (clv.GammaGammaModel, {"exclude_invalid": True})])
+@pytest.mark.slow
 def test_cdnow_is_data_dominated(rfm, cls, kwargs):
     model, caught = _map_fit(cls, rfm, **kwargs)
     assert not caught

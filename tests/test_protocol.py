@@ -180,6 +180,7 @@ def test_clv_with_a_spend_model(nbd, rfm):
     np.testing.assert_allclose(value, rate * delta * discount * spend.expected_spend(rfm), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_bayesian_fits(rfm):
     map_fit = NBDModel().fit(rfm, method="map")
     assert map_fit.params_["r"] == pytest.approx(NBDModel().fit(rfm).params_["r"], rel=0.1)
@@ -195,6 +196,7 @@ def test_bayesian_fits(rfm):
     assert (band["mean_lower"] <= band["mean_upper"]).all()
 
 
+@pytest.mark.slow
 def test_backtest_and_report(cdnow_sample_log, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

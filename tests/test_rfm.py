@@ -185,6 +185,7 @@ def test_chunks_loaded_separately_and_concatenated_give_the_whole(df, rnd, k):
 
 @PROPS
 @given(logs(min_size=2), st.randoms(use_true_random=False), st.integers(2, 4))
+@pytest.mark.slow
 def test_customer_chunks_summaries_concatenate(df, rnd, k):
     """A split by customer: the chunks' summaries (same observation end) concatenate to the whole."""
     group = {c: rnd.randrange(k) for c in df["customer_id"].unique()}
@@ -207,6 +208,7 @@ def test_same_day_repeats_count_once(df, hour):
 
 @PROPS
 @given(logs())
+@pytest.mark.slow
 def test_time_units_and_resolutions_are_consistent(df):
     weeks = quiet(clv.rfm_summary, df, observation_end=END, time_unit="W")
     days = quiet(clv.rfm_summary, df, observation_end=END, time_unit="D")

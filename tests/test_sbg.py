@@ -267,6 +267,7 @@ def test_stable_and_in_range_for_wide_parameters(alpha, beta, periods, renewals,
 
 @settings(max_examples=50, deadline=None)
 @given(alpha=SHAPE, beta=SHAPE, renewals=PERIOD, d=st.floats(0.01, 10.0))   # the reference sums ~ 60/d terms
+@pytest.mark.slow
 def test_derl_del_and_survival_match_mpmath(alpha, beta, renewals, d):
     p = sbg_params(alpha, beta)
     assert float(sbg.derl(p, renewals, discount_rate=d)) == pytest.approx(float(mp_derl(alpha, beta, renewals, d)),

@@ -63,6 +63,7 @@ def test_scores_equal_the_models_predictions(models, rfm):
                                rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_clv_interval_is_predictive_by_default(models, rfm, tmp_path):
     """By default the CLV's interval is the predictive one (``clv_lower``/``clv_upper``): the
     interval of :func:`clvmodels.predictive_clv` simulated with the chunk's seed, the same for the
@@ -258,6 +259,7 @@ def extreme_rows(rfm: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.slow
 def test_one_overflowing_customer_is_rejected_and_the_rest_scored(models, rfm, tmp_path, jobs):
     bgnbd, gg = models
     t = extreme_rows(rfm)

@@ -12,27 +12,64 @@ CLV, each with uncertainty::
     clv.total_value(bgnbd, gg, rfm, segments=None, interval=0.9)        # the whole base's total
 """
 
-from ._version import __version__
-from .clv import clv, predictive_clv, simulate_clv, total_value
-from .data import load_transactions
-from .errors import (AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, ModelKindError,
-                     NotFittedError, PriorSensitivityWarning)
-from .models import BetaGeoModel, CLVModel, GammaGammaModel
-from .models import (BetaGeoBetaBinomModel, ContinuousPurchaseModel, ContractualModel, DiscretePurchaseModel,
-                     GGompertzNBDModel,
-                     ModifiedBetaGeoModel, ParetoNBDModel, PurchaseModel, ShiftedBetaGeoModel, SpendModel,
-                     survivor_table)
-from .models.persistence import load_model, load_models, save_models
-from .rfm import bgbb_summary, calibration_holdout, rfm_summary
-from .backtest import BacktestResult, backtest, discrete_backtest
-from .retention import RetentionBacktestResult, retention_backtest
-from .baselines import GradientBoostingBaseline, NoChangeBaseline, RFMScoreBaseline
-from .plotting import (plot_calibration, plot_conditional_expectations, plot_frequency_recency_matrix, plot_lift,
-                       plot_probability_alive_matrix, plot_survivors, plot_totals, plot_tracking)
-from .report import compare_report
-from .clv_report import clv_report
-from .clv import value_forecast
-from .plotting import plot_clv_distribution, plot_history_alive, plot_period_transactions
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+#: Where each public name lives. ``import clvmodels`` (and ``clvmodels --help``) loads none of these
+#: modules (nor pandas, scipy, matplotlib, scikit-learn, PyMC): a name's module is imported when the
+#: name is first used (PEP 562), so a start costs what the modules used cost
+#: (``benchmarks/bench_import.py``).
+_EXPORTS = {
+    "._version": ["__version__"],  # importlib.metadata scans the installed packages: ~0.1-0.3 s
+    ".clv": ["clv", "predictive_clv", "simulate_clv", "total_value", "value_forecast"],
+    ".data": ["load_transactions"],
+    ".errors": ["AssumptionWarning", "ClvDataError", "ConvergenceWarning", "ModelFileError", "ModelKindError",
+                "NotFittedError", "PriorSensitivityWarning"],
+    ".models": ["BetaGeoModel", "CLVModel", "GammaGammaModel", "BetaGeoBetaBinomModel", "ContinuousPurchaseModel",
+                "ContractualModel", "DiscretePurchaseModel", "GGompertzNBDModel", "ModifiedBetaGeoModel", "ParetoNBDModel",
+                "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "survivor_table"],
+    ".models.persistence": ["load_model", "load_models", "save_models"],
+    ".rfm": ["bgbb_summary", "calibration_holdout", "rfm_summary"],
+    ".backtest": ["BacktestResult", "backtest", "discrete_backtest"],
+    ".retention": ["RetentionBacktestResult", "retention_backtest"],
+    ".baselines": ["GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline"],
+    ".plotting": ["plot_calibration", "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift",
+                  "plot_probability_alive_matrix", "plot_survivors", "plot_totals", "plot_tracking",
+                  "plot_clv_distribution", "plot_history_alive", "plot_period_transactions"],
+    ".report": ["compare_report"],
+    ".clv_report": ["clv_report"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clvmodels' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))
+
+
+class _Package(types.ModuleType):
+    """``clvmodels`` itself. Importing a submodule binds it to the package's attribute of its name;
+    for ``clv`` and ``backtest``, functions of the same name as their modules, the function is the
+    attribute (as an eager ``from .clv import clv`` made it), found by :func:`__getattr__`."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _MODULE_OF.get(name) == f".{name}":
+            return  # the submodule clvmodels.clv or clvmodels.backtest: the function keeps the name
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "AssumptionWarning", "BetaGeoModel", "CLVModel", "ClvDataError", "ConvergenceWarning",
@@ -43,9 +80,10 @@ __all__ = [
 __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualModel", "DiscretePurchaseModel",
             "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
-__all__ += ["PriorSensitivityWarning", "GGompertzNBDModel"]
+__all__ += ["PriorSensitivityWarning"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",
             "plot_survivors", "plot_totals", "plot_tracking"]
-__all__ += ["clv_report", "value_forecast", "plot_clv_distribution", "plot_history_alive", "plot_period_transactions"]
+__all__ += ["GGompertzNBDModel", "clv_report", "value_forecast", "plot_clv_distribution", "plot_history_alive",
+            "plot_period_transactions"]

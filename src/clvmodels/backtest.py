@@ -42,7 +42,7 @@ from . import metrics as M
 from .baselines import default_baselines
 from .clv import check_discounting, discounted_chunks, value_customers
 from .data import AMOUNT, CUSTOMER, TIMESTAMP
-from .errors import ClvDataError, renamed_argument
+from .errors import MODEL_WARNINGS, ClvDataError, renamed_argument
 from . import predictive as P
 from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
@@ -52,6 +52,7 @@ from .validation import validate_columns
 from .models.purchase import DiscretePurchaseModel, PurchaseModel
 from .models.rows import unique_rows
 from .models.spend import SpendModel
+from .progress import progress
 from .periods import period_end, period_hours, period_start_days, period_start_hours, resolve_resolution
 from .rfm import bgbb_summary, calibration_holdout
 from . import units
@@ -219,6 +220,7 @@ def backtest(
     holdout: float | None = None,
     clv_period: str = "M",
     discount_rate: float = 0.01,
+    progressbar: bool | None = None,
 ) -> BacktestResult:
     """Fit each model on the calibration period(s), predict the holdout and score the predictions.
 
@@ -262,6 +264,9 @@ def backtest(
     clv_period, discount_rate
         The ``clv`` target: holdout spend discounted at ``discount_rate`` per period of
         ``clv_period`` (``"M"``: months) after the calibration end, as :func:`clvmodels.clv` does.
+    progressbar
+        A progress bar over the fits (cutoffs x models and baselines); default: on a terminal or in
+        Jupyter (:mod:`clvmodels.progress`).
 
     Returns
     -------
@@ -300,70 +305,74 @@ def backtest(
     out = {k: [] for k in ("metrics", "totals", "predictions", "tracking", "conditional", "parameters",
                            "warnings", "data")}
     fitted = {}
-    for i, cut in enumerate(cuts):
-        if holdout is not None:
-            obs_end = cut + pd.Timedelta(days=round(float(holdout) * unit_days(unit)))
-            if obs_end.normalize() > log_end.normalize():
-                raise ClvDataError(
-                    f"The holdout of {holdout} {unit} after the calibration end {cut.date()} ends on "
-                    f"{obs_end.date()}, after the last transaction ({log_end.date()}): choose an earlier "
-                    "calibration end, a shorter holdout, or fewer cutoffs.")
-        else:
-            obs_end = pd.Timestamp(observation_end) if observation_end is not None else log_end
-        if obs_end <= cut:
-            raise ClvDataError(f"The holdout after {cut.date()} is empty (observation end {obs_end.date()}).")
-        ch = calibration_holdout(log, cut, obs_end, unit, resolution=res, truncate=True)
-        label = str(cut.date())
-        t = float(ch["duration_holdout"].iloc[0])
-        actual = {"purchases": ch["frequency_holdout"].to_numpy(dtype=float)}
-        bounds, factors = holdout_periods(t, clv_period_length, discount_rate)
-        if has_value:
-            actual["value"] = ch["value_holdout"].to_numpy(dtype=float)
-            actual["clv"] = holdout_discounted_value(log, ch, cut, obs_end, unit, res, bounds, factors)
-        out["data"].append(_data_summary(log, ch, cut, obs_end, unit))
-        preds: dict[str, dict[str, np.ndarray]] = {}
-        dists: dict[str, dict] = {}
-
-        spend = None
-        if has_value:
-            spend, spend_warnings = fit_with_warnings(clone(spend_model), ch, spend_name, label)
-            out["warnings"].extend(spend_warnings)
-            if spend is not None:
-                fitted[(label, spend_name)] = spend
-                out["parameters"].append(parameter_table(spend, label, spend_name))
-                try:
-                    spend_mean = spend.expected_spend(ch).to_numpy()
-                except ClvDataError as exc:
-                    out["warnings"].append(_warning(label, spend_name, "AssumptionWarning", str(exc)))
-                    spend = None
-
-        for j, (name, template) in enumerate(named.items()):
-            model, purchases = _fit_model(out, fitted, clone(template), ch, name, label, t)
-            if model is None:
-                continue
-            preds[name] = {"purchases": purchases}
-            if spend is not None:
-                preds[name]["value"] = purchases * spend_mean
-                preds[name]["clv"] = _expected_value(model, spend, ch, bounds, factors)["mean"]
-            dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval, n_draws=n_draws,
-                                      n_samples=n_samples, seed=int(seeds[i, j]), bounds=bounds, factors=factors)
-            out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
-                                   for msg in dists[name].pop("notes", []))
-            if model.new_customer_formula is not None:
-                out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
-
-        for name, baseline in base.items():
-            b = clone(baseline)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                b.fit(log, cut, t=t, time_unit=unit, resolution=res)
-                forecast = b.predict(ch, t)
-            out["warnings"].extend(_warning(label, name, type(w.message).__name__, str(w.message)) for w in caught)
-            preds[name] = {"purchases": forecast["purchases"].to_numpy()}
+    with progress(len(cuts) * (len(named) + len(base)), "backtest", "fits", progressbar) as advance:
+        for i, cut in enumerate(cuts):
+            if holdout is not None:
+                obs_end = cut + pd.Timedelta(days=round(float(holdout) * unit_days(unit)))
+                if obs_end.normalize() > log_end.normalize():
+                    raise ClvDataError(
+                        f"The holdout of {holdout} {unit} after the calibration end {cut.date()} ends on "
+                        f"{obs_end.date()}, after the last transaction ({log_end.date()}): choose an earlier "
+                        "calibration end, a shorter holdout, or fewer cutoffs.")
+            else:
+                obs_end = pd.Timestamp(observation_end) if observation_end is not None else log_end
+            if obs_end <= cut:
+                raise ClvDataError(f"The holdout after {cut.date()} is empty (observation end {obs_end.date()}).")
+            ch = calibration_holdout(log, cut, obs_end, unit, resolution=res, truncate=True)
+            label = str(cut.date())
+            t = float(ch["duration_holdout"].iloc[0])
+            actual = {"purchases": ch["frequency_holdout"].to_numpy(dtype=float)}
+            bounds, factors = holdout_periods(t, clv_period_length, discount_rate)
             if has_value:
-                preds[name]["value"] = forecast["value"].to_numpy()
+                actual["value"] = ch["value_holdout"].to_numpy(dtype=float)
+                actual["clv"] = holdout_discounted_value(log, ch, cut, obs_end, unit, res, bounds, factors)
+            out["data"].append(_data_summary(log, ch, cut, obs_end, unit))
+            preds: dict[str, dict[str, np.ndarray]] = {}
+            dists: dict[str, dict] = {}
 
-        _score_cutoff(out, label, ch, actual, preds, dists, named, interval)
+            spend = None
+            if has_value:
+                spend, spend_warnings = fit_with_warnings(clone(spend_model), ch, spend_name, label)
+                out["warnings"].extend(spend_warnings)
+                if spend is not None:
+                    fitted[(label, spend_name)] = spend
+                    out["parameters"].append(parameter_table(spend, label, spend_name))
+                    try:
+                        spend_mean = spend.expected_spend(ch).to_numpy()
+                    except ClvDataError as exc:
+                        out["warnings"].append(_warning(label, spend_name, "AssumptionWarning", str(exc)))
+                        spend = None
+
+            for j, (name, template) in enumerate(named.items()):
+                model, purchases = _fit_model(out, fitted, clone(template), ch, name, label, t)
+                if model is None:
+                    advance(1)
+                    continue
+                preds[name] = {"purchases": purchases}
+                if spend is not None:
+                    preds[name]["value"] = purchases * spend_mean
+                    preds[name]["clv"] = _expected_value(model, spend, ch, bounds, factors)["mean"]
+                dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval, n_draws=n_draws,
+                                          n_samples=n_samples, seed=int(seeds[i, j]), bounds=bounds, factors=factors)
+                out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
+                                       for msg in dists[name].pop("notes", []))
+                if model.new_customer_formula is not None:
+                    out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
+                advance(1)
+
+            for name, baseline in base.items():
+                b = clone(baseline)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    b.fit(log, cut, t=t, time_unit=unit, resolution=res)
+                    forecast = b.predict(ch, t)
+                out["warnings"].extend(model_warnings(label, name, caught))
+                preds[name] = {"purchases": forecast["purchases"].to_numpy()}
+                if has_value:
+                    preds[name]["value"] = forecast["value"].to_numpy()
+                advance(1)
+
+            _score_cutoff(out, label, ch, actual, preds, dists, named, interval)
 
     settings = {"time_unit": unit, "resolution": res, "t": holdout, "interval": interval,
                 "n_draws": n_draws, "n_samples": n_samples, "seed": seed, "tracking_period": tracking_period,
@@ -595,6 +604,13 @@ def _warning(cutoff, model, category, message) -> dict:
     return {"cutoff": cutoff, "model": model, "category": category, "message": message}
 
 
+def model_warnings(cutoff, model, caught) -> list[dict]:
+    """The records of the caught warnings that are about the model (:data:`~.errors.MODEL_WARNINGS`);
+    others (a library's notices) are not results of the backtest."""
+    return [_warning(cutoff, model, w.category.__name__, str(w.message)) for w in caught
+            if issubclass(w.category, MODEL_WARNINGS)]
+
+
 def _fit_model(out: dict, fitted: dict, model, ch, name, label, t):
     """Fit ``model`` on ``ch``, recording its warnings, parameters and the fitted model; returns it with
     its customers' expected holdout purchases, or ``(None, None)`` when the fit failed."""
@@ -614,9 +630,9 @@ def fit_with_warnings(model, rfm, name, label):
         try:
             model.fit(rfm)
         except (ClvDataError, FloatingPointError) as exc:
-            caught_msgs = [_warning(label, name, type(w.message).__name__, str(w.message)) for w in caught]
+            caught_msgs = model_warnings(label, name, caught)
             return None, caught_msgs + [_warning(label, name, "FitError", f"The fit failed: {exc}")]
-    records = [_warning(label, name, type(w.message).__name__, str(w.message)) for w in caught]
+    records = model_warnings(label, name, caught)
     for w in caught:
         warnings.warn(f"[{name}, calibration end {label}] {w.message}", w.category, stacklevel=3)
     if getattr(model, "converged_", True) is False and not any(r["category"] == "ConvergenceWarning" for r in records):

@@ -26,8 +26,8 @@ the previous file (or none), never a partial one. An output that resolves to an 
 output (through symbolic links or relative paths too) is refused before anything is read. CSV
 outputs escape formula-like text cells (a leading ``'`` before ``=``, ``+``, ``-``, ``@``, tab or
 carriage return, OWASP's rule against CSV injection); ``--csv-raw`` writes them verbatim.
-Progress bars are shown on a terminal; with ``--quiet`` or when stderr is not a terminal, progress
-goes to log lines instead (none with ``--quiet``).
+Progress bars are shown on a terminal; with ``--quiet``, ``--no-progress`` or when stderr is not a
+terminal, progress goes to log lines instead (none with ``--quiet``). Warnings are one line each.
 
 ``score`` works per customer: invalid rows, duplicate ids, scores that overflow, and (for a raw
 log) customers with a bad log row are rejected one by one into the rejects file, with the reason,
@@ -49,6 +49,7 @@ import warnings
 from pathlib import Path
 
 from .errors import ClvDataError
+from .progress import progress_off
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -57,8 +58,38 @@ EXIT_REJECTS = 3
 
 log = logging.getLogger("clvmodels.cli")
 
-EXIT_CODES = ("Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
-              "(see the rejects file) without --allow-rejects.")
+EXIT_CODES = "Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 130/143 interrupted."
+#: ``score`` is the only command that rejects customers (and has --allow-rejects).
+SCORE_EXIT_CODES = ("Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
+                    "(see the rejects file) without --allow-rejects; 130/143 interrupted.")
+TOP_EXIT_CODES = ("Exit codes: 0 ok; 1 internal failure; 2 bad input or usage; 3 customers rejected "
+                  "(score, without --allow-rejects); 130/143 interrupted. 'clvmodels COMMAND --help' for a "
+                  "command's options.")
+
+#: The models the commands know, by name: ``(aliases, class name, kind)``. Kept here, not read from
+#: the classes, so that ``clvmodels --help`` imports no model (tests/test_cli.py checks it against
+#: each class's ``short_names`` and ``display_name``).
+MODELS = {
+    "BG/NBD": (("bgnbd",), "BetaGeoModel", "purchases, continuous time"),
+    "MBG/NBD": (("mbgnbd",), "ModifiedBetaGeoModel", "purchases, continuous time"),
+    "Pareto/NBD": (("pnbd", "paretonbd"), "ParetoNBDModel", "purchases, continuous time"),
+    "BG/BB": (("bgbb",), "BetaGeoBetaBinomModel", "purchases, discrete opportunities"),
+    "Gamma-Gamma": (("gg", "gammagamma"), "GammaGammaModel", "spend"),
+    "sBG": (("sbg",), "ShiftedBetaGeoModel", "contractual retention"),
+}
+
+
+def models_help(kinds: tuple[str, ...] = ("purchases",)) -> str:
+    """``bgnbd (BG/NBD), pnbd or paretonbd (Pareto/NBD), ...`` for the models of the given kinds."""
+    return ", ".join(f"{' or '.join(aliases)} ({name})" for name, (aliases, _, kind) in MODELS.items()
+                     if kind.startswith(kinds))
+
+
+#: Python keyword hints in error messages of the library, as the command's options.
+CLI_HINTS = {"(amount=None for a log without values)": "(--no-amount for a log without values)",
+             "customer_id=...": "--customer-id COL", "timestamp=...": "--timestamp COL", "amount=...": "--amount COL",
+             "date_format=...": "--date-format FMT", "refunds=...": "--refunds", "time_unit=...": "--time-unit",
+             "observation_end=...": "--observation-end DATE"}
 
 class UsageError(ClvDataError):
     """An invalid combination of options (exit code 2)."""
@@ -74,7 +105,7 @@ def _terminate(signum, frame):
 
 # ---------------------------------------------------------------------------- progress and logging
 def _interactive(args) -> bool:
-    return not args.quiet and sys.stderr.isatty()
+    return not args.quiet and not args.no_progress and sys.stderr.isatty()
 
 
 @contextlib.contextmanager
@@ -98,6 +129,21 @@ def progress(args, total: int | None, desc: str, unit: str = "rows"):
         log.info("%s: %s%s %s (%.0f s)", desc, f"{done[0]:,}", of, unit, time.monotonic() - start)
 
     yield advance
+
+
+@contextlib.contextmanager
+def _one_line_warnings(args):
+    """Warnings as one line each on stderr (``clvmodels COMMAND: ConvergenceWarning: ...``), without
+    Python's file name and source line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"clvmodels {args.command}: {category.__name__}: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        if not args.quiet:
+            warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -129,6 +175,8 @@ def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
                         help="no progress bars or log lines (errors only)")
     parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="on an error, print the traceback and the example rows")
+    parser.add_argument("--no-progress", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="no progress bars (they are shown only on a terminal; log lines stay)")
 
 
 def positive_int(text: str) -> int:
@@ -159,7 +207,8 @@ def _csv_raw(parser) -> None:
                              "tab or CR, against formula injection in spreadsheets)")
 
 
-def _log_options(parser: argparse.ArgumentParser) -> None:
+def _log_columns(parser: argparse.ArgumentParser):
+    """The options that read a transaction log (its columns, time format, refunds), in their group."""
     g = parser.add_argument_group("transaction log")
     g.add_argument("--customer-id", default="customer_id", metavar="COL", help="customer id column (customer_id)")
     g.add_argument("--timestamp", default="timestamp", metavar="COL", help="purchase time column (timestamp)")
@@ -168,6 +217,11 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--date-format", metavar="FMT", help="strftime format of text timestamps, e.g. %%Y-%%m-%%d")
     g.add_argument("--refunds", choices=["error", "net", "drop"], default="error",
                    help="negative amounts: error (default), net against the latest earlier purchase, or drop")
+    return g
+
+
+def _log_options(parser: argparse.ArgumentParser) -> None:
+    g = _log_columns(parser)
     g.add_argument("--observation-end", metavar="DATE", help="end of observation (default: the last transaction)")
     g.add_argument("--resolution", default="D", help="purchases within one such period count once (D)")
     g.add_argument("--truncate", action="store_true", help="ignore transactions after --observation-end")
@@ -176,6 +230,19 @@ def _log_options(parser: argparse.ArgumentParser) -> None:
                         "by --date-format); auto: duckdb for files when installed")
     g.add_argument("--memory-limit", default=None, metavar="SIZE",
                    help="DuckDB memory cap, e.g. 4GB (checked by DuckDB itself)")
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version (read from the package metadata only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ._version import __version__
+
+        print(f"clvmodels {__version__}")
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,9 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="clvmodels",
         description="Probabilistic customer lifetime value: summarise transaction logs, fit models, score customers.",
-        epilog=EXIT_CODES,
+        epilog=TOP_EXIT_CODES,
     )
     _common(parser, top=True)
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("summarize", epilog=EXIT_CODES, aliases=["summarise"], help="RFM summary of a transaction log",
@@ -211,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit models to an RFM table and save them to a model directory.")
     p.add_argument("rfm", help="RFM table (.parquet or .csv) from 'clvmodels summarize'")
     p.add_argument("--model", default="bgnbd+gg",
-                   help="purchase model, optionally +spend model: bgnbd, mbgnbd, pnbd, sbg; +gg (bgnbd+gg)")
+                   help="purchase model, optionally +spend model (bgnbd+gg). Purchase models: "
+                        f"{models_help(('purchases',))}; spend: {models_help(('spend',))}. BG/BB reads "
+                        "frequency, recency and n_periods (opportunities; clvmodels.bgbb_summary)")
     p.add_argument("--method", choices=["mle", "map", "nuts", "advi"], default="mle", help="fit method (mle)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--time-unit", help="unit of the table's recency and T (default: recorded in the Parquet file)")
@@ -222,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     _common(p)
 
-    p = sub.add_parser("score", epilog=EXIT_CODES, help="score customers with a saved model",
+    p = sub.add_parser("score", epilog=SCORE_EXIT_CODES, help="score customers with a saved model",
                        description="Per-customer expected purchases, P(alive), expected spend and CLV. "
                                    "With --interval, CLV gets the predictive interval of what the customer will "
                                    "actually be worth (clv_lower/clv_upper: process and parameter uncertainty, "
@@ -260,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rejects", help="rejects table (default: <out>.rejects.parquet / .csv)")
     p.add_argument("--allow-rejects", action="store_true", help="exit 0 even when customers were rejected")
     p.add_argument("--id-column", default="customer_id", help="customer id column of an RFM table (customer_id)")
+    p.add_argument("--segment-col", metavar="COL",
+                   help="a column of the input naming each customer's segment: also write per segment the "
+                        "customers, P(alive) and the sums of the expected scores to <out>.segments.parquet "
+                        "(.csv); a log's customer takes her last row's segment")
     p.add_argument("--chunk-rows", type=positive_int, default=100_000, help="customers per chunk (100000)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="worker processes scoring chunks in parallel; they die with this process (1)")
@@ -282,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report file (.html)")
     p.add_argument("--title", help="report title")
     p.add_argument("--horizon", type=positive_int, default=12, help="CLV horizon in periods (12)")
-    p.add_argument("--period", default="M", help="length of one CLV period: D, W, M, Q, Y (M: months)")
+    p.add_argument("--clv-period", default="M",
+                   help="length of one CLV period of --horizon: D, W, M, Q, Y (M: months)")
     p.add_argument("--discount-rate", type=finite_float, default=0.01, help="discount rate per period (0.01)")
     p.add_argument("--currency", default="$", help="prefix of money amounts in the report ($)")
     p.add_argument("--segments-out", metavar="FILE", help="also write the segment table here (.csv or .parquet)")
@@ -296,21 +371,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The baselines of ``--baselines`` (clvmodels.baselines.default_baselines' names, without spaces).
+BASELINES = {"nochange": "no change", "rfm": "RFM score", "gbm": "gradient boosting"}
+
+
 def _backtest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("log", help="transaction log (.csv or .parquet)")
     p.add_argument("--calibration-end", required=True, metavar="DATE", help="last day of the calibration period")
+    p.add_argument("--observation-end", metavar="DATE",
+                   help="end of the holdout when --holdout is not given (default: the last transaction)")
     p.add_argument("--holdout", type=finite_float,
-                   help="holdout length in --time-unit (default: to the end of the log)")
-    p.add_argument("--models", default="bgnbd", help="comma-separated purchase models (bgnbd)")
+                   help="holdout length in --time-unit (default: to --observation-end)")
+    p.add_argument("--models", default="bgnbd",
+                   help="comma-separated purchase models (bgnbd), of one kind: continuous time, "
+                        f"{models_help(('purchases, continuous',))}; or discrete opportunities, "
+                        f"{models_help(('purchases, discrete',))} (then --period is the opportunity)")
+    p.add_argument("--baselines", default=",".join(BASELINES),
+                   help=f"comma-separated baselines to compare with, or none ({','.join(BASELINES)}: no change, "
+                        "RFM score, gradient boosting; continuous-time models)")
+    p.add_argument("--interval", type=finite_float, default=0.9,
+                   help="level of the predictive intervals and of the total's interval (0.9)")
     p.add_argument("--time-unit", default="W", help="unit of T, recency and --holdout (W)")
+    p.add_argument("--period", default="Y",
+                   help="discrete models (bgbb): the calendar period of one transaction opportunity (Y)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    g = p.add_argument_group("transaction log")
-    g.add_argument("--customer-id", default="customer_id", metavar="COL")
-    g.add_argument("--timestamp", default="timestamp", metavar="COL")
-    g.add_argument("--amount", default="amount", metavar="COL")
-    g.add_argument("--no-amount", action="store_true")
-    g.add_argument("--date-format", metavar="FMT")
-    g.add_argument("--refunds", choices=["error", "net", "drop"], default="error")
+    _log_columns(p)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -355,14 +440,18 @@ def summarise_log(args, source, time_unit: str, calibration_end=None):
 
 def _resolve_model(name: str):
     """A model class by one of its ``short_names`` (e.g. ``bgnbd``) or its class name."""
+    import importlib
+
     from .models.registry import model_classes
+
+    importlib.import_module(".models", __package__)  # defines, and so registers, the model classes
 
     classes = model_classes()
     by_name = {alias: cls for cls in classes.values() for alias in cls.short_names}
     by_name |= {k.lower(): cls for k, cls in classes.items()}
     cls = by_name.get(name.strip().lower().replace("/", "").replace("-", "").replace("_", ""))
     if cls is None:
-        raise UsageError(f"Unknown model {name!r}; known: {', '.join(sorted(by_name))}.")
+        raise UsageError(f"Unknown model {name!r}; known: {models_help(('purchases', 'spend', 'contractual'))}.")
     return cls
 
 
@@ -488,7 +577,7 @@ def _screened_summary(args, purchase):
 def cmd_score(args) -> int:
     from .io import count_rows, table_attrs, table_columns
     from .models.persistence import load_models
-    from .scoring import ScoreSettings, default_rejects_path, input_columns, score_table
+    from .scoring import ScoreSettings, companion_path, default_rejects_path, input_columns, score_table
     from .validation import check_time_unit
 
     settings = ScoreSettings(horizon=args.horizon, period=_score_period(args), discount_rate=args.discount_rate,
@@ -497,13 +586,18 @@ def cmd_score(args) -> int:
                              n_samples=args.samples)
     fmt = _out_format(args.out, args.csv)
     rejects = args.rejects or default_rejects_path(args.out, fmt)
+    segments_path = None if args.segment_col is None else companion_path(args.out, fmt, "segments")
     _check_outputs({"the model directory": args.model_dir, "the input": args.input},
-                   {"--out": args.out, "--rejects": rejects})
+                   {"--out": args.out, "--rejects": rejects} | ({"--segment-col's table": segments_path}
+                                                               if segments_path else {}))
     models, meta = load_models(args.model_dir)
     if "purchase" not in models:
         raise ClvDataError(f"{args.model_dir!r} holds no purchase model (it has {sorted(models)}).")
     purchase, spend = models["purchase"], models.get("spend")
     columns = table_columns(args.input)
+    if args.segment_col is not None and args.segment_col not in columns:
+        raise UsageError(f"--segment-col {args.segment_col}: {args.input!r} has no such column; it has "
+                         f"{', '.join(map(str, columns))}.")
     screened = None
     if all(c in columns for c in input_columns(purchase)):
         if check_time_unit(purchase, table_attrs(args.input), model_resolution=meta.get("resolution")) is None:
@@ -524,6 +618,9 @@ def cmd_score(args) -> int:
             log.warning("rejected: %s", line)
     print(f"read: {counts.read:,}; scored: {counts.scored:,}; rejected: {counts.rejected:,}; "
           f"wrote {args.out} and {rejects}")
+    if segments_path is not None:
+        _write_segments(args, segments_path, fmt, id_column=args.id_column if screened is None else args.customer_id)
+        print(f"wrote {segments_path}")
     if counts.rejected:
         for reason, n in sorted(counts.reasons.items(), key=lambda kv: -kv[1]):
             log.warning("rejected %s customer(s): %s", f"{n:,}", reason)
@@ -532,6 +629,55 @@ def cmd_score(args) -> int:
                   file=sys.stderr)
             return EXIT_REJECTS
     return EXIT_OK
+
+
+def _backtest_models(args) -> tuple[dict, bool]:
+    """The models of ``--models`` by name, and whether they are discrete-opportunity models (all or
+    none: a usage error otherwise)."""
+    from .models import DiscretePurchaseModel, PurchaseModel
+
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--models names no model; give one or more of: {models_help()}.")
+    classes = {name: _resolve_model(name) for name in names}
+    for name, cls in classes.items():
+        if not issubclass(cls, PurchaseModel):
+            raise UsageError(f"--models {name!r} is a {cls.kind_name}: a backtest compares purchase models "
+                             f"({models_help()}).")
+    discrete = {name for name, cls in classes.items() if issubclass(cls, DiscretePurchaseModel)}
+    if discrete and len(discrete) < len(classes):
+        raise UsageError(f"--models mixes discrete-opportunity ({', '.join(sorted(discrete))}) and continuous-time "
+                         "models: backtest them separately.")
+    return {name: cls() for name, cls in classes.items()}, bool(discrete)
+
+
+def _baselines(args, seed: int) -> dict:
+    """The baselines of ``--baselines`` (``none``: no baseline)."""
+    from .baselines import default_baselines
+
+    names = [n.strip().lower() for n in args.baselines.split(",") if n.strip()]
+    if names == ["none"]:
+        return {}
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise UsageError(f"--baselines: unknown {', '.join(map(repr, unknown))}; known: {', '.join(BASELINES)} "
+                         "or none.")
+    available = default_baselines(seed)
+    return {BASELINES[n]: available[BASELINES[n]] for n in names}
+
+
+def _write_segments(args, path: str, fmt: str, id_column: str) -> None:
+    """The per-segment table of ``score --segment-col`` (:func:`~clvmodels.scoring.segment_summary`),
+    from the scores written and the input's segment column, written atomically next to them."""
+    from .io import read_columns, write_table
+    from .scoring import segment_summary
+
+    scores = read_columns(args.out, text_columns=(args.id_column,))
+    scores.index = scores.pop(args.id_column).astype(str)
+    members = read_columns(args.input, [id_column, args.segment_col], text_columns=(id_column,))
+    members = members.drop_duplicates(id_column, keep="last")  # a log: her last row's segment
+    segments = members.set_index(members[id_column].astype(str))[args.segment_col]
+    write_table(segment_summary(scores, segments), path, fmt=fmt, escape=not args.csv_raw)
 
 
 def _backtest_log(args):
@@ -544,17 +690,24 @@ def _backtest_log(args):
 
 
 def _run_backtest(args, frame=None):
-    from .backtest import backtest
+    """The backtest of ``--models`` (and ``--baselines``) on the log (``frame``: already loaded)."""
+    from .backtest import backtest, discrete_backtest
 
+    models, discrete = _backtest_models(args)
+    baselines = _baselines(args, args.seed)
     frame = _backtest_log(args) if frame is None else frame
-    models = {name.strip(): _resolve_model(name)() for name in args.models.split(",") if name.strip()}
-    return backtest(frame, models, calibration_end=args.calibration_end, holdout=args.holdout,
-                    time_unit=args.time_unit, seed=args.seed)
+    if discrete:
+        t = None if args.holdout is None else int(args.holdout)
+        return discrete_backtest(frame, models, calibration_end=args.calibration_end, t=t,
+                                 observation_end=args.observation_end, period=args.period, interval=args.interval,
+                                 seed=args.seed)
+    return backtest(frame, models, calibration_end=args.calibration_end, t=args.holdout,
+                    observation_end=args.observation_end, time_unit=args.time_unit, baselines=baselines,
+                    interval=args.interval, seed=args.seed)
 
 
 def cmd_backtest(args) -> int:
     from .io import atomic_directory, write_table
-    from .report import compare_report
 
     _check_outputs({"the log": args.log}, {"--report": args.report}, {"--out": args.out})
     result = _run_backtest(args)
@@ -565,23 +718,33 @@ def cmd_backtest(args) -> int:
             write_table(table.reset_index() if table.index.name else table, tmp / f"{name}.parquet", index=False)
         (tmp / "settings.json").write_text(json.dumps(result.settings, indent=1, default=str) + "\n")
     if args.report:
-        compare_report(result, args.report)
+        _write_report(result, args.report)
     print(f"wrote {args.out}" + (f" and {args.report}" if args.report else ""))
     return EXIT_OK
 
 
+def _write_report(result, path, title=None):
+    """The HTML report of ``result`` (``compare_report``), with a one-step progress bar on a terminal."""
+    from .progress import progress
+    from .report import compare_report
+
+    with progress(1, "writing the report", "report") as advance:
+        path = compare_report(result, path, title=title)
+        advance(1)
+    return path
+
+
 def cmd_report(args) -> int:
     from .clv_report import clv_report
-    from .report import compare_report
 
     _check_outputs({"the log": args.log}, {"--out": args.out, "--segments-out": args.segments_out})
     frame = _backtest_log(args)
     result = _run_backtest(args, frame)
-    if "amount" not in frame.columns:
+    if "amount" not in frame.columns or not hasattr(result, "settings") or result.settings.get("spend_model") is None:
         log.warning("the log has no amounts: writing the comparison report of purchases (no CLV)")
-        print(f"wrote {compare_report(result, args.out, title=args.title)}")
+        print(f"wrote {_write_report(result, args.out, title=args.title)}")
         return EXIT_OK
-    clv_report(result, frame, args.out, title=args.title, horizon=args.horizon, period=args.period,
+    clv_report(result, frame, args.out, title=args.title, horizon=args.horizon, period=args.clv_period,
                discount_rate=args.discount_rate, currency=args.currency, seed=args.seed, export=args.segments_out)
     print(f"wrote {args.out}" + (f" and {args.segments_out}" if args.segments_out else ""))
     return EXIT_OK
@@ -619,6 +782,8 @@ def bad_input_errors() -> tuple[type[BaseException], ...]:
 def _report_bad_input(command: str, exc: BaseException, debug: bool) -> None:
     """One line saying why (the first line of the message); the rest and the traceback with --debug."""
     text = str(exc).strip() or type(exc).__name__
+    for keyword, option in CLI_HINTS.items():
+        text = text.replace(keyword, option)
     first, _, rest = text.partition("\n")
     if debug:
         traceback.print_exc()
@@ -639,11 +804,10 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit with 2 (argparse)
     _setup_logging(args)
-    if not args.quiet:
-        warnings.simplefilter("default")
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
-        return COMMANDS[args.command](args)
+        with _one_line_warnings(args), (progress_off() if not _interactive(args) else contextlib.nullcontext()):
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"clvmodels {args.command}: interrupted; outputs left as they were.", file=sys.stderr)
         return 130

@@ -26,7 +26,8 @@ import pandas as pd
 from .errors import ClvDataError, renamed_argument
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles, summarise_draws
+from .models.draws import (EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles, sample_frame,
+                           summarise_draws)
 from . import predictive as P
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
@@ -151,30 +152,32 @@ def _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate, 
 
 
 def discounted_chunks(purchase_model, spend_model, rfm, *, bounds, factors, n_samples, seed, jobs=None,
-                      n_draws=None):
+                      n_draws=None, progressbar=None):
     """Yield ``(customer positions, discounted value, purchases, spend per period)``: the spend simulated
     per period ``(t_{i−1}, t_i]`` of ``bounds`` (:func:`clvmodels.predictive._simulate_chunks`, exact
     per model, ``(n_samples, chunk, H)``) weighted by ``factors`` and summed, and the number of
     purchases over all periods, both ``(n_samples, chunk)``. ``jobs``: threads simulating chunks
     (default: one per CPU; the result does not depend on it); ``n_draws``: distinct parameter draws
-    shared by the futures (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`)."""
+    shared by the futures (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`); ``progressbar``:
+    a bar over the customers (default: on a terminal or in Jupyter, :mod:`clvmodels.progress`)."""
     for sl, counts, spend in P._simulate_chunks(purchase_model, spend_model, bounds, rfm, n_samples, seed,
-                                                jobs=jobs, n_draws=n_draws):
+                                                jobs=jobs, n_draws=n_draws, progressbar=progressbar):
         yield sl, spend @ factors, counts.sum(axis=-1), spend
 
 
 def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, horizon: int = 12,
                  period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
                  n_samples: int = 1000, seed: int | None = None, jobs: int | None = None,
-                 n_draws: int | None = None) -> np.ndarray:
+                 n_draws: int | None = None, progressbar: bool | None = None) -> pd.DataFrame:
     """Samples of each customer's realised discounted value ``Σ_i S_i / (1+d)^i`` over ``horizon``
     periods, by exact simulation: every sample draws the parameters of both models (posterior, or
     the MLE's asymptotic normal), then the customer's purchases in each period from her
     individual-level posterior (the purchase model's ``simulate_purchases`` with period boundaries)
     and their values (the spend model's ``simulate_spend``, e.g. ``Gamma(n p, ν)`` per period).
 
-    Returns an array ``(n_samples, n_customers)``; for many customers use :func:`predictive_clv` or
-    :func:`total_value`, which never hold it whole. The arguments are those of :func:`clv`; ``jobs``
+    Returns a frame ``(n_samples, n_customers)``: one row per simulated future (index ``sample``),
+    one column per customer (her id; ``.to_numpy()`` gives the array); for many customers use
+    :func:`predictive_clv` or :func:`total_value`, which never hold it whole. The arguments are those of :func:`clv`; ``jobs``
     threads simulate chunks of customers (default: one per CPU), each chunk with its own random
     stream spawned from ``seed``, so the samples do not depend on ``jobs``. The futures share
     ``n_draws`` parameter draws (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`: future ``i``
@@ -184,9 +187,10 @@ def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *
     bounds, factors = clv_periods(horizon, period_length, discount_rate)
     out = np.empty((int(n_samples), len(rfm)))
     for sl, value, _, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
-                                             n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws):
+                                             n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
+                                             progressbar=progressbar):
         out[:, sl] = value
-    return out
+    return sample_frame(out, rfm.index, f"discounted value over {horizon} periods of length {period_length:g}")
 
 
 def _segment_codes(segments, rfm: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
@@ -210,7 +214,7 @@ def _segment_codes(segments, rfm: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
 
 
 def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, horizon, period_length,
-                        discount_rate, n_samples, seed, jobs=None, n_draws=None):
+                        discount_rate, n_samples, seed, jobs=None, n_draws=None, progressbar=None):
     """One pass of the simulation: per-customer mean, ``p_zero``, ``mean_purchases`` and the
     quantiles ``qs`` of the discounted value, and the samples of each segment's total
     ``(n_samples, n_segments)`` (sums over customers per simulated future)."""
@@ -221,7 +225,8 @@ def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, 
     totals = np.zeros((int(n_samples), len(labels)))
     bounds, factors = clv_periods(horizon, period_length, discount_rate)
     for sl, value, counts, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
-                                                  n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws):
+                                                  n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
+                                                  progressbar=progressbar):
         per["mean"][sl] = value.mean(axis=0)
         per["p_zero"][sl] = (counts == 0).mean(axis=0)
         per["mean_purchases"][sl] = counts.mean(axis=0)
@@ -235,7 +240,8 @@ def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, 
 def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, horizon: int = 12,
                    period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
                    interval: float | None = 0.9, quantiles=None, n_samples: int = 1000,
-                   seed: int | None = None, jobs: int | None = None, n_draws: int | None = None) -> pd.DataFrame:
+                   seed: int | None = None, jobs: int | None = None, n_draws: int | None = None,
+                   progressbar: bool | None = None) -> pd.DataFrame:
     """Per-customer predictive distribution of realised discounted value (:func:`simulate_clv`),
     summarised chunk by chunk (bounded memory: 1M customers x 1,000 futures never in memory at once).
 
@@ -253,7 +259,8 @@ def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None,
                                       period_length, "predictive_clv")
     per, per_q, _, _ = _simulate_summaries(purchase_model, spend_model, rfm, qs, horizon=horizon,
                                            period_length=period_length, discount_rate=discount_rate,
-                                           n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws)
+                                           n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
+                                           progressbar=progressbar)
     return _customer_frame(per, per_q, names, rfm.index, interval)
 
 
@@ -267,7 +274,8 @@ def _customer_frame(per: dict, per_q: np.ndarray, names, index, interval) -> pd.
 def total_value(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, segments=None,
                 horizon: int = 12, period: str = "M", discount_rate: float = 0.01,
                 period_length: float | None = None, interval: float = 0.9, n_samples: int = 1000,
-                seed: int | None = None, jobs: int | None = None, n_draws: int | None = None) -> pd.DataFrame:
+                seed: int | None = None, jobs: int | None = None, n_draws: int | None = None,
+                progressbar: bool | None = None) -> pd.DataFrame:
     """Predictive distribution of the total discounted value of each segment (or of all customers).
 
     Each simulated future of :func:`simulate_clv` is summed over the segment's customers: the total
@@ -292,7 +300,7 @@ def total_value(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *,
     _, _, totals, labels = _simulate_summaries(
         purchase_model, spend_model, rfm, np.array([0.5]), segments=segments, horizon=horizon,
         period_length=period_length, discount_rate=discount_rate, n_samples=n_samples, seed=seed, jobs=jobs,
-        n_draws=n_draws)
+        n_draws=n_draws, progressbar=progressbar)
     codes, _ = _segment_codes(segments, rfm)
     return _totals_frame(totals, np.bincount(codes, minlength=len(labels)), labels, interval)
 

@@ -13,14 +13,16 @@ is validated and summarised in seconds without per-row Python code.
 
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
 
 from .errors import ClvDataError, data_error
 from .io import read_columns, table_columns
+
+log = logging.getLogger(__name__)
 
 CUSTOMER = "customer_id"
 TIMESTAMP = "timestamp"
@@ -85,7 +87,8 @@ def load_transactions(
     ``n_refunds``, ``n_refunds_netted``, ``n_refunds_dropped``, ``n_purchases_fully_refunded``
     and ``refund_amount_dropped`` (total value of refunds, or parts of refunds, not netted).
     Exact duplicate rows (same customer, timestamp and amount) are kept (two identical purchases
-    on one day are plausible) but counted in ``n_duplicate_rows`` and reported with a warning.
+    on one day are plausible) but counted in ``n_duplicate_rows`` and reported in one line (a notice of the logger
+    ``clvmodels.data``, not a warning).
     """
     if refunds not in REFUND_POLICIES:
         raise ClvDataError(f"refunds must be one of {REFUND_POLICIES}, got {refunds!r}.")
@@ -160,13 +163,10 @@ def load_transactions(
     codes, uniques = factorize_ids(out[CUSTOMER])
     n_dup = count_duplicate_rows(codes, out[TIMESTAMP].to_numpy(),
                                  out[AMOUNT].to_numpy() if amount is not None else None)
-    if n_dup:
-        warnings.warn(
-            f"{n_dup:,} duplicate transaction row(s) (same customer, timestamp and amount) were "
-            "found and kept: purchases in the same period count once for frequency, and their "
-            "amounts add up. De-duplicate the log first if they are double-recorded.",
-            UserWarning, stacklevel=2,
-        )
+    if n_dup:  # a notice, not a warning: one line on stderr (logging's default), the count in attrs
+        log.warning("clvmodels: %s duplicate transaction row(s) (same customer, timestamp and amount) kept; "
+                    "they count once per period for frequency and their amounts add up "
+                    "(log.attrs['n_duplicate_rows']).", f"{n_dup:,}")
     out.attrs.update(
         n_rows=len(out), n_customers=len(uniques), n_duplicate_rows=n_dup,
         timezone=None if tz is None else str(tz),  # a name: attrs stay JSON (Parquet keeps them)

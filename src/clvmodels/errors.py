@@ -7,8 +7,10 @@ names the problem, the column, how many rows are affected, what to do, and shows
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is not imported by `import clvmodels` (see tests/test_namespaces.py)
+    import pandas as pd
 
 
 class ClvDataError(ValueError):
@@ -34,6 +36,16 @@ class PriorSensitivityWarning(UserWarning):
 
 class AssumptionWarning(UserWarning):
     """The data violates an assumption of the model (e.g. Gamma-Gamma independence)."""
+
+
+#: The warnings that say something about a model or its fit: it did not converge, landed on a
+#: boundary or is degenerate (:class:`ConvergenceWarning`), the prior rather than the data decides a
+#: parameter (:class:`PriorSensitivityWarning`), the data violate the model's assumptions
+#: (:class:`AssumptionWarning`). They are what a backtest records and a report's Warnings section
+#: shows; clvmodels prints nothing else but deprecation notices (``DeprecationWarning``) and one-line
+#: notices about the data (logger ``clvmodels``). ``tests/test_quiet.py`` runs a fit, a backtest and
+#: a report with every other warning turned into an error.
+MODEL_WARNINGS: tuple[type[Warning], ...] = (ConvergenceWarning, PriorSensitivityWarning, AssumptionWarning)
 
 
 class NotFittedError(ValueError, AttributeError):

@@ -40,11 +40,12 @@ from . import metrics as M
 from .errors import ClvDataError
 from .models.base import check_kind
 from .validation import validate_columns
-from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, SIMULATION_DRAWS, check_finite, check_interval,
+from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, SIMULATION_DRAWS, check_finite, check_interval, sample_frame,
                            interval_frame, parameter_draws, predictive_draws)
 from .models.purchase import PurchaseModel, period_boundaries
 from .models.rows import unique_rows
 from .models.spend import SpendModel
+from .progress import progress
 
 #: Largest predictive-pmf support tried by :func:`predictive_purchases` before giving up.
 MAX_SUPPORT = 4096
@@ -122,13 +123,15 @@ def _pmf_moments(model, draws, data, t: float, n_max: int, *, mean: bool = False
         out.update(mean=np.empty(rows), mean_var=np.empty(rows))
     chunk = max(1, CHUNK_ELEMENTS // (n_draws * (n_max + 1)))
     future_pmf = type(model).future_pmf_formula
-    for start in range(0, rows, chunk):
-        sl = slice(start, min(start + chunk, rows))
-        part = {k: v[sl] for k, v in data.items()}
-        if future_pmf is None:
-            _moments_per_history(model, params, part, t, n_max, out, sl, mean)
-        else:
-            _moments_per_pair(model, params, part, t, n_max, out, sl, mean)
+    with progress(rows, "predictive distributions", "histories") as advance:
+        for start in range(0, rows, chunk):
+            sl = slice(start, min(start + chunk, rows))
+            part = {k: v[sl] for k, v in data.items()}
+            if future_pmf is None:
+                _moments_per_history(model, params, part, t, n_max, out, sl, mean)
+            else:
+                _moments_per_pair(model, params, part, t, n_max, out, sl, mean)
+            advance(sl.stop - sl.start)
     unsorted = np.empty_like(order)
     unsorted[order] = np.arange(rows)
     out = {k: v[unsorted] for k, v in out.items()}
@@ -352,8 +355,8 @@ def default_jobs() -> int:
 
 
 def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,
-                     seed, *, jobs: int | None = None,
-                     n_draws: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                     seed, *, jobs: int | None = None, n_draws: int | None = None,
+                     progressbar: bool | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(customer positions, purchases, spend)`` arrays of shape ``(n_samples, chunk)``, or
     with increasing period boundaries ``t = [t_1, ..., t_H]`` the counts and spend per period
     ``(n_samples, chunk, H)``, the chunk's customers at ``positions`` of ``rfm``. Chunks hold at most
@@ -366,7 +369,8 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     asymptotic normal), seeded by ``seed``; every chunk of customers has its own random stream
     (spawned from ``seed``), so the result is the same whether ``jobs`` threads simulate the chunks
     (numpy's random draws release the GIL; default: :func:`default_jobs`) or one does. At most
-    ``jobs + 1`` chunks are in memory at once."""
+    ``jobs + 1`` chunks are in memory at once. A progress bar counts the customers simulated
+    (:mod:`clvmodels.progress`; ``progressbar``)."""
     check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
     sim_purchases = purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
@@ -407,14 +411,23 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
         return sl, counts, spend
 
     tasks = zip(starts, chunk_seed.spawn(len(starts)))
-    if jobs == 1 or len(starts) == 1:
-        for start, stream in tasks:
-            yield simulate(start, stream)
+    with progress(n, "simulating futures", "customers", progressbar) as advance:
+        for result in _in_order(simulate, tasks, 1 if len(starts) == 1 else jobs):
+            yield result
+            advance(len(result[0]))
+
+
+def _in_order(fn, tasks, jobs: int):
+    """``fn(*task)`` for each task, in order: in this thread, or in ``jobs`` threads with at most
+    ``jobs + 1`` results held at once."""
+    if jobs == 1:
+        for task in tasks:
+            yield fn(*task)
         return
     with ThreadPoolExecutor(jobs) as pool:
         pending: collections.deque = collections.deque()
-        for start, stream in tasks:
-            pending.append(pool.submit(simulate, start, stream))
+        for task in tasks:
+            pending.append(pool.submit(fn, *task))
             if len(pending) > jobs:
                 yield pending.popleft().result()
         while pending:
@@ -422,7 +435,8 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
 
 
 def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,
-                   n_samples: int = 1000, seed: int | None = None) -> np.ndarray:
+                   n_samples: int = 1000, seed: int | None = None,
+                   progressbar: bool | None = None) -> pd.DataFrame:
     """Samples of each customer's total spend in the next ``t`` periods, by exact simulation.
 
     Every sample takes population parameters of both models (from the posterior, or the asymptotic
@@ -434,24 +448,27 @@ def simulate_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | No
 
     Returns
     -------
-    Array ``(n_samples, n_customers)``. For summaries over many customers use
-    :func:`predictive_value`, which never holds this whole array.
+    DataFrame ``(n_samples, n_customers)``: one row per simulated future (index ``sample``), one
+    column per customer (her id; :func:`~.models.draws.sample_frame`); ``.to_numpy()`` gives the
+    array. For summaries over many customers use :func:`predictive_value`, which never holds it whole.
     """
     rfm = purchase_model._rfm_or_fitted(rfm)
     spend_model._check_fitted()
     out = np.empty((int(n_samples), len(rfm)))
-    for sl, _, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, seed):
+    for sl, _, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, seed,
+                                         progressbar=progressbar):
         out[:, sl] = spend
-    return out
+    return sample_frame(out, rfm.index, f"total spend over t={t:g}")
 
 
 def predictive_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | None = None, *,
                      interval: float | None = None, quantiles=None, n_samples: int = 1000,
-                     seed: int | None = None) -> pd.DataFrame:
+                     seed: int | None = None, progressbar: bool | None = None) -> pd.DataFrame:
     """Per-customer predictive distribution of total spend in the next ``t`` periods.
 
     Summarises :func:`simulate_value` chunk by chunk (bounded memory; the same samples for the same
-    ``seed``).
+    ``seed``), with a progress bar over the customers (``progressbar``; default: on a terminal or in
+    Jupyter, :mod:`clvmodels.progress`).
 
     Returns
     -------
@@ -466,7 +483,8 @@ def predictive_value(purchase_model, spend_model, t: float, rfm: pd.DataFrame | 
     n = len(rfm)
     out = {"mean": np.empty(n), "p_zero": np.empty(n), "mean_purchases": np.empty(n)}
     out.update({name: np.empty(n) for name in names})
-    for sl, counts, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, seed):
+    for sl, counts, spend in _simulate_chunks(purchase_model, spend_model, t, rfm, n_samples, seed,
+                                              progressbar=progressbar):
         out["mean"][sl] = spend.mean(axis=0)
         out["p_zero"][sl] = (counts == 0).mean(axis=0)
         out["mean_purchases"][sl] = counts.mean(axis=0)

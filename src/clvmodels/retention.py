@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .backtest import best_per_metric, parameter_table, result_html
+from .backtest import best_per_metric, model_warnings, parameter_table, result_html
 from .errors import ClvDataError
 from .models.base import check_kind
 from .models.contractual import ContractualModel, survivor_table
@@ -115,8 +115,8 @@ def retention_backtest(survivors, models=None, *, calibration_periods: int) -> R
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 model = clone(template).fit_survivors(s[:k + 1])
-            notes.extend({"cohort": cohort, "model": name, "category": type(w.message).__name__,
-                          "message": str(w.message)} for w in caught)
+            notes.extend({"cohort": r["cutoff"], "model": name, "category": r["category"], "message": r["message"]}
+                         for r in model_warnings(cohort, name, caught))
             fitted[(cohort, name)] = model
             params.append(parameter_table(model, cohort, name).rename(columns={"cutoff": "cohort"}))
             forecasts[name] = model.expected_survivors(periods, cohort_size=s[0]).to_numpy()

@@ -541,6 +541,32 @@ def score_table(
 
 def default_rejects_path(out: str | os.PathLike, fmt: str) -> str:
     """``scores.parquet`` -> ``scores.rejects.parquet`` (``.csv`` likewise)."""
-    out = os.fspath(out)
-    base, ext = os.path.splitext(out)
-    return f"{base}.rejects{ext or ('.csv' if fmt == 'csv' else '.parquet')}"
+    return companion_path(out, fmt, "rejects")
+
+
+def companion_path(out: str | os.PathLike, fmt: str, what: str) -> str:
+    """``scores.parquet`` -> ``scores.<what>.parquet`` (``.csv`` likewise): a table written next to ``out``."""
+    base, ext = os.path.splitext(os.fspath(out))
+    return f"{base}.{what}{ext or ('.csv' if fmt == 'csv' else '.parquet')}"
+
+
+def segment_summary(scores: pd.DataFrame, segments: pd.Series) -> pd.DataFrame:
+    """Per segment of the scored customers: how many, their mean P(alive), and the sums (and means)
+    of their expected purchases and CLV.
+
+    ``scores``: the per-customer scores (``expected_purchases``, ``probability_alive``, ``clv`` when
+    there is a spend model), indexed by customer id; ``segments``: each customer's segment, indexed
+    by id (customers without one are the segment ``"(none)"``). Sums of expected values are
+    expected totals; the interval of a segment's total is not the sum of its customers' intervals
+    (in Python, :func:`clvmodels.total_value` with ``segments=`` simulates it).
+    """
+    segment = segments.reindex(scores.index).astype(object).where(lambda v: v.notna(), "(none)").astype(str)
+    grouped = scores.groupby(segment.rename("segment"), sort=True)
+    out = pd.DataFrame({"customers": grouped.size()})
+    if "probability_alive" in scores:
+        out["mean_probability_alive"] = grouped["probability_alive"].mean()
+    for column in ("expected_purchases", "clv"):
+        if column in scores:
+            out[f"{column}_sum"] = grouped[column].sum()
+            out[f"{column}_mean"] = grouped[column].mean()
+    return out

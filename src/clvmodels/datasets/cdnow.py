@@ -33,13 +33,17 @@ def load_cdnow(sample: bool = True) -> pd.DataFrame:
     Parameters
     ----------
     sample
-        ``True``: the papers' 1/10 sample (2,357 customers, ids 1..2357 as in
-        ``cdnow_customers_summary.csv``); ``False``: the master log (23,570 customers).
+        ``True`` (default): the papers' 1/10 sample, **2,357 customers** (6,919 records; ids
+        1..2357 as in ``cdnow_customers_summary.csv``, the published tables' data); ``False``: the
+        master log, **23,570 customers** (69,659 records), which ``clvmodels demo`` uses.
 
     Returns
     -------
     DataFrame with ``customer_id`` (int), ``date`` (datetime64), ``quantity`` (CDs) and
-    ``amount`` (dollars), one row per transaction record.
+    ``amount`` (dollars), one row per transaction record (the sample has 21 exact duplicate
+    rows, kept: :func:`~clvmodels.load_transactions` counts them). The time column is ``date``, as
+    in the source files, not :func:`~clvmodels.load_transactions`' default ``timestamp``: load it with
+    ``load_transactions(load_cdnow(), timestamp="date")``.
     """
     if sample:
         names = ["master_id", "customer_id", "date", "quantity", "amount"]

@@ -79,7 +79,7 @@ class CLVModel(ABC):
 
     def __init__(self, *, method: str = "mle", penalizer: float = 0.0, priors: dict | None = None,
                  draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
-                 progressbar: bool = True, random_seed: int | None = None):
+                 progressbar: bool | None = None, random_seed: int | None = None):
         self.method = method
         self.penalizer = penalizer
         self.priors = priors
@@ -180,10 +180,12 @@ class CLVModel(ABC):
             fit_mle(self, unique, w, **kwargs)
         else:
             from .bayes import fit_bayes
+            from .environment import quiet_pymc
 
             kwargs.setdefault("random_seed", renamed_argument(type(self).__name__, "seed", self.seed,
                                                               "random_seed", self.random_seed))
-            fit_bayes(self, unique, w, method=method, **kwargs)
+            with quiet_pymc():
+                fit_bayes(self, unique, w, method=method, **kwargs)
         self.method_ = method
         self.n_customers_ = int(round(w.sum()))
         self.n_unique_ = len(w)

@@ -86,6 +86,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import warn_convergence
+from ..progress import show_progress
 from .compiled import compiled_model, nutpie_model
 from .prior_sensitivity import check_prior_sensitivity, with_prior_sensitivity
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
@@ -422,7 +423,8 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
                                          model.tune if tune is None else tune,
                                          model.chains if chains is None else chains)
     seed = model.random_seed if random_seed is None else random_seed
-    progressbar = model.progressbar if progressbar is None else progressbar
+    # the sampler's bar: as asked, else on a terminal or in Jupyter (clvmodels.progress)
+    progressbar = show_progress(model.progressbar if progressbar is None else progressbar)
     # one compiled model per structure, its inputs set to this fit's data and priors (models/compiled.py)
     entry = compiled_model(structure_key(cls, tuple(data), priors), lambda: build_pymc_model(cls, data, w, priors))
     inputs = {INPUTS: model_inputs(cls, data, w, priors)}

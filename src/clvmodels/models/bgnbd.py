@@ -16,7 +16,6 @@ parameters, and the new-customer formulas are written once.
 from __future__ import annotations
 
 import numpy as np
-from scipy import integrate
 from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1py, xlogy
 
 from ..errors import ClvDataError
@@ -236,6 +235,8 @@ def _expected_new_quadrature(r: float, alpha: float, a: float, b: float, t: floa
     weight ``p^(a−1) (1−p)^(b−1)`` integrates it exactly; otherwise the density is bounded and is
     integrated in log space (no underflow for large ``a``, ``b``).
     """
+    from scipy import integrate  # imported when a quadrature is needed (a fast start)
+
     def bought_per_p(p):
         if p == 0.0:
             return r * t / alpha

@@ -182,6 +182,18 @@ def interval_frame(columns: dict[str, np.ndarray], index, level: float, uncertai
     return frame
 
 
+def sample_frame(samples: np.ndarray, customers, quantity: str):
+    """Simulated futures labelled: a frame of ``samples`` (one row per simulated future, index
+    ``sample``; one column per customer, the ids of ``customers``), with what each value is in
+    ``attrs["quantity"]`` and ``attrs["uncertainty"] = "predictive"``. ``.to_numpy()`` is the bare
+    ``(n_samples, n_customers)`` array."""
+    import pandas as pd
+
+    frame = pd.DataFrame(samples, index=pd.RangeIndex(len(samples), name="sample"), columns=customers, copy=False)
+    frame.attrs.update(quantity=quantity, uncertainty=PREDICTIVE)
+    return frame
+
+
 def quantiles(values: np.ndarray, qs) -> np.ndarray:
     """``np.quantile(values, qs, axis=0)`` (its default linear method, the same numbers bit for bit)
     with one partition for all of ``qs``: about 2x faster than numpy, which partitions per quantile."""
@@ -209,4 +221,4 @@ def check_finite(values: np.ndarray, what: str) -> None:
 
 __all__ = ["CHUNK_ELEMENTS", "EXPECTED", "INTERVAL_NAMES", "PREDICTIVE", "PREDICTIVE_DRAWS", "SIMULATION_DRAWS",
            "check_finite", "check_interval", "interval_frame", "interval_names", "is_bayesian", "model_draws", "parameter_draws",
-           "predictive_draws", "quantiles", "summarise_draws"]
+           "predictive_draws", "quantiles", "sample_frame", "summarise_draws"]

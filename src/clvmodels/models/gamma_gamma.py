@@ -149,7 +149,7 @@ class GammaGammaModel(SpendModel):
 
     def __init__(self, *, exclude_invalid: bool = False, method: str = "mle", penalizer: float = 0.0,
                  priors: dict | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4,
-                 seed: int | None = None, progressbar: bool = True, random_seed: int | None = None):
+                 seed: int | None = None, progressbar: bool | None = None, random_seed: int | None = None):
         super().__init__(method=method, penalizer=penalizer, priors=priors, draws=draws, tune=tune,
                          chains=chains, seed=seed, progressbar=progressbar, random_seed=random_seed)
         self.exclude_invalid = exclude_invalid

@@ -58,6 +58,10 @@ def pytensor_namespace() -> SimpleNamespace:
     import pytensor.tensor as pt
     from pytensor.gradient import disconnected_grad
 
+    from .environment import configure_pytensor
+
+    configure_pytensor()
+
     def betaln(a, b):  # PyTensor has no betaln
         return pt.gammaln(a) + pt.gammaln(b) - pt.gammaln(a + b)
 

@@ -28,7 +28,6 @@ the discounted expected lifetime of a new customer, her first payment included, 
 from __future__ import annotations
 
 import numpy as np
-from scipy import integrate
 from scipy.special import betaln
 
 from .namespaces import likelihood
@@ -117,6 +116,8 @@ def _hyp2f1_one_quadrature(B: float, C: float, z: float) -> float:
     """``2F1(1, B; C; z) = E[1/(1 − z u)]`` with ``u ~ Beta(B, C − B)`` (Euler's integral; DEL's
     ``E_θ[Σ_t ((1−θ) z)^t]``), integrated in ``v = 1 − u`` with QUADPACK's algebraic weight
     ``v^(C−B−1) (1−v)^(B−1)``, which takes the Beta density's end singularities exactly."""
+    from scipy import integrate  # imported when a quadrature is needed (a fast start)
+
     value, _ = integrate.quad(lambda v: 1.0 / (1.0 - z + z * v), 0.0, 1.0, weight="alg",
                               wvar=(C - B - 1.0, B - 1.0), limit=500, epsabs=0.0, epsrel=1e-12)
     return float(value / np.exp(betaln(B, C - B)))
