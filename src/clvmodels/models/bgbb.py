@@ -233,6 +233,9 @@ class BetaGeoBetaBinomModel(DiscretePurchaseModel):
         "gamma": ("HalfNormal", {"sigma": 10.0}),
         "delta": ("HalfNormal", {"sigma": 10.0}),
     }
+    #: Covariates, as BG/NBD's drop-out shapes: each beta shape its own coefficient, ``α_i = α exp(γ_α·z_i)``,
+    #: ``β_i = β exp(γ_β·z_i)`` (purchase), ``γ_i = γ exp(γ_γ·z_i)``, ``δ_i = δ exp(γ_δ·z_i)`` (drop-out).
+    covariate_links = {"purchase": (("alpha", 1.0), ("beta", 1.0)), "dropout": (("gamma", 1.0), ("delta", 1.0))}
     log_likelihood = staticmethod(log_likelihood)
     #: The formulas of the purchase-model protocol (see :mod:`.purchase`; ``t`` in opportunities).
     expected_purchases_formula = staticmethod(expected_purchases)

@@ -70,6 +70,11 @@ class ContractualModel(CLVModel):
     kind_name = "contractual model"
     data_columns = ("period", "churned")
 
+    def __init__(self, *, dropout_covariates: list[str] | None = None, **kwargs):
+        """``dropout_covariates``: columns of the customer table whose values scale churn (``covariate_links``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
+        super().__init__(**kwargs)
+        self.dropout_covariates = dropout_covariates
+
     @staticmethod
     @abstractmethod
     def survival_formula(params, period):

@@ -70,6 +70,12 @@ class PurchaseModel(CLVModel):
     #: operations per row, which is cheaper than finding the distinct rows.
     compress_alive_rows: ClassVar[bool] = True
 
+    def __init__(self, *, purchase_covariates: list[str] | None = None, dropout_covariates: list[str] | None = None, **kwargs):
+        """``purchase_covariates``, ``dropout_covariates``: columns of the customer table whose values scale the purchase and drop-out processes (each model's ``covariate_links``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
+        super().__init__(**kwargs)
+        self.purchase_covariates = purchase_covariates
+        self.dropout_covariates = dropout_covariates
+
     @staticmethod
     @abstractmethod
     def probability_alive_formula(params, frequency, recency, age):
