@@ -20,7 +20,7 @@ from .errors import (AssumptionWarning, ClvDataError, ConvergenceWarning, ModelF
 from .models import BetaGeoModel, CLVModel, GammaGammaModel
 from .models import (BetaGeoBetaBinomModel, ContinuousPurchaseModel, ContractualModel, DiscretePurchaseModel,
                      ModifiedBetaGeoModel, ParetoNBDModel, PurchaseModel, ShiftedBetaGeoModel, SpendModel,
-                     survivor_table)
+                     lr_test, survivor_table)
 from .models.persistence import load_model, load_models, save_models
 from .rfm import bgbb_summary, calibration_holdout, rfm_summary
 from .backtest import BacktestResult, backtest, discrete_backtest
@@ -39,7 +39,7 @@ __all__ = [
 __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualModel", "DiscretePurchaseModel",
             "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
-__all__ += ["PriorSensitivityWarning"]
+__all__ += ["PriorSensitivityWarning", "lr_test"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",

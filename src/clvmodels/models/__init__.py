@@ -6,6 +6,7 @@ from .base import CLVModel
 from .bgbb import BetaGeoBetaBinomModel
 from .bgnbd import BetaGeoModel
 from .contractual import ContractualModel, survivor_table
+from .covariates import lr_test
 from .gamma_gamma import GammaGammaModel
 from .mbgnbd import ModifiedBetaGeoModel
 from .pareto_nbd import ParetoNBDModel
@@ -16,4 +17,4 @@ from .spend import SpendModel
 
 __all__ = ["BetaGeoBetaBinomModel", "BetaGeoModel", "CLVModel", "ContinuousPurchaseModel", "ContractualModel",
            "DiscretePurchaseModel", "GammaGammaModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel",
-           "ShiftedBetaGeoModel", "SpendModel", "register_model_class", "survivor_table"]
+           "ShiftedBetaGeoModel", "SpendModel", "lr_test", "register_model_class", "survivor_table"]
