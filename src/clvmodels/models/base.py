@@ -253,14 +253,32 @@ class CLVModel(ABC):
             return None
         return CovariateLink.build(self.covariate_links, CovariateDesign.from_dict(design))
 
+    @property
+    def has_covariates(self) -> bool:
+        """Whether the fitted model has covariates."""
+        return getattr(self, "covariates_", None) is not None
+
+    def covariate_data(self, rfm: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The standardised covariate columns (``z:<name>``) of the customers of ``rfm``, transformed as
+        at fit (empty without covariates). A missing column is an error, never a zero."""
+        if not self.has_covariates:
+            return {}
+        return CovariateDesign.from_dict(self.covariates_).transform(rfm)
+
+    def formula(self, name: str) -> Callable | None:
+        """The class's formula ``name`` (e.g. ``"expected_purchases_formula"``); with covariates, at each
+        customer's parameters (:func:`linked`: the data then include :meth:`covariate_data`)."""
+        fn = getattr(type(self), name)
+        link = self._covariate_link()
+        return fn if fn is None or link is None else linked(fn, link)
+
     def _with_covariates(self, fn: Callable, data: dict, rfm: pd.DataFrame) -> Callable:
         """``fn`` at each customer's parameters, and ``data`` extended with the covariates of ``rfm``
-        (a model without covariates: ``fn`` itself). The covariate columns are required: a missing
-        one is an error, never a zero."""
+        (a model without covariates: ``fn`` itself)."""
         link = self._covariate_link()
         if link is None:
             return fn
-        data.update(CovariateDesign.from_dict(self.covariates_).transform(rfm))
+        data.update(self.covariate_data(rfm))
         return linked(fn, link)
 
     def _reset_fit(self) -> None:
@@ -390,9 +408,9 @@ def linked(fn: Callable, link: CovariateLink) -> Callable:
     import functools
 
     @functools.wraps(fn)
-    def at_customer_parameters(params, **data):
+    def at_customer_parameters(params, *args, **data):
         z = {k: data.pop(k) for k in list(data) if k.startswith("z:")}
-        return fn(link.individual(params, z, NUMPY), **data)
+        return fn(link.individual(params, z, NUMPY), *args, **data)
 
     return at_customer_parameters
 
