@@ -350,3 +350,33 @@ def test_simulate_refuses_coefficients_of_unknown_parameters():
         simulate(10, covariates=cov, coefficients={"r:x1": 0.1})
     with pytest.raises(ClvDataError, match="one row per customer"):
         simulate(11, covariates=cov, coefficients={"alpha:x1": 0.1})
+
+
+def test_clv_and_predictive_distributions_use_each_customers_parameters(simulated):
+    rfm = simulated.iloc[:400]
+    m = BetaGeoModel(purchase_covariates=["x1", "x2"], dropout_covariates=["x1"]).fit(simulated.iloc[:4000])
+    gg = GammaGammaModel(spend_covariates=["x1"], exclude_invalid=True).fit(simulated.iloc[:4000])
+    # expected CLV: Σ_i (E[Y(iΔ)] − E[Y((i−1)Δ)]) (1+d)^−i · E[spend], with per-customer parameters
+    params, spend_params = per_customer(m, rfm), per_customer(gg, rfm)
+    hist = {k: rfm[k].to_numpy(dtype=float) for k in ("frequency", "recency", "T")}
+    from clvmodels.units import period_length
+
+    delta = period_length("M", "W", None)
+    cum = [np.zeros(len(rfm))] + [bgnbd_expected(params, **hist, t=i * delta) for i in range(1, 4)]
+    purchases = sum((cum[i] - cum[i - 1]) / 1.01 ** i for i in range(1, 4))
+    spend = expected_spend(spend_params, hist["frequency"], rfm.monetary_value.to_numpy())
+    np.testing.assert_allclose(clv.clv(m, gg, rfm, horizon=3, period="M", discount_rate=0.01), purchases * spend,
+                               rtol=1e-9)
+    # the predictive pmf's mean is the expected count; its P(0) that of the per-customer model
+    from clvmodels import predictive
+    from clvmodels.models.bgnbd import purchase_pmf as bgnbd_pmf
+
+    out = predictive.predictive_purchases(m, 10, rfm, interval=0.9)
+    np.testing.assert_allclose(out["mean"], m.expected_purchases(10, rfm=rfm), rtol=1e-9)
+    np.testing.assert_allclose(out["p_zero"], bgnbd_pmf(params, **hist, t=10.0, n_max=4)[:, 0], rtol=1e-9)
+    # simulated futures average to the expected value
+    sims = clv.simulate_clv(m, gg, rfm.iloc[:50], horizon=3, period="M", discount_rate=0.01, n_samples=4000, seed=1)
+    assert sims.shape == (4000, 50)
+    assert abs(sims.mean() - (purchases * spend)[:50].mean()) < 4 * sims.mean(axis=1).std() / np.sqrt(4000) + 0.05 * sims.mean()
+    with pytest.raises(ClvDataError, match="not found"):
+        clv.clv(m, gg, rfm.drop(columns="x2"), horizon=3)
