@@ -380,3 +380,46 @@ def test_clv_and_predictive_distributions_use_each_customers_parameters(simulate
     assert abs(sims.mean() - (purchases * spend)[:50].mean()) < 4 * sims.mean(axis=1).std() / np.sqrt(4000) + 0.05 * sims.mean()
     with pytest.raises(ClvDataError, match="not found"):
         clv.clv(m, gg, rfm.drop(columns="x2"), horizon=3)
+
+
+# ---------------------------------------------------------------------------- Bayesian fits
+@pytest.fixture(scope="module")
+def small_simulated(simulated):
+    return simulated.iloc[:3000]
+
+
+def test_map_with_covariates_is_near_the_mle_and_priors_are_overridable(small_simulated):
+    kw = dict(purchase_covariates=["x1", "x2"], dropout_covariates=["x1"])
+    mle = BetaGeoModel(**kw).fit(small_simulated)
+    m = BetaGeoModel(**kw).fit(small_simulated, method="map")
+    assert m.converged_
+    table, ref = m.summary(), mle.summary()
+    for name in mle.coefficients_.index:     # weak N(0, 1) priors on standardised coefficients
+        assert abs(table.loc[name, "estimate"] - ref.loc[name, "estimate"]) < 0.2 * ref.loc[name, "se"]
+    # a tight prior at 0 holds a coefficient near 0: posterior precision 1e4 against the data's ~1/SE²
+    tight = BetaGeoModel(**kw, priors={"alpha:x1": ("Normal", {"mu": 0.0, "sigma": 0.01})}).fit(
+        small_simulated, method="map")
+    assert abs(tight.coefficients_["alpha:x1"]) < 0.1 * abs(mle.coefficients_["alpha:x1"])
+    assert tight.coefficients_["alpha:x2"] == pytest.approx(mle.coefficients_["alpha:x2"], abs=0.5 * ref.loc["alpha:x2", "se"])
+    with pytest.warns(clv.PriorSensitivityWarning):   # the drop-out shapes absorb what the coefficients cannot
+        everything = BetaGeoModel(**kw, priors={"coefficients": ("Normal", {"mu": 0.0, "sigma": 0.01})}).fit(
+            small_simulated, method="map")
+    assert np.abs(everything.coefficients_).max() < 0.1 * np.abs(mle.coefficients_).max()
+    with pytest.raises(ValueError, match=r"unknown coefficient\(s\) \['beta:x1'\]"):
+        BetaGeoModel(**kw, priors={"beta:x1": ("Normal", {"mu": 0.0, "sigma": 1.0})}).fit(small_simulated, method="map")
+
+
+def test_nuts_with_covariates_agrees_with_the_mle_and_survives_saving(small_simulated, tmp_path):
+    kw = dict(purchase_covariates=["x1"], dropout_covariates=["x2"])
+    mle = BetaGeoModel(**kw).fit(small_simulated)
+    m = BetaGeoModel(**kw, progressbar=False, seed=1).fit(small_simulated, method="nuts", draws=300, tune=300,
+                                                          chains=2)
+    table, ref = m.summary(), mle.summary()
+    for name in ["r", "alpha", *mle.coefficients_.index]:
+        assert abs(table.loc[name, "mean"] - ref.loc[name, "estimate"]) < 0.5 * ref.loc[name, "se"], name
+    assert set(m.posterior_draws_) == {"r", "alpha", "a", "b", "alpha:x1", "a:x2", "b:x2"}
+    rfm = small_simulated.iloc[:50]
+    m.save(tmp_path / "nuts")
+    loaded = clv.load_model(tmp_path / "nuts")
+    pd.testing.assert_series_equal(loaded.expected_purchases(10, rfm=rfm), m.expected_purchases(10, rfm=rfm),
+                                   check_exact=True)

@@ -191,18 +191,17 @@ class CLVModel(ABC):
             weights = np.asarray(weights, dtype=float)
             if weights.shape != (len(rfm),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
                 raise ClvDataError("weights must be one finite, non-negative number per row.")
-        design = self._learn_covariates(rfm, method)
+        design = self._learn_covariates(rfm)
         if design is not None:
             data.update(design.transform(rfm))
         unique, w = compress(data, weights)
         self._reset_fit()
+        if design is not None:
+            self.covariates_ = design.to_dict()
         if method == "mle":
             from .mle import fit_mle
 
-            if design is not None:
-                self.covariates_ = design.to_dict()
-                kwargs["link"] = self._covariate_link()
-            fit_mle(self, unique, w, **kwargs)
+            fit_mle(self, unique, w, link=self._covariate_link(), **kwargs)
         else:
             from .bayes import fit_bayes
 
@@ -231,14 +230,11 @@ class CLVModel(ABC):
                 out[process] = list(columns)
         return out
 
-    def _learn_covariates(self, rfm: pd.DataFrame, method: str) -> CovariateDesign | None:
+    def _learn_covariates(self, rfm: pd.DataFrame) -> CovariateDesign | None:
         """The covariate design of the training table (None without covariates), constraints resolved."""
         processes = self.covariate_processes()
         if not processes:
             return None
-        if method != "mle":
-            raise ClvDataError(f"{type(self).__name__} with covariates is fitted by maximum likelihood (method='mle') "
-                               f"so far, not {method!r}.")
         penalty = self.covariate_penalty
         if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not np.isfinite(penalty) or penalty < 0:
             raise ClvDataError(f"covariate_penalty must be a finite number >= 0, got {penalty!r:.80}.")

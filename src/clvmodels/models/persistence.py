@@ -519,14 +519,15 @@ def _load_params(cls: type, saved, where: Path) -> dict:
     return params
 
 
-def _load_posterior(cls: type, data: bytes, names, where: Path) -> dict[str, np.ndarray]:
+def _load_posterior(cls: type, data: bytes, names, where: Path, coefficients=()) -> dict[str, np.ndarray]:
     """posterior_draws_ from the (checksummed) bytes of posterior.nc: one finite positive draw per
-    parameter and draw, equally many of each."""
+    parameter and draw (and one finite draw per covariate coefficient), equally many of each."""
     import xarray as xr
 
-    if not isinstance(names, list) or sorted(map(str, names)) != sorted(cls.param_names):
+    expected = sorted([*cls.param_names, *coefficients])
+    if not isinstance(names, list) or sorted(map(str, names)) != expected:
         raise _tampered(where, f"lists the posterior variables {_short(names)}, not the parameters "
-                               f"{list(cls.param_names)} of {cls.__name__}")
+                               f"{expected} of {cls.__name__}")
     try:
         with xr.open_dataset(io.BytesIO(data), engine="h5netcdf") as ds:
             draws = {k: ds[k].to_numpy().copy() for k in names}
@@ -535,6 +536,10 @@ def _load_posterior(cls: type, data: bytes, names, where: Path) -> dict[str, np.
     if len({v.shape for v in draws.values()}) != 1 or next(iter(draws.values())).ndim != 1:
         raise _tampered(where.parent / POSTERIOR_FILE, "holds draws of different shapes, not one draw per parameter")
     for k, v in draws.items():
+        if k in coefficients:
+            if not np.all(np.isfinite(v)):
+                raise _tampered(where.parent / POSTERIOR_FILE, f"holds non-finite draws of coefficient {k!r}")
+            continue
         _positive_values(v, f"posterior draw of parameter {k!r}", where.parent / POSTERIOR_FILE)
     return draws
 
@@ -602,7 +607,9 @@ def _read_model(path: Path, digest: str | None = None) -> object:
     for attr, value in _load_fitted(cls, doc["fitted"], where).items():
         setattr(model, attr, value)
     if POSTERIOR_FILE in contents:
-        model.posterior_draws_ = _load_posterior(cls, contents[POSTERIOR_FILE], doc["posterior_variables"], where)
+        coefficients = tuple(map(str, getattr(model, "coefficients_", pd.Series(dtype=float)).index))
+        model.posterior_draws_ = _load_posterior(cls, contents[POSTERIOR_FILE], doc["posterior_variables"], where,
+                                                 coefficients)
     if IDATA_FILE in contents:
         model.idata_ = _load_idata(contents[IDATA_FILE], where)
     return model
