@@ -423,3 +423,16 @@ def test_nuts_with_covariates_agrees_with_the_mle_and_survives_saving(small_simu
     loaded = clv.load_model(tmp_path / "nuts")
     pd.testing.assert_series_equal(loaded.expected_purchases(10, rfm=rfm), m.expected_purchases(10, rfm=rfm),
                                    check_exact=True)
+
+
+def test_new_customer_expectations_take_the_new_customers_covariates(bgnbd_fit, simulated):
+    from clvmodels.models.bgnbd import expected_purchases_new_customer as new_customer
+
+    profiles = pd.DataFrame({"x1": [1.0, 3.0], "x2": [0.0, 1.0]}, index=["low", "high"])
+    out = bgnbd_fit.expected_purchases_new_customer(26, covariates=profiles)
+    direct = new_customer(per_customer(bgnbd_fit, profiles), t=26.0)
+    np.testing.assert_allclose(out.loc[["low", "high"]], direct, rtol=1e-12)
+    with pytest.raises(ClvDataError, match="pass the new customers' covariates"):
+        bgnbd_fit.expected_purchases_new_customer(26)
+    with pytest.raises(ClvDataError, match="has no covariates"):
+        BetaGeoModel().fit(simulated.iloc[:2000]).expected_purchases_new_customer(26, covariates=profiles)
