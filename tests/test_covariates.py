@@ -436,3 +436,40 @@ def test_new_customer_expectations_take_the_new_customers_covariates(bgnbd_fit, 
         bgnbd_fit.expected_purchases_new_customer(26)
     with pytest.raises(ClvDataError, match="has no covariates"):
         BetaGeoModel().fit(simulated.iloc[:2000]).expected_purchases_new_customer(26, covariates=profiles)
+
+
+# ---------------------------------------------------------------------------- the other models
+def test_shifted_beta_geometric_recovers_its_coefficients():
+    rng = np.random.default_rng(7)
+    n, horizon = 20_000, 8
+    cov = covariate_table(n, seed=8)
+    truth = {"alpha:x1": 0.5, "beta:x2": -0.6}      # α_i = α e^{−γ_α x}, β_i = β e^{−γ_β x}
+    alpha_i = 0.7 * np.exp(-truth["alpha:x1"] * cov.x1.to_numpy())
+    beta_i = 1.2 * np.exp(-truth["beta:x2"] * cov.x2.to_numpy())
+    churn = rng.geometric(rng.beta(alpha_i, beta_i))
+    data = pd.DataFrame({"period": np.minimum(churn, horizon), "churned": (churn <= horizon).astype(int)}).join(cov)
+    m = ShiftedBetaGeoModel(dropout_covariates=["x1", "x2"]).fit(data)
+    table = m.summary()
+    for name in ("alpha:x1", "alpha:x2", "beta:x1", "beta:x2"):
+        assert abs(table.loc[name, "user_estimate"] - truth.get(name, 0.0)) < 3 * table.loc[name, "user_se"], name
+
+
+def test_mbgnbd_and_bgbb_find_no_effect_of_a_covariate_that_has_none(simulated):
+    rng = np.random.default_rng(11)
+    rfm = simulated.iloc[:10_000].assign(noise=lambda d: rng.normal(size=len(d)))
+    m = ModifiedBetaGeoModel(purchase_covariates=["noise"], dropout_covariates=["noise"]).fit(rfm)
+    assert m.converged_
+    table = m.summary()
+    for name in ("alpha:noise", "a:noise", "b:noise"):
+        assert abs(table.loc[name, "estimate"]) < 3 * table.loc[name, "se"], name
+    # BG/BB on opportunities of 8 weeks: the purchase shapes react to a covariate that drives purchasing
+    from clvmodels.datasets.simulate import simulate as sim
+    log, truth = sim(5000, covariates=covariate_table(5000, 3), coefficients={"alpha:x1": 0.6}, return_truth=True,
+                     seed=5, observation_length=104)
+    discrete = clv.bgbb_summary(log, period="M").join(truth[["x1"]]).assign(noise=lambda d: rng.normal(size=len(d)))
+    bb = BetaGeoBetaBinomModel(purchase_covariates=["x1", "noise"]).fit(discrete)
+    bb_table = bb.summary()
+    for name in ("alpha:noise", "beta:noise"):
+        assert abs(bb_table.loc[name, "estimate"]) < 3 * bb_table.loc[name, "se"], name
+    # a higher purchase rate: a larger purchase probability α/(α+β) as x1 rises
+    assert bb_table.loc["alpha:x1", "estimate"] - bb_table.loc["beta:x1", "estimate"] > 0.2
