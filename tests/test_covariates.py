@@ -473,3 +473,29 @@ def test_mbgnbd_and_bgbb_find_no_effect_of_a_covariate_that_has_none(simulated):
         assert abs(bb_table.loc[name, "estimate"]) < 3 * bb_table.loc[name, "se"], name
     # a higher purchase rate: a larger purchase probability α/(α+β) as x1 rises
     assert bb_table.loc["alpha:x1", "estimate"] - bb_table.loc["beta:x1", "estimate"] > 0.2
+
+
+def test_loading_refuses_a_tampered_covariate_design(tmp_path, simulated):
+    import copy
+    import json
+    from pathlib import Path
+
+    from clvmodels.errors import ModelFileError
+    from clvmodels.models import persistence
+
+    m = BetaGeoModel(purchase_covariates=["x1"]).fit(simulated.iloc[:2000])
+    m.save(tmp_path / "m")
+    fitted = json.loads((tmp_path / "m" / "model.json").read_text())["fitted"]
+    persistence._load_fitted(BetaGeoModel, copy.deepcopy(fitted), Path("m"))      # as saved: accepted
+    bad_scale = copy.deepcopy(fitted)
+    bad_scale["covariates_"]["columns"][0]["scale"] = -1.0
+    bad_process = copy.deepcopy(fitted)
+    bad_process["covariates_"]["processes"] = {"spend": ["x1"]}
+    no_coefficients = copy.deepcopy(fitted)
+    del no_coefficients["coefficients_"]
+    small_covariance = copy.deepcopy(fitted)
+    small_covariance["covariance_"] = persistence._encode(np.eye(4), "covariance_")
+    for doc, problem in ((bad_scale, "invalid covariates_"), (bad_process, "invalid covariates_"),
+                         (no_coefficients, "coefficients_"), (small_covariance, "5 x 5")):
+        with pytest.raises(ModelFileError, match=problem):
+            persistence._load_fitted(BetaGeoModel, doc, Path("m"))
