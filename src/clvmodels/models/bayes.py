@@ -582,17 +582,18 @@ def _map_estimate(model, data, w, entry, priors):
                                                 model._covariate_link()))
     link = model._covariate_link()
     starts = starting_points(model, data, w)
-    objective, scale = log_post, 1.0
+    # covariate coefficients are not logged: L-BFGS's first steps on the total log posterior (a
+    # gradient of the order of the number of customers) overflow exp(γ·z); the per-customer mean
+    # is scaled as the MLE's objective is, and the optimum and Hessian are rescaled below
+    scale = 1.0 if link is None else float(np.sum(w))
     if link is not None:
-        # covariate coefficients are not logged: L-BFGS's first steps on the total log posterior (a
-        # gradient of the order of the number of customers) overflow exp(γ·z); the per-customer mean
-        # is scaled as the MLE's objective is, and the optimum and Hessian are rescaled below
-        scale = float(np.sum(w))
         starts = [np.r_[s, np.zeros(link.n_free)] for s in starts]
 
-        def objective(theta):
-            value, grad = log_post(theta)
-            return value / scale, np.asarray(grad) / scale
+    def objective(theta):
+        if scale == 1.0:
+            return log_post(theta)
+        value, grad = log_post(theta)
+        return value / scale, np.asarray(grad) / scale
     opt = minimize_log_params(
         Objective(objective, negate=True), starts,
         failure=f"{type(model).__name__}: the log posterior is not finite at any starting point; "
