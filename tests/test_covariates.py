@@ -499,3 +499,15 @@ def test_loading_refuses_a_tampered_covariate_design(tmp_path, simulated):
                          (no_coefficients, "coefficients_"), (small_covariance, "5 x 5")):
         with pytest.raises(ModelFileError, match=problem):
             persistence._load_fitted(BetaGeoModel, doc, Path("m"))
+
+
+def test_covariates_are_part_of_the_distinct_row_key(simulated):
+    rfm = simulated.iloc[:3000][["frequency", "recency", "T", "x2"]]
+    rfm = rfm.assign(T=rfm["T"].round(), recency=np.minimum(rfm.recency.round(), rfm["T"].round()))
+    m = BetaGeoModel(purchase_covariates=["x2"]).fit(rfm)
+    distinct = len(rfm.drop_duplicates())
+    assert m.n_unique_ == distinct < len(rfm)
+    counts = rfm.value_counts().rename("w").reset_index()
+    weighted = BetaGeoModel(purchase_covariates=["x2"]).fit(counts, weights=counts["w"].to_numpy())
+    np.testing.assert_allclose(weighted.coefficients_, m.coefficients_, rtol=1e-6)
+    np.testing.assert_allclose(weighted.params_, m.params_, rtol=1e-6)

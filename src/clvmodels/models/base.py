@@ -191,7 +191,7 @@ class CLVModel(ABC):
             weights = np.asarray(weights, dtype=float)
             if weights.shape != (len(rfm),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
                 raise ClvDataError("weights must be one finite, non-negative number per row.")
-        design = self._learn_covariates(rfm)
+        design = self._learn_covariates(rfm, weights)
         if design is not None:
             data.update(design.transform(rfm))
         unique, w = compress(data, weights)
@@ -230,7 +230,7 @@ class CLVModel(ABC):
                 out[process] = list(columns)
         return out
 
-    def _learn_covariates(self, rfm: pd.DataFrame) -> CovariateDesign | None:
+    def _learn_covariates(self, rfm: pd.DataFrame, weights: np.ndarray | None = None) -> CovariateDesign | None:
         """The covariate design of the training table (None without covariates), constraints resolved."""
         processes = self.covariate_processes()
         if not processes:
@@ -238,7 +238,7 @@ class CLVModel(ABC):
         penalty = self.covariate_penalty
         if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not np.isfinite(penalty) or penalty < 0:
             raise ClvDataError(f"covariate_penalty must be a finite number >= 0, got {penalty!r:.80}.")
-        design = CovariateDesign.learn(rfm, processes, one_hot=self.one_hot)
+        design = CovariateDesign.learn(rfm, processes, one_hot=self.one_hot, weights=weights)
         names = CovariateLink.build(self.covariate_links, design).coefficient_names
         return design.with_constraints(resolve_constraints(self.covariate_constraints, names, design))
 

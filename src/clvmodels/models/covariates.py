@@ -94,18 +94,21 @@ class CovariateDesign:
 
     # ------------------------------------------------------------------ learning and transforming
     @classmethod
-    def learn(cls, frame: pd.DataFrame, processes: dict[str, list[str]], *, one_hot=False) -> "CovariateDesign":
-        """The design of the covariates named per process in ``processes``, from the customer table ``frame``.
+    def learn(cls, frame: pd.DataFrame, processes: dict[str, list[str]], *, one_hot=False,
+              weights: np.ndarray | None = None) -> "CovariateDesign":
+        """The design of the covariates named per process in ``processes``, from the customer table ``frame``
+        (``weights``: customers per row, so that a pre-aggregated table is standardised as its customers).
 
         ``one_hot``: ``True`` (every non-numeric column) or a list of columns to encode as indicators,
         dropping the most frequent level (the baseline); any other non-numeric column is refused."""
+        w = np.ones(len(frame)) if weights is None else np.asarray(weights, dtype=float)
         sources = list(dict.fromkeys(c for cols in processes.values() for c in cols))
         _missing(frame, sources)
         encode = set(sources) if one_hot is True else set(one_hot or ())
         columns, dropped = [], {}
         for source in sources:
             if _is_numeric(frame[source]) and source not in encode:
-                columns.append(_standardised(source, None, _numeric(frame, source), len(frame)))
+                columns.append(_standardised(source, None, _numeric(frame, source), w))
                 continue
             if source not in encode:
                 examples = list(pd.unique(frame[source].astype(str)))[:5]
@@ -114,7 +117,8 @@ class CovariateDesign:
                     f"one_hot=True (or one_hot=[{source!r}]) to encode it as indicators of its levels, the most "
                     "frequent level dropped as the baseline, or encode it yourself.")
             labels = _labels(frame, source)
-            levels, counts = np.unique(labels, return_counts=True)
+            levels, codes = np.unique(labels, return_inverse=True)
+            counts = np.bincount(codes.ravel(), weights=w, minlength=len(levels))
             if len(levels) < 2:
                 raise data_error(f"Categorical covariate has a single level ({levels[0]!r}): its effect is not "
                                  "identified", column=source, n_rows=len(frame), fix="Leave it out.")
@@ -122,7 +126,7 @@ class CovariateDesign:
             dropped[source] = base
             for level in levels:
                 if level != base:
-                    columns.append(_standardised(source, str(level), (labels == level).astype(float), len(frame)))
+                    columns.append(_standardised(source, str(level), (labels == level).astype(float), w))
         return cls(tuple(columns), {p: list(c) for p, c in processes.items()}, dropped)
 
     def transform(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -175,8 +179,11 @@ class CovariateDesign:
         return CovariateDesign(self.columns, self.processes, self.dropped, tuple(tuple(g) for g in constraints))
 
 
-def _standardised(source: str, level: str | None, values: np.ndarray, n: int) -> DesignColumn:
-    mean, scale = float(values.mean()), float(values.std())
+def _standardised(source: str, level: str | None, values: np.ndarray, weights: np.ndarray) -> DesignColumn:
+    """The column standardised by its (customer-weighted) mean and standard deviation."""
+    n = len(values)
+    mean = float(np.average(values, weights=weights))
+    scale = float(np.sqrt(np.average((values - mean) ** 2, weights=weights)))
     name = source if level is None else f"{source}[{level}]"
     if not scale > 1e-12 * max(1.0, abs(mean)):
         raise data_error(f"Covariate is constant (every value {mean:.6g}): its effect is not identified apart from "
