@@ -161,8 +161,10 @@ def test_covariates_need_a_process_of_the_model():
     assert "spend_covariates" in GammaGammaModel().get_params()
     assert {"purchase_covariates", "dropout_covariates"} <= set(BetaGeoModel().get_params())
     assert "dropout_covariates" in ShiftedBetaGeoModel().get_params()
-    with pytest.raises(ClvDataError, match="maximum likelihood"):
-        BetaGeoModel(purchase_covariates=["x1"]).fit(small_rfm(), method="map")
+    with pytest.raises(TypeError, match="purchase_covariates"):
+        GammaGammaModel(purchase_covariates=["x1"])
+    with pytest.raises(ClvDataError, match="covariate_penalty must be"):
+        BetaGeoModel(purchase_covariates=["x1"], covariate_penalty=-1.0).fit(small_rfm())
 
 
 def test_join_covariates_counts_customers_missing_on_either_side():
