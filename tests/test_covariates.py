@@ -420,6 +420,7 @@ def test_nuts_with_covariates_agrees_with_the_mle_and_survives_saving(small_simu
     for name in ["r", "alpha", *mle.coefficients_.index]:
         assert abs(table.loc[name, "mean"] - ref.loc[name, "estimate"]) < 0.5 * ref.loc[name, "se"], name
     assert set(m.posterior_draws_) == {"r", "alpha", "a", "b", "alpha:x1", "a:x2", "b:x2"}
+    assert table.loc["alpha:x1", "user_mean"] == pytest.approx(ref.loc["alpha:x1", "user_estimate"], rel=0.1)
     rfm = small_simulated.iloc[:50]
     m.save(tmp_path / "nuts")
     loaded = clv.load_model(tmp_path / "nuts")

@@ -96,6 +96,7 @@ import pandas as pd
 
 from ..errors import warn_convergence
 from .compiled import compiled_model, nutpie_model
+from .covariates import CovariateDesign, user_scale
 from .prior_sensitivity import check_prior_sensitivity, with_prior_sensitivity
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, value_and_gradient)
@@ -727,6 +728,12 @@ def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
             v = np.asarray(draws[k], dtype=float)
             lower, upper = np.asarray(az.hdi(v, prob=level), dtype=float)
             table.loc[k] = pd.Series({"mean": v.mean(), "sd": v.std(ddof=1), lo: lower, hi: upper})
+        design = CovariateDesign.from_dict(model.covariates_)
+        coefficients = list(link.coefficient_names)
+        for column in ("mean", "sd", lo, hi):      # per unit of the user's column
+            table[f"user_{column}"] = np.nan
+            table.loc[coefficients, f"user_{column}"] = user_scale(design, coefficients,
+                                                                   table.loc[coefficients, column].to_numpy())
     if "r_hat" in diag:
         for col in ("r_hat", "ess_bulk", "ess_tail"):
             table[col] = [diag[col][k if k in names else free_of[k]] for k in table.index]
