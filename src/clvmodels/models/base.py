@@ -181,6 +181,12 @@ class CLVModel(ABC):
             Optional number of customers each row stands for (e.g. a pre-aggregated table).
         **kwargs
             Passed to the fitting routine (e.g. ``draws``, ``chains`` for NUTS).
+
+        With covariates (the constructor's ``<process>_covariates``: columns of ``rfm``; see
+        :mod:`.covariates`) the fit also sets ``covariates_`` (the design: columns, levels, dropped
+        levels, means and scales, constraints), ``coefficients_`` (standardised scale; ``summary()``
+        gives them on the user's scale too) and ``n_free_parameters_``; ``covariance_`` then covers the
+        log-parameters and the free coefficients.
         """
         method = (method or self.method).lower()
         if method not in self.methods:
@@ -351,6 +357,7 @@ class CLVModel(ABC):
         link = self._covariate_link()
         if link is not None:
             table = pd.concat([table, self._coefficient_table(link, level)])
+            table.attrs["dropped_levels"] = dict(self.covariates_["dropped"])
         table.attrs.update(log_likelihood=self.log_likelihood_, aic=self.aic_, bic=self.bic_,
                            converged=self.converged_, n_customers=self.n_customers_)
         return with_prior_sensitivity(self, table)   # a MAP fit's
