@@ -436,8 +436,10 @@ def test_new_customer_expectations_take_the_new_customers_covariates(bgnbd_fit, 
     out = bgnbd_fit.expected_purchases_new_customer(26, covariates=profiles)
     direct = new_customer(per_customer(bgnbd_fit, profiles), t=26.0)
     np.testing.assert_allclose(out.loc[["low", "high"]], direct, rtol=1e-12)
-    with pytest.raises(ClvDataError, match="pass the new customers' covariates"):
+    with pytest.raises(ClvDataError, match="pass the covariates of the customers"):
         bgnbd_fit.expected_purchases_new_customer(26)
+    one = bgnbd_fit.expected_purchases_new_customer([13, 26], covariates={"x1": 3.0, "x2": 1.0})
+    assert one.loc[26.0] == pytest.approx(out.loc["high"], rel=1e-12)
     with pytest.raises(ClvDataError, match="has no covariates"):
         BetaGeoModel().fit(simulated.iloc[:2000]).expected_purchases_new_customer(26, covariates=profiles)
 
@@ -456,6 +458,14 @@ def test_shifted_beta_geometric_recovers_its_coefficients():
     table = m.summary()
     for name in ("alpha:x1", "alpha:x2", "beta:x1", "beta:x2"):
         assert abs(table.loc[name, "user_estimate"] - truth.get(name, 0.0)) < 3 * table.loc[name, "user_se"], name
+    # a cohort's survival given its covariates: the formula at that profile's parameters
+    from clvmodels.models.sbg import survival
+
+    profile = pd.DataFrame({"x1": [2.0], "x2": [1.0]})
+    expected = survival({k: v[0] for k, v in per_customer(m, profile).items()}, np.array([1.0, 4.0]))
+    np.testing.assert_allclose(m.survival([1, 4], covariates=profile.iloc[0]), expected, rtol=1e-12)
+    with pytest.raises(ClvDataError, match="pass the covariates"):
+        m.survival([1, 4])
 
 
 def test_mbgnbd_and_bgbb_find_no_effect_of_a_covariate_that_has_none(simulated):

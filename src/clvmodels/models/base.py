@@ -274,6 +274,26 @@ class CLVModel(ABC):
         link = self._covariate_link()
         return fn if fn is None or link is None else linked(fn, link)
 
+    def _covariate_grid(self, grid: pd.DataFrame, covariates) -> pd.DataFrame:
+        """A prediction grid that needs no customer history (new customers, a cohort's survival) with
+        the covariates of the customers it is for: one profile (a dict, Series or one-row frame) for
+        every row of ``grid``, or one row of ``grid`` for each row of a frame of ``covariates``.
+        A model with covariates needs them; one without refuses them."""
+        if not (self.is_fitted and self.has_covariates):
+            if covariates is not None:
+                raise ClvDataError(f"This {type(self).__name__} has no covariates: leave covariates= out.")
+            return grid
+        if covariates is None:
+            raise ClvDataError(f"This {type(self).__name__} has covariates: pass the covariates of the customers to "
+                               "predict for (covariates=a dict or a frame with the covariate columns).")
+        profiles = pd.DataFrame([covariates]) if isinstance(covariates, (dict, pd.Series)) else covariates
+        if len(profiles) == 1:
+            return grid.assign(**{c: profiles[c].iloc[0] for c in profiles.columns})
+        if len(grid) == 1:
+            return profiles.assign(**{c: grid[c].iloc[0] for c in grid.columns})
+        raise ClvDataError(f"Pass one covariate profile for several values ({len(grid)}), or several profiles "
+                           f"({len(profiles)}) for one value.")
+
     def _with_covariates(self, fn: Callable, data: dict, rfm: pd.DataFrame) -> Callable:
         """``fn`` at each customer's parameters, and ``data`` extended with the covariates of ``rfm``
         (a model without covariates: ``fn`` itself)."""

@@ -140,26 +140,15 @@ class PurchaseModel(CLVModel):
         """E[X(t)] for a newly acquired customer, for one or several ``t``: a float for scalar ``t``
         without interval, else a Series/frame indexed by ``t``.
 
-        A model with covariates needs the new customers' ``covariates`` (a frame with the covariate
-        columns, one row per customer or profile) and a scalar ``t``: the result is indexed like it."""
+        A model with covariates needs the new customers' ``covariates``: one profile (a dict or
+        Series) for every ``t``, or a frame of profiles for one ``t`` (the result is indexed like it)."""
         formula = self.require_formula("new_customer_formula", "expected_purchases_new_customer")
-        if self.is_fitted and self.has_covariates or covariates is not None:
-            self._check_fitted()
-            if not self.has_covariates:
-                raise ClvDataError(f"This {type(self).__name__} has no covariates: leave covariates= out.")
-            if covariates is None or np.ndim(t) != 0:
-                raise ClvDataError(f"This {type(self).__name__} has covariates: pass the new customers' covariates "
-                                   "(a frame with the covariate columns) and one number t.")
-            self.check_window(t)
-            grid = covariates.assign(t=float(t))
-            return self._predict(lambda params, t: formula(params, t=t), grid, name="expected_purchases",
-                                 columns=("t",), **kwargs)
         ts = np.atleast_1d(np.asarray(t, dtype=float))
         self.check_window(ts)
-        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
+        grid = self._covariate_grid(pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t")), covariates)
         out = self._predict(lambda params, t: formula(params, t=t), grid, name="expected_purchases",
                             columns=("t",), **kwargs)
-        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
+        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) and len(out) == 1 else out
 
 
 def period_boundaries(t) -> tuple[np.ndarray, bool]:
