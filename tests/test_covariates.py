@@ -164,6 +164,12 @@ def test_covariates_need_a_process_of_the_model():
     assert "dropout_covariates" in ShiftedBetaGeoModel().get_params()
     with pytest.raises(TypeError, match="purchase_covariates"):
         GammaGammaModel(purchase_covariates=["x1"])
+
+    class NoLinks(BetaGeoModel):      # a model that declares no link must not ignore covariates silently
+        covariate_links = {}
+
+    with pytest.raises(ClvDataError, match=r"does not link covariates to its \['dropout'\] process"):
+        NoLinks(dropout_covariates=["x1"]).fit(small_rfm())
     with pytest.raises(ClvDataError, match="covariate_penalty must be"):
         BetaGeoModel(purchase_covariates=["x1"], covariate_penalty=-1.0).fit(small_rfm())
 

@@ -226,6 +226,13 @@ class CLVModel(ABC):
     def covariate_processes(self) -> dict[str, list[str]]:
         """``{process: [columns]}`` of the covariates named in the constructor (``<process>_covariates``)."""
         out = {}
+        given = [k.removesuffix("_covariates") for k in self._get_param_names() if k.endswith("_covariates")
+                 and getattr(self, k, None)]
+        unlinked = [p for p in given if p not in self.covariate_links]
+        if unlinked:
+            raise ClvDataError(f"{type(self).__name__} does not link covariates to its {unlinked} process(es) yet "
+                               f"(covariate_links: {sorted(self.covariate_links) or 'none'}); leave "
+                               f"{[p + '_covariates' for p in unlinked]} out.")
         for process in self.covariate_links:
             columns = getattr(self, f"{process}_covariates", None)
             if columns is None:
