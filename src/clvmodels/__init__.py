@@ -30,7 +30,7 @@ _EXPORTS = {
                 "NotFittedError", "PriorSensitivityWarning"],
     ".models": ["BetaGeoModel", "CLVModel", "GammaGammaModel", "BetaGeoBetaBinomModel", "ContinuousPurchaseModel",
                 "ContractualModel", "DiscretePurchaseModel", "GGompertzNBDModel", "ModifiedBetaGeoModel", "ParetoNBDModel",
-                "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "survivor_table"],
+                "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test", "survivor_table"],
     ".models.persistence": ["load_model", "load_models", "save_models"],
     ".rfm": ["bgbb_summary", "calibration_holdout", "rfm_summary"],
     ".backtest": ["BacktestResult", "backtest", "discrete_backtest"],
@@ -80,7 +80,7 @@ __all__ = [
 __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualModel", "DiscretePurchaseModel",
             "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
-__all__ += ["PriorSensitivityWarning"]
+__all__ += ["PriorSensitivityWarning", "lr_test"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",

@@ -719,7 +719,7 @@ def _expected_value(model, spend, ch, bounds, factors, **draws) -> dict[str, np.
     over the periods ``bounds``): the point value, or with ``interval`` its expected-value interval."""
     columns = tuple(dict.fromkeys(model.data_columns + spend.data_columns))
     return value_customers(model, spend, validate_columns(ch, columns), bounds=bounds, factors=factors,
-                           **draws)["clv"]
+                           rfm=ch, **draws)["clv"]
 
 
 def _sample_scores(samples: np.ndarray, y: np.ndarray, expected: dict, interval: float, rng) -> dict:
@@ -796,14 +796,14 @@ def _purchase_total(model, pmf, ch, t, level, n_draws, seed, notes) -> dict:
     support, probs = M.total_pmf(pmf)
     plug_lo, plug_hi = M.interval_from_pmf(support, probs, level)
     row = {"plugin_lower": plug_lo, "plugin_upper": plug_hi}
-    formula = type(model).expected_purchases_formula
+    formula = model.formula("expected_purchases_formula")
     try:
         draws = model.parameter_draws(n_draws, seed=seed)
     except ClvDataError as exc:
         notes.append(f"No parameter uncertainty in the total's interval: {exc}")
         row.update(lower=plug_lo, upper=plug_hi)
         return row
-    data, inverse = unique_rows(validate_columns(ch, model.data_columns))
+    data, inverse = unique_rows({**validate_columns(ch, model.data_columns), **model.covariate_data(ch)})
     counts = np.bincount(inverse).astype(float)
     params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
     totals = formula(params, **data, t=t) @ counts  # expected total per draw

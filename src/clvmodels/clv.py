@@ -26,6 +26,7 @@ import pandas as pd
 from .errors import ClvDataError, renamed_argument
 from .models.base import check_kind
 from .validation import validate_columns
+from .models.covariates import KEY_PREFIX
 from .models.draws import (EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles, sample_frame,
                            summarise_draws)
 from . import predictive as P
@@ -35,7 +36,7 @@ from .models.spend import SpendModel
 from . import units
 
 
-def purchase_value_draws(model_cls, params, histories: dict, *, bounds: np.ndarray,
+def purchase_value_draws(model, params, histories: dict, *, bounds: np.ndarray,
                          factors: np.ndarray) -> dict[str, np.ndarray]:
     """Per draw (rows) and history (columns): ``probability_alive``, ``expected_purchases`` by the
     last boundary and ``discounted_purchases`` ``Σ_i (E[Y(t_i)] − E[Y(t_{i−1})]) · f_i`` over the
@@ -44,16 +45,18 @@ def purchase_value_draws(model_cls, params, histories: dict, *, bounds: np.ndarr
 
     ``E[Y(t) | x, t_x, T] = P(alive) · E[Y(t) | alive at T]`` and the second factor depends on
     ``(x, T)`` only, which far fewer customers share than whole histories: the horizon's sum is taken
-    once per distinct ``(x, T)`` and multiplied by ``P(alive)`` once per history."""
-    pairs, pair_code = unique_rows({k: histories[k] for k in ("frequency", model_cls.age_column)})
-    future = model_cls.future_purchases_formula
+    once per distinct ``(x, T)`` (with covariates: ``(x, T, covariates)``) and multiplied by ``P(alive)``
+    once per history."""
+    pairs, pair_code = unique_rows({k: v for k, v in histories.items()
+                                    if k in ("frequency", model.age_column) or k.startswith(KEY_PREFIX)})
+    future = model.formula("future_purchases_formula")
     total = 0.0
     previous = 0.0
     for boundary, factor in zip(bounds, factors):
         current = future(params, **pairs, t=float(boundary))
         total = total + (current - previous) * factor
         previous = current
-    alive = model_cls.probability_alive_formula(params, **histories)
+    alive = model.formula("probability_alive_formula")(params, **histories)
     alive = np.broadcast_to(alive, np.broadcast_shapes(np.shape(alive), (1, len(pair_code))))
     return {"probability_alive": alive,
             "expected_purchases": alive * np.take(np.atleast_2d(previous), pair_code, axis=-1),
@@ -71,7 +74,8 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
                     bounds: np.ndarray | None = None, factors: np.ndarray | None = None,
                     interval: float | None = None,
                     n_draws: int | None = None, seed: int | None = None,
-                    what: tuple[str, ...] = ("clv",), finite: bool = True) -> dict[str, dict[str, np.ndarray]]:
+                    what: tuple[str, ...] = ("clv",), finite: bool = True,
+                    rfm: pd.DataFrame | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Per-customer summaries (``mean``, and with ``interval`` ``median``/``lower``/``upper``) of
     ``what`` among ``expected_purchases`` (by the horizon), ``probability_alive``,
     ``expected_spend`` and ``clv``, all from one set of parameter draws of each model: intervals of
@@ -82,13 +86,15 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
     The purchase-model quantities are evaluated once per distinct history (see
     :func:`purchase_value_draws`); ``spend_model`` may be ``None`` when ``what`` needs no spend.
     ``finite=False``: a non-finite value makes its customer's mean non-finite instead of raising
-    (see :func:`clvmodels.models.base.summarise_draws`)."""
+    (see :func:`clvmodels.models.base.summarise_draws`). ``rfm``: the customers' table, whose covariate
+    columns models with covariates read (:meth:`~clvmodels.models.base.CLVModel.covariate_data`)."""
     models = [purchase_model] + ([spend_model] if spend_model is not None else [])
+    covariates = [_covariates(m, rfm) for m in models]
     draws = model_draws(*models, interval=interval, n_draws=n_draws, seed=seed)
-    histories, history_code = unique_rows({k: data[k] for k in purchase_model.data_columns})
+    histories, history_code = unique_rows({**{k: data[k] for k in purchase_model.data_columns}, **covariates[0]})
     if bounds is None:
         bounds, factors = clv_periods(horizon, period_length, discount_rate)
-    values = purchase_value_draws(type(purchase_model), {k: v[:, None] for k, v in draws[0].items()}, histories,
+    values = purchase_value_draws(purchase_model, {k: v[:, None] for k, v in draws[0].items()}, histories,
                                   bounds=bounds, factors=factors)
     out = {}
     per_history = {"history": np.arange(len(next(iter(histories.values()))), dtype=float)}
@@ -98,8 +104,8 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
                                       compress_rows=False, finite=finite)
             out[name] = {k: v[history_code] for k, v in summary.items()}
     if {"expected_spend", "clv"} & set(what):
-        expected_spend = type(spend_model).expected_spend_formula
-        spend_data = {k: data[k] for k in spend_model.data_columns}
+        expected_spend = spend_model.formula("expected_spend_formula")
+        spend_data = {**{k: data[k] for k in spend_model.data_columns}, **covariates[1]}
         if "expected_spend" in what:
             out["expected_spend"] = summarise_draws(expected_spend, draws[1], spend_data, interval=interval,
                                                     compress_rows=False, finite=finite)
@@ -115,6 +121,15 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
             out["clv"] = summarise_draws(clv_fn, draws[1], {"history": history_code.astype(float), **spend_data},
                                          interval=interval, compress_rows=False, finite=finite)
     return out
+
+
+def _covariates(model, rfm) -> dict[str, np.ndarray]:
+    """The covariate columns of ``model`` from ``rfm`` (none without covariates)."""
+    if not model.has_covariates:
+        return {}
+    if rfm is None:
+        raise ClvDataError(f"{type(model).__name__} has covariates: pass the customers' table (rfm=...) that holds them.")
+    return model.covariate_data(rfm)
 
 
 def _gather(values: np.ndarray, name: str):
@@ -408,7 +423,8 @@ def clv(
                               discount_rate=discount_rate, interval=interval, n_samples=n_samples, seed=seed,
                               n_draws=n_draws)
     values = value_customers(purchase_model, spend_model, data, horizon=int(horizon), period_length=period_length,
-                             discount_rate=discount_rate, interval=interval, n_draws=n_draws, seed=seed)["clv"]
+                             discount_rate=discount_rate, interval=interval, n_draws=n_draws, seed=seed,
+                             rfm=rfm)["clv"]
     if interval is None:
         return pd.Series(values["mean"], index=rfm.index, name="clv")
     return interval_frame(values, rfm.index, interval, EXPECTED)

@@ -122,7 +122,8 @@ def _pmf_moments(model, draws, data, t: float, n_max: int, *, mean: bool = False
     if mean:
         out.update(mean=np.empty(rows), mean_var=np.empty(rows))
     chunk = max(1, CHUNK_ELEMENTS // (n_draws * (n_max + 1)))
-    future_pmf = type(model).future_pmf_formula
+    # per (frequency, age) pair only where customers of a pair share their parameters (no covariates)
+    future_pmf = None if model.has_covariates else type(model).future_pmf_formula
     with progress(rows, "predictive distributions", "histories") as advance:
         for start in range(0, rows, chunk):
             sl = slice(start, min(start + chunk, rows))
@@ -174,7 +175,7 @@ def _moments_per_pair(model, params, part, t, n_max, out, sl, mean):
 
 def _moments_per_history(model, params, part, t, n_max, out, sl, mean):
     """:func:`_pmf_moments` of one chunk of histories from the model's ``purchase_pmf_formula``."""
-    formula = type(model).purchase_pmf_formula
+    formula = model.formula("purchase_pmf_formula")
     n_draws = _n(params)
     table = formula(params, **part, t=t, n_max=n_max)
     check_finite(table, "purchase_pmf")
@@ -183,7 +184,7 @@ def _moments_per_history(model, params, part, t, n_max, out, sl, mean):
     cdf = np.cumsum(table[..., :-1], axis=-1)
     out["cdf_var"][sl] = cdf.var(axis=0)
     if mean:
-        values = np.broadcast_to(type(model).expected_purchases_formula(params, **part, t=t),
+        values = np.broadcast_to(model.formula("expected_purchases_formula")(params, **part, t=t),
                                  (n_draws, len(next(iter(part.values())))))
         check_finite(values, "expected_purchases")
         out["mean"][sl] = values.mean(axis=0)
@@ -237,7 +238,7 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     if int(n_max) != n_max or n_max < 1:
         raise ClvDataError(f"n_max must be a positive integer, got {n_max!r}.")
     rfm = model._rfm_or_fitted(rfm)
-    data = validate_columns(rfm, model.data_columns)
+    data = {**validate_columns(rfm, model.data_columns), **model.covariate_data(rfm)}
     draws, _ = predictive_draws(model, n_draws, np.random.default_rng(seed))
     uniq, inverse = unique_rows(data)
     return _pmf_moments(model, draws, uniq, t, int(n_max))["pmf"][inverse]
@@ -274,7 +275,7 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
     t = _window(model, t)
     qs, names = _quantile_columns(interval, quantiles)
     rfm = model._rfm_or_fitted(rfm)
-    data = validate_columns(rfm, model.data_columns)
+    data = {**validate_columns(rfm, model.data_columns), **model.covariate_data(rfm)}
     draws, info = predictive_draws(model, n_draws, np.random.default_rng(seed))
     n_draws = info["n_draws"]
     uniq, inverse = unique_rows(data)
@@ -373,8 +374,9 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     (:mod:`clvmodels.progress`; ``progressbar``)."""
     check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
-    sim_purchases = purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
-    sim_spend = type(spend_model).simulate_spend_formula
+    purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
+    sim_purchases = purchase_model.formula("simulate_purchases_formula")
+    sim_spend = spend_model.formula("simulate_spend_formula")
     bounds, scalar = period_boundaries(t)
     for b in bounds:
         _window(purchase_model, b)
@@ -385,8 +387,8 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}.")
-    purchase_data = validate_columns(rfm, purchase_model.data_columns)
-    spend_data = validate_columns(rfm, spend_model.data_columns)
+    purchase_data = {**validate_columns(rfm, purchase_model.data_columns), **purchase_model.covariate_data(rfm)}
+    spend_data = {**validate_columns(rfm, spend_model.data_columns), **spend_model.covariate_data(rfm)}
     draw_seed, chunk_seed = _seed_sequence(seed).spawn(2)
     n_draws = min(n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
     if n_draws < 1:

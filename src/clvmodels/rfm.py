@@ -26,6 +26,8 @@ added up (one day of a customer may lie in two chunks). Two ways are exact and t
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -144,6 +146,9 @@ def rfm_summary(
     *,
     resolution: str = "D",
     truncate: bool = False,
+    covariates: pd.DataFrame | None = None,
+    covariate_id: str | None = None,
+    missing_covariates: str = "error",
     **load_kwargs,
 ) -> pd.DataFrame:
     """Per-customer RFM summary of a transaction log.
@@ -165,6 +170,9 @@ def rfm_summary(
     truncate
         Transactions after ``observation_end`` raise an error unless ``truncate=True``, which
         ignores them.
+    covariates, covariate_id, missing_covariates
+        A customer-level table of covariates to join by customer id (its index, or its column
+        ``covariate_id``); see :func:`join_covariates`.
 
     Returns
     -------
@@ -185,6 +193,49 @@ def rfm_summary(
                    log[AMOUNT].to_numpy(dtype=float) if has_amount else None, len(uniques))
     out = rfm_from_aggregates(s, period_start_hours(end, res), unit, uniques, has_amount)
     out.attrs.update(time_unit=unit, resolution=res, observation_end=period_label(end, res))
+    return out if covariates is None else join_covariates(out, covariates, covariate_id, missing_covariates)
+
+
+def join_covariates(rfm: pd.DataFrame, covariates: pd.DataFrame, id_column: str | None = None,
+                    missing: str = "error") -> pd.DataFrame:
+    """``rfm`` with the columns of the customer-level table ``covariates`` joined by customer id.
+
+    Ids are labels: they match by their text (``1`` and ``"1"`` are one customer). The key is the
+    index of ``covariates`` or its column ``id_column``; a duplicated id is an error. Customers of
+    ``rfm`` without a covariate row are an error naming how many and which (``missing="drop"``
+    leaves them out instead, with a warning, counted in ``attrs["n_without_covariates"]``); rows
+    of ``covariates`` for customers not in ``rfm`` are counted in ``attrs["n_covariates_unmatched"]``.
+    Nothing is dropped silently.
+    """
+    if missing not in ("error", "drop"):
+        raise ClvDataError(f"missing_covariates must be 'error' or 'drop', got {missing!r}.")
+    table = covariates if id_column is None else covariates.set_index(id_column)
+    keys = pd.Index(table.index.astype(str))
+    duplicated = keys.duplicated(keep=False)
+    if duplicated.any():
+        raise data_error("The covariate table has more than one row per customer", column=id_column or "index",
+                         rows=table.loc[duplicated].head(), n_rows=int(duplicated.sum()),
+                         fix="Keep one row per customer (static covariates).")
+    clash = [c for c in table.columns if c in rfm.columns]
+    if clash:
+        raise ClvDataError(f"Covariate columns {clash} are also columns of the RFM summary: rename them.")
+    ids = pd.Index(rfm.index.astype(str))
+    position = keys.get_indexer(ids)
+    lacking = position < 0
+    n_unmatched = int(len(keys) - keys.isin(ids).sum())
+    if lacking.any() and missing == "error":
+        raise data_error("Customers of the RFM summary have no row in the covariate table", n_rows=int(lacking.sum()),
+                         rows=rfm.loc[lacking].head(), fix="Add their covariates, or pass missing_covariates='drop' to "
+                         "leave them out of the summary (counted in attrs['n_without_covariates']).")
+    out = rfm.loc[~lacking].copy() if lacking.any() else rfm.copy()
+    joined = table.iloc[position[~lacking]]
+    for c in table.columns:
+        out[c] = joined[c].to_numpy()
+    out.attrs.update(rfm.attrs, n_without_covariates=int(lacking.sum()), n_covariates_unmatched=n_unmatched)
+    if lacking.any():
+        warnings.warn(f"{int(lacking.sum()):,} customers have no covariates and are left out of the summary "
+                      f"(attrs['n_without_covariates']); {n_unmatched:,} covariate rows match no customer.",
+                      UserWarning, stacklevel=3)
     return out
 
 
@@ -196,6 +247,9 @@ def calibration_holdout(
     *,
     resolution: str = "D",
     truncate: bool = False,
+    covariates: pd.DataFrame | None = None,
+    covariate_id: str | None = None,
+    missing_covariates: str = "error",
     **load_kwargs,
 ) -> pd.DataFrame:
     """Calibration-period RFM summary plus each customer's actual holdout behaviour.
@@ -211,7 +265,8 @@ def calibration_holdout(
     (the customer's actual spend in the holdout: the sum of its amounts, when the log has amounts)
     and ``duration_holdout`` (holdout length in ``time_unit``, between period starts). Customers
     whose first purchase falls after the calibration end cannot be scored from calibration data:
-    they are excluded and counted in ``attrs["n_excluded_new_customers"]``.
+    they are excluded and counted in ``attrs["n_excluded_new_customers"]``. ``covariates``: a
+    customer-level table joined by id (see :func:`join_covariates`).
     """
     log = as_log(transactions, **load_kwargs)
     res = resolve_resolution(resolution)
@@ -255,7 +310,7 @@ def calibration_holdout(
     out["duration_holdout"] = (period_start_hours(obs_end, res) - period_start_hours(cal_end, res)) / 24.0 / unit_days(unit)
     out.attrs.update(time_unit=unit, resolution=res, calibration_end=period_label(cal_end, res),
                      observation_end=period_label(obs_end, res), n_excluded_new_customers=n_new)
-    return out
+    return out if covariates is None else join_covariates(out, covariates, covariate_id, missing_covariates)
 
 
 # ---------------------------------------------------------------------------- discrete opportunities

@@ -180,7 +180,8 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
     with np.errstate(all="ignore"):  # overflow is checked per customer below
         values = value_customers(purchase_model, spend_model, validate_columns(rfm, columns), horizon=int(s.horizon),
                                  period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
-                                 interval=s.interval, n_draws=s.n_draws, seed=s.seed, what=what, finite=False)
+                                 interval=s.interval, n_draws=s.n_draws, seed=s.seed, what=what, finite=False,
+                                 rfm=rfm)
     out = {}
     for name in what:
         out[name] = values[name]["mean"]

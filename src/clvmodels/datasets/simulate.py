@@ -19,6 +19,9 @@ from ..units import normalize_unit, unit_days
 
 DEFAULT_PURCHASE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # CDNOW, FHL 2005
 DEFAULT_SPEND = {"p": 6.25, "q": 3.74, "gamma": 15.44}  # CDNOW, Fader & Hardie 2013
+#: The parameters covariates act on and the sign of each link (BG/NBD's and Gamma-Gamma's
+#: ``covariate_links``): ``θ_i = θ exp(sign · Σ γ_{θ,k} x_ik)``.
+COVARIATE_LINKS = {"alpha": -1.0, "a": 1.0, "b": 1.0, "gamma": 1.0}
 
 
 def simulate(
@@ -38,6 +41,8 @@ def simulate(
     customer_prefix: str | None = None,
     seed: int | None = 0,
     return_truth: bool = False,
+    covariates: pd.DataFrame | None = None,
+    coefficients: dict[str, float] | None = None,
 ):
     """Simulate a transaction log from BG/NBD + Gamma-Gamma with known parameters.
 
@@ -63,7 +68,14 @@ def simulate(
     seed
         Seed of the random generator (reproducible).
     return_truth
-        Also return the per-customer latent values (``lambda``, ``p``, ``nu``, ``alive``).
+        Also return the per-customer latent values (``lambda``, ``p``, ``nu``, ``alive``), with
+        the covariates' columns when there are covariates.
+    covariates, coefficients
+        Static covariates: a numeric frame of one row per customer (in customer order) and the
+        coefficients ``{"<param>:<column>": value}`` of the columns, on their own scale, for the
+        parameters ``alpha``, ``a``, ``b`` (BG/NBD) and ``gamma`` (Gamma-Gamma), linked as the models
+        link them: ``α_i = α exp(−Σ γ_α x_i)``, ``a_i = a exp(Σ γ_a x_i)``, ``b_i = b exp(Σ γ_b x_i)``,
+        ``γ_i = γ exp(Σ γ_γ x_i)``. A fit with the same covariates recovers them.
 
     Returns
     -------
@@ -78,9 +90,10 @@ def simulate(
         raise ClvDataError("cohort_length must not exceed observation_length.")
     rng = np.random.default_rng(seed)
     n = int(n_customers)
-    lam = rng.gamma(r, 1.0 / alpha, n)
-    drop = rng.beta(a, b, n)
-    nu = rng.gamma(q, 1.0 / gamma, n)
+    scaled = _individual({"alpha": alpha, "a": a, "b": b, "gamma": gamma}, covariates, coefficients, n)
+    lam = rng.gamma(r, 1.0 / scaled["alpha"], n)
+    drop = rng.beta(scaled["a"], scaled["b"], n)
+    nu = rng.gamma(q, 1.0 / scaled["gamma"], n)
     first = rng.uniform(0.0, cohort_length, n)
 
     cust_parts = [np.arange(n)]
@@ -118,4 +131,27 @@ def simulate(
         {"lambda": lam, "p": drop, "nu": nu, "first_purchase": first, "alive": alive},
         index=pd.Index(truth_ids, name="customer_id"),
     )
+    if covariates is not None:
+        truth = truth.join(covariates.set_axis(truth.index))
     return log, truth
+
+
+def _individual(params: dict[str, float], covariates, coefficients, n: int) -> dict[str, np.ndarray]:
+    """Per-customer parameters of :data:`COVARIATE_LINKS` from the covariates and coefficients."""
+    out = {k: np.full(n, float(v)) for k, v in params.items()}
+    if covariates is None:
+        if coefficients:
+            raise ClvDataError("coefficients need covariates: pass covariates=frame with one row per customer.")
+        return out
+    if len(covariates) != n:
+        raise ClvDataError(f"covariates must have one row per customer ({n:,}), got {len(covariates):,}.")
+    for name, value in (coefficients or {}).items():
+        param, _, column = name.partition(":")
+        if param not in COVARIATE_LINKS or column not in covariates.columns:
+            raise ClvDataError(f"Coefficient {name!r}: expected '<param>:<column>' with a parameter of "
+                               f"{sorted(COVARIATE_LINKS)} and a column of covariates ({list(covariates.columns)}).")
+        x = covariates[column].to_numpy(dtype=float)
+        if not np.all(np.isfinite(x)):
+            raise ClvDataError(f"Covariate column {column!r} has missing or infinite values.")
+        out[param] = out[param] * np.exp(COVARIATE_LINKS[param] * float(value) * x)
+    return out

@@ -6,6 +6,7 @@ from .base import CLVModel
 from .bgbb import BetaGeoBetaBinomModel
 from .bgnbd import BetaGeoModel
 from .contractual import ContractualModel, survivor_table
+from .covariates import lr_test
 from .gamma_gamma import GammaGammaModel
 from .ggompertz_nbd import GGompertzNBDModel
 from .mbgnbd import ModifiedBetaGeoModel
@@ -16,5 +17,5 @@ from .sbg import ShiftedBetaGeoModel
 from .spend import SpendModel
 
 __all__ = ["BetaGeoBetaBinomModel", "BetaGeoModel", "CLVModel", "ContinuousPurchaseModel", "ContractualModel",
-           "DiscretePurchaseModel", "GGompertzNBDModel", "GammaGammaModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel",
-           "ShiftedBetaGeoModel", "SpendModel", "register_model_class", "survivor_table"]
+           "DiscretePurchaseModel", "GGompertzNBDModel", "GammaGammaModel", "ModifiedBetaGeoModel", "ParetoNBDModel",
+           "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test", "register_model_class", "survivor_table"]

@@ -34,6 +34,8 @@ import pandas as pd
 from ..errors import ClvDataError, ModelKindError, NotFittedError, renamed_argument
 from ..validation import validate_columns  # the one definition (see clvmodels.validation)
 from .draws import EXPECTED, interval_frame, is_bayesian, parameter_draws, summarise_draws
+from .covariates import CovariateDesign, CovariateLink, resolve_constraints, user_scale
+from .namespaces import NUMPY
 from .persistence import save_model
 from .registry import add_package_class
 from .rows import compress, data_fingerprint
@@ -70,6 +72,9 @@ class CLVModel(ABC):
     #: data, xp)`` summed over the distinct values of its own columns (see
     #: :func:`clvmodels.models.mle.likelihood_parts`).
     log_likelihood_parts: ClassVar[tuple | None] = None
+    #: Covariates: per process (the constructor's ``<process>_covariates``), the parameters it scales
+    #: and the sign of the log-linear link ``θ_i = θ exp(sign γ·z_i)`` (:mod:`.covariates`).
+    covariate_links: ClassVar[dict[str, tuple[tuple[str, float], ...]]] = {}
     #: Fit methods understood by :meth:`fit`.
     methods: ClassVar[tuple[str, ...]] = ("mle", "map", "nuts", "advi")
 
@@ -79,7 +84,8 @@ class CLVModel(ABC):
 
     def __init__(self, *, method: str = "mle", penalizer: float = 0.0, priors: dict | None = None,
                  draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int | None = None,
-                 progressbar: bool | None = None, random_seed: int | None = None):
+                 progressbar: bool | None = None, random_seed: int | None = None, covariate_constraints=None,
+                 covariate_penalty: float = 0.0, one_hot=False):
         self.method = method
         self.penalizer = penalizer
         self.priors = priors
@@ -89,14 +95,27 @@ class CLVModel(ABC):
         self.seed = seed
         self.progressbar = progressbar
         self.random_seed = random_seed  # deprecated name of seed (warns at fit)
+        self.covariate_constraints = covariate_constraints
+        self.covariate_penalty = covariate_penalty
+        self.one_hot = one_hot
 
     # ------------------------------------------------------------------ scikit-learn contract
     @classmethod
     def _get_param_names(cls) -> list[str]:
+        """The constructor's keyword parameters, following ``**kwargs`` up the classes' ``__init__``s
+        (a kind adds its covariate processes and passes the rest on)."""
         import inspect
 
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        names = []
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+            names += [p.name for p in params if p.name != "self" and p.name not in names
+                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        return names
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (scikit-learn convention)."""
@@ -162,6 +181,12 @@ class CLVModel(ABC):
             Optional number of customers each row stands for (e.g. a pre-aggregated table).
         **kwargs
             Passed to the fitting routine (e.g. ``draws``, ``chains`` for NUTS).
+
+        With covariates (the constructor's ``<process>_covariates``: columns of ``rfm``; see
+        :mod:`.covariates`) the fit also sets ``covariates_`` (the design: columns, levels, dropped
+        levels, means and scales, constraints), ``coefficients_`` (standardised scale; ``summary()``
+        gives them on the user's scale too) and ``n_free_parameters_``; ``covariance_`` then covers the
+        log-parameters and the free coefficients.
         """
         method = (method or self.method).lower()
         if method not in self.methods:
@@ -172,12 +197,17 @@ class CLVModel(ABC):
             weights = np.asarray(weights, dtype=float)
             if weights.shape != (len(rfm),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
                 raise ClvDataError("weights must be one finite, non-negative number per row.")
+        design = self._learn_covariates(rfm, weights)
+        if design is not None:
+            data.update(design.transform(rfm))
         unique, w = compress(data, weights)
         self._reset_fit()
+        if design is not None:
+            self.covariates_ = design.to_dict()
         if method == "mle":
             from .mle import fit_mle
 
-            fit_mle(self, unique, w, **kwargs)
+            fit_mle(self, unique, w, link=self._covariate_link(), **kwargs)
         else:
             from .bayes import fit_bayes
             from .environment import quiet_pymc
@@ -193,6 +223,94 @@ class CLVModel(ABC):
         self.fingerprint_ = data_fingerprint(unique, w)
         self.rfm_ = rfm
         return self
+
+    # ------------------------------------------------------------------ covariates
+    def covariate_processes(self) -> dict[str, list[str]]:
+        """``{process: [columns]}`` of the covariates named in the constructor (``<process>_covariates``)."""
+        out = {}
+        given = [k.removesuffix("_covariates") for k in self._get_param_names() if k.endswith("_covariates")
+                 and getattr(self, k, None)]
+        unlinked = [p for p in given if p not in self.covariate_links]
+        if unlinked:
+            raise ClvDataError(f"{type(self).__name__} does not link covariates to its {unlinked} process(es) yet "
+                               f"(covariate_links: {sorted(self.covariate_links) or 'none'}); leave "
+                               f"{[p + '_covariates' for p in unlinked]} out.")
+        for process in self.covariate_links:
+            columns = getattr(self, f"{process}_covariates", None)
+            if columns is None:
+                continue
+            if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+                raise ClvDataError(f"{process}_covariates must be a list of column names, got {columns!r:.80}.")
+            if columns:
+                out[process] = list(columns)
+        return out
+
+    def _learn_covariates(self, rfm: pd.DataFrame, weights: np.ndarray | None = None) -> CovariateDesign | None:
+        """The covariate design of the training table (None without covariates), constraints resolved."""
+        processes = self.covariate_processes()
+        if not processes:
+            return None
+        penalty = self.covariate_penalty
+        if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not np.isfinite(penalty) or penalty < 0:
+            raise ClvDataError(f"covariate_penalty must be a finite number >= 0, got {penalty!r:.80}.")
+        design = CovariateDesign.learn(rfm, processes, one_hot=self.one_hot, weights=weights)
+        names = CovariateLink.build(self.covariate_links, design).coefficient_names
+        return design.with_constraints(resolve_constraints(self.covariate_constraints, names, design))
+
+    def _covariate_link(self) -> CovariateLink | None:
+        """The link of the fitted covariates (None for a model without covariates)."""
+        design = getattr(self, "covariates_", None)
+        if design is None:
+            return None
+        return CovariateLink.build(self.covariate_links, CovariateDesign.from_dict(design))
+
+    @property
+    def has_covariates(self) -> bool:
+        """Whether the fitted model has covariates."""
+        return getattr(self, "covariates_", None) is not None
+
+    def covariate_data(self, rfm: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The standardised covariate columns (``z:<name>``) of the customers of ``rfm``, transformed as
+        at fit (empty without covariates). A missing column is an error, never a zero."""
+        if not self.has_covariates:
+            return {}
+        return CovariateDesign.from_dict(self.covariates_).transform(rfm)
+
+    def formula(self, name: str) -> Callable | None:
+        """The class's formula ``name`` (e.g. ``"expected_purchases_formula"``); with covariates, at each
+        customer's parameters (:func:`linked`: the data then include :meth:`covariate_data`)."""
+        fn = getattr(type(self), name)
+        link = self._covariate_link()
+        return fn if fn is None or link is None else linked(fn, link)
+
+    def _covariate_grid(self, grid: pd.DataFrame, covariates) -> pd.DataFrame:
+        """A prediction grid that needs no customer history (new customers, a cohort's survival) with
+        the covariates of the customers it is for: one profile (a dict, Series or one-row frame) for
+        every row of ``grid``, or one row of ``grid`` for each row of a frame of ``covariates``.
+        A model with covariates needs them; one without refuses them."""
+        if not (self.is_fitted and self.has_covariates):
+            if covariates is not None:
+                raise ClvDataError(f"This {type(self).__name__} has no covariates: leave covariates= out.")
+            return grid
+        if covariates is None:
+            raise ClvDataError(f"This {type(self).__name__} has covariates: pass the covariates of the customers to "
+                               "predict for (covariates=a dict or a frame with the covariate columns).")
+        profiles = pd.DataFrame([covariates]) if isinstance(covariates, (dict, pd.Series)) else covariates
+        if len(profiles) == 1:
+            return grid.assign(**{c: profiles[c].iloc[0] for c in profiles.columns})
+        if len(grid) == 1:
+            return profiles.assign(**{c: grid[c].iloc[0] for c in grid.columns})
+        raise ClvDataError(f"Pass one covariate profile for several values ({len(grid)}), or several profiles "
+                           f"({len(profiles)}) for one value.")
+
+    def _with_covariates(self, fn: Callable, data: dict, rfm: pd.DataFrame) -> Callable:
+        """``fn`` at each customer's parameters, and ``data`` extended with the covariates of ``rfm``
+        (a model without covariates: ``fn`` itself)."""
+        link = self._covariate_link()
+        if link is None:
+            return fn
+        data.update(self.covariate_data(rfm))
+        return linked(fn, link)
 
     def _reset_fit(self) -> None:
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
@@ -239,6 +357,7 @@ class CLVModel(ABC):
         """
         rfm = self._rfm_or_fitted(rfm)
         data = self._data_arrays(rfm) if columns is None else validate_columns(rfm, columns)
+        fn = self._with_covariates(fn, data, rfm)
         if is_bayesian(self):
             draws = self.parameter_draws(n_draws, seed=seed)
         elif interval is None:
@@ -264,9 +383,33 @@ class CLVModel(ABC):
         from .prior_sensitivity import with_prior_sensitivity
 
         table = mle_summary(self, level)
+        link = self._covariate_link()
+        if link is not None:
+            table = pd.concat([table, self._coefficient_table(link, level)])
+            table.attrs["dropped_levels"] = dict(self.covariates_["dropped"])
         table.attrs.update(log_likelihood=self.log_likelihood_, aic=self.aic_, bic=self.bic_,
                            converged=self.converged_, n_customers=self.n_customers_)
         return with_prior_sensitivity(self, table)   # a MAP fit's
+
+    def _coefficient_table(self, link: CovariateLink, level: float) -> pd.DataFrame:
+        """Rows of the covariate coefficients: estimate, SE and normal interval on the standardised
+        scale, and the same per unit of the user's column (``user_*``)."""
+        from scipy import stats
+
+        k = len(self.param_names)
+        cov = self.covariance_
+        free_se = np.sqrt(np.diag(cov)[k:]) if np.all(np.isfinite(cov)) else np.full(link.n_free, np.nan)
+        se = np.array([free_se[i] for i in link.free])
+        est = self.coefficients_[list(link.coefficient_names)].to_numpy()
+        z = stats.norm.ppf(0.5 + level / 2)
+        lo, hi = f"lower_{level:.0%}", f"upper_{level:.0%}"
+        design = CovariateDesign.from_dict(self.covariates_)
+        names = list(link.coefficient_names)
+        table = pd.DataFrame({"estimate": est, "se": se, lo: est - z * se, hi: est + z * se},
+                             index=pd.Index(names, name="parameter"))
+        for column in ("estimate", "se", lo, hi):
+            table[f"user_{column}"] = user_scale(design, names, table[column].to_numpy())
+        return table
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
@@ -291,6 +434,19 @@ class CLVModel(ABC):
 
 
 # ---------------------------------------------------------------------------- helpers
+def linked(fn: Callable, link: CovariateLink) -> Callable:
+    """``fn(params, **data)`` evaluated at the per-customer parameters of ``link`` (the covariate
+    columns ``z:...`` of ``data`` are consumed by the link)."""
+    import functools
+
+    @functools.wraps(fn)
+    def at_customer_parameters(params, *args, **data):
+        z = {k: data.pop(k) for k in list(data) if k.startswith("z:")}
+        return fn(link.individual(params, z, NUMPY), *args, **data)
+
+    return at_customer_parameters
+
+
 def check_kind(model, kind: type, what: str) -> None:
     """Refuse a model of the wrong kind (e.g. a spend model where a purchase model is needed),
     naming the protocol it must follow."""

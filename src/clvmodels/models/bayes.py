@@ -54,6 +54,15 @@ their own names), and the MAP evaluates the priors at the sampled quantities com
 parameters. ``priors=`` may give priors of the sampled quantities, or of the parameters: naming a
 parameter that is not sampled switches that fit to the plain parametrisation (:attr:`default_priors`).
 
+Covariates
+----------
+A model with covariates (:mod:`.covariates`) samples its free coefficients too, on the standardised
+scale, each with the prior :data:`COEFFICIENT_PRIOR` (a Normal of sd 1: a one-sd change of a covariate
+multiplies a parameter by at most about ``e^±2`` a priori), overridable like the other priors by the
+coefficient's name (``priors={"alpha:x1": ("Normal", {"mu": 0.0, "sigma": 0.5})}``) or for all of them
+at once (``priors={"coefficients": ...}``). The covariate link is part of the compiled model's
+structure and the covariate columns part of its packed data, so refits on other customers reuse it.
+
 Methods
 -------
 ``"map"``
@@ -88,6 +97,7 @@ import pandas as pd
 from ..errors import warn_convergence
 from ..progress import show_progress
 from .compiled import compiled_model, nutpie_model
+from .covariates import CovariateDesign, user_scale
 from .prior_sensitivity import check_prior_sensitivity, with_prior_sensitivity
 from .optimize import (Objective, boundary_parameters, compile_mode, covariance_from_hessian, information_criteria,
                        log_parameters, minimize_log_params, starting_points, value_and_gradient)
@@ -113,6 +123,17 @@ def default_nuts_sampler() -> str:
 
 
 # ---------------------------------------------------------------------------- priors
+#: Default prior of a covariate coefficient (standardised scale); ``priors={"coefficients": ...}``
+#: replaces it for all coefficients, ``priors={"<param>:<column>": ...}`` for one.
+COEFFICIENT_PRIOR = ("Normal", {"mu": 0.0, "sigma": 1.0})
+#: The key of ``priors`` that sets the prior of every covariate coefficient.
+COEFFICIENTS = "coefficients"
+
+
+def _is_coefficient(name: str) -> bool:
+    return ":" in name
+
+
 class BetaConcentrationPrior:
     """Joint prior of the shapes ``(a, b)`` of a beta mixing distribution: ``a/(a+b) ~ Uniform(0, 1)``
     and ``a+b`` with density ``(1+a+b)^-2``; on ``(a, b)`` that is the proper density
@@ -152,11 +173,29 @@ def parametrisation(model_cls, priors: dict) -> Reparametrisation | None:
     """The class's :class:`Reparametrisation` when the resolved ``priors`` are of its sampled
     quantities, else None (the parameters themselves are sampled)."""
     rep = model_cls.bayes_parametrisation
-    return rep if rep is not None and set(priors) == set(rep.priors) else None
+    return rep if rep is not None and {k for k in priors if not _is_coefficient(k)} == set(rep.priors) else None
 
 
 def resolve_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
-                   weights: np.ndarray) -> dict[str, Any]:
+                   weights: np.ndarray, link=None) -> dict[str, Any]:
+    """:func:`_resolve_population_priors`, plus with covariates (``link``) the prior of each free
+    coefficient (:data:`COEFFICIENT_PRIOR` unless ``priors`` names it or gives :data:`COEFFICIENTS`)."""
+    priors = dict(priors or {})
+    coefficient_priors = {k: priors.pop(k) for k in list(priors) if _is_coefficient(k) or k == COEFFICIENTS}
+    out = _resolve_population_priors(model_cls, priors, data, weights)
+    free = () if link is None else link.free_names
+    unknown = set(coefficient_priors) - set(free) - {COEFFICIENTS}
+    if unknown:
+        raise ValueError(f"priors given for unknown coefficient(s) {sorted(unknown)}; {model_cls.__name__} has "
+                         f"{list(free) or 'no covariates'}.")
+    default = coefficient_priors.get(COEFFICIENTS, COEFFICIENT_PRIOR)
+    for name in free:
+        out[name] = _resolve_one(name, coefficient_priors.get(name, default), data, weights)
+    return out
+
+
+def _resolve_population_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
+                               weights: np.ndarray) -> dict[str, Any]:
     """The model's default priors updated by ``priors``, with data-scaled spec kwargs computed.
 
     Keyed by the sampled quantities of the class's :attr:`bayes_parametrisation` unless ``priors``
@@ -244,7 +283,7 @@ def _hyperparameters(priors: dict) -> list[tuple[str, str, float]]:
             for k, v in prior[1].items() if _is_number(v)]
 
 
-def model_inputs(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict) -> np.ndarray:
+def model_inputs(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict, link=None) -> np.ndarray:
     """Everything a fit's PyMC model reads besides its structure, packed in one vector (its one input
     :data:`INPUTS`): the number of rows of each of the likelihood's parts (:func:`~.mle.part_data`:
     its columns' distinct values and their weights), the numeric hyperparameters of the spec priors
@@ -254,20 +293,20 @@ def model_inputs(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, pr
     input: BG/NBD's eight separate inputs made its numba compile ~60% slower."""
     from . import mle
 
-    parts = mle.part_data(model_cls, data, weights)
+    parts = mle.part_data(model_cls, data, weights, link)
     head = [len(w) for _, w in parts] + [v for _, _, v in _hyperparameters(priors)]
     arrays = [np.asarray(a, dtype=float) for values, w in parts for a in (*values.values(), w)]
     return np.concatenate([np.asarray(head, dtype=float), *arrays])
 
 
-def _unpack(model_cls, data_names: tuple[str, ...], priors: dict, packed):
+def _unpack(model_cls, data_names: tuple[str, ...], priors: dict, packed, link=None):
     """The symbolic contents of the packed input (:func:`model_inputs`): the likelihood's
     ``[(columns, weights), ...]`` per part, and the hyperparameters ``{(parameter, kwarg): scalar}``."""
     import pytensor.tensor as pt
 
     from . import mle
 
-    parts = mle.likelihood_parts(model_cls, tuple(data_names))
+    parts = mle.likelihood_parts(model_cls, tuple(data_names), link)
     lengths = pt.cast(pt.round(packed[:len(parts)]), "int64")
     names = [(name, k) for name, k, _ in _hyperparameters(priors)]
     start = len(parts)
@@ -283,7 +322,7 @@ def _unpack(model_cls, data_names: tuple[str, ...], priors: dict, packed):
     return values, hyper
 
 
-def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict):
+def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict, link=None):
     """PyMC model: priors on :attr:`param_names` (or on the sampled quantities of
     :func:`parametrisation`, the parameters then being deterministic) plus
     ``Potential(sum(w * log_likelihood))``.
@@ -295,19 +334,22 @@ def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray
 
     rep = parametrisation(model_cls, priors)
     with pm.Model() as pymc_model:
-        packed = pm.Data(INPUTS, model_inputs(model_cls, data, weights, priors))
-        values, hyper = _unpack(model_cls, tuple(data), priors, packed)
+        packed = pm.Data(INPUTS, model_inputs(model_cls, data, weights, priors, link))
+        values, hyper = _unpack(model_cls, tuple(data), priors, packed, link)
         params = {name: _prior_rv(name, prior, pymc_model, hyper) for name, prior in priors.items()}
+        coefficients = {k: params.pop(k) for k in list(params) if _is_coefficient(k)}
         if rep is not None:
             params = {k: params[k] if k in params else pm.Deterministic(k, v)
                       for k, v in rep.to_params(params).items()}
         for joint in _joint_priors(priors):
             pm.Potential("prior_" + "_".join(joint.names), joint.logp(*(params[k] for k in joint.names)))
-        pm.Potential("log_likelihood", weighted_log_likelihood(model_cls, params, tuple(data), values))
+        if link is not None:
+            params.update(link.coefficients([coefficients[k] for k in link.free_names]))
+        pm.Potential("log_likelihood", weighted_log_likelihood(model_cls, params, tuple(data), values, link))
     return pymc_model
 
 
-def weighted_log_likelihood(model_cls, params: dict, data_names: tuple[str, ...], values):
+def weighted_log_likelihood(model_cls, params: dict, data_names: tuple[str, ...], values, link=None):
     """``Σ w · log_likelihood`` over the unique rows as a PyTensor scalar, each of the model's
     :func:`~.mle.likelihood_parts` summed over the distinct values of its own columns (BG/NBD's
     frequency-only ``gammaln``/``betaln`` terms once per distinct frequency: on 1M customers a few
@@ -315,17 +357,17 @@ def weighted_log_likelihood(model_cls, params: dict, data_names: tuple[str, ...]
     holds each part's symbolic ``(columns, weights)`` (:func:`_unpack`)."""
     from . import mle
 
-    return mle.weighted_log_likelihood(mle.likelihood_parts(model_cls, tuple(data_names)), params, values)
+    return mle.weighted_log_likelihood(mle.likelihood_parts(model_cls, tuple(data_names), link), params, values)
 
 
-def structure_key(model_cls, data_names: tuple[str, ...], priors: dict) -> tuple | None:
+def structure_key(model_cls, data_names: tuple[str, ...], priors: dict, link=None) -> tuple | None:
     """What a compiled model depends on besides its inputs: the model class, the data columns (hence
     the likelihood parts), and per parameter its prior's distribution, the names of its numeric
     hyperparameters and any other (hashable) kwargs, or the joint prior it belongs to. ``None``
     (do not cache) when a prior is a ``.dist()`` or a function, which cannot be compared safely."""
     from . import mle
 
-    layout = tuple(cols for cols, _ in mle.likelihood_parts(model_cls, tuple(data_names)))
+    layout = tuple(cols for cols, _ in mle.likelihood_parts(model_cls, tuple(data_names), link))
     per_param = []
     for name, prior in priors.items():
         if isinstance(prior, BetaConcentrationPrior):
@@ -340,7 +382,7 @@ def structure_key(model_cls, data_names: tuple[str, ...], priors: dict) -> tuple
             per_param.append((name, dist_name, tuple(k for k, v in kwargs.items() if _is_number(v)), fixed))
         else:
             return None
-    return (model_cls, tuple(data_names), layout, tuple(per_param))
+    return (model_cls, tuple(data_names), layout, tuple(per_param), link)
 
 
 def _joint_priors(priors: dict) -> list[BetaConcentrationPrior]:
@@ -348,7 +390,7 @@ def _joint_priors(priors: dict) -> list[BetaConcentrationPrior]:
     return list({id(p): p for p in priors.values() if isinstance(p, BetaConcentrationPrior)}.values())
 
 
-def _log_posterior_functions(model_cls, data_names: tuple[str, ...], pymc_model, priors):
+def _log_posterior_functions(model_cls, data_names: tuple[str, ...], pymc_model, priors, link=None):
     """Compiled ``f(theta) -> (log posterior, gradient)`` and ``g(theta) -> log-likelihood`` of the
     log-parameters ``theta``, reading the data and hyperparameters from ``pymc_model``'s inputs (so
     compiled once per model structure). The log posterior uses the priors' densities on the natural
@@ -357,11 +399,15 @@ def _log_posterior_functions(model_cls, data_names: tuple[str, ...], pymc_model,
     import pymc as pm
     import pytensor
 
-    theta, params = log_parameters(model_cls.param_names)
-    values, _ = _unpack(model_cls, data_names, priors, pymc_model[INPUTS])
-    ll = weighted_log_likelihood(model_cls, params, data_names, values)
+    free = () if link is None else link.free_names
+    theta, params = log_parameters(model_cls.param_names, free)
+    values, _ = _unpack(model_cls, data_names, priors, pymc_model[INPUTS], link)
+    coefficients = {k: params.pop(k) for k in free}
     rep = parametrisation(model_cls, priors)
-    sampled = rep.from_params(params) if rep is not None else params
+    sampled = {**(rep.from_params(params) if rep is not None else params), **coefficients}
+    if link is not None:
+        params.update(link.coefficients([coefficients[k] for k in free]))
+    ll = weighted_log_likelihood(model_cls, params, data_names, values, link)
     log_prior = sum(pm.logp(pymc_model[k], sampled[k]).sum() for k in priors)
     log_prior += sum(j.logp(*(params[k] for k in j.names)) for j in _joint_priors(priors))
     return (value_and_gradient([theta], ll + log_prior, theta),
@@ -417,8 +463,10 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     import pymc as pm
 
     cls = type(model)
+    link = model._covariate_link()
+    free = [] if link is None else list(link.free_names)
     names = list(cls.param_names)
-    priors = resolve_priors(cls, model.priors if priors is None else priors, data, w)
+    priors = resolve_priors(cls, model.priors if priors is None else priors, data, w, link)
     draws, tune, chains = check_sampling(model.draws if draws is None else draws,
                                          model.tune if tune is None else tune,
                                          model.chains if chains is None else chains)
@@ -426,8 +474,9 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     # the sampler's bar: as asked, else on a terminal or in Jupyter (clvmodels.progress)
     progressbar = show_progress(model.progressbar if progressbar is None else progressbar)
     # one compiled model per structure, its inputs set to this fit's data and priors (models/compiled.py)
-    entry = compiled_model(structure_key(cls, tuple(data), priors), lambda: build_pymc_model(cls, data, w, priors))
-    inputs = {INPUTS: model_inputs(cls, data, w, priors)}
+    entry = compiled_model(structure_key(cls, tuple(data), priors, link),
+                           lambda: build_pymc_model(cls, data, w, priors, link))
+    inputs = {INPUTS: model_inputs(cls, data, w, priors, link)}
     pymc_model = entry.pymc_model
     model.priors_ = {k: (list(v) if isinstance(v, tuple) else repr(v)) for k, v in priors.items()}
     model.posterior_draws_ = None
@@ -472,7 +521,8 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
             theta = _map_estimate(model, data, w, entry, priors)[0].theta
             rep = parametrisation(cls, priors)
             values = dict(zip(names, np.exp(theta)))
-            start = _start_point(pymc_model, rep.from_params(values) if rep is not None else values)
+            values = {**(rep.from_params(values) if rep is not None else values), **dict(zip(free, theta[len(names):]))}
+            start = _start_point(pymc_model, values)
             callback = CheckParametersConvergence(every=500, tolerance=0.01, diff="absolute")
             approx = pm.fit(n=int(advi_iterations), method="advi", model=pymc_model, random_seed=seed,
                             progressbar=progressbar, callbacks=[callback], start=start, **sampler_kwargs)
@@ -485,13 +535,18 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
 
     posterior = idata.posterior
     model.idata_ = idata
-    model.posterior_draws_ = {k: np.asarray(posterior[k].values, dtype=float).reshape(-1) for k in names}
+    flat = {k: np.asarray(posterior[k].values, dtype=float).reshape(-1) for k in names + free}
+    model.posterior_draws_ = {k: flat[k] for k in names}
     model.params_ = pd.Series({k: float(v.mean()) for k, v in model.posterior_draws_.items()},
                               name="posterior_mean")[names]
-    logs = np.column_stack([np.log(model.posterior_draws_[k]) for k in names])
+    logs = np.column_stack([np.log(flat[k]) for k in names] + [flat[k] for k in free])
     model.covariance_ = np.atleast_2d(np.cov(logs, rowvar=False))
+    if link is not None:   # every coefficient's draws (constrained ones share their free coefficient's)
+        model.posterior_draws_.update(link.coefficients([flat[k] for k in free]))
+        model.coefficients_ = pd.Series({k: float(np.mean(v)) for k, v in link.coefficients(
+            [flat[k] for k in free]).items()}, name="posterior_mean")
     if method == "nuts":
-        model.diagnostics_ = nuts_diagnostics(idata, names)
+        model.diagnostics_ = nuts_diagnostics(idata, names + free)
         model.converged_ = _check_nuts(cls.__name__, model.diagnostics_, chains, target_accept)
     else:
         converged = n_steps < int(advi_iterations) or elbo_settled(approx.hist)
@@ -526,23 +581,44 @@ def _map_estimate(model, data, w, entry, priors):
     negative Hessian of the log posterior) and the compiled log posterior and log-likelihood.
     """
     log_post, loglik = entry.function(
-        "map", lambda: _log_posterior_functions(type(model), tuple(data), entry.pymc_model, priors))
+        "map", lambda: _log_posterior_functions(type(model), tuple(data), entry.pymc_model, priors,
+                                                model._covariate_link()))
+    link = model._covariate_link()
+    starts = starting_points(model, data, w)
+    # covariate coefficients are not logged: L-BFGS's first steps on the total log posterior (a
+    # gradient of the order of the number of customers) overflow exp(γ·z); the per-customer mean
+    # is scaled as the MLE's objective is, and the optimum and Hessian are rescaled below
+    scale = 1.0 if link is None else float(np.sum(w))
+    if link is not None:
+        starts = [np.r_[s, np.zeros(link.n_free)] for s in starts]
+
+    def objective(theta):
+        if scale == 1.0:
+            return log_post(theta)
+        value, grad = log_post(theta)
+        return value / scale, np.asarray(grad) / scale
     opt = minimize_log_params(
-        Objective(log_post, negate=True), starting_points(model, data, w),
+        Objective(objective, negate=True), starts,
         failure=f"{type(model).__name__}: the log posterior is not finite at any starting point; "
                 "check the data and the priors.",
-        maxiter=2000, ftol=1e-14, gtol=1e-9, improvement=1e-10)
+        maxiter=2000, ftol=1e-14, gtol=1e-9 / scale, improvement=1e-10 / scale)
+    if scale != 1.0:
+        opt.value, opt.gradient, opt.hessian = opt.value * scale, opt.gradient * scale, opt.hessian * scale
     return opt, log_post, loglik
 
 
 def _fit_map(model, data, w, entry, priors) -> None:
     cls = type(model)
     names = list(cls.param_names)
+    link = model._covariate_link()
     opt, log_post, loglik = _map_estimate(model, data, w, entry, priors)
     theta, grad_max = opt.theta, opt.max_abs_gradient
     cov, ok = covariance_from_hessian(opt.hessian)
-    at_boundary = boundary_parameters(names, theta)
-    model.params_ = pd.Series(np.exp(theta), index=names, name="map")
+    at_boundary = boundary_parameters(names, theta[:len(names)])
+    model.params_ = pd.Series(np.exp(theta[:len(names)]), index=names, name="map")
+    if link is not None:
+        model.coefficients_ = pd.Series(link.coefficients(theta[len(names):]), name="map", dtype=float)
+        names = names + list(link.free_names)
     model.covariance_ = cov
     model.log_likelihood_ = float(loglik(theta))
     model.log_posterior_ = float(log_post(theta)[0])
@@ -637,6 +713,8 @@ def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
 
     names = list(type(model).param_names)
     draws = model.posterior_draws_
+    link = model._covariate_link()
+    free = [] if link is None else list(link.free_names)
     lo, hi = f"hdi_lower_{level:.0%}", f"hdi_upper_{level:.0%}"
     rows = {}
     for k in names:
@@ -646,9 +724,21 @@ def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "parameter"
     diag = getattr(model, "diagnostics_", {}) or {}
+    if link is not None:   # the coefficients (standardised scale), each with its free coefficient's diagnostics
+        free_of = {n: free[i] for n, i in zip(link.coefficient_names, link.free)}
+        for k in link.coefficient_names:
+            v = np.asarray(draws[k], dtype=float)
+            lower, upper = np.asarray(az.hdi(v, prob=level), dtype=float)
+            table.loc[k] = pd.Series({"mean": v.mean(), "sd": v.std(ddof=1), lo: lower, hi: upper})
+        design = CovariateDesign.from_dict(model.covariates_)
+        coefficients = list(link.coefficient_names)
+        for column in ("mean", "sd", lo, hi):      # per unit of the user's column
+            table[f"user_{column}"] = np.nan
+            table.loc[coefficients, f"user_{column}"] = user_scale(design, coefficients,
+                                                                   table.loc[coefficients, column].to_numpy())
     if "r_hat" in diag:
         for col in ("r_hat", "ess_bulk", "ess_tail"):
-            table[col] = [diag[col][k] for k in names]
+            table[col] = [diag[col][k if k in names else free_of[k]] for k in table.index]
     table.attrs.update(method=model.method_ if hasattr(model, "method_") else None,
                        sampler=getattr(model, "sampler_", None), converged=model.converged_,
                        divergences=diag.get("divergences"), n_customers=getattr(model, "n_customers_", None),

@@ -50,8 +50,10 @@ def _log_likelihood(xp, params, x, tx, n, *, future=0):
     def log_alive(future):
         return xp.betaln(alpha + x, beta + n - x) - ab + xp.betaln(gamma, delta + n + future) - gd
 
-    def log_dead(x, tx, i):
-        return xp.betaln(alpha + x, beta + tx - x + i) - ab + xp.betaln(gamma + 1.0, delta + tx + i) - gd
+    def log_dead(x, tx, i, lift=lambda v: v):
+        # lift: per-customer parameters (covariates) as a column against a trailing axis of terms
+        return (xp.betaln(lift(alpha) + x, lift(beta) + tx - x + i) - lift(ab)
+                + xp.betaln(lift(gamma) + 1.0, lift(delta) + tx + i) - lift(gd))
 
     alive = log_alive(0)
     gap = n - tx
@@ -63,7 +65,10 @@ def _log_likelihood(xp, params, x, tx, n, *, future=0):
         import pytensor.tensor as pt  # xp is PyTensor's namespace: already imported
 
         i = pt.cast(pt.arange(pt.cast(pt.max(gap), "int64")), "float64")
-        dead = pt.switch(pt.lt(i, gap[:, None]), log_dead(x[:, None], tx[:, None], i), -np.inf)
+        def column(v):
+            return v[:, None] if getattr(v, "ndim", 0) == 1 else v
+
+        dead = pt.switch(pt.lt(i, gap[:, None]), log_dead(x[:, None], tx[:, None], i, column), -np.inf)
         terms = pt.concatenate([alive[:, None], dead], axis=1)
         top = pt.max(terms, axis=1)            # finite: the 'alive' column always is
         out = top + pt.log(pt.exp(terms - top[:, None]).sum(axis=1))
@@ -233,6 +238,9 @@ class BetaGeoBetaBinomModel(DiscretePurchaseModel):
         "gamma": ("HalfNormal", {"sigma": 10.0}),
         "delta": ("HalfNormal", {"sigma": 10.0}),
     }
+    #: Covariates, as BG/NBD's drop-out shapes: each beta shape its own coefficient, ``α_i = α exp(γ_α·z_i)``,
+    #: ``β_i = β exp(γ_β·z_i)`` (purchase), ``γ_i = γ exp(γ_γ·z_i)``, ``δ_i = δ exp(γ_δ·z_i)`` (drop-out).
+    covariate_links = {"purchase": (("alpha", 1.0), ("beta", 1.0)), "dropout": (("gamma", 1.0), ("delta", 1.0))}
     log_likelihood = staticmethod(log_likelihood)
     #: The formulas of the purchase-model protocol (see :mod:`.purchase`; ``t`` in opportunities).
     expected_purchases_formula = staticmethod(expected_purchases)

@@ -279,7 +279,7 @@ def future_purchases_alive(params, frequency, T, *, t):
 
     if np.ndim(t) != 0:
         return future(np.asarray(frequency, dtype=float), np.asarray(T, dtype=float))
-    return per_distinct_pair(future, frequency, T, axis=-1)
+    return per_distinct_pair(future, frequency, T, axis=-1, params=params)
 
 
 def lifetime_survival(r, alpha, a, b, t):
@@ -353,7 +353,7 @@ def purchase_pmf(params, frequency, recency, T, *, t, n_max):
         return future_pmf(params, x, age, t=t, n_max=n_max)
 
     # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
-    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T))
+    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T, params=params))
 
 
 def future_pmf(params, frequency, T, *, t, n_max):
@@ -502,6 +502,9 @@ class BetaGeoModel(ContinuousPurchaseModel):
         "a": ("HalfNormal", {"sigma": 5.0}),
         "b": ("HalfNormal", {"sigma": 20.0}),
     }
+    #: Covariates (PyMC-Marketing's parametrisation): ``α_i = α exp(−γ_α·z_i)`` (a positive coefficient raises
+    #: the purchase rate), ``a_i = a exp(γ_a·z_i)``, ``b_i = b exp(γ_b·z_i)`` (CLVTools ties γ_a = γ_b: a constraint).
+    covariate_links = {"purchase": (("alpha", -1.0),), "dropout": (("a", 1.0), ("b", 1.0))}
     log_likelihood = staticmethod(log_likelihood)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),

@@ -70,6 +70,11 @@ class ContractualModel(CLVModel):
     kind_name = "contractual model"
     data_columns = ("period", "churned")
 
+    def __init__(self, *, dropout_covariates: list[str] | None = None, **kwargs):
+        """``dropout_covariates``: columns of the customer table whose values scale churn (``covariate_links``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
+        super().__init__(**kwargs)
+        self.dropout_covariates = dropout_covariates
+
     @staticmethod
     @abstractmethod
     def survival_formula(params, period):
@@ -110,11 +115,13 @@ class ContractualModel(CLVModel):
         return self.fit(table, weights=table["count"].to_numpy(), **kwargs)
 
     # ------------------------------------------------------------------ predictions
-    def _grid_predict(self, fn, periods, name, column="period", **kwargs):
+    def _grid_predict(self, fn, periods, name, column="period", covariates=None, **kwargs):
+        """``fn`` over a grid of ``periods`` (a model with covariates: for the customers of ``covariates``,
+        one profile for every period or a frame of profiles for one period)."""
         ps = np.atleast_1d(np.asarray(periods, dtype=float))
         if not np.all(np.isfinite(ps)) or np.any(ps < 0):
             raise ClvDataError(f"{column} must be finite and non-negative, got {ps}.")
-        grid = pd.DataFrame({column: ps}, index=pd.Index(ps, name=column))
+        grid = self._covariate_grid(pd.DataFrame({column: ps}, index=pd.Index(ps, name=column)), covariates)
         return self._predict(fn, grid, name=name, columns=(column,), **kwargs)
 
     def survival(self, periods, **kwargs):

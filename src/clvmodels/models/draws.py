@@ -46,9 +46,16 @@ def parameter_draws(model, n_draws: int | None = None, rng: np.random.Generator 
             return {k: np.asarray(v, dtype=float) for k, v in posterior.items()}
         idx = rng.choice(total, size=int(n_draws), replace=replace or n_draws > total)
         return {k: np.asarray(v, dtype=float)[idx] for k, v in posterior.items()}
-    point = np.log(np.array([model.params_[k] for k in model.param_names], dtype=float))
+    names = list(model.param_names)
+    point = np.log(np.array([model.params_[k] for k in names], dtype=float))
+    link = model._covariate_link()   # covariates: the free coefficients follow the log-parameters
+    if link is not None:
+        point = np.r_[point, [model.coefficients_[n.split("=")[0]] for n in link.free_names]]
     if n_draws is None:
-        return {k: np.array([v]) for k, v in zip(model.param_names, np.exp(point))}
+        out = {k: np.array([v]) for k, v in zip(names, np.exp(point))}
+        if link is not None:
+            out.update(link.coefficients([np.array([v]) for v in point[len(names):]]))
+        return out
     cov = getattr(model, "covariance_", None)
     if cov is None or not np.all(np.isfinite(cov)):
         raise ClvDataError(
@@ -57,7 +64,10 @@ def parameter_draws(model, n_draws: int | None = None, rng: np.random.Generator 
             "data or a penalizer, or use a Bayesian method."
         )
     z = rng.multivariate_normal(point, cov, size=int(n_draws), method="eigh")
-    return {k: np.exp(z[:, i]) for i, k in enumerate(model.param_names)}
+    out = {k: np.exp(z[:, i]) for i, k in enumerate(names)}
+    if link is not None:
+        out.update(link.coefficients([z[:, i] for i in range(len(names), len(point))]))
+    return out
 
 
 def predictive_draws(model, n_draws: int | None, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:

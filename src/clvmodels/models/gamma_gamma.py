@@ -147,11 +147,12 @@ class GammaGammaModel(SpendModel):
     log_likelihood_parts = ((("frequency",), frequency_terms),
                             (("frequency", "monetary_value"), spend_terms))
 
-    def __init__(self, *, exclude_invalid: bool = False, method: str = "mle", penalizer: float = 0.0,
-                 priors: dict | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4,
-                 seed: int | None = None, progressbar: bool | None = None, random_seed: int | None = None):
-        super().__init__(method=method, penalizer=penalizer, priors=priors, draws=draws, tune=tune,
-                         chains=chains, seed=seed, progressbar=progressbar, random_seed=random_seed)
+    #: Covariates scale the rate of the mixing distribution: ``γ_i = γ exp(δ·z_i)``, so that a positive
+    #: coefficient raises the mean spend ``pγ_i/(q−1)`` (in proportion ``exp(δ·z_i)``).
+    covariate_links = {"spend": (("gamma", 1.0),)}
+
+    def __init__(self, *, exclude_invalid: bool = False, **kwargs):
+        super().__init__(**kwargs)
         self.exclude_invalid = exclude_invalid
 
     def initial_params(self, data, weights):

@@ -122,7 +122,7 @@ def purchase_pmf(params, frequency, recency, T, *, t, n_max):
         return future_pmf(params, x, age, t=t, n_max=n_max)
 
     # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
-    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T))
+    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T, params=params))
 
 
 def future_pmf(params, frequency, T, *, t, n_max):
@@ -170,6 +170,8 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     #: The parameters mean what they mean in BG/NBD: the same priors, (a, b) jointly (see :mod:`.bayes`).
     joint_priors = BetaGeoModel.joint_priors
     default_priors = BetaGeoModel.default_priors
+    #: Covariates as BG/NBD's (PyMC-Marketing): ``α_i = α exp(−γ_α·z_i)``, ``a_i = a exp(γ_a·z_i)``, ``b_i = b exp(γ_b·z_i)``.
+    covariate_links = {"purchase": (("alpha", -1.0),), "dropout": (("a", 1.0), ("b", 1.0))}
     log_likelihood = staticmethod(log_likelihood)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),

@@ -32,26 +32,38 @@ from .optimize import (Objective, boundary_parameters, covariance_from_hessian, 
 CONVERGED_GRADIENT = 1e-4
 
 
-def likelihood_parts(model_cls, data_names: tuple[str, ...]):
+def linked_log_likelihood(model_cls, link):
+    """``(params, data, xp) -> model_cls.log_likelihood`` at the per-customer parameters of the covariate
+    ``link`` (:class:`~.covariates.CovariateLink`): the model's likelihood, unchanged, with per-row parameters."""
+    def log_likelihood(params, data, xp):
+        return model_cls.log_likelihood(link.individual(params, data, xp), data, xp)
+
+    return log_likelihood
+
+
+def likelihood_parts(model_cls, data_names: tuple[str, ...], link=None):
     """The model's log-likelihood as ``((columns, fn), ...)`` with ``Σ fn(params, data) = log_likelihood``.
 
     A model may declare ``log_likelihood_parts`` (e.g. BG/NBD: the terms that read only the
     frequency, and the rest): each part is then summed over the distinct values of its own columns
     with their total weights, so the costly special functions of a frequency-only term are evaluated
     once per distinct frequency instead of once per distinct history. Without it (or if a part reads
-    a column the data lack), the whole log-likelihood is one part.
+    a column the data lack), the whole log-likelihood is one part. With covariates (``link``) it is
+    one part too, at the per-customer parameters (every term then reads the covariates).
     """
+    if link is not None:
+        return ((tuple(data_names), linked_log_likelihood(model_cls, link)),)
     parts = model_cls.log_likelihood_parts
     if not parts or not all(set(cols) <= set(data_names) for cols, _ in parts):
         return ((tuple(data_names), model_cls.log_likelihood),)
     return tuple((tuple(cols), fn) for cols, fn in parts)
 
 
-def part_data(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[tuple[dict, np.ndarray]]:
+def part_data(model_cls, data: dict[str, np.ndarray], w: np.ndarray, link=None) -> list[tuple[dict, np.ndarray]]:
     """Per part of :func:`likelihood_parts` (of ``data``'s columns): its columns' distinct values in the
     unique rows ``data`` and their total weights ``w``, as ``(values, weights)``."""
     out = []
-    for cols, _ in likelihood_parts(model_cls, tuple(data)):
+    for cols, _ in likelihood_parts(model_cls, tuple(data), link):
         if set(cols) == set(data):
             out.append(({k: data[k] for k in cols}, w))
         else:
@@ -71,38 +83,46 @@ def weighted_log_likelihood(parts, params: dict, values, xp=None):
     return total
 
 
-def mle_objective(model_cls, data_names: tuple[str, ...]):
+def mle_objective(model_cls, data_names: tuple[str, ...], link=None, covariate_penalty: float = 0.0):
     """``f(theta, *part_inputs, total_weight, penalizer) -> (nll, grad)``: the mean negative
     log-likelihood (plus ``penalizer · Σ params²``) of the log-parameters ``theta`` and its exact
     gradient, where ``part_inputs`` are, for each of :func:`likelihood_parts`, its columns' (unique)
     values followed by their weights (:func:`objective_inputs`). Evaluated with dual numbers: nothing
-    is compiled."""
-    parts = likelihood_parts(model_cls, data_names)
+    is compiled.
+
+    With covariates (``link``, a :class:`~.covariates.CovariateLink`) ``theta`` continues with the
+    free coefficients (standardised scale, not logged), penalised by ``covariate_penalty · Σ γ²``."""
+    parts = likelihood_parts(model_cls, data_names, link)
     names = model_cls.param_names
+    k = len(names)
 
     def f(theta, *inputs):
         *data_inputs, total, penalizer = inputs
         columns = iter(data_inputs)
-        values = [({k: next(columns) for k in cols}, next(columns)) for cols, _ in parts]
+        values = [({c: next(columns) for c in cols}, next(columns)) for cols, _ in parts]
         theta = np.asarray(theta, dtype=float)
-        params = dict(zip(names, (dual.exp(v) for v in dual.Dual.variables(theta))))
+        variables = dual.Dual.variables(theta)
+        params = dict(zip(names, (dual.exp(v) for v in variables[:k])))
+        if link is not None:
+            params.update(link.coefficients(variables[k:]))
         # a non-finite value is the optimiser's business (Objective: (inf, 0)), not a warning's
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ll = weighted_log_likelihood(parts, params, values, DUAL)
-        scale = np.exp(2.0 * theta)
-        value = -float(ll.value) / total + penalizer * float(scale.sum())
-        return value, -ll.full_tangent() / total + 2.0 * penalizer * scale
+        scale = np.exp(2.0 * theta[:k])
+        coefs = theta[k:]
+        value = -float(ll.value) / total + penalizer * float(scale.sum()) + covariate_penalty * float(coefs @ coefs)
+        return value, -ll.full_tangent() / total + 2.0 * np.r_[penalizer * scale, covariate_penalty * coefs]
 
     return f
 
 
-def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray) -> list[np.ndarray]:
+def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray, link=None) -> list[np.ndarray]:
     """The data inputs of :func:`mle_objective`: per part, its columns' unique rows and weights."""
-    return [v for values, weights in part_data(model_cls, data, w) for v in (*values.values(), weights)]
+    return [v for values, weights in part_data(model_cls, data, w, link) for v in (*values.values(), weights)]
 
 
 def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxiter: int = 1000,
-            tol: float = 1e-10) -> None:
+            tol: float = 1e-10, link=None) -> None:
     """Fit ``model`` by maximum likelihood on unique rows ``data`` with weights ``w``; sets its ``*_``.
 
     L-BFGS on the log-parameters from the first of a few starting points that converges (``x0``,
@@ -111,29 +131,38 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     is below ``tol`` or stops shrinking. The fit counts as converged (``converged_``) when that
     gradient is below :data:`CONVERGED_GRADIENT`, no parameter is at a boundary and every one is
     identified (:func:`~.optimize.boundary_parameters`, :func:`~.optimize.unidentified_parameters`).
+
+    With covariates (``link``: :class:`~.covariates.CovariateLink`, their columns in ``data``) the
+    free coefficients follow the log-parameters in the optimiser's vector (starting at 0) and in
+    ``covariance_``; ``coefficients_`` holds every coefficient (standardised scale).
     """
-    names = list(model.param_names)
+    k = len(model.param_names)
+    names = list(model.param_names) + ([] if link is None else list(link.free_names))
     name = type(model).__name__
-    f = mle_objective(type(model), tuple(data))
+    coef_penalty = 0.0 if link is None else float(model.covariate_penalty)
+    f = mle_objective(type(model), tuple(data), link, coef_penalty)
     penalizer = float(model.penalizer)
     total = float(w.sum())
-    args = objective_inputs(type(model), data, w) + [total, penalizer]
+    args = objective_inputs(type(model), data, w, link) + [total, penalizer]
     fun = Objective(f, args)
+    starts = starting_points(model, data, w, None)
+    starts = ([] if x0 is None else [np.asarray(x0, dtype=float)]) + [np.r_[s, np.zeros(len(names) - k)] for s in starts]
     opt = minimize_log_params(
-        fun, starting_points(model, data, w, x0),
+        fun, starts,
         failure=f"{name}: the log-likelihood is not finite at any starting point; check the data "
                 "(e.g. recency > T, negative values).",
         maxiter=maxiter, ftol=1e-12, gtol=1e-8, improvement=1e-12, good_enough=CONVERGED_GRADIENT,
         newton_steps=20, newton_tol=tol)
     theta, grad_max = opt.theta, opt.max_abs_gradient
-    params = pd.Series(np.exp(theta), index=names, name="estimate")
-    at_boundary = boundary_parameters(names, theta)
+    params = pd.Series(np.exp(theta[:k]), index=names[:k], name="estimate")
+    at_boundary = boundary_parameters(names[:k], theta[:k])
     converged = bool(grad_max < CONVERGED_GRADIENT and not at_boundary)
     cov, pd_ok = covariance_from_hessian(opt.hessian, total)
     unidentified = unidentified_parameters(names, cov, exclude=at_boundary) if pd_ok else {}
     if unidentified:
         converged = False
-        vals = ", ".join(f"{k}={params[k]:.3g} (log-scale SE {se:.3g})" for k, se in unidentified.items())
+        vals = ", ".join(f"{p}={np.exp(theta[names.index(p)]) if p in params else theta[names.index(p)]:.3g} "
+                         f"(SE {se:.3g})" for p, se in unidentified.items())
         warn_convergence(
             f"{name}: {vals}: the data barely identify these parameters (the "
             "estimate is drifting towards 0 or infinity, e.g. no sign of drop-out). Do not read them "
@@ -141,15 +170,20 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
         )
 
     model.params_ = params
-    model.log_likelihood_ = float(-(f(theta, *args[:-1], 0.0)[0] if penalizer else opt.value) * total)
+    if link is not None:
+        model.coefficients_ = pd.Series(link.coefficients(theta[k:]), name="estimate", dtype=float)
+    penalised = penalizer or coef_penalty
+    unpenalised = mle_objective(type(model), tuple(data), link) if coef_penalty else f
+    model.log_likelihood_ = float(-(unpenalised(theta, *args[:-1], 0.0)[0] if penalised else opt.value) * total)
     model.covariance_ = cov
     # without a positive-definite Hessian there are no standard errors: not a usable fit (warned below)
     model.converged_ = converged and pd_ok
+    model.n_free_parameters_ = len(names)
     model.aic_, model.bic_ = information_criteria(model.log_likelihood_, len(names), total)
     model.optimizer_ = {"message": str(opt.lbfgs.message), "n_iter": int(opt.lbfgs.nit),
                         "n_evaluations": fun.n_evals, "max_abs_gradient": grad_max, "at_boundary": at_boundary}
     if at_boundary:
-        vals = ", ".join(f"{k}={params[k]:.3g}" for k in at_boundary)
+        vals = ", ".join(f"{p}={params[p]:.3g}" for p in at_boundary)
         warn_convergence(
             f"{name}: the maximum-likelihood estimate is at a boundary ({vals}): the "
             "data cannot identify these parameters (e.g. almost no repeat purchases, or no sign of "
@@ -173,7 +207,7 @@ def mle_summary(model, level: float = 0.95) -> pd.DataFrame:
     """Estimates, standard errors (delta method from the log scale) and log-scale confidence intervals."""
     names = list(model.param_names)
     est = model.params_[names].to_numpy()
-    se_log = np.sqrt(np.diag(model.covariance_)) if np.all(np.isfinite(model.covariance_)) else np.full(len(names), np.nan)
+    se_log = np.sqrt(np.diag(model.covariance_)[:len(names)]) if np.all(np.isfinite(model.covariance_)) else np.full(len(names), np.nan)
     z = ndtri(0.5 + level / 2)  # the standard normal quantile (scipy.stats not imported)
     lo, hi = f"lower_{level:.0%}", f"upper_{level:.0%}"
     return pd.DataFrame(

@@ -51,12 +51,16 @@ def compile_mode():
     return Mode(linker="cvm", optimizer="fast_run") if pytensor.config.cxx else None
 
 
-def log_parameters(param_names):
-    """A symbolic vector ``theta`` of log-parameters and the dict ``{name: exp(theta[i])}``."""
+def log_parameters(param_names, linear_names=()):
+    """A symbolic vector ``theta`` of log-parameters and the dict ``{name: exp(theta[i])}``; with
+    ``linear_names`` (covariate coefficients) ``theta`` continues with them, not logged."""
     import pytensor.tensor as pt
 
     theta = pt.dvector("theta")
-    return theta, {k: pt.exp(theta[i]) for i, k in enumerate(param_names)}
+    k = len(param_names)
+    params = {name: pt.exp(theta[i]) for i, name in enumerate(param_names)}
+    params.update({name: theta[k + j] for j, name in enumerate(linear_names)})
+    return theta, params
 
 
 def value_and_gradient(inputs, value, theta):

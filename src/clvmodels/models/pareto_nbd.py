@@ -378,7 +378,7 @@ def purchase_pmf(params, frequency, recency, T, *, t, n_max):
         return future_pmf(params, x, age, t=t, n_max=n_max)
 
     # the alive customers' law depends on (x, T) only: evaluated once per distinct pair
-    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T))
+    return mixture_pmf(probability_alive(params, frequency, recency, T), per_distinct_pair(future, frequency, T, params=params))
 
 
 def future_pmf(params, frequency, T, *, t, n_max):
@@ -486,6 +486,9 @@ class ParetoNBDModel(ContinuousPurchaseModel):
         "beta": ("HalfNormal", {"sigma": 5.0}, {"sigma": "T"}),
     }
     bayes_parametrisation = BAYES_PARAMETRISATION
+    #: Covariates (CLVTools): ``α_i = α exp(−γ_trans·z_i)``, ``β_i = β exp(−γ_life·z_i)``: positive coefficients
+    #: raise the purchase rate ``r/α_i`` and the drop-out rate ``s/β_i``.
+    covariate_links = {"purchase": (("alpha", -1.0),), "dropout": (("beta", -1.0),)}
     log_likelihood = staticmethod(log_likelihood)
     #: The formulas of the purchase-model protocol (see :mod:`.purchase`).
     expected_purchases_formula = staticmethod(expected_purchases)

@@ -432,9 +432,33 @@ def _check_params(cls: type, params, where: Path) -> None:
         _positive_values(value, f"value of parameter {name!r}", where)
 
 
-def _check_covariance(cls: type, cov, where: Path) -> None:
-    """``covariance_``: a k x k float matrix, all NaN (no standard errors) or symmetric positive semi-definite."""
-    k = len(cls.param_names)
+def _check_covariates(cls: type, fitted: dict, where: Path) -> int:
+    """``covariates_`` (a valid design of ``cls``'s covariate processes) with ``coefficients_`` (finite,
+    one per coefficient); returns the number of free coefficients (0 without covariates)."""
+    if "covariates_" not in fitted:
+        if "coefficients_" in fitted:
+            raise _tampered(where, "holds coefficients_ without the covariates_ they belong to")
+        return 0
+    from .covariates import CovariateDesign, CovariateLink
+
+    try:
+        design = CovariateDesign.from_dict(fitted["covariates_"])
+        if not set(design.processes) <= set(cls.covariate_links):
+            raise ClvDataError(f"processes {sorted(design.processes)} are not those of {cls.__name__}")
+        link = CovariateLink.build(cls.covariate_links, design)
+    except (ClvDataError, AttributeError, TypeError) as exc:
+        raise _tampered(where, f"holds an invalid covariates_ ({str(exc)[:200]})") from None
+    coefs = fitted.get("coefficients_")
+    if not isinstance(coefs, pd.Series) or sorted(map(str, coefs.index)) != sorted(link.coefficient_names) \
+            or np.asarray(coefs).dtype.kind != "f" or not np.all(np.isfinite(coefs.to_numpy())):
+        raise _tampered(where, f"holds coefficients_ that are not finite values of {list(link.coefficient_names)}")
+    return link.n_free
+
+
+def _check_covariance(cls: type, cov, where: Path, n_coefficients: int = 0) -> None:
+    """``covariance_``: a k x k float matrix (k: the parameters and free covariate coefficients), all NaN
+    (no standard errors) or symmetric positive semi-definite."""
+    k = len(cls.param_names) + n_coefficients
     if not isinstance(cov, np.ndarray) or cov.shape != (k, k) or cov.dtype.kind != "f":
         raise _tampered(where, f"holds a covariance_ that is not a {k} x {k} matrix of floats")
     if np.isnan(cov).all():
@@ -469,8 +493,9 @@ def _load_fitted(cls: type, saved, where: Path) -> dict:
         raise _tampered(where, "holds fitted attributes but no fitted parameters (params_)")
     if "params_" in fitted:
         _check_params(cls, fitted["params_"], where)
+    n_coefficients = _check_covariates(cls, fitted, where)
     if "covariance_" in fitted:
-        _check_covariance(cls, fitted["covariance_"], where)
+        _check_covariance(cls, fitted["covariance_"], where, n_coefficients)
     method = fitted.get("method_", cls.methods[0])
     if method not in cls.methods:
         raise _tampered(where, f"holds method_ = {_short(method)}, not a fit method of {cls.__name__}")
@@ -494,14 +519,15 @@ def _load_params(cls: type, saved, where: Path) -> dict:
     return params
 
 
-def _load_posterior(cls: type, data: bytes, names, where: Path) -> dict[str, np.ndarray]:
+def _load_posterior(cls: type, data: bytes, names, where: Path, coefficients=()) -> dict[str, np.ndarray]:
     """posterior_draws_ from the (checksummed) bytes of posterior.nc: one finite positive draw per
-    parameter and draw, equally many of each."""
+    parameter and draw (and one finite draw per covariate coefficient), equally many of each."""
     import xarray as xr
 
-    if not isinstance(names, list) or sorted(map(str, names)) != sorted(cls.param_names):
+    expected = sorted([*cls.param_names, *coefficients])
+    if not isinstance(names, list) or sorted(map(str, names)) != expected:
         raise _tampered(where, f"lists the posterior variables {_short(names)}, not the parameters "
-                               f"{list(cls.param_names)} of {cls.__name__}")
+                               f"{expected} of {cls.__name__}")
     try:
         with xr.open_dataset(io.BytesIO(data), engine="h5netcdf") as ds:
             draws = {k: ds[k].to_numpy().copy() for k in names}
@@ -510,6 +536,10 @@ def _load_posterior(cls: type, data: bytes, names, where: Path) -> dict[str, np.
     if len({v.shape for v in draws.values()}) != 1 or next(iter(draws.values())).ndim != 1:
         raise _tampered(where.parent / POSTERIOR_FILE, "holds draws of different shapes, not one draw per parameter")
     for k, v in draws.items():
+        if k in coefficients:
+            if not np.all(np.isfinite(v)):
+                raise _tampered(where.parent / POSTERIOR_FILE, f"holds non-finite draws of coefficient {k!r}")
+            continue
         _positive_values(v, f"posterior draw of parameter {k!r}", where.parent / POSTERIOR_FILE)
     return draws
 
@@ -577,7 +607,9 @@ def _read_model(path: Path, digest: str | None = None) -> object:
     for attr, value in _load_fitted(cls, doc["fitted"], where).items():
         setattr(model, attr, value)
     if POSTERIOR_FILE in contents:
-        model.posterior_draws_ = _load_posterior(cls, contents[POSTERIOR_FILE], doc["posterior_variables"], where)
+        coefficients = tuple(map(str, getattr(model, "coefficients_", pd.Series(dtype=float)).index))
+        model.posterior_draws_ = _load_posterior(cls, contents[POSTERIOR_FILE], doc["posterior_variables"], where,
+                                                 coefficients)
     if IDATA_FILE in contents:
         model.idata_ = _load_idata(contents[IDATA_FILE], where)
     return model

@@ -53,7 +53,7 @@ def log_posterior_moments(model) -> tuple[np.ndarray, np.ndarray]:
     if draws is not None:
         logs = np.column_stack([np.log(np.asarray(draws[k], dtype=float)) for k in names])
         return logs.mean(axis=0), logs.std(axis=0, ddof=1)
-    sd = np.sqrt(np.diag(model.covariance_)) if getattr(model, "covariance_", None) is not None else np.nan
+    sd = np.sqrt(np.diag(model.covariance_)[:len(names)]) if getattr(model, "covariance_", None) is not None else np.nan
     return np.log(model.params_[names].to_numpy(dtype=float)), np.broadcast_to(sd, (len(names),))
 
 
@@ -84,12 +84,12 @@ def check_prior_sensitivity(model, data: dict[str, np.ndarray], w: np.ndarray) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # an MLE that fails is the finding, reported below
         try:
-            fit_mle(reference, data, w)
+            fit_mle(reference, data, w, link=model._covariate_link())
             mle_params, cov = reference.params_[names].to_numpy(), reference.covariance_
             converged = reference.converged_
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             mle_params, cov, converged = np.full(len(names), np.nan), None, False
-    se = np.sqrt(np.diag(cov)) if cov is not None else np.full(len(names), np.nan)
+    se = np.sqrt(np.diag(cov)[:len(names)]) if cov is not None else np.full(len(names), np.nan)
     post_mean, post_sd = log_posterior_moments(model)
     table = prior_sensitivity_table(names, post_mean, post_sd, mle_params, se, converged)
     model.prior_sensitivity_ = table

@@ -79,6 +79,12 @@ class PurchaseModel(CLVModel):
     #: operations per row, which is cheaper than finding the distinct rows.
     compress_alive_rows: ClassVar[bool] = True
 
+    def __init__(self, *, purchase_covariates: list[str] | None = None, dropout_covariates: list[str] | None = None, **kwargs):
+        """``purchase_covariates``, ``dropout_covariates``: columns of the customer table whose values scale the purchase and drop-out processes (each model's ``covariate_links``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
+        super().__init__(**kwargs)
+        self.purchase_covariates = purchase_covariates
+        self.dropout_covariates = dropout_covariates
+
     @staticmethod
     @abstractmethod
     def probability_alive_formula(params, frequency, recency, age):
@@ -153,16 +159,19 @@ class PurchaseModel(CLVModel):
 
         return self._predict(alive_at, rfm, name="probability_alive", **kwargs)
 
-    def expected_purchases_new_customer(self, t, **kwargs):
+    def expected_purchases_new_customer(self, t, covariates: pd.DataFrame | None = None, **kwargs):
         """E[X(t)] for a newly acquired customer, for one or several ``t``: a float for scalar ``t``
-        without interval, else a Series/frame indexed by ``t``."""
+        without interval, else a Series/frame indexed by ``t``.
+
+        A model with covariates needs the new customers' ``covariates``: one profile (a dict or
+        Series) for every ``t``, or a frame of profiles for one ``t`` (the result is indexed like it)."""
         formula = self.require_formula("new_customer_formula", "expected_purchases_new_customer")
         ts = np.atleast_1d(np.asarray(t, dtype=float))
         self.check_window(ts)
-        grid = pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t"))
+        grid = self._covariate_grid(pd.DataFrame({"t": ts}, index=pd.Index(ts, name="t")), covariates)
         out = self._predict(lambda params, t: formula(params, t=t), grid, name="expected_purchases",
                             columns=("t",), **kwargs)
-        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) else out
+        return float(out.iloc[0]) if np.ndim(t) == 0 and isinstance(out, pd.Series) and len(out) == 1 else out
 
 
 def period_boundaries(t) -> tuple[np.ndarray, bool]:
@@ -277,10 +286,12 @@ def per_distinct_draw(fn, params: dict, *columns):
     Simulations share each parameter draw between several futures (the rows of ``params``, shape
     ``(n_samples, 1)``, repeat; :func:`clvmodels.predictive._simulate_chunks`), customers share
     histories (one-time buyers of the same day; the simulation's chunks hold customers of equal
-    histories together), and a formula such as Pareto/NBD's P(alive) (a numerical integral) costs
-    far more per value than the gather."""
+    histories together) unless their parameters are their own (covariates: a customer axis in
+    ``params``), and a formula such as Pareto/NBD's P(alive) (a numerical integral) costs far more
+    per value than the gather."""
     columns = [np.asarray(c, dtype=float) for c in columns]
-    if len(columns) and all(c.ndim == 1 for c in columns):
+    shared = all(np.ndim(v) == 0 or np.shape(v)[-1] == 1 for v in params.values())   # not per customer (covariates)
+    if shared and len(columns) and all(c.ndim == 1 for c in columns):
         _, first, inverse = np.unique(np.column_stack(columns), axis=0, return_index=True, return_inverse=True)
         if len(first) < len(columns[0]):
             out = per_distinct_draw(fn, params, *(c[first] for c in columns))

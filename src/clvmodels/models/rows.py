@@ -34,16 +34,17 @@ def unique_rows(data: dict[str, np.ndarray]):
     return {k: v[first] for k, v in data.items()}, inverse
 
 
-def per_distinct_pair(fn, x, age, *, axis: int = -2):
+def per_distinct_pair(fn, x, age, *, axis: int = -2, params: dict | None = None):
     """``fn(x, age)`` evaluated once per distinct ``(x, age)`` pair of 1-d customer arrays and gathered
     back along ``axis``, the customers' axis of the result (−2 for a pmf table ``(..., customers,
     support)``, −1 for one value per draw and customer ``(draws, customers)``).
 
     The law of a customer alive at ``T`` depends on ``(x, T)`` only, which far fewer customers share
     than whole histories (e.g. ~1,000 against ~20,000 among 50,000 customers); other shapes are passed
-    through unchanged."""
+    through unchanged, and so are per-customer ``params`` (covariates: a last axis longer than 1)."""
     x, age = np.asarray(x, dtype=float), np.asarray(age, dtype=float)
-    if x.ndim != 1 or age.shape != x.shape or len(x) < 2:
+    per_customer = params is not None and any(np.shape(v)[-1:] not in ((), (1,)) for v in params.values())
+    if x.ndim != 1 or age.shape != x.shape or len(x) < 2 or per_customer:
         return fn(x, age)
     data, inverse = unique_rows({"x": x, "age": age})
     if len(data["x"]) == len(x):

@@ -176,6 +176,8 @@ class ShiftedBetaGeoModel(ContractualModel):
         "alpha": ("HalfNormal", {"sigma": 10.0}),
         "beta": ("HalfNormal", {"sigma": 10.0}),
     }
+    #: Covariates (PyMC-Marketing): ``α_i = α exp(−γ_α·z_i)``, ``β_i = β exp(−γ_β·z_i)``.
+    covariate_links = {"dropout": (("alpha", -1.0), ("beta", -1.0))}
     log_likelihood = staticmethod(log_likelihood)
     survival_formula = staticmethod(survival)
     retention_rate_formula = staticmethod(retention_rate)

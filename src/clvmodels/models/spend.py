@@ -33,6 +33,11 @@ class SpendModel(CLVModel):
     kind_name = "spend model"
     data_columns = ("frequency", "monetary_value")
 
+    def __init__(self, *, spend_covariates: list[str] | None = None, **kwargs):
+        """``spend_covariates``: columns of the customer table whose values scale spend (``covariate_links``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
+        super().__init__(**kwargs)
+        self.spend_covariates = spend_covariates
+
     @staticmethod
     @abstractmethod
     def expected_spend_formula(params, frequency, monetary_value):
