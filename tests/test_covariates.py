@@ -384,7 +384,7 @@ def test_clv_and_predictive_distributions_use_each_customers_parameters(simulate
     np.testing.assert_allclose(out["mean"], m.expected_purchases(10, rfm=rfm), rtol=1e-9)
     np.testing.assert_allclose(out["p_zero"], bgnbd_pmf(params, **hist, t=10.0, n_max=4)[:, 0], rtol=1e-9)
     # simulated futures average to the expected value
-    sims = clv.simulate_clv(m, gg, rfm.iloc[:50], horizon=3, period="M", discount_rate=0.01, n_samples=4000, seed=1)
+    sims = clv.simulate_clv(m, gg, rfm.iloc[:50], horizon=3, period="M", discount_rate=0.01, n_samples=4000, seed=1).to_numpy()
     assert sims.shape == (4000, 50)
     assert abs(sims.mean() - (purchases * spend)[:50].mean()) < 4 * sims.mean(axis=1).std() / np.sqrt(4000) + 0.05 * sims.mean()
     with pytest.raises(ClvDataError, match="not found"):
