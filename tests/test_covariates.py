@@ -310,6 +310,15 @@ def test_pareto_and_gamma_gamma_predictions_equal_direct_evaluation():
     hist = {k: rfm[k].to_numpy(dtype=float) for k in ("frequency", "recency", "T")}
     np.testing.assert_allclose(m.expected_purchases(10, rfm=rfm), pnbd_expected(per_customer(m, rfm), **hist, t=10.0),
                                rtol=1e-10)
+    # simulated futures: customers of one history but their own parameters are not merged
+    # (per_distinct_draw shares a history's P(alive) only where the parameters are shared)
+    from clvmodels.models.purchase import per_distinct_draw
+    from clvmodels.models.pareto_nbd import probability_alive as pnbd_alive
+
+    own = {k: np.asarray(v)[None, :] * np.ones((3, 1)) for k, v in per_customer(m, rfm).items()}
+    weekly = [np.round(v) for v in hist.values()]                  # histories to the week: shared by many
+    assert len(np.unique(np.column_stack(weekly), axis=0)) < len(rfm) / 2
+    np.testing.assert_array_equal(per_distinct_draw(pnbd_alive, own, *weekly), pnbd_alive(own, *weekly))
     spend = rfm[rfm.frequency > 0].assign(monetary_value=lambda d: 20 + 5 * d.x1 + d.x2)
     gg = GammaGammaModel(spend_covariates=["x1"]).fit(spend)
     np.testing.assert_allclose(gg.expected_spend(spend), expected_spend(per_customer(gg, spend), spend.frequency.to_numpy(
