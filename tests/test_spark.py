@@ -65,7 +65,7 @@ def assert_same(expected: pd.DataFrame, spark_frame) -> pd.DataFrame:
     assert got.index.equals(expected.index)
     assert list(got.columns) == list(expected.columns)
     for c in expected.columns:
-        if c in ("monetary_value", "value_holdout"):
+        if c in ("monetary_value", "value_holdout", "litt"):
             np.testing.assert_allclose(got[c], expected[c], rtol=1e-12, atol=1e-9, err_msg=c)
         else:
             assert np.array_equal(got[c].to_numpy(), expected[c].to_numpy()), c
@@ -77,7 +77,7 @@ def test_cdnow_summary_and_holdout_identical(spark):
     sdf = spark.createDataFrame(log)
     kw = dict(observation_end="1997-09-30", truncate=True, timestamp="date")
     assert_same(_pandas_summary(log, **kw), rfm_summary_spark(sdf, **kw))
-    kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D")
+    kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D", litt=True)
     got = assert_same(_pandas_summary(log, **kw), rfm_summary_spark(sdf, **kw))
     assert len(got) == 2357
 
@@ -92,7 +92,7 @@ def test_messy_log_identical(spark, resolution, time_unit):
     refunds = log.sample(frac=0.05, random_state=2).assign(amount=lambda d: -d["amount"])
     messy = pd.concat([log, extra, log.head(20), refunds], ignore_index=True).sample(frac=1.0, random_state=3)
     sdf = spark.createDataFrame(messy)
-    kw = dict(resolution=resolution, time_unit=time_unit, refunds="drop")
+    kw = dict(resolution=resolution, time_unit=time_unit, refunds="drop", litt=True)
     assert_same(_pandas_summary(messy, **kw), rfm_summary_spark(sdf, **kw))
     cal = dict(kw, calibration_end=messy["timestamp"].min() + pd.Timedelta(days=12))
     expected = _pandas_summary(messy, **cal)
