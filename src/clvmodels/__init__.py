@@ -18,6 +18,7 @@ from .data import load_transactions
 from .errors import (AssumptionWarning, ClvDataError, ConvergenceWarning, ModelFileError, ModelKindError,
                      NotFittedError, PriorSensitivityWarning)
 from .models import BetaGeoModel, CLVModel, GammaGammaModel
+from .models import BetaGeoCNBDModel, ModifiedBetaGeoCNBDModel
 from .models import (BetaGeoBetaBinomModel, ContinuousPurchaseModel, ContractualModel, DiscretePurchaseModel,
                      ModifiedBetaGeoModel, ParetoNBDModel, PurchaseModel, ShiftedBetaGeoModel, SpendModel,
                      survivor_table)
@@ -40,6 +41,7 @@ __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualMode
             "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
 __all__ += ["PriorSensitivityWarning"]
+__all__ += ["BetaGeoCNBDModel", "ModifiedBetaGeoCNBDModel"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",

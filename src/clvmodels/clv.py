@@ -44,7 +44,8 @@ def purchase_value_draws(model_cls, params, histories: dict, *, bounds: np.ndarr
     ``E[Y(t) | x, t_x, T] = P(alive) · E[Y(t) | alive at T]`` and the second factor depends on
     ``(x, T)`` only, which far fewer customers share than whole histories: the horizon's sum is taken
     once per distinct ``(x, T)`` and multiplied by ``P(alive)`` once per history."""
-    pairs, pair_code = unique_rows({k: histories[k] for k in ("frequency", model_cls.age_column)})
+    columns = model_cls.future_columns or ("frequency", model_cls.age_column)
+    pairs, pair_code = unique_rows({k: histories[k] for k in columns})
     future = model_cls.future_purchases_formula
     total = 0.0
     previous = 0.0

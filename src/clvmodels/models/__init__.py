@@ -5,6 +5,7 @@ retention models (:mod:`.contractual`); each model's mathematics lives in its ow
 from .base import CLVModel
 from .bgbb import BetaGeoBetaBinomModel
 from .bgnbd import BetaGeoModel
+from .cnbd import BetaGeoCNBDModel, ModifiedBetaGeoCNBDModel
 from .contractual import ContractualModel, survivor_table
 from .gamma_gamma import GammaGammaModel
 from .mbgnbd import ModifiedBetaGeoModel
@@ -14,6 +15,6 @@ from .registry import register_model_class
 from .sbg import ShiftedBetaGeoModel
 from .spend import SpendModel
 
-__all__ = ["BetaGeoBetaBinomModel", "BetaGeoModel", "CLVModel", "ContinuousPurchaseModel", "ContractualModel",
+__all__ = ["BetaGeoBetaBinomModel", "BetaGeoCNBDModel", "BetaGeoModel", "ModifiedBetaGeoCNBDModel", "CLVModel", "ContinuousPurchaseModel", "ContractualModel",
            "DiscretePurchaseModel", "GammaGammaModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel",
            "ShiftedBetaGeoModel", "SpendModel", "register_model_class", "survivor_table"]

@@ -415,7 +415,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     """
     import pymc as pm
 
-    cls = type(model)
+    cls = model.likelihood_structure()
     names = list(cls.param_names)
     priors = resolve_priors(cls, model.priors if priors is None else priors, data, w)
     draws, tune, chains = check_sampling(model.draws if draws is None else draws,
@@ -524,7 +524,7 @@ def _map_estimate(model, data, w, entry, priors):
     negative Hessian of the log posterior) and the compiled log posterior and log-likelihood.
     """
     log_post, loglik = entry.function(
-        "map", lambda: _log_posterior_functions(type(model), tuple(data), entry.pymc_model, priors))
+        "map", lambda: _log_posterior_functions(model.likelihood_structure(), tuple(data), entry.pymc_model, priors))
     opt = minimize_log_params(
         Objective(log_post, negate=True), starting_points(model, data, w),
         failure=f"{type(model).__name__}: the log posterior is not finite at any starting point; "

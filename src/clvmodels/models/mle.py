@@ -114,10 +114,11 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     """
     names = list(model.param_names)
     name = type(model).__name__
-    f = mle_objective(type(model), tuple(data))
+    structure = model.likelihood_structure()
+    f = mle_objective(structure, tuple(data))
     penalizer = float(model.penalizer)
     total = float(w.sum())
-    args = objective_inputs(type(model), data, w) + [total, penalizer]
+    args = objective_inputs(structure, data, w) + [total, penalizer]
     fun = Objective(f, args)
     opt = minimize_log_params(
         fun, starting_points(model, data, w, x0),
