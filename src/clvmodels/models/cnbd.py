@@ -30,7 +30,7 @@ from scipy.special import betainc, betaln, expit, gammaln, logsumexp
 from ..errors import ClvDataError, ConvergenceWarning
 from ..validation import validate_columns
 from .bgnbd import BetaGeoModel, purchases_before_dropout
-from .namespaces import as_namespace
+from .namespaces import as_namespace, likelihood
 from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_periods
 
 #: Largest Erlang order accepted (a saved model's ``k_`` is checked against it).
@@ -112,8 +112,8 @@ def likelihood_structure(model_cls: type, k: int) -> type:
         "__module__": __name__, "k": k, "param_names": model_cls.param_names,
         "default_priors": model_cls.default_priors, "joint_priors": model_cls.joint_priors,
         "bayes_parametrisation": None,
-        "log_likelihood": staticmethod(functools.partial(log_likelihood, k=k, d=d)),
-        "log_likelihood_parts": tuple((cols, functools.partial(fn, k=k, d=d)) for cols, fn in parts)})
+        "log_likelihood": staticmethod(likelihood(functools.partial(log_likelihood, k=k, d=d))),
+        "log_likelihood_parts": tuple((cols, likelihood(functools.partial(fn, k=k, d=d))) for cols, fn in parts)})
 
 
 # ---------------------------------------------------------------------------- predictions
