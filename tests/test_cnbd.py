@@ -192,3 +192,39 @@ def test_bad_settings_and_missing_litt(cdnow):
         ModifiedBetaGeoCNBDModel(max_k=0).fit(cdnow)
     with pytest.raises(ClvDataError, match="k must be one whole number"):
         cnbd.erlang_order({"k": np.array([1.0, 2.0])})
+
+
+# ---------------------------------------------------------------------------- Bayesian fits
+def test_each_k_is_its_own_compiled_structure():
+    from clvmodels.models.bayes import structure_key
+
+    names = ("frequency", "recency", "T", "litt")
+    priors = {}
+    keys = {structure_key(cnbd.likelihood_structure(ModifiedBetaGeoCNBDModel, k), names, priors) for k in (1, 2, 3)}
+    keys.add(structure_key(cnbd.likelihood_structure(BetaGeoCNBDModel, 2), names, priors))
+    assert len(keys) == 4
+    assert cnbd.likelihood_structure(ModifiedBetaGeoCNBDModel, 2) is cnbd.likelihood_structure(ModifiedBetaGeoCNBDModel, 2)
+
+
+def test_map_at_k_2_is_near_the_mle(cdnow):
+    model = ModifiedBetaGeoCNBDModel(k=2).fit(cdnow, method="map")
+    assert model.k_ == 2 and model.method_ == "map"
+    mle = ModifiedBetaGeoCNBDModel(k=2).fit(cdnow)
+    for name in NAMES:   # weak priors: the mode moves by less than one standard error
+        se = mle.summary().loc[name, "se"]
+        assert abs(model.params_[name] - mle.params_[name]) < se, name
+    assert model.log_likelihood_ == pytest.approx(mle.log_likelihood_, abs=0.5)
+    assert np.isfinite(model.expected_purchases(t=39.0, interval=0.9, n_draws=50, seed=0)).all().all()
+
+
+@pytest.mark.slow
+def test_short_nuts_selects_k_by_mle_then_samples(cdnow):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ModifiedBetaGeoCNBDModel(max_k=2).fit(cdnow, method="nuts", draws=300, tune=300, chains=2,
+                                                        random_seed=1, progressbar=False)
+    assert model.k_ == 1 and model.method_ == "nuts"
+    table = model.summary()
+    for name, value in zip(NAMES, REFERENCE[0][2:6]):
+        assert abs(table.loc[name, "mean"] - value) < 2 * table.loc[name, "sd"], name
+    assert len(model.parameter_draws()["k"]) == 600
