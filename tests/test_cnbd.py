@@ -228,3 +228,24 @@ def test_short_nuts_selects_k_by_mle_then_samples(cdnow):
     for name, value in zip(NAMES, REFERENCE[0][2:6]):
         assert abs(table.loc[name, "mean"] - value) < 2 * table.loc[name, "sd"], name
     assert len(model.parameter_draws()["k"]) == 600
+
+
+# ---------------------------------------------------------------------------- command line
+def test_command_line_summarize_fit_and_score(tmp_path, capsys):
+    from clvmodels import cli
+
+    log = simulate(1500, **TRUE, k=2, drop_at_first=True, cohort_length=12, observation_length=40, seed=5)
+    log.to_parquet(tmp_path / "log.parquet")
+    args = ["summarize", str(tmp_path / "log.parquet"), "--time-unit", "W", "--litt"]
+    assert cli.main(args + ["--out", str(tmp_path / "rfm.parquet")]) == 0
+    assert cli.main(args[:-1] + ["--out", str(tmp_path / "plain.parquet")]) == 0
+    assert "litt" in pd.read_parquet(tmp_path / "rfm.parquet").columns
+    fit = ["fit", "--model", "mbgcnbd+gg", "--method", "mle"]
+    assert cli.main(fit + [str(tmp_path / "plain.parquet"), "--out", str(tmp_path / "bad")]) == 2
+    assert "litt" in capsys.readouterr().err
+    assert cli.main(fit + [str(tmp_path / "rfm.parquet"), "--out", str(tmp_path / "model")]) == 0
+    assert "k=2" in capsys.readouterr().out
+    assert cli.main(["score", str(tmp_path / "model"), str(tmp_path / "plain.parquet"), "--horizon", "3",
+                     "--period", "M", "--out", str(tmp_path / "scores.parquet")]) == 0
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert len(scores) == 1500 and scores["clv"].notna().all()

@@ -59,6 +59,8 @@ class CLVModel(ABC):
     param_names: ClassVar[tuple[str, ...]] = ()
     #: Columns of the RFM frame the model reads.
     data_columns: ClassVar[tuple[str, ...]] = ()
+    #: Columns the fit reads beyond :attr:`data_columns` (CNBD-k's ``litt``); predictions do not.
+    fit_columns: ClassVar[tuple[str, ...]] = ()
     #: Default priors of the Bayesian fits: ``{param: ("Distribution", {kwargs})}``.
     default_priors: ClassVar[dict[str, tuple[str, dict[str, float]]]] = {}
     #: Pairs of beta-mixing shapes given a joint prior by default (see :mod:`.bayes`).
@@ -145,9 +147,9 @@ class CLVModel(ABC):
         return {}
 
     def _fit_arrays(self, rfm: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The columns the likelihood reads: :meth:`_data_arrays` unless a model's likelihood needs more
-        than its predictions (CNBD-k's ``litt``)."""
-        return self._data_arrays(rfm)
+        """The columns the likelihood reads: :meth:`_data_arrays` and the :attr:`fit_columns`."""
+        data = self._data_arrays(rfm)
+        return {**data, **validate_columns(rfm, self.fit_columns)} if self.fit_columns else data
 
     def initial_params(self, data: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Starting values of the optimiser (natural scale); subclasses may give better ones."""

@@ -28,7 +28,6 @@ import pandas as pd
 from scipy.special import betainc, betaln, expit, gammaln, logsumexp
 
 from ..errors import ClvDataError, ConvergenceWarning
-from ..validation import validate_columns
 from .bgnbd import BetaGeoModel, purchases_before_dropout
 from .namespaces import as_namespace, likelihood
 from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_periods
@@ -287,6 +286,7 @@ class _CNBDModel(ContinuousPurchaseModel):
     #: ``d`` of the likelihood: 1 when the customer may drop out right after her first purchase.
     drop_at_first: ClassVar[int] = 1
     future_columns = ("frequency", "recency", "T")
+    fit_columns = ("litt",)
     initial_params = BetaGeoModel.initial_params
 
     def __init__(self, *, k="auto", max_k: int = 6, method: str = "mle", penalizer: float = 0.0,
@@ -328,9 +328,7 @@ class _CNBDModel(ContinuousPurchaseModel):
             raise ClvDataError(f"{type(self).__name__} needs the column 'litt' (the sum of the logs of each "
                                "customer's inter-purchase times): summarise the log with "
                                "clvmodels.rfm_summary(..., litt=True) (or calibration_holdout(..., litt=True)).")
-        data = self._data_arrays(rfm)
-        data["litt"] = validate_columns(rfm, ("litt",))["litt"]
-        return data
+        return super()._fit_arrays(rfm)
 
     def fit(self, rfm: pd.DataFrame, *, method: str | None = None, weights=None, **kwargs):
         """Fit for the given ``k``, or for ``k="auto"`` choose ``k`` in ``1 .. max_k`` by maximum
