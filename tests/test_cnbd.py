@@ -249,3 +249,17 @@ def test_command_line_summarize_fit_and_score(tmp_path, capsys):
                      "--period", "M", "--out", str(tmp_path / "scores.parquet")]) == 0
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     assert len(scores) == 1500 and scores["clv"].notna().all()
+
+
+@pytest.mark.slow   # minutes: CNBD-k's expectations are series of incomplete beta functions per draw
+def test_backtest_on_regular_buyers_favours_the_regular_model(tmp_path):
+    log = simulate(2000, **TRUE, k=3, drop_at_first=True, cohort_length=12, observation_length=64, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = clv.backtest(log, {"MBG/NBD": clv.ModifiedBetaGeoModel(), "MBG/CNBD-k": ModifiedBetaGeoCNBDModel()},
+                              calibration_end="2024-07-01", observation_end="2025-03-24", time_unit="W")
+    table = result.table("purchases")
+    assert table.loc["MBG/CNBD-k", "mae"] < 0.8 * table.loc["MBG/NBD", "mae"]
+    assert abs(table.loc["MBG/CNBD-k", "total_error_pct"]) < abs(table.loc["MBG/NBD", "total_error_pct"])
+    assert table.loc["MBG/CNBD-k", "crps"] < table.loc["MBG/NBD", "crps"]
+    assert "MBG/CNBD-k" in clv.compare_report(result, tmp_path / "report.html").read_text()
