@@ -263,3 +263,39 @@ def test_backtest_on_regular_buyers_favours_the_regular_model(tmp_path):
     assert abs(table.loc["MBG/CNBD-k", "total_error_pct"]) < abs(table.loc["MBG/NBD", "total_error_pct"])
     assert table.loc["MBG/CNBD-k", "crps"] < table.loc["MBG/NBD", "crps"]
     assert "MBG/CNBD-k" in clv.compare_report(result, tmp_path / "report.html").read_text()
+
+
+# ---------------------------------------------------------------------------- regularity diagnostics
+@pytest.mark.parametrize("k", [1, 3])
+def test_estimate_regularity_recovers_k(k):
+    """Many purchases per customer (hour resolution: no merged purchases): Wheat & Morrison's k
+    within 15% (M ~ Beta(k, k) for Erlang-k gaps of any rate) and the median gamma shape near k."""
+    log = simulate(6000, r=20.0, alpha=10.0, a=0.5, b=40.0, k=k, cohort_length=4, observation_length=60, seed=k)
+    reg = clv.estimate_regularity(log, resolution="h")
+    assert reg.k_wheat == pytest.approx(k, rel=0.15)
+    assert reg.k_gamma_median == pytest.approx(k, rel=0.25)
+    assert len(reg.shapes) < len(reg.m) and reg.min_purchases == 10
+    assert ((reg.m > 0) & (reg.m < 1)).all()
+
+
+def test_regularity_of_cdnow_and_its_plot(cdnow_sample_log):
+    reg = clv.estimate_regularity(cdnow_sample_log, resolution="D")
+    assert 0.5 < reg.k_wheat < 2.0        # CDNOW shows no regularity (models.md: k = 1 is selected)
+    fig = clv.plot_regularity(reg)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 and "k =" in ax.get_title()
+    with pytest.raises(ClvDataError, match="min_purchases"):
+        clv.estimate_regularity(cdnow_sample_log, min_purchases=2)
+
+
+def test_gamma_shape_mle_solves_its_equation():
+    from scipy import special
+
+    from clvmodels.regularity import gamma_shape_mle
+
+    itts = pd.Series(np.random.default_rng(0).gamma(2.5, 1.0, 3000), index=np.repeat(np.arange(3), 1000))
+    shapes = gamma_shape_mle(itts)
+    for cid, k in shapes.items():
+        x = itts.loc[cid].to_numpy()
+        assert np.log(k) - special.digamma(k) == pytest.approx(np.log(x.mean()) - np.log(x).mean(), rel=1e-10)
+        assert k == pytest.approx(2.5, rel=0.15)

@@ -30,6 +30,8 @@ from .baselines import GradientBoostingBaseline, NoChangeBaseline, RFMScoreBasel
 from .plotting import (plot_calibration, plot_conditional_expectations, plot_frequency_recency_matrix, plot_lift,
                        plot_probability_alive_matrix, plot_survivors, plot_totals, plot_tracking)
 from .report import compare_report
+from .regularity import estimate_regularity
+from .plotting import plot_regularity
 
 __all__ = [
     "AssumptionWarning", "BetaGeoModel", "CLVModel", "ClvDataError", "ConvergenceWarning",
@@ -41,7 +43,7 @@ __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualMode
             "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
 __all__ += ["PriorSensitivityWarning"]
-__all__ += ["BetaGeoCNBDModel", "ModifiedBetaGeoCNBDModel"]
+__all__ += ["BetaGeoCNBDModel", "ModifiedBetaGeoCNBDModel", "estimate_regularity", "plot_regularity"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",
