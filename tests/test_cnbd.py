@@ -299,3 +299,20 @@ def test_gamma_shape_mle_solves_its_equation():
         x = itts.loc[cid].to_numpy()
         assert np.log(k) - special.digamma(k) == pytest.approx(np.log(x.mean()) - np.log(x).mean(), rel=1e-10)
         assert k == pytest.approx(2.5, rel=0.15)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_expected_purchases_given_a_phase_equals_the_sum_of_tail_probabilities(k):
+    """``Σ_i P(N = i) H(⌊(i+j)/k⌋)`` against the direct ``Σ_m S_m P(N >= mk−j)`` with scipy's
+    incomplete beta (``P(N >= i) = I_q(i, n)``), for every phase and a spread of parameters."""
+    from scipy.special import betainc, betaln
+
+    rng = np.random.default_rng(k)
+    size = 40
+    n, alpha_t, a, b = rng.uniform(0.2, 60, size), rng.uniform(0.5, 80, size), rng.uniform(0.1, 5, size), rng.uniform(0.2, 40, size)
+    t = rng.uniform(0.5, 150, size)
+    for j in range(k):
+        got = cnbd._expected_given_phase(n + j, alpha_t, a, b, t, k, np.full(size, float(j)))
+        m = np.arange(1, 4000)[:, None]
+        direct = (np.exp(betaln(a, b + m - 1) - betaln(a, b)) * betainc(m * k - j, n + j, t / (alpha_t + t))).sum(0)
+        np.testing.assert_allclose(got, direct, rtol=1e-11)

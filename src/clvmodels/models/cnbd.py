@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.special import betainc, betaln, expit, gammaln, logsumexp
+from scipy.special import betainc, expit, gammaln, logsumexp
 
 from ..errors import ClvDataError, ConvergenceWarning
 from .bgnbd import BetaGeoModel, purchases_before_dropout
@@ -141,46 +141,79 @@ def probability_alive(params, frequency, recency, T, *, d: int = 1):
     return _alive_state(params, frequency, recency, T, d)[0]
 
 
-#: A term of the series of :func:`_future_given_phase` below this (relative to the sum) ends it.
-SERIES_TOL = 1e-16
-
-
-def _future_given_phase(n, alpha_t, a, b, t, k: int, j: int, n_max: int | None = None, start: int = 1):
-    """``P(Y(t) >= m)`` for ``m = start, start+1, ...`` (up to ``n_max``) of a customer alive in phase
+def _future_given_phase(n, alpha_t, a, b, t, k: int, j: int, n_max: int):
+    """``P(Y(t) >= m)`` for ``m = 1 .. n_max`` of a customer alive in phase
     ``j`` with ``λ ~ Gamma(n, α')``, ``p ~ Beta(a, b)``: her m-th purchase is the ``(mk−j)``-th event of
     the Poisson process (a negative binomial count, ``P(N >= i) = I_q(i, n)``, ``q = t/(α'+t)``) and
     she survives the ``m−1`` drop-out coins before it (``B(a, b+m−1)/B(a, b)``). Yields the terms."""
     q = t / (alpha_t + t)
-    log_surv = betaln(a, b + (start - 1)) - betaln(a, b)
-    m = start
-    while n_max is None or m <= n_max:
+    log_surv = np.zeros(np.broadcast(n, alpha_t, a, b).shape)
+    m = 1
+    while m <= n_max:
         yield np.exp(log_surv) * betainc(float(m * k - j), n, q)
         log_surv = log_surv + np.log(b + (m - 1)) - np.log(a + b + (m - 1))
         m += 1
 
 
 def _alive_expectation(params, x, T, weights, k: int, d: int, t):
-    """``E[Y(t)]`` of a customer alive at ``T`` with phase weights ``weights``: ``Σ_j w_j Σ_{m>=1} P(Y >= m | j)``,
-    each element's series summed until its terms fall below :data:`SERIES_TOL` of its sum (the terms
-    decrease in ``m``)."""
-    total = 0.0
-    for j, w in enumerate(weights):
-        n, alpha_t, a, b, t_, w = np.broadcast_arrays(params["r"] + k * x + j, params["alpha"] + T, params["a"],
-                                                      params["b"] + x + d, t, w)
-        flat = [v.reshape(-1) for v in (n, alpha_t, a, b, t_)]
-        part = np.zeros(n.size)
-        active = np.arange(n.size)
-        terms, m = _future_given_phase(*flat, k, j), 1
-        while active.size:
-            term = next(terms)
-            part[active] += term
-            keep = term > SERIES_TOL * part[active]
-            if not keep.all():
-                active = active[keep]
-                terms = _future_given_phase(*(v[active] for v in flat), k, j, start=m + 1)
-            m += 1
-        total = total + w * part.reshape(n.shape)
-    return total
+    """``E[Y(t)]`` of a customer alive at ``T`` with phase weights ``weights``: ``Σ_j w_j E_j``, each
+    phase's :func:`_expected_given_phase` evaluated for all phases at once."""
+    shape = np.broadcast_shapes(np.shape(params["r"] + x), np.shape(params["alpha"] + T), np.shape(t),
+                                *(np.shape(w) for w in weights))
+    j = np.arange(k, dtype=float).reshape((k,) + (1,) * len(shape))
+    n, alpha_t, a, b, t_, j = (np.broadcast_to(v, (k,) + shape).reshape(-1) for v in (
+        params["r"] + k * x + j, params["alpha"] + T, params["a"], params["b"] + x + d, t, j))
+    per_phase = _expected_given_phase(n, alpha_t, a, b, t_, k, j).reshape((k,) + shape)
+    return sum(w * e for w, e in zip(weights, per_phase))
+
+
+#: A customer's sum in :func:`_expected_given_phase` stops once a bound on the rest falls below this
+#: fraction of it.
+SERIES_TOL = 1e-16
+
+
+def _expected_given_phase(n, alpha_t, a, b, t, k: int, j):
+    """``E[Y(t)]`` of customers alive in phase ``j`` (flat arrays) with ``λ ~ Gamma(n, α')`` and
+    ``p ~ Beta(a, b)``: her m-th purchase is the ``(mk−j)``-th event of the Poisson process, made if she
+    survived the ``m−1`` drop-out coins before it (probability ``S_m = B(a, b+m−1)/B(a, b)``), so
+
+    ``E[Y(t)] = Σ_m S_m P(N >= mk−j) = Σ_{i>=1} P(N = i) H(⌊(i+j)/k⌋)``, ``H(M) = Σ_{m<=M} S_m``,
+
+    with ``N`` negative binomial (``P(N = i) = Γ(n+i)/(Γ(n) i!) (1−q)^n q^i``, ``q = t/(α'+t)``). Every
+    term is positive (no cancellation); ``P(N = i)`` and ``S_m`` by their ratios, ``P(N = i)`` in log
+    space. A customer's sum stops once ``i`` is past the mode and the geometric bound
+    ``P(N = i) (H/(1−ρ) + 1/(k (1−ρ)²))`` on the rest (``ρ`` the larger of ``P(N = i+1)/P(N = i)`` and
+    ``q``, which bound every later ratio) is below :data:`SERIES_TOL` of the sum."""
+    out = np.zeros(n.shape)
+    with np.errstate(divide="ignore"):
+        log_q = np.log(t) - np.log(alpha_t + t)
+    log_pmf = -n * np.log1p(t / alpha_t)
+    q = np.exp(log_q)
+    H, S = np.zeros(n.shape), np.ones(n.shape)
+    purchases = np.zeros(n.shape)
+    idx = np.arange(n.size)
+    total = np.zeros(n.shape)
+    i = 0
+    while idx.size:
+        i += 1
+        log_pmf = log_pmf + np.log(n + (i - 1)) + log_q - np.log(i)
+        new = (i + j) % k == 0                  # the event that makes a purchase
+        H = np.where(new, H + S, H)
+        purchases = purchases + new
+        S = np.where(new, S * (b + purchases - 1) / (a + b + purchases - 1), S)
+        pmf = np.exp(log_pmf)
+        total = total + pmf * H
+        if i % 8 == 0:
+            rho = np.maximum((n + i) * q / (i + 1), q)
+            rest = pmf * (H / (1 - rho) + 1.0 / (k * (1 - rho) ** 2))
+            done = (rho < 1) & ((n + i) * q / (i + 1) < 1) & (rest <= SERIES_TOL * total) | (q == 0)
+            if done.any():
+                out[idx[done]] = total[done]
+                keep = ~done
+                idx = idx[keep]
+                n, a, b, j, q, log_q, log_pmf, H, S, purchases, total = (
+                    v[keep] for v in (n, a, b, j, q, log_q, log_pmf, H, S, purchases, total))
+    return out
 
 
 def future_purchases_alive(params, frequency, recency, T, *, t, d: int = 1):
