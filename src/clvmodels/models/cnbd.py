@@ -309,8 +309,24 @@ def _stacked_state(params, frequency, recency, T, d):
 
 
 # ---------------------------------------------------------------------------- estimators
+#: The formulas of the purchase-model protocol (see :mod:`.purchase`), each taking ``d``.
+FORMULAS = {"expected_purchases_formula": expected_purchases, "probability_alive_formula": probability_alive,
+            "future_purchases_formula": future_purchases_alive,
+            "probability_of_n_purchases_formula": probability_of_n_purchases,
+            "new_customer_formula": expected_purchases_new_customer, "purchase_pmf_formula": purchase_pmf,
+            "simulate_purchases_formula": simulate_purchases}
+
+
 class _CNBDModel(ContinuousPurchaseModel):
-    """Shared estimator of (M)BG/CNBD-k; subclasses set :attr:`drop_at_first` (``d``)."""
+    """Shared estimator of (M)BG/CNBD-k; a subclass sets :attr:`drop_at_first` (``d``), which fixes
+    its likelihood and :data:`FORMULAS`."""
+
+    def __init_subclass__(cls, **kwargs):
+        d = cls.drop_at_first
+        cls.log_likelihood = staticmethod(functools.partial(log_likelihood, d=d))
+        for name, formula in FORMULAS.items():
+            setattr(cls, name, staticmethod(functools.wraps(formula)(functools.partial(formula, d=d))))
+        super().__init_subclass__(**kwargs)
 
     param_names = ("r", "alpha", "a", "b")
     #: The parameters mean what they mean in BG/NBD: the same priors.
@@ -405,10 +421,6 @@ class _CNBDModel(ContinuousPurchaseModel):
 _NUMPY = as_namespace(np)
 
 
-def _with_d(fn, d: int):
-    return staticmethod(functools.wraps(fn)(functools.partial(fn, d=d)))
-
-
 class ModifiedBetaGeoCNBDModel(_CNBDModel):
     """MBG/CNBD-k (Platzer & Reutterer 2016): MBG/NBD with Erlang-k inter-purchase times.
 
@@ -434,14 +446,6 @@ class ModifiedBetaGeoCNBDModel(_CNBDModel):
     display_name = "MBG/CNBD-k"
     short_names = ("mbgcnbd",)
     drop_at_first = 1
-    log_likelihood = staticmethod(log_likelihood)
-    expected_purchases_formula = _with_d(expected_purchases, 1)
-    probability_alive_formula = _with_d(probability_alive, 1)
-    future_purchases_formula = _with_d(future_purchases_alive, 1)
-    probability_of_n_purchases_formula = _with_d(probability_of_n_purchases, 1)
-    new_customer_formula = _with_d(expected_purchases_new_customer, 1)
-    purchase_pmf_formula = _with_d(purchase_pmf, 1)
-    simulate_purchases_formula = _with_d(simulate_purchases, 1)
 
 
 class BetaGeoCNBDModel(_CNBDModel):
@@ -454,14 +458,6 @@ class BetaGeoCNBDModel(_CNBDModel):
     display_name = "BG/CNBD-k"
     short_names = ("bgcnbd",)
     drop_at_first = 0
-    log_likelihood = staticmethod(functools.partial(log_likelihood, d=0))
-    expected_purchases_formula = _with_d(expected_purchases, 0)
-    probability_alive_formula = _with_d(probability_alive, 0)
-    future_purchases_formula = _with_d(future_purchases_alive, 0)
-    probability_of_n_purchases_formula = _with_d(probability_of_n_purchases, 0)
-    new_customer_formula = _with_d(expected_purchases_new_customer, 0)
-    purchase_pmf_formula = _with_d(purchase_pmf, 0)
-    simulate_purchases_formula = _with_d(simulate_purchases, 0)
 
 
 __all__ = ["BetaGeoCNBDModel", "ModifiedBetaGeoCNBDModel", "likelihood_structure"]
