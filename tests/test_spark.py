@@ -213,3 +213,17 @@ def test_spark_agrees_with_pandas_on_the_messiest_log(spark):
             assert_same(_pandas_summary(log, **kw, **extra), rfm_summary_spark(sdf, **kw, **extra))
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+def test_cnbd_fit_reads_litt_from_spark(spark):
+    """A model whose fit reads more than its predictions (MBG/CNBD-k's litt) is fitted from the
+    Spark summary as from the pandas one."""
+    log = simulate(1500, r=3.0, alpha=6.0, a=1.0, b=3.0, k=2, drop_at_first=True, seed=8)
+    rfm = _pandas_summary(log, litt=True)
+    sdf_rfm = rfm_summary_spark(spark.createDataFrame(log), litt=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = clv.ModifiedBetaGeoCNBDModel(k=2).fit(rfm)
+        p, _ = fit_spark(sdf_rfm, clv.ModifiedBetaGeoCNBDModel(k=2), time_unit="W")
+    np.testing.assert_allclose(p.params_.to_numpy(), local.params_.to_numpy(), rtol=1e-6)
+    assert p.k_ == 2 and p.log_likelihood_ == pytest.approx(local.log_likelihood_, abs=1e-6)

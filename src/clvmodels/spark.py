@@ -281,7 +281,7 @@ def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **
     weighted by its number of customers.
     """
     unit = normalize_unit(time_unit)
-    cols = list(purchase_model.data_columns)
+    cols = list(purchase_model.data_columns) + list(getattr(purchase_model, "fit_columns", ()))  # CNBD-k: litt
     hist = rfm.groupBy(*cols).count().toPandas()
     hist.attrs["time_unit"] = unit
     purchase_model.fit(hist[cols], weights=hist["count"].to_numpy(dtype=float), **fit_kwargs)
