@@ -1,4 +1,4 @@
-"""How regular are a log's inter-purchase times? The diagnostics of Platzer & Reutterer (2016, sec. 5)
+"""How regular are a log's inter-purchase times? The diagnostics of Platzer & Reutterer (2016)
 and BTYDplus' ``estimateRegularity``, before fitting a CNBD-k model.
 
 * Wheat & Morrison (1990, "Estimating purchase regularity with two interpurchase times", JMR 27(1)):

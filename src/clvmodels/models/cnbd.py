@@ -38,7 +38,7 @@ MAX_K = 50
 
 # ---------------------------------------------------------------------------- likelihood
 def frequency_terms(params: dict, data: dict, xp, *, k: int = 1, d: int = 1):
-    """``lnΓ(r+kx) − lnΓ(r) + r ln α + ln B(a, b+x+d) − ln B(a, b)`` (Platzer & Reutterer 2016, eq. 10)."""
+    """``lnΓ(r+kx) − lnΓ(r) + r ln α + ln B(a, b+x+d) − ln B(a, b)`` (Platzer & Reutterer 2016; models.md)."""
     xp = as_namespace(xp)
     r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
     x = data["frequency"]
@@ -79,7 +79,7 @@ def history_log_terms(params: dict, x, tx, T, xp, *, k: int = 1, d: int = 1):
 
 
 def history_terms(params: dict, data: dict, xp, *, k: int = 1, d: int = 1):
-    """``−(r+kx) ln(α+T) + ln(S1 + S2)`` (Platzer & Reutterer 2016, eq. 10), by log-sum-exp."""
+    """``−(r+kx) ln(α+T) + ln(S1 + S2)`` (Platzer & Reutterer 2016; models.md), by log-sum-exp."""
     xp = as_namespace(xp)
     dead, alive = history_log_terms(params, data["frequency"], data["recency"], data["T"], xp, k=k, d=d)
     total = dead
@@ -89,7 +89,7 @@ def history_terms(params: dict, data: dict, xp, *, k: int = 1, d: int = 1):
 
 
 def log_likelihood(params: dict, data: dict, xp, *, k: int = 1, d: int = 1):
-    """Per-customer log-likelihood of (M)BG/CNBD-k (Platzer & Reutterer 2016, eq. 10; models.md):
+    """Per-customer log-likelihood of (M)BG/CNBD-k (Platzer & Reutterer 2016; models.md):
 
     ``(k−1) litt − x ln((k−1)!) + ln B(a, b+x+d) − ln B(a, b) + lnΓ(r+kx) − lnΓ(r) + r ln α
     − (r+kx) ln(α+T) + ln(S1 + S2)`` with ``S1 = [d = 1 or x > 0] a/(b+x−1+d) ((α+T)/(α+t_x))^(r+kx)``
@@ -137,7 +137,7 @@ def _alive_state(params, frequency, recency, T, d: int):
 
 
 def probability_alive(params, frequency, recency, T, *, d: int = 1):
-    """P(alive at T | x, t_x, T) = S2 / (S1 + S2) (Platzer & Reutterer 2016, eq. 12)."""
+    """P(alive at T | x, t_x, T) = S2 / (S1 + S2) (Platzer & Reutterer 2016): the alive terms' share of the likelihood."""
     return _alive_state(params, frequency, recency, T, d)[0]
 
 
@@ -217,7 +217,7 @@ def _expected_given_phase(n, alpha_t, a, b, t, k: int, j):
 
 
 def future_purchases_alive(params, frequency, recency, T, *, t, d: int = 1):
-    """E[Y(t)] in ``(T, T+t]`` of a customer alive at ``T`` (Platzer & Reutterer 2016, sec. 3.3, by
+    """E[Y(t)] in ``(T, T+t]`` of a customer alive at ``T`` (Platzer & Reutterer 2016's process, by
     summing ``P(Y(t) >= m)`` over ``m``; it reads the recency: the time since the last purchase
     tells her phase). At ``k = 1`` it is BG/NBD's (MBG/NBD's) closed form."""
     k = erlang_order(params)
@@ -381,7 +381,7 @@ class _CNBDModel(ContinuousPurchaseModel):
 
     def fit(self, rfm: pd.DataFrame, *, method: str | None = None, weights=None, **kwargs):
         """Fit for the given ``k``, or for ``k="auto"`` choose ``k`` in ``1 .. max_k`` by maximum
-        likelihood (Platzer & Reutterer 2016, sec. 4), then fit that ``k`` with ``method``.
+        likelihood (as Platzer & Reutterer 2016), then fit that ``k`` with ``method``.
 
         Sets ``k_`` and ``k_log_likelihoods_`` (each candidate's maximised log-likelihood) besides
         the attributes of every fit; only the chosen ``k``'s warnings are shown."""
