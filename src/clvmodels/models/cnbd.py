@@ -137,7 +137,8 @@ def _alive_state(params, frequency, recency, T, d: int):
 
 
 def probability_alive(params, frequency, recency, T, *, d: int = 1):
-    """P(alive at T | x, t_x, T) = S2 / (S1 + S2) (Platzer & Reutterer 2016): the alive terms' share of the likelihood."""
+    """P(alive at T | x, t_x, T) = S2 / (S1 + S2) (Platzer & Reutterer 2016): the alive terms' share of
+    the likelihood."""
     return _alive_state(params, frequency, recency, T, d)[0]
 
 
