@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "clvmodels.data": 0, "clvmodels.periods": 0, "clvmodels.rfm": 0, "clvmodels.scale": 0,
     "clvmodels.log_screening": 0, "clvmodels.workers": 0, "clvmodels.progress": 0,
     "clvmodels.validation": 0,
-    "clvmodels.metrics": 0, "clvmodels.datasets": 0,
+    "clvmodels.metrics": 0, "clvmodels.datasets": 0, "clvmodels.regularity": 0,
     # the models: likelihoods, formulas, fits, persistence
     "clvmodels.models": 1,
     # predictions and CLV

@@ -42,6 +42,16 @@ def test_cdnow_sample_equals_the_published_summary(cdnow_sample_log):
     assert np.abs(rfm["monetary_value"] - with_spend["monetary_value"]).max() <= 0.005 + 1e-9
 
 
+def test_cdnow_sample_litt_total(cdnow_sample_log):
+    """Σ litt over the CDNOW sample (weeks, 39-week calibration) as in models.md: 2,909.5047."""
+    rfm = clv.rfm_summary(cdnow_sample_log, observation_end="1997-09-30", time_unit="W", truncate=True, litt=True)
+    assert rfm["litt"].sum() == pytest.approx(2909.5047, abs=5e-5)
+    assert (rfm.loc[rfm["frequency"] == 0, "litt"] == 0).all()
+    ch = quiet(clv.calibration_holdout, cdnow_sample_log, "1997-09-30", "1998-06-30", "W", litt=True)
+    np.testing.assert_allclose(ch["litt"], rfm["litt"], rtol=1e-13, atol=1e-12)
+    assert "litt" not in clv.rfm_summary(cdnow_sample_log, observation_end="1997-09-30", truncate=True)
+
+
 def test_cdnow_sample_equals_lifetimes_summary_with_money(cdnow_sample_log, cdnow_sample_raw):
     ours = clv.rfm_summary(cdnow_sample_log, observation_end="1997-09-30", time_unit="D", truncate=True)
     theirs = lifetimes_utils.summary_data_from_transaction_data(
@@ -109,8 +119,10 @@ def oracle(df: pd.DataFrame, end: pd.Timestamp, unit: str, resolution: str) -> p
             spend[p] = spend.get(p, 0.0) + amount
         first, last = min(spend), max(spend)
         x = len(spend) - 1
+        periods = sorted(spend)
         rows[cid] = {"frequency": x, "recency": (last - first) / length,
                      "T": (period_start(end, resolution) - first) / length,
+                     "litt": sum(np.log((b - a) / length) for a, b in zip(periods, periods[1:])),
                      "monetary_value": sum(v for p, v in spend.items() if p != first) / x if x else 0.0}
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "customer_id"
@@ -144,7 +156,7 @@ def assert_frames_close(a: pd.DataFrame, b: pd.DataFrame) -> None:
 @PROPS
 @given(logs(), st.sampled_from(["h", "D", "W"]), st.sampled_from(["h", "D", "W", "M"]))
 def test_summary_matches_the_oracle(df, resolution, unit):
-    rfm = quiet(clv.rfm_summary, df, observation_end=END, time_unit=unit, resolution=resolution)
+    rfm = quiet(clv.rfm_summary, df, observation_end=END, time_unit=unit, resolution=resolution, litt=True)
     assert_frames_close(rfm, oracle(df, END, unit, resolution))
     assert rfm["frequency"].dtype == np.int64
 
@@ -238,9 +250,10 @@ def test_calibration_holdout_matches_the_oracle(df, cal_day, resolution):
         with pytest.raises(ClvDataError, match="No transactions on or before the calibration end"):
             quiet(clv.calibration_holdout, df, cal_end, END, resolution=resolution)
         return
-    ch = quiet(clv.calibration_holdout, df, cal_end, END, "D", resolution=resolution)
+    ch = quiet(clv.calibration_holdout, df, cal_end, END, "D", resolution=resolution, litt=True)
     cal = df[in_cal]
-    assert_frames_close(ch[["frequency", "recency", "T", "monetary_value"]], oracle(cal, cal_end, "D", resolution))
+    assert_frames_close(ch[["frequency", "recency", "T", "litt", "monetary_value"]],
+                        oracle(cal, cal_end, "D", resolution))
     hold = df[~in_cal & df["customer_id"].isin(cal["customer_id"])]
     periods = hold.assign(p=[period_start(t, resolution) for t in hold["timestamp"]])
     freq_h = periods.groupby("customer_id")["p"].nunique().reindex(ch.index, fill_value=0)

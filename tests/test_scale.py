@@ -28,7 +28,7 @@ def assert_same(pandas_frame: pd.DataFrame, duck_frame: pd.DataFrame) -> None:
         a, b = pandas_frame[c].to_numpy(), duck_frame[c].to_numpy()
         if c in ("frequency", "frequency_holdout"):
             assert b.dtype == np.int64 and np.array_equal(a, b), c
-        elif c in ("monetary_value", "value_holdout"):
+        elif c in ("monetary_value", "value_holdout", "litt"):
             np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-9, err_msg=c)
         else:
             assert np.array_equal(a, b), c  # recency, T, duration: the same arithmetic, bit for bit
@@ -69,7 +69,7 @@ def test_cdnow_rfm_summary_identical(cdnow, tmp_path):
 def test_cdnow_calibration_holdout_identical(cdnow, tmp_path):
     path = tmp_path / "cdnow.csv"
     cdnow.assign(date=cdnow["date"].dt.strftime("%Y%m%d").astype(int)).to_csv(path, index=False)
-    kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D")
+    kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D", litt=True)
     expected = _pandas(path, **kw)  # ids of a CSV are text on both engines
     got = _duck(path, **kw)
     assert_same(expected, got)
@@ -90,7 +90,7 @@ def test_messy_logs_identical(tmp_path, resolution, time_unit, refunds):
     log = messy_log(seed=len(resolution) + len(refunds))
     path = tmp_path / "log.parquet"
     log.to_parquet(path)
-    kw = dict(COLS, refunds=refunds, resolution=resolution, time_unit=time_unit)
+    kw = dict(COLS, refunds=refunds, resolution=resolution, time_unit=time_unit, litt=True)
     expected = _pandas(log, **kw)
     got = _duck(path, **kw)
     assert_same(expected, got)

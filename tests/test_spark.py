@@ -65,7 +65,7 @@ def assert_same(expected: pd.DataFrame, spark_frame) -> pd.DataFrame:
     assert got.index.equals(expected.index)
     assert list(got.columns) == list(expected.columns)
     for c in expected.columns:
-        if c in ("monetary_value", "value_holdout"):
+        if c in ("monetary_value", "value_holdout", "litt"):
             np.testing.assert_allclose(got[c], expected[c], rtol=1e-12, atol=1e-9, err_msg=c)
         else:
             assert np.array_equal(got[c].to_numpy(), expected[c].to_numpy()), c
@@ -77,7 +77,7 @@ def test_cdnow_summary_and_holdout_identical(spark):
     sdf = spark.createDataFrame(log)
     kw = dict(observation_end="1997-09-30", truncate=True, timestamp="date")
     assert_same(_pandas_summary(log, **kw), rfm_summary_spark(sdf, **kw))
-    kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D")
+    kw = dict(calibration_end="1997-09-30", timestamp="date", time_unit="D", litt=True)
     got = assert_same(_pandas_summary(log, **kw), rfm_summary_spark(sdf, **kw))
     assert len(got) == 2357
 
@@ -92,7 +92,7 @@ def test_messy_log_identical(spark, resolution, time_unit):
     refunds = log.sample(frac=0.05, random_state=2).assign(amount=lambda d: -d["amount"])
     messy = pd.concat([log, extra, log.head(20), refunds], ignore_index=True).sample(frac=1.0, random_state=3)
     sdf = spark.createDataFrame(messy)
-    kw = dict(resolution=resolution, time_unit=time_unit, refunds="drop")
+    kw = dict(resolution=resolution, time_unit=time_unit, refunds="drop", litt=True)
     assert_same(_pandas_summary(messy, **kw), rfm_summary_spark(sdf, **kw))
     cal = dict(kw, calibration_end=messy["timestamp"].min() + pd.Timedelta(days=12))
     expected = _pandas_summary(messy, **cal)
@@ -213,3 +213,17 @@ def test_spark_agrees_with_pandas_on_the_messiest_log(spark):
             assert_same(_pandas_summary(log, **kw, **extra), rfm_summary_spark(sdf, **kw, **extra))
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+def test_cnbd_fit_reads_litt_from_spark(spark):
+    """A model whose fit reads more than its predictions (MBG/CNBD-k's litt) is fitted from the
+    Spark summary as from the pandas one."""
+    log = simulate(1500, r=3.0, alpha=6.0, a=1.0, b=3.0, k=2, drop_at_first=True, seed=8)
+    rfm = _pandas_summary(log, litt=True)
+    sdf_rfm = rfm_summary_spark(spark.createDataFrame(log), litt=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = clv.ModifiedBetaGeoCNBDModel(k=2).fit(rfm)
+        p, _ = fit_spark(sdf_rfm, clv.ModifiedBetaGeoCNBDModel(k=2), time_unit="W")
+    np.testing.assert_allclose(p.params_.to_numpy(), local.params_.to_numpy(), rtol=1e-6)
+    assert p.k_ == 2 and p.log_likelihood_ == pytest.approx(local.log_likelihood_, abs=1e-6)

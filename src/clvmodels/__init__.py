@@ -30,6 +30,7 @@ _EXPORTS = {
                 "NotFittedError", "PriorSensitivityWarning"],
     ".models": ["BetaGeoModel", "CLVModel", "GammaGammaModel", "BetaGeoBetaBinomModel", "ContinuousPurchaseModel",
                 "ContractualModel", "DiscretePurchaseModel", "GGompertzNBDModel", "ModifiedBetaGeoModel", "ParetoNBDModel",
+                "BetaGeoCNBDModel", "ModifiedBetaGeoCNBDModel",
                 "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test", "survivor_table"],
     ".models.persistence": ["load_model", "load_models", "save_models"],
     ".rfm": ["bgbb_summary", "calibration_holdout", "rfm_summary"],
@@ -38,9 +39,10 @@ _EXPORTS = {
     ".baselines": ["GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline"],
     ".plotting": ["plot_calibration", "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift",
                   "plot_probability_alive_matrix", "plot_survivors", "plot_totals", "plot_tracking",
-                  "plot_clv_distribution", "plot_history_alive", "plot_period_transactions"],
+                  "plot_clv_distribution", "plot_history_alive", "plot_period_transactions", "plot_regularity"],
     ".report": ["compare_report"],
     ".clv_report": ["clv_report"],
+    ".regularity": ["estimate_regularity"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -81,6 +83,7 @@ __all__ += ["BetaGeoBetaBinomModel", "ContinuousPurchaseModel", "ContractualMode
             "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel",
             "bgbb_summary", "survivor_table"]
 __all__ += ["PriorSensitivityWarning", "lr_test"]
+__all__ += ["BetaGeoCNBDModel", "ModifiedBetaGeoCNBDModel", "estimate_regularity", "plot_regularity"]
 __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline", "backtest",
             "discrete_backtest", "RetentionBacktestResult", "retention_backtest", "compare_report", "plot_calibration",
             "plot_conditional_expectations", "plot_frequency_recency_matrix", "plot_lift", "plot_probability_alive_matrix",

@@ -318,7 +318,8 @@ def backtest(
                 obs_end = pd.Timestamp(observation_end) if observation_end is not None else log_end
             if obs_end <= cut:
                 raise ClvDataError(f"The holdout after {cut.date()} is empty (observation end {obs_end.date()}).")
-            ch = calibration_holdout(log, cut, obs_end, unit, resolution=res, truncate=True)
+            ch = calibration_holdout(log, cut, obs_end, unit, resolution=res, truncate=True,
+                                     litt=any("litt" in getattr(m, "fit_columns", ()) for m in named.values()))
             label = str(cut.date())
             t = float(ch["duration_holdout"].iloc[0])
             actual = {"purchases": ch["frequency_holdout"].to_numpy(dtype=float)}

@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output table (.parquet, or .csv)")
     p.add_argument("--calibration-end", metavar="DATE", help="split into calibration and holdout at this date")
     p.add_argument("--time-unit", default="W", help="unit of recency and T (W)")
+    p.add_argument("--litt", action="store_true",
+                   help="add litt, the sum of log inter-purchase times (needed to fit mbgcnbd, bgcnbd)")
     p.add_argument("--csv", action="store_true", help="write CSV instead of Parquet")
     _csv_raw(p)
     _log_options(p)
@@ -281,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="bgnbd+gg",
                    help="purchase model, optionally +spend model (bgnbd+gg). Purchase models: "
                         f"{models_help(('purchases',))}; spend: {models_help(('spend',))}. BG/BB reads "
-                        "frequency, recency and n_periods (opportunities; clvmodels.bgbb_summary)")
+                        "frequency, recency and n_periods (opportunities; clvmodels.bgbb_summary); mbgcnbd and bgcnbd "
+                        "need the litt column ('summarize --litt')")
     p.add_argument("--method", choices=["mle", "map", "nuts", "advi"], default="mle", help="fit method (mle)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--time-unit", help="unit of the table's recency and T (default: recorded in the Parquet file)")
@@ -419,7 +422,8 @@ def _use_duckdb(args, source) -> bool:
 
 def summarise_log(args, source, time_unit: str, calibration_end=None):
     """The RFM frame of a log file, by DuckDB or pandas (``args``: the log options)."""
-    common = dict(time_unit=time_unit, resolution=args.resolution, truncate=args.truncate)
+    common = dict(time_unit=time_unit, resolution=args.resolution, truncate=args.truncate,
+                  litt=getattr(args, "litt", False))
     load = dict(customer_id=args.customer_id, timestamp=args.timestamp, amount=_amount(args),
                 date_format=args.date_format, refunds=args.refunds)
     if _use_duckdb(args, source):
@@ -507,7 +511,8 @@ def cmd_fit(args) -> int:
     if unit is None:
         raise UsageError(f"{args.rfm!r} does not record its time unit (CSV tables cannot): pass --time-unit W (or D, M, ...).")
     unit = normalize_unit(unit)
-    rfm = read_columns(args.rfm, input_columns(purchase_cls, spend_cls))  # refuses missing columns
+    columns = list(dict.fromkeys(input_columns(purchase_cls, spend_cls) + list(purchase_cls.fit_columns)))
+    rfm = read_columns(args.rfm, columns)  # refuses missing columns
     rfm.attrs["time_unit"] = unit
     settings = dict(method=args.method, penalizer=args.penalizer, draws=args.draws, tune=args.tune,
                     chains=args.chains, seed=args.seed, progressbar=_interactive(args))

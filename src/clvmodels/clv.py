@@ -45,10 +45,10 @@ def purchase_value_draws(model, params, histories: dict, *, bounds: np.ndarray,
 
     ``E[Y(t) | x, t_x, T] = P(alive) · E[Y(t) | alive at T]`` and the second factor depends on
     ``(x, T)`` only, which far fewer customers share than whole histories: the horizon's sum is taken
-    once per distinct ``(x, T)`` (with covariates: ``(x, T, covariates)``) and multiplied by ``P(alive)``
-    once per history."""
-    pairs, pair_code = unique_rows({k: v for k, v in histories.items()
-                                    if k in ("frequency", model.age_column) or k.startswith(KEY_PREFIX)})
+    once per distinct ``(x, T)`` (with covariates: ``(x, T, covariates)``; a model's ``future_columns``
+    where its future reads more of the history) and multiplied by ``P(alive)`` once per history."""
+    columns = model.future_columns or ("frequency", model.age_column)
+    pairs, pair_code = unique_rows({k: v for k, v in histories.items() if k in columns or k.startswith(KEY_PREFIX)})
     future = model.formula("future_purchases_formula")
     total = 0.0
     previous = 0.0

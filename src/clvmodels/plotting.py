@@ -447,3 +447,22 @@ def plot_history_alive(model, transactions, customer_id, *, end=None, ax=None) -
     ax.set_title(f"Customer {customer_id}: purchases and probability alive over time")
     legend_outside(ax)
     return fig
+
+
+def plot_regularity(regularity, *, bins: int = 20, ax=None) -> Figure:
+    """Histogram of Wheat & Morrison's ``M = t1/(t1+t2)`` (a
+    :class:`~clvmodels.regularity.Regularity`) against the ``Beta(1, 1)`` density of Poisson buying
+    (``k = 1``) and the ``Beta(2, 2)`` of Erlang-2 gaps: a hump in the middle means regular buyers."""
+    from scipy import stats
+
+    fig, ax = _axes(ax)
+    ax.hist(regularity.m.to_numpy(), bins=bins, range=(0.0, 1.0), density=True, color="0.8",
+            edgecolor="white", label=f"{len(regularity.m):,} customers")
+    grid = np.linspace(0.0, 1.0, 201)
+    for k, style in ((1, "--"), (2, ":")):
+        ax.plot(grid, stats.beta(k, k).pdf(grid), style, color=ACTUAL_COLOR, label=f"Beta({k}, {k}): k = {k}")
+    ax.set_xlabel("M = t1 / (t1 + t2), the last two inter-purchase times")
+    ax.set_ylabel("density")
+    ax.set_title(f"Purchase regularity (Wheat & Morrison): k = {regularity.k_wheat:.2f}")
+    legend_outside(ax)
+    return fig

@@ -43,8 +43,11 @@ from .units import normalize_unit, unit_days
 SPEND_SCALE = 2.0 ** -32
 
 
-def _summarise(codes: np.ndarray, hours: np.ndarray, amount: np.ndarray | None, n_customers: int) -> dict:
-    """Per-customer first/last period (hours), number of distinct periods and repeat-purchase spend.
+def _summarise(codes: np.ndarray, hours: np.ndarray, amount: np.ndarray | None, n_customers: int,
+               litt: bool = False) -> dict:
+    """Per-customer first/last period (hours), number of distinct periods and repeat-purchase spend;
+    with ``litt`` also ``log_gap_hours``, the sum of the logs of the gaps (in hours) between her
+    consecutive distinct periods.
 
     ``codes`` are ``0..n_customers-1`` and every customer has at least one row.
     """
@@ -67,9 +70,15 @@ def _summarise(codes: np.ndarray, hours: np.ndarray, amount: np.ndarray | None, 
     new_period = np.empty(len(key), dtype=bool)
     new_period[0] = True
     np.not_equal(key[1:], key[:-1], out=new_period[1:])
+    distinct = key[new_period] if litt else None
     del key
     n_periods = np.add.reduceat(new_period.view(np.int8), starts, dtype=np.int64)
     out = {"first": first, "last": last, "n_periods": n_periods}
+    if litt:
+        owner = distinct // span                     # the customer's code (key = code * span + hours − lo)
+        gap = np.diff(distinct)
+        same = owner[1:] == owner[:-1]
+        out["log_gap_hours"] = np.bincount(owner[1:][same], weights=np.log(gap[same]), minlength=n_customers)
     if amount is not None:
         # summed directly (not total minus first period): exact even beside a huge first purchase
         repeat = hours != first[codes]
@@ -85,7 +94,9 @@ def rfm_from_aggregates(s: dict, end_hours: int, unit: str, index: pd.Index, has
     purchase period, in hours since the epoch), ``n_periods`` (distinct purchase periods) and, when
     ``has_amount``, ``repeat_value_scaled`` (the spend of the periods after the first, times
     :data:`SPEND_SCALE`), as :func:`_summarise`, the DuckDB and the Spark engines compute them.
-    ``end_hours``: start of the last observed period.
+    ``end_hours``: start of the last observed period. When ``s`` holds ``log_gap_hours`` (the sum of
+    the logs of the gaps between consecutive distinct purchase periods, in hours), the frame gets
+    ``litt``, the sum of the logs of the inter-purchase times in ``unit`` (Platzer & Reutterer 2016).
     """
     scale = 1.0 / unit_days(unit)
     frequency = s["n_periods"] - 1
@@ -97,6 +108,8 @@ def rfm_from_aggregates(s: dict, end_hours: int, unit: str, index: pd.Index, has
         },
         index=index,
     )
+    if "log_gap_hours" in s:
+        out["litt"] = s["log_gap_hours"] + frequency * np.log(scale / 24.0)
     if has_amount:
         with np.errstate(over="ignore"):  # a mean beyond the float range is reported just below
             out["monetary_value"] = s["repeat_value_scaled"] / np.maximum(frequency, 1) / SPEND_SCALE
@@ -149,6 +162,7 @@ def rfm_summary(
     covariates: pd.DataFrame | None = None,
     covariate_id: str | None = None,
     missing_covariates: str = "error",
+    litt: bool = False,
     **load_kwargs,
 ) -> pd.DataFrame:
     """Per-customer RFM summary of a transaction log.
@@ -173,11 +187,15 @@ def rfm_summary(
     covariates, covariate_id, missing_covariates
         A customer-level table of covariates to join by customer id (its index, or its column
         ``covariate_id``); see :func:`join_covariates`.
+    litt
+        Add ``litt``, the sum of the logs of the inter-purchase times in ``time_unit`` (between the
+        customer's distinct purchase periods, as counted in ``frequency``; 0 without repeat purchases):
+        the regularity summary of the (M)BG/CNBD-k models (Platzer & Reutterer 2016).
 
     Returns
     -------
     DataFrame indexed by customer id (sorted; dtype as in the log), with ``frequency`` (int),
-    ``recency``, ``T`` and, when the log has amounts, ``monetary_value``. ``attrs`` records the
+    ``recency``, ``T`` (``litt`` when asked for) and, when the log has amounts, ``monetary_value``. ``attrs`` records the
     time unit, resolution and observation end. A mean spend beyond the float range (about
     1.8e308) raises a :class:`~clvmodels.errors.ClvDataError` naming the customers: a summary
     never holds ``inf``.
@@ -190,7 +208,7 @@ def rfm_summary(
     codes, uniques = factorize_ids(log[CUSTOMER])
     has_amount = AMOUNT in log.columns
     s = _summarise(codes, period_hours(log[TIMESTAMP].to_numpy(), res),
-                   log[AMOUNT].to_numpy(dtype=float) if has_amount else None, len(uniques))
+                   log[AMOUNT].to_numpy(dtype=float) if has_amount else None, len(uniques), litt)
     out = rfm_from_aggregates(s, period_start_hours(end, res), unit, uniques, has_amount)
     out.attrs.update(time_unit=unit, resolution=res, observation_end=period_label(end, res))
     return out if covariates is None else join_covariates(out, covariates, covariate_id, missing_covariates)
@@ -250,6 +268,7 @@ def calibration_holdout(
     covariates: pd.DataFrame | None = None,
     covariate_id: str | None = None,
     missing_covariates: str = "error",
+    litt: bool = False,
     **load_kwargs,
 ) -> pd.DataFrame:
     """Calibration-period RFM summary plus each customer's actual holdout behaviour.
@@ -260,7 +279,8 @@ def calibration_holdout(
 
     Returns
     -------
-    DataFrame indexed by customer id with the calibration columns of :func:`rfm_summary`, plus
+    DataFrame indexed by customer id with the calibration columns of :func:`rfm_summary` (with
+    ``litt=True`` its ``litt``, over the calibration period), plus
     ``frequency_holdout`` (number of distinct purchase periods in the holdout), ``value_holdout``
     (the customer's actual spend in the holdout: the sum of its amounts, when the log has amounts)
     and ``duration_holdout`` (holdout length in ``time_unit``, between period starts). Customers
@@ -290,7 +310,7 @@ def calibration_holdout(
     cal_code = np.cumsum(known) - 1
     n_cal = int(known.sum())
     c_cal = cal_code[codes[in_cal]]
-    s = _summarise(c_cal, hours[in_cal], amount[in_cal] if has_amount else None, n_cal)
+    s = _summarise(c_cal, hours[in_cal], amount[in_cal] if has_amount else None, n_cal, litt)
     out = rfm_from_aggregates(s, period_start_hours(cal_end, res), unit, uniques[known], has_amount)
 
     hold = ~in_cal

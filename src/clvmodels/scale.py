@@ -316,8 +316,9 @@ def _check_late(con, end: pd.Timestamp, cond: str, n_late: int, truncate: bool, 
                          fix="Pass truncate=True to ignore them, or a later observation_end.")
 
 
-def _aggregate(con, cond: str, has_amount: bool) -> tuple[dict, pd.Index]:
-    """Per-customer first/last period (hours), distinct periods and repeat spend, by customer id.
+def _aggregate(con, cond: str, has_amount: bool, litt: bool = False) -> tuple[dict, pd.Index]:
+    """Per-customer first/last period (hours), distinct periods and repeat spend (with ``litt``: the
+    sum of the logs of the gaps between consecutive distinct periods, in hours), by customer id.
 
     Returns the arrays of :func:`clvmodels.rfm.rfm_from_aggregates` and the sorted customer index.
     """
@@ -325,19 +326,23 @@ def _aggregate(con, cond: str, has_amount: bool) -> tuple[dict, pd.Index]:
     # in units of 1 / SPEND_SCALE, as rfm._summarise does
     value = f", sum(amount * {SPEND_SCALE!r}) AS v, min(pkey) OVER (PARTITION BY cid) AS first_pkey" if has_amount else ""
     money = ", coalesce(sum(v) FILTER (WHERE pkey > first_pkey), 0.0) AS repeat_value_scaled" if has_amount else ""
+    gaps = ", ln(pkey - lag(pkey) OVER (PARTITION BY cid ORDER BY pkey)) AS log_gap" if litt else ""
+    log_gaps = ", coalesce(sum(log_gap), 0.0) AS log_gap_hours" if litt else ""
     sql = f"""
-        WITH periods AS (SELECT cid, pkey{value} FROM tx WHERE {cond} GROUP BY cid, pkey)
-        SELECT cid, min(pkey) AS first, max(pkey) AS last, count(*) AS n_periods{money}
-        FROM periods GROUP BY cid ORDER BY cid"""
+        WITH periods AS (SELECT cid, pkey{value} FROM tx WHERE {cond} GROUP BY cid, pkey),
+             gaps AS (SELECT *{gaps} FROM periods)
+        SELECT cid, min(pkey) AS first, max(pkey) AS last, count(*) AS n_periods{money}{log_gaps}
+        FROM gaps GROUP BY cid ORDER BY cid"""
     agg = con.execute(sql).df()
     s = {k: agg[k].to_numpy(dtype=np.int64) for k in ("first", "last", "n_periods")}
-    if has_amount:
-        s["repeat_value_scaled"] = agg["repeat_value_scaled"].to_numpy(dtype=float)
+    for k in ("repeat_value_scaled",) * has_amount + ("log_gap_hours",) * litt:
+        s[k] = agg[k].to_numpy(dtype=float)
     return s, pd.Index(agg["cid"], name=CUSTOMER)  # the ids' dtype as read (text from a CSV)
 
 
-def _summary_frame(con, cond: str, end: pd.Timestamp, unit: str, res: str, has_amount: bool) -> pd.DataFrame:
-    s, index = _aggregate(con, cond, has_amount)
+def _summary_frame(con, cond: str, end: pd.Timestamp, unit: str, res: str, has_amount: bool,
+                   litt: bool = False) -> pd.DataFrame:
+    s, index = _aggregate(con, cond, has_amount, litt)
     return rfm_from_aggregates(s, period_start_hours(end, res), unit, index, has_amount)
 
 
@@ -348,6 +353,7 @@ def rfm_summary_duckdb(
     *,
     resolution: str = "D",
     truncate: bool = False,
+    litt: bool = False,
     customer_id: str = "customer_id",
     timestamp: str = "timestamp",
     amount: str | None = "amount",
@@ -366,7 +372,7 @@ def rfm_summary_duckdb(
         Path of a Parquet file, a directory of Parquet files, or a CSV file (or a DataFrame). The
         path is read literally: a file named ``sales*.parquet`` is that one file. The id column
         of a CSV is read as text, exactly as written (``007`` and ``7`` are two customers).
-    observation_end, time_unit, resolution, truncate
+    observation_end, time_unit, resolution, truncate, litt
         As for :func:`clvmodels.rfm_summary`.
     customer_id, timestamp, amount, date_format, refunds
         As for :func:`clvmodels.load_transactions` (the column names in ``source``).
@@ -385,10 +391,11 @@ def rfm_summary_duckdb(
     Returns
     -------
     The same frame as :func:`clvmodels.rfm_summary`: indexed by customer id (sorted), with
-    ``frequency``, ``recency``, ``T`` and ``monetary_value`` (when there are amounts).
+    ``frequency``, ``recency``, ``T``, ``litt`` (when asked for) and ``monetary_value`` (when there
+    are amounts).
     """
     return _run(source, observation_end=observation_end, calibration_end=None, time_unit=time_unit,
-                resolution=resolution, truncate=truncate, customer_id=customer_id, timestamp=timestamp,
+                resolution=resolution, truncate=truncate, litt=litt, customer_id=customer_id, timestamp=timestamp,
                 amount=amount, date_format=date_format, refunds=refunds, memory_limit=memory_limit,
                 threads=threads, temp_directory=temp_directory, glob=glob)
 
@@ -403,7 +410,7 @@ def calibration_holdout_duckdb(source, calibration_end, observation_end=None, ti
                 time_unit=time_unit, **kwargs)
 
 
-def _run(source, *, observation_end, calibration_end, time_unit, resolution="D", truncate=False,
+def _run(source, *, observation_end, calibration_end, time_unit, resolution="D", truncate=False, litt=False,
          customer_id="customer_id", timestamp="timestamp", amount="amount", date_format=None,
          refunds="error", memory_limit=None, threads=None, temp_directory=None, glob=False) -> pd.DataFrame:
     if refunds not in REFUND_POLICIES:
@@ -425,7 +432,7 @@ def _run(source, *, observation_end, calibration_end, time_unit, resolution="D",
         try:
             _register_source(con, read, parquet, columns, customer_id, timestamp, date_format)
             return _summaries(con, tz, observation_end=observation_end, calibration_end=calibration_end,
-                              unit=unit, res=res, truncate=truncate, customer_id=customer_id,
+                              unit=unit, res=res, truncate=truncate, litt=litt, customer_id=customer_id,
                               timestamp=timestamp, amount=amount, date_format=date_format, refunds=refunds)
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
             if isinstance(source, pd.DataFrame):
@@ -437,7 +444,7 @@ def _run(source, *, observation_end, calibration_end, time_unit, resolution="D",
             con.close()
 
 
-def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate, customer_id, timestamp,
+def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate, litt, customer_id, timestamp,
                amount, date_format, refunds) -> pd.DataFrame:
     """The summary of the view ``raw``: :func:`rfm_summary_duckdb`'s or :func:`calibration_holdout_duckdb`'s."""
     has_amount = amount is not None
@@ -450,14 +457,14 @@ def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate
     if calibration_end is None:
         if n_late == n_tx:
             raise ClvDataError(f"No transactions on or before the observation end {end}.")
-        out = _summary_frame(con, cond, end, unit, res, has_amount)
+        out = _summary_frame(con, cond, end, unit, res, has_amount, litt)
         out.attrs.update(time_unit=unit, resolution=res,
                          observation_end=period_label(end, res), **stats)
         return out
     cal_cond = f"pkey <= {period_start_hours(cal_end, res)}"
     if n_cal == 0:
         raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
-    cal = _summary_frame(con, cal_cond, cal_end, unit, res, has_amount)
+    cal = _summary_frame(con, cal_cond, cal_end, unit, res, has_amount, litt)
     money = ", sum(h.amount) AS value" if has_amount else ""
     hold = con.execute(f"""
         WITH cal AS (SELECT DISTINCT cid FROM tx WHERE {cal_cond}),

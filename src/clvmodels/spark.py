@@ -134,7 +134,7 @@ def _clean(df, customer_id, timestamp, amount, date_format, refunds, res):
     return t.withColumn("pkey", _period_key(F.col("micros"), res))
 
 
-def _aggregates(t, cond, has_amount: bool):
+def _aggregates(t, cond, has_amount: bool, litt: bool = False):
     F = _functions()
     from pyspark.sql import Window
 
@@ -148,10 +148,15 @@ def _aggregates(t, cond, has_amount: bool):
         periods = periods.withColumn("first_pkey", F.min("pkey").over(Window.partitionBy("cid")))
         repeat = F.when(F.col("pkey") > F.col("first_pkey"), F.col("v")).otherwise(F.lit(0.0))
         aggs.append(F.sum(repeat).alias("repeat_value_scaled"))
+    if litt:
+        # the logs of the gaps between consecutive distinct periods (hours), as rfm._summarise
+        gap = F.col("pkey") - F.lag("pkey").over(Window.partitionBy("cid").orderBy("pkey"))
+        periods = periods.withColumn("log_gap", F.log(gap))
+        aggs.append(F.coalesce(F.sum("log_gap"), F.lit(0.0)).alias("log_gap_hours"))
     return periods.groupBy("cid").agg(*aggs)
 
 
-def _frames_from_aggregates(agg, end_hours: int, unit: str, has_amount: bool, id_type):
+def _frames_from_aggregates(agg, end_hours: int, unit: str, has_amount: bool, id_type, litt: bool = False):
     """:func:`clvmodels.rfm.rfm_from_aggregates` on every partition of the aggregates: the pandas path's arithmetic."""
     from pyspark.sql import types as T
 
@@ -159,14 +164,16 @@ def _frames_from_aggregates(agg, end_hours: int, unit: str, has_amount: bool, id
 
     fields = [T.StructField("customer_id", id_type), T.StructField("frequency", T.LongType()),
               T.StructField("recency", T.DoubleType()), T.StructField("T", T.DoubleType())]
+    if litt:
+        fields.append(T.StructField("litt", T.DoubleType()))
     if has_amount:
         fields.append(T.StructField("monetary_value", T.DoubleType()))
 
     def to_rfm(batches):
         for pdf in batches:
             s = {k: pdf[k].to_numpy(dtype=np.int64) for k in ("first", "last", "n_periods")}
-            if has_amount:
-                s["repeat_value_scaled"] = pdf["repeat_value_scaled"].to_numpy(dtype=float)
+            for k in ("repeat_value_scaled",) * has_amount + ("log_gap_hours",) * litt:
+                s[k] = pdf[k].to_numpy(dtype=float)
             index = pd.Index(pdf["cid"].to_numpy(), name="customer_id")
             yield rfm_from_aggregates(s, end_hours, unit, index, has_amount).reset_index()
 
@@ -181,6 +188,7 @@ def rfm_summary_spark(
     calibration_end=None,
     resolution: str = "D",
     truncate: bool = False,
+    litt: bool = False,
     customer_id: str = "customer_id",
     timestamp: str = "timestamp",
     amount: str | None = "amount",
@@ -194,7 +202,7 @@ def rfm_summary_spark(
     transactions
         Spark DataFrame with a customer id, a timestamp (timestamp, date, string or YYYYMMDD
         integer column) and optionally an amount.
-    observation_end, time_unit, resolution, truncate
+    observation_end, time_unit, resolution, truncate, litt
         As for :func:`clvmodels.rfm_summary`.
     calibration_end
         If given, the result is :func:`clvmodels.calibration_holdout`'s: the calibration summary
@@ -231,14 +239,14 @@ def rfm_summary_spark(
     t = t.where(~late)
     id_type = transactions.schema[customer_id].dataType
     if calibration_end is None:
-        agg = _aggregates(t, F.lit(True), has_amount)
-        return _frames_from_aggregates(agg, end_h, unit, has_amount, id_type)
+        agg = _aggregates(t, F.lit(True), has_amount, litt)
+        return _frames_from_aggregates(agg, end_h, unit, has_amount, id_type, litt)
     cal_end = naive_timestamp(calibration_end, tz, "calibration_end")
     if end < cal_end:
         raise ClvDataError(f"observation_end {end} is before calibration_end {cal_end}.")
     cal_h = period_start_hours(cal_end, res)
     in_cal = F.col("pkey") <= F.lit(cal_h)
-    cal = _frames_from_aggregates(_aggregates(t, in_cal, has_amount), cal_h, unit, has_amount, id_type)
+    cal = _frames_from_aggregates(_aggregates(t, in_cal, has_amount, litt), cal_h, unit, has_amount, id_type, litt)
     hold_aggs = [F.countDistinct("pkey").alias("frequency_holdout")]
     if has_amount:
         hold_aggs.append(F.sum("amount").alias("value_holdout"))
@@ -273,7 +281,7 @@ def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **
     weighted by its number of customers.
     """
     unit = normalize_unit(time_unit)
-    cols = list(purchase_model.data_columns)
+    cols = list(purchase_model.data_columns) + list(getattr(purchase_model, "fit_columns", ()))  # CNBD-k: litt
     hist = rfm.groupBy(*cols).count().toPandas()
     hist.attrs["time_unit"] = unit
     purchase_model.fit(hist[cols], weights=hist["count"].to_numpy(dtype=float), **fit_kwargs)

@@ -3,7 +3,10 @@
 Each customer draws ``lambda ~ Gamma(r, rate alpha)``, a drop-out probability ``p ~ Beta(a, b)`` and a
 spend rate ``nu ~ Gamma(q, rate gamma)``. She makes a first purchase at a uniformly staggered date,
 then buys as a Poisson process of rate ``lambda`` and becomes inactive after each repeat purchase with
-probability ``p``. Every purchase's value is ``Gamma(shape p_spend, rate nu)``.
+probability ``p``. Every purchase's value is ``Gamma(shape p_spend, rate nu)``. With ``k > 1`` her
+inter-purchase times are Erlang-k of rate ``lambda`` (regular buyers: BG/CNBD-k, Platzer & Reutterer
+2016), and ``drop_at_first=True`` lets her drop out right after her first purchase too (MBG/NBD,
+MBG/CNBD-k).
 
 The simulation runs in rounds over all still-active customers at once (vectorised), so millions of
 customers take seconds.
@@ -34,6 +37,8 @@ def simulate(
     p: float = DEFAULT_SPEND["p"],
     q: float = DEFAULT_SPEND["q"],
     gamma: float = DEFAULT_SPEND["gamma"],
+    k: int = 1,
+    drop_at_first: bool = False,
     start: str = "2024-01-01",
     cohort_length: float = 12.0,
     observation_length: float = 78.0,
@@ -54,6 +59,10 @@ def simulate(
         BG/NBD parameters (rates per ``time_unit``). Defaults: the CDNOW estimates.
     p, q, gamma
         Gamma-Gamma spend parameters. Defaults: the CDNOW estimates.
+    k
+        Erlang order of the inter-purchase times (1: exponential, as in BG/NBD; larger: more regular).
+    drop_at_first
+        Whether the customer may also drop out right after her first purchase (MBG/NBD, MBG/CNBD-k).
     start
         Date of the earliest possible first purchase.
     cohort_length
@@ -88,6 +97,8 @@ def simulate(
         raise ClvDataError("All model parameters must be positive.")
     if cohort_length > observation_length:
         raise ClvDataError("cohort_length must not exceed observation_length.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ClvDataError(f"k must be a whole number of at least 1, got {k!r}.")
     rng = np.random.default_rng(seed)
     n = int(n_customers)
     scaled = _individual({"alpha": alpha, "a": a, "b": b, "gamma": gamma}, covariates, coefficients, n)
@@ -101,8 +112,13 @@ def simulate(
     active = np.arange(n)
     now = first.copy()
     alive = np.ones(n, dtype=bool)
+    if drop_at_first:
+        dies = rng.random(n) < drop
+        alive[dies] = False
+        active = active[~dies]
     while active.size:
-        wait = rng.exponential(1.0, active.size) / np.maximum(lam[active], 1e-300)
+        shape = rng.exponential(1.0, active.size) if k == 1 else rng.gamma(k, 1.0, active.size)
+        wait = shape / np.maximum(lam[active], 1e-300)
         t_next = now[active] + wait
         buys = t_next < observation_length
         active, t_next = active[buys], t_next[buys]

@@ -5,6 +5,7 @@ retention models (:mod:`.contractual`); each model's mathematics lives in its ow
 from .base import CLVModel
 from .bgbb import BetaGeoBetaBinomModel
 from .bgnbd import BetaGeoModel
+from .cnbd import BetaGeoCNBDModel, ModifiedBetaGeoCNBDModel
 from .contractual import ContractualModel, survivor_table
 from .covariates import lr_test
 from .gamma_gamma import GammaGammaModel
@@ -16,6 +17,7 @@ from .registry import register_model_class
 from .sbg import ShiftedBetaGeoModel
 from .spend import SpendModel
 
-__all__ = ["BetaGeoBetaBinomModel", "BetaGeoModel", "CLVModel", "ContinuousPurchaseModel", "ContractualModel",
-           "DiscretePurchaseModel", "GGompertzNBDModel", "GammaGammaModel", "ModifiedBetaGeoModel", "ParetoNBDModel",
-           "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test", "register_model_class", "survivor_table"]
+__all__ = ["BetaGeoBetaBinomModel", "BetaGeoCNBDModel", "BetaGeoModel", "CLVModel", "ContinuousPurchaseModel",
+           "ContractualModel", "DiscretePurchaseModel", "GGompertzNBDModel", "GammaGammaModel", "ModifiedBetaGeoCNBDModel",
+           "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test",
+           "register_model_class", "survivor_table"]

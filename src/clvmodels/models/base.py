@@ -61,6 +61,8 @@ class CLVModel(ABC):
     param_names: ClassVar[tuple[str, ...]] = ()
     #: Columns of the RFM frame the model reads.
     data_columns: ClassVar[tuple[str, ...]] = ()
+    #: Columns the fit reads beyond :attr:`data_columns` (CNBD-k's ``litt``); predictions do not.
+    fit_columns: ClassVar[tuple[str, ...]] = ()
     #: Default priors of the Bayesian fits: ``{param: ("Distribution", {kwargs})}``.
     default_priors: ClassVar[dict[str, tuple[str, dict[str, float]]]] = {}
     #: Pairs of beta-mixing shapes given a joint prior by default (see :mod:`.bayes`).
@@ -148,6 +150,26 @@ class CLVModel(ABC):
         Bayesian fits); every model class defines its own (e.g.
         :func:`clvmodels.models.bgnbd.log_likelihood`)."""
 
+    def likelihood_structure(self) -> type:
+        """The class whose :attr:`param_names`, :meth:`log_likelihood` (and its parts) and priors a fit
+        evaluates: the model's own class, or for a model with a structural setting that shapes the
+        likelihood (CNBD-k's Erlang order ``k``) a class fixing it (one compiled Bayesian model each)."""
+        return type(self)
+
+    def structure_copy(self) -> "CLVModel":
+        """An unfitted model with the same settings and :meth:`likelihood_structure`."""
+        return type(self)(**self.get_params())
+
+    def structure_parameters(self) -> dict[str, float]:
+        """Fixed settings the formulas read beside the fitted parameters (CNBD-k's ``k``), added to
+        every set of parameter draws (:func:`~clvmodels.models.draws.parameter_draws`); none by default."""
+        return {}
+
+    def _fit_arrays(self, rfm: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The columns the likelihood reads: :meth:`_data_arrays` and the :attr:`fit_columns`."""
+        data = self._data_arrays(rfm)
+        return {**data, **validate_columns(rfm, self.fit_columns)} if self.fit_columns else data
+
     def initial_params(self, data: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
         """Starting values of the optimiser (natural scale); subclasses may give better ones."""
         return np.ones(len(self.param_names))
@@ -192,7 +214,7 @@ class CLVModel(ABC):
         if method not in self.methods:
             raise ValueError(f"Unknown fit method {method!r}; choose one of {self.methods}.")
         check_penalizer(self.penalizer)
-        data = self._data_arrays(rfm)
+        data = self._fit_arrays(rfm)
         if weights is not None:
             weights = np.asarray(weights, dtype=float)
             if weights.shape != (len(rfm),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):

@@ -462,7 +462,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     """
     import pymc as pm
 
-    cls = type(model)
+    cls = model.likelihood_structure()
     link = model._covariate_link()
     free = [] if link is None else list(link.free_names)
     names = list(cls.param_names)
@@ -581,7 +581,7 @@ def _map_estimate(model, data, w, entry, priors):
     negative Hessian of the log posterior) and the compiled log posterior and log-likelihood.
     """
     log_post, loglik = entry.function(
-        "map", lambda: _log_posterior_functions(type(model), tuple(data), entry.pymc_model, priors,
+        "map", lambda: _log_posterior_functions(model.likelihood_structure(), tuple(data), entry.pymc_model, priors,
                                                 model._covariate_link()))
     link = model._covariate_link()
     starts = starting_points(model, data, w)

@@ -38,7 +38,14 @@ def parameter_draws(model, n_draws: int | None = None, rng: np.random.Generator 
     asymptotic normal of the log-parameters (mean: the estimate, covariance: the inverse Hessian).
     """
     model._check_fitted()
-    rng = np.random.default_rng(rng)
+    draws = _fitted_draws(model, n_draws, np.random.default_rng(rng), replace)
+    n = len(next(iter(draws.values())))
+    fixed = getattr(model, "structure_parameters", dict)()   # e.g. CNBD-k's k, read by its formulas
+    return {**draws, **{k: np.full(n, float(v)) for k, v in fixed.items()}}
+
+
+def _fitted_draws(model, n_draws, rng, replace) -> dict[str, np.ndarray]:
+    """:func:`parameter_draws` of the fitted parameters."""
     posterior = getattr(model, "posterior_draws_", None)
     if posterior is not None:
         total = len(next(iter(posterior.values())))

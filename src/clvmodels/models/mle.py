@@ -140,10 +140,11 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     names = list(model.param_names) + ([] if link is None else list(link.free_names))
     name = type(model).__name__
     coef_penalty = 0.0 if link is None else float(model.covariate_penalty)
-    f = mle_objective(type(model), tuple(data), link, coef_penalty)
+    structure = model.likelihood_structure()
+    f = mle_objective(structure, tuple(data), link, coef_penalty)
     penalizer = float(model.penalizer)
     total = float(w.sum())
-    args = objective_inputs(type(model), data, w, link) + [total, penalizer]
+    args = objective_inputs(structure, data, w, link) + [total, penalizer]
     fun = Objective(f, args)
     starts = starting_points(model, data, w, None)
     starts = ([] if x0 is None else [np.asarray(x0, dtype=float)]) + [np.r_[s, np.zeros(len(names) - k)] for s in starts]
@@ -173,7 +174,7 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     if link is not None:
         model.coefficients_ = pd.Series(link.coefficients(theta[k:]), name="estimate", dtype=float)
     penalised = penalizer or coef_penalty
-    unpenalised = mle_objective(type(model), tuple(data), link) if coef_penalty else f
+    unpenalised = mle_objective(structure, tuple(data), link) if coef_penalty else f
     model.log_likelihood_ = float(-(unpenalised(theta, *args[:-1], 0.0)[0] if penalised else opt.value) * total)
     model.covariance_ = cov
     # without a positive-definite Hessian there are no standard errors: not a usable fit (warned below)

@@ -80,7 +80,7 @@ def check_prior_sensitivity(model, data: dict[str, np.ndarray], w: np.ndarray) -
 
     cls = type(model)
     names = list(cls.param_names)
-    reference = cls(**model.get_params())
+    reference = model.structure_copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # an MLE that fails is the finding, reported below
         try:

@@ -75,6 +75,10 @@ class PurchaseModel(CLVModel):
     age_column: ClassVar[str] = "T"
     #: Whether time counts discrete transaction opportunities (windows ``t`` are whole numbers).
     discrete: ClassVar[bool] = False
+    #: The history columns :meth:`future_purchases_formula` reads: the frequency and the age, except
+    #: where the future of a customer alive at the end of observation also depends on the time since
+    #: her last purchase (CNBD-k's Erlang clock), which adds the recency.
+    future_columns: ClassVar[tuple[str, ...] | None] = None
     #: Whether P(alive) is evaluated once per distinct history: ``False`` where it costs a few
     #: operations per row, which is cheaper than finding the distinct rows.
     compress_alive_rows: ClassVar[bool] = True
