@@ -22,6 +22,7 @@ from scipy.special import ndtri
 
 from ..errors import warn_convergence
 from . import dual
+from .covariates import key
 from .namespaces import DUAL, namespace_of
 from .rows import compress
 from .optimize import (Objective, boundary_parameters, covariance_from_hessian, information_criteria,
@@ -95,6 +96,8 @@ def mle_objective(model_cls, data_names: tuple[str, ...], link=None, covariate_p
     parts = likelihood_parts(model_cls, data_names, link)
     names = model_cls.param_names
     k = len(names)
+    if link is not None:
+        return _linked_objective(model_cls, parts[0][0], link, covariate_penalty)
 
     def f(theta, *inputs):
         *data_inputs, total, penalizer = inputs
@@ -112,6 +115,44 @@ def mle_objective(model_cls, data_names: tuple[str, ...], link=None, covariate_p
         coefs = theta[k:]
         value = -float(ll.value) / total + penalizer * float(scale.sum()) + covariate_penalty * float(coefs @ coefs)
         return value, -ll.full_tangent() / total + 2.0 * np.r_[penalizer * scale, covariate_penalty * coefs]
+
+    return f
+
+
+def _linked_objective(model_cls, columns: tuple[str, ...], link, covariate_penalty: float):
+    """:func:`mle_objective` with covariates, its gradient in two steps: dual numbers with one tangent
+    per model parameter, each customer's own (``∂ℓ_i/∂θ_ij``, ``k`` tangents however many
+    coefficients there are), then the chain rule through the link ``θ_ij = θ_j exp(s Σ_c γ_jc z_ic)``:
+    ``∂θ_ij/∂ln θ_j = θ_ij`` and ``∂θ_ij/∂γ_jc = s z_ic θ_ij`` (a weighted sum over the rows)."""
+    names = model_cls.param_names
+    k = len(names)
+    unit = np.eye(k)
+
+    def f(theta, *inputs):
+        *data_inputs, total, penalizer = inputs
+        data = dict(zip(columns, data_inputs[:len(columns)]))
+        w = data_inputs[len(columns)]
+        theta = np.asarray(theta, dtype=float)
+        params = dict(zip(names, np.exp(theta[:k])))
+        per_row = link.individual({**params, **link.coefficients(theta[k:])}, data, np)
+        variables = {n: dual.Dual(per_row[n], unit[:, j].reshape((k,) + (1,) * np.ndim(per_row[n])))
+                     for j, n in enumerate(names)}
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ll = model_cls.log_likelihood(variables, data, DUAL)
+            weighted = ll.full_tangent() * w                            # (k, rows): w_i ∂ℓ_i/∂θ_ij
+        grad_log = np.array([np.sum(weighted[j] * per_row[n]) for j, n in enumerate(names)])
+        grad_free = np.zeros(link.n_free)
+        for param, sign, cnames in link.terms:
+            j = names.index(param)
+            scaled = weighted[j] * per_row[param]
+            for cname in cnames:
+                i = link.free[link.coefficient_names.index(f"{param}:{cname}")]
+                grad_free[i] += sign * np.sum(scaled * data[key(cname)])
+        scale = np.exp(2.0 * theta[:k])
+        coefs = theta[k:]
+        value = -float(np.sum(w * ll.value)) / total + penalizer * float(scale.sum()) + covariate_penalty * float(coefs @ coefs)
+        grad = -np.r_[grad_log, grad_free] / total + 2.0 * np.r_[penalizer * scale, covariate_penalty * coefs]
+        return value, grad
 
     return f
 
