@@ -170,14 +170,14 @@ def covariate_problems(purchase_model, spend_model, frame: pd.DataFrame) -> pd.S
     return reason
 
 
-def require_covariates(frame_columns, purchase_model, spend_model=None, *, source: str = "the table") -> None:
-    """Refuse a table without the models' covariate columns, naming them and what to pass."""
+def require_covariates(frame_columns, purchase_model, spend_model=None, *, source: str = "the table",
+                       fix: str = "join the customer-level covariate table by id with covariates=... (clvmodels "
+                                  "score --covariates FILE), or score a table that has them") -> None:
+    """Refuse a table without the models' covariate columns, naming them and what to do (``fix``)."""
     missing = [c for c in covariate_columns(purchase_model, spend_model) if c not in frame_columns]
     if missing:
-        raise ClvDataError(
-            f"The model has covariates, and {source} has no column(s) {missing} (a missing covariate is never "
-            "taken as 0): join the customer-level covariate table by id with covariates=... (clvmodels score "
-            "--covariates FILE), or score a table that has them.")
+        raise ClvDataError(f"The model has covariates, and {source} has no column(s) {missing} (a missing covariate "
+                           f"is never taken as 0): {fix}.")
 
 
 def period_length(purchase_model, settings: ScoreSettings) -> float:
