@@ -451,6 +451,7 @@ def test_fit_covariate_options_must_match_the_models(covdir, tmp_path, capsys):
     base = ("fit", covdir / "rfm.parquet", "--out", tmp_path / "m")
     for argv, match in [(("--model", "bgnbd", "--spend-covariates", "x1"), "the spend model"),
                         (("--one-hot", "x1"), "--one-hot"),
+                        (("--covariates", covdir / "cov.parquet"), "--covariates joins"),
                         (("--purchase-covariates", "nosuch"), "nosuch")]:
         assert run(*base, *argv) == cli.EXIT_BAD_INPUT
         assert match in capsys.readouterr().err
@@ -479,6 +480,12 @@ def test_score_with_covariates_equals_the_models(covdir, tmp_path, capsys):
     joined = pd.read_parquet(tmp_path / "j.parquet").set_index("customer_id")
     np.testing.assert_array_equal(joined.loc[got.index, ["expected_purchases", "clv"]].to_numpy(),
                                   got[["expected_purchases", "clv"]].to_numpy())
+    # a model without covariates does not use the table, and says so
+    assert run("fit", covdir / "plain.parquet", "--model", "bgnbd", "--out", tmp_path / "plain", "-q") == 0
+    capsys.readouterr()
+    assert run("score", tmp_path / "plain", covdir / "plain.parquet", "--out", tmp_path / "p.parquet",
+               "--covariates", covdir / "cov.parquet", "--covariate-id", "cid", "-q") == 0
+    assert "no covariates: the covariate table is not used" in capsys.readouterr().err
 
 
 def test_score_without_the_covariate_columns_exits_2(covdir, tmp_path, capsys):
@@ -512,3 +519,25 @@ def test_score_rejects_customers_with_bad_or_no_covariates(covdir, tmp_path, cap
                tmp_path / "cov.csv", "--covariate-id", "cid", "--allow-rejects", "-q") == 0
     rejects = pd.read_parquet(tmp_path / "s.rejects.parquet")
     assert rejects[["customer_id", "reason"]].values.tolist() == [[rfm.index[5], "no row in the covariate table"]]
+
+
+def test_one_hot_covariate_from_the_cli_and_unseen_levels_rejected(covdir, tmp_path, capsys):
+    from clvmodels.models import BetaGeoModel
+
+    rfm = pd.read_parquet(covdir / "rfm.parquet")
+    rfm["channel"] = np.array(["web", "web", "shop", "app"])[np.arange(len(rfm)) % 4]  # web: the baseline
+    rfm.to_csv(tmp_path / "rfm.csv")  # CSV: ids and the text column read back as text
+    assert run("fit", tmp_path / "rfm.csv", "--model", "bgnbd", "--time-unit", "W", "--out", tmp_path / "m",
+               "--purchase-covariates", "channel,x1", "--one-hot", "channel", "-q") == 0
+    model = clv.load_models(tmp_path / "m")[0]["purchase"]
+    python = BetaGeoModel(purchase_covariates=["channel", "x1"], one_hot=["channel"]).fit(rfm)
+    assert list(model.coefficients_.index) == ["alpha:channel[app]", "alpha:channel[shop]", "alpha:x1"]
+    np.testing.assert_allclose(model.coefficients_.to_numpy(), python.coefficients_.to_numpy(), atol=1e-8)
+    rfm.loc[rfm.index[0], "channel"] = "phone"
+    rfm.loc[rfm.index[1], "channel"] = None
+    rfm.to_parquet(tmp_path / "new.parquet")
+    assert run("score", tmp_path / "m", tmp_path / "new.parquet", "--out", tmp_path / "s.parquet",
+               "-q") == cli.EXIT_REJECTS
+    rejects = pd.read_parquet(tmp_path / "s.rejects.parquet").set_index("customer_id")["reason"]
+    assert rejects.to_dict() == {rfm.index[0]: "covariate channel has a level not seen at fit",
+                                 rfm.index[1]: "missing, non-numeric or infinite covariate channel"}

@@ -625,9 +625,11 @@ def _covariate_settings(args, purchase_cls, spend_cls) -> dict[str, dict]:
     for kw in out.values():
         if kw and args.one_hot:
             kw["one_hot"] = args.one_hot
-    if args.one_hot and not any(out.values()):
-        raise UsageError("--one-hot names columns to encode, but no --purchase-covariates, --dropout-covariates "
-                         "or --spend-covariates was given.")
+    for option, given in (("--one-hot names columns to encode", args.one_hot),
+                          ("--covariates joins a covariate table", args.covariates)):
+        if given and not any(out.values()):
+            raise UsageError(f"{option}, but no --purchase-covariates, --dropout-covariates or --spend-covariates "
+                             "names the covariates of the models.")
     return out
 
 

@@ -491,6 +491,9 @@ def score_table(
         raise ClvDataError(f"jobs must be a positive integer, got {jobs!r}.")
     columns = input_columns(purchase_model, spend_model)
     needed = covariate_columns(purchase_model, spend_model)
+    if covariates is not None and not needed:
+        warnings.warn("The models have no covariates: the covariate table is not used.", UserWarning, stacklevel=2)
+        covariates = None
     if covariates is not None:
         covariates = covariate_index(covariates)[[c for c in needed if c in covariates.columns]]
     joined = [] if covariates is None else list(covariates.columns)
