@@ -382,3 +382,162 @@ def test_backtest_models_bgbb_is_a_discrete_backtest(workdir, tmp_path, capsys):
     assert "bgbb" in set(metrics["model"])
     assert run("backtest", workdir / "log.csv", "--models", "bgbb,bgnbd", "--out", tmp_path / "b2", *common) == 2
     assert "mixes discrete-opportunity (bgbb) and continuous-time" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- covariates (issue 14)
+COV_COEFS = {"alpha:x1": 0.4, "a:x2": 0.3, "gamma:x1": 0.2}
+COVARIATE_FIT = ("--purchase-covariates", "x1,x2", "--dropout-covariates", "x2", "--spend-covariates", "x1")
+
+
+@pytest.fixture(scope="module")
+def covdir(tmp_path_factory):
+    """2,000 simulated customers with two covariates: the log (CSV), the covariate table (Parquet, integer
+    ids: matched as text), the RFM table with the covariates joined, and a BG/NBD + Gamma-Gamma fitted on it."""
+    d = tmp_path_factory.mktemp("cov")
+    rng = np.random.default_rng(1)
+    n = 2000
+    cov = pd.DataFrame({"x1": rng.normal(2.0, 1.0, n), "x2": (rng.random(n) < 0.4).astype(float)})
+    log, truth = simulate(n, covariates=cov, coefficients=COV_COEFS, return_truth=True, seed=3)
+    log.to_csv(d / "log.csv", index=False)
+    truth[["x1", "x2"]].rename_axis("cid").reset_index().to_parquet(d / "cov.parquet")
+    end = log.attrs["observation_end"]
+    assert run("summarize", d / "log.csv", "--out", d / "rfm.parquet", "--observation-end", end,
+               "--covariates", d / "cov.parquet", "--covariate-id", "cid", "-q") == 0
+    assert run("summarize", d / "log.csv", "--out", d / "plain.parquet", "--observation-end", end, "-q") == 0
+    assert run("fit", d / "rfm.parquet", "--out", d / "model", *COVARIATE_FIT, "-q") == 0
+    return d
+
+
+def test_summarize_joins_covariates_and_counts_missing_customers(covdir, tmp_path, capsys):
+    rfm = pd.read_parquet(covdir / "rfm.parquet")
+    plain = pd.read_parquet(covdir / "plain.parquet")
+    cov = pd.read_parquet(covdir / "cov.parquet")
+    assert len(rfm) == 2000 and rfm.index.dtype == "str"
+    np.testing.assert_array_equal(rfm["x1"].to_numpy(), cov.set_index(cov["cid"].astype(str)).loc[rfm.index, "x1"])
+    pd.testing.assert_frame_equal(rfm[plain.columns], plain)
+    cov.iloc[2:].to_csv(tmp_path / "cov.csv", index=False)  # two customers without covariates
+    args = ("summarize", covdir / "log.csv", "--out", tmp_path / "r.parquet", "--covariates", tmp_path / "cov.csv",
+            "--covariate-id", "cid", "--observation-end", "2025-06-30")
+    assert run(*args) == cli.EXIT_BAD_INPUT
+    assert "have no row in the covariate table (2 rows)" in capsys.readouterr().err
+    assert not (tmp_path / "r.parquet").exists()
+    assert run(*args, "--missing-covariates", "drop") == 0
+    assert "customers: 1,998" in capsys.readouterr().out
+    assert run(*args[:-4], "--observation-end", "2025-06-30") == cli.EXIT_BAD_INPUT  # the id is not customer_id
+    assert "--covariate-id" in capsys.readouterr().err
+
+
+def test_fit_with_covariates_equals_the_python_fit(covdir, tmp_path):
+    from clvmodels.models import BetaGeoModel, GammaGammaModel
+
+    models, _ = clv.load_models(covdir / "model")
+    rfm = pd.read_parquet(covdir / "rfm.parquet")
+    purchase = BetaGeoModel(purchase_covariates=["x1", "x2"], dropout_covariates=["x2"]).fit(rfm)
+    spend = GammaGammaModel(spend_covariates=["x1"], exclude_invalid=True).fit(rfm)
+    for cli_model, model in ((models["purchase"], purchase), (models["spend"], spend)):
+        assert list(cli_model.coefficients_.index) == list(model.coefficients_.index)
+        np.testing.assert_allclose(cli_model.coefficients_.to_numpy(), model.coefficients_.to_numpy(), atol=1e-8)
+        np.testing.assert_allclose(cli_model.params_.to_numpy(), model.params_.to_numpy(), rtol=1e-8)
+    assert list(purchase.coefficients_.index) == ["alpha:x1", "alpha:x2", "a:x2", "b:x2"]
+    # --covariates joins the table by id first: the same fit from the RFM table without covariates
+    assert run("fit", covdir / "plain.parquet", "--out", tmp_path / "m", *COVARIATE_FIT[:4], "--model", "bgnbd",
+               "--covariates", covdir / "cov.parquet", "--covariate-id", "cid", "-q") == 0
+    joined, _ = clv.load_models(tmp_path / "m")
+    np.testing.assert_allclose(joined["purchase"].coefficients_.to_numpy(), purchase.coefficients_.to_numpy(),
+                               atol=1e-8)
+
+
+def test_fit_covariate_options_must_match_the_models(covdir, tmp_path, capsys):
+    base = ("fit", covdir / "rfm.parquet", "--out", tmp_path / "m")
+    for argv, match in [(("--model", "bgnbd", "--spend-covariates", "x1"), "the spend model"),
+                        (("--one-hot", "x1"), "--one-hot"),
+                        (("--covariates", covdir / "cov.parquet"), "--covariates joins"),
+                        (("--purchase-covariates", "nosuch"), "nosuch")]:
+        assert run(*base, *argv) == cli.EXIT_BAD_INPUT
+        assert match in capsys.readouterr().err
+        assert not (tmp_path / "m").exists()
+
+
+def test_score_with_covariates_equals_the_models(covdir, tmp_path, capsys):
+    from clvmodels.scoring import period_length
+
+    out = tmp_path / "s.parquet"
+    assert run("score", covdir / "model", covdir / "rfm.parquet", "--out", out, "-q") == 0
+    got = pd.read_parquet(out).set_index("customer_id")
+    models, _ = clv.load_models(covdir / "model")
+    purchase, spend = models["purchase"], models["spend"]
+    rfm = pd.read_parquet(covdir / "rfm.parquet")
+    t = 12 * period_length(purchase, ScoreSettings())
+    np.testing.assert_allclose(got["expected_purchases"], purchase.expected_purchases(t, rfm).loc[got.index],
+                               rtol=1e-10)
+    np.testing.assert_allclose(got["clv"], clv.clv(purchase, spend, rfm).loc[got.index], rtol=1e-10)
+    # the covariates change the scores: the model without them scores otherwise
+    plain = clv.BetaGeoModel().fit(rfm)
+    assert np.abs(got["expected_purchases"] / plain.expected_purchases(t, rfm).loc[got.index] - 1).max() > 0.05
+    # --covariates joins them by id to a table without them: the same scores
+    assert run("score", covdir / "model", covdir / "plain.parquet", "--out", tmp_path / "j.parquet",
+               "--covariates", covdir / "cov.parquet", "--covariate-id", "cid", "-q") == 0
+    joined = pd.read_parquet(tmp_path / "j.parquet").set_index("customer_id")
+    np.testing.assert_array_equal(joined.loc[got.index, ["expected_purchases", "clv"]].to_numpy(),
+                                  got[["expected_purchases", "clv"]].to_numpy())
+    # a model without covariates does not use the table, and says so
+    assert run("fit", covdir / "plain.parquet", "--model", "bgnbd", "--out", tmp_path / "plain", "-q") == 0
+    capsys.readouterr()
+    assert run("score", tmp_path / "plain", covdir / "plain.parquet", "--out", tmp_path / "p.parquet",
+               "--covariates", covdir / "cov.parquet", "--covariate-id", "cid", "-q") == 0
+    assert "no covariates: the covariate table is not used" in capsys.readouterr().err
+
+
+def test_score_without_the_covariate_columns_exits_2(covdir, tmp_path, capsys):
+    code = run("score", covdir / "model", covdir / "plain.parquet", "--out", tmp_path / "s.parquet")
+    assert code == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "no column(s) ['x1', 'x2']" in err and "--covariates FILE" in err
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_score_rejects_customers_with_bad_or_no_covariates(covdir, tmp_path, capsys):
+    rfm = pd.read_parquet(covdir / "rfm.parquet")
+    rfm.loc[rfm.index[:2], "x1"] = np.nan
+    rfm.loc[rfm.index[2], "x2"] = np.inf
+    rfm.to_parquet(tmp_path / "bad.parquet")
+    out = tmp_path / "s.parquet"
+    assert run("score", covdir / "model", tmp_path / "bad.parquet", "--out", out, "-q") == cli.EXIT_REJECTS
+    assert "read: 2,000; scored: 1,997; rejected: 3" in capsys.readouterr().out
+    rejects = pd.read_parquet(tmp_path / "s.rejects.parquet").set_index("customer_id")
+    assert rejects.loc[list(rfm.index[:2]), "reason"].eq("missing, non-numeric or infinite covariate x1").all()
+    assert rejects.loc[rfm.index[2], "reason"] == "missing, non-numeric or infinite covariate x2"
+    assert rejects.loc[rfm.index[2], "x2"] == "inf"
+    scored = pd.read_parquet(out).set_index("customer_id")
+    good = rfm.iloc[3:]
+    expected = score_frame(*clv.load_models(covdir / "model")[0].values(), good, ScoreSettings())
+    np.testing.assert_allclose(scored.loc[good.index, expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12)
+    # a customer without a row in --covariates is rejected likewise, the others scored
+    cov = pd.read_parquet(covdir / "cov.parquet")
+    cov[cov["cid"].astype(str) != rfm.index[5]].to_csv(tmp_path / "cov.csv", index=False)
+    assert run("score", covdir / "model", covdir / "plain.parquet", "--out", out, "--covariates",
+               tmp_path / "cov.csv", "--covariate-id", "cid", "--allow-rejects", "-q") == 0
+    rejects = pd.read_parquet(tmp_path / "s.rejects.parquet")
+    assert rejects[["customer_id", "reason"]].values.tolist() == [[rfm.index[5], "no row in the covariate table"]]
+
+
+def test_one_hot_covariate_from_the_cli_and_unseen_levels_rejected(covdir, tmp_path, capsys):
+    from clvmodels.models import BetaGeoModel
+
+    rfm = pd.read_parquet(covdir / "rfm.parquet")
+    rfm["channel"] = np.array(["web", "web", "shop", "app"])[np.arange(len(rfm)) % 4]  # web: the baseline
+    rfm.to_csv(tmp_path / "rfm.csv")  # CSV: ids and the text column read back as text
+    assert run("fit", tmp_path / "rfm.csv", "--model", "bgnbd", "--time-unit", "W", "--out", tmp_path / "m",
+               "--purchase-covariates", "channel,x1", "--one-hot", "channel", "-q") == 0
+    model = clv.load_models(tmp_path / "m")[0]["purchase"]
+    python = BetaGeoModel(purchase_covariates=["channel", "x1"], one_hot=["channel"]).fit(rfm)
+    assert list(model.coefficients_.index) == ["alpha:channel[app]", "alpha:channel[shop]", "alpha:x1"]
+    np.testing.assert_allclose(model.coefficients_.to_numpy(), python.coefficients_.to_numpy(), atol=1e-8)
+    rfm.loc[rfm.index[0], "channel"] = "phone"
+    rfm.loc[rfm.index[1], "channel"] = None
+    rfm.to_parquet(tmp_path / "new.parquet")
+    assert run("score", tmp_path / "m", tmp_path / "new.parquet", "--out", tmp_path / "s.parquet",
+               "-q") == cli.EXIT_REJECTS
+    rejects = pd.read_parquet(tmp_path / "s.rejects.parquet").set_index("customer_id")["reason"]
+    assert rejects.to_dict() == {rfm.index[0]: "covariate channel has a level not seen at fit",
+                                 rfm.index[1]: "missing, non-numeric or infinite covariate channel"}

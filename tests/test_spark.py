@@ -14,6 +14,7 @@ import pytest
 import clvmodels as clv
 from clvmodels.datasets import load_cdnow, simulate
 from clvmodels.errors import ClvDataError
+from clvmodels.rfm import join_covariates
 from clvmodels.scoring import ScoreSettings, score_frame
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow,  # a Spark session and its jobs: minutes on 2 cores
@@ -227,3 +228,32 @@ def test_cnbd_fit_reads_litt_from_spark(spark):
         p, _ = fit_spark(sdf_rfm, clv.ModifiedBetaGeoCNBDModel(k=2), time_unit="W")
     np.testing.assert_allclose(p.params_.to_numpy(), local.params_.to_numpy(), rtol=1e-6)
     assert p.k_ == 2 and p.log_likelihood_ == pytest.approx(local.log_likelihood_, abs=1e-6)
+
+
+def test_scoring_passes_covariate_columns_through(spark, tmp_path):
+    """A model with covariates reads them from the DataFrame's columns: the scores are the library's, a
+    customer with a missing covariate is rejected alone, and a DataFrame without them is refused."""
+    rng = np.random.default_rng(2)
+    n = 1500
+    cov = pd.DataFrame({"x1": rng.normal(2.0, 1.0, n), "x2": (rng.random(n) < 0.4).astype(float)})
+    log, truth = simulate(n, covariates=cov, coefficients={"alpha:x1": 0.4, "b:x2": 0.3, "gamma:x1": 0.2},
+                          return_truth=True, seed=4)
+    rfm = _pandas_summary(log, observation_end=log.attrs["observation_end"])
+    rfm = join_covariates(rfm, truth[["x1", "x2"]])
+    p = clv.BetaGeoModel(purchase_covariates=["x1"], dropout_covariates=["x2"]).fit(rfm)
+    s = clv.GammaGammaModel(spend_covariates=["x1"], exclude_invalid=True).fit(rfm)
+    clv.save_models({"purchase": p, "spend": s}, tmp_path / "model")
+    frame = rfm.reset_index()
+    frame.loc[3, "x1"] = np.nan
+    frame.attrs = {}
+    settings = ScoreSettings(interval=0.9, n_draws=30, seed=1, clv_interval="expected")
+    got = score_spark(spark.createDataFrame(frame), tmp_path / "model", settings,
+                      time_unit="W").toPandas().set_index("customer_id").sort_index()
+    bad = frame.loc[3, "customer_id"]
+    assert got.loc[bad, "reject_reason"] == "missing, non-numeric or infinite covariate x1"
+    assert got["reject_reason"].notna().sum() == 1 and {"x1", "x2"} <= set(got.columns)
+    good = rfm.drop(index=bad)
+    expected = score_frame(p, s, good, settings)
+    np.testing.assert_allclose(got.loc[expected.index, expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12)
+    with pytest.raises(ClvDataError, match=r"no column\(s\) \['x2'\]"):
+        score_spark(spark.createDataFrame(frame.drop(columns="x2")), tmp_path / "model", settings)

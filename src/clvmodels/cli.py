@@ -2,10 +2,12 @@
 
 ::
 
-    clvmodels summarize LOG --out RFM.parquet [--calibration-end DATE] [--time-unit W]
-    clvmodels fit RFM.parquet --model bgnbd+gg --method mle --out MODEL_DIR
+    clvmodels summarize LOG --out RFM.parquet [--calibration-end DATE] [--time-unit W] [--covariates COV.parquet]
+    clvmodels fit RFM.parquet --model bgnbd+gg --method mle --out MODEL_DIR \\
+        [--purchase-covariates A,B --dropout-covariates C --spend-covariates D --one-hot A] \\
+        [--covariates COV.parquet --covariate-id COL]
     clvmodels score MODEL_DIR RFM_OR_LOG --horizon 12 --period M --discount-rate 0.01 \\
-        --interval 0.9 --out SCORES.parquet
+        --interval 0.9 --out SCORES.parquet [--covariates COV.parquet]
     clvmodels backtest LOG --calibration-end DATE --out RESULT_DIR [--report REPORT.html]
     clvmodels report LOG --calibration-end DATE --out REPORT.html
     clvmodels demo
@@ -207,6 +209,55 @@ def _csv_raw(parser) -> None:
                              "tab or CR, against formula injection in spreadsheets)")
 
 
+def _names(text: str) -> list[str]:
+    """An argparse type: comma-separated column names (``a,b``)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+def _covariate_options(parser: argparse.ArgumentParser, missing: bool = False):
+    """``--covariates FILE`` (a customer-level table joined by id) and ``--covariate-id``, in their group."""
+    g = parser.add_argument_group("covariates")
+    g.add_argument("--covariates", metavar="FILE",
+                   help="customer-level covariate table (.csv or .parquet), one row per customer, joined by id")
+    g.add_argument("--covariate-id", default="customer_id", metavar="COL",
+                   help="customer id column of --covariates (customer_id); ids match as text")
+    if missing:
+        g.add_argument("--missing-covariates", choices=["error", "drop"], default="error",
+                       help="customers without a row in --covariates: error (default) or drop them (counted)")
+    return g
+
+
+def _read_covariates(args):
+    """The table of ``--covariates`` indexed by its ids as text (None without the option)."""
+    if args.covariates is None:
+        return None
+    from .io import read_columns
+    from .rfm import covariate_index
+
+    table = read_columns(args.covariates, text_columns=(args.covariate_id,))
+    if args.covariate_id not in table.columns:
+        raise UsageError(f"--covariates {args.covariates}: no id column {args.covariate_id!r} (it has "
+                         f"{', '.join(map(str, table.columns))}); name it with --covariate-id COL.")
+    return covariate_index(table, args.covariate_id)
+
+
+def _join_covariates(args, rfm):
+    """``rfm`` (indexed by id) with ``--covariates`` joined (rfm.join_covariates), the counts reported."""
+    from .rfm import join_covariates
+
+    table = _read_covariates(args)
+    if table is None:
+        return rfm
+    out = join_covariates(rfm, table, missing=args.missing_covariates)
+    log.info("joined %d covariate column(s) from %s: %s customer(s) without covariates%s; %s covariate row(s) "
+             "match no customer", table.shape[1], args.covariates, f"{out.attrs['n_without_covariates']:,}",
+             " (dropped)" if out.attrs["n_without_covariates"] else "", f"{out.attrs['n_covariates_unmatched']:,}")
+    return out
+
+
 def _log_columns(parser: argparse.ArgumentParser):
     """The options that read a transaction log (its columns, time format, refunds), in their group."""
     g = parser.add_argument_group("transaction log")
@@ -274,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add litt, the sum of log inter-purchase times (needed to fit mbgcnbd, bgcnbd)")
     p.add_argument("--csv", action="store_true", help="write CSV instead of Parquet")
     _csv_raw(p)
+    _covariate_options(p, missing=True)
     _log_options(p)
     _common(p)
 
@@ -293,6 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps (1000)")
     p.add_argument("--chains", type=positive_int, default=4, help="NUTS chains (4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    g = _covariate_options(p, missing=True)
+    g.add_argument("--id-column", default="customer_id",
+                   help="customer id column of the RFM table, to join --covariates (customer_id)")
+    for process, what in (("purchase", "the purchase rate"), ("dropout", "drop-out"), ("spend", "the spend model")):
+        g.add_argument(f"--{process}-covariates", metavar="COLS", type=_names,
+                       help=f"comma-separated covariate columns of {what} (columns of the RFM table or of --covariates)")
+    g.add_argument("--one-hot", metavar="COLS", type=_names,
+                   help="comma-separated text covariates to encode as indicators of their levels (the most frequent "
+                        "dropped as the baseline)")
     _common(p)
 
     p = sub.add_parser("score", epilog=SCORE_EXIT_CODES, help="score customers with a saved model",
@@ -337,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a column of the input naming each customer's segment: also write per segment the "
                         "customers, P(alive) and the sums of the expected scores to <out>.segments.parquet "
                         "(.csv); a log's customer takes her last row's segment")
+    _covariate_options(p)
     p.add_argument("--chunk-rows", type=positive_int, default=100_000, help="customers per chunk (100000)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="worker processes scoring chunks in parallel; they die with this process (1)")
@@ -488,9 +550,10 @@ def _check_outputs(inputs: dict, files: dict | None = None, directories: dict | 
 def cmd_summarize(args) -> int:
     from .io import write_table
 
-    _check_outputs({"the log": args.log}, {"--out": args.out})
+    _check_outputs({"the log": args.log} | ({"--covariates": args.covariates} if args.covariates else {}),
+                   {"--out": args.out})
     start = time.monotonic()
-    rfm = summarise_log(args, args.log, args.time_unit, args.calibration_end)
+    rfm = _join_covariates(args, summarise_log(args, args.log, args.time_unit, args.calibration_end))
     fmt = _out_format(args.out, args.csv)
     write_table(rfm, args.out, fmt=fmt, escape=not args.csv_raw)
     log.info("summarised %s customers in %.1f s -> %s", f"{len(rfm):,}", time.monotonic() - start, args.out)
@@ -504,25 +567,33 @@ def cmd_fit(args) -> int:
     from .models.persistence import save_models
     from .units import normalize_unit
 
-    _check_outputs({"the RFM table": args.rfm}, directories={"--out": args.out})
+    _check_outputs({"the RFM table": args.rfm} | ({"--covariates": args.covariates} if args.covariates else {}),
+                   directories={"--out": args.out})
     purchase_cls, spend_cls = _model_pair(args.model)
+    covariate_settings = _covariate_settings(args, purchase_cls, spend_cls)
     attrs = table_attrs(args.rfm)
     unit = args.time_unit or attrs.get("time_unit")
     if unit is None:
         raise UsageError(f"{args.rfm!r} does not record its time unit (CSV tables cannot): pass --time-unit W (or D, M, ...).")
     unit = normalize_unit(unit)
     columns = list(dict.fromkeys(input_columns(purchase_cls, spend_cls) + list(purchase_cls.fit_columns)))
-    rfm = read_columns(args.rfm, columns)  # refuses missing columns
+    named = list(dict.fromkeys(c for kw in covariate_settings.values() for k, v in kw.items()
+                               if k.endswith("_covariates") for c in v))
+    if args.covariates is None:
+        rfm = read_columns(args.rfm, columns + named)  # refuses missing columns
+    else:
+        rfm = read_columns(args.rfm, [args.id_column] + columns, text_columns=(args.id_column,))
+        rfm = _join_covariates(args, rfm.set_index(args.id_column))
     rfm.attrs["time_unit"] = unit
     settings = dict(method=args.method, penalizer=args.penalizer, draws=args.draws, tune=args.tune,
                     chains=args.chains, seed=args.seed, progressbar=_interactive(args))
     models = {}
     start = time.monotonic()
     log.info("fitting %s (%s) on %s customers", purchase_cls.__name__, args.method, f"{len(rfm):,}")
-    models["purchase"] = purchase_cls(**_accepted(purchase_cls, settings)).fit(rfm)
+    models["purchase"] = purchase_cls(**_accepted(purchase_cls, settings), **covariate_settings["purchase"]).fit(rfm)
     if spend_cls is not None:
         log.info("fitting %s (%s)", spend_cls.__name__, args.method)
-        spend_settings = _accepted(spend_cls, {**settings, "exclude_invalid": True})
+        spend_settings = _accepted(spend_cls, {**settings, "exclude_invalid": True}) | covariate_settings["spend"]
         models["spend"] = spend_cls(**spend_settings).fit(rfm)
     metadata = {"model": args.model, "method": args.method, "source": str(args.rfm), "time_unit": unit,
                 "resolution": attrs.get("resolution"), "n_customers": len(rfm)}
@@ -534,6 +605,32 @@ def cmd_fit(args) -> int:
             print(model.summary().to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {args.out}")
     return EXIT_OK
+
+
+def _covariate_settings(args, purchase_cls, spend_cls) -> dict[str, dict]:
+    """The covariate parameters of each model (``purchase``, ``spend``) from ``--<process>-covariates``
+    and ``--one-hot``; a process the model does not have is a usage error, never ignored."""
+    out = {"purchase": {}, "spend": {}}
+    for process in ("purchase", "dropout", "spend"):
+        names = getattr(args, f"{process}_covariates")
+        if names is None:
+            continue
+        role, cls = ("spend", spend_cls) if process == "spend" else ("purchase", purchase_cls)
+        if cls is None or f"{process}_covariates" not in cls._get_param_names():
+            have = [] if cls is None else [p for p in cls._get_param_names() if p.endswith("_covariates")]
+            raise UsageError(f"--{process}-covariates: the {role} model of --model {args.model} "
+                             f"{'is not given' if cls is None else 'has no such process'}"
+                             f"{'' if not have else ' (it takes ' + ', '.join('--' + p.replace('_', '-') for p in have) + ')'}.")
+        out[role][f"{process}_covariates"] = names
+    for kw in out.values():
+        if kw and args.one_hot:
+            kw["one_hot"] = args.one_hot
+    for option, given in (("--one-hot names columns to encode", args.one_hot),
+                          ("--covariates joins a covariate table", args.covariates)):
+        if given and not any(out.values()):
+            raise UsageError(f"{option}, but no --purchase-covariates, --dropout-covariates or --spend-covariates "
+                             "names the covariates of the models.")
+    return out
 
 
 def _accepted(cls, settings: dict) -> dict:
@@ -592,7 +689,8 @@ def cmd_score(args) -> int:
     fmt = _out_format(args.out, args.csv)
     rejects = args.rejects or default_rejects_path(args.out, fmt)
     segments_path = None if args.segment_col is None else companion_path(args.out, fmt, "segments")
-    _check_outputs({"the model directory": args.model_dir, "the input": args.input},
+    _check_outputs({"the model directory": args.model_dir, "the input": args.input}
+                   | ({"--covariates": args.covariates} if args.covariates else {}),
                    {"--out": args.out, "--rejects": rejects} | ({"--segment-col's table": segments_path}
                                                                if segments_path else {}))
     models, meta = load_models(args.model_dir)
@@ -617,7 +715,8 @@ def cmd_score(args) -> int:
         counts = score_table(purchase, spend, source, args.out, settings=settings, rejects=rejects, fmt=fmt,
                              id_column=args.id_column, chunk_rows=args.chunk_rows, progress=advance,
                              jobs=args.jobs, escape=not args.csv_raw,
-                             prior_rejects=None if screened is None else screened.rejects)
+                             prior_rejects=None if screened is None else screened.rejects,
+                             covariates=_read_covariates(args))
     if screened is not None:
         for line in screened.summary():
             log.warning("rejected: %s", line)

@@ -214,6 +214,19 @@ def rfm_summary(
     return out if covariates is None else join_covariates(out, covariates, covariate_id, missing_covariates)
 
 
+def covariate_index(covariates: pd.DataFrame, id_column: str | None = None) -> pd.DataFrame:
+    """The customer-level covariate table indexed by its ids as text (its index, or its column
+    ``id_column``); a duplicated id is an error."""
+    table = covariates if id_column is None else covariates.set_index(id_column)
+    keys = pd.Index(table.index.astype(str), name=table.index.name)
+    duplicated = keys.duplicated(keep=False)
+    if duplicated.any():
+        raise data_error("The covariate table has more than one row per customer", column=id_column or "index",
+                         rows=table.loc[duplicated].head(), n_rows=int(duplicated.sum()),
+                         fix="Keep one row per customer (static covariates).")
+    return table.set_axis(keys)
+
+
 def join_covariates(rfm: pd.DataFrame, covariates: pd.DataFrame, id_column: str | None = None,
                     missing: str = "error") -> pd.DataFrame:
     """``rfm`` with the columns of the customer-level table ``covariates`` joined by customer id.
@@ -227,13 +240,8 @@ def join_covariates(rfm: pd.DataFrame, covariates: pd.DataFrame, id_column: str 
     """
     if missing not in ("error", "drop"):
         raise ClvDataError(f"missing_covariates must be 'error' or 'drop', got {missing!r}.")
-    table = covariates if id_column is None else covariates.set_index(id_column)
-    keys = pd.Index(table.index.astype(str))
-    duplicated = keys.duplicated(keep=False)
-    if duplicated.any():
-        raise data_error("The covariate table has more than one row per customer", column=id_column or "index",
-                         rows=table.loc[duplicated].head(), n_rows=int(duplicated.sum()),
-                         fix="Keep one row per customer (static covariates).")
+    table = covariate_index(covariates, id_column)
+    keys = table.index
     clash = [c for c in table.columns if c in rfm.columns]
     if clash:
         raise ClvDataError(f"Covariate columns {clash} are also columns of the RFM summary: rename them.")

@@ -34,8 +34,10 @@ import numpy as np
 import pandas as pd
 
 from .clv import KINDS, check_discounting, predictive_clv, value_customers
+from .models.covariates import CovariateDesign
 from .models.draws import EXPECTED, PREDICTIVE, check_interval, interval_names
 from .errors import ClvDataError, data_error
+from .rfm import covariate_index
 from .io import (DEFAULT_CHUNK_ROWS, ChunkedTableWriter, check_outputs, iter_table, table_attrs,
                  table_columns, table_format)
 from . import units
@@ -148,6 +150,34 @@ def input_columns(purchase_model, spend_model=None) -> list[str]:
     """The columns scoring reads: the purchase model's, then the spend model's (each once)."""
     spend_columns = spend_model.data_columns if spend_model is not None else ()
     return list(dict.fromkeys(purchase_model.data_columns + spend_columns))
+
+
+def covariate_columns(purchase_model, spend_model=None) -> list[str]:
+    """The covariate columns of the customer table that the fitted models read (each once; none for
+    models without covariates): the columns named at fit, whose encoding and scaling the models keep."""
+    models = [m for m in (purchase_model, spend_model) if m is not None and m.has_covariates]
+    return list(dict.fromkeys(c for m in models for c in CovariateDesign.from_dict(m.covariates_).sources()))
+
+
+def covariate_problems(purchase_model, spend_model, frame: pd.DataFrame) -> pd.Series:
+    """Why each customer of ``frame`` cannot be scored for its covariates (empty string when it can:
+    :meth:`~clvmodels.models.covariates.CovariateDesign.problems` of each model with covariates)."""
+    reason = pd.Series("", index=frame.index, name="reason", dtype=object)
+    for model in (purchase_model, spend_model):
+        if model is not None and model.has_covariates:
+            more = CovariateDesign.from_dict(model.covariates_).problems(frame)
+            reason = reason.where(reason != "", more)
+    return reason
+
+
+def require_covariates(frame_columns, purchase_model, spend_model=None, *, source: str = "the table",
+                       fix: str = "join the customer-level covariate table by id with covariates=... (clvmodels "
+                                  "score --covariates FILE), or score a table that has them") -> None:
+    """Refuse a table without the models' covariate columns, naming them and what to do (``fix``)."""
+    missing = [c for c in covariate_columns(purchase_model, spend_model) if c not in frame_columns]
+    if missing:
+        raise ClvDataError(f"The model has covariates, and {source} has no column(s) {missing} (a missing covariate "
+                           f"is never taken as 0): {fix}.")
 
 
 def period_length(purchase_model, settings: ScoreSettings) -> float:
@@ -403,6 +433,7 @@ def score_table(
     jobs: int = 1,
     escape: bool = True,
     prior_rejects: pd.DataFrame | None = None,
+    covariates: pd.DataFrame | None = None,
 ) -> ScoreCounts:
     """Score every customer of an RFM table and write the scores (and rejects) atomically.
 
@@ -438,6 +469,12 @@ def score_table(
         Customers rejected before the table was made (e.g. by
         :func:`clvmodels.log_screening.screen_log`): a frame with ``customer_id``, ``reason`` and
         any other columns, written first to the rejects file and counted as read and rejected.
+    covariates
+        Models with covariates read their covariate columns from the table, or from this
+        customer-level table (indexed by customer id; ids match as text), joined to each chunk by id.
+        A covariate column in neither is an error before any row is read; a customer without a
+        covariate row, or with a missing, non-finite or unseen covariate value, is rejected with the
+        reason. The scores file keeps the covariate columns.
 
     Returns
     -------
@@ -453,6 +490,14 @@ def score_table(
     if int(jobs) != jobs or jobs < 1:
         raise ClvDataError(f"jobs must be a positive integer, got {jobs!r}.")
     columns = input_columns(purchase_model, spend_model)
+    needed = covariate_columns(purchase_model, spend_model)
+    if covariates is not None and not needed:
+        warnings.warn("The models have no covariates: the covariate table is not used.", UserWarning, stacklevel=2)
+        covariates = None
+    if covariates is not None:
+        covariates = covariate_index(covariates)[[c for c in needed if c in covariates.columns]]
+    joined = [] if covariates is None else list(covariates.columns)
+    from_table = [c for c in needed if c not in joined]
     out = os.fspath(out)
     if fmt is None:
         fmt = "csv" if out.lower().endswith(".csv") else "parquet"
@@ -467,19 +512,22 @@ def score_table(
         frame = source.reset_index()
         id_column = frame.columns[0] if source.index.name is None else source.index.name
         require_columns(frame, columns)
+        _check_covariate_sources(list(frame.columns), joined, purchase_model, spend_model, "the table")
         dup = _duplicate_hashes([frame[id_column]])
-        chunks = iter_frame(frame[[id_column] + columns], chunk_rows)
+        chunks = iter_frame(frame[[id_column] + columns + from_table], chunk_rows)
     else:
         available = table_columns(source)
         if id_column not in available:
             raise ClvDataError(
                 f"{os.fspath(source)!r} has no customer id column {id_column!r} (it has {available}): "
                 "pass its name with --id-column / id_column=...")
+        _check_covariate_sources(available, joined, purchase_model, spend_model, repr(os.fspath(source)))
         # CSV ids are read as text: chunks of a CSV could otherwise get different id types
         text = (id_column,) if table_format(source) == "csv" else ()
         dup = _duplicate_hashes(c[id_column] for c in iter_table(source, [id_column], chunk_rows, text))
-        chunks = iter_table(source, [id_column] + columns, chunk_rows, text)
+        chunks = iter_table(source, [id_column] + columns + from_table, chunk_rows, text)
     repeats = _DuplicateFilter(dup)
+    kept = columns + needed  # the rejects file's values
     extra = [] if prior_rejects is None else [c for c in prior_rejects.columns if c not in REJECT_COLUMNS]
     with ChunkedTableWriter(out, fmt, escape=escape) as scores_out, \
             ChunkedTableWriter(rejects, fmt, escape=escape) as rejects_out, \
@@ -487,10 +535,10 @@ def score_table(
         pending: collections.deque = collections.deque()  # (scores in progress, rows of the chunk)
         import pyarrow as pa
 
-        rejects_out.schema = pa.schema([(c, pa.string()) for c in REJECT_COLUMNS + columns + extra])
+        rejects_out.schema = pa.schema([(c, pa.string()) for c in REJECT_COLUMNS + kept + extra])
 
         def reject(rows: pd.DataFrame, reason: pd.Series) -> None:
-            rej = rows[[id_column] + columns].astype(str).assign(reason=reason.to_numpy(), **dict.fromkeys(extra, ""))
+            rej = rows[[id_column] + kept].astype(str).assign(reason=reason.to_numpy(), **dict.fromkeys(extra, ""))
             rej = rej.rename(columns={id_column: "customer_id"}) if id_column != "customer_id" else rej
             rejects_out.write(rej[REJECT_COLUMNS + [c for c in rej.columns if c not in REJECT_COLUMNS]])
             counts.rejected += len(rej)
@@ -499,9 +547,9 @@ def score_table(
         if prior_rejects is not None and len(prior_rejects):
             prior = prior_rejects.astype(object).where(prior_rejects.notna(), None)
             prior = prior.assign(customer_id=[None if v is None else str(v) for v in prior["customer_id"]],
-                                 **{c: None for c in columns if c not in prior.columns})
-            rejects_out.write(prior[REJECT_COLUMNS + columns + extra].astype(
-                {c: object for c in REJECT_COLUMNS + columns + extra}))
+                                 **{c: None for c in kept if c not in prior.columns})
+            rejects_out.write(prior[REJECT_COLUMNS + kept + extra].astype(
+                {c: object for c in REJECT_COLUMNS + kept + extra}))
             counts.read += len(prior)
             counts.rejected += len(prior)
             counts.add_rejects(prior["reason"])
@@ -522,6 +570,13 @@ def score_table(
             chunk = chunk.reset_index(drop=True)
             counts.read += len(chunk)
             reason = problems(chunk, columns, id_column)
+            if covariates is not None:
+                lookup = covariates.reindex(pd.Index(chunk[id_column].astype(str)))
+                chunk = chunk.assign(**{c: lookup[c].to_numpy() for c in joined})
+                lacking = ~lookup.index.isin(covariates.index)
+                reason[lacking & (reason == "").to_numpy()] = "no row in the covariate table"
+            if needed:
+                reason = reason.where(reason != "", covariate_problems(purchase_model, spend_model, chunk))
             repeat = repeats(chunk[id_column]) & (reason == "").to_numpy()
             reason[repeat] = f"duplicate {id_column} (an earlier row was scored)"
             bad = (reason != "").to_numpy()
@@ -538,6 +593,16 @@ def score_table(
         while pending:
             write_next()
     return counts
+
+
+def _check_covariate_sources(available: list[str], joined: list[str], purchase_model, spend_model,
+                             source: str) -> None:
+    """The models' covariate columns are in the table or the joined covariate table, not in both."""
+    clash = [c for c in joined if c in available]
+    if clash:
+        raise ClvDataError(f"Covariate column(s) {clash} are in both {source} and the covariate table: drop or "
+                           "rename them in one.")
+    require_covariates(available + joined, purchase_model, spend_model, source=source)
 
 
 def default_rejects_path(out: str | os.PathLike, fmt: str) -> str:

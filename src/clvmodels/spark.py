@@ -325,7 +325,9 @@ def score_spark(rfm, models, settings=None, *, time_unit: str | None = None, id_
     ----------
     rfm
         Spark DataFrame with ``id_column``, ``frequency``, ``recency``, ``T`` (and
-        ``monetary_value`` when there is a spend model).
+        ``monetary_value`` when there is a spend model); for models with covariates also their
+        covariate columns, passed through to the scoring of each batch (transformed as at fit; a
+        customer with a missing, non-finite or unseen covariate value is rejected with the reason).
     models
         A model bundle directory (``clvmodels fit --out DIR`` or :func:`clvmodels.save_models`), or
         ``{"purchase": model, "spend": model}``.
@@ -342,13 +344,13 @@ def score_spark(rfm, models, settings=None, *, time_unit: str | None = None, id_
 
     Returns
     -------
-    Spark DataFrame: the input columns, the score columns of
+    Spark DataFrame: the input columns (covariates included), the score columns of
     :func:`clvmodels.scoring.score_columns` and ``reject_reason`` (null for scored customers; for
     the others the reason, and null scores).
     """
     from pyspark.sql import types as T
 
-    from .scoring import ScoreSettings, input_columns, score_columns
+    from .scoring import ScoreSettings, covariate_columns, input_columns, require_covariates, score_columns
     from .validation import check_time_unit, require_columns
 
     settings = settings or ScoreSettings()
@@ -358,15 +360,18 @@ def score_spark(rfm, models, settings=None, *, time_unit: str | None = None, id_
     has_spend = loaded.get("spend") is not None
     columns = input_columns(loaded["purchase"], loaded.get("spend"))
     require_columns(rfm, [id_column] + columns, what="The RFM DataFrame", fix="Build it with rfm_summary_spark(...).")
+    covariates = covariate_columns(loaded["purchase"], loaded.get("spend"))
+    require_covariates(rfm.columns, loaded["purchase"], loaded.get("spend"), source="the RFM DataFrame",
+                       fix="join the customer-level covariate DataFrame to it by customer id first")
     scores = score_columns(has_spend, settings.interval is not None, settings.clv_interval)
     fields = [rfm.schema[id_column], T.StructField("frequency", T.LongType())]
-    fields += [T.StructField(c, T.DoubleType()) for c in columns[1:]]
+    fields += [T.StructField(c, T.DoubleType()) for c in columns[1:]] + [rfm.schema[c] for c in covariates]
     fields += [T.StructField(c, T.DoubleType()) for c in scores] + [T.StructField("reject_reason", T.StringType())]
     schema = T.StructType(fields)
 
     def score_partition(batches):
         from .models.persistence import load_models
-        from .scoring import score_frame
+        from .scoring import covariate_problems, score_frame
         from .validation import problems
 
         with tempfile.TemporaryDirectory() as d:
@@ -377,8 +382,10 @@ def score_spark(rfm, models, settings=None, *, time_unit: str | None = None, id_
             loaded, _ = load_models(d)
         purchase, spend = loaded["purchase"], loaded.get("spend")
         for pdf in batches:
-            pdf = pdf[[id_column] + columns].reset_index(drop=True)
+            pdf = pdf[[id_column] + columns + covariates].reset_index(drop=True)
             reason = problems(pdf, columns, id_column)
+            if covariates:  # a customer with a missing or unseen covariate is rejected alone, as in the CLI
+                reason = reason.where(reason != "", covariate_problems(purchase, spend, pdf))
             good = (reason == "").to_numpy().copy()
             out = pdf.copy()
             for c in columns:
@@ -400,4 +407,4 @@ def score_spark(rfm, models, settings=None, *, time_unit: str | None = None, id_
             out["reject_reason"] = pd.Series(reason.to_numpy(dtype=object)).where(~good, None)
             yield out
 
-    return rfm.select(id_column, *columns).mapInPandas(score_partition, schema)
+    return rfm.select(id_column, *columns, *covariates).mapInPandas(score_partition, schema)

@@ -132,7 +132,7 @@ class CovariateDesign:
     def transform(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """The standardised design columns of ``frame`` (keys ``"z:<name>"``), checked as at fit; a
         level unseen at fit is an error (its effect is unknown)."""
-        _missing(frame, list(dict.fromkeys(c.source for c in self.columns)))
+        _missing(frame, self.sources())
         out, labels = {}, {}
         for source in self.dropped:
             labels[source] = _labels(frame, source)
@@ -146,6 +146,30 @@ class CovariateDesign:
             raw = (labels[c.source] == c.level).astype(float) if c.level is not None else _numeric(frame, c.source)
             out[key(c.name)] = (raw - c.mean) / c.scale
         return out
+
+    def sources(self) -> list[str]:
+        """The customer-table columns the design reads (each once, in order)."""
+        return list(dict.fromkeys(c.source for c in self.columns))
+
+    def problems(self, frame: pd.DataFrame) -> pd.Series:
+        """Why each row of ``frame`` cannot be transformed (empty string when it can): a missing,
+        non-numeric or infinite value of a numeric covariate, a missing or unseen level of an encoded
+        one; so that a batch rejects those customers one by one (:meth:`transform` raises instead).
+        A missing column is an error, never a zero."""
+        _missing(frame, self.sources())
+        reason = np.full(len(frame), "", dtype=object)
+        for source in self.sources():
+            if source in self.dropped:
+                known = [c.level for c in self.columns if c.source == source] + [self.dropped[source]]
+                values = frame[source]
+                missing = values.isna().to_numpy()
+                unseen = ~missing & ~np.isin(values.astype(str).to_numpy(), known)
+                reason[unseen & (reason == "")] = f"covariate {source} has a level not seen at fit"
+            else:
+                values = pd.to_numeric(frame[source], errors="coerce").to_numpy(dtype=float)
+                missing = ~np.isfinite(values)
+            reason[missing & (reason == "")] = f"missing, non-numeric or infinite covariate {source}"
+        return pd.Series(reason, index=frame.index, name="reason")
 
     # ------------------------------------------------------------------ names
     def names(self, process: str) -> list[str]:
