@@ -677,3 +677,18 @@ def test_report_shows_coefficients_and_the_lr_test(covariate_backtest):
     assert "No model with covariates" in report_html(clv.backtest(
         segment_log(300)[0], BetaGeoModel(), calibration_end="2024-06-30", t=26, baselines={}, spend_model=False,
         progressbar=False, n_draws=20))
+
+
+def test_clv_report_refits_a_covariate_model_with_the_covariates(covariate_backtest):
+    from clvmodels.clv_report import clv_report
+
+    res, log, customers = covariate_backtest
+    with pytest.raises(ClvDataError, match=r"Covariate column\(s\) \['x1', 'segment'\] not found"):
+        clv_report(res, log, model="BG/NBD + covariates", n_samples=50)
+    report = clv_report(res, log, model="BG/NBD + covariates", covariates=customers, segments="segment",
+                        n_samples=100)
+    assert set(report.segments.index) == {"a", "b"}
+    # segment "b" buys less and leaves sooner: its customers are worth less on average
+    per_customer = report.customers.groupby("segment")["clv_mean"].mean()
+    assert per_customer["b"] < per_customer["a"]
+    assert '<section id="covariates">' in report.html and "alpha:segment[b]" in report.html
