@@ -15,6 +15,10 @@ transaction opportunities (BG/BB). Both return a :class:`BacktestResult` of tidy
 * ``conditional``: mean holdout purchases by calibration frequency 0, 1, ..., 7+ (FHL 2005, fig. 4);
 * ``parameters``, ``warnings`` and ``data`` (one row of data summary per cutoff).
 
+With ``covariates=`` (a customer-level table) models with and without covariates are compared in one
+run; :meth:`BacktestResult.covariate_tests` gives the likelihood-ratio test of each covariate model
+against the same model without covariates.
+
 The purchase models' value forecast is ``E[purchases] × E[spend]`` with the spend model
 (Gamma-Gamma by default) fitted on the same calibration data, and their ``clv`` forecast the
 holdout's expected discounted value (:func:`clvmodels.clv.value_customers`: periods of
