@@ -537,7 +537,9 @@ def coefficient_meaning(model, coefficient: str) -> str:
 
 
 def _covariates_section(result: BacktestResult) -> str:
-    covariate_models = [(c, n, m) for (c, n), m in result.models.items() if getattr(m, "has_covariates", False)]
+    purchase_models = result.settings.get("models", {})
+    covariate_models = sorted(((c, n, m) for (c, n), m in result.models.items() if getattr(m, "has_covariates", False)),
+                              key=lambda cnm: (cnm[0], cnm[1] not in purchase_models))   # purchase models first
     if not covariate_models:
         return '<p class="note">No model with covariates in this backtest.</p>'
     out = ['<p class="note">How customer attributes (covariates) shift each model\'s parameters. A customer\'s '
