@@ -573,3 +573,122 @@ def test_objective_with_covariates_has_the_exact_gradient_and_pytensor_agrees(cl
     ll = pytensor.function(list(symbolic.values()), cls.log_likelihood(individual, symbolic))(*full.values())
     expected = -(w @ ll) / w.sum() + 0.01 * np.sum(theta[len(params):] ** 2)
     assert value == pytest.approx(expected, rel=1e-8)   # PyTensor's special functions round differently
+
+
+# ---------------------------------------------------------------------------- backtests and the report
+#: Truth of the backtest's log: the segment "b" buys 1/e^1.2 as often and (lower b) drops out sooner.
+SEGMENT_COEFS = {"alpha:x1": 0.7, "alpha:x2": -1.2, "b:x2": -1.2}
+
+
+def segment_log(n: int = 2000, seed: int = 3):
+    """A log of BG/NBD customers whose purchase rate depends on a numeric attribute ``x1`` and whose
+    purchase and drop-out depend on a text attribute ``segment`` ("a"/"b"), and their attributes."""
+    rng = np.random.default_rng(seed)
+    customers = pd.DataFrame({"x1": rng.normal(2.0, 1.0, n), "segment": np.where(rng.random(n) < 0.4, "b", "a")})
+    numeric = pd.DataFrame({"x1": customers["x1"], "x2": (customers["segment"] == "b").astype(float)})
+    log, truth = simulate(n, r=2.0, alpha=20.0, covariates=numeric, coefficients=SEGMENT_COEFS, return_truth=True,
+                          seed=seed, observation_length=52, cohort_length=8)
+    return log, customers.set_index(truth.index)
+
+
+def segment_models():
+    return {"BG/NBD": BetaGeoModel(),
+            "BG/NBD + covariates": BetaGeoModel(purchase_covariates=["x1", "segment"], dropout_covariates=["segment"],
+                                                one_hot=["segment"])}
+
+
+@pytest.fixture(scope="module")
+def covariate_backtest():
+    log, customers = segment_log()
+    res = clv.backtest(log, segment_models(), calibration_end="2024-06-30", t=26, covariates=customers,
+                       baselines={"no change": clv.baselines.NoChangeBaseline()}, n_draws=50, n_samples=100,
+                       spend_model=GammaGammaModel(exclude_invalid=True, spend_covariates=["x1"]), progressbar=False)
+    return res, log, customers
+
+
+def test_backtest_with_covariates_beats_the_model_without(covariate_backtest):
+    res, _, customers = covariate_backtest
+    table = res.table("purchases")
+    plain, cov = table.loc["BG/NBD"], table.loc["BG/NBD + covariates"]
+    assert cov["log_score"] < plain["log_score"] - 0.01
+    assert cov["crps"] < plain["crps"] and cov["mae"] < plain["mae"]
+    assert {"BG/NBD", "BG/NBD + covariates", "no change"} <= set(res.model_names)
+    # the coefficients per unit of the user's columns recover the truth
+    summary = res.models[("2024-06-30", "BG/NBD + covariates")].summary()
+    for name, truth in {"alpha:segment[b]": -1.2, "b:segment[b]": -1.2}.items():
+        est, se = summary.loc[name, ["user_estimate", "user_se"]]
+        assert abs(est - truth) < 3 * se, (name, est, se)
+    assert res.data.loc[0, "customers_without_covariates"] == 0
+    assert res.data.loc[0, "covariate_rows_unmatched"] == len(customers) - res.data.loc[0, "customers"]
+    assert res.settings["covariates"] == ["x1", "segment"]
+    # the covariate model's tracking sums each customer at her own parameters
+    tracking = res.tracking[res.tracking["model"] == "BG/NBD + covariates"]
+    holdout = tracking[tracking["phase"] == "holdout"]
+    assert holdout["predicted"].sum() == pytest.approx(holdout["actual"].sum(), rel=0.1)
+
+
+def test_backtest_counts_customers_without_covariates(covariate_backtest):
+    _, log, customers = covariate_backtest
+    lacking = customers.iloc[:25]
+    with pytest.raises(ClvDataError, match="no row in the covariate table"):
+        clv.backtest(log, segment_models(), calibration_end="2024-06-30", t=26, covariates=customers.iloc[25:],
+                     baselines={}, spend_model=False, progressbar=False)
+    with pytest.warns(UserWarning, match="have no covariates"):
+        res = clv.backtest(log, segment_models(), calibration_end="2024-06-30", t=26, covariates=customers.iloc[25:],
+                           missing_covariates="drop", baselines={}, spend_model=False, n_draws=20, progressbar=False)
+    assert res.data.loc[0, "customers_without_covariates"] == len(lacking)
+    assert not set(lacking.index.astype(str)) & set(res.predictions["customer_id"].astype(str))
+    assert res.predictions.groupby("model").size().eq(res.data.loc[0, "customers"]).all()
+
+
+def test_new_customer_expectation_pairs_one_profile_per_t(bgnbd_fit):
+    profiles = pd.DataFrame({"x1": [1.0, 2.5, 3.0], "x2": [0.0, 1.0, 1.0]})
+    ts = np.array([5.0, 10.0, 30.0])
+    paired = bgnbd_fit.expected_purchases_new_customer(ts, covariates=profiles).to_numpy()
+    one_by_one = [bgnbd_fit.expected_purchases_new_customer(t, covariates=profiles.iloc[[i]]) for i, t in enumerate(ts)]
+    np.testing.assert_allclose(paired, np.ravel(one_by_one), rtol=1e-12)
+
+
+def test_report_shows_coefficients_and_the_lr_test(covariate_backtest):
+    from clvmodels.report import GLOSSARY, _fmt, report_html
+
+    res, _, _ = covariate_backtest
+    cut = "2024-06-30"
+    expected = clv.lr_test(res.models[(cut, "BG/NBD")], res.models[(cut, "BG/NBD + covariates")])
+    tests = res.covariate_tests()
+    assert len(tests) == 1 and tests.loc[0, "without"] == "BG/NBD"
+    assert tests.loc[0, "statistic"] == expected["statistic"] and tests.loc[0, "p_value"] == expected["p_value"]
+    assert tests.loc[0, "df"] == expected["df"] == 4
+    html = report_html(res)
+    start = html.index('<section id="covariates">')
+    section = html[start:html.index("</section>", start)]
+    assert f"<td>{_fmt(expected['statistic'])}</td>" in section and f"<td>{_fmt(expected['p_value'])}</td>" in section
+    summary = res.models[(cut, "BG/NBD + covariates")].summary()
+    for name in ("alpha:x1", "alpha:segment[b]", "a:segment[b]", "b:segment[b]"):
+        assert f'<td class="name">{name}</td>' in section
+        row = summary.loc[name]
+        for value in (row["estimate"], row["user_estimate"], np.exp(row["user_estimate"]), np.exp(row["user_lower_95%"])):
+            assert f"<td>{_fmt(value)}</td>" in section, (name, value)
+    assert '<td class="name">gamma:x1</td>' in section and "the mean spend per transaction" in section
+    assert "the mean purchase rate" in section and "segment: a" in section   # the baseline level
+    for term in ("Covariate coefficient", "Likelihood-ratio test"):
+        assert term in GLOSSARY and f"<dt>{term}</dt>" in html
+    # a backtest without covariates says so
+    assert "No model with covariates" in report_html(clv.backtest(
+        segment_log(300)[0], BetaGeoModel(), calibration_end="2024-06-30", t=26, baselines={}, spend_model=False,
+        progressbar=False, n_draws=20))
+
+
+def test_clv_report_refits_a_covariate_model_with_the_covariates(covariate_backtest):
+    from clvmodels.clv_report import clv_report
+
+    res, log, customers = covariate_backtest
+    with pytest.raises(ClvDataError, match=r"Covariate column\(s\) \['x1', 'segment'\] not found"):
+        clv_report(res, log, model="BG/NBD + covariates", n_samples=50)
+    report = clv_report(res, log, model="BG/NBD + covariates", covariates=customers, segments="segment",
+                        n_samples=100)
+    assert set(report.segments.index) == {"a", "b"}
+    # segment "b" buys less and leaves sooner: its customers are worth less on average
+    per_customer = report.customers.groupby("segment")["clv_mean"].mean()
+    assert per_customer["b"] < per_customer["a"]
+    assert '<section id="covariates">' in report.html and "alpha:segment[b]" in report.html

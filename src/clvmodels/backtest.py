@@ -15,6 +15,10 @@ transaction opportunities (BG/BB). Both return a :class:`BacktestResult` of tidy
 * ``conditional``: mean holdout purchases by calibration frequency 0, 1, ..., 7+ (FHL 2005, fig. 4);
 * ``parameters``, ``warnings`` and ``data`` (one row of data summary per cutoff).
 
+With ``covariates=`` (a customer-level table) models with and without covariates are compared in one
+run; :meth:`BacktestResult.covariate_tests` gives the likelihood-ratio test of each covariate model
+against the same model without covariates.
+
 The purchase models' value forecast is ``E[purchases] × E[spend]`` with the spend model
 (Gamma-Gamma by default) fitted on the same calibration data, and their ``clv`` forecast the
 holdout's expected discounted value (:func:`clvmodels.clv.value_customers`: periods of
@@ -47,6 +51,7 @@ from . import predictive as P
 from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
 from .models.base import check_kind
+from .models.covariates import lr_test
 from .models.draws import check_interval
 from .validation import validate_columns
 from .models.purchase import DiscretePurchaseModel, PurchaseModel
@@ -125,8 +130,49 @@ class BacktestResult:
         """Name of the best model per metric (see :data:`METRIC_DIRECTION`)."""
         return best_per_metric(self.table(target, cutoff))
 
+    def covariate_tests(self) -> pd.DataFrame:
+        """Likelihood-ratio tests (:func:`~clvmodels.lr_test`) of each model with covariates against the
+        same model without them, per cutoff, when both are in the backtest: the same class and
+        settings but the covariates (see :func:`without_covariates`). Columns ``cutoff``, ``model``,
+        ``without`` (the smaller model's name), ``statistic``, ``df``, ``p_value`` and ``note`` (why a
+        pair could not be tested, e.g. a Bayesian or penalised fit; its numbers are then NaN)."""
+        rows = []
+        for (cutoff, name), big in self.models.items():
+            if not getattr(big, "has_covariates", False):
+                continue
+            for (other_cutoff, other), small in self.models.items():
+                if other_cutoff != cutoff or not without_covariates(small, big):
+                    continue
+                row = {"cutoff": cutoff, "model": name, "without": other, "statistic": np.nan, "df": pd.NA,
+                       "p_value": np.nan, "note": ""}
+                try:
+                    row.update(lr_test(small, big))
+                except ClvDataError as exc:
+                    row["note"] = str(exc)
+                rows.append(row)
+        columns = ["cutoff", "model", "without", "statistic", "df", "p_value", "note"]
+        return pd.DataFrame(rows, columns=columns).astype({"df": "Int64"})
+
     def _repr_html_(self) -> str:
         return result_html(self)
+
+
+#: Settings that only concern covariates: a model without covariates is nested in one with them
+#: when every other setting is the same.
+COVARIATE_SETTINGS = ("covariate_constraints", "covariate_penalty", "one_hot")
+
+
+def without_covariates(small, big) -> bool:
+    """Whether ``small`` is the fitted model ``big`` without its covariates: the same class, no
+    covariates, and the same settings apart from the covariates' (so ``lr_test(small, big)`` applies)."""
+    if type(small) is not type(big) or getattr(small, "has_covariates", True):
+        return False
+
+    def settings(model):
+        return {k: v for k, v in model.get_params().items()
+                if not k.endswith("_covariates") and k not in COVARIATE_SETTINGS}
+
+    return settings(small) == settings(big)
 
 
 def best_per_metric(table: pd.DataFrame) -> pd.Series:
@@ -221,6 +267,9 @@ def backtest(
     clv_period: str = "M",
     discount_rate: float = 0.01,
     progressbar: bool | None = None,
+    covariates: pd.DataFrame | None = None,
+    covariate_id: str | None = None,
+    missing_covariates: str = "error",
 ) -> BacktestResult:
     """Fit each model on the calibration period(s), predict the holdout and score the predictions.
 
@@ -267,6 +316,15 @@ def backtest(
     progressbar
         A progress bar over the fits (cutoffs x models and baselines); default: on a terminal or in
         Jupyter (:mod:`clvmodels.progress`).
+    covariates, covariate_id, missing_covariates
+        A customer-level table of static covariates, joined by customer id to each cutoff's
+        calibration summary (:func:`~clvmodels.calibration_holdout`, :func:`~clvmodels.rfm.join_covariates`),
+        so that models with covariates (``purchase_covariates=...``) and without them are compared on
+        the same customers in one run. Customers without a covariate row are an error; with
+        ``missing_covariates="drop"`` they are left out of that cutoff's backtest (every forecast's)
+        and counted in ``data["customers_without_covariates"]``; covariate rows matching no
+        customer of a cutoff are counted in ``data["covariate_rows_unmatched"]``. Baselines ignore
+        the covariates.
 
     Returns
     -------
@@ -319,7 +377,9 @@ def backtest(
             if obs_end <= cut:
                 raise ClvDataError(f"The holdout after {cut.date()} is empty (observation end {obs_end.date()}).")
             ch = calibration_holdout(log, cut, obs_end, unit, resolution=res, truncate=True,
-                                     litt=any("litt" in getattr(m, "fit_columns", ()) for m in named.values()))
+                                     litt=any("litt" in getattr(m, "fit_columns", ()) for m in named.values()),
+                                     covariates=covariates, covariate_id=covariate_id,
+                                     missing_covariates=missing_covariates)
             label = str(cut.date())
             t = float(ch["duration_holdout"].iloc[0])
             actual = {"purchases": ch["frequency_holdout"].to_numpy(dtype=float)}
@@ -380,7 +440,9 @@ def backtest(
                 "clv_period": clv_period, "discount_rate": discount_rate,
                 "models": {k: type(v).__name__ for k, v in named.items()},
                 "baselines": {k: type(v).__name__ for k, v in base.items()},
-                "spend_model": type(spend_model).__name__ if has_value else None}
+                "spend_model": type(spend_model).__name__ if has_value else None,
+                "covariates": None if covariates is None else [str(c) for c in covariates.columns
+                                                               if c != covariate_id]}
     return _result(out, settings, fitted)
 
 
@@ -665,6 +727,9 @@ def _data_summary(log, ch, cut, obs_end, unit) -> dict:
         "duplicate_rows": int(log.attrs.get("n_duplicate_rows", 0)),
         "refunds": int(log.attrs.get("n_refunds", 0)),
     }
+    if "n_without_covariates" in ch.attrs:
+        row["customers_without_covariates"] = int(ch.attrs["n_without_covariates"])
+        row["covariate_rows_unmatched"] = int(ch.attrs["n_covariates_unmatched"])
     if "value_holdout" in ch.columns:
         row["holdout_value"] = float(ch["value_holdout"].sum())
         row["calibration_mean_repeat_spend"] = float(ch.loc[ch["frequency"] > 0, "monetary_value"].mean())
@@ -860,11 +925,14 @@ def _tracking(log, ch, model, name, cut, obs_end, unit, res, period) -> pd.DataF
     edges = np.unique(np.maximum(edges, first_days.min() - step))
     actual_cum = np.searchsorted(np.sort(repeat_days), edges, side="right").astype(float)
 
-    f_vals, f_counts = np.unique(first_days, return_counts=True)
-    ages = np.maximum(edges[:, None] - f_vals[None, :], 0.0) / unit_days(unit)
-    grid, inv = np.unique(ages, return_inverse=True)
-    expected = np.asarray(model.expected_purchases_new_customer(grid), dtype=float).ravel()
-    predicted_cum = (expected[inv.reshape(ages.shape)] * f_counts[None, :]).sum(axis=1)
+    if model.has_covariates:
+        predicted_cum = _cumulative_with_covariates(model, ch.loc[np.asarray(uniques)], first_days, edges, unit)
+    else:
+        f_vals, f_counts = np.unique(first_days, return_counts=True)
+        ages = np.maximum(edges[:, None] - f_vals[None, :], 0.0) / unit_days(unit)
+        grid, inv = np.unique(ages, return_inverse=True)
+        expected = np.asarray(model.expected_purchases_new_customer(grid), dtype=float).ravel()
+        predicted_cum = (expected[inv.reshape(ages.shape)] * f_counts[None, :]).sum(axis=1)
 
     origin = pd.Timestamp("1970-01-01")
     frame = pd.DataFrame({
@@ -877,6 +945,21 @@ def _tracking(log, ch, model, name, cut, obs_end, unit, res, period) -> pd.DataF
     frame["predicted"] = np.diff(predicted_cum, prepend=0.0)
     frame["phase"] = np.where(edges <= end_day, "calibration", "holdout")
     return frame.iloc[1:].reset_index(drop=True)  # the first edge precedes every first purchase
+
+
+def _cumulative_with_covariates(model, customers: pd.DataFrame, first_days, edges, unit) -> np.ndarray:
+    """``Σ_i E[X_i(e − f_i)]`` at each edge ``e`` for a model with covariates: each customer of the
+    cohort (first-purchase day ``f_i``) at her own parameters, from her row of ``customers``."""
+    sources = list(dict.fromkeys(c for cols in model.covariate_processes().values() for c in cols))
+    profiles = customers[sources]
+    out = np.zeros(len(edges))
+    for k, edge in enumerate(edges):
+        age = np.maximum(edge - first_days, 0.0) / unit_days(unit)
+        started = age > 0
+        if started.any():
+            out[k] = np.asarray(model.expected_purchases_new_customer(age[started], covariates=profiles[started]),
+                                dtype=float).sum()
+    return out
 
 
 def _add_result_warnings(result: BacktestResult) -> None:

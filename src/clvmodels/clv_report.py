@@ -38,7 +38,7 @@ from .units import normalize_unit
 
 #: Section ids of the CLV report, in order (the first is the first screen).
 CLV_SECTIONS = ("headline", "value", "segments", "customers", "choice", "fit", "data", "metrics", "totals",
-                "intervals", "tracking", "lift", "models", "parameters", "glossary", "warnings")
+                "intervals", "tracking", "lift", "models", "parameters", "covariates", "glossary", "warnings")
 #: P(alive) tiers of the default segments: (lower bound, label), highest first.
 ALIVE_TIERS = ((0.7, "likely active"), (0.3, "at risk"), (0.0, "likely lost"))
 #: Value tiers of the default segments: (share of customers from the top, label).
@@ -142,7 +142,8 @@ def clv_report(result: BacktestResult, transactions, path: str | os.PathLike | N
                observation_end=None, horizon: int = 12, period: str = "M", discount_rate: float = 0.01,
                interval: float = 0.9, segments=None, currency: str = "$", n_samples: int = 1000, seed: int | None = 0,
                title: str | None = None, export: str | os.PathLike | None = None, top: int = 20,
-               **load_kwargs) -> ClvReport:
+               covariates: pd.DataFrame | None = None, covariate_id: str | None = None,
+               missing_covariates: str = "error", **load_kwargs) -> ClvReport:
     """The CLV report of a backtest: which model to use and why, the expected value of the customer
     base over the horizon with its predictive interval, how many customers are likely active, how
     much the forecast missed by in the backtest, and the CLV's distribution, segments and top customers.
@@ -176,6 +177,10 @@ def clv_report(result: BacktestResult, transactions, path: str | os.PathLike | N
         Also write the segment table here (``.csv`` or Parquet; atomically; never over an input).
     top
         Number of top customers listed.
+    covariates, covariate_id, missing_covariates
+        The customer-level covariate table of a backtest with covariates (as given to
+        :func:`~clvmodels.backtest.backtest`), joined to the whole log's RFM summary for the refit
+        and the forecast; its columns can also name the ``segments``.
 
     Returns
     -------
@@ -203,7 +208,8 @@ def clv_report(result: BacktestResult, transactions, path: str | os.PathLike | N
 
     log = as_log(transactions, **load_kwargs)
     rfm = rfm_summary(log, observation_end=observation_end, time_unit=unit, resolution=settings["resolution"],
-                      truncate=True)
+                      truncate=True, covariates=covariates, covariate_id=covariate_id,
+                      missing_covariates=missing_covariates)
     fit_rows = []
     purchase, records = fit_with_warnings(clone(result.models[(last, name)]), rfm, name, "whole log")
     fit_rows += records

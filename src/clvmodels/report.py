@@ -34,7 +34,7 @@ from .units import UNIT_NAMES
 
 #: Section ids of the report, in order (tests check that each is present).
 SECTIONS = ("summary", "data", "metrics", "totals", "intervals", "tracking", "conditional", "calibration", "lift",
-            "models", "parameters", "glossary", "warnings")
+            "models", "parameters", "covariates", "glossary", "warnings")
 #: How the report names the backtests' targets.
 TARGET_NAMES = {"purchases": "purchases", "value": "value", "clv": "discounted CLV"}
 #: Section ids of the report of a retention backtest, in order.
@@ -114,6 +114,18 @@ GLOSSARY = {
     "Lift (cumulative gains)": "Share of the actual holdout total captured by the top x% of customers ranked by the "
     "forecast.",
     "Value concentration": "Share of the total expected CLV held by the top 1%, 10% or 20% of customers.",
+    "Covariate coefficient": "How a customer attribute (a covariate, e.g. channel or first-order value) shifts a "
+    "model parameter: the parameter of a customer is the population's times exp(coefficient × her value of the "
+    "attribute). <i>Per unit</i>, exp(coefficient) is the factor per unit of the attribute (for a category: that "
+    "category against the baseline one): e.g. a purchase-rate factor of 1.3 means 30% more purchases per week, "
+    "0.8 means 20% fewer. Coefficients are fitted on standardised attributes (mean 0, standard deviation 1) and "
+    "also shown per unit of the attribute as given. An interval that contains 0 (a factor of 1) means the data "
+    "cannot tell the direction of the effect.",
+    "Likelihood-ratio test": "Whether a model with covariates fits the calibration data better than the same model "
+    "without them by more than chance: the statistic is twice the gain in log-likelihood, compared with a "
+    "chi-squared law with as many degrees of freedom as there are coefficients. A small p-value (e.g. below 0.05) "
+    "means the covariates explain real differences between customers; the holdout metrics show whether that "
+    "also improves the forecast.",
 }
 
 #: Warning categories that are about the models and forecasts (the report's Warnings section shows
@@ -203,6 +215,8 @@ DATA_LABELS = {
     "log_rows": ("Rows in the transaction log", None), "duplicate_rows": ("Duplicate rows dropped", None),
     "refunds": ("Refund rows netted", None), "holdout_value": ("Holdout spend of these customers", "money"),
     "calibration_mean_repeat_spend": ("Mean repeat-purchase spend in the calibration period", "money"),
+    "customers_without_covariates": ("Customers without covariates (left out)", None),
+    "covariate_rows_unmatched": ("Covariate rows of no customer of this cohort", None),
 }
 
 
@@ -515,6 +529,54 @@ def _parameters_section(result: BacktestResult) -> str:
     return "".join(out)
 
 
+def coefficient_meaning(model, coefficient: str) -> str:
+    """What exp(coefficient) multiplies, in words (the model class's ``covariate_effects``), for the
+    coefficient ``"<param>:<column>"`` of a model with covariates."""
+    param = coefficient.split(":", 1)[0]
+    return type(model).covariate_effects.get(param, f"the parameter {param}")
+
+
+def _covariates_section(result: BacktestResult) -> str:
+    purchase_models = result.settings.get("models", {})
+    covariate_models = sorted(((c, n, m) for (c, n), m in result.models.items() if getattr(m, "has_covariates", False)),
+                              key=lambda cnm: (cnm[0], cnm[1] not in purchase_models))   # purchase models first
+    if not covariate_models:
+        return '<p class="note">No model with covariates in this backtest.</p>'
+    out = ['<p class="note">How customer attributes (covariates) shift each model\'s parameters. A customer\'s '
+           "parameter is the population's times exp(coefficient × her attribute value); the <i>factor per unit</i> "
+           "exp(coefficient) multiplies the quantity named in the last column per unit of the attribute as given "
+           "(for a category: against the baseline level), e.g. 1.3: 30% more, 0.8: 20% less. Coefficients are "
+           "fitted on standardised attributes (first columns) and shown per unit of the attribute too. See the "
+           "glossary.</p>"]
+    tests = result.covariate_tests()
+    if len(tests):
+        table = tests.set_index("model")[["cutoff", "without", "statistic", "df", "p_value", "note"]]
+        out.append("<h3>Likelihood-ratio tests: with against without covariates</h3>")
+        out.append(_table(table.rename(columns={"without": "against (no covariates)", "p_value": "p-value",
+                                                "statistic": "LR statistic"}),
+                          index_name="model with covariates", text_columns=("cutoff", "against (no covariates)", "note")))
+        out.append('<p class="note">The statistic is 2 × (log-likelihood with covariates − without), on the '
+                   "calibration data of the same customers; the p-value is that of a chi-squared law with "
+                   "<i>df</i> degrees of freedom (the number of coefficients). A small p-value: the covariates "
+                   "explain real differences between customers.</p>")
+    for cutoff, name, model in covariate_models:
+        part = result.parameters[(result.parameters["cutoff"] == cutoff) & (result.parameters["model"] == name)
+                                 & result.parameters["parameter"].str.contains(":", regex=False)]
+        wide = part.pivot_table(index="parameter", columns="statistic", values="value", sort=False)
+        for column in [c for c in wide.columns if c.startswith("user_") and c not in ("user_se", "user_sd")]:
+            wide[f"factor per unit: {statistic_label(column.removeprefix('user_'))}"] = np.exp(wide[column])
+        wide = wide.rename(columns=lambda c: f"per unit: {statistic_label(c.removeprefix('user_'))}"
+                           if c.startswith("user_") else c if c.startswith("factor") else statistic_label(c))
+        wide["multiplies"] = [coefficient_meaning(model, p) for p in wide.index]
+        dropped = model.covariates_["dropped"]
+        base = "; ".join(f"{_esc(k)}: {_esc(v)}" for k, v in dropped.items())
+        out.append(f"<h4>{_esc(name)}, calibration end {_esc(cutoff)}</h4>")
+        out.append(_table(wide, index_name="coefficient", text_columns=("multiplies",)))
+        if base:
+            out.append(f'<p class="note">Baseline levels of the categories (their effect is 0): {base}.</p>')
+    return "".join(out)
+
+
 def statistic_label(name: str) -> str:
     """How a parameter table's column reads: ``se`` -> "standard error", ``lower_95%`` -> "95% interval
     lower", ``hdi_3%`` -> "HDI 3%", ``ess_bulk`` -> "effective sample size (bulk)"."""
@@ -627,6 +689,7 @@ def _backtest_sections(result: BacktestResult, currency: str = "$") -> dict:
             if t in result.predictions.columns) + "</div>"),
         "models": ("Model diagnostics: P(alive) and expected purchases", _models_section(result)),
         "parameters": ("Parameters with intervals", _parameters_section(result)),
+        "covariates": ("Covariates: coefficients and likelihood-ratio tests", _covariates_section(result)),
         "glossary": ("Glossary", glossary_section()),
         "warnings": (f"Warnings ({len(model_warnings(result.warnings))})", _warnings_section(result)),
     }

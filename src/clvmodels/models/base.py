@@ -77,6 +77,9 @@ class CLVModel(ABC):
     #: Covariates: per process (the constructor's ``<process>_covariates``), the parameters it scales
     #: and the sign of the log-linear link ``θ_i = θ exp(sign γ·z_i)`` (:mod:`.covariates`).
     covariate_links: ClassVar[dict[str, tuple[tuple[str, float], ...]]] = {}
+    #: In words, what ``exp(coefficient)`` of each linked parameter multiplies (reports); a parameter
+    #: not listed is described by its name.
+    covariate_effects: ClassVar[dict[str, str]] = {}
     #: Fit methods understood by :meth:`fit`.
     methods: ClassVar[tuple[str, ...]] = ("mle", "map", "nuts", "advi")
 
@@ -308,7 +311,8 @@ class CLVModel(ABC):
     def _covariate_grid(self, grid: pd.DataFrame, covariates) -> pd.DataFrame:
         """A prediction grid that needs no customer history (new customers, a cohort's survival) with
         the covariates of the customers it is for: one profile (a dict, Series or one-row frame) for
-        every row of ``grid``, or one row of ``grid`` for each row of a frame of ``covariates``.
+        every row of ``grid``, one row of ``grid`` for each row of a frame of ``covariates``, or a
+        frame of as many profiles as ``grid`` has rows (row ``i`` of each paired).
         A model with covariates needs them; one without refuses them."""
         if not (self.is_fitted and self.has_covariates):
             if covariates is not None:
@@ -322,8 +326,10 @@ class CLVModel(ABC):
             return grid.assign(**{c: profiles[c].iloc[0] for c in profiles.columns})
         if len(grid) == 1:
             return profiles.assign(**{c: grid[c].iloc[0] for c in grid.columns})
-        raise ClvDataError(f"Pass one covariate profile for several values ({len(grid)}), or several profiles "
-                           f"({len(profiles)}) for one value.")
+        if len(profiles) == len(grid):
+            return grid.assign(**{c: profiles[c].to_numpy() for c in profiles.columns})
+        raise ClvDataError(f"Pass one covariate profile for several values ({len(grid)}), several profiles "
+                           f"({len(profiles)}) for one value, or one profile per value.")
 
     def _with_covariates(self, fn: Callable, data: dict, rfm: pd.DataFrame) -> Callable:
         """``fn`` at each customer's parameters, and ``data`` extended with the covariates of ``rfm``

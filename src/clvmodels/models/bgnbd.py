@@ -505,6 +505,9 @@ class BetaGeoModel(ContinuousPurchaseModel):
     #: Covariates (PyMC-Marketing's parametrisation): ``α_i = α exp(−γ_α·z_i)`` (a positive coefficient raises
     #: the purchase rate), ``a_i = a exp(γ_a·z_i)``, ``b_i = b exp(γ_b·z_i)`` (CLVTools ties γ_a = γ_b: a constraint).
     covariate_links = {"purchase": (("alpha", -1.0),), "dropout": (("a", 1.0), ("b", 1.0))}
+    covariate_effects = {"alpha": "the mean purchase rate (r/α)",
+                         "a": "a of the drop-out probability's beta law (higher: more drop-out)",
+                         "b": "b of the drop-out probability's beta law (higher: less drop-out)"}
     log_likelihood = staticmethod(log_likelihood)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),

@@ -150,6 +150,7 @@ class GammaGammaModel(SpendModel):
     #: Covariates scale the rate of the mixing distribution: ``γ_i = γ exp(δ·z_i)``, so that a positive
     #: coefficient raises the mean spend ``pγ_i/(q−1)`` (in proportion ``exp(δ·z_i)``).
     covariate_links = {"spend": (("gamma", 1.0),)}
+    covariate_effects = {"gamma": "the mean spend per transaction"}
 
     def __init__(self, *, exclude_invalid: bool = False, **kwargs):
         super().__init__(**kwargs)

@@ -172,6 +172,9 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     default_priors = BetaGeoModel.default_priors
     #: Covariates as BG/NBD's (PyMC-Marketing): ``α_i = α exp(−γ_α·z_i)``, ``a_i = a exp(γ_a·z_i)``, ``b_i = b exp(γ_b·z_i)``.
     covariate_links = {"purchase": (("alpha", -1.0),), "dropout": (("a", 1.0), ("b", 1.0))}
+    covariate_effects = {"alpha": "the mean purchase rate (r/α)",
+                         "a": "a of the drop-out probability's beta law (higher: more drop-out)",
+                         "b": "b of the drop-out probability's beta law (higher: less drop-out)"}
     log_likelihood = staticmethod(log_likelihood)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),

@@ -489,6 +489,7 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     #: Covariates (CLVTools): ``α_i = α exp(−γ_trans·z_i)``, ``β_i = β exp(−γ_life·z_i)``: positive coefficients
     #: raise the purchase rate ``r/α_i`` and the drop-out rate ``s/β_i``.
     covariate_links = {"purchase": (("alpha", -1.0),), "dropout": (("beta", -1.0),)}
+    covariate_effects = {"alpha": "the mean purchase rate (r/α)", "beta": "the mean drop-out rate (s/β)"}
     log_likelihood = staticmethod(log_likelihood)
     #: The formulas of the purchase-model protocol (see :mod:`.purchase`).
     expected_purchases_formula = staticmethod(expected_purchases)

@@ -168,7 +168,8 @@ class PurchaseModel(CLVModel):
         without interval, else a Series/frame indexed by ``t``.
 
         A model with covariates needs the new customers' ``covariates``: one profile (a dict or
-        Series) for every ``t``, or a frame of profiles for one ``t`` (the result is indexed like it)."""
+        Series) for every ``t``, a frame of profiles for one ``t`` (the result is indexed like it), or
+        a frame of one profile per ``t`` (customers of different ages)."""
         formula = self.require_formula("new_customer_formula", "expected_purchases_new_customer")
         ts = np.atleast_1d(np.asarray(t, dtype=float))
         self.check_window(ts)
