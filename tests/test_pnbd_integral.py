@@ -93,3 +93,19 @@ def test_pytensor_op_gives_the_kernel_values_and_gradients(mode):
         ref, jac = pnbd_integral.evaluate(*params, *rows.T, with_jac=True)
         np.testing.assert_allclose(value, ref, rtol=1e-14)
         np.testing.assert_allclose(grad, weights @ jac, rtol=1e-12)
+
+
+def test_pytensor_op_has_no_second_derivative_and_says_so():
+    """The kernel gives first derivatives only: a Hessian through the Op is refused by PyTensor's
+    not-implemented marker, never a silent zero (the fits' Hessians are finite differences)."""
+    pytensor = pytest.importorskip("pytensor")
+    import pytensor.tensor as pt
+    from pytensor.gradient import NullTypeGradError
+
+    from clvmodels.models.namespaces import pytensor_namespace
+
+    r = pt.dscalar("r")
+    out = pnbd_integral.log_integral(pytensor_namespace(), r, 10.0, 0.6, 11.0, *(pt.constant(c) for c in ROWS[:4].T))
+    first = pytensor.grad(out.sum(), r)
+    with pytest.raises(NullTypeGradError, match="first derivatives only"):
+        pytensor.grad(first, r)

@@ -13,8 +13,9 @@ The likelihood (Bemmaor & Glady 2012, eq. 8) is
 
 ``L = Γ(r+x) α^r / Γ(r) · [(α+T)^−(r+x) S(T) + ∫_{t_x}^{T} (α+τ)^−(r+x) f(τ) dτ]``,
 
-the second term in log space by composite Gauss-Legendre quadrature (:func:`_log_died`, written
-once against the namespace ``xp``: the MLE's dual numbers, PyTensor for the Bayesian fits).
+the second term in log space by the doubling Gauss-Legendre rule
+(:func:`~.quadrature.log_doubling_quadrature`, written against the namespace ``xp``: the MLE's dual
+numbers, PyTensor for the Bayesian fits).
 
 A customer alive at ``T`` has ``λ ~ Gamma(r+x, α+T)`` and ``η ~ Gamma(s, β + e^{bT} − 1)``, so her
 remaining lifetime has survival ``(1 + κ (e^{bv} − 1))^−s`` with ``κ = e^{bT}/(β + e^{bT} − 1)``;
@@ -27,11 +28,8 @@ import numpy as np
 
 from .namespaces import NUMPY, as_namespace, likelihood
 from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_lifetime
+from .quadrature import log_doubling_quadrature
 
-#: Panels of doubling widths (the last runs to the end) and Gauss-Legendre nodes per panel.
-N_PANELS, N_NODES = 16, 8
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(N_NODES)
-_POS, _WEIGHT = (_GL_X + 1.0) / 2.0, _GL_W / 2.0
 #: Above this ``b t`` the logarithm of ``β + e^{bt} − 1`` is written ``b t + ln(1 + (β−1) e^{−bt})``.
 _LARGE = 30.0
 
@@ -43,29 +41,6 @@ def _log_lifetime_base(xp, b, beta, t):
     small = xp.log(beta + xp.expm1(xp.minimum(bt, _LARGE)))
     large = xp.maximum(bt, _LARGE) + xp.log1p((beta - 1.0) * xp.exp(-xp.maximum(bt, _LARGE)))
     return xp.where(bt < _LARGE, small, large)
-
-
-def _log_quadrature(xp, log_f, lo, hi, h):
-    """``ln ∫_lo^hi e^{log_f(t)} dt`` by Gauss-Legendre on :data:`N_PANELS` panels at
-    ``t − lo = h (2^j − 1)`` (clipped to ``hi``; the last runs to ``hi``): ``h`` is the scale on
-    which the integrand first changes by ``e``, so the panels resolve a falling integrand from its
-    start and cover any range. ``−inf`` where ``hi == lo``. With values (not symbols) the panels
-    beyond the last that some row reaches (empty, adding exactly 0) are left out."""
-    n_panels = N_PANELS
-    if not xp.symbolic:
-        reach = np.multiply.outer(np.asarray(xp.value(h)), 2.0 ** np.arange(N_PANELS) - 1.0)
-        span = np.asarray(xp.value(hi)) - np.asarray(xp.value(lo))
-        used = np.flatnonzero((reach < np.asarray(span)[..., None]).reshape(-1, N_PANELS).any(axis=0))
-        n_panels = int(used[-1]) + 1 if used.size else 1
-    j = xp.constant(np.arange(n_panels, dtype=float)[:, None])
-    lo_, hi_, h_ = (xp.pad_right(v, 2) for v in (lo, hi, h))
-    start = xp.minimum(lo_ + h_ * (2.0 ** j - 1.0), hi_)
-    end = xp.where(j >= n_panels - 1, hi_, xp.minimum(lo_ + h_ * (2.0 ** (j + 1.0) - 1.0), hi_))
-    width = end - start
-    values = log_f(start + xp.constant(_POS) * width)                 # (..., panel, node)
-    top = xp.max(values, axis=(-2, -1))
-    total = xp.sum(xp.constant(_WEIGHT) * width * xp.exp(values - xp.pad_right(top, 2)), axis=(-2, -1))
-    return top + xp.log(total)
 
 
 def _log_terms(xp, params, x, tx, T):
@@ -84,7 +59,7 @@ def _log_terms(xp, params, x, tx, T):
     h = 1.0 / (p / (alpha + tx) + (s + 2.0) * b)
     equal = T - tx <= 1e-12 * (T + 1.0)
     hi = xp.where(equal, tx + 1.0, T)         # keeps the unused branch finite
-    log_died = xp.where(equal, -np.inf, _log_quadrature(xp, log_f, tx, hi, h))
+    log_died = xp.where(equal, -np.inf, log_doubling_quadrature(xp, log_f, tx, hi, h))
     return log_alive, log_died
 
 
@@ -128,7 +103,7 @@ def _expected_lifetime_within(s, b, kappa, t):
     shape = np.broadcast_shapes(np.shape(s), np.shape(b), np.shape(kappa), t.shape)
     zero = np.zeros(shape)
     with np.errstate(divide="ignore"):
-        out = np.exp(_log_quadrature(NUMPY, log_f, zero, zero + t, zero + 1.0 / (b * (1.0 + s * kappa))))
+        out = np.exp(log_doubling_quadrature(NUMPY, log_f, zero, zero + t, zero + 1.0 / (b * (1.0 + s * kappa))))
     return np.where(t > 0, out, 0.0)
 
 

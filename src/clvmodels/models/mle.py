@@ -111,12 +111,20 @@ def mle_objective(model_cls, data_names: tuple[str, ...], link=None, covariate_p
         # a non-finite value is the optimiser's business (Objective: (inf, 0)), not a warning's
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ll = weighted_log_likelihood(parts, params, values, DUAL)
-        scale = np.exp(2.0 * theta[:k])
-        coefs = theta[k:]
-        value = -float(ll.value) / total + penalizer * float(scale.sum()) + covariate_penalty * float(coefs @ coefs)
-        return value, -ll.full_tangent() / total + 2.0 * np.r_[penalizer * scale, covariate_penalty * coefs]
+        return _penalised(theta, k, float(ll.value), ll.full_tangent(), total, penalizer, covariate_penalty)
 
     return f
+
+
+def _penalised(theta, k: int, log_lik: float, grad: np.ndarray, total: float, penalizer: float,
+               covariate_penalty: float):
+    """The objective's ``(value, gradient)`` from the log-likelihood and its gradient in ``theta``:
+    ``−ℓ/total + penalizer · Σ θ_j² + covariate_penalty · Σ γ²`` (``θ_j = e^{theta_j}``, the first
+    ``k`` entries; the coefficients ``γ`` the rest)."""
+    scale = np.exp(2.0 * theta[:k])
+    coefs = theta[k:]
+    value = -log_lik / total + penalizer * float(scale.sum()) + covariate_penalty * float(coefs @ coefs)
+    return value, -grad / total + 2.0 * np.r_[penalizer * scale, covariate_penalty * coefs]
 
 
 def _linked_objective(model_cls, columns: tuple[str, ...], link, covariate_penalty: float):
@@ -148,11 +156,8 @@ def _linked_objective(model_cls, columns: tuple[str, ...], link, covariate_penal
             for cname in cnames:
                 i = link.free[link.coefficient_names.index(f"{param}:{cname}")]
                 grad_free[i] += sign * np.sum(scaled * data[key(cname)])
-        scale = np.exp(2.0 * theta[:k])
-        coefs = theta[k:]
-        value = -float(np.sum(w * ll.value)) / total + penalizer * float(scale.sum()) + covariate_penalty * float(coefs @ coefs)
-        grad = -np.r_[grad_log, grad_free] / total + 2.0 * np.r_[penalizer * scale, covariate_penalty * coefs]
-        return value, grad
+        return _penalised(theta, k, float(np.sum(w * ll.value)), np.r_[grad_log, grad_free], total, penalizer,
+                          covariate_penalty)
 
     return f
 

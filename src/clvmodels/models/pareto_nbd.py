@@ -37,7 +37,8 @@ from ..errors import ClvDataError
 from .bayes import Reparametrisation
 from .draws import CHUNK_ELEMENTS
 from .namespaces import NUMPY, as_namespace, likelihood
-from .pnbd_integral import N_NODES, log_integral
+from .pnbd_integral import log_integral
+from .quadrature import N_NODES, gauss_legendre
 from .purchase import (ContinuousPurchaseModel, mixture_pmf, per_distinct_draw, period_boundaries, scatter,
                        split_over_lifetime)
 from .rows import per_distinct_pair
@@ -176,7 +177,7 @@ def probability_new_quadrature(r, alpha, s, beta, t, n):
         sigma = np.minimum(1.0 / np.sqrt(np.maximum(curvature, 1e-300)), 1.0 / np.maximum(slope, 1e-300))
         sigma = np.where(np.isfinite(sigma), np.minimum(sigma, 10.0), 10.0)
     log_const = np.log(s) + s * lb + log_nb_const + r * la
-    xs, ws = np.polynomial.legendre.leggauss(N_NODES)
+    xs, ws = gauss_legendre(N_NODES)
     top, total = -np.inf, 0.0
     for j in range(_PMF_PANELS):
         inner, outer = sigma * (2.0 ** j - 1.0), sigma * (2.0 ** (j + 1) - 1.0)
@@ -185,10 +186,10 @@ def probability_new_quadrature(r, alpha, s, beta, t, n):
         for a_, b_ in (left, right):
             width = b_ - a_
             for xi, wi in zip(xs, ws):
-                w = a_ + (xi + 1.0) / 2.0 * width
+                w = a_ + xi * width
                 val = psi(w)
                 new_top = np.maximum(top, val)
-                total = total * np.exp(top - new_top) + wi / 2.0 * width * np.exp(val - new_top)
+                total = total * np.exp(top - new_top) + wi * width * np.exp(val - new_top)
                 top = new_top
     with np.errstate(divide="ignore"):
         dead = np.where(t > 0, np.exp(log_const + top + np.log(total)), 0.0)

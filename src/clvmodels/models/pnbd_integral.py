@@ -7,7 +7,7 @@ closed form writes ``I`` as a difference of two Gauss hypergeometric functions, 
 ``α ≥ β`` and one for ``α < β``: the difference cancels catastrophically when ``t_x`` is near ``T``,
 and ``2F1`` overflows or loses precision at large ``x``, long ``T`` or ``α`` close to ``β``
 (lifetimes returns NaN there). Here ``ln I`` is computed directly, in log space, by composite
-Gauss-Legendre quadrature:
+Gauss-Legendre quadrature (the doubling rule of :mod:`.quadrature`, run row by row):
 
 * the variable is ``y = ln((c+τ)/(c+t_x))`` with ``c = min(α, β)``, in which the log-integrand
   ``ψ(y) = (1 − p_c) ln(c+τ) − p_C ln(C+τ)`` (``p_c``, ``p_C``: the exponents of ``c+τ`` and of
@@ -45,15 +45,9 @@ import math
 import numpy as np
 
 from . import dual
+from .quadrature import N_NODES, N_PANELS, gauss_legendre
 
-#: At most this many panels (doubling widths) per row; the last one runs to ``T``.
-N_PANELS = 16
-#: Gauss-Legendre nodes per panel.
-N_NODES = 8
-
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(N_NODES)
-_POS = (_GL_X + 1.0) / 2.0     # node positions in [0, 1] within a panel
-_WEIGHT = _GL_W / 2.0          # their weights (summing to 1)
+_POS, _WEIGHT = gauss_legendre(N_NODES)   # node positions and weights in a panel
 #: A row's remaining integral below this share (here as its log, 1e-17) of its sum is left out.
 _LOG_TAIL = math.log(1e-17)
 
@@ -190,7 +184,7 @@ def pytensor_op():
     broadcasts): ``perform`` and the numba implementation both run the kernel; the gradient of
     ``ln I`` reads ``jac``, the same node's second output (computed once)."""
     import pytensor.tensor as pt
-    from pytensor.gradient import DisconnectedType
+    from pytensor.gradient import DisconnectedType, grad_not_implemented
     from pytensor.graph.basic import Apply
     from pytensor.graph.op import Op
     from pytensor.link.numba.dispatch import basic as numba_basic
@@ -210,12 +204,17 @@ def pytensor_op():
             outputs[0][0], outputs[1][0] = value, jac
 
         def connection_pattern(self, node):
-            return [[True, False]] * 4 + [[False, False]] * 3
+            return [[True, True]] * 4 + [[False, False]] * 3
 
         def pullback(self, inputs, outputs, cotangents):
             g_value, g_jac = cotangents
             if not isinstance(g_jac.type, DisconnectedType):
-                raise NotImplementedError("The Pareto/NBD integral has no second derivatives.")
+                # a second derivative (the jacobian output differentiated): the kernel has none, and
+                # PyTensor's own marker says so wherever it would be used (the fits' Hessians are
+                # finite differences of the exact gradient, models/optimize.py)
+                return ([grad_not_implemented(self, k, a, "the Pareto/NBD integral's kernel gives first "
+                                                            "derivatives only") for k, a in enumerate(inputs[:4])]
+                        + [DisconnectedType()() for _ in inputs[4:]])
             grads = []
             for k, a in enumerate(inputs[:4]):
                 g = g_value * outputs[1][:, k]
@@ -247,4 +246,4 @@ def pytensor_op():
     return ParetoLogIntegral()
 
 
-__all__ = ["N_NODES", "N_PANELS", "evaluate", "log_integral", "pytensor_op"]
+__all__ = ["evaluate", "log_integral", "pytensor_op"]

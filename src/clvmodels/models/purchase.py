@@ -49,10 +49,10 @@ import pandas as pd
 from ..errors import ClvDataError
 from ..validation import check_time_unit
 from .base import CLVModel, check_n, check_t
+from .quadrature import gauss_legendre
 
 #: Gauss-Legendre nodes of :func:`discounted_future_purchases`.
 DERT_NODES = 64
-_DERT_X, _DERT_W = np.polynomial.legendre.leggauss(DERT_NODES)
 
 
 def mixture_pmf(alive, table):
@@ -227,9 +227,7 @@ def split_over_periods(total, exposure, rng, *, discrete: bool = False) -> np.nd
             cdf = np.divide(ends, ends[:, -1:], out=np.ones_like(ends), where=ends[:, -1:] > 0)
             shifted = (cdf + 2.0 * np.arange(len(cdf))[:, None]).ravel()
             period = np.searchsorted(shifted, rng.random(rows.size) + 2.0 * rows, side="right") - rows * n_periods
-        period = np.minimum(period, n_periods - 1)
-        out[few] = np.bincount(rows * n_periods + period, minlength=int(few.sum()) * n_periods
-                               ).reshape(-1, n_periods)
+        out[few] = _counts_per_period(rows, period, int(few.sum()), n_periods)
     many = ~few
     if many.any():
         out[many] = _sequential_split(n[many], np.broadcast_to(weights, (n.size, n_periods))[many], rng,
@@ -250,12 +248,18 @@ def split_over_lifetime(total, bounds: np.ndarray, lifetime, rng) -> np.ndarray:
     if few.any():
         rows = np.repeat(np.arange(int(few.sum())), n[few])
         span = np.minimum(bounds[-1], lifetime[few])[rows]
-        period = np.minimum(np.searchsorted(bounds, rng.random(rows.size) * span, side="right"), n_periods - 1)
-        out[few] = np.bincount(rows * n_periods + period, minlength=int(few.sum()) * n_periods
-                               ).reshape(-1, n_periods)
+        period = np.searchsorted(bounds, rng.random(rows.size) * span, side="right")
+        out[few] = _counts_per_period(rows, period, int(few.sum()), n_periods)
     if (~few).any():
         out[~few] = _sequential_split(n[~few], alive_in_periods(bounds, lifetime[~few]), rng, discrete=False)
     return out
+
+
+def _counts_per_period(rows: np.ndarray, period: np.ndarray, m: int, n_periods: int) -> np.ndarray:
+    """``(m, n_periods)`` counts of events located in rows ``rows`` and periods ``period`` (a period
+    past the last, from rounding at the end of the range, is the last)."""
+    period = np.minimum(period, n_periods - 1)
+    return np.bincount(rows * n_periods + period, minlength=m * n_periods).reshape(-1, n_periods)
 
 
 def _sequential_split(n: np.ndarray, weights: np.ndarray, rng, *, discrete: bool) -> np.ndarray:
@@ -372,14 +376,15 @@ def discounted_future_purchases(future, params: dict, frequency, age, *, rate: f
     ``Im w = π`` or ``w = −∞``, and the integrand ``δ c e^w e^{−δ c (e^w − 1)} E[Y]`` falls
     double-exponentially, so the rule converges geometrically (to ~1e-10 against Pareto/NBD's closed
     form with the confluent hypergeometric ``U``, ``tests/test_survival_and_dert.py``)."""
+    pos, weight = gauss_legendre(DERT_NODES)
     c = np.maximum(np.asarray(age, dtype=float), 1e-9)[..., None]
     W = np.log1p(40.0 / (rate * c))
-    w = W * (_DERT_X + 1.0) / 2.0                                    # (..., nodes)
+    w = W * pos                                                      # (..., nodes)
     t = c * np.expm1(w)
     nodes = {k: np.asarray(v, dtype=float)[..., None] for k, v in params.items()}
     ey = future(nodes, np.asarray(frequency, dtype=float)[..., None], c, t=t)
     integrand = rate * np.exp(-rate * t) * ey * (c + t)                # dt/dw = c e^w = c + t
-    return np.sum(integrand * _DERT_W, axis=-1) * W[..., 0] / 2.0
+    return np.sum(integrand * weight, axis=-1) * W[..., 0]
 
 
 class DiscretePurchaseModel(PurchaseModel):
