@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "clvmodels.log_screening": 0, "clvmodels.workers": 0, "clvmodels.progress": 0,
     "clvmodels.validation": 0,
     "clvmodels.metrics": 0, "clvmodels.datasets": 0, "clvmodels.regularity": 0,
-    "clvmodels.exposure": 0,
+    "clvmodels.exposure": 0, "clvmodels.timevarying": 0,
     # the models: likelihoods, formulas, fits, persistence
     "clvmodels.models": 1,
     # predictions and CLV
