@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from clvmodels import rfm_summary
-from clvmodels.datasets import simulate
+from clvmodels.datasets import simulate, simulate_seasonal
 from clvmodels.errors import ClvDataError
 from clvmodels.timevarying import (covariate_calendar, covariate_panel, fourier_terms, future_exposure, holiday_windows,
                                    new_customer_exposure, seasonal_dummies, timevarying_holdout, timevarying_summary)
@@ -240,3 +240,50 @@ def test_static_covariates_and_summary_arguments():
                                      missing_covariates="drop")
     assert rfm["web"].tolist() == [1.0, 0.0] and s.pieces.n_customers == 2
     np.testing.assert_allclose(s.purchase_z[:, 0], [12, 24])
+
+
+def test_simulated_purchases_of_new_customers_match_the_closed_forms():
+    """Mean repeat purchases in the first 52 weeks of customers all born at the start: BG/NBD in the
+    operational time Λ(t) = Σ length·exp(γz) (FHL 2005 eq. 9 at Λ(t)), and Pareto/NBD without a drop-out
+    effect, (r/α) ∫ exp(γz(u)) (β/(β+u))^s du (piecewise closed form), to 4 Monte Carlo standard errors."""
+    from scipy.special import hyp2f1
+
+    n, t = 100_000, 52.0
+    for model in ("bgnbd", "pareto_nbd"):
+        log, calendar, truth = simulate_seasonal(n, model=model, cohort_length=0.0, observation_length=t, seed=1,
+                                                 return_truth=True)
+        assert set(calendar.columns) == {"fourier_sin1", "fourier_cos1", "holiday"}
+        repeat = log.groupby("customer_id").size().reindex(truth.index).to_numpy() - 1
+        pieces = new_customer_exposure(covariate_calendar(calendar), "2024-01-01", t)
+        m = np.exp(pieces.z @ np.array([0.3, 0.0, 0.7]))       # the default effects
+        if model == "bgnbd":
+            r, alpha, a, b = 0.243, 4.414, 0.793, 2.426
+            tau = float(np.sum(pieces.length * m))
+            expected = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + tau)) ** r * hyp2f1(r, b, a + b - 1, tau / (alpha + tau)))
+            plain = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+        else:
+            r, alpha, s, beta = 0.55, 10.58, 0.61, 11.67
+            u0, u1 = pieces.start, pieces.start + pieces.length
+            alive = beta ** s * ((beta + u1) ** (1 - s) - (beta + u0) ** (1 - s)) / (1 - s)
+            expected = r / alpha * float(np.sum(m * alive))
+            plain = r / alpha * beta ** s * ((beta + t) ** (1 - s) - beta ** (1 - s)) / (1 - s)
+        se = repeat.std() / np.sqrt(n)
+        assert abs(repeat.mean() - expected) < 4 * se, (model, repeat.mean(), expected, se)
+        assert abs(plain - expected) > 5 * se       # the calendar's effect is far beyond the Monte Carlo error
+
+
+def test_simulated_dropout_effect_and_errors():
+    # a drop-out effect shortens Pareto/NBD lifetimes: the fraction alive after a year falls
+    calendar = pd.DataFrame({"promo": np.ones(60)}, index=pd.date_range("2024-01-01", periods=60, freq="7D", name="period"))
+    alive = [simulate_seasonal(20_000, calendar, model="pareto_nbd", dropout_coefficients={"promo": g},
+                               observation_length=52, cohort_length=0, return_truth=True)[2]["alive"].mean()
+             for g in (0.0, np.log(2.0))]
+    # P(alive at t) = (β/(β+t))^s, and twice the drop-out rate is a Gamma(s, β/2) rate
+    np.testing.assert_allclose(alive, [(11.67 / (11.67 + 52)) ** 0.61, (11.67 / 2 / (11.67 / 2 + 52)) ** 0.61],
+                               atol=4 * 0.5 / np.sqrt(20_000))
+    with pytest.raises(ClvDataError, match="only purchase_coefficients"):
+        simulate_seasonal(10, calendar, dropout_coefficients={"promo": 1.0})
+    with pytest.raises(ClvDataError, match="must cover"):
+        simulate_seasonal(10, calendar, observation_length=70)
+    with pytest.raises(ClvDataError, match=r"Coefficients of \['sale'\]"):
+        simulate_seasonal(10, calendar, purchase_coefficients={"sale": 1.0}, observation_length=52)

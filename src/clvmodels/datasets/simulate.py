@@ -1,4 +1,5 @@
-"""Transaction-level simulation from BG/NBD (purchases, Fader, Hardie & Lee 2005) + Gamma-Gamma (spend).
+"""Transaction-level simulation from BG/NBD (purchases, Fader, Hardie & Lee 2005) + Gamma-Gamma (spend);
+with a calendar of time-varying covariates (seasons, holidays) also Pareto/NBD (:func:`simulate_seasonal`).
 
 Each customer draws ``lambda ~ Gamma(r, rate alpha)``, a drop-out probability ``p ~ Beta(a, b)`` and a
 spend rate ``nu ~ Gamma(q, rate gamma)``. She makes a first purchase at a uniformly staggered date,
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ClvDataError
+from ..timevarying import covariate_calendar, fourier_terms, holiday_windows
 from ..units import normalize_unit, unit_days
 
 DEFAULT_PURCHASE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # CDNOW, FHL 2005
@@ -107,6 +109,22 @@ def simulate(
     nu = rng.gamma(q, 1.0 / scaled["gamma"], n)
     first = rng.uniform(0.0, cohort_length, n)
 
+    cust, times, alive = _bgnbd_purchases(lam, drop, first, observation_length, rng, k, drop_at_first)
+    log = _log_frame(cust, times, nu, p, rng, start, observation_length, time_unit, customer_prefix)
+    if not return_truth:
+        return log
+    truth = pd.DataFrame({"lambda": lam, "p": drop, "nu": nu, "first_purchase": first, "alive": alive},
+                         index=pd.Index(_ids(np.arange(n), customer_prefix), name="customer_id"))
+    if covariates is not None:
+        truth = truth.join(covariates.set_axis(truth.index))
+    return log, truth
+
+
+def _bgnbd_purchases(lam, drop, first, end: float, rng, k: int = 1, drop_at_first: bool = False):
+    """BG/NBD purchase times after each customer's first at ``first``, up to ``end``: Poisson (Erlang-``k``)
+    purchases of rate ``lam``, inactive after each purchase with probability ``drop``; simulated in rounds
+    over all still-active customers. Returns the customers, times (first purchases included) and who is alive."""
+    n = len(lam)
     cust_parts = [np.arange(n)]
     time_parts = [first]
     active = np.arange(n)
@@ -120,7 +138,7 @@ def simulate(
         shape = rng.exponential(1.0, active.size) if k == 1 else rng.gamma(k, 1.0, active.size)
         wait = shape / np.maximum(lam[active], 1e-300)
         t_next = now[active] + wait
-        buys = t_next < observation_length
+        buys = t_next < end
         active, t_next = active[buys], t_next[buys]
         cust_parts.append(active)
         time_parts.append(t_next)
@@ -128,28 +146,26 @@ def simulate(
         dies = rng.random(active.size) < drop[active]
         alive[active[dies]] = False
         active = active[~dies]
-    cust = np.concatenate(cust_parts)
-    times = np.concatenate(time_parts)
+    return np.concatenate(cust_parts), np.concatenate(time_parts), alive
+
+
+def _ids(codes: np.ndarray, prefix: str | None) -> np.ndarray:
+    return codes if prefix is None else np.char.add(prefix, codes.astype(str)).astype(object)
+
+
+def _log_frame(cust, times, nu, p: float, rng, start, observation_length: float, time_unit: str,
+               prefix: str | None) -> pd.DataFrame:
+    """The log of purchases ``(cust, times)`` (``times`` in ``time_unit`` from ``start``), sorted by time,
+    each purchase's value ``Gamma(p, rate nu)`` of its customer (Gamma-Gamma)."""
     amounts = rng.gamma(p, 1.0, cust.size) / nu[cust]
     order = np.argsort(times, kind="stable")
     cust, times, amounts = cust[order], times[order], amounts[order]
-
     scale_ns = unit_days(normalize_unit(time_unit)) * 86_400e9
     ts = pd.Timestamp(start).to_datetime64().astype("datetime64[ns]") + (times * scale_ns).astype("timedelta64[ns]")
-    ids = cust if customer_prefix is None else np.char.add(customer_prefix, cust.astype(str)).astype(object)
-    log = pd.DataFrame({"customer_id": ids, "timestamp": ts, "amount": np.maximum(np.round(amounts, 2), 0.01)})
-    end = pd.Timestamp(start) + pd.Timedelta(days=observation_length * unit_days(time_unit))
-    log.attrs["observation_end"] = str(end)
-    if not return_truth:
-        return log
-    truth_ids = np.arange(n) if customer_prefix is None else np.char.add(customer_prefix, np.arange(n).astype(str)).astype(object)
-    truth = pd.DataFrame(
-        {"lambda": lam, "p": drop, "nu": nu, "first_purchase": first, "alive": alive},
-        index=pd.Index(truth_ids, name="customer_id"),
-    )
-    if covariates is not None:
-        truth = truth.join(covariates.set_axis(truth.index))
-    return log, truth
+    log = pd.DataFrame({"customer_id": _ids(cust, prefix), "timestamp": ts,
+                        "amount": np.maximum(np.round(amounts, 2), 0.01)})
+    log.attrs["observation_end"] = str(pd.Timestamp(start) + pd.Timedelta(days=observation_length * unit_days(time_unit)))
+    return log
 
 
 def _individual(params: dict[str, float], covariates, coefficients, n: int) -> dict[str, np.ndarray]:
@@ -171,3 +187,132 @@ def _individual(params: dict[str, float], covariates, coefficients, n: int) -> d
             raise ClvDataError(f"Covariate column {column!r} has missing or infinite values.")
         out[param] = out[param] * np.exp(COVARIATE_LINKS[param] * float(value) * x)
     return out
+
+
+DEFAULT_PARETO_NBD = {"r": 0.55, "alpha": 10.58, "s": 0.61, "beta": 11.67}  # CDNOW, FHL 2005
+#: The effects of :func:`simulate_seasonal`'s default calendar on the purchase rate.
+DEFAULT_SEASONAL_EFFECTS = {"holiday": 0.7, "fourier_sin1": 0.3}
+
+
+def simulate_seasonal(
+    n_customers: int = 10_000,
+    calendar: pd.DataFrame | None = None,
+    *,
+    model: str = "bgnbd",
+    params: dict[str, float] | None = None,
+    purchase_coefficients: dict[str, float] | None = None,
+    dropout_coefficients: dict[str, float] | None = None,
+    start: str = "2024-01-01",
+    cohort_length: float = 12.0,
+    observation_length: float = 104.0,
+    time_unit: str = "W",
+    customer_prefix: str | None = None,
+    seed: int | None = 0,
+    return_truth: bool = False,
+):
+    """Simulate a log whose purchase (and for Pareto/NBD drop-out) rate follows a calendar.
+
+    Each customer's purchase rate is ``λ · exp(γ_p · z(t))`` and, for Pareto/NBD, her drop-out rate
+    ``μ · exp(γ_d · z(t))``, with ``z(t)`` the calendar's values, piecewise constant on its grid (the model
+    of Bachmann, Meierer & Näf 2021). The simulation is exact, by a change of time: with
+    ``Λ(t) = ∫ exp(γ·z(u)) du`` (piecewise linear), purchases are those of the stationary model in the
+    time ``Λ(t)``, mapped back by ``Λ⁻¹``. BG/NBD (Fader, Hardie & Lee 2005): ``λ ~ Gamma(r, α)``, inactive
+    after each purchase with probability ``p ~ Beta(a, b)`` (drop-out happens at purchases, so only the
+    purchase rate has a calendar). Pareto/NBD (Schmittlein, Morrison & Colombo 1987): ``λ ~ Gamma(r, α)``,
+    ``μ ~ Gamma(s, β)``, death when ``∫ μ exp(γ_d·z)`` from the first purchase reaches an ``Exp(1)`` draw.
+    Spend is Gamma-Gamma with the CDNOW parameters.
+
+    Parameters
+    ----------
+    calendar
+        A calendar table indexed by period starts (as :func:`clvmodels.timevarying.fourier_terms`,
+        :func:`~clvmodels.timevarying.holiday_windows` and :func:`~clvmodels.timevarying.seasonal_dummies`
+        return), covering ``[start, start + observation_length]``. Default: a weekly calendar from
+        ``start`` with ``fourier_sin1``, ``fourier_cos1`` (a yearly cycle) and ``holiday`` (the three weeks
+        up to each Christmas), with ``purchase_coefficients`` :data:`DEFAULT_SEASONAL_EFFECTS`.
+    model, params
+        ``"bgnbd"`` (``r, alpha, a, b``; default the CDNOW estimates) or ``"pareto_nbd"``
+        (``r, alpha, s, beta``; default the CDNOW estimates), rates per ``time_unit``.
+    purchase_coefficients, dropout_coefficients
+        ``{column: γ}`` of the calendar's columns (absent columns have no effect); drop-out only for Pareto/NBD.
+    start, cohort_length, observation_length, time_unit, customer_prefix, seed
+        As for :func:`simulate` (first purchases uniform over ``[0, cohort_length)`` from ``start``).
+
+    Returns
+    -------
+    ``(log, calendar)``: the log (``customer_id``, ``timestamp``, ``amount``, sorted by time) and the
+    calendar table used; with ``return_truth`` also the per-customer latent values (``lambda``, ``p`` or
+    ``mu``, ``first_purchase``, ``alive`` at the end, and for Pareto/NBD ``death``, in ``time_unit`` from ``start``).
+    """
+    defaults = {"bgnbd": DEFAULT_PURCHASE, "pareto_nbd": DEFAULT_PARETO_NBD}
+    if model not in defaults:
+        raise ClvDataError(f"model must be 'bgnbd' or 'pareto_nbd', got {model!r}.")
+    params = {**defaults[model], **(params or {})}
+    if set(params) != set(defaults[model]) or min(params.values()) <= 0:
+        raise ClvDataError(f"params of {model} are positive {sorted(defaults[model])}, got {params}.")
+    if dropout_coefficients and model == "bgnbd":
+        raise ClvDataError("BG/NBD customers drop out at purchases: only purchase_coefficients apply.")
+    if n_customers < 1 or not 0 <= cohort_length <= observation_length:
+        raise ClvDataError("n_customers must be at least 1 and 0 <= cohort_length <= observation_length.")
+    unit_ns = unit_days(normalize_unit(time_unit)) * 86_400e9
+    if calendar is None:
+        weeks = pd.date_range(start, pd.Timestamp(start) + pd.Timedelta(observation_length * unit_ns, "ns"), freq="7D")
+        christmas = [f"{y}-12-25" for y in range(weeks[0].year, weeks[-1].year + 1)]
+        calendar = pd.concat([fourier_terms(weeks), holiday_windows(weeks, christmas, before=20)], axis=1)
+        purchase_coefficients = DEFAULT_SEASONAL_EFFECTS if purchase_coefficients is None else purchase_coefficients
+    path = covariate_calendar(calendar)
+    edges = (path.edges - pd.Timestamp(start).as_unit("ns").value) / unit_ns   # the grid in time_unit from start
+    if edges[0] > 0 or edges[-1] < observation_length:
+        raise ClvDataError(f"The calendar ({path.periods[0]} to the end of {path.periods[-1]}) must cover the "
+                           f"simulated time, {start} plus {observation_length} {time_unit}.")
+    clock_p = _Clock(edges, path, purchase_coefficients)
+    rng = np.random.default_rng(seed)
+    n = int(n_customers)
+    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    first = rng.uniform(0.0, cohort_length, n)
+    if model == "bgnbd":
+        drop = rng.beta(params["a"], params["b"], n)
+        cust, op_times, alive = _bgnbd_purchases(lam, drop, clock_p(first), clock_p(observation_length), rng)
+        times = clock_p.inverse(op_times)
+        latent = {"lambda": lam, "p": drop}
+    else:
+        mu = rng.gamma(params["s"], 1.0 / params["beta"], n)
+        clock_d = _Clock(edges, path, dropout_coefficients)
+        death = clock_d.inverse(clock_d(first) + rng.exponential(1.0, n) / mu)
+        begin, stop = clock_p(first), clock_p(np.minimum(death, observation_length))
+        count = rng.poisson(lam * (stop - begin))
+        owner = np.repeat(np.arange(n), count)
+        op_times = begin[owner] + rng.random(owner.size) * (stop - begin)[owner]
+        cust = np.concatenate([np.arange(n), owner])
+        times = np.concatenate([first, clock_p.inverse(op_times)])
+        alive = death > observation_length
+        latent = {"lambda": lam, "mu": mu, "death": death}
+    nu = rng.gamma(DEFAULT_SPEND["q"], 1.0 / DEFAULT_SPEND["gamma"], n)
+    log = _log_frame(cust, times, nu, DEFAULT_SPEND["p"], rng, start, observation_length, time_unit, customer_prefix)
+    if not return_truth:
+        return log, calendar
+    truth = pd.DataFrame({**latent, "first_purchase": first, "alive": alive},
+                         index=pd.Index(_ids(np.arange(n), customer_prefix), name="customer_id"))
+    return log, calendar, truth
+
+
+class _Clock:
+    """The operational time ``Λ(t) = ∫_{edges[0]}^t exp(γ·z(u)) du`` of a calendar (piecewise linear) and
+    its inverse; ``t`` in the simulation's unit from its start."""
+
+    def __init__(self, edges: np.ndarray, path, coefficients: dict[str, float] | None):
+        unknown = sorted(set(coefficients or {}) - set(path.columns))
+        if unknown:
+            raise ClvDataError(f"Coefficients of {unknown}: not columns of the calendar ({list(path.columns)}).")
+        gamma = np.array([float((coefficients or {}).get(c, 0.0)) for c in path.columns])
+        self.edges, self.rate = edges, np.exp(path.values @ gamma)
+        self.cumulative = np.r_[0.0, np.cumsum(self.rate * np.diff(edges))]
+
+    def __call__(self, t):
+        j = np.clip(np.searchsorted(self.edges, t, side="right") - 1, 0, len(self.rate) - 1)
+        return self.cumulative[j] + self.rate[j] * (np.asarray(t) - self.edges[j])
+
+    def inverse(self, y):
+        """``Λ⁻¹(y)``; beyond the calendar's end the last period's rate continues."""
+        j = np.clip(np.searchsorted(self.cumulative, y, side="right") - 1, 0, len(self.rate) - 1)
+        return self.edges[j] + (np.asarray(y) - self.cumulative[j]) / self.rate[j]
