@@ -388,26 +388,36 @@ def _pieces(path: CovariatePath, rows, a: np.ndarray, b: np.ndarray, cut: np.nda
         hi = _period_of(path.edges, b) if closed else jb
         _check_covered(path, rows[need], ja[need], hi[need], ids[need], what, a[need], b[need])
     count = np.where(empty, 0, jb - ja + 1)
+    if cut is not None:   # a cut inside the window, off the grid's boundaries, adds a piece
+        jc = _period_of(path.edges, cut)
+        inside = (cut > a) & (cut < b) & (path.edges[np.clip(jc, 0, None)] != cut)
+        count += inside
     m = int(count.sum())
     customer = np.repeat(np.arange(n, dtype=np.int64), count)
     first_piece = np.cumsum(count) - count
-    j = np.arange(m, dtype=np.int64) - np.repeat(first_piece - ja, count)
-    s = np.maximum(path.edges[j], a[customer])
-    e = np.minimum(path.edges[j + 1], b[customer])
-    row = path.offset[rows][customer] + j - path.first[rows][customer]
-    if cut is not None:
-        inside = (cut > a) & (cut < b)
-        inside &= path.edges[np.clip(_period_of(path.edges, cut), 0, None)] != cut
-        split = (first_piece + _period_of(path.edges, cut) - ja)[inside]
-        tail = e[split]
-        e[split] = cut[inside]
-        customer = np.insert(customer, split + 1, customer[split])
-        row = np.insert(row, split + 1, row[split])
-        s = np.insert(s, split + 1, cut[inside])
-        e = np.insert(e, split + 1, tail)
-    start = (s - origin[customer]) / unit_ns
-    return ExposurePieces(columns=path.columns, customer=customer, start=start, length=(e - s) / unit_ns,
-                          z=path.values[row], n_customers=n)
+    # each piece's grid period; the inner boundaries are the grid's, the outer ones the window's
+    j = np.arange(m, dtype=np.int64)
+    j -= np.repeat(first_piece - ja, count)
+    if cut is not None and inside.any():
+        at_cut = (first_piece + jc - ja)[inside]          # the piece ending at the cut
+        later = np.zeros(m + 1, dtype=np.int64)           # the customer's pieces after it: one period less
+        later[at_cut + 1] += 1
+        later[(first_piece + count)[inside]] -= 1
+        j -= np.cumsum(later[:-1])
+    s = path.edges[j]
+    e = path.edges[1:][j]
+    some = count > 0
+    s[first_piece[some]] = a[some]
+    e[(first_piece + count - 1)[some]] = b[some]
+    if cut is not None and inside.any():
+        e[at_cut] = cut[inside]
+        s[at_cut + 1] = cut[inside]
+    if path.customers is not None:   # a panel: the customer's rows; a calendar's row is the period
+        j += np.repeat((path.offset - path.first)[rows], count)
+    e -= s
+    s -= np.repeat(origin, count)
+    return ExposurePieces(columns=path.columns, customer=customer, start=s / unit_ns, length=e / unit_ns,
+                          z=path.values[j], n_customers=n)
 
 
 # ---------------------------------------------------------------------------- summaries
