@@ -287,3 +287,25 @@ def test_simulated_dropout_effect_and_errors():
         simulate_seasonal(10, calendar, observation_length=70)
     with pytest.raises(ClvDataError, match=r"Coefficients of \['sale'\]"):
         simulate_seasonal(10, calendar, purchase_coefficients={"sale": 1.0}, observation_length=52)
+
+
+def test_duckdb_gives_the_same_summaries(simulated, tmp_path):
+    pytest.importorskip("duckdb")
+    from clvmodels.timevarying import timevarying_summary_duckdb
+
+    log, calendar = simulated
+    log = log.assign(customer_id="c" + log["customer_id"].astype(str))   # text ids, as a file holds them
+    path = covariate_calendar(calendar)
+    file = tmp_path / "log.parquet"
+    log.to_parquet(file)
+    for cal_end in (None, "2024-09-30"):
+        if cal_end is None:
+            expected = timevarying_summary(log, path, "2025-02-23")
+        else:
+            expected = timevarying_holdout(log, path, cal_end, "2025-02-23")
+        got = timevarying_summary_duckdb(str(file), path, "2025-02-23", calibration_end=cal_end, threads=1)
+        pd.testing.assert_frame_equal(got[0][["frequency", "recency", "T"]], expected[0][["frequency", "recency", "T"]],
+                                      check_index_type=False)
+        for f in ("customer", "start", "length", "z"):
+            np.testing.assert_array_equal(getattr(got[1].pieces, f), getattr(expected[1].pieces, f))
+        np.testing.assert_allclose(got[1].purchase_z, expected[1].purchase_z, rtol=1e-15, atol=0)

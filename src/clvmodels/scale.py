@@ -412,7 +412,8 @@ def calibration_holdout_duckdb(source, calibration_end, observation_end=None, ti
 
 def _run(source, *, observation_end, calibration_end, time_unit, resolution="D", truncate=False, litt=False,
          customer_id="customer_id", timestamp="timestamp", amount="amount", date_format=None,
-         refunds="error", memory_limit=None, threads=None, temp_directory=None, glob=False) -> pd.DataFrame:
+         refunds="error", memory_limit=None, threads=None, temp_directory=None, glob=False, periods=False):
+    """The summary (with ``periods``: and its customers' distinct purchase periods, see :func:`_summaries`)."""
     if refunds not in REFUND_POLICIES:
         raise ClvDataError(f"refunds must be one of {REFUND_POLICIES}, got {refunds!r}.")
     columns = [customer_id, timestamp] + ([amount] if amount is not None else [])
@@ -433,7 +434,8 @@ def _run(source, *, observation_end, calibration_end, time_unit, resolution="D",
             _register_source(con, read, parquet, columns, customer_id, timestamp, date_format)
             return _summaries(con, tz, observation_end=observation_end, calibration_end=calibration_end,
                               unit=unit, res=res, truncate=truncate, litt=litt, customer_id=customer_id,
-                              timestamp=timestamp, amount=amount, date_format=date_format, refunds=refunds)
+                              timestamp=timestamp, amount=amount, date_format=date_format, refunds=refunds,
+                              periods=periods)
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
             if isinstance(source, pd.DataFrame):
                 raise
@@ -445,8 +447,11 @@ def _run(source, *, observation_end, calibration_end, time_unit, resolution="D",
 
 
 def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate, litt, customer_id, timestamp,
-               amount, date_format, refunds) -> pd.DataFrame:
-    """The summary of the view ``raw``: :func:`rfm_summary_duckdb`'s or :func:`calibration_holdout_duckdb`'s."""
+               amount, date_format, refunds, periods=False):
+    """The summary of the view ``raw``: :func:`rfm_summary_duckdb`'s or :func:`calibration_holdout_duckdb`'s;
+    with ``periods`` also its customers' distinct purchase periods of the (calibration) summary (a frame of
+    ``cid``, ``pkey``: start in hours since the epoch, ordered by customer and time), what
+    :mod:`clvmodels.timevarying` reads."""
     has_amount = amount is not None
     stats = _clean_log(con, customer_id, timestamp, amount, date_format, refunds, res)
     cal_end = naive_timestamp(calibration_end, tz, "calibration_end") if calibration_end is not None else None
@@ -460,7 +465,7 @@ def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate
         out = _summary_frame(con, cond, end, unit, res, has_amount, litt)
         out.attrs.update(time_unit=unit, resolution=res,
                          observation_end=period_label(end, res), **stats)
-        return out
+        return (out, _periods(con, cond)) if periods else out
     cal_cond = f"pkey <= {period_start_hours(cal_end, res)}"
     if n_cal == 0:
         raise ClvDataError(f"No transactions on or before the calibration end {cal_end}: choose a later one.")
@@ -484,7 +489,12 @@ def _summaries(con, tz, *, observation_end, calibration_end, unit, res, truncate
     cal.attrs.update(time_unit=unit, resolution=res, calibration_end=period_label(cal_end, res),
                      observation_end=period_label(end, res),
                      n_excluded_new_customers=int((~hold["known"]).sum()), **stats)
-    return cal
+    return (cal, _periods(con, cal_cond)) if periods else cal
+
+
+def _periods(con, cond: str) -> pd.DataFrame:
+    """The distinct (customer, purchase period) pairs of the rows meeting ``cond``, by customer and time."""
+    return con.execute(f"SELECT cid, pkey FROM tx WHERE {cond} GROUP BY cid, pkey ORDER BY cid, pkey").df()
 
 
 def duckdb_available() -> bool:

@@ -421,44 +421,45 @@ def _pieces(path: CovariatePath, rows, a: np.ndarray, b: np.ndarray, cut: np.nda
 
 
 # ---------------------------------------------------------------------------- summaries
-def _purchase_periods(log: pd.DataFrame, res: str):
-    """Each customer's distinct purchase periods (starts in ns, in time order): the customers (sorted,
-    as :func:`~clvmodels.rfm.rfm_summary` orders them), each period's customer code, its start, and the
-    index of each customer's first period."""
+def _purchase_periods(log: pd.DataFrame, res: str, customers: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct purchase periods (as counted in ``frequency``) of the customers of ``customers`` (an
+    RFM table's index): each one's row in the table and start (ns), sorted by row and time."""
     codes, uniques = factorize_ids(log[CUSTOMER])
     hours = period_hours(log[TIMESTAMP].to_numpy(), res)
     lo = int(hours.min())
     span = int(hours.max()) - lo + 1
     key = np.unique(codes.astype(np.int64) * span + (hours - lo))
     owner = key // span
-    when = (key - owner * span + lo) * _NS_PER_HOUR
-    first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    return uniques, owner, when, first
+    row = customers.get_indexer(uniques)[owner]     # -1: not in the table (a join may drop customers)
+    kept = row >= 0
+    return row[kept], ((key - owner * span + lo) * _NS_PER_HOUR)[kept]
 
 
-def _summary_from_log(log: pd.DataFrame, rfm: pd.DataFrame, path: CovariatePath, end: pd.Timestamp,
-                      res: str, unit: str) -> TimeVaryingSummary:
-    """The :class:`TimeVaryingSummary` of the rows of ``log`` (all up to ``end``), in ``rfm``'s row order."""
-    uniques, owner, when, first = _purchase_periods(log, res)
-    position = uniques.get_indexer(rfm.index)   # rfm's customers among the log's (a join may drop some)
-    first_ns = when[first][position]
-    last_ns = when[np.r_[first[1:], len(when)] - 1][position]
-    end_ns = np.full(len(rfm), period_start_hours(end, res) * _NS_PER_HOUR, dtype=np.int64)
+def _summary_from_periods(rfm: pd.DataFrame, path: CovariatePath, row: np.ndarray, when: np.ndarray,
+                          end_hours: int) -> TimeVaryingSummary:
+    """The :class:`TimeVaryingSummary` of ``rfm``'s customers from their distinct purchase periods (``row``
+    in ``rfm``, start ``when`` in ns; all before the period starting at ``end_hours``)."""
+    if np.any(np.diff(row) < 0) or np.any((np.diff(row) == 0) & (np.diff(when) <= 0)):
+        order = np.lexsort((when, row))
+        row, when = row[order], when[order]
+    first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    if not np.array_equal(row[first], np.arange(len(rfm))):   # pragma: no cover - the summaries' own invariant
+        raise ClvDataError("Internal error: every customer of the RFM table needs her purchase periods.")
+    first_ns = when[first]
+    last_ns = when[np.r_[first[1:], len(when)] - 1]
+    end_ns = np.full(len(rfm), end_hours * _NS_PER_HOUR, dtype=np.int64)
     rows = path.rows_of(rfm.index)
-    pieces = _pieces(path, rows, first_ns, end_ns, last_ns, first_ns, unit_days(unit) * _NS_PER_DAY, rfm.index,
-                     "the calibration window", closed=True)
+    pieces = _pieces(path, rows, first_ns, end_ns, last_ns, first_ns, unit_days(rfm.attrs["time_unit"]) * _NS_PER_DAY,
+                     rfm.index, "the calibration window", closed=True)
     # z at each repeat purchase (a customer's distinct periods after her first), summed per customer
     repeat = np.ones(len(when), dtype=bool)
     repeat[first] = False
-    to_row = np.full(len(uniques), -1, dtype=np.int64)
-    to_row[position] = np.arange(len(rfm))
-    who = to_row[owner[repeat]]
-    kept = who >= 0
-    who, t = who[kept], when[repeat][kept]
-    value_row = path.offset[rows][who] + _period_of(path.edges, t) - path.first[rows][who]
-    z = path.values[value_row]
-    purchase_z = np.stack([np.bincount(who, weights=z[:, k], minlength=len(rfm)) for k in range(z.shape[1])], axis=1)
-    return TimeVaryingSummary(pieces=pieces, purchase_z=purchase_z.reshape(len(rfm), len(path.columns)))
+    who = row[repeat]
+    z = path.values[path.offset[rows][who] + _period_of(path.edges, when[repeat]) - path.first[rows][who]]
+    purchase_z = np.zeros((len(rfm), len(path.columns)))
+    for k in range(len(path.columns)):
+        purchase_z[:, k] = np.bincount(who, weights=z[:, k], minlength=len(rfm))
+    return TimeVaryingSummary(pieces=pieces, purchase_z=purchase_z)
 
 
 def timevarying_summary(transactions, covariates: CovariatePath, observation_end=None, time_unit: str = "W", *,
@@ -493,8 +494,8 @@ def timevarying_summary(transactions, covariates: CovariatePath, observation_end
     res = resolve_resolution(resolution)
     end = pd.Timestamp(rfm.attrs["observation_end"])
     observed = log[TIMESTAMP].to_numpy() <= period_end(end, res)
-    return rfm, _summary_from_log(log.loc[observed] if not observed.all() else log, rfm, covariates, end, res,
-                                  rfm.attrs["time_unit"])
+    row, when = _purchase_periods(log.loc[observed] if not observed.all() else log, res, rfm.index)
+    return rfm, _summary_from_periods(rfm, covariates, row, when, period_start_hours(end, res))
 
 
 def timevarying_holdout(transactions, covariates: CovariatePath, calibration_end, observation_end=None,
@@ -516,7 +517,28 @@ def timevarying_holdout(transactions, covariates: CovariatePath, calibration_end
     res = resolve_resolution(resolution)
     end = pd.Timestamp(table.attrs["calibration_end"])
     in_cal = log[TIMESTAMP].to_numpy() <= period_end(end, res)
-    return table, _summary_from_log(log.loc[in_cal], table, covariates, end, res, table.attrs["time_unit"])
+    row, when = _purchase_periods(log.loc[in_cal], res, table.index)
+    return table, _summary_from_periods(table, covariates, row, when, period_start_hours(end, res))
+
+
+def timevarying_summary_duckdb(source, covariates: CovariatePath, observation_end=None, time_unit: str = "W", *,
+                               calibration_end=None, **kwargs) -> tuple[pd.DataFrame, TimeVaryingSummary]:
+    """:func:`timevarying_summary` (or, with ``calibration_end``, :func:`timevarying_holdout`) of a large log
+    read by DuckDB out of core (:func:`~clvmodels.scale.rfm_summary_duckdb`: Parquet or CSV files, same
+    definitions, the same keyword arguments). DuckDB reduces the log to the customers' distinct purchase
+    periods; the pieces are then built as on the pandas path, so both give the same summaries."""
+    from .scale import _run
+
+    if not isinstance(covariates, CovariatePath):
+        raise ClvDataError("covariates must be a CovariatePath: build it with covariate_panel(table) or "
+                           "covariate_calendar(table).")
+    table, periods = _run(source, observation_end=observation_end, calibration_end=calibration_end,
+                          time_unit=time_unit, periods=True, **kwargs)
+    row = table.index.get_indexer(pd.Index(periods["cid"].to_numpy()))
+    when = periods["pkey"].to_numpy(dtype=np.int64) * _NS_PER_HOUR
+    end = pd.Timestamp(table.attrs.get("calibration_end", table.attrs["observation_end"]))
+    return table, _summary_from_periods(table, covariates, row, when,
+                                        period_start_hours(end, resolve_resolution(table.attrs["resolution"])))
 
 
 def _split_kwargs(kwargs: dict) -> tuple[dict, dict]:
@@ -587,4 +609,4 @@ def new_customer_exposure(covariates: CovariatePath, born, t, time_unit: str = "
 
 __all__ = ["CovariatePath", "covariate_calendar", "covariate_panel", "first_purchase", "fourier_terms",
            "future_exposure", "holiday_windows", "new_customer_exposure", "seasonal_dummies",
-           "timevarying_holdout", "timevarying_summary"]
+           "timevarying_holdout", "timevarying_summary", "timevarying_summary_duckdb"]
