@@ -309,3 +309,25 @@ def test_duckdb_gives_the_same_summaries(simulated, tmp_path):
         for f in ("customer", "start", "length", "z"):
             np.testing.assert_array_equal(getattr(got[1].pieces, f), getattr(expected[1].pieces, f))
         np.testing.assert_allclose(got[1].purchase_z, expected[1].purchase_z, rtol=1e-15, atol=0)
+
+
+def test_monthly_calendar_with_its_frequency_inferred():
+    months = pd.date_range("2024-01-01", periods=6, freq="MS")
+    calendar = pd.DataFrame({"z": np.arange(6.0)}, index=pd.Index(list(months), name="period"))   # no freq attached
+    path = covariate_calendar(calendar)
+    assert path.freq == "MS" and list(path.periods) == list(months)
+    rfm, s = timevarying_summary(small_log(), path, observation_end="2024-02-10", amount=None)
+    np.testing.assert_allclose(s.pieces.length[s.pieces.customer == 0], [17 / 7, 12 / 7, 9 / 7])   # cut on Jan 20 and Feb 1
+    np.testing.assert_allclose(s.purchase_z[:, 0], [0, 1, 0])
+
+
+def test_panel_rows_in_any_order_and_ids_of_mixed_types():
+    table = small_panel()
+    shuffled = table.sample(frac=1.0, random_state=0)
+    shuffled["customer_id"] = shuffled["customer_id"].astype(object)
+    shuffled.loc[shuffled.index[:5], "customer_id"] = shuffled.loc[shuffled.index[:5], "customer_id"].astype(str)
+    _, a = timevarying_summary(small_log(), covariate_panel(table), observation_end="2024-02-10", amount=None)
+    _, b = timevarying_summary(small_log(), covariate_panel(shuffled), observation_end="2024-02-10", amount=None)
+    for f in ("customer", "start", "length", "z"):
+        np.testing.assert_array_equal(getattr(a.pieces, f), getattr(b.pieces, f))
+    np.testing.assert_array_equal(a.purchase_z, b.purchase_z)

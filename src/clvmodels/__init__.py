@@ -34,6 +34,8 @@ _EXPORTS = {
                 "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test", "survivor_table"],
     ".models.persistence": ["load_model", "load_models", "save_models"],
     ".rfm": ["bgbb_summary", "calibration_holdout", "rfm_summary"],
+    ".timevarying": ["covariate_calendar", "covariate_panel", "fourier_terms", "holiday_windows", "seasonal_dummies",
+                     "timevarying_holdout", "timevarying_summary", "timevarying_summary_duckdb"],
     ".backtest": ["BacktestResult", "backtest", "discrete_backtest"],
     ".retention": ["RetentionBacktestResult", "retention_backtest"],
     ".baselines": ["GradientBoostingBaseline", "NoChangeBaseline", "RFMScoreBaseline"],
@@ -90,3 +92,5 @@ __all__ += ["BacktestResult", "GradientBoostingBaseline", "NoChangeBaseline", "R
             "plot_survivors", "plot_totals", "plot_tracking"]
 __all__ += ["GGompertzNBDModel", "clv_report", "value_forecast", "plot_clv_distribution", "plot_history_alive",
             "plot_period_transactions"]
+__all__ += ["covariate_calendar", "covariate_panel", "fourier_terms", "holiday_windows", "seasonal_dummies",
+            "timevarying_holdout", "timevarying_summary", "timevarying_summary_duckdb"]

@@ -61,7 +61,7 @@ class CovariatePath:
     values
         ``(M, K)`` float: the covariate rows, each customer's (a panel) or the calendar's, in period order.
     customers
-        A panel's customer ids as text (sorted; ids are labels, ``1`` and ``"1"`` are one customer),
+        A panel's customer ids as text (ids are labels: ``1`` and ``"1"`` are one customer),
         or ``None`` for a calendar (every customer reads the same rows).
     offset, first, count
         Per customer of ``customers`` (a calendar: one entry for all): the row of ``values`` holding
@@ -130,11 +130,19 @@ def covariate_panel(table: pd.DataFrame, id_column: str = CUSTOMER, period: str 
     columns = _columns(table, [id_column, period], columns)
     starts = _period_starts(table, period)
     edges, position = _grid(starts, freq, table, period)
-    values = _values(table, columns, id_column)
-    codes, customers = factorize_ids(pd.Series(ids.astype(str).to_numpy(), dtype=object))
-    n_grid = len(edges) - 1
-    order = np.argsort(codes.astype(np.int64) * n_grid + position, kind="stable")
-    codes, position = codes[order], position[order]
+    values = _values(table, columns)
+    # ids as text labels: the distinct values converted, not every row; customers in order of appearance
+    codes, raw = pd.factorize(ids)
+    customers = pd.Index(pd.Index(raw).astype(str), dtype=object)
+    if customers.has_duplicates:   # e.g. 1 and "1" in one column: one customer
+        text_codes, customers = factorize_ids(pd.Series(customers, dtype=object))
+        codes = text_codes[codes]
+    key = codes.astype(np.int64) * (len(edges) - 1) + position
+    if np.all(key[1:] > key[:-1]):   # the usual layout: by customer, then period
+        order = np.arange(len(key))
+    else:
+        order = np.argsort(key, kind="stable")
+        codes, position = codes[order], position[order]
     same = codes[1:] == codes[:-1]
     step = np.diff(position)
     duplicated = np.flatnonzero(same & (step == 0))
@@ -154,7 +162,7 @@ def covariate_panel(table: pd.DataFrame, id_column: str = CUSTOMER, period: str 
             f"{len(np.unique(codes[gaps])):,} customer(s) (grid {freq!r}). Give every period from a "
             f"customer's first to her last row.\nExamples:\n{examples.to_string(index=False)}")
     starts_of = np.flatnonzero(np.r_[True, ~same])
-    return CovariatePath(columns=tuple(columns), edges=edges, values=values[order], customers=pd.Index(customers.astype(str)),
+    return CovariatePath(columns=tuple(columns), edges=edges, values=values[order], customers=customers,
                          offset=starts_of.astype(np.int64), first=position[starts_of].astype(np.int64),
                          count=np.diff(np.r_[starts_of, len(codes)]).astype(np.int64), freq=freq)
 
@@ -166,13 +174,15 @@ def covariate_calendar(table: pd.DataFrame, period: str | None = None, columns=N
     ``table`` holds the period starts in its column ``period`` or, with ``period=None``, in its index
     (as the helpers :func:`seasonal_dummies`, :func:`fourier_terms` and :func:`holiday_windows` return
     them; combine several with ``pd.concat([...], axis=1)``). ``freq``: the grid's pandas frequency
-    (default: the index's own ``freq``, else ``"7D"``). The periods must be consecutive (no gap, no
+    (default: the index's own ``freq`` or the one it follows, else ``"7D"``). The periods must be consecutive (no gap, no
     duplicate) and the values finite numbers.
     """
     if period is None:
         frame = table.reset_index(names=PERIOD) if PERIOD not in table.columns else table.reset_index(drop=True)
         period = PERIOD
-        freq = freq or getattr(table.index, "freqstr", None)
+        index = table.index
+        if freq is None and isinstance(index, pd.DatetimeIndex):
+            freq = index.freqstr or pd.DatetimeIndex(index.sort_values(), freq="infer").freqstr
     else:
         _require(table, [period], "calendar")
         frame = table
@@ -190,7 +200,7 @@ def covariate_calendar(table: pd.DataFrame, period: str | None = None, columns=N
         absent = np.setdiff1d(np.arange(len(edges) - 1), position)
         raise ClvDataError(f"The calendar has gaps: {len(absent):,} period(s) of the grid {freq!r} between its "
                            f"first and last rows are missing, e.g. {_dates(edges[absent[:5]])}. Give every period.")
-    values = _values(frame, columns, None)[order]
+    values = _values(frame, columns)[order]
     one = np.zeros(1, dtype=np.int64)
     return CovariatePath(columns=tuple(columns), edges=edges, values=values, customers=None, offset=one,
                          first=one, count=np.array([len(values)], dtype=np.int64), freq=freq)
@@ -236,9 +246,16 @@ def _grid(starts: np.ndarray, freq: str, table: pd.DataFrame, period: str) -> tu
     except (ValueError, TypeError) as exc:
         raise ClvDataError(f"freq must be a pandas frequency such as '7D', 'W-MON', 'D' or 'MS', got {freq!r} "
                            f"({exc}).") from None
-    edges = np.append(_ns(grid), (grid[-1] + offset).value) if len(grid) else np.array([], dtype=np.int64)
-    position = pd.Index(_ns(grid)).get_indexer(starts.view(np.int64)) if len(grid) else np.full(len(starts), -1)
-    off = position < 0
+    edges = np.append(_ns(grid), (grid[-1] + offset).value) if len(grid) else np.zeros(1, dtype=np.int64)
+    ns = starts.view(np.int64)
+    try:   # a fixed step (days, hours): arithmetic; else (months, ...) a search of the boundaries
+        step = offset.nanos
+        position, rest = np.divmod(ns - edges[0], step)
+        off = (rest != 0) | (position >= len(edges) - 1) | (position < 0)
+    except ValueError:
+        position = np.searchsorted(edges[:-1], ns)
+        off = position >= len(edges) - 1
+        off[~off] = edges[position[~off]] != ns[~off]
     if off.any():
         raise data_error(f"Period starts off the grid {freq!r} (anchored at {_dates(starts.view(np.int64)[:1])[0]})",
                          column=period, rows=table.loc[off],
@@ -246,7 +263,7 @@ def _grid(starts: np.ndarray, freq: str, table: pd.DataFrame, period: str) -> tu
     return edges.astype(np.int64), position.astype(np.int64)
 
 
-def _values(table: pd.DataFrame, columns, id_column) -> np.ndarray:
+def _values(table: pd.DataFrame, columns) -> np.ndarray:
     out = np.empty((len(table), len(columns)))
     for k, c in enumerate(columns):
         col = table[c]
@@ -280,7 +297,7 @@ def _calendar_periods(periods) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """Period starts (a DatetimeIndex with a freq, e.g. ``pd.date_range(..., freq="7D")``) and the
     boundaries ``(G+1,)`` in ns."""
     index = pd.DatetimeIndex(periods, name=PERIOD)
-    freq = index.freq or (pd.infer_freq(index) if len(index) > 2 else None)
+    freq = index.freq or pd.DatetimeIndex(index, freq="infer").freq
     if freq is None:
         raise ClvDataError("periods must be a regular grid of period starts with a frequency, e.g. "
                            "pd.date_range('2024-01-01', '2025-12-29', freq='7D').")
