@@ -431,10 +431,14 @@ def _pieces(path: CovariatePath, rows, a: np.ndarray, b: np.ndarray, cut: np.nda
         s[at_cut + 1] = cut[inside]
     if path.customers is not None:   # a panel: the customer's rows; a calendar's row is the period
         j += np.repeat((path.offset - path.first)[rows], count)
+    z = path.values[j]
+    del j                            # (the temporaries go as soon as used: 10M pieces are 80 MB an array)
     e -= s
+    length = e / unit_ns
+    del e
     s -= np.repeat(origin, count)
-    return ExposurePieces(columns=path.columns, customer=customer, start=s / unit_ns, length=e / unit_ns,
-                          z=path.values[j], n_customers=n)
+    return ExposurePieces(columns=path.columns, customer=customer, start=s / unit_ns, length=length, z=z,
+                          n_customers=n)
 
 
 # ---------------------------------------------------------------------------- summaries
