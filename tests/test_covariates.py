@@ -531,6 +531,17 @@ def test_every_model_recovers_every_parameter_and_coefficient_within_3_se(name):
         assert abs(row["user_estimate"] - coefficients[coefficient]) < 3 * row["user_se"], (name, coefficient, row)
 
 
+def test_simulated_bgbb_log_summarises_to_the_simulated_histories():
+    cov = covariate_table(500, seed=3)
+    histories = simulate_bgbb(500, n_periods=7, covariates=cov, coefficients={"delta:x1": 0.5}, seed=4)
+    log = simulate_bgbb(500, n_periods=7, covariates=cov, coefficients={"delta:x1": 0.5}, seed=4,
+                        log_start="2020-03-05", period="M")
+    summary = clv.bgbb_summary(clv.load_transactions(log, amount=None), period="M", observation_end="2020-10-31")
+    pd.testing.assert_frame_equal(summary[["frequency", "recency", "n_periods"]].astype(int),
+                                  histories[["frequency", "recency", "n_periods"]].astype(int), check_names=False,
+                                  check_index_type=False)
+
+
 def test_simulators_link_covariates_as_the_models_do():
     from clvmodels.datasets.simulate import BGBB_LINKS, COVARIATE_LINKS, SBG_LINKS
 
@@ -712,6 +723,50 @@ def test_backtest_with_covariates_beats_the_model_without(covariate_backtest):
     tracking = res.tracking[res.tracking["model"] == "BG/NBD + covariates"]
     holdout = tracking[tracking["phase"] == "holdout"]
     assert holdout["predicted"].sum() == pytest.approx(holdout["actual"].sum(), rel=0.1)
+
+
+def test_discrete_backtest_compares_bgbb_with_and_without_covariates():
+    n = 3000
+    numeric = covariate_table(n, seed=9)                # x1 ~ N(2, 1), x2: the segment "b"
+    customers = numeric.assign(segment=np.where(numeric["x2"] > 0, "b", "a")).drop(columns="x2")
+    truth = {"alpha:x1": 0.8, "beta:x1": -0.5, "alpha:x2": -1.0, "delta:x2": -1.5}
+    log = clv.load_transactions(simulate_bgbb(n, n_periods=10, covariates=numeric, coefficients=truth, seed=9,
+                                              log_start="2020-01-01", period="Y"), amount=None)
+    models = {"BG/BB": BetaGeoBetaBinomModel(),
+              "BG/BB + covariates": BetaGeoBetaBinomModel(purchase_covariates=["x1", "segment"],
+                                                          dropout_covariates=["segment"], one_hot=["segment"])}
+    kw = dict(calibration_end="2026-12-31", t=4, period="Y", n_draws=50)
+    res = clv.discrete_backtest(log, models, covariates=customers, **kw)
+    assert res.warnings.empty
+    plain, big = res.models[("2026-12-31", "BG/BB")], res.models[("2026-12-31", "BG/BB + covariates")]
+    # the model with covariates is fitted on the calibration summary with each customer's covariates joined
+    calibration = clv.bgbb_summary(log[log["timestamp"] < "2027-01-01"], period="Y",
+                                   observation_end="2026-12-31").join(customers)
+    direct = BetaGeoBetaBinomModel(**big.get_params()).fit(calibration)
+    np.testing.assert_allclose(big.coefficients_, direct.coefficients_, rtol=1e-8)
+    np.testing.assert_allclose(big.params_, direct.params_, rtol=1e-8)
+    # the likelihood-ratio test of the nested pair: α, β on x1 and segment[b], γ, δ on segment[b]
+    tests = res.covariate_tests()
+    assert len(tests) == 1 and tests.loc[0, "model"] == "BG/BB + covariates" and tests.loc[0, "without"] == "BG/BB"
+    assert tests.loc[0, "df"] == 6
+    assert tests.loc[0, "statistic"] == pytest.approx(2 * (big.log_likelihood_ - plain.log_likelihood_), rel=1e-12)
+    assert tests.loc[0, "p_value"] < 1e-6
+    # the customers' attributes forecast each one's holdout better
+    table = res.table("purchases")
+    assert table.loc["BG/BB + covariates", "mae"] < table.loc["BG/BB", "mae"]
+    assert table.loc["BG/BB + covariates", "log_score"] < table.loc["BG/BB", "log_score"] - 0.005   # 0.457 -> 0.446
+    assert res.settings["covariates"] == ["x1", "segment"]
+    # the tracking sums each cohort customer at her own parameters: it follows the holdout's transactions
+    tracking = res.tracking[(res.tracking["model"] == "BG/BB + covariates") & (res.tracking["phase"] == "holdout")]
+    assert tracking["predicted"].sum() == pytest.approx(tracking["actual"].sum(), rel=0.1)
+    # customers without covariates: an error, or left out and counted
+    with pytest.raises(ClvDataError, match="no row in the covariate table"):
+        clv.discrete_backtest(log, models, covariates=customers.iloc[25:], **kw)
+    with pytest.warns(UserWarning, match="25 customers have no covariates"):
+        dropped = clv.discrete_backtest(log, {"BG/BB + covariates": models["BG/BB + covariates"]},
+                                        covariates=customers.iloc[25:], missing_covariates="drop", **kw)
+    assert dropped.data.loc[0, "customers_without_covariates"] == 25
+    assert dropped.data.loc[0, "customers"] == res.data.loc[0, "customers"] - 25
 
 
 def test_backtest_counts_customers_without_covariates(covariate_backtest):

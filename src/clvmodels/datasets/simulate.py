@@ -130,7 +130,9 @@ def simulate(
     first = rng.uniform(0.0, cohort_length, n)
     mu = rng.gamma(s, 1.0 / scaled["beta"], n) if pareto else None
     # Pareto/NBD: purchases stop at the end of her lifetime (BG/NBD: at the observation's end)
-    stop = np.minimum(first + rng.exponential(1.0, n) / mu, observation_length) if pareto else np.full(n, observation_length)
+    stop = np.full(n, observation_length)
+    if pareto:
+        stop = np.minimum(first + rng.exponential(1.0, n) / mu, stop)
 
     cust_parts = [np.arange(n)]
     time_parts = [first]
@@ -179,8 +181,9 @@ def simulate(
 
 
 def simulate_bgbb(n_customers: int = 10_000, *, alpha: float = 1.204, beta: float = 0.750, gamma: float = 0.657,
-                  delta: float = 2.783, n_periods: int = 6, seed: int | None = 0, covariates: pd.DataFrame | None = None,
-                  coefficients: dict[str, float] | None = None) -> pd.DataFrame:
+                  delta: float = 2.783, n_periods: int = 6, seed: int | None = 0,
+                  covariates: pd.DataFrame | None = None, coefficients: dict[str, float] | None = None,
+                  log_start: str | None = None, period: str = "Y") -> pd.DataFrame:
     """BG/BB histories (Fader, Hardie & Shang 2010) with known parameters: after her first transaction
     (opportunity 0) each customer dies at the start of each of ``n_periods`` opportunities with
     probability ``θ ~ Beta(γ, δ)`` and, while alive, transacts at it with probability ``p ~ Beta(α, β)``.
@@ -190,7 +193,10 @@ def simulate_bgbb(n_customers: int = 10_000, *, alpha: float = 1.204, beta: floa
     ``delta`` (BG/BB's links, :data:`BGBB_LINKS`: ``θ_i = θ exp(Σ γ_θ x_i)``).
 
     Returns the summary :func:`clvmodels.bgbb_summary` would give (``frequency``, ``recency``,
-    ``n_periods``), one row per customer (ids ``0..n-1``), the covariates' columns joined.
+    ``n_periods``), one row per customer (ids ``0..n-1``), the covariates' columns joined; or, with
+    ``log_start`` (a date), the transaction log (``customer_id``, ``timestamp``): one transaction at
+    the start of each opportunity she transacted at, opportunity 0 being the ``period`` (a pandas
+    period alias) containing ``log_start``.
     """
     n = int(n_customers)
     if n < 1 or int(n_periods) < 1:
@@ -204,6 +210,10 @@ def simulate_bgbb(n_customers: int = 10_000, *, alpha: float = 1.204, beta: floa
     death = rng.geometric(rng.beta(scaled["gamma"], scaled["delta"]))   # the opportunity at whose start she dies
     opportunity = np.arange(1, int(n_periods) + 1)
     buys = (opportunity < death[:, None]) & (rng.random((n, opportunity.size)) < p[:, None])
+    if log_start is not None:
+        customer, at = np.nonzero(np.c_[np.ones(n, dtype=bool), buys])
+        starts = pd.period_range(log_start, periods=int(n_periods) + 1, freq=period).start_time
+        return pd.DataFrame({"customer_id": customer, "timestamp": starts[at]})
     out = pd.DataFrame({"frequency": buys.sum(axis=1), "recency": np.max(np.where(buys, opportunity, 0), axis=1),
                         "n_periods": int(n_periods)}, index=pd.Index(np.arange(n), name="customer_id"))
     return out if covariates is None else out.join(covariates.set_axis(out.index))
@@ -249,7 +259,8 @@ def _individual(params: dict[str, float], links: dict[str, float], covariates, c
         param, _, column = name.partition(":")
         if param not in params or param not in links or column not in covariates.columns:
             raise ClvDataError(f"Coefficient {name!r}: expected '<param>:<column>' with a parameter of "
-                               f"{sorted(set(links) & set(params))} and a column of covariates ({list(covariates.columns)}).")
+                               f"{sorted(set(links) & set(params))} and a column of covariates "
+                               f"({list(covariates.columns)}).")
         x = covariates[column].to_numpy(dtype=float)
         if not np.all(np.isfinite(x)):
             raise ClvDataError(f"Covariate column {column!r} has missing or infinite values.")
