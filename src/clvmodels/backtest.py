@@ -974,8 +974,7 @@ def _cumulative_with_covariates(model, customers: pd.DataFrame, first, edges, le
     """``Σ_i E[X_i((e − f_i) / length)]`` at each edge ``e`` for a model with covariates: each customer of
     the cohort (first purchase at ``f_i``: a day, or a discrete model's period) at her own parameters,
     from her row of ``customers``; ``length``: the model's time unit in the edges' (days, or 1 period)."""
-    sources = list(dict.fromkeys(c for cols in model.covariate_processes().values() for c in cols))
-    profiles = customers[sources]
+    profiles = customers[model.covariate_sources()]
     out = np.zeros(len(edges))
     for k, edge in enumerate(edges):
         age = np.maximum(edge - first, 0.0) / length
