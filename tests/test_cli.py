@@ -447,11 +447,59 @@ def test_fit_with_covariates_equals_the_python_fit(covdir, tmp_path):
                                atol=1e-8)
 
 
+def test_fit_with_constraints_and_a_penalty_equals_the_python_fit(covdir, tmp_path, capsys):
+    from clvmodels.models import BetaGeoModel, GammaGammaModel
+
+    rfm = pd.read_parquet(covdir / "rfm.parquet")
+    both = ("--purchase-covariates", "x1,x2", "--dropout-covariates", "x1,x2", "--spend-covariates", "x1,x2")
+    # a:x1 = b:x1 and x2 shared by the purchase processes (the purchase model's); gamma:x1 = gamma:x2 (the spend's)
+    ties = ("--covariate-constraint", "a:x1=b:x1", "--covariate-constraint", "x2",
+            "--covariate-constraint", "gamma:x1 = gamma:x2", "--covariate-penalty", "0.05")
+    assert run("fit", covdir / "rfm.parquet", "--out", tmp_path / "m", *both, *ties, "-q") == 0
+    models, _ = clv.load_models(tmp_path / "m")
+    purchase = BetaGeoModel(purchase_covariates=["x1", "x2"], dropout_covariates=["x1", "x2"],
+                            covariate_constraints=[["a:x1", "b:x1"], "x2"], covariate_penalty=0.05).fit(rfm)
+    spend = GammaGammaModel(spend_covariates=["x1", "x2"], covariate_constraints=[["gamma:x1", "gamma:x2"]],
+                            covariate_penalty=0.05, exclude_invalid=True).fit(rfm)
+    for cli_model, model in ((models["purchase"], purchase), (models["spend"], spend)):
+        assert cli_model.get_params()["covariate_penalty"] == 0.05
+        assert list(cli_model.coefficients_.index) == list(model.coefficients_.index)
+        np.testing.assert_allclose(cli_model.coefficients_.to_numpy(), model.coefficients_.to_numpy(), atol=1e-8)
+        np.testing.assert_allclose(cli_model.params_.to_numpy(), model.params_.to_numpy(), rtol=1e-8)
+    coef = models["purchase"].coefficients_
+    assert coef["a:x1"] == coef["b:x1"] != coef["alpha:x1"]
+    assert coef["alpha:x2"] == coef["a:x2"] == coef["b:x2"]
+    assert models["spend"].coefficients_["gamma:x1"] == models["spend"].coefficients_["gamma:x2"]
+    assert models["purchase"].n_free_parameters_ == 4 + 3
+    # the penalty shrinks: the unpenalised fit's coefficients are larger
+    free = BetaGeoModel(**{**purchase.get_params(), "covariate_penalty": 0.0}).fit(rfm)
+    assert np.abs(coef).sum() < np.abs(free.coefficients_).sum()
+    # bad syntax, unknown coefficients, a negative penalty: exit 2 with the reason, nothing written
+    base = ("fit", covdir / "rfm.parquet", "--out", tmp_path / "bad", *both)
+    for argv, match in [(("--covariate-constraint", "a:x1="), "argument --covariate-constraint: expected two or more"),
+                        (("--covariate-constraint", "a:x1"), "joined by '='"),
+                        (("--covariate-constraint", "a:x1=:x2"), "got 'a:x1=:x2'"),
+                        (("--covariate-constraint", "a:x9=b:x9"), "unknown: ['a:x9', 'b:x9']"),
+                        (("--covariate-constraint", "r:x1=s:x1"), "does not name coefficients of one model"),
+                        (("--covariate-constraint", "x7"), "does not name coefficients of one model"),
+                        (("--covariate-penalty", "-1"), "--covariate-penalty must be >= 0"),
+                        (("--covariate-penalty", "lots"), "argument --covariate-penalty: expected a number")]:
+        try:
+            code = run(*base, *argv)
+        except SystemExit as exc:          # argparse refuses the syntax (before anything is read)
+            code = exc.code
+        assert code == cli.EXIT_BAD_INPUT, argv
+        assert match in capsys.readouterr().err, argv
+        assert not (tmp_path / "bad").exists()
+
+
 def test_fit_covariate_options_must_match_the_models(covdir, tmp_path, capsys):
     base = ("fit", covdir / "rfm.parquet", "--out", tmp_path / "m")
     for argv, match in [(("--model", "bgnbd", "--spend-covariates", "x1"), "the spend model"),
                         (("--one-hot", "x1"), "--one-hot"),
                         (("--covariates", covdir / "cov.parquet"), "--covariates joins"),
+                        (("--covariate-constraint", "x1"), "--covariate-constraint ties"),
+                        (("--covariate-penalty", "1"), "--covariate-penalty shrinks"),
                         (("--purchase-covariates", "nosuch"), "nosuch")]:
         assert run(*base, *argv) == cli.EXIT_BAD_INPUT
         assert match in capsys.readouterr().err

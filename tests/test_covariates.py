@@ -3,12 +3,14 @@ penalty, the likelihood-ratio test, predictions, persistence and simulation."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import clvmodels as clv
-from clvmodels.datasets.simulate import simulate
+from clvmodels.datasets.simulate import simulate, simulate_bgbb, simulate_sbg
 from clvmodels.errors import ClvDataError
 from clvmodels.models import (BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel,
                               ParetoNBDModel, ShiftedBetaGeoModel)
@@ -223,7 +225,7 @@ def test_gamma_gamma_recovers_the_spend_coefficients(simulated):
     assert abs(table.loc["p", "estimate"] - 6.25) < 3 * table.loc["p", "se"]
 
 
-@pytest.mark.parametrize("n", [6000, pytest.param(50_000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n", [6000])      # 50,000: test_every_model_recovers_every_parameter_and_coefficient_...
 def test_pareto_nbd_recovers_the_coefficients_within_3_se(n):
     truth = {"alpha:x1": 0.5, "alpha:x2": -0.4, "beta:x1": -0.3, "beta:x2": 0.6}
     rfm = simulate_pareto_rfm(n, 0.6, 8.0, 0.8, 12.0, truth, seed=2)
@@ -459,6 +461,102 @@ def test_new_customer_expectations_take_the_new_customers_covariates(bgnbd_fit, 
         BetaGeoModel().fit(simulated.iloc[:2000]).expected_purchases_new_customer(26, covariates=profiles)
 
 
+# ---------------------------------------------------------------------------- recovery, every model
+#: 50,000 simulated customers with two covariates (x1 ~ N(2, 1), x2 ~ Bernoulli(0.4)) on each process
+#: of each model, every coefficient non-zero (per unit of the user's columns).
+RECOVERY_N = 50_000
+PURCHASE_TRUTH = {"alpha:x1": 0.4, "alpha:x2": -0.3, "a:x1": 0.3, "a:x2": -0.3, "b:x1": -0.2, "b:x2": 0.4,
+                  "gamma:x1": 0.2, "gamma:x2": -0.25}
+PARETO_TRUTH = {"alpha:x1": 0.4, "alpha:x2": -0.3, "beta:x1": -0.3, "beta:x2": 0.5}
+BGBB_TRUTH = {"alpha:x1": 0.3, "alpha:x2": -0.2, "beta:x1": -0.2, "beta:x2": -0.4, "gamma:x1": -0.3,
+              "gamma:x2": 0.3, "delta:x1": 0.2, "delta:x2": 0.4}
+SBG_TRUTH = {"alpha:x1": 0.5, "alpha:x2": 0.3, "beta:x1": -0.2, "beta:x2": -0.6}
+
+
+@functools.cache
+def simulated_rfm(seed: int, coefficients: tuple, **params) -> pd.DataFrame:
+    """RFM table of a simulated log with covariates (purchases in one hour count once: the fast buyers'
+    same-day repeats, merged at the default daily resolution, would bias the purchase rate's coefficients)."""
+    cov = covariate_table(RECOVERY_N, seed)
+    log, truth = simulate(RECOVERY_N, covariates=cov, coefficients=dict(coefficients), return_truth=True, seed=seed,
+                          **params)
+    return clv.rfm_summary(log, observation_end=log.attrs["observation_end"], time_unit="W", resolution="h",
+                           covariates=truth[["x1", "x2"]])
+
+
+RECOVERY = {  # model: (the model, its data, population truth, coefficient truth)
+    "BG/NBD": (lambda: BetaGeoModel(purchase_covariates=["x1", "x2"], dropout_covariates=["x1", "x2"]),
+               lambda: simulated_rfm(21, tuple(PURCHASE_TRUTH.items())),
+               {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}, PURCHASE_TRUTH),
+    "MBG/NBD": (lambda: ModifiedBetaGeoModel(purchase_covariates=["x1", "x2"], dropout_covariates=["x1", "x2"]),
+                lambda: simulated_rfm(22, tuple(PURCHASE_TRUTH.items()), drop_at_first=True),
+                {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}, PURCHASE_TRUTH),
+    "Pareto/NBD": (lambda: ParetoNBDModel(purchase_covariates=["x1", "x2"], dropout_covariates=["x1", "x2"]),
+                   lambda: simulated_rfm(23, tuple(PARETO_TRUTH.items()), s=0.6, beta=10.0),
+                   {"r": 0.243, "alpha": 4.414, "s": 0.6, "beta": 10.0}, PARETO_TRUTH),
+    "Gamma-Gamma": (lambda: GammaGammaModel(spend_covariates=["x1", "x2"], exclude_invalid=True),
+                    lambda: simulated_rfm(21, tuple(PURCHASE_TRUTH.items())),     # BG/NBD's log
+                    {"p": 6.25, "q": 3.74, "gamma": 15.44}, PURCHASE_TRUTH),
+    "BG/BB": (lambda: BetaGeoBetaBinomModel(purchase_covariates=["x1", "x2"], dropout_covariates=["x1", "x2"]),
+              lambda: simulate_bgbb(RECOVERY_N, n_periods=8, covariates=covariate_table(RECOVERY_N, 25),
+                                    coefficients=BGBB_TRUTH, seed=25),
+              {"alpha": 1.204, "beta": 0.750, "gamma": 0.657, "delta": 2.783}, BGBB_TRUTH),
+    "sBG": (lambda: ShiftedBetaGeoModel(dropout_covariates=["x1", "x2"]),
+            lambda: simulate_sbg(RECOVERY_N, horizon=8, covariates=covariate_table(RECOVERY_N, 26),
+                                 coefficients=SBG_TRUTH, seed=26),
+            {"alpha": 0.704, "beta": 1.182}, SBG_TRUTH),
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("Pareto/NBD", "BG/BB") else n
+                                  for n in RECOVERY])   # BG/BB: ~30 s, Pareto/NBD: ~8 s, the others 0.5-5 s
+def test_every_model_recovers_every_parameter_and_coefficient_within_3_se(name):
+    make, data, population, coefficients = RECOVERY[name]
+    m = make().fit(data())
+    assert m.converged_
+    table = m.summary()
+    design = CovariateDesign.from_dict(m.covariates_)
+    links = {param: sign for targets in m.covariate_links.values() for param, sign in targets}
+    # the fit's population parameters are those of a customer at the covariates' means (standardised scale)
+    for param, value in population.items():
+        at_means = value * np.exp(links.get(param, 0.0) * sum(coefficients.get(f"{param}:{c.name}", 0.0) * c.mean
+                                                               for c in design.columns))
+        row = table.loc[param]
+        assert abs(row["estimate"] - at_means) < 3 * row["se"], (name, param, row["estimate"], at_means, row["se"])
+    names = [n for n in table.index if ":" in n]
+    assert len(names) == 2 * len(links)                          # two covariates on each linked parameter
+    for coefficient in names:
+        row = table.loc[coefficient]
+        assert coefficients[coefficient] != 0.0
+        assert abs(row["user_estimate"] - coefficients[coefficient]) < 3 * row["user_se"], (name, coefficient, row)
+
+
+def test_simulated_bgbb_log_summarises_to_the_simulated_histories():
+    cov = covariate_table(500, seed=3)
+    histories = simulate_bgbb(500, n_periods=7, covariates=cov, coefficients={"delta:x1": 0.5}, seed=4)
+    log = simulate_bgbb(500, n_periods=7, covariates=cov, coefficients={"delta:x1": 0.5}, seed=4,
+                        log_start="2020-03-05", period="M")
+    summary = clv.bgbb_summary(clv.load_transactions(log, amount=None), period="M", observation_end="2020-10-31")
+    pd.testing.assert_frame_equal(summary[["frequency", "recency", "n_periods"]].astype(int),
+                                  histories[["frequency", "recency", "n_periods"]].astype(int), check_names=False,
+                                  check_index_type=False)
+
+
+def test_simulators_link_covariates_as_the_models_do():
+    from clvmodels.datasets.simulate import BGBB_LINKS, COVARIATE_LINKS, SBG_LINKS
+
+    for links, classes in ((COVARIATE_LINKS, (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, GammaGammaModel)),
+                           (BGBB_LINKS, (BetaGeoBetaBinomModel,)), (SBG_LINKS, (ShiftedBetaGeoModel,))):
+        for cls in classes:
+            for targets in cls.covariate_links.values():
+                for param, sign in targets:
+                    assert links[param] == sign, (cls.__name__, param)
+    with pytest.raises(ClvDataError, match="both s and beta"):
+        simulate(10, s=0.5)
+    with pytest.raises(ClvDataError, match="Coefficient 'a:x1'"):
+        simulate_sbg(10, covariates=covariate_table(10), coefficients={"a:x1": 0.1})
+
+
 # ---------------------------------------------------------------------------- the other models
 def test_shifted_beta_geometric_recovers_its_coefficients():
     rng = np.random.default_rng(7)
@@ -625,6 +723,50 @@ def test_backtest_with_covariates_beats_the_model_without(covariate_backtest):
     tracking = res.tracking[res.tracking["model"] == "BG/NBD + covariates"]
     holdout = tracking[tracking["phase"] == "holdout"]
     assert holdout["predicted"].sum() == pytest.approx(holdout["actual"].sum(), rel=0.1)
+
+
+def test_discrete_backtest_compares_bgbb_with_and_without_covariates():
+    n = 3000
+    numeric = covariate_table(n, seed=9)                # x1 ~ N(2, 1), x2: the segment "b"
+    customers = numeric.assign(segment=np.where(numeric["x2"] > 0, "b", "a")).drop(columns="x2")
+    truth = {"alpha:x1": 0.8, "beta:x1": -0.5, "alpha:x2": -1.0, "delta:x2": -1.5}
+    log = clv.load_transactions(simulate_bgbb(n, n_periods=10, covariates=numeric, coefficients=truth, seed=9,
+                                              log_start="2020-01-01", period="Y"), amount=None)
+    models = {"BG/BB": BetaGeoBetaBinomModel(),
+              "BG/BB + covariates": BetaGeoBetaBinomModel(purchase_covariates=["x1", "segment"],
+                                                          dropout_covariates=["segment"], one_hot=["segment"])}
+    kw = dict(calibration_end="2026-12-31", t=4, period="Y", n_draws=50)
+    res = clv.discrete_backtest(log, models, covariates=customers, **kw)
+    assert res.warnings.empty
+    plain, big = res.models[("2026-12-31", "BG/BB")], res.models[("2026-12-31", "BG/BB + covariates")]
+    # the model with covariates is fitted on the calibration summary with each customer's covariates joined
+    calibration = clv.bgbb_summary(log[log["timestamp"] < "2027-01-01"], period="Y",
+                                   observation_end="2026-12-31").join(customers)
+    direct = BetaGeoBetaBinomModel(**big.get_params()).fit(calibration)
+    np.testing.assert_allclose(big.coefficients_, direct.coefficients_, rtol=1e-8)
+    np.testing.assert_allclose(big.params_, direct.params_, rtol=1e-8)
+    # the likelihood-ratio test of the nested pair: α, β on x1 and segment[b], γ, δ on segment[b]
+    tests = res.covariate_tests()
+    assert len(tests) == 1 and tests.loc[0, "model"] == "BG/BB + covariates" and tests.loc[0, "without"] == "BG/BB"
+    assert tests.loc[0, "df"] == 6
+    assert tests.loc[0, "statistic"] == pytest.approx(2 * (big.log_likelihood_ - plain.log_likelihood_), rel=1e-12)
+    assert tests.loc[0, "p_value"] < 1e-6
+    # the customers' attributes forecast each one's holdout better
+    table = res.table("purchases")
+    assert table.loc["BG/BB + covariates", "mae"] < table.loc["BG/BB", "mae"]
+    assert table.loc["BG/BB + covariates", "log_score"] < table.loc["BG/BB", "log_score"] - 0.005   # 0.457 -> 0.446
+    assert res.settings["covariates"] == ["x1", "segment"]
+    # the tracking sums each cohort customer at her own parameters: it follows the holdout's transactions
+    tracking = res.tracking[(res.tracking["model"] == "BG/BB + covariates") & (res.tracking["phase"] == "holdout")]
+    assert tracking["predicted"].sum() == pytest.approx(tracking["actual"].sum(), rel=0.1)
+    # customers without covariates: an error, or left out and counted
+    with pytest.raises(ClvDataError, match="no row in the covariate table"):
+        clv.discrete_backtest(log, models, covariates=customers.iloc[25:], **kw)
+    with pytest.warns(UserWarning, match="25 customers have no covariates"):
+        dropped = clv.discrete_backtest(log, {"BG/BB + covariates": models["BG/BB + covariates"]},
+                                        covariates=customers.iloc[25:], missing_covariates="drop", **kw)
+    assert dropped.data.loc[0, "customers_without_covariates"] == 25
+    assert dropped.data.loc[0, "customers"] == res.data.loc[0, "customers"] - 25
 
 
 def test_backtest_counts_customers_without_covariates(covariate_backtest):

@@ -257,3 +257,40 @@ def test_scoring_passes_covariate_columns_through(spark, tmp_path):
     np.testing.assert_allclose(got.loc[expected.index, expected.columns].to_numpy(), expected.to_numpy(), rtol=1e-12)
     with pytest.raises(ClvDataError, match=r"no column\(s\) \['x2'\]"):
         score_spark(spark.createDataFrame(frame.drop(columns="x2")), tmp_path / "model", settings)
+
+
+def test_fit_with_covariates_on_distinct_rows_equals_the_local_fit(spark):
+    """Covariates are part of each distinct row that fit_spark collects: the fit is the one-machine fit."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    cov = pd.DataFrame({"x1": rng.normal(2.0, 1.0, n).round(1), "x2": (rng.random(n) < 0.4).astype(float)})
+    log, truth = simulate(n, covariates=cov, coefficients={"alpha:x1": 0.4, "b:x2": 0.3, "gamma:x1": 0.2},
+                          return_truth=True, seed=6)
+    rfm = _pandas_summary(log, observation_end=log.attrs["observation_end"])
+    rfm = join_covariates(rfm, truth[["x1"]].assign(channel=np.where(truth["x2"] > 0, "store", "web")))
+    frame = rfm.reset_index()
+    frame.attrs = {}
+    sdf = spark.createDataFrame(frame)
+
+    def models():
+        return (clv.BetaGeoModel(purchase_covariates=["x1", "channel"], dropout_covariates=["channel"],
+                                 one_hot=["channel"]),
+                clv.GammaGammaModel(spend_covariates=["x1"], exclude_invalid=True))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local_p, local_s = models()
+        local_p.fit(rfm)
+        local_s.fit(rfm)
+        p, s = fit_spark(sdf, *models(), time_unit="W")
+    for got, expected in ((p, local_p), (s, local_s)):
+        assert list(got.coefficients_.index) == list(expected.coefficients_.index)
+        np.testing.assert_allclose(got.coefficients_.to_numpy(), expected.coefficients_.to_numpy(), rtol=1e-6)
+        np.testing.assert_allclose(got.params_.to_numpy(), expected.params_.to_numpy(), rtol=1e-6)
+        for mine, theirs in zip(got.covariates_["columns"], expected.covariates_["columns"]):
+            assert mine["name"] == theirs["name"] and mine["mean"] == pytest.approx(theirs["mean"], rel=1e-12)
+            assert mine["scale"] == pytest.approx(theirs["scale"], rel=1e-12)
+    assert p.n_customers_ == n and p.covariates_["dropped"] == {"channel": "web"}
+    assert s.n_excluded_ == n - local_s.n_customers_
+    with pytest.raises(ClvDataError, match=r"covariate column\(s\) \['channel'\].*join the customer-level"):
+        fit_spark(sdf.drop("channel"), models()[0], time_unit="W")

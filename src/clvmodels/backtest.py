@@ -15,7 +15,7 @@ transaction opportunities (BG/BB). Both return a :class:`BacktestResult` of tidy
 * ``conditional``: mean holdout purchases by calibration frequency 0, 1, ..., 7+ (FHL 2005, fig. 4);
 * ``parameters``, ``warnings`` and ``data`` (one row of data summary per cutoff).
 
-With ``covariates=`` (a customer-level table) models with and without covariates are compared in one
+With ``covariates=`` (a customer-level table; both backtests) models with and without covariates are compared in one
 run; :meth:`BacktestResult.covariate_tests` gives the likelihood-ratio test of each covariate model
 against the same model without covariates.
 
@@ -59,7 +59,7 @@ from .models.rows import unique_rows
 from .models.spend import SpendModel
 from .progress import progress
 from .periods import period_end, period_hours, period_start_days, period_start_hours, resolve_resolution
-from .rfm import bgbb_summary, calibration_holdout
+from .rfm import bgbb_summary, calibration_holdout, join_covariates
 from . import units
 from .units import normalize_unit, unit_days
 
@@ -441,8 +441,7 @@ def backtest(
                 "models": {k: type(v).__name__ for k, v in named.items()},
                 "baselines": {k: type(v).__name__ for k, v in base.items()},
                 "spend_model": type(spend_model).__name__ if has_value else None,
-                "covariates": None if covariates is None else [str(c) for c in covariates.columns
-                                                               if c != covariate_id]}
+                "covariates": _covariate_columns(covariates, covariate_id)}
     return _result(out, settings, fitted)
 
 
@@ -458,6 +457,9 @@ def discrete_backtest(
     n_draws: int = 200,
     seed: int | None = 0,
     holdout: int | None = None,
+    covariates: pd.DataFrame | None = None,
+    covariate_id: str | None = None,
+    missing_covariates: str = "error",
 ) -> BacktestResult:
     """Backtest of discrete-time models (BG/BB): one transaction opportunity per calendar period.
 
@@ -485,6 +487,12 @@ def discrete_backtest(
         pandas period alias of an opportunity (``"Y"``, ``"Q"``, ``"M"``, ``"W"``).
     interval, n_draws, seed
         As for :func:`backtest`.
+    covariates, covariate_id, missing_covariates
+        As for :func:`backtest`: a customer-level table joined by customer id to each cutoff's
+        calibration summary (:func:`~clvmodels.rfm.join_covariates`), so that models with covariates
+        (``purchase_covariates=...``, ``dropout_covariates=...``) and without them are compared on the
+        same customers in one run (:meth:`BacktestResult.covariate_tests`); the tracking series sums
+        each cohort customer at her own parameters.
 
     Returns
     -------
@@ -510,6 +518,8 @@ def discrete_backtest(
         cut_p = _period_ending(cut, period)
         end_p = _holdout_end(cut_p, holdout, observation_end, pd.Timestamp(log[TIMESTAMP].max()), period)
         ch = _discrete_summary(log, ordinal, period, cut_p, end_p)
+        if covariates is not None:
+            ch = join_covariates(ch, covariates, covariate_id, missing_covariates)
         t = float(end_p.ordinal - cut_p.ordinal)
         label = str(cut.date())
         actual = {"purchases": ch["frequency_holdout"].to_numpy(dtype=float)}
@@ -533,8 +543,14 @@ def discrete_backtest(
     settings = {"time_unit": period, "resolution": period, "t": holdout, "interval": interval,
                 "n_draws": n_draws, "n_samples": None, "seed": seed, "tracking_period": period,
                 "models": {k: type(v).__name__ for k, v in named.items()},
-                "baselines": {"no change": "calibration rate x/n per opportunity"}, "spend_model": None}
+                "baselines": {"no change": "calibration rate x/n per opportunity"}, "spend_model": None,
+                "covariates": _covariate_columns(covariates, covariate_id)}
     return _result(out, settings, fitted)
+
+
+def _covariate_columns(covariates: pd.DataFrame | None, covariate_id: str | None) -> list[str] | None:
+    """The columns of a backtest's covariate table (its id column left out), for its settings."""
+    return None if covariates is None else [str(c) for c in covariates.columns if c != covariate_id]
 
 
 def _period_ordinals(timestamps, period: str) -> np.ndarray:
@@ -598,11 +614,17 @@ def _discrete_tracking(log, ordinal, ch, model, name, label, cut_p: pd.Period, e
     start = int(pairs["p"].min())
     periods = np.arange(start, end_p.ordinal + 1)
     actual = np.bincount(pairs.loc[pairs["p"] > first, "p"] - start, minlength=len(periods)).astype(float)
-    f_vals, f_counts = np.unique(pairs.groupby("c")["p"].min().to_numpy(), return_counts=True)
-    cumulative = np.asarray(model.expected_purchases_new_customer(np.arange(len(periods))), dtype=float)
-    ages = periods[:, None] - f_vals[None, :]
-    incremental = np.diff(cumulative, prepend=0.0)
-    predicted = np.where(ages >= 0, incremental[np.maximum(ages, 0)], 0.0) @ f_counts
+    first_periods = pairs.groupby("c")["p"].min()
+    if model.has_covariates:
+        cumulative = _cumulative_with_covariates(model, ch.loc[first_periods.index], first_periods.to_numpy(),
+                                                 periods, 1.0)
+        predicted = np.diff(cumulative, prepend=0.0)
+    else:
+        f_vals, f_counts = np.unique(first_periods.to_numpy(), return_counts=True)
+        cumulative = np.asarray(model.expected_purchases_new_customer(np.arange(len(periods))), dtype=float)
+        ages = periods[:, None] - f_vals[None, :]
+        incremental = np.diff(cumulative, prepend=0.0)
+        predicted = np.where(ages >= 0, incremental[np.maximum(ages, 0)], 0.0) @ f_counts
     frame = pd.DataFrame({
         "cutoff": label, "model": name,
         "period_end": [pd.Period(ordinal=int(p), freq=cut_p.freq).end_time.normalize() for p in periods],
@@ -926,7 +948,8 @@ def _tracking(log, ch, model, name, cut, obs_end, unit, res, period) -> pd.DataF
     actual_cum = np.searchsorted(np.sort(repeat_days), edges, side="right").astype(float)
 
     if model.has_covariates:
-        predicted_cum = _cumulative_with_covariates(model, ch.loc[np.asarray(uniques)], first_days, edges, unit)
+        predicted_cum = _cumulative_with_covariates(model, ch.loc[np.asarray(uniques)], first_days, edges,
+                                                    unit_days(unit))
     else:
         f_vals, f_counts = np.unique(first_days, return_counts=True)
         ages = np.maximum(edges[:, None] - f_vals[None, :], 0.0) / unit_days(unit)
@@ -947,14 +970,14 @@ def _tracking(log, ch, model, name, cut, obs_end, unit, res, period) -> pd.DataF
     return frame.iloc[1:].reset_index(drop=True)  # the first edge precedes every first purchase
 
 
-def _cumulative_with_covariates(model, customers: pd.DataFrame, first_days, edges, unit) -> np.ndarray:
-    """``Σ_i E[X_i(e − f_i)]`` at each edge ``e`` for a model with covariates: each customer of the
-    cohort (first-purchase day ``f_i``) at her own parameters, from her row of ``customers``."""
-    sources = list(dict.fromkeys(c for cols in model.covariate_processes().values() for c in cols))
-    profiles = customers[sources]
+def _cumulative_with_covariates(model, customers: pd.DataFrame, first, edges, length: float) -> np.ndarray:
+    """``Σ_i E[X_i((e − f_i) / length)]`` at each edge ``e`` for a model with covariates: each customer of
+    the cohort (first purchase at ``f_i``: a day, or a discrete model's period) at her own parameters,
+    from her row of ``customers``; ``length``: the model's time unit in the edges' (days, or 1 period)."""
+    profiles = customers[model.covariate_sources()]
     out = np.zeros(len(edges))
     for k, edge in enumerate(edges):
-        age = np.maximum(edge - first_days, 0.0) / unit_days(unit)
+        age = np.maximum(edge - first, 0.0) / length
         started = age > 0
         if started.any():
             out[k] = np.asarray(model.expected_purchases_new_customer(age[started], covariates=profiles[started]),

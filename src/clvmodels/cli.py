@@ -5,7 +5,7 @@
     clvmodels summarize LOG --out RFM.parquet [--calibration-end DATE] [--time-unit W] [--covariates COV.parquet]
     clvmodels fit RFM.parquet --model bgnbd+gg --method mle --out MODEL_DIR \\
         [--purchase-covariates A,B --dropout-covariates C --spend-covariates D --one-hot A] \\
-        [--covariates COV.parquet --covariate-id COL]
+        [--covariate-constraint a:A=b:A --covariate-penalty 0.1] [--covariates COV.parquet --covariate-id COL]
     clvmodels score MODEL_DIR RFM_OR_LOG --horizon 12 --period M --discount-rate 0.01 \\
         --interval 0.9 --out SCORES.parquet [--covariates COV.parquet]
     clvmodels backtest LOG --calibration-end DATE --out RESULT_DIR [--report REPORT.html]
@@ -217,6 +217,20 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _constraint(text: str) -> list[str] | str:
+    """An argparse type: an equality constraint between coefficients, ``a:channel=b:channel`` (two or
+    more ``<param>:<column>`` joined by ``=``), or a covariate name alone (``channel``: every coefficient
+    of that covariate shared by the processes), as the models' ``covariate_constraints`` take them."""
+    parts = [p.strip() for p in text.split("=")]
+    if len(parts) == 1 and parts[0] and ":" not in parts[0]:
+        return parts[0]
+    if len(parts) < 2 or not all(param and sep and column for param, sep, column in (p.partition(":") for p in parts)):
+        raise argparse.ArgumentTypeError(
+            f"expected two or more coefficients '<param>:<column>' joined by '=' (e.g. 'a:channel=b:channel') or a "
+            f"covariate name (one coefficient shared by every process), got {text!r}")
+    return parts
+
+
 def _covariate_options(parser: argparse.ArgumentParser, missing: bool = False):
     """``--covariates FILE`` (a customer-level table joined by id) and ``--covariate-id``, in their group."""
     g = parser.add_argument_group("covariates")
@@ -354,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--one-hot", metavar="COLS", type=_names,
                    help="comma-separated text covariates to encode as indicators of their levels (the most frequent "
                         "dropped as the baseline)")
+    g.add_argument("--covariate-constraint", metavar="SPEC", type=_constraint, action="append",
+                   help="coefficients constrained equal, 'a:channel=b:channel' (or a covariate name: one coefficient "
+                        "shared by every process); repeatable; for the model whose coefficients they are")
+    g.add_argument("--covariate-penalty", metavar="LAMBDA", type=finite_float,
+                   help="L2 penalty on the standardised coefficients of every model with covariates (MLE; 0)")
     _common(p)
 
     p = sub.add_parser("score", epilog=SCORE_EXIT_CODES, help="score customers with a saved model",
@@ -622,15 +641,42 @@ def _covariate_settings(args, purchase_cls, spend_cls) -> dict[str, dict]:
                              f"{'is not given' if cls is None else 'has no such process'}"
                              f"{'' if not have else ' (it takes ' + ', '.join('--' + p.replace('_', '-') for p in have) + ')'}.")
         out[role][f"{process}_covariates"] = names
-    for kw in out.values():
-        if kw and args.one_hot:
-            kw["one_hot"] = args.one_hot
     for option, given in (("--one-hot names columns to encode", args.one_hot),
-                          ("--covariates joins a covariate table", args.covariates)):
+                          ("--covariates joins a covariate table", args.covariates),
+                          ("--covariate-constraint ties coefficients", args.covariate_constraint),
+                          ("--covariate-penalty shrinks coefficients", args.covariate_penalty is not None)):
         if given and not any(out.values()):
             raise UsageError(f"{option}, but no --purchase-covariates, --dropout-covariates or --spend-covariates "
                              "names the covariates of the models.")
+    if args.covariate_penalty is not None and args.covariate_penalty < 0:
+        raise UsageError(f"--covariate-penalty must be >= 0, got {args.covariate_penalty:g}.")
+    classes = {"purchase": purchase_cls, "spend": spend_cls}
+    for spec in args.covariate_constraint or ():
+        role = _constraint_model(spec, out, classes)
+        out[role].setdefault("covariate_constraints", []).append(spec)
+    for kw in out.values():
+        if kw and args.one_hot:
+            kw["one_hot"] = args.one_hot
+        if kw and args.covariate_penalty is not None:
+            kw["covariate_penalty"] = args.covariate_penalty
     return out
+
+
+def _constraint_model(spec, covariates: dict[str, dict], classes: dict) -> str:
+    """Which model (``purchase`` or ``spend``) a ``--covariate-constraint`` is for: the first with
+    covariates whose linked parameters include every coefficient's (or, for a covariate name, that
+    names the covariate); a usage error when none does."""
+    linked, named = {}, {}
+    for role, kw in covariates.items():
+        if kw:
+            linked[role] = sorted({p for targets in classes[role].covariate_links.values() for p, _ in targets})
+            named[role] = [c for k, v in kw.items() if k.endswith("_covariates") for c in v]
+    for role in linked:
+        if spec in named[role] if isinstance(spec, str) else {n.partition(":")[0] for n in spec} <= set(linked[role]):
+            return role
+    text = spec if isinstance(spec, str) else "=".join(spec)
+    raise UsageError(f"--covariate-constraint {text!r} does not name coefficients of one model with covariates "
+                     f"(the parameters their covariates scale: {linked}; their covariates: {named}).")
 
 
 def _accepted(cls, settings: dict) -> dict:

@@ -11,7 +11,8 @@ Three steps, each the one-machine computation distributed:
 2. :func:`fit_spark` fits the models on the driver: the likelihood depends on the data only through
    the distinct histories and how many customers share each, so only that small table is
    collected (``fit(rfm, weights=...)``); the spend model needs each repeat buyer's
-   (frequency, mean spend) pair, collected likewise with counts.
+   (frequency, mean spend) pair, collected likewise with counts. A model's covariate columns are
+   part of the distinct rows (as in the one-machine fit's compression).
 3. :func:`score_spark` applies a saved model to every partition with ``mapInPandas``: the model
    directory's files travel with the task (no shared file system needed) and each partition is
    scored by :func:`clvmodels.scoring.score_frame`, with the same parameter draws everywhere (fixed
@@ -266,9 +267,14 @@ def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **
     ----------
     rfm
         Spark DataFrame from :func:`rfm_summary_spark` (``frequency``, ``recency``, ``T``, and
-        ``monetary_value`` for the spend model).
+        ``monetary_value`` for the spend model), with the covariate columns of models with
+        covariates (join the customer-level covariate DataFrame to it by customer id first).
     purchase_model, spend_model
-        Unfitted models (e.g. ``BetaGeoModel()``, ``GammaGammaModel()``); fitted in place.
+        Unfitted models (e.g. ``BetaGeoModel()``, ``GammaGammaModel()``, or with covariates
+        ``BetaGeoModel(purchase_covariates=["channel"], one_hot=["channel"])``); fitted in place.
+        Covariates are part of each distinct row (customers sharing a history and a covariate
+        profile are one weighted row), so with continuous covariates nearly every customer is
+        collected.
     time_unit
         The unit of ``recency`` and ``T`` (recorded on the models as ``time_unit_``).
     **fit_kwargs
@@ -282,12 +288,14 @@ def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **
     """
     unit = normalize_unit(time_unit)
     cols = list(purchase_model.data_columns) + list(getattr(purchase_model, "fit_columns", ()))  # CNBD-k: litt
+    cols += _covariates_of(purchase_model, rfm.columns, cols)
     hist = rfm.groupBy(*cols).count().toPandas()
     hist.attrs["time_unit"] = unit
     purchase_model.fit(hist[cols], weights=hist["count"].to_numpy(dtype=float), **fit_kwargs)
     if spend_model is None:
         return purchase_model, None
     scols = list(spend_model.data_columns)
+    scols += _covariates_of(spend_model, rfm.columns, scols)
     spend = rfm.groupBy(*scols).count().toPandas()
     counts = spend["count"].to_numpy(dtype=float)
     learn = spend_model.fit_mask({c: spend[c].to_numpy(dtype=float) for c in scols})
@@ -296,6 +304,17 @@ def fit_spark(rfm, purchase_model, spend_model=None, *, time_unit: str = "W", **
     spend_model.fit(fit_rows, weights=counts[learn], **fit_kwargs)
     spend_model.n_excluded_ = int(counts[~learn].sum())  # customers left out, as with exclude_invalid=True
     return purchase_model, spend_model
+
+
+def _covariates_of(model, available, columns) -> list[str]:
+    """The covariate columns ``model`` names (not already in ``columns``), refused when the DataFrame lacks one."""
+    sources = [c for c in model.covariate_sources() if c not in columns]
+    missing = [c for c in sources if c not in available]
+    if missing:
+        raise ClvDataError(f"{type(model).__name__} names the covariate column(s) {missing}, which the RFM DataFrame "
+                           f"does not have (columns: {list(available)[:20]}): join the customer-level covariate "
+                           "DataFrame to it by customer id first.")
+    return sources
 
 
 def _model_files(models) -> tuple[dict[str, bytes], dict]:

@@ -1,16 +1,23 @@
-"""Transaction-level simulation from BG/NBD (purchases, Fader, Hardie & Lee 2005) + Gamma-Gamma (spend);
-with a calendar of time-varying covariates (seasons, holidays) also Pareto/NBD (:func:`simulate_seasonal`).
+"""Simulation with known parameters (and, optionally, covariates with known coefficients).
 
-Each customer draws ``lambda ~ Gamma(r, rate alpha)``, a drop-out probability ``p ~ Beta(a, b)`` and a
-spend rate ``nu ~ Gamma(q, rate gamma)``. She makes a first purchase at a uniformly staggered date,
-then buys as a Poisson process of rate ``lambda`` and becomes inactive after each repeat purchase with
-probability ``p``. Every purchase's value is ``Gamma(shape p_spend, rate nu)``. With ``k > 1`` her
-inter-purchase times are Erlang-k of rate ``lambda`` (regular buyers: BG/CNBD-k, Platzer & Reutterer
-2016), and ``drop_at_first=True`` lets her drop out right after her first purchase too (MBG/NBD,
-MBG/CNBD-k).
+:func:`simulate`: a transaction log from BG/NBD (purchases, Fader, Hardie & Lee 2005) or Pareto/NBD
+(Schmittlein, Morrison & Colombo 1987) + Gamma-Gamma (spend). Each customer draws ``lambda ~ Gamma(r,
+rate alpha)``, a drop-out probability ``p ~ Beta(a, b)`` (or, Pareto/NBD, a drop-out rate ``mu ~
+Gamma(s, rate beta)``) and a spend rate ``nu ~ Gamma(q, rate gamma)``. She makes a first purchase at a
+uniformly staggered date, then buys as a Poisson process of rate ``lambda`` and becomes inactive after
+each repeat purchase with probability ``p`` (Pareto/NBD: after an exponential lifetime of rate ``mu``
+from her first purchase). Every purchase's value is ``Gamma(shape p_spend, rate nu)``. With ``k > 1``
+her inter-purchase times are Erlang-k of rate ``lambda`` (regular buyers: BG/CNBD-k, Platzer &
+Reutterer 2016), and ``drop_at_first=True`` lets her drop out right after her first purchase too
+(MBG/NBD, MBG/CNBD-k). The simulation runs in rounds over all still-active customers at once
+(vectorised), so millions of customers take seconds.
 
-The simulation runs in rounds over all still-active customers at once (vectorised), so millions of
-customers take seconds.
+:func:`simulate_bgbb`: BG/BB histories over discrete opportunities (Fader, Hardie & Shang 2010).
+:func:`simulate_sbg`: contract lengths from the shifted-beta-geometric model (Fader & Hardie 2007).
+
+Covariates scale each parameter as the models' ``covariate_links`` do (``θ_i = θ exp(sign Σ_k
+γ_{θ,k} x_ik)``, ``../shared/reference/models.md``, "Covariates"); the signs are restated here (the data
+layer does not import the models) and ``tests/test_covariates.py`` checks that they agree.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ from ..units import normalize_unit, unit_days
 
 DEFAULT_PURCHASE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # CDNOW, FHL 2005
 DEFAULT_SPEND = {"p": 6.25, "q": 3.74, "gamma": 15.44}  # CDNOW, Fader & Hardie 2013
-#: The parameters covariates act on and the sign of each link (BG/NBD's and Gamma-Gamma's
+#: The parameters covariates act on and the sign of each link (BG/NBD's, Pareto/NBD's and Gamma-Gamma's
 #: ``covariate_links``): ``θ_i = θ exp(sign · Σ γ_{θ,k} x_ik)``.
-COVARIATE_LINKS = {"alpha": -1.0, "a": 1.0, "b": 1.0, "gamma": 1.0}
+COVARIATE_LINKS = {"alpha": -1.0, "a": 1.0, "b": 1.0, "beta": -1.0, "gamma": 1.0}
+#: BG/BB's links (each beta shape its own coefficient) and the shifted-beta-geometric's.
+BGBB_LINKS = {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "delta": 1.0}
+SBG_LINKS = {"alpha": -1.0, "beta": -1.0}
 
 
 def simulate(
@@ -39,6 +49,8 @@ def simulate(
     p: float = DEFAULT_SPEND["p"],
     q: float = DEFAULT_SPEND["q"],
     gamma: float = DEFAULT_SPEND["gamma"],
+    s: float | None = None,
+    beta: float | None = None,
     k: int = 1,
     drop_at_first: bool = False,
     start: str = "2024-01-01",
@@ -61,6 +73,9 @@ def simulate(
         BG/NBD parameters (rates per ``time_unit``). Defaults: the CDNOW estimates.
     p, q, gamma
         Gamma-Gamma spend parameters. Defaults: the CDNOW estimates.
+    s, beta
+        Pareto/NBD drop-out (both or neither): an exponential lifetime of rate ``mu ~ Gamma(s, rate
+        beta)`` replaces BG/NBD's drop-out after purchases (``a``, ``b`` are then not used).
     k
         Erlang order of the inter-purchase times (1: exponential, as in BG/NBD; larger: more regular).
     drop_at_first
@@ -84,18 +99,23 @@ def simulate(
     covariates, coefficients
         Static covariates: a numeric frame of one row per customer (in customer order) and the
         coefficients ``{"<param>:<column>": value}`` of the columns, on their own scale, for the
-        parameters ``alpha``, ``a``, ``b`` (BG/NBD) and ``gamma`` (Gamma-Gamma), linked as the models
-        link them: ``α_i = α exp(−Σ γ_α x_i)``, ``a_i = a exp(Σ γ_a x_i)``, ``b_i = b exp(Σ γ_b x_i)``,
-        ``γ_i = γ exp(Σ γ_γ x_i)``. A fit with the same covariates recovers them.
+        parameters ``alpha``, ``a``, ``b`` (BG/NBD), ``beta`` (Pareto/NBD) and ``gamma`` (Gamma-Gamma),
+        linked as the models link them: ``α_i = α exp(−Σ γ_α x_i)``, ``a_i = a exp(Σ γ_a x_i)``,
+        ``b_i = b exp(Σ γ_b x_i)``, ``β_i = β exp(−Σ γ_β x_i)``, ``γ_i = γ exp(Σ γ_γ x_i)``. A fit
+        with the same covariates recovers them.
 
     Returns
     -------
     DataFrame with ``customer_id``, ``timestamp`` and ``amount``, sorted by time (like a real
-    log), and optionally the truth frame indexed by customer id.
+    log), and optionally the truth frame indexed by customer id (with ``mu``, the drop-out rate, for
+    Pareto/NBD).
     """
+    pareto = s is not None or beta is not None
+    if pareto and (s is None or beta is None or drop_at_first):
+        raise ClvDataError("Pareto/NBD drop-out needs both s and beta (and no drop_at_first).")
     if n_customers < 1:
         raise ClvDataError("n_customers must be at least 1.")
-    if min(r, alpha, a, b, p, q, gamma) <= 0:
+    if min(r, alpha, a, b, p, q, gamma, *((s, beta) if pareto else ())) <= 0:
         raise ClvDataError("All model parameters must be positive.")
     if cohort_length > observation_length:
         raise ClvDataError("cohort_length must not exceed observation_length.")
@@ -103,28 +123,39 @@ def simulate(
         raise ClvDataError(f"k must be a whole number of at least 1, got {k!r}.")
     rng = np.random.default_rng(seed)
     n = int(n_customers)
-    scaled = _individual({"alpha": alpha, "a": a, "b": b, "gamma": gamma}, covariates, coefficients, n)
+    population = {"alpha": alpha, "a": a, "b": b, "gamma": gamma} | ({"beta": beta} if pareto else {})
+    scaled = _individual(population, COVARIATE_LINKS, covariates, coefficients, n)
     lam = rng.gamma(r, 1.0 / scaled["alpha"], n)
-    drop = rng.beta(scaled["a"], scaled["b"], n)
+    drop = np.zeros(n) if pareto else rng.beta(scaled["a"], scaled["b"], n)
     nu = rng.gamma(q, 1.0 / scaled["gamma"], n)
     first = rng.uniform(0.0, cohort_length, n)
+    mu = rng.gamma(s, 1.0 / scaled["beta"], n) if pareto else None
+    # Pareto/NBD: purchases stop at the end of her lifetime (BG/NBD: at the observation's end)
+    stop = np.full(n, observation_length)
+    if pareto:
+        stop = np.minimum(first + rng.exponential(1.0, n) / mu, stop)
 
-    cust, times, alive = _bgnbd_purchases(lam, drop, first, observation_length, rng, k, drop_at_first)
+    cust, times, alive = _bgnbd_purchases(lam, drop, first, stop, rng, k, drop_at_first)
+    if pareto:
+        alive = stop >= observation_length
     log = _log_frame(cust, times, nu, p, rng, start, observation_length, time_unit, customer_prefix)
     if not return_truth:
         return log
-    truth = pd.DataFrame({"lambda": lam, "p": drop, "nu": nu, "first_purchase": first, "alive": alive},
+    latent = {"lambda": lam} | ({"mu": mu} if pareto else {"p": drop})
+    truth = pd.DataFrame(latent | {"nu": nu, "first_purchase": first, "alive": alive},
                          index=pd.Index(_ids(np.arange(n), customer_prefix), name="customer_id"))
     if covariates is not None:
         truth = truth.join(covariates.set_axis(truth.index))
     return log, truth
 
 
-def _bgnbd_purchases(lam, drop, first, end: float, rng, k: int = 1, drop_at_first: bool = False):
+def _bgnbd_purchases(lam, drop, first, end, rng, k: int = 1, drop_at_first: bool = False):
     """BG/NBD purchase times after each customer's first at ``first``, up to ``end``: Poisson (Erlang-``k``)
     purchases of rate ``lam``, inactive after each purchase with probability ``drop``; simulated in rounds
-    over all still-active customers. Returns the customers, times (first purchases included) and who is alive."""
+    over all still-active customers (``end``: one per customer, or one for all). Returns the customers, times
+    (first purchases included) and who is alive."""
     n = len(lam)
+    end = np.broadcast_to(np.asarray(end, dtype=float), (n,))
     cust_parts = [np.arange(n)]
     time_parts = [first]
     active = np.arange(n)
@@ -138,7 +169,7 @@ def _bgnbd_purchases(lam, drop, first, end: float, rng, k: int = 1, drop_at_firs
         shape = rng.exponential(1.0, active.size) if k == 1 else rng.gamma(k, 1.0, active.size)
         wait = shape / np.maximum(lam[active], 1e-300)
         t_next = now[active] + wait
-        buys = t_next < end
+        buys = t_next < end[active]
         active, t_next = active[buys], t_next[buys]
         cust_parts.append(active)
         time_parts.append(t_next)
@@ -168,8 +199,74 @@ def _log_frame(cust, times, nu, p: float, rng, start, observation_length: float,
     return log
 
 
-def _individual(params: dict[str, float], covariates, coefficients, n: int) -> dict[str, np.ndarray]:
-    """Per-customer parameters of :data:`COVARIATE_LINKS` from the covariates and coefficients."""
+def simulate_bgbb(n_customers: int = 10_000, *, alpha: float = 1.204, beta: float = 0.750, gamma: float = 0.657,
+                  delta: float = 2.783, n_periods: int = 6, seed: int | None = 0,
+                  covariates: pd.DataFrame | None = None, coefficients: dict[str, float] | None = None,
+                  log_start: str | None = None, period: str = "Y") -> pd.DataFrame:
+    """BG/BB histories (Fader, Hardie & Shang 2010) with known parameters: after her first transaction
+    (opportunity 0) each customer dies at the start of each of ``n_periods`` opportunities with
+    probability ``θ ~ Beta(γ, δ)`` and, while alive, transacts at it with probability ``p ~ Beta(α, β)``.
+    Defaults: the donations data's estimates (Fader, Hardie & Shang 2010).
+
+    ``covariates``, ``coefficients``: as for :func:`simulate`, for ``alpha``, ``beta``, ``gamma``,
+    ``delta`` (BG/BB's links, :data:`BGBB_LINKS`: ``θ_i = θ exp(Σ γ_θ x_i)``).
+
+    Returns the summary :func:`clvmodels.bgbb_summary` would give (``frequency``, ``recency``,
+    ``n_periods``), one row per customer (ids ``0..n-1``), the covariates' columns joined; or, with
+    ``log_start`` (a date), the transaction log (``customer_id``, ``timestamp``): one transaction at
+    the start of each opportunity she transacted at, opportunity 0 being the ``period`` (a pandas
+    period alias) containing ``log_start``.
+    """
+    n = int(n_customers)
+    if n < 1 or int(n_periods) < 1:
+        raise ClvDataError("n_customers and n_periods must be at least 1.")
+    if min(alpha, beta, gamma, delta) <= 0:
+        raise ClvDataError("All model parameters must be positive.")
+    rng = np.random.default_rng(seed)
+    scaled = _individual({"alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta}, BGBB_LINKS, covariates,
+                         coefficients, n)
+    p = rng.beta(scaled["alpha"], scaled["beta"])
+    death = rng.geometric(rng.beta(scaled["gamma"], scaled["delta"]))   # the opportunity at whose start she dies
+    opportunity = np.arange(1, int(n_periods) + 1)
+    buys = (opportunity < death[:, None]) & (rng.random((n, opportunity.size)) < p[:, None])
+    if log_start is not None:
+        customer, at = np.nonzero(np.c_[np.ones(n, dtype=bool), buys])
+        starts = pd.period_range(log_start, periods=int(n_periods) + 1, freq=period).start_time
+        return pd.DataFrame({"customer_id": customer, "timestamp": starts[at]})
+    out = pd.DataFrame({"frequency": buys.sum(axis=1), "recency": np.max(np.where(buys, opportunity, 0), axis=1),
+                        "n_periods": int(n_periods)}, index=pd.Index(np.arange(n), name="customer_id"))
+    return out if covariates is None else out.join(covariates.set_axis(out.index))
+
+
+def simulate_sbg(n_customers: int = 10_000, *, alpha: float = 0.704, beta: float = 1.182, horizon: int = 8,
+                 seed: int | None = 0, covariates: pd.DataFrame | None = None,
+                 coefficients: dict[str, float] | None = None) -> pd.DataFrame:
+    """Contract lengths from the shifted-beta-geometric model (Fader & Hardie 2007) with known parameters:
+    each customer cancels at the end of every period with probability ``θ ~ Beta(α, β)`` (defaults: the
+    paper's "regular" segment), observed for ``horizon`` periods.
+
+    ``covariates``, ``coefficients``: as for :func:`simulate`, for ``alpha`` and ``beta``
+    (:data:`SBG_LINKS`: ``α_i = α exp(−Σ γ_α x_i)``, ``β_i = β exp(−Σ γ_β x_i)``).
+
+    Returns one row per customer: ``period`` (the period in which she churned, or ``horizon``) and
+    ``churned`` (1, or 0 when still active after ``horizon`` periods), the covariates' columns joined.
+    """
+    n = int(n_customers)
+    if n < 1 or int(horizon) < 1:
+        raise ClvDataError("n_customers and horizon must be at least 1.")
+    if min(alpha, beta) <= 0:
+        raise ClvDataError("All model parameters must be positive.")
+    rng = np.random.default_rng(seed)
+    scaled = _individual({"alpha": alpha, "beta": beta}, SBG_LINKS, covariates, coefficients, n)
+    churn = rng.geometric(rng.beta(scaled["alpha"], scaled["beta"]))
+    out = pd.DataFrame({"period": np.minimum(churn, int(horizon)), "churned": (churn <= int(horizon)).astype(int)},
+                       index=pd.Index(np.arange(n), name="customer_id"))
+    return out if covariates is None else out.join(covariates.set_axis(out.index))
+
+
+def _individual(params: dict[str, float], links: dict[str, float], covariates, coefficients,
+                n: int) -> dict[str, np.ndarray]:
+    """Per-customer parameters of ``links`` (a parameter's sign) from the covariates and coefficients."""
     out = {k: np.full(n, float(v)) for k, v in params.items()}
     if covariates is None:
         if coefficients:
@@ -179,13 +276,14 @@ def _individual(params: dict[str, float], covariates, coefficients, n: int) -> d
         raise ClvDataError(f"covariates must have one row per customer ({n:,}), got {len(covariates):,}.")
     for name, value in (coefficients or {}).items():
         param, _, column = name.partition(":")
-        if param not in COVARIATE_LINKS or column not in covariates.columns:
+        if param not in params or param not in links or column not in covariates.columns:
             raise ClvDataError(f"Coefficient {name!r}: expected '<param>:<column>' with a parameter of "
-                               f"{sorted(COVARIATE_LINKS)} and a column of covariates ({list(covariates.columns)}).")
+                               f"{sorted(set(links) & set(params))} and a column of covariates "
+                               f"({list(covariates.columns)}).")
         x = covariates[column].to_numpy(dtype=float)
         if not np.all(np.isfinite(x)):
             raise ClvDataError(f"Covariate column {column!r} has missing or infinite values.")
-        out[param] = out[param] * np.exp(COVARIATE_LINKS[param] * float(value) * x)
+        out[param] = out[param] * np.exp(links[param] * float(value) * x)
     return out
 
 

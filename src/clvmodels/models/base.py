@@ -270,6 +270,10 @@ class CLVModel(ABC):
                 out[process] = list(columns)
         return out
 
+    def covariate_sources(self) -> list[str]:
+        """The customer-table columns of the covariates named in the constructor (each once, in order)."""
+        return list(dict.fromkeys(c for cols in self.covariate_processes().values() for c in cols))
+
     def _learn_covariates(self, rfm: pd.DataFrame, weights: np.ndarray | None = None) -> CovariateDesign | None:
         """The covariate design of the training table (None without covariates), constraints resolved."""
         processes = self.covariate_processes()
