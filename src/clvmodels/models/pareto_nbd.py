@@ -31,7 +31,7 @@ recursion is unstable (``α ≫ β`` with windows longer than ``β``) and as the
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln, xlogy
+from scipy.special import gammaln, hyp2f1, xlogy
 
 from ..errors import ClvDataError
 from .bayes import Reparametrisation
@@ -111,6 +111,33 @@ def survival(params, frequency, T, *, t):
     survival averaged over ``μ ~ Gamma(s, β+T)``, the posterior of an alive customer (purchases do
     not change it)."""
     return np.exp(-params["s"] * np.log1p(np.asarray(t, dtype=float) / (params["beta"] + T)))
+
+
+def next_purchase_time(params, frequency, recency, T):
+    """``E[τ | τ < ∞, x, t_x, T]``, the expected time from ``T`` to the next purchase given that she
+    makes one (before her lifetime ends). She must be alive at ``T``, with independent
+    ``λ ~ Gamma(p, A)``, ``μ ~ Gamma(s, B)`` (``p = r+x``, ``A = α+T``, ``B = β+T``); given them the
+    next purchase comes before death with probability ``λ/(λ+μ)`` and ``E[τ 1{τ<∞}] = λ/(λ+μ)²``.
+    Writing ``1/(λ+μ)^n`` as ``∫ u^{n−1} e^{−(λ+μ)u} du/(n−1)!`` and averaging over the two gammas
+    gives Euler integrals, so with ``c = p+s+1`` and ``w = 1 − A/B``
+
+    ``E[λ/(λ+μ)] = p/(p+s) 2F1(s, 1; c; w)``, ``E[λ/(λ+μ)²] = p A/((p+s−1)(p+s)) 2F1(s, 2; c; w)``,
+
+    and their ratio ``A/(p+s−1) 2F1(s, 2; c; w)/2F1(s, 1; c; w)`` (``inf`` for ``p+s <= 1``). For
+    ``w < 0`` both ``2F1`` are taken after Pfaff's transformation, whose common factor
+    ``(1−w)^{−s}`` cancels: ``2F1(s, c−2; c; u)/2F1(s, c−1; c; u)`` with ``u = w/(w−1) = 1 − B/A``
+    in ``(0, 1)``. At ``s → 0`` (no drop-out) it is the Lomax mean ``A/(p−1)``."""
+    p = params["r"] + np.asarray(frequency, dtype=float)
+    s = params["s"]
+    A, B = params["alpha"] + T, params["beta"] + T
+    c = p + s + 1.0
+    w = 1.0 - A / B
+    direct = w >= 0
+    u = np.where(direct, w, 1.0 - B / A)
+    ratio = np.where(direct, hyp2f1(s, 2.0, c, u) / hyp2f1(s, 1.0, c, u),
+                     hyp2f1(s, c - 2.0, c, u) / hyp2f1(s, c - 1.0, c, u))
+    finite = p + s > 1.0
+    return np.where(finite, A / np.where(finite, p + s - 1.0, 1.0) * ratio, np.inf)
 
 
 def expected_purchases_new_customer(params, *, t):
@@ -499,6 +526,7 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     survival_formula = staticmethod(survival)
+    next_purchase_time_formula = staticmethod(next_purchase_time)
     purchase_pmf_formula = staticmethod(purchase_pmf)
     future_pmf_formula = staticmethod(future_pmf)
     simulate_purchases_formula = staticmethod(simulate_purchases)

@@ -29,9 +29,11 @@ formula                        meaning
                                ``probability_alive × survival``
 =============================  ================================================================
 
-plus, for continuous-time models, ``probability_of_n_purchases`` (``P(Y(t) = n | history)``), and
-the discounted expected residual transactions (:meth:`ContinuousPurchaseModel.dert`), derived from
-``future_purchases`` (:func:`discounted_future_purchases`).
+and ``next_purchase_time`` (the expected time to the next purchase given that there is one,
+:meth:`PurchaseModel.expected_time_to_next_purchase`); plus, for continuous-time models,
+``probability_of_n_purchases`` (``P(Y(t) = n | history)``), and the discounted expected residual
+transactions (:meth:`ContinuousPurchaseModel.dert`), derived from ``future_purchases``
+(:func:`discounted_future_purchases`).
 The first three are required (a class without one cannot be instantiated); the others are optional
 capabilities, ``None`` where a model has no such formula: predictive distributions and exact
 simulation then refuse the model with a clear error, and backtests score its expectations only.
@@ -120,6 +122,10 @@ class PurchaseModel(CLVModel):
     new_customer_formula: ClassVar[Callable | None] = None
     #: Optional: ``survival(params, frequency, age, *, t)``, P(alive at age + t | alive at age).
     survival_formula: ClassVar[Callable | None] = None
+    #: Optional: ``next_purchase_time(params, frequency, recency, age)``, ``E[τ | τ < ∞, history]``:
+    #: the expected time ``τ`` from the end of observation to the next purchase, given that she makes
+    #: one (``inf`` where that mean diverges); see :meth:`expected_time_to_next_purchase`.
+    next_purchase_time_formula: ClassVar[Callable | None] = None
 
     # ------------------------------------------------------------------ checks
     def _rfm_or_fitted(self, rfm):
@@ -162,6 +168,35 @@ class PurchaseModel(CLVModel):
                     * survival(params, frequency, history[age], t=float(at)))
 
         return self._predict(alive_at, rfm, name="probability_alive", **kwargs)
+
+    def expected_time_to_next_purchase(self, rfm: pd.DataFrame | None = None, **kwargs):
+        """Expected time from the end of observation to each customer's next purchase, given that she
+        makes one: ``E[τ | τ < ∞, history]`` in the data's time unit.
+
+        The waiting time ``τ`` is infinite with positive probability (she may have dropped out, or
+        drop out before buying again), so its plain mean is infinite; this is the mean of the
+        purchases that do happen. For BG/NBD, MBG/NBD and (M)BG/CNBD-k a customer alive at ``T``
+        always buys once more (drop-out comes only right after a purchase), so it is the expected
+        waiting time of an alive customer; for Pareto/NBD it is also conditional on the next purchase
+        coming before her lifetime ends. ``inf`` where even that mean diverges (the purchase rate's
+        posterior, ``Gamma(r+x, α+T)``, keeps so much mass near 0 that ``E[1/λ]`` is infinite: ``r+x
+        <= 1``, e.g. one-time buyers when ``r < 1``). The probability of a next purchase within a
+        window ``t`` is ``1 − probability_of_n_purchases(t, 0)``, and its limit the probability that
+        she buys again at all (users of the other libraries ask for both: lifetimes issue #284, the
+        timing of the next purchase; PyMC-Marketing issue #1093, no purchase within ``t``).
+        ``interval=`` adds parameter uncertainty as for :meth:`expected_purchases` (over draws, the
+        mean of each draw's conditional expectation); a model without the formula (GGompertz/NBD,
+        BG/BB) raises :class:`~clvmodels.errors.ModelKindError`."""
+        formula = self.require_formula("next_purchase_time_formula", "expected_time_to_next_purchase")
+
+        def next_purchase_time(params, *args, **history):   # +inf is an answer, NaN never
+            values = formula(params, *args, **history)
+            if np.isnan(values).any():
+                raise FloatingPointError(f"next_purchase_time of {type(self).__name__} produced NaN: please "
+                                         "report it with the model's parameters and the customers' histories.")
+            return values
+
+        return self._predict(next_purchase_time, rfm, name="expected_time_to_next_purchase", finite=False, **kwargs)
 
     def expected_purchases_new_customer(self, t, covariates: pd.DataFrame | None = None, **kwargs):
         """E[X(t)] for a newly acquired customer, for one or several ``t``: a float for scalar ``t``
