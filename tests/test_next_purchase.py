@@ -10,6 +10,7 @@ purchase is negligible)."""
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -178,3 +179,25 @@ def test_the_method_on_fitted_models_and_the_models_without_it(cdnow_rfm, cdnow_
     ggom.params_ = pd.Series({"r": 0.5, "alpha": 10.0, "b": 0.1, "s": 1.0, "beta": 1.0})
     with pytest.raises(ModelKindError, match="next_purchase_time"):
         ggom.expected_time_to_next_purchase(cdnow_rfm)
+
+
+def test_pareto_nbd_is_accurate_at_extreme_parameters_and_histories():
+    """Parameters from 1e-3 to 1e3 and histories up to 10,000 purchases: never NaN, ``inf`` exactly
+    where ``r+x+s <= 1``, and within 1e-5 of the 30-digit ``2F1`` ratio (scipy's ``2F1`` fails for
+    parameters in the hundreds, e.g. ``s = 1000``: the quadrature fallback takes those)."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 30
+    vals = [1e-3, 1.0, 1e3]
+    x = np.array([0.0, 0.0, 1.0, 10.0, 1e4])
+    T = np.array([0.0, 50.0, 1.0, 50.0, 1e4])
+    for r, alpha, s, beta in itertools.product(vals, repeat=4):
+        got = clv.ParetoNBDModel.next_purchase_time_formula({"r": r, "alpha": alpha, "s": s, "beta": beta}, x, x, T)
+        assert not np.isnan(got).any()
+        for xi, Ti, value in zip(x, T, got):
+            p, A, B = r + xi, alpha + Ti, beta + Ti
+            if p + s <= 1:
+                assert value == np.inf
+                continue
+            c, w = p + s + 1, 1 - mp.mpf(A) / B
+            want = A / (p + s - 1) * mp.hyp2f1(s, 2, c, w) / mp.hyp2f1(s, 1, c, w)
+            assert value == pytest.approx(float(want), rel=1e-5), (r, alpha, s, beta, xi, Ti)
