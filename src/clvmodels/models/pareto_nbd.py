@@ -38,9 +38,9 @@ from .bayes import Reparametrisation
 from .draws import CHUNK_ELEMENTS
 from .namespaces import NUMPY, as_namespace, likelihood
 from .pnbd_integral import log_integral
-from .quadrature import N_NODES, gauss_legendre, log_doubling_quadrature
-from .purchase import (ContinuousPurchaseModel, mixture_pmf, per_distinct_draw, period_boundaries, scatter,
-                       split_over_lifetime)
+from .quadrature import N_NODES, gauss_legendre
+from .purchase import (ContinuousPurchaseModel, mixture_pmf, next_purchase_before_dropout, per_distinct_draw,
+                       period_boundaries, scatter, split_over_lifetime)
 from .rows import per_distinct_pair
 
 
@@ -152,42 +152,25 @@ def next_purchase_time(params, frequency, recency, T):
 
 
 def _next_purchase_quadrature(p, A, s, B):
-    """:func:`next_purchase_time` as ``∫ u g(u) du / ∫ g(u) du`` with the defective density of the next
-    purchase ``g(u) = p/A (1+u/A)^−(p+1) (1+u/B)^−s``, in ``v = ln(1 + u/A)`` (``g du = p e^{−(p+s)v}
-    (1 + (z−1)(1−e^{−v}))^{−s} dv``, ``z = A/B``) by the doubling rule (:mod:`.quadrature`). The logs
-    fall at rate ``p + s z e^v/(1 + z(e^v−1))``, which turns from ``p + s z`` to ``p + s`` around
+    """:func:`next_purchase_time` by quadrature (:func:`~.purchase.next_purchase_before_dropout`): the
+    survival ``(1+u/B)^−s`` is ``e^{−sv} (1 + (z−1)(1−e^{−v}))^{−s}`` in ``v = ln(1 + u/A)``
+    (``z = A/B``), whose hazard ``s z/(z + (1−z) e^{−v})`` turns from ``s z`` to ``s`` around
     ``v_1 = ln(1 + 1/z)`` (a knee when ``s`` is large): pieces ``[0, v_1]``, ``[v_1, max(v_1, 1)]``
-    and a tail of ``80/(p+s−1)``, each integrated by doubling panels from both ends (a peak or
-    knee at either end is resolved). ~1e-6 relative against 30-digit mpmath where scipy's ``2F1``
+    and a tail of ``80/(p+s−1)``. ~1e-6 relative against 30-digit mpmath where scipy's ``2F1``
     fails (``tests/test_next_purchase.py``)."""
     z = A / B
-    P, Z, S = (v[:, None, None] for v in (p, z, s))
+    Z, S = z[:, None, None], s[:, None, None]
 
-    def log_g(v):
-        return np.log(P) - (P + S) * v - S * np.log1p(-(Z - 1.0) * np.expm1(-v))
+    def log_survival(v):
+        return -S * v - S * np.log1p(-(Z - 1.0) * np.expm1(-v))
 
-    def log_ug(v):
-        return log_g(v) + np.log(A[:, None, None]) + v + np.log(-np.expm1(-v))
-
-    def scale(v):   # 1/|slope| of the logs at v (+1: the e^v of u)
-        return 1.0 / (p + s * z / (z + (1.0 - z) * np.exp(-v)) + 1.0)
+    def hazard(v):
+        return s * z / (z + (1.0 - z) * np.exp(-v))
 
     v1 = np.log1p(1.0 / z)
     v2 = np.maximum(v1, 1.0)
-    ends = (np.zeros_like(p), v1, v2, v2 + 80.0 / np.maximum(p + s - 1.0, 1e-3))
-    logs = []
-    for f in (log_g, log_ug):
-        parts = []
-        for lo, hi in zip(ends[:-1], ends[1:]):
-            empty = hi <= lo
-            hi = np.where(empty, lo + 1.0, hi)
-            mid, top = (lo + hi) / 2.0, hi[:, None, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                left = log_doubling_quadrature(NUMPY, f, lo, mid, scale(lo))
-                right = log_doubling_quadrature(NUMPY, lambda t: f(top - t), np.zeros_like(p), hi - mid, scale(hi))
-            parts.append(np.where(empty, -np.inf, np.logaddexp(left, right)))
-        logs.append(np.logaddexp.reduce(parts, axis=0))
-    return np.exp(logs[1] - logs[0])
+    return next_purchase_before_dropout(p, A, log_survival, hazard,
+                                        (v1, v2, v2 + 80.0 / np.maximum(p + s - 1.0, 1e-3)))
 
 
 def expected_purchases_new_customer(params, *, t):

@@ -51,7 +51,8 @@ import pandas as pd
 from ..errors import ClvDataError
 from ..validation import check_time_unit
 from .base import CLVModel, check_n, check_t
-from .quadrature import gauss_legendre
+from .namespaces import NUMPY
+from .quadrature import gauss_legendre, log_doubling_quadrature
 
 #: Gauss-Legendre nodes of :func:`discounted_future_purchases`.
 DERT_NODES = 64
@@ -422,6 +423,47 @@ def discounted_future_purchases(future, params: dict, frequency, age, *, rate: f
     return np.sum(integrand * weight, axis=-1) * W[..., 0]
 
 
+def next_purchase_before_dropout(p, A, log_survival, hazard, ends):
+    """``E[τ | τ < ∞]`` of a customer alive at the end of observation who buys at a rate
+    ``λ ~ Gamma(p, rate A)`` until an independent remaining lifetime of survival ``S`` ends (Pareto/NBD,
+    GGompertz/NBD): her next purchase comes ``u`` later with the defective density
+    ``g(u) = p/A (1+u/A)^−(p+1) S(u)`` (``E_λ[λ e^{−λu}]`` times ``S``), so ``E[τ | τ < ∞] = ∫ u g / ∫ g``.
+
+    Both integrals in ``v = ln(1 + u/A)`` (``g du = p e^{−pv} S dv``; ``u = A(e^v − 1)``), in log space,
+    over the pieces between ``0`` and the ``ends`` (1-d arrays over the rows, increasing: the knees
+    where the hazard turns, and the end beyond which the integrands are negligible), each split at
+    its middle and integrated by the doubling rule (:func:`~.quadrature.log_doubling_quadrature`)
+    forward from its start and backward from its end, so that a peak or knee at either end is
+    resolved; the panels' scale at a point is ``1/(p + hazard + 1)`` (the log-slope of the
+    integrands, ``+1`` for the ``e^v`` of ``u``). ``log_survival(v)``: ``ln S`` at the nodes (the
+    rows' axis first, two trailing axes); ``hazard(v)``: ``−d ln S/dv`` at points of the rows."""
+    P, logA = p[:, None, None], np.log(A)[:, None, None]
+
+    def log_g(v):
+        return np.log(P) - P * v + log_survival(v)
+
+    def log_ug(v):
+        return log_g(v) + logA + v + np.log(-np.expm1(-v))
+
+    def scale(v):
+        return 1.0 / (p + hazard(v) + 1.0)
+
+    points = np.maximum.accumulate(np.stack([np.zeros_like(p), *np.broadcast_arrays(*ends)]), axis=0)
+    logs = []
+    for f in (log_g, log_ug):
+        parts = []
+        for lo, hi in zip(points[:-1], points[1:]):
+            empty = hi <= lo
+            hi = np.where(empty, lo + 1.0, hi)
+            mid, top = (lo + hi) / 2.0, hi[:, None, None]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                left = log_doubling_quadrature(NUMPY, f, lo, mid, scale(lo))
+                right = log_doubling_quadrature(NUMPY, lambda t: f(top - t), np.zeros_like(p), hi - mid, scale(hi))
+            parts.append(np.where(empty, -np.inf, np.logaddexp(left, right)))
+        logs.append(np.logaddexp.reduce(parts, axis=0))
+    return np.exp(logs[1] - logs[0])
+
+
 class DiscretePurchaseModel(PurchaseModel):
     """A purchase model of discrete transaction opportunities: histories ``(frequency, recency,
     n_periods)`` counted in opportunities (see :func:`clvmodels.rfm.bgbb_summary`)."""
@@ -432,5 +474,5 @@ class DiscretePurchaseModel(PurchaseModel):
 
 
 __all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel", "alive_in_periods",
-           "discounted_future_purchases", "per_distinct_draw", "period_boundaries", "scatter",
+           "discounted_future_purchases", "next_purchase_before_dropout", "per_distinct_draw", "period_boundaries", "scatter",
            "split_over_lifetime", "split_over_periods"]
