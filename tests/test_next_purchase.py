@@ -1,7 +1,8 @@
 """Expected time to the next purchase (``expected_time_to_next_purchase``): against forward
 simulations of each model's own process (independent of the formulas), Pareto/NBD's closed form
-against a 40-digit integral, CNBD-k at k = 1 against BG/NBD and MBG/NBD, and the clear error of the
-models without the formula.
+and GGompertz/NBD's quadrature against 30/40-digit integrals (and GGompertz/NBD at its Pareto/NBD
+limit), CNBD-k at k = 1 against BG/NBD and MBG/NBD, and the clear error of a model without the
+formula (BG/BB).
 
 The Monte Carlo check is the tower property: over customers with similar histories, the mean of
 ``P(she buys again | history) × E[τ | τ < ∞, history]`` is the mean of ``τ 1{τ < ∞}`` observed after
@@ -80,38 +81,91 @@ def test_matches_a_forward_simulation_of_the_bg_family(cls, k):
     _assert_tower(h, alive, mean_wait)
 
 
-def _buys_again_given_alive(p, A, s, B):
-    """``E[λ/(λ+μ)] = ∫_0^∞ E[λ e^{−λu}] E[e^{−μu}] du`` for ``λ ~ Gamma(p, A)``, ``μ ~ Gamma(s, B)``:
-    ``∫_0^1 p (1−v)^{p−1} (1 + (A/B) v/(1−v))^{−s} dv`` (``u = A v/(1−v)``) by 200-node Gauss-Legendre."""
-    v, w = np.polynomial.legendre.leggauss(200)
-    v, w = (v + 1) / 2, w / 2
-    p, ratio = np.asarray(p, float)[:, None], (np.asarray(A, float) / B)[:, None]
-    return np.sum(w * p * (1 - v) ** (p - 1) * (1 + ratio * v / (1 - v)) ** -s, axis=1)
+def _buys_again_given_alive(p, A, survival):
+    """``P(τ < ∞ | alive) = ∫_0^∞ E[λ e^{−λu}] S(u) du`` for ``λ ~ Gamma(p, A)`` and a lifetime of
+    survival ``S`` (``survival(u)``, rows by nodes): ``∫_0^1 p (1−y)^{p−1} S(A y/(1−y)) dy``
+    (``u = A y/(1−y)``) by 200-node Gauss-Legendre (``p >= 3`` here: smooth)."""
+    y, w = np.polynomial.legendre.leggauss(200)
+    y, w = (y + 1) / 2, w / 2
+    p, A = np.asarray(p, float)[:, None], np.asarray(A, float)[:, None]
+    with np.errstate(over="ignore"):      # S = (1 + inf)^−s = 0 far out
+        return np.sum(w * p * (1 - y) ** (p - 1) * survival(A * y / (1 - y)), axis=1)
 
 
-def test_pareto_nbd_matches_a_forward_simulation():
-    """Pareto/NBD customers drawn here (independent of the library): ``λ ~ Gamma(r, α)``,
-    ``μ ~ Gamma(s, β)``, an exponential lifetime, Poisson purchases while alive; the next purchase
-    after ``T`` is the next Poisson event if it comes before death (memorylessness)."""
-    r, alpha, s, beta = 3.0, 6.0, 1.5, 60.0
-    rng = np.random.default_rng(11)
-    n = 40_000
-    lam, mu = rng.gamma(r, 1 / alpha, n), rng.gamma(s, 1 / beta, n)
+def _forward(n, r, alpha, lifetime, seed):
+    """Customers drawn here (independent of the library): ``λ ~ Gamma(r, α)``, a lifetime from
+    ``lifetime(rng, n)``, Poisson purchases while alive, acquired uniformly over the 12 weeks before
+    ``CALIBRATION - 28``; the next purchase after ``T`` is the next Poisson event if it comes before
+    death (memorylessness)."""
+    rng = np.random.default_rng(seed)
+    lam, life = rng.gamma(r, 1 / alpha, n), lifetime(rng, n)
     T = CALIBRATION - rng.uniform(0, 12, n)
-    life = rng.exponential(1 / mu)
     x = rng.poisson(lam * np.minimum(life, T))
     # the last of x uniform event times on (0, min(life, T)): the max of x uniforms
     tx = np.where(x > 0, np.minimum(life, T) * rng.random(n) ** (1 / np.maximum(x, 1)), 0.0)
     wait = rng.exponential(1 / lam)
     wait = np.where((life > T) & (T + wait < life), wait, np.inf)
-    h = pd.DataFrame({"frequency": x.astype(float), "recency": tx, "T": T, "wait": wait})
+    return pd.DataFrame({"frequency": x.astype(float), "recency": tx, "T": T, "wait": wait})
+
+
+def test_pareto_nbd_matches_a_forward_simulation():
+    r, alpha, s, beta = 3.0, 6.0, 1.5, 60.0
+    h = _forward(40_000, r, alpha, lambda rng, n: rng.exponential(1 / rng.gamma(s, 1 / beta, n)), seed=11)
     params = _point(dict(r=r, alpha=alpha, s=s, beta=beta))
     args = [h[c].to_numpy() for c in ("frequency", "recency", "T")]
     alive = clv.ParetoNBDModel.probability_alive_formula(params, *args)[0]
-    p, A, B = r + x, alpha + T, beta + T
     mean_wait = clv.ParetoNBDModel.next_purchase_time_formula(params, *args)[0]
     assert np.all(np.isfinite(mean_wait))
-    _assert_tower(h, alive * _buys_again_given_alive(p, A, s, B), mean_wait)
+    B = (beta + h["T"].to_numpy())[:, None]
+    buys_again = _buys_again_given_alive(r + h["frequency"], alpha + h["T"], lambda u: (1 + u / B) ** -s)
+    _assert_tower(h, alive * buys_again, mean_wait)
+
+
+def test_ggompertz_nbd_matches_a_forward_simulation():
+    """Gompertz lifetimes that age (``b = 0.05`` a week): ``η ~ Gamma(s, β)``, lifetime
+    ``ln(1 + E/η)/b`` with ``E ~ Exponential(1)``; alive at ``T`` her survival is
+    ``(1 + κ (e^{bu} − 1))^−s`` with ``κ = e^{bT}/(β + e^{bT} − 1)`` (Bemmaor & Glady 2012)."""
+    r, alpha, b, s, beta = 3.0, 6.0, 0.05, 1.5, 4.0
+    h = _forward(40_000, r, alpha, lambda rng, n: np.log1p(rng.exponential(size=n) / rng.gamma(s, 1 / beta, n)) / b,
+                 seed=12)
+    params = _point(dict(r=r, alpha=alpha, b=b, s=s, beta=beta))
+    args = [h[c].to_numpy() for c in ("frequency", "recency", "T")]
+    alive = clv.GGompertzNBDModel.probability_alive_formula(params, *args)[0]
+    mean_wait = clv.GGompertzNBDModel.next_purchase_time_formula(params, *args)[0]
+    assert np.all(np.isfinite(mean_wait))
+    kappa = np.exp(b * h["T"].to_numpy()) / (beta + np.expm1(b * h["T"].to_numpy()))
+    buys_again = _buys_again_given_alive(r + h["frequency"], alpha + h["T"],
+                                         lambda u: (1 + kappa[:, None] * np.expm1(b * u)) ** -s)
+    _assert_tower(h, alive * buys_again, mean_wait)
+
+
+@pytest.mark.parametrize("r,alpha,b,s,beta", [(3.0, 6.0, 0.05, 1.5, 2.0), (0.55, 10.58, 0.01, 0.6, 0.5),
+                                              (0.3, 1.0, 1.0, 5.0, 300.0), (0.5, 5.0, 0.2, 50.0, 20.0)])
+def test_ggompertz_nbd_equals_the_integral_and_tends_to_pareto_nbd(r, alpha, b, s, beta):
+    """Against 30-digit integrals of ``u g(u)`` and ``g(u)`` (``g`` the defective density of the next
+    purchase, the Gompertz survival times the Lomax density), and at ``b → 0`` with ``β/b`` fixed
+    Pareto/NBD's closed form (histories with a repeat purchase: without one, ``r+s`` near 1 makes
+    the mean hang on the far tail, where ``b = 1e-10`` still differs)."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 30
+    x, T = np.array([0.0, 1.0, 7.0, 40.0, 200.0]), np.array([38.9, 38.9, 38.9, 39.0, 50.0])
+    got = clv.GGompertzNBDModel.next_purchase_time_formula({"r": r, "alpha": alpha, "b": b, "s": s, "beta": beta}, x, x, T)
+    for xi, Ti, value in zip(x, T, got):
+        p, A = r + xi, alpha + Ti
+        kappa = mp.e ** (b * Ti) / (beta + mp.e ** (b * Ti) - 1)
+
+        def g(v):   # g(u) du with u = A (e^v − 1)
+            return p * mp.exp(-p * v) * (1 + kappa * mp.expm1(b * A * mp.expm1(v))) ** -s
+
+        pieces = [0, 0.5, 1, 2, 4, 8, 16, 32, 64]
+        want = mp.quad(lambda v: A * mp.expm1(v) * g(v), pieces) / mp.quad(g, pieces)
+        assert value == pytest.approx(float(want), rel=1e-9), (xi, Ti)
+    tiny = 1e-10
+    limit = clv.GGompertzNBDModel.next_purchase_time_formula({"r": r, "alpha": alpha, "b": tiny, "s": s,
+                                                               "beta": tiny * beta / b}, x[1:], x[1:], T[1:])
+    pareto = clv.ParetoNBDModel.next_purchase_time_formula({"r": r, "alpha": alpha, "s": s, "beta": beta / b},
+                                                           x[1:], x[1:], T[1:])
+    np.testing.assert_allclose(limit, pareto, rtol=1e-6)
 
 
 @pytest.mark.parametrize("r,alpha,s,beta", [(0.55, 10.58, 0.61, 11.67), (0.55, 10.58, 0.61, 0.5),
@@ -175,10 +229,10 @@ def test_the_method_on_fitted_models_and_the_models_without_it(cdnow_rfm, cdnow_
     # a frequent buyer waits less than an occasional one of the same age
     frequent = pd.DataFrame({"frequency": [20.0, 2.0], "recency": [38.0, 38.0], "T": [39.0, 39.0]})
     assert np.diff(pareto.expected_time_to_next_purchase(frequent).to_numpy())[0] > 0
-    ggom = clv.GGompertzNBDModel()
-    ggom.params_ = pd.Series({"r": 0.5, "alpha": 10.0, "b": 0.1, "s": 1.0, "beta": 1.0})
+    bgbb = clv.BetaGeoBetaBinomModel()
+    bgbb.params_ = pd.Series({"alpha": 1.2, "beta": 0.75, "gamma": 0.66, "delta": 2.78})
     with pytest.raises(ModelKindError, match="next_purchase_time"):
-        ggom.expected_time_to_next_purchase(cdnow_rfm)
+        bgbb.expected_time_to_next_purchase(cdnow_rfm)
 
 
 def test_pareto_nbd_is_accurate_at_extreme_parameters_and_histories():
@@ -201,3 +255,17 @@ def test_pareto_nbd_is_accurate_at_extreme_parameters_and_histories():
             c, w = p + s + 1, 1 - mp.mpf(A) / B
             want = A / (p + s - 1) * mp.hyp2f1(s, 2, c, w) / mp.hyp2f1(s, 1, c, w)
             assert value == pytest.approx(float(want), rel=1e-5), (r, alpha, s, beta, xi, Ti)
+
+
+def test_ggompertz_nbd_is_finite_at_extreme_parameters():
+    """``b`` from 1e-8 (the Pareto/NBD limit) to 10 a period, the other parameters 1e-3 or 1e3,
+    histories up to 10,000 purchases: positive, finite (the Gompertz survival ends every tail) and
+    without a floating-point warning."""
+    x, T = np.array([0.0, 0.0, 1.0, 10.0, 1e4]), np.array([0.0, 50.0, 1.0, 50.0, 1e4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for r, alpha, s, beta in itertools.product([1e-3, 1e3], repeat=4):
+            for b in (1e-8, 0.1, 10.0):
+                got = clv.GGompertzNBDModel.next_purchase_time_formula(
+                    {"r": r, "alpha": alpha, "b": b, "s": s, "beta": beta}, x, x, T)
+                assert np.all(np.isfinite(got) & (got > 0)), (r, alpha, b, s, beta, got)

@@ -178,16 +178,17 @@ class PurchaseModel(CLVModel):
         drop out before buying again), so its plain mean is infinite; this is the mean of the
         purchases that do happen. For BG/NBD, MBG/NBD and (M)BG/CNBD-k a customer alive at ``T``
         always buys once more (drop-out comes only right after a purchase), so it is the expected
-        waiting time of an alive customer; for Pareto/NBD it is also conditional on the next purchase
-        coming before her lifetime ends. ``inf`` where even that mean diverges (the purchase rate's
-        posterior, ``Gamma(r+x, α+T)``, keeps so much mass near 0 that ``E[1/λ]`` is infinite: ``r+x
-        <= 1``, e.g. one-time buyers when ``r < 1``). The probability of a next purchase within a
-        window ``t`` is ``1 − probability_of_n_purchases(t, 0)``, and its limit the probability that
-        she buys again at all (users of the other libraries ask for both: lifetimes issue #284, the
-        timing of the next purchase; PyMC-Marketing issue #1093, no purchase within ``t``).
-        ``interval=`` adds parameter uncertainty as for :meth:`expected_purchases` (over draws, the
-        mean of each draw's conditional expectation); a model without the formula (GGompertz/NBD,
-        BG/BB) raises :class:`~clvmodels.errors.ModelKindError`."""
+        waiting time of an alive customer; for Pareto/NBD and GGompertz/NBD it is also conditional
+        on the next purchase coming before her lifetime ends. ``inf`` where even that mean diverges
+        (the purchase rate's posterior, ``Gamma(r+x, α+T)``, keeps so much mass near 0 that
+        ``E[1/λ]`` is infinite: ``r+x <= 1``, e.g. one-time buyers when ``r < 1``; Pareto/NBD:
+        ``r+x+s <= 1``). The probability of a next purchase within a window ``t`` is
+        ``1 − probability_of_n_purchases(t, 0)``, and its limit the probability that she buys again
+        at all (users of the other libraries ask for both: lifetimes issue #284, the timing of the
+        next purchase; PyMC-Marketing issue #1093, no purchase within ``t``). ``interval=`` adds
+        parameter uncertainty as for :meth:`expected_purchases` (over draws, the mean of each draw's
+        conditional expectation); a model without the formula (BG/BB, whose time counts
+        opportunities) raises :class:`~clvmodels.errors.ModelKindError`."""
         formula = self.require_formula("next_purchase_time_formula", "expected_time_to_next_purchase")
 
         def next_purchase_time(params, *args, **history):   # +inf is an answer, NaN never
