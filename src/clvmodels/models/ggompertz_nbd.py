@@ -30,6 +30,7 @@ from .namespaces import NUMPY, as_namespace, likelihood
 from .purchase import (ContinuousPurchaseModel, next_purchase_before_dropout, per_distinct_draw, period_boundaries, scatter,
                        split_over_lifetime)
 from .quadrature import log_doubling_quadrature
+from .rows import per_distinct_pair
 
 #: Above this ``b t`` the logarithm of ``β + e^{bt} − 1`` is written ``b t + ln(1 + (β−1) e^{−bt})``.
 _LARGE = 30.0
@@ -128,8 +129,14 @@ def next_purchase_time(params, frequency, recency, T):
     ``ln S = −s (bu + ln(1 + (κ−1)(1 − e^{−bu})))`` (no overflow), the hazard in
     ``v = ln(1 + u/(α+T))`` ``s b u' κ/(κ + (1−κ) e^{−bu})`` (``u' = du/dv = (α+T) e^v``), the knee
     where ``κ (e^{bu} − 1) = 1`` and the end where ``S = e^{−100}``. At ``b → 0`` with ``β/b``
-    fixed it is Pareto/NBD's (``tests/test_next_purchase.py``)."""
-    x, T = np.asarray(frequency, dtype=float), np.asarray(T, dtype=float)
+    fixed it is Pareto/NBD's (``tests/test_next_purchase.py``). It reads ``(x, T)`` only: evaluated
+    once per distinct pair (:func:`~.rows.per_distinct_pair`)."""
+    return per_distinct_pair(lambda x, age: _next_purchase_time(params, x, age), frequency, T, axis=-1, params=params)
+
+
+def _next_purchase_time(params, x, T):
+    """:func:`next_purchase_time` of the customers ``(x, T)``."""
+    x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
     rows = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["b"], params["s"],
                                _kappa(params["b"], params["beta"], T))
     shape = rows[0].shape
