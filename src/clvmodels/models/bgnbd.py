@@ -300,6 +300,24 @@ def survival(params, frequency, T, *, t):
     return lifetime_survival(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x, t)
 
 
+def mean_waiting_time(events, shape, rate):
+    """``E[W]`` for a wait ``W ~ Gamma(events, λ)`` (the time to the ``events``-th event of a Poisson
+    process of rate ``λ``) with ``λ ~ Gamma(shape, rate)``: ``events E[1/λ] = events · rate/(shape − 1)``,
+    ``inf`` where ``shape <= 1`` (``E[1/λ]`` diverges)."""
+    shape = np.asarray(shape, dtype=float)
+    finite = shape > 1.0
+    return np.where(finite, events * rate / np.where(finite, shape - 1.0, 1.0), np.inf)
+
+
+def next_purchase_time(params, frequency, recency, T):
+    """``E[τ | τ < ∞, x, t_x, T]``, the expected time from ``T`` to the next purchase given that she
+    makes one: ``(α+T)/(r+x−1)`` (``inf`` for ``r+x <= 1``). She buys again only if alive at ``T``,
+    and an alive customer always does (drop-out comes only right after a purchase), after an
+    exponential wait of rate ``λ ~ Gamma(r+x, α+T)`` (FHL 2005, sec. 5: the posterior of an alive
+    customer), so ``τ`` given ``τ < ∞`` is Lomax with mean ``E[1/λ]``. The same for MBG/NBD."""
+    return mean_waiting_time(1.0, params["r"] + np.asarray(frequency, dtype=float), params["alpha"] + T)
+
+
 def expected_purchases_new_customer(params, *, t):
     """E[X(t)] for a customer just acquired (FHL 2005 eq. 9)."""
     return expected_new(params["r"], params["alpha"], params["a"], params["b"], t)
@@ -519,6 +537,7 @@ class BetaGeoModel(ContinuousPurchaseModel):
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     survival_formula = staticmethod(survival)
+    next_purchase_time_formula = staticmethod(next_purchase_time)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     purchase_pmf_formula = staticmethod(purchase_pmf)
     future_pmf_formula = staticmethod(future_pmf)

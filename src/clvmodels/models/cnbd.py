@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.special import betainc, expit, gammaln, logsumexp
 
 from ..errors import ClvDataError, ConvergenceWarning
-from .bgnbd import BetaGeoModel, purchases_before_dropout
+from .bgnbd import BetaGeoModel, mean_waiting_time, purchases_before_dropout
 from .namespaces import as_namespace, likelihood
 from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_periods
 
@@ -235,6 +235,23 @@ def expected_purchases(params, frequency, recency, T, *, t, d: int = 1):
     return alive * _alive_expectation(params, x, np.asarray(T, dtype=float), weights, k, d, np.asarray(t, dtype=float))
 
 
+def next_purchase_time(params, frequency, recency, T, *, d: int = 1):
+    """``E[τ | τ < ∞, x, t_x, T]``, the expected time from ``T`` to the next purchase given that she
+    makes one. As in BG/NBD she buys again exactly when alive at ``T``; in phase ``j`` her next
+    purchase is the ``(k−j)``-th Poisson event, a ``Gamma(k−j, λ)`` wait with
+    ``λ ~ Gamma(r+kx+j, α+T)``, so ``Σ_j w_j (k−j)(α+T)/(r+kx+j−1)`` with the phase weights ``w_j``
+    of :func:`probability_alive` (``inf`` where a weighted phase has ``r+kx+j <= 1``). At ``k = 1``
+    it is BG/NBD's ``(α+T)/(r+x−1)``."""
+    k = erlang_order(params)
+    x = np.asarray(frequency, dtype=float)
+    _, weights = _alive_state(params, frequency, recency, T, d)
+    rate = params["alpha"] + np.asarray(T, dtype=float)
+    with np.errstate(invalid="ignore"):     # inf x 0 for a phase of no weight
+        terms = [np.where(w > 0, w * mean_waiting_time(k - j, params["r"] + k * x + j, rate), 0.0)
+                 for j, w in enumerate(weights)]
+    return sum(terms)
+
+
 def expected_purchases_new_customer(params, *, t, d: int = 1):
     """E[X(t)] of a customer just acquired: :func:`expected_purchases` at ``x = t_x = T = 0`` (phase 0;
     MBG/CNBD-k: alive after her first purchase with probability ``b/(a+b)``)."""
@@ -315,7 +332,7 @@ FORMULAS = {"expected_purchases_formula": expected_purchases, "probability_alive
             "future_purchases_formula": future_purchases_alive,
             "probability_of_n_purchases_formula": probability_of_n_purchases,
             "new_customer_formula": expected_purchases_new_customer, "purchase_pmf_formula": purchase_pmf,
-            "simulate_purchases_formula": simulate_purchases}
+            "simulate_purchases_formula": simulate_purchases, "next_purchase_time_formula": next_purchase_time}
 
 
 class _CNBDModel(ContinuousPurchaseModel):

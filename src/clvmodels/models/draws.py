@@ -221,8 +221,12 @@ def quantiles(values: np.ndarray, qs) -> np.ndarray:
     part = np.partition(values, np.unique(np.r_[lo, hi]), axis=0)
     t = (position - lo).reshape((-1,) + (1,) * (values.ndim - 1))
     below, above = part[lo], part[hi]
-    diff = above - below
-    return np.where(t >= 0.5, above - diff * (1 - t), below + diff * t)  # numpy's _lerp
+    with np.errstate(invalid="ignore"):
+        diff = above - below
+        lerp = np.where(t >= 0.5, above - diff * (1 - t), below + diff * t)  # numpy's _lerp
+    # an infinite end (an expected wait that diverges): the quantile is that end, never inf − inf
+    infinite = np.where(np.isinf(below) & (t < 1), below, np.where(t > 0, above, below))
+    return np.where(np.isinf(below) | np.isinf(above), infinite, lerp)
 
 
 

@@ -27,8 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from .namespaces import NUMPY, as_namespace, likelihood
-from .purchase import ContinuousPurchaseModel, per_distinct_draw, period_boundaries, scatter, split_over_lifetime
+from .purchase import (ContinuousPurchaseModel, next_purchase_before_dropout, per_distinct_draw, period_boundaries, scatter,
+                       split_over_lifetime)
 from .quadrature import log_doubling_quadrature
+from .rows import per_distinct_pair
 
 #: Above this ``b t`` the logarithm of ``β + e^{bt} − 1`` is written ``b t + ln(1 + (β−1) e^{−bt})``.
 _LARGE = 30.0
@@ -119,6 +121,45 @@ def expected_purchases(params, frequency, recency, T, *, t):
     return probability_alive(params, frequency, recency, T) * future_purchases_alive(params, frequency, T, t=t)
 
 
+def next_purchase_time(params, frequency, recency, T):
+    """``E[τ | τ < ∞, x, t_x, T]``, the expected time from ``T`` to the next purchase given that she
+    makes one (before her lifetime ends): she must be alive at ``T``, with ``λ ~ Gamma(r+x, α+T)``
+    and a remaining lifetime of survival ``S(u) = (1 + κ (e^{bu} − 1))^−s`` (:func:`survival`)
+    independent of it; :func:`~.purchase.next_purchase_before_dropout` with
+    ``ln S = −s (bu + ln(1 + (κ−1)(1 − e^{−bu})))`` (no overflow), the hazard in
+    ``v = ln(1 + u/(α+T))`` ``s b u' κ/(κ + (1−κ) e^{−bu})`` (``u' = du/dv = (α+T) e^v``), the knee
+    where ``κ (e^{bu} − 1) = 1`` and the end where ``S = e^{−100}``. At ``b → 0`` with ``β/b``
+    fixed it is Pareto/NBD's (``tests/test_next_purchase.py``). It reads ``(x, T)`` only: evaluated
+    once per distinct pair (:func:`~.rows.per_distinct_pair`)."""
+    return per_distinct_pair(lambda x, age: _next_purchase_time(params, x, age), frequency, T, axis=-1, params=params)
+
+
+def _next_purchase_time(params, x, T):
+    """:func:`next_purchase_time` of the customers ``(x, T)``."""
+    x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+    rows = np.broadcast_arrays(params["r"] + x, params["alpha"] + T, params["b"], params["s"],
+                               _kappa(params["b"], params["beta"], T))
+    shape = rows[0].shape
+    p, A, b, s, kappa = (np.ravel(v) for v in rows)
+    A3, b3, s3, k3 = (v[:, None, None] for v in (A, b, s, kappa))
+
+    def log_survival(v):
+        bu = b3 * A3 * np.expm1(v)
+        return -s3 * (bu + np.log1p(-(k3 - 1.0) * np.expm1(-bu)))
+
+    def hazard(v):
+        u = A * np.expm1(v)
+        return s * b * A * np.exp(v) * kappa / (kappa + (1.0 - kappa) * np.exp(-b * u))
+
+    def v_at(u):
+        return np.log1p(u / A)
+
+    end = v_at(np.logaddexp(0.0, 100.0 / s - np.log(kappa)) / b)
+    knee = np.minimum(v_at(np.log1p(1.0 / kappa) / b), end)
+    out = next_purchase_before_dropout(p, A, log_survival, hazard, (knee, np.minimum(np.maximum(knee, 1.0), end), end))
+    return out.reshape(shape)
+
+
 def expected_purchases_new_customer(params, *, t):
     """E[X(t)] of a customer just acquired: ``r/α ∫_0^t S(v) dv`` (``κ = 1/β`` at ``T = 0``)."""
     b, s = params["b"], params["s"]
@@ -185,6 +226,7 @@ class GGompertzNBDModel(ContinuousPurchaseModel):
     future_purchases_formula = staticmethod(future_purchases_alive)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     survival_formula = staticmethod(survival)
+    next_purchase_time_formula = staticmethod(next_purchase_time)
     simulate_purchases_formula = staticmethod(simulate_purchases)
 
     def initial_params(self, data, weights):

@@ -20,7 +20,8 @@ from scipy.special import expit
 from ..errors import ClvDataError
 from .namespaces import likelihood
 from .purchase import ContinuousPurchaseModel, mixture_pmf, per_distinct_draw
-from .bgnbd import BetaGeoModel, expected_new, lifetime_survival, probability_new, simulate_until_dropout
+from .bgnbd import (BetaGeoModel, expected_new, lifetime_survival, next_purchase_time, probability_new,
+                    simulate_until_dropout)
 from .bgnbd import alive_pmf as bg_alive_pmf
 from .rows import per_distinct_pair
 
@@ -186,6 +187,8 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     probability_of_n_purchases_formula = staticmethod(probability_of_n_purchases)
     new_customer_formula = staticmethod(expected_purchases_new_customer)
     survival_formula = staticmethod(survival)
+    #: BG/NBD's: an alive customer's purchase rate has the same posterior, ``Gamma(r+x, α+T)``.
+    next_purchase_time_formula = staticmethod(next_purchase_time)
     compress_alive_rows = False  # a few operations per row: cheaper than deduplicating
     purchase_pmf_formula = staticmethod(purchase_pmf)
     future_pmf_formula = staticmethod(future_pmf)

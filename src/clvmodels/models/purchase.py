@@ -29,9 +29,11 @@ formula                        meaning
                                ``probability_alive × survival``
 =============================  ================================================================
 
-plus, for continuous-time models, ``probability_of_n_purchases`` (``P(Y(t) = n | history)``), and
-the discounted expected residual transactions (:meth:`ContinuousPurchaseModel.dert`), derived from
-``future_purchases`` (:func:`discounted_future_purchases`).
+and ``next_purchase_time`` (the expected time to the next purchase given that there is one,
+:meth:`PurchaseModel.expected_time_to_next_purchase`); plus, for continuous-time models,
+``probability_of_n_purchases`` (``P(Y(t) = n | history)``), and the discounted expected residual
+transactions (:meth:`ContinuousPurchaseModel.dert`), derived from ``future_purchases``
+(:func:`discounted_future_purchases`).
 The first three are required (a class without one cannot be instantiated); the others are optional
 capabilities, ``None`` where a model has no such formula: predictive distributions and exact
 simulation then refuse the model with a clear error, and backtests score its expectations only.
@@ -49,7 +51,8 @@ import pandas as pd
 from ..errors import ClvDataError
 from ..validation import check_time_unit
 from .base import CLVModel, check_n, check_t
-from .quadrature import gauss_legendre
+from .namespaces import NUMPY
+from .quadrature import gauss_legendre, log_doubling_quadrature
 
 #: Gauss-Legendre nodes of :func:`discounted_future_purchases`.
 DERT_NODES = 64
@@ -120,6 +123,10 @@ class PurchaseModel(CLVModel):
     new_customer_formula: ClassVar[Callable | None] = None
     #: Optional: ``survival(params, frequency, age, *, t)``, P(alive at age + t | alive at age).
     survival_formula: ClassVar[Callable | None] = None
+    #: Optional: ``next_purchase_time(params, frequency, recency, age)``, ``E[τ | τ < ∞, history]``:
+    #: the expected time ``τ`` from the end of observation to the next purchase, given that she makes
+    #: one (``inf`` where that mean diverges); see :meth:`expected_time_to_next_purchase`.
+    next_purchase_time_formula: ClassVar[Callable | None] = None
 
     # ------------------------------------------------------------------ checks
     def _rfm_or_fitted(self, rfm):
@@ -162,6 +169,36 @@ class PurchaseModel(CLVModel):
                     * survival(params, frequency, history[age], t=float(at)))
 
         return self._predict(alive_at, rfm, name="probability_alive", **kwargs)
+
+    def expected_time_to_next_purchase(self, rfm: pd.DataFrame | None = None, **kwargs):
+        """Expected time from the end of observation to each customer's next purchase, given that she
+        makes one: ``E[τ | τ < ∞, history]`` in the data's time unit.
+
+        The waiting time ``τ`` is infinite with positive probability (she may have dropped out, or
+        drop out before buying again), so its plain mean is infinite; this is the mean of the
+        purchases that do happen. For BG/NBD, MBG/NBD and (M)BG/CNBD-k a customer alive at ``T``
+        always buys once more (drop-out comes only right after a purchase), so it is the expected
+        waiting time of an alive customer; for Pareto/NBD and GGompertz/NBD it is also conditional
+        on the next purchase coming before her lifetime ends. ``inf`` where even that mean diverges
+        (the purchase rate's posterior, ``Gamma(r+x, α+T)``, keeps so much mass near 0 that
+        ``E[1/λ]`` is infinite: ``r+x <= 1``, e.g. one-time buyers when ``r < 1``; Pareto/NBD:
+        ``r+x+s <= 1``). The probability of a next purchase within a window ``t`` is
+        ``1 − probability_of_n_purchases(t, 0)``, and its limit the probability that she buys again
+        at all (users of the other libraries ask for both: lifetimes issue #284, the timing of the
+        next purchase; PyMC-Marketing issue #1093, no purchase within ``t``). ``interval=`` adds
+        parameter uncertainty as for :meth:`expected_purchases` (over draws, the mean of each draw's
+        conditional expectation); a model without the formula (BG/BB, whose time counts
+        opportunities) raises :class:`~clvmodels.errors.ModelKindError`."""
+        formula = self.require_formula("next_purchase_time_formula", "expected_time_to_next_purchase")
+
+        def next_purchase_time(params, *args, **history):   # +inf is an answer, NaN never
+            values = formula(params, *args, **history)
+            if np.isnan(values).any():
+                raise FloatingPointError(f"next_purchase_time of {type(self).__name__} produced NaN: please "
+                                         "report it with the model's parameters and the customers' histories.")
+            return values
+
+        return self._predict(next_purchase_time, rfm, name="expected_time_to_next_purchase", finite=False, **kwargs)
 
     def expected_purchases_new_customer(self, t, covariates: pd.DataFrame | None = None, **kwargs):
         """E[X(t)] for a newly acquired customer, for one or several ``t``: a float for scalar ``t``
@@ -387,6 +424,47 @@ def discounted_future_purchases(future, params: dict, frequency, age, *, rate: f
     return np.sum(integrand * weight, axis=-1) * W[..., 0]
 
 
+def next_purchase_before_dropout(p, A, log_survival, hazard, ends):
+    """``E[τ | τ < ∞]`` of a customer alive at the end of observation who buys at a rate
+    ``λ ~ Gamma(p, rate A)`` until an independent remaining lifetime of survival ``S`` ends (Pareto/NBD,
+    GGompertz/NBD): her next purchase comes ``u`` later with the defective density
+    ``g(u) = p/A (1+u/A)^−(p+1) S(u)`` (``E_λ[λ e^{−λu}]`` times ``S``), so ``E[τ | τ < ∞] = ∫ u g / ∫ g``.
+
+    Both integrals in ``v = ln(1 + u/A)`` (``g du = p e^{−pv} S dv``; ``u = A(e^v − 1)``), in log space,
+    over the pieces between ``0`` and the ``ends`` (1-d arrays over the rows, increasing: the knees
+    where the hazard turns, and the end beyond which the integrands are negligible), each split at
+    its middle and integrated by the doubling rule (:func:`~.quadrature.log_doubling_quadrature`)
+    forward from its start and backward from its end, so that a peak or knee at either end is
+    resolved; the panels' scale at a point is ``1/(p + hazard + 1)`` (the log-slope of the
+    integrands, ``+1`` for the ``e^v`` of ``u``). ``log_survival(v)``: ``ln S`` at the nodes (the
+    rows' axis first, two trailing axes); ``hazard(v)``: ``−d ln S/dv`` at points of the rows."""
+    P, logA = p[:, None, None], np.log(A)[:, None, None]
+
+    def log_g(v):
+        return np.log(P) - P * v + log_survival(v)
+
+    def log_ug(v):
+        return log_g(v) + logA + v + np.log(-np.expm1(-v))
+
+    def scale(v):
+        return 1.0 / (p + hazard(v) + 1.0)
+
+    points = np.maximum.accumulate(np.stack([np.zeros_like(p), *np.broadcast_arrays(*ends)]), axis=0)
+    logs = []
+    for f in (log_g, log_ug):
+        parts = []
+        for lo, hi in zip(points[:-1], points[1:]):
+            empty = hi <= lo
+            hi = np.where(empty, lo + 1.0, hi)
+            mid, top = (lo + hi) / 2.0, hi[:, None, None]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                left = log_doubling_quadrature(NUMPY, f, lo, mid, scale(lo))
+                right = log_doubling_quadrature(NUMPY, lambda t: f(top - t), np.zeros_like(p), hi - mid, scale(hi))
+            parts.append(np.where(empty, -np.inf, np.logaddexp(left, right)))
+        logs.append(np.logaddexp.reduce(parts, axis=0))
+    return np.exp(logs[1] - logs[0])
+
+
 class DiscretePurchaseModel(PurchaseModel):
     """A purchase model of discrete transaction opportunities: histories ``(frequency, recency,
     n_periods)`` counted in opportunities (see :func:`clvmodels.rfm.bgbb_summary`)."""
@@ -397,5 +475,5 @@ class DiscretePurchaseModel(PurchaseModel):
 
 
 __all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel", "alive_in_periods",
-           "discounted_future_purchases", "per_distinct_draw", "period_boundaries", "scatter",
+           "discounted_future_purchases", "next_purchase_before_dropout", "per_distinct_draw", "period_boundaries", "scatter",
            "split_over_lifetime", "split_over_periods"]
