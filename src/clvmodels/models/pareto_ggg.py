@@ -148,7 +148,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
     Parameters
     ----------
     draws, tune, chains
-        Recorded sweeps per chain, adapting sweeps per chain, number of chains.
+        Recorded sweeps per chain, adapting sweeps per chain (BTYDplus: 2,000 and 500), number of chains.
     latent_draws
         Draws of each customer's latents kept for predictions, in all (equally spaced in the chains).
     cores
@@ -185,11 +185,11 @@ class ParetoGGGModel(ContinuousPurchaseModel):
     simulate_purchases_formula = staticmethod(simulate_purchases)
     survival_formula = staticmethod(survival)
 
-    def __init__(self, *, method: str = "mcmc", priors: dict | None = None, draws: int = 1000, tune: int = 500,
-                 chains: int = 4, latent_draws: int = 400, cores: int | None = None, seed: int | None = None,
-                 progressbar: bool | None = None):
-        super().__init__(method=method, priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
-                         progressbar=progressbar)
+    def __init__(self, *, method: str = "mcmc", draws: int = 1000, tune: int = 500, chains: int = 4,
+                 latent_draws: int = 400, cores: int | None = None, **kwargs):
+        """``kwargs``: the settings every model has (``priors``, ``seed``, ``progressbar``; a penalizer or
+        covariates are refused at fit: the model has neither)."""
+        super().__init__(method=method, draws=draws, tune=tune, chains=chains, **kwargs)
         self.latent_draws = latent_draws
         self.cores = cores
 
@@ -238,6 +238,9 @@ class ParetoGGGModel(ContinuousPurchaseModel):
                              "ADVI fit, and NUTS over three latents per customer (with gradients of the incomplete "
                              "gamma function in its shape) is far slower than the model's own sampler. For a "
                              "maximum-likelihood model of regular buyers use ModifiedBetaGeoCNBDModel (MBG/CNBD-k).")
+        if self.penalizer or self.covariate_processes():
+            raise ClvDataError("ParetoGGGModel has no penalizer and no covariates (its hyperpriors regularise it): "
+                               "leave penalizer and *_covariates at their defaults.")
         if weights is not None:
             raise ClvDataError("ParetoGGGModel does not take weights: every customer has latents of her own, so "
                                "rows cannot stand for several customers. Pass one row per customer.")
