@@ -5,19 +5,25 @@ section 3.2 and appendix; R package BTYDplus, ``pggg.mcmc.DrawParameters``).
 The model (:mod:`.pareto_ggg`) has three latent rates per customer, ``k_i`` (regularity), ``λ_i``
 (purchase rate) and ``μ_i`` (drop-out rate), each Gamma-distributed in the population with the
 hyperparameters ``(t, γ)``, ``(r, α)`` and ``(s, β)``. Unlike BTYDplus, which also samples each
-customer's lifetime ``τ_i``, the sampler integrates ``τ_i`` out analytically
-(:func:`customer_log_likelihood`), which removes the strong ``τ``-``μ`` dependence of the
-augmented chain. One sweep (Metropolis-within-Gibbs):
+customer's lifetime ``τ_i``, the sampler integrates ``τ_i`` out analytically (``log_censoring``
+below), which removes the strong ``τ``-``μ`` dependence of the augmented chain. This module holds the
+model's per-customer mathematics, compiled once (the likelihood and P(alive), also as numpy ufuncs for
+:mod:`.pareto_ggg`), and the sampler. One sweep (Metropolis-within-Gibbs):
 
-1. per customer, a random-walk Metropolis step for each of ``ln k_i``, ``ln λ_i``, ``ln μ_i`` given the
-   hyperparameters (one evaluation of the likelihood each, step sizes adapted per customer and
-   coordinate during tuning towards an acceptance rate of 0.44, Roberts & Rosenthal 2009);
+1. per customer, random-walk Metropolis steps of ``ln k_i``, ``ln λ_i``, ``ln μ_i`` and of ``ln λ_i``
+   and ``ln μ_i`` together (the ridge of customers without repeat purchases: few purchases are
+   explained by a low rate or an early death), one likelihood evaluation each, step sizes adapted per
+   customer and move during tuning towards an acceptance rate of 0.44 (Roberts & Rosenthal 2009);
 2. per population Gamma(shape ``a``, rate ``b``) of ``z_i`` (``k``, ``λ`` or ``μ``): a slice-sampling step
    (Neal 2003) of ``ln a`` with the mean ``a/b`` held fixed, then ``b`` from its conjugate Gamma full
-   conditional (the sums ``Σ z_i`` and ``Σ ln z_i`` are all the customers contribute).
+   conditional (the sums ``Σ z_i`` and ``Σ ln z_i`` are all the customers contribute);
+3. moves of whole populations together with their latents (``group_moves``: scale, shape, and the
+   purchase and drop-out scales together), the directions in which steps 1 and 2 alone mix slowly
+   (hyperparameters and latents are strongly dependent where customers say little about their rates).
 
-The kernel is compiled with numba (``nogil``); chains run in threads, each seeding its own numba
-random state, so a seed reproduces the draws.
+The kernels are compiled with numba (``nogil``; not cached on disk: numba cannot pickle the pointers
+to SciPy's incomplete gamma functions, so each process compiles them once, a few seconds); chains run
+in threads, each seeding its own numba random state, so a seed reproduces the draws.
 """
 
 from __future__ import annotations
