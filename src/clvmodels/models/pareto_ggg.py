@@ -28,7 +28,7 @@ from scipy.special import gammainccinv, gammaincc
 from ..errors import ClvDataError, ModelKindError, warn_convergence
 from ..validation import validate_columns
 from .cnbd import require_litt
-from .draws import EXPECTED, check_finite, check_interval, interval_frame, quantiles, sample_frame
+from .draws import CHUNK_ELEMENTS, EXPECTED, check_finite, check_interval, interval_frame, quantiles, sample_frame
 from .purchase import ContinuousPurchaseModel, period_boundaries, scatter
 from .rows import data_fingerprint
 from . import pggg_mcmc
@@ -344,16 +344,31 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         return where
 
     def customer_draws(self, rfm: pd.DataFrame | None = None, n_draws: int | None = None,
-                     seed: int | None = None) -> dict[str, np.ndarray]:
+                       seed: int | None = None) -> dict[str, np.ndarray]:
         """Each fitted customer's latent draws ``{"k", "lambda", "mu"}``, arrays ``(n_draws, customers)``
         (all kept draws, or ``n_draws`` of them chosen at random), for the customers of ``rfm``."""
-        where = self._fitted_customers(rfm)
+        return self._draws_at(self._fitted_customers(rfm), n_draws, seed)
+
+    def _draws_at(self, where: np.ndarray, n_draws: int | None, seed: int | None) -> dict[str, np.ndarray]:
         latent = self.idata_["latent"]
         total = latent.sizes["chain"] * latent.sizes["draw"]
         pick = slice(None) if n_draws is None or n_draws >= total else \
             np.sort(np.random.default_rng(seed).choice(total, size=int(n_draws), replace=False))
         return {name: np.asarray(latent[name].values, dtype=float).reshape(total, -1)[pick][:, where]
                 for name in LATENT_NAMES}
+
+    def _evaluate(self, fn, rfm: pd.DataFrame, n_draws: int | None, seed: int | None, **fn_kwargs) -> np.ndarray:
+        """``fn(latents, frequency, recency, T, **fn_kwargs)`` for the fitted customers of ``rfm`` over their
+        latent draws, ``(draws, customers)``, in chunks of customers of at most :data:`~.draws.CHUNK_ELEMENTS`
+        values."""
+        where = self._fitted_customers(rfm)
+        stored = self.idata_["constant_data"]
+        data = {c: np.asarray(stored[c].values, dtype=float)[where] for c in ("frequency", "recency", "T")}
+        params = self._draws_at(where, n_draws, seed)
+        chunk = max(1, CHUNK_ELEMENTS // len(params["k"]))
+        return np.concatenate([fn({k: v[:, i:i + chunk] for k, v in params.items()},
+                                  **{c: v[i:i + chunk] for c, v in data.items()}, **fn_kwargs)
+                               for i in range(0, len(where), chunk)], axis=1)
 
     def _predict(self, fn, rfm, *, name: str, columns=None, interval=None, n_draws=None, seed=None,
                  compress_rows: bool = True, **fn_kwargs):
@@ -367,11 +382,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
                                "so an interval over its draws would mix process noise in: use simulate_purchases "
                                "for what each customer may buy, or probability_alive(interval=...).")
         rfm = self._rfm_or_fitted(rfm)
-        where = self._fitted_customers(rfm)
-        stored = self.idata_["constant_data"]
-        data = {c: np.asarray(stored[c].values, dtype=float)[where] for c in ("frequency", "recency", "T")}
-        params = self.customer_draws(rfm, n_draws, seed)
-        values = fn(params, **data, **fn_kwargs)
+        values = self._evaluate(fn, rfm, n_draws, seed, **fn_kwargs)
         check_finite(values, name)
         if interval is None:
             return pd.Series(values.mean(axis=0), index=rfm.index, name=name)
@@ -386,11 +397,8 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         (:func:`~clvmodels.models.draws.sample_frame`); its column means estimate :meth:`expected_purchases`."""
         self.check_window(t)
         rfm = self._rfm_or_fitted(rfm)
-        where = self._fitted_customers(rfm)
-        stored = self.idata_["constant_data"]
-        data = {c: np.asarray(stored[c].values, dtype=float)[where] for c in ("frequency", "recency", "T")}
         rng = np.random.default_rng(self.seed if seed is None else seed)
-        counts = simulate_purchases(self.customer_draws(rfm), **data, t=float(t), rng=rng)
+        counts = self._evaluate(simulate_purchases, rfm, None, None, t=float(t), rng=rng)
         return sample_frame(counts, rfm.index, f"purchases over t={float(t):g}")
 
 
