@@ -232,7 +232,6 @@ def test_pareto_nbd_limit():
     assert model.expected_purchases(26.0).sum() == pytest.approx(pnbd.expected_purchases(26.0).sum(), rel=0.05)
 
 
-@pytest.mark.slow
 def test_backtest_scores_its_holdout_purchases():
     """Fitted on each cutoff's calibration customers, Pareto/GGG predicts their holdout; with a spend
     model its value is scored and its discounted value (which needs population-level formulas) is
