@@ -3,7 +3,7 @@ on simulated regular buyers, side by side with the MBG/CNBD-k MLE (``k`` chosen 
 data: wall time, the slowest hyperparameter's ESS and r_hat, and each model's holdout total against
 the actual one. The fit's CPU time (all threads) over the cores it uses estimates its wall time on
 that many free cores, which a shared machine's wall time does not show. The issue's goal: Pareto/GGG on 10k customers under 5 minutes on 2 cores. No Python
-library has Pareto/GGG (BTYDplus, R, runs 2 chains of 2,500 sweeps with 500 of burn-in).
+library has Pareto/GGG (BTYDplus, R, by default runs 2 chains: 500 sweeps of burn-in, 2,500 thinned by 50).
 
 Usage::
 

@@ -148,14 +148,14 @@ class ParetoGGGModel(ContinuousPurchaseModel):
     Parameters
     ----------
     draws, tune, chains
-        Recorded sweeps per chain, adapting sweeps per chain (BTYDplus: 2,000 and 500), number of chains.
+        Recorded sweeps per chain, adapting sweeps per chain, number of chains.
     latent_draws
         Draws of each customer's latents kept for predictions, in all (equally spaced in the chains).
     cores
         Chains run at once (threads; default: all chains).
     priors
         Gamma priors of the hyperparameters ``{name: ("Gamma", {"alpha": shape, "beta": rate})}``;
-        default ``Gamma(1e-3, 1e-3)`` each (vague, as BTYDplus's hyper priors).
+        default ``Gamma(1e-3, 1e-3)`` each (vague).
     seed
         Seed of the sampler (and of the default simulated futures).
 
