@@ -30,7 +30,7 @@ _EXPORTS = {
                 "NotFittedError", "PriorSensitivityWarning"],
     ".models": ["BetaGeoModel", "CLVModel", "GammaGammaModel", "BetaGeoBetaBinomModel", "ContinuousPurchaseModel",
                 "ContractualModel", "DiscretePurchaseModel", "GGompertzNBDModel", "ModifiedBetaGeoModel", "ParetoNBDModel",
-                "BetaGeoCNBDModel", "ModifiedBetaGeoCNBDModel",
+                "BetaGeoCNBDModel", "ModifiedBetaGeoCNBDModel", "ParetoGGGModel",
                 "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test", "survivor_table"],
     ".models.persistence": ["load_model", "load_models", "save_models"],
     ".rfm": ["bgbb_summary", "calibration_holdout", "rfm_summary"],
@@ -45,6 +45,7 @@ _EXPORTS = {
     ".report": ["compare_report"],
     ".clv_report": ["clv_report"],
     ".regularity": ["estimate_regularity"],
+    ".datasets.simulate": ["simulate_pareto_ggg"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -94,3 +95,4 @@ __all__ += ["GGompertzNBDModel", "clv_report", "value_forecast", "plot_clv_distr
             "plot_period_transactions"]
 __all__ += ["covariate_calendar", "covariate_panel", "fourier_terms", "holiday_windows", "seasonal_dummies",
             "timevarying_holdout", "timevarying_summary", "timevarying_summary_duckdb"]
+__all__ += ["ParetoGGGModel", "simulate_pareto_ggg"]

@@ -46,7 +46,7 @@ from . import metrics as M
 from .baselines import default_baselines
 from .clv import check_discounting, discounted_chunks, value_customers
 from .data import AMOUNT, CUSTOMER, TIMESTAMP
-from .errors import MODEL_WARNINGS, ClvDataError, renamed_argument
+from .errors import MODEL_WARNINGS, ClvDataError, ModelKindError, renamed_argument
 from . import predictive as P
 from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
@@ -412,7 +412,10 @@ def backtest(
                 preds[name] = {"purchases": purchases}
                 if spend is not None:
                     preds[name]["value"] = purchases * spend_mean
-                    preds[name]["clv"] = _expected_value(model, spend, ch, bounds, factors)["mean"]
+                    try:
+                        preds[name]["clv"] = _expected_value(model, spend, ch, bounds, factors)["mean"]
+                    except ModelKindError as exc:   # predictions per fitted customer only (Pareto/GGG)
+                        out["warnings"].append(_warning(label, name, "AssumptionWarning", f"No discounted value: {exc}"))
                 dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval, n_draws=n_draws,
                                           n_samples=n_samples, seed=int(seeds[i, j]), bounds=bounds, factors=factors)
                 out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)

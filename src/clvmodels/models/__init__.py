@@ -11,6 +11,7 @@ from .covariates import lr_test
 from .gamma_gamma import GammaGammaModel
 from .ggompertz_nbd import GGompertzNBDModel
 from .mbgnbd import ModifiedBetaGeoModel
+from .pareto_ggg import ParetoGGGModel
 from .pareto_nbd import ParetoNBDModel
 from .purchase import ContinuousPurchaseModel, DiscretePurchaseModel, PurchaseModel
 from .registry import register_model_class
@@ -19,5 +20,5 @@ from .spend import SpendModel
 
 __all__ = ["BetaGeoBetaBinomModel", "BetaGeoCNBDModel", "BetaGeoModel", "CLVModel", "ContinuousPurchaseModel",
            "ContractualModel", "DiscretePurchaseModel", "GGompertzNBDModel", "GammaGammaModel", "ModifiedBetaGeoCNBDModel",
-           "ModifiedBetaGeoModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test",
+           "ModifiedBetaGeoModel", "ParetoGGGModel", "ParetoNBDModel", "PurchaseModel", "ShiftedBetaGeoModel", "SpendModel", "lr_test",
            "register_model_class", "survivor_table"]

@@ -327,6 +327,14 @@ def _stacked_state(params, frequency, recency, T, d):
 
 
 # ---------------------------------------------------------------------------- estimators
+def require_litt(model, rfm: pd.DataFrame) -> None:
+    """Refuse a table without ``litt``, saying how to make it (the fits of the regular-buyer models read it)."""
+    if "litt" not in getattr(rfm, "columns", ()):
+        raise ClvDataError(f"{type(model).__name__} needs the column 'litt' (the sum of the logs of each "
+                           "customer's inter-purchase times): summarise the log with "
+                           "clvmodels.rfm_summary(..., litt=True) (or calibration_holdout(..., litt=True)).")
+
+
 #: The formulas of the purchase-model protocol (see :mod:`.purchase`), each taking ``d``.
 FORMULAS = {"expected_purchases_formula": expected_purchases, "probability_alive_formula": probability_alive,
             "future_purchases_formula": future_purchases_alive,
@@ -391,10 +399,7 @@ class _CNBDModel(ContinuousPurchaseModel):
         return [int(self.k)]
 
     def _fit_arrays(self, rfm: pd.DataFrame) -> dict[str, np.ndarray]:
-        if "litt" not in getattr(rfm, "columns", ()):
-            raise ClvDataError(f"{type(self).__name__} needs the column 'litt' (the sum of the logs of each "
-                               "customer's inter-purchase times): summarise the log with "
-                               "clvmodels.rfm_summary(..., litt=True) (or calibration_holdout(..., litt=True)).")
+        require_litt(self, rfm)
         return super()._fit_arrays(rfm)
 
     def fit(self, rfm: pd.DataFrame, *, method: str | None = None, weights=None, **kwargs):
