@@ -149,3 +149,20 @@ def test_sharing_changes_no_number(fits, customers, monkeypatch):
     assert shared["table"].shape == (20, len(rfm), 6)
     pd.testing.assert_frame_equal(shared["predictive"], alone["predictive"], check_exact=False, rtol=1e-12)
     pd.testing.assert_frame_equal(shared["clv"], alone["clv"], check_exact=False, rtol=1e-12)
+
+
+def test_active_customers_sums_each_customers_p_alive(fits, customers):
+    """The predictive count of active customers: its mean is Σ_i P(alive) at each customer's own
+    parameters (the same draws), within the binomial Monte Carlo error."""
+    from clvmodels.models.draws import parameter_draws
+
+    model = fits["categorical"][0]
+    rfm = customers[(customers.frequency > 0) & (customers.x1 == 2)]      # repeat buyers who drop out more
+    out = predictive.active_customers(model, rfm, interval=LEVEL, n_samples=2000, n_draws=200, seed=9)
+    draws = parameter_draws(model, 200, np.random.default_rng(9))
+    alive = bgnbd_alive(individual(model, draws, rfm), **history(rfm))
+    mc_se = np.sqrt((alive * (1 - alive)).sum(axis=1).mean() / 2000)
+    assert abs(out["mean"].iloc[0] - alive.sum(axis=1).mean()) < 4 * mc_se
+    # at the population parameters alone (covariates ignored) the count is off by far more
+    plain = bgnbd_alive({k: v[:, None] for k, v in draws.items() if ":" not in k}, **history(rfm))
+    assert abs(plain.sum(axis=1).mean() - alive.sum(axis=1).mean()) > 10 * mc_se

@@ -550,7 +550,7 @@ def active_customers(model, rfm: pd.DataFrame | None = None, *, interval: float 
     check_kind(model, PurchaseModel, "active_customers")
     check_interval(interval)
     rfm = model._rfm_or_fitted(rfm)
-    data, inverse = unique_rows(validate_columns(rfm, model.data_columns))
+    data, inverse = unique_rows({**validate_columns(rfm, model.data_columns), **model.covariate_data(rfm)})
     counts = np.bincount(inverse, minlength=len(next(iter(data.values())))).astype(np.int64)
     rng = np.random.default_rng(seed)
     notes = []
@@ -560,7 +560,7 @@ def active_customers(model, rfm: pd.DataFrame | None = None, *, interval: float 
         notes.append(f"Process uncertainty only: {exc}")
         draws = parameter_draws(model)
     params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
-    alive = np.broadcast_to(model.probability_alive_formula(params, **data), (_n(draws), len(counts)))
+    alive = np.broadcast_to(model.formula("probability_alive_formula")(params, **data), (_n(draws), len(counts)))
     check_finite(alive, "P(alive)")
     which = np.arange(int(n_samples)) % _n(draws)
     chunk = max(1, CHUNK_ELEMENTS // max(len(counts), 1))
