@@ -136,6 +136,8 @@ def test_sharing_changes_no_number(fits, customers, monkeypatch):
                 "predictive": predictive.predictive_purchases(bgnbd, 10, rfm, interval=LEVEL, n_draws=100, seed=5),
                 "clv": clv.clv(bgnbd, gg, rfm, horizon=3, period_length=4.345, interval=LEVEL, kind="expected",
                                n_draws=100, seed=6),
+                "dert": bgnbd.dert(0.002, rfm.iloc[:400], interval=LEVEL, n_draws=20, seed=8),
+                "alive_later": bgnbd.probability_alive(rfm.iloc[:400], at=13.0, interval=LEVEL, n_draws=20, seed=8),
                 "table": bgnbd.formula("purchase_pmf_formula")(
                     {k: v[:, None] for k, v in bgnbd.parameter_draws(20, seed=7).items()},
                     **history(rfm), **bgnbd.covariate_data(rfm), t=10.0, n_max=5)}
@@ -148,7 +150,8 @@ def test_sharing_changes_no_number(fits, customers, monkeypatch):
     np.testing.assert_allclose(shared["table"], alone["table"], rtol=0, atol=1e-12)
     assert shared["table"].shape == (20, len(rfm), 6)
     pd.testing.assert_frame_equal(shared["predictive"], alone["predictive"], check_exact=False, rtol=1e-12)
-    pd.testing.assert_frame_equal(shared["clv"], alone["clv"], check_exact=False, rtol=1e-12)
+    for name in ("clv", "dert", "alive_later"):
+        pd.testing.assert_frame_equal(shared[name], alone[name], check_exact=False, rtol=1e-12)
 
 
 def test_active_customers_sums_each_customers_p_alive(fits, customers):
