@@ -20,6 +20,8 @@ Usage::
 
     python benchmarks/bench_covariates_scoring.py                     # 1M customers
     python benchmarks/bench_covariates_scoring.py --customers 100000  # a quick check
+    python benchmarks/bench_covariates_scoring.py --continuous         # every customer her own profile
+    python benchmarks/bench_covariates_scoring.py --src OLD/src        # another version of clvmodels
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ TASKS = {
     "clv_expected": "clv.clv(pm, gg, rfm, horizon=12, period_length=4.345, discount_rate=0.01, interval=0.9, "
                     "kind='expected', n_draws=200, seed=1)",
 }
+
+
+def continuous(rfm, seed: int = 2):
+    """The covariates made continuous (a little noise on each value): every customer her own profile."""
+    rng = np.random.default_rng(seed)
+    return rfm.assign(**{c: rfm[c] + rng.normal(0.0, 0.1, len(rfm)) for c in COVARIATES})
 
 
 def with_spend(rfm, seed: int = 1):
@@ -98,16 +106,22 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--repeat", type=int, default=1, help="runs of each task; the fastest is reported")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--continuous", action="store_true",
+                        help="continuous covariates (noise added): every customer her own profile")
+    parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parents[1] / "src",
+                        help="the clvmodels source tree to time (default: this checkout's), e.g. an older commit's")
     args = parser.parse_args()
-    src = Path(__file__).resolve().parents[1] / "src"
+    src = args.src.resolve()
+    kind = "continuous" if args.continuous else "categorical"
     print(f"Scoring {args.customers:,} simulated customers with 200-draw 90% intervals: 2 purchase + 2 drop-out "
-          f"(+ 2 spend) categorical covariates against none (goal: ratio <= 2x)")
+          f"(+ 2 spend) {kind} covariates against none (goal: ratio <= 2x); clvmodels from {src}")
     header = (f"{'model':<6} {'task':<19} {'profiles':>8} {'distinct rows':>19} {'s without':>10} {'s with':>8} "
               f"{'ratio':>6} {'cpu ratio':>9} {'GiB without':>12} {'GiB with':>9}")
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             rfm = with_spend(simulate(model, args.customers))
+            rfm = continuous(rfm) if args.continuous else rfm
             data, models = Path(tmp) / f"{model}.parquet", Path(tmp) / model
             rfm.to_parquet(data)
             fit = _common.run_child(__file__, sys.executable, ["fit", data, models, model], src, args.timeout)

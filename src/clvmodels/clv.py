@@ -27,8 +27,8 @@ from .errors import ClvDataError, renamed_argument
 from .models.base import check_kind
 from .validation import validate_columns
 from .models.covariates import KEY_PREFIX
-from .models.draws import (CHUNK_ELEMENTS, EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles, sample_frame,
-                           summarise_draws)
+from .models.draws import (CHUNK_ELEMENTS, EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles,
+                           sample_frame, summarise_draws)
 from . import predictive as P
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows

@@ -109,8 +109,11 @@ def _pmf_moments(model, draws, data, t: float, n_max: int, *, mean: bool = False
     per draw (``L``), the mean pmf of the pair's histories is the matrix product ``pᵀ L / n_draws``
     (plus the dead mass at 0), the cdf's variance comes from ``pᵀ S`` and ``(p²)ᵀ S²`` with ``S = 1 −``
     the alive customers' cdf (``F = 1 − p S``), and the mean from ``pᵀ E[Y(t) | alive]``: no table of
-    draws x histories x counts, and ``P(alive)`` evaluated once. Other models go through their
-    ``purchase_pmf_formula`` (and ``expected_purchases_formula``) per history. Chunks of bounded memory.
+    draws x histories x counts, and ``P(alive)`` evaluated once. With covariates the same holds per
+    covariate profile, at the parameters its customers share (rows sorted by profile,
+    :func:`~clvmodels.models.covariates.profile_groups`); where profiles are nearly all distinct, and
+    for other models, the ``purchase_pmf_formula`` (and ``expected_purchases_formula``) are evaluated
+    per history. Chunks of bounded memory.
     """
     names = list(model.data_columns)
     covariates = [k for k in data if k.startswith(KEY_PREFIX)]

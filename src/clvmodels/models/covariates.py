@@ -278,7 +278,7 @@ class CovariateLink:
         return out
 
 
-def profile_groups(z: dict[str, np.ndarray]) -> list[tuple[dict[str, float], np.ndarray]] | None:
+def profile_groups(z: dict[str, np.ndarray]) -> list[tuple[dict[str, float], np.ndarray | slice]] | None:
     """The distinct covariate profiles (rows of the equal-length 1-d columns ``z``) with the positions
     of their customers: ``[(profile, rows), ...]``, profiles in first-appearance order, rows increasing
     (a slice where they are contiguous: customers sorted by profile, ``unique_rows(..., sort=True)``).

@@ -128,8 +128,9 @@ def summarise_draws(fn, draws: dict[str, np.ndarray], data: dict[str, np.ndarray
     """Per-customer mean (and median/interval) over draws of ``fn(params, **data)``.
 
     ``fn`` is evaluated once per distinct row of ``data`` (identical histories have identical
-    predictions; with covariate columns, the rows sorted by covariate profile, which a formula with
-    covariates evaluates profile by profile, :func:`~clvmodels.models.covariates.per_profile`), streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
+    predictions; with covariate columns the rows are sorted by covariate profile, which a formula
+    with covariates evaluates profile by profile, :func:`~clvmodels.models.covariates.per_profile`),
+    streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
     ``compress_rows=False`` evaluates it on every row instead: for formulas of a few arithmetic
     operations per row, cheaper than finding the distinct rows. ``finite=False``: a non-finite value
     is not an error but makes its row's mean non-finite (batch scoring rejects such customers one by one).
