@@ -17,7 +17,8 @@ from clvmodels.models import covariates as C
 from clvmodels.models.bgnbd import expected_purchases as bgnbd_expected, probability_alive as bgnbd_alive
 from clvmodels.models.draws import model_draws
 from clvmodels.models.gamma_gamma import expected_spend
-from clvmodels.models.pareto_nbd import expected_purchases as pnbd_expected, probability_alive as pnbd_alive
+from clvmodels.models.pareto_nbd import (expected_purchases as pnbd_expected, probability_alive as pnbd_alive,
+                                        purchase_pmf as pnbd_pmf)
 
 HISTORY = ("frequency", "recency", "T")
 LEVEL = 0.9
@@ -101,6 +102,9 @@ def test_pareto_nbd_intervals_equal_direct_evaluation(customers):
     assert_frame_matches(out, summary(pnbd_expected(params, **hist, t=8.0)), rtol=1e-10)
     out = model.probability_alive(customers, interval=LEVEL, n_draws=100, seed=2)
     assert_frame_matches(out, summary(pnbd_alive(params, **hist)), rtol=1e-10)
+    # the predictive pmf, per profile and (x, T) pair, against the pmf table at each customer's parameters
+    table = predictive.purchase_pmf(model, 8, 5, customers, n_draws=100, seed=2)
+    np.testing.assert_allclose(table, pnbd_pmf(params, **hist, t=8.0, n_max=5).mean(axis=0), rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["categorical", "continuous"])
