@@ -27,8 +27,8 @@ from .errors import ClvDataError, renamed_argument
 from .models.base import check_kind
 from .validation import validate_columns
 from .models.covariates import KEY_PREFIX
-from .models.draws import (EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles, sample_frame,
-                           summarise_draws)
+from .models.draws import (CHUNK_ELEMENTS, EXPECTED, PREDICTIVE, check_interval, interval_frame, model_draws, quantiles,
+                           sample_frame, summarise_draws)
 from . import predictive as P
 from .models.purchase import PurchaseModel
 from .models.rows import unique_rows
@@ -84,31 +84,49 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
     (see :func:`purchase_value_draws`).
 
     The purchase-model quantities are evaluated once per distinct history (see
-    :func:`purchase_value_draws`); ``spend_model`` may be ``None`` when ``what`` needs no spend.
+    :func:`purchase_value_draws`; with covariates, per distinct history and covariate profile),
+    streaming over chunks of histories and their customers so that draws x customers never has to
+    fit in memory at once; ``spend_model`` may be ``None`` when ``what`` needs no spend.
     ``finite=False``: a non-finite value makes its customer's mean non-finite instead of raising
     (see :func:`clvmodels.models.base.summarise_draws`). ``rfm``: the customers' table, whose covariate
     columns models with covariates read (:meth:`~clvmodels.models.base.CLVModel.covariate_data`)."""
     models = [purchase_model] + ([spend_model] if spend_model is not None else [])
     covariates = [_covariates(m, rfm) for m in models]
     draws = model_draws(*models, interval=interval, n_draws=n_draws, seed=seed)
-    histories, history_code = unique_rows({**{k: data[k] for k in purchase_model.data_columns}, **covariates[0]})
+    # sorted (by covariate profile, then frequency): a chunk of histories holds whole profiles and
+    # (frequency, age) pairs, which formulas share (per profile, per pair)
+    histories, history_code = unique_rows({**covariates[0], **{k: data[k] for k in purchase_model.data_columns}},
+                                          sort=True)
     if bounds is None:
         bounds, factors = clv_periods(horizon, period_length, discount_rate)
-    values = purchase_value_draws(purchase_model, {k: v[:, None] for k, v in draws[0].items()}, histories,
-                                  bounds=bounds, factors=factors)
-    out = {}
-    per_history = {"history": np.arange(len(next(iter(histories.values()))), dtype=float)}
-    for name in ("expected_purchases", "probability_alive"):
-        if name in what:
-            summary = summarise_draws(_gather(values[name], name), draws[0], per_history, interval=interval,
-                                      compress_rows=False, finite=finite)
-            out[name] = {k: v[history_code] for k, v in summary.items()}
+    n_histories, n_draws = len(next(iter(histories.values()))), len(next(iter(draws[0].values())))
+    keys = ("mean",) if interval is None else ("mean", "median", "lower", "upper")
+    params = {k: v[:, None] for k, v in draws[0].items()}
+    spend_data = {}
     if {"expected_spend", "clv"} & set(what):
         expected_spend = spend_model.formula("expected_spend_formula")
         spend_data = {**{k: data[k] for k in spend_model.data_columns}, **covariates[1]}
-        if "expected_spend" in what:
-            out["expected_spend"] = summarise_draws(expected_spend, draws[1], spend_data, interval=interval,
-                                                    compress_rows=False, finite=finite)
+    out = {}
+    if "expected_spend" in what:
+        out["expected_spend"] = summarise_draws(expected_spend, draws[1], spend_data, interval=interval,
+                                                compress_rows=False, finite=finite)
+    per_history = {name: {k: np.empty(n_histories) for k in keys}
+                   for name in ("expected_purchases", "probability_alive") if name in what}
+    if "clv" in what:
+        out["clv"] = {k: np.empty(len(history_code)) for k in keys}
+    customers = np.argsort(history_code, kind="stable")          # customers by history: a chunk's are contiguous
+    ends = np.searchsorted(history_code[customers], np.arange(0, n_histories + 1))
+    step = max(1, CHUNK_ELEMENTS // max(n_draws, 1))            # draws x histories held at once
+    for h0 in range(0, n_histories, step):
+        h1 = min(h0 + step, n_histories)
+        values = purchase_value_draws(purchase_model, params, {k: v[h0:h1] for k, v in histories.items()},
+                                      bounds=bounds, factors=factors)
+        local = {"history": np.arange(h1 - h0, dtype=float)}
+        for name, parts in per_history.items():
+            summary = summarise_draws(_gather(values[name], name), draws[0], local, interval=interval,
+                                      compress_rows=False, finite=finite)
+            for k, v in summary.items():
+                parts[k][h0:h1] = v
         if "clv" in what:
             purchases = values["discounted_purchases"]
 
@@ -116,10 +134,16 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
                 return purchases[:, history.astype(np.int64)] * expected_spend(params, **spend_history)
 
             clv_fn.__name__ = "clv"
+            who = customers[ends[h0]:ends[h1]]
             # per customer a gather and a few products, and mean spends are nearly all distinct:
             # de-duplicating these rows would cost more than it saves
-            out["clv"] = summarise_draws(clv_fn, draws[1], {"history": history_code.astype(float), **spend_data},
-                                         interval=interval, compress_rows=False, finite=finite)
+            summary = summarise_draws(clv_fn, draws[1], {"history": (history_code[who] - h0).astype(float),
+                                                         **{k: v[who] for k, v in spend_data.items()}},
+                                      interval=interval, compress_rows=False, finite=finite)
+            for k, v in summary.items():
+                out["clv"][k][who] = v
+    for name, parts in per_history.items():
+        out[name] = {k: v[history_code] for k, v in parts.items()}
     return out
 
 

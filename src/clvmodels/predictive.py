@@ -39,6 +39,7 @@ import pandas as pd
 from . import metrics as M
 from .errors import ClvDataError
 from .models.base import check_kind
+from .models.covariates import KEY_PREFIX, profile_groups
 from .validation import validate_columns
 from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, SIMULATION_DRAWS, check_finite, check_interval, sample_frame,
                            interval_frame, parameter_draws, predictive_draws)
@@ -108,30 +109,41 @@ def _pmf_moments(model, draws, data, t: float, n_max: int, *, mean: bool = False
     per draw (``L``), the mean pmf of the pair's histories is the matrix product ``pᵀ L / n_draws``
     (plus the dead mass at 0), the cdf's variance comes from ``pᵀ S`` and ``(p²)ᵀ S²`` with ``S = 1 −``
     the alive customers' cdf (``F = 1 − p S``), and the mean from ``pᵀ E[Y(t) | alive]``: no table of
-    draws x histories x counts, and ``P(alive)`` evaluated once. Other models go through their
-    ``purchase_pmf_formula`` (and ``expected_purchases_formula``) per history. Chunks of bounded memory.
+    draws x histories x counts, and ``P(alive)`` evaluated once. With covariates the same holds per
+    covariate profile, at the parameters its customers share (rows sorted by profile,
+    :func:`~clvmodels.models.covariates.profile_groups`); where profiles are nearly all distinct, and
+    for other models, the ``purchase_pmf_formula`` (and ``expected_purchases_formula``) are evaluated
+    per history. Chunks of bounded memory.
     """
     names = list(model.data_columns)
+    covariates = [k for k in data if k.startswith(KEY_PREFIX)]
     rows = len(next(iter(data.values())))
     n_draws = _n(draws)
     params = {k: v[:, None] for k, v in draws.items()}
-    # rows in (frequency, age, the rest) order: a pair's histories are contiguous
-    order = np.lexsort([data[k] for k in reversed([names[0], names[-1], *names[1:-1]])])
+    # rows in (covariate profile, frequency, age, the rest) order: a pair's histories are contiguous
+    order = np.lexsort([data[k] for k in reversed([*covariates, names[0], names[-1], *names[1:-1]])])
     data = {k: v[order] for k, v in data.items()}
     out = {"pmf": np.empty((rows, n_max + 1)), "cdf_var": np.empty((rows, n_max))}
     if mean:
         out.update(mean=np.empty(rows), mean_var=np.empty(rows))
     chunk = max(1, CHUNK_ELEMENTS // (n_draws * (n_max + 1)))
-    # per (frequency, age) pair only where customers of a pair share their parameters (no covariates)
-    future_pmf = None if model.has_covariates else type(model).future_pmf_formula
+    link = model._covariate_link()
     with progress(rows, "predictive distributions", "histories") as advance:
         for start in range(0, rows, chunk):
             sl = slice(start, min(start + chunk, rows))
             part = {k: v[sl] for k, v in data.items()}
-            if future_pmf is None:
-                _moments_per_history(model, params, part, t, n_max, out, sl, mean)
+            # per (frequency, age) pair where customers of a pair share their parameters: per
+            # covariate profile, at its parameters (contiguous rows, sorted by profile)
+            groups = profile_groups({k: part.pop(k) for k in covariates}) if covariates else [({}, slice(None))]
+            if type(model).future_pmf_formula is None or groups is None:
+                _moments_per_history(model, params, {**part, **{k: data[k][sl] for k in covariates}},
+                                     t, n_max, out, sl, mean)
             else:
-                _moments_per_pair(model, params, part, t, n_max, out, sl, mean)
+                for profile, group in groups:
+                    group = range(sl.stop - sl.start)[group]
+                    _moments_per_pair(model, link.individual(params, profile) if profile else params,
+                                      {k: v[group.start:group.stop] for k, v in part.items()}, t, n_max, out,
+                                      slice(start + group.start, start + group.stop), mean)
             advance(sl.stop - sl.start)
     unsorted = np.empty_like(order)
     unsorted[order] = np.arange(rows)
@@ -541,7 +553,7 @@ def active_customers(model, rfm: pd.DataFrame | None = None, *, interval: float 
     check_kind(model, PurchaseModel, "active_customers")
     check_interval(interval)
     rfm = model._rfm_or_fitted(rfm)
-    data, inverse = unique_rows(validate_columns(rfm, model.data_columns))
+    data, inverse = unique_rows({**validate_columns(rfm, model.data_columns), **model.covariate_data(rfm)})
     counts = np.bincount(inverse, minlength=len(next(iter(data.values())))).astype(np.int64)
     rng = np.random.default_rng(seed)
     notes = []
@@ -551,7 +563,7 @@ def active_customers(model, rfm: pd.DataFrame | None = None, *, interval: float 
         notes.append(f"Process uncertainty only: {exc}")
         draws = parameter_draws(model)
     params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws.items()}
-    alive = np.broadcast_to(model.probability_alive_formula(params, **data), (_n(draws), len(counts)))
+    alive = np.broadcast_to(model.formula("probability_alive_formula")(params, **data), (_n(draws), len(counts)))
     check_finite(alive, "P(alive)")
     which = np.arange(int(n_samples)) % _n(draws)
     chunk = max(1, CHUNK_ELEMENTS // max(len(counts), 1))

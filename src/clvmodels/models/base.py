@@ -34,7 +34,7 @@ import pandas as pd
 from ..errors import ClvDataError, ModelKindError, NotFittedError, renamed_argument
 from ..validation import validate_columns  # the one definition (see clvmodels.validation)
 from .draws import EXPECTED, interval_frame, is_bayesian, parameter_draws, summarise_draws
-from .covariates import CovariateDesign, CovariateLink, resolve_constraints, user_scale
+from .covariates import KEY_PREFIX, CovariateDesign, CovariateLink, per_profile, resolve_constraints, user_scale
 from .namespaces import NUMPY
 from .persistence import save_model
 from .registry import add_package_class
@@ -310,7 +310,8 @@ class CLVModel(ABC):
         customer's parameters (:func:`linked`: the data then include :meth:`covariate_data`)."""
         fn = getattr(type(self), name)
         link = self._covariate_link()
-        return fn if fn is None or link is None else linked(fn, link)
+        # a simulation draws its random numbers customer after customer: not profile by profile
+        return fn if fn is None or link is None else linked(fn, link, by_profile=not name.startswith("simulate_"))
 
     def _covariate_grid(self, grid: pd.DataFrame, covariates) -> pd.DataFrame:
         """A prediction grid that needs no customer history (new customers, a cohort's survival) with
@@ -466,14 +467,18 @@ class CLVModel(ABC):
 
 
 # ---------------------------------------------------------------------------- helpers
-def linked(fn: Callable, link: CovariateLink) -> Callable:
+def linked(fn: Callable, link: CovariateLink, *, by_profile: bool = True) -> Callable:
     """``fn(params, **data)`` evaluated at the per-customer parameters of ``link`` (the covariate
-    columns ``z:...`` of ``data`` are consumed by the link)."""
+    columns ``z:...`` of ``data`` are consumed by the link): once per distinct covariate profile, at
+    the parameters its customers share (:func:`~clvmodels.models.covariates.per_profile`; with
+    ``by_profile=False``, or the data passed by position, at every customer's own parameters)."""
     import functools
 
     @functools.wraps(fn)
     def at_customer_parameters(params, *args, **data):
-        z = {k: data.pop(k) for k in list(data) if k.startswith("z:")}
+        z = {k: data.pop(k) for k in list(data) if k.startswith(KEY_PREFIX)}
+        if by_profile and not args:
+            return per_profile(fn, link, params, z, data)
         return fn(link.individual(params, z, NUMPY), *args, **data)
 
     return at_customer_parameters

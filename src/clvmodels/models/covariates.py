@@ -29,9 +29,13 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import ClvDataError, data_error
+from .rows import unique_rows
 
 #: Prefix of the standardised covariate columns in a model's data dict.
 KEY_PREFIX = "z:"
+#: Fewest customers per distinct covariate profile, on average, for which formulas are evaluated
+#: profile by profile (:func:`profile_groups`) rather than at per-customer parameters.
+MIN_PROFILE_ROWS = 8
 
 
 def key(name: str) -> str:
@@ -274,6 +278,63 @@ class CovariateLink:
         return out
 
 
+def profile_groups(z: dict[str, np.ndarray]) -> list[tuple[dict[str, float], np.ndarray | slice]] | None:
+    """The distinct covariate profiles (rows of the equal-length 1-d columns ``z``) with the positions
+    of their customers: ``[(profile, rows), ...]``, profiles in first-appearance order, rows increasing
+    (a slice where they are contiguous: customers sorted by profile, ``unique_rows(..., sort=True)``).
+
+    Customers of one profile share their parameters (a categorical covariate such as a channel or a
+    region has a few profiles), so a formula evaluated per profile sees parameters of shape
+    ``(n_draws, 1)`` and shares its work between customers of equal histories as without covariates
+    (``per_distinct_pair``, ``per_distinct_draw``). ``None`` where that cannot pay: no covariates, or
+    fewer than :data:`MIN_PROFILE_ROWS` customers per profile on average (continuous covariates make
+    nearly every profile distinct; per-customer parameters are then evaluated in one pass)."""
+    if not z:
+        return None
+    n = len(next(iter(z.values())))
+    profiles, code = unique_rows(z)
+    count = len(next(iter(profiles.values())))
+    if count > 1 and count * MIN_PROFILE_ROWS > n:
+        return None
+    order = np.argsort(code, kind="stable")
+    bounds = np.searchsorted(code[order], np.arange(count + 1))
+    groups = []
+    for g in range(count):
+        rows = order[bounds[g]:bounds[g + 1]]
+        if rows[-1] - rows[0] == len(rows) - 1:   # contiguous (rows sorted by profile): a slice, no copy
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)
+        groups.append(({k: float(v[g]) for k, v in profiles.items()}, rows))
+    return groups
+
+
+def per_profile(fn, link: "CovariateLink", params: dict, z: dict[str, np.ndarray], data: dict):
+    """``fn(link.individual(params, z), **data)``, evaluated once per covariate profile
+    (:func:`profile_groups`) on the customers of that profile, at the profile's parameters, and
+    gathered back; at per-customer parameters in one pass where profiles are too many.
+
+    ``data`` holds the customers' 1-d columns (every one sliced by profile) and scalar settings
+    (``t``, ``n_max``: passed on). The customers' axis of the result is that of the parameters' last
+    axis (``(n_draws, customers)``, or ``(n_draws, customers, k)`` for a pmf table)."""
+    groups = profile_groups(z)
+    if groups is None:
+        return fn(link.individual(params, z), **data)
+    n = len(next(iter(z.values())))
+    columns = {k for k, v in data.items() if np.ndim(v) == 1 and len(v) == n}
+    axis = max(max(np.ndim(v) for v in params.values()) - 1, 0)
+    out = None
+    for profile, rows in groups:
+        value = np.asarray(fn(link.individual(params, profile), **{k: v[rows] if k in columns else v
+                                                                   for k, v in data.items()}))
+        if len(groups) == 1:
+            return value
+        value = value.reshape(value.shape + (1,) * (axis + 1 - value.ndim))   # a value per draw only
+        if out is None:
+            out = np.empty(value.shape[:axis] + (n,) + value.shape[axis + 1:], dtype=value.dtype)
+        target = (slice(None),) * axis + (rows,)
+        out[target] = np.broadcast_to(value, out[target].shape)
+    return out
+
+
 def resolve_constraints(constraints, coefficient_names, design: CovariateDesign) -> tuple[tuple[str, ...], ...]:
     """Groups of coefficients constrained equal: each entry of ``constraints`` is a list of
     coefficient names (``["alpha:x", "beta:x"]``) or a covariate name (every coefficient of its
@@ -332,5 +393,5 @@ def lr_test(small, big) -> dict:
     return {"statistic": float(statistic), "df": int(df), "p_value": float(stats.chi2.sf(max(statistic, 0.0), df))}
 
 
-__all__ = ["CovariateDesign", "CovariateLink", "DesignColumn", "KEY_PREFIX", "key", "lr_test",
-           "resolve_constraints", "user_scale"]
+__all__ = ["CovariateDesign", "CovariateLink", "DesignColumn", "KEY_PREFIX", "MIN_PROFILE_ROWS", "key", "lr_test",
+           "per_profile", "profile_groups", "resolve_constraints", "user_scale"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ClvDataError
+from .covariates import KEY_PREFIX
 from .rows import unique_rows
 
 #: Largest number of (draw x customer) values held in memory at once by predictions.
@@ -127,14 +128,17 @@ def summarise_draws(fn, draws: dict[str, np.ndarray], data: dict[str, np.ndarray
     """Per-customer mean (and median/interval) over draws of ``fn(params, **data)``.
 
     ``fn`` is evaluated once per distinct row of ``data`` (identical histories have identical
-    predictions), streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
+    predictions; with covariate columns the rows are sorted by covariate profile, which a formula
+    with covariates evaluates profile by profile, :func:`~clvmodels.models.covariates.per_profile`),
+    streaming over rows in chunks of at most :data:`CHUNK_ELEMENTS` draw-row values.
     ``compress_rows=False`` evaluates it on every row instead: for formulas of a few arithmetic
     operations per row, cheaper than finding the distinct rows. ``finite=False``: a non-finite value
     is not an error but makes its row's mean non-finite (batch scoring rejects such customers one by one).
     """
     if not compress_rows:
         return _summarise_unique(fn, draws, data, interval=interval, finite=finite, **fn_kwargs)
-    data, inverse = unique_rows(data)
+    z = {k: v for k, v in data.items() if k.startswith(KEY_PREFIX)}   # covariates: rows sorted by profile
+    data, inverse = unique_rows({**z, **data}, sort=bool(z))
     out = _summarise_unique(fn, draws, data, interval=interval, finite=finite, **fn_kwargs)
     return {k: v[inverse] for k, v in out.items()}
 

@@ -14,8 +14,22 @@ import numpy as np
 import pandas as pd
 
 
-def unique_rows(data: dict[str, np.ndarray]):
-    """Unique rows of the equal-length arrays in ``data`` and, per original row, its unique row's index."""
+def unique_rows(data: dict[str, np.ndarray], *, sort: bool = False):
+    """Unique rows of the equal-length arrays in ``data`` and, per original row, its unique row's index.
+
+    The unique rows come in first-appearance order, or with ``sort`` in lexicographic order of the
+    columns, the first column of ``data`` varying slowest (rows that share leading columns, e.g. a
+    covariate profile, are then contiguous)."""
+    uniq, inverse = _unique_rows(data)
+    if not sort or not uniq:
+        return uniq, inverse
+    order = np.lexsort([uniq[k] for k in reversed(list(uniq))])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return {k: v[order] for k, v in uniq.items()}, rank[inverse]
+
+
+def _unique_rows(data: dict[str, np.ndarray]):
     names = list(data)
     n = len(data[names[0]])
     key = np.zeros(n, dtype=np.int64)
