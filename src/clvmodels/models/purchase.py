@@ -83,11 +83,15 @@ class PurchaseModel(CLVModel):
     #: operations per row, which is cheaper than finding the distinct rows.
     compress_alive_rows: ClassVar[bool] = True
 
-    def __init__(self, *, purchase_covariates: list[str] | None = None, dropout_covariates: list[str] | None = None, **kwargs):
-        """``purchase_covariates``, ``dropout_covariates``: columns of the customer table whose values scale the purchase and drop-out processes (each model's ``covariate_links``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
+    def __init__(self, *, purchase_covariates: list[str] | None = None, dropout_covariates: list[str] | None = None,
+                 purchase_time_varying: list[str] | None = None, dropout_time_varying: list[str] | None = None,
+                 **kwargs):
+        """``purchase_covariates``, ``dropout_covariates``: columns of the customer table whose values scale the purchase and drop-out processes (each model's ``covariate_links``); ``purchase_time_varying``, ``dropout_time_varying``: time-varying covariates (columns of the pieces of ``fit(..., time_varying=)``) multiplying the purchase and drop-out rates by ``exp(γ·z(t))`` (:mod:`.timevarying`; the model's ``time_varying_model``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
         super().__init__(**kwargs)
         self.purchase_covariates = purchase_covariates
         self.dropout_covariates = dropout_covariates
+        self.purchase_time_varying = purchase_time_varying
+        self.dropout_time_varying = dropout_time_varying
 
     @staticmethod
     @abstractmethod

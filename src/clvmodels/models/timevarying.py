@@ -1,0 +1,389 @@
+"""Time-varying covariates in the purchase models: the design, the integrated multipliers, the fit's
+objective and the forecasts (issue #16).
+
+A customer's purchase rate is ``λ_i exp(γ_p·z_i(t))`` (and, for Pareto/NBD, her drop-out rate
+``μ_i exp(γ_d·z_i(t))``), piecewise constant on the pieces of :mod:`clvmodels.exposure` (Bachmann,
+Meierer & Näf 2021, "The role of time-varying contextual factors in latent attrition models for
+customer base analysis", Marketing Science 40(4): CLVTools' "pnbd dyncov"). Everything the models need
+comes from the integrated multipliers, on each customer's clock,
+
+    A_i(t) = ∫_0^t exp(γ_p·z_i(u)) du,      C_i(t) = ∫_0^t exp(γ_d·z_i(u)) du,
+
+and from ``γ_p·purchase_z_i`` (the purchase times' multipliers: the Jacobian of the time change at the
+``x`` repeat purchases).
+
+* BG/NBD and MBG/NBD are a **time change**: in operational time ``A(t)`` the purchases and the
+  drop-out chances after them follow the model without covariates, so
+  ``ln L_i = γ_p·purchase_z_i + LL(x, t_x → A(t_x), T → A(T))`` with the model's one
+  ``log_likelihood``; forecasts are the model's formulas in operational time.
+* Pareto/NBD's drop-out runs on its own clock ``C``: its likelihood is :mod:`.pnbd_timevarying`.
+
+Each model that supports time-varying covariates declares ``time_varying_model``, an object with
+``processes`` (those it links), ``extras(params, gammas, exposure, want_grad)`` (the per-customer
+quantities its likelihood reads beyond the RFM columns, with their derivatives) and
+``log_likelihood(params, data, xp)`` (over the RFM columns and those extras). The fit's objective
+(:func:`objective`) evaluates that likelihood with dual numbers whose tangents are the per-customer
+parameters and the extras, then applies the chain rule through the extras' derivatives in ``γ``
+and through the static covariates' link (:func:`~.mle.link_gradient`).
+
+Coefficients are fitted on standardised covariates (their exposure-weighted mean and standard
+deviation over the fit's pieces; a shift is absorbed by the population parameters) and reported on
+the user's scale too, like static covariates; they are named ``tv_<process>:<column>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ClvDataError
+from ..exposure import ExposurePieces, TimeVaryingSummary
+from . import dual
+from .namespaces import DUAL, NUMPY
+
+#: The processes a time-varying covariate can scale.
+PROCESSES = ("purchase", "dropout")
+
+
+def coefficient_name(process: str, column: str) -> str:
+    """The name of the coefficient of ``column`` in ``process`` (``tv_purchase:holiday``)."""
+    return f"tv_{process}:{column}"
+
+
+# ---------------------------------------------------------------------------- design
+@dataclass(frozen=True)
+class TimeVaryingDesign:
+    """The time-varying covariates of a model: the columns of each process and their standardisation
+    (exposure-weighted mean and standard deviation over the fit's pieces)."""
+
+    processes: dict
+    columns: tuple[str, ...]
+    means: tuple[float, ...]
+    scales: tuple[float, ...]
+
+    @classmethod
+    def learn(cls, pieces: ExposurePieces, processes: dict[str, list[str]]) -> "TimeVaryingDesign":
+        columns = tuple(dict.fromkeys(c for cols in processes.values() for c in cols))
+        z = _columns(pieces, columns)
+        w = np.asarray(pieces.length, dtype=float)
+        if not w.sum() > 0:
+            raise ClvDataError("The time-varying covariates' pieces have no length: nothing to fit.")
+        means = np.average(z, axis=0, weights=w) if len(z) else np.zeros(len(columns))
+        scales = np.sqrt(np.average((z - means) ** 2, axis=0, weights=w))
+        flat = [c for c, m, s in zip(columns, means, scales) if not s > 1e-12 * max(1.0, abs(m))]
+        if flat:
+            raise ClvDataError(f"Time-varying covariate(s) {flat} take one value over every customer's window "
+                               f"({len(w):,} pieces): their effect is not identified apart from the population "
+                               "parameters. Leave them out (or pass a static covariate instead).")
+        return cls({p: tuple(c) for p, c in processes.items()}, columns, tuple(map(float, means)),
+                   tuple(map(float, scales)))
+
+    def names(self, process: str) -> tuple[str, ...]:
+        return tuple(self.processes.get(process, ()))
+
+    def index(self, process: str) -> np.ndarray:
+        """The positions of ``process``'s columns among :attr:`columns`."""
+        return np.array([self.columns.index(c) for c in self.names(process)], dtype=np.int64)
+
+    @property
+    def coefficient_names(self) -> tuple[str, ...]:
+        return tuple(coefficient_name(p, c) for p in PROCESSES for c in self.names(p))
+
+    def split(self, coefficients) -> dict[str, np.ndarray]:
+        """``{process: its coefficients}`` from a vector in the order of :attr:`coefficient_names`."""
+        out, at = {}, 0
+        for p in PROCESSES:
+            n = len(self.names(p))
+            out[p] = np.asarray(coefficients[at:at + n], dtype=float)
+            at += n
+        return out
+
+    def standardise(self, pieces: ExposurePieces) -> np.ndarray:
+        """The pieces' ``z`` as the design's standardised columns."""
+        return (_columns(pieces, self.columns) - np.array(self.means)) / np.array(self.scales)
+
+    def user_scale(self, values: np.ndarray) -> np.ndarray:
+        """Coefficients (or their SEs) per unit of the user's columns."""
+        scale = {c: s for c, s in zip(self.columns, self.scales)}
+        return np.asarray(values, dtype=float) / np.array([scale[c] for p in PROCESSES for c in self.names(p)])
+
+    def to_dict(self) -> dict:
+        return {"processes": {p: list(c) for p, c in self.processes.items()}, "columns": list(self.columns),
+                "means": list(self.means), "scales": list(self.scales)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TimeVaryingDesign":
+        try:
+            design = cls({str(p): tuple(map(str, c)) for p, c in d["processes"].items()},
+                         tuple(map(str, d["columns"])), tuple(map(float, d["means"])), tuple(map(float, d["scales"])))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ClvDataError(f"Invalid time-varying covariate design ({type(exc).__name__}: {exc}).") from None
+        ok = (len(design.means) == len(design.scales) == len(design.columns)
+              and all(np.isfinite(m) and np.isfinite(s) and s > 0 for m, s in zip(design.means, design.scales))
+              and all(c in design.columns for cols in design.processes.values() for c in cols))
+        if not ok:
+            raise ClvDataError("Invalid time-varying covariate design: every column needs a finite mean and a "
+                               "positive scale, and every process's columns must be among the design's.")
+        return design
+
+
+def _columns(pieces: ExposurePieces, columns) -> np.ndarray:
+    """The pieces' ``z`` columns named ``columns`` (an error naming the missing ones)."""
+    missing = [c for c in columns if c not in pieces.columns]
+    if missing:
+        raise ClvDataError(f"Time-varying covariate(s) {missing} are not among the pieces' columns "
+                           f"{list(pieces.columns)}; build the summary with them.")
+    z = np.asarray(pieces.z, dtype=float).reshape(len(pieces.length), -1)
+    return z[:, [list(pieces.columns).index(c) for c in columns]]
+
+
+# ---------------------------------------------------------------------------- exposure
+@dataclass(frozen=True)
+class Exposure:
+    """Pieces as the likelihood reads them: standardised covariates, and which pieces lie before the
+    recency (``before``); ``purchase_z`` standardised (``Σ_j (z_j − m)/s = (purchase_z − x m)/s``)."""
+
+    customer: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+    z: np.ndarray
+    before: np.ndarray
+    purchase_z: np.ndarray
+    n: int
+
+    @classmethod
+    def of_summary(cls, design: TimeVaryingDesign, summary: TimeVaryingSummary, frequency, recency, T) -> "Exposure":
+        pieces = summary.pieces
+        n = len(frequency)
+        check_pieces(pieces, n, T)
+        pz = np.asarray(summary.purchase_z, dtype=float).reshape(n, -1)
+        if pz.shape[1] != len(pieces.columns):
+            raise ClvDataError(f"purchase_z has {pz.shape[1]} columns, the pieces {len(pieces.columns)}.")
+        if not np.all(np.isfinite(pz)):
+            raise ClvDataError(f"purchase_z has {int((~np.isfinite(pz)).any(axis=1).sum()):,} rows with missing or "
+                               "infinite values.")
+        pz = pz[:, [list(pieces.columns).index(c) for c in design.columns]]
+        pz = (pz - np.asarray(frequency, dtype=float)[:, None] * np.array(design.means)) / np.array(design.scales)
+        customer = np.asarray(pieces.customer, dtype=np.int64)
+        start, length = np.asarray(pieces.start, dtype=float), np.asarray(pieces.length, dtype=float)
+        tx = np.asarray(recency, dtype=float)[customer]
+        before = start + length <= tx + 1e-9 * (1.0 + tx)
+        return cls(customer, start, length, design.standardise(pieces), before, pz, n)
+
+    @classmethod
+    def of_pieces(cls, design: TimeVaryingDesign, pieces: ExposurePieces, n: int) -> "Exposure":
+        """A future window's pieces (no purchases, nothing before a recency)."""
+        check_pieces(pieces, n)
+        customer = np.asarray(pieces.customer, dtype=np.int64)
+        return cls(customer, np.asarray(pieces.start, dtype=float), np.asarray(pieces.length, dtype=float),
+                   design.standardise(pieces), np.zeros(len(customer), dtype=bool), np.zeros((n, len(design.columns))), n)
+
+    def clipped(self, start, end) -> "Exposure":
+        """The parts of the pieces within ``[start_i, end_i]`` (per customer, on her clock)."""
+        lo = np.maximum(self.start, np.asarray(start, dtype=float)[self.customer])
+        hi = np.minimum(self.start + self.length, np.asarray(end, dtype=float)[self.customer])
+        keep = hi > lo
+        return Exposure(self.customer[keep], lo[keep], (hi - lo)[keep], self.z[keep], self.before[keep],
+                        self.purchase_z, self.n)
+
+    def multiplier(self, design: TimeVaryingDesign, process: str, gamma) -> np.ndarray:
+        """``exp(γ·z)`` on each piece (``γ`` the process's coefficients; draws on a leading axis)."""
+        idx = design.index(process)
+        gamma = np.asarray(gamma, dtype=float)
+        if not idx.size:
+            return np.ones(gamma.shape[:-1] + self.length.shape)
+        return np.exp(gamma @ self.z[:, idx].T)
+
+    def integrate(self, values: np.ndarray, mask=None) -> np.ndarray:
+        """``Σ`` of ``values`` over each customer's pieces (optionally those where ``mask``); a leading
+        axis of draws is kept."""
+        values = values if mask is None else values * mask
+        if values.ndim == 1:
+            return np.bincount(self.customer, weights=values, minlength=self.n)
+        return np.stack([np.bincount(self.customer, weights=v, minlength=self.n) for v in values])
+
+
+def check_pieces(pieces: ExposurePieces, n: int, T=None) -> None:
+    """The pieces belong to a table of ``n`` customers, are finite with positive lengths, and (given
+    ``T``) tile each customer's ``[0, T_i]``."""
+    customer = np.asarray(pieces.customer)
+    if pieces.n_customers != n:
+        raise ClvDataError(f"The time-varying summary is for {pieces.n_customers:,} customers, the table has {n:,} "
+                           "rows: build it from the same customers, in the same order.")
+    if customer.size and (customer.min() < 0 or customer.max() >= n or np.any(np.diff(customer) < 0)):
+        raise ClvDataError("The pieces' customer index must be ascending rows of the customer table.")
+    length = np.asarray(pieces.length, dtype=float)
+    bad = ~(np.isfinite(length) & (length > 0)) | ~np.isfinite(np.asarray(pieces.start, dtype=float))
+    if bad.any() or not np.all(np.isfinite(pieces.z)):
+        raise ClvDataError(f"{int(bad.sum()):,} pieces have a non-positive or non-finite length or start, or the "
+                           "covariates are not finite.")
+    if T is not None:
+        covered = np.bincount(customer, weights=length, minlength=n)
+        T = np.asarray(T, dtype=float)
+        off = np.abs(covered - T) > 1e-6 * (1.0 + T)
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            raise ClvDataError(f"The pieces do not cover [0, T] for {int(off.sum()):,} customers (e.g. row {i}: "
+                               f"{covered[i]:.6g} of T = {T[i]:.6g}); build the summary from the same RFM table.")
+
+
+# ---------------------------------------------------------------------------- time change (BG/NBD, MBG/NBD)
+class TimeChange:
+    """A model whose process in operational time ``A(t)`` is the model without covariates (BG/NBD,
+    MBG/NBD: only the purchase rate varies): its likelihood is the model's own at
+    ``t_x → A(t_x)``, ``T → A(T)`` (plus ``γ_p·purchase_z``, added by :func:`objective`)."""
+
+    processes = ("purchase",)
+
+    def __init__(self, log_likelihood):
+        self.log_likelihood = log_likelihood
+
+    def extras(self, params, gammas, exposure: Exposure, design: TimeVaryingDesign, want_grad: bool):
+        """``{"recency": A(t_x), "T": A(T)}``, each ``(value, None, ∂/∂γ_p (n, K_p))``."""
+        e = exposure.multiplier(design, "purchase", gammas["purchase"])
+        le = exposure.length * e
+        z = exposure.z[:, design.index("purchase")]
+        out = {}
+        for name, mask in (("recency", exposure.before), ("T", None)):
+            value = exposure.integrate(le, mask)
+            grad = (np.stack([exposure.integrate(le * z[:, k], mask) for k in range(z.shape[1])], axis=-1)
+                    if want_grad else None)
+            out[name] = (value, None, {"purchase": grad})
+        return out
+
+
+# ---------------------------------------------------------------------------- the model's side
+def processes_of(model, summary=None) -> dict[str, list[str]]:
+    """``{process: [columns]}`` of the time-varying covariates named in ``model``'s constructor
+    (``<process>_time_varying``); checks that the class links them and, given the fit's ``summary``
+    (or ``None``), that one is given exactly when they are named."""
+    out = {}
+    for process in PROCESSES:
+        columns = getattr(model, f"{process}_time_varying", None)
+        if columns is None or (not isinstance(columns, str) and len(columns) == 0):
+            continue
+        if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+            raise ClvDataError(f"{process}_time_varying must be a list of column names, got {columns!r:.80}.")
+        out[process] = list(columns)
+    tv_model = getattr(type(model), "time_varying_model", None)
+    unlinked = [p for p in out if tv_model is None or p not in tv_model.processes]
+    if unlinked:
+        raise ClvDataError(f"{type(model).__name__} has no time-varying covariates of its {unlinked} process(es) "
+                           f"(it links {list(tv_model.processes) if tv_model else 'none'}); leave "
+                           f"{[p + '_time_varying' for p in unlinked]} out.")
+    if out and summary is None:
+        raise ClvDataError(f"This {type(model).__name__} has time-varying covariates {out}: pass their summary, "
+                           "fit(rfm, time_varying=summary) (a clvmodels.exposure.TimeVaryingSummary of the same "
+                           "customers).")
+    if summary is not None and not out:
+        raise ClvDataError(f"time_varying= was given but {type(model).__name__} names no time-varying covariate: "
+                           "pass purchase_time_varying=[...] (or dropout_time_varying=[...]) to the constructor.")
+    if summary is not None and not isinstance(summary, TimeVaryingSummary):
+        raise ClvDataError(f"time_varying must be a clvmodels.exposure.TimeVaryingSummary, got {type(summary).__name__}.")
+    return out
+
+
+def fit_setup(model, processes: dict, summary: TimeVaryingSummary, data: dict, w: np.ndarray):
+    """Learn and keep the design (``time_varying_``) and return what :func:`~.mle.fit_mle` takes:
+    ``(coefficient names, make(covariate_penalty) -> objective)``."""
+    design = TimeVaryingDesign.learn(summary.pieces, processes)
+    exposure = Exposure.of_summary(design, summary, data["frequency"], data["recency"], data["T"])
+    model.time_varying_ = design.to_dict()
+    structure = model.likelihood_structure()
+    link = model._covariate_link()
+
+    def make(penalty: float):
+        return objective(structure, structure.time_varying_model, design, exposure, data, w, link, penalty)
+
+    return design.coefficient_names, make
+
+
+def design_of(model) -> TimeVaryingDesign | None:
+    """The fitted model's time-varying design (None without)."""
+    d = getattr(model, "time_varying_", None)
+    return None if d is None else TimeVaryingDesign.from_dict(d)
+
+
+# ---------------------------------------------------------------------------- the fit's objective
+def objective(model_cls, tv_model, design: TimeVaryingDesign, exposure: Exposure, data: dict, w: np.ndarray,
+              link=None, covariate_penalty: float = 0.0):
+    """``f(theta, total, penalizer) -> (nll, grad)`` for the log-parameters, the static covariates'
+    free coefficients (``link``) and the time-varying coefficients (in :attr:`TimeVaryingDesign.
+    coefficient_names` order), as :func:`~.mle.mle_objective`.
+
+    Dual numbers carry one tangent per model parameter (each customer's own) and one per extra
+    quantity of ``tv_model`` (e.g. ``A(t_x)``, ``A(T)``); the chain rule then gives the gradient in
+    ``γ`` (``∂ℓ_i/∂γ = purchase_z_i + Σ_e ∂ℓ_i/∂e_i ∂e_i/∂γ``) and through the link."""
+    from .mle import link_gradient, penalised
+
+    names = model_cls.param_names
+    k = len(names)
+    n_static = 0 if link is None else link.n_free
+    pz = exposure.purchase_z[:, design.index("purchase")]
+
+    def f(theta, total, penalizer):
+        theta = np.asarray(theta, dtype=float)
+        params = dict(zip(names, np.exp(theta[:k])))
+        gammas = design.split(theta[k + n_static:])
+        per_row = params if link is None else link.individual({**params, **link.coefficients(theta[k:k + n_static])},
+                                                               data, np)
+        extras = tv_model.extras(per_row, gammas, exposure, design, True)
+        dims = k + len(extras)
+        unit = np.eye(dims)
+        variables = {n: dual.Dual(per_row[n], unit[:, j].reshape((dims,) + (1,) * np.ndim(per_row[n])))
+                     for j, n in enumerate(names)}
+        columns = dict(data)
+        for e, (name, (value, _, _)) in enumerate(extras.items()):
+            columns[name] = dual.Dual(value, unit[:, k + e].reshape(dims, 1))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ll = tv_model.log_likelihood(variables, columns, DUAL)
+            weighted = ll.full_tangent() * w                          # (dims, n): w_i ∂ℓ_i/∂(θ_ij, e_i)
+        weighted = weighted.copy()
+        grad_gamma = {"purchase": pz.T @ w, "dropout": np.zeros(len(design.names("dropout")))}
+        for e, (value, d_params, d_gamma) in enumerate(extras.values()):
+            we = weighted[k + e]
+            if d_params is not None:      # an extra that reads the per-customer parameters
+                for j in range(k):
+                    weighted[j] = weighted[j] + we * d_params[j]
+            for process, g in d_gamma.items():
+                if g is not None and g.size:
+                    grad_gamma[process] = grad_gamma[process] + we @ g
+        grad_log, grad_static = link_gradient(names, link, weighted[:k], per_row, data)
+        grad = np.r_[grad_log, grad_static, grad_gamma["purchase"], grad_gamma["dropout"]]
+        log_lik = float(np.sum(w * ll.value) + w @ (pz @ gammas["purchase"]))
+        return penalised(theta, k, log_lik, grad, total, penalizer, covariate_penalty)
+
+    return f
+
+
+def log_likelihood_values(model, params: dict, coefficients: dict, exposure: Exposure, data: dict) -> np.ndarray:
+    """Per-customer log-likelihood (numpy) at population ``params`` (linked per customer by the static
+    covariates already) and the time-varying ``coefficients`` (``{process: γ}``)."""
+    design = design_of(model)
+    tv_model = type(model).time_varying_model
+    extras = tv_model.extras(params, coefficients, exposure, design_of(model), False)
+    columns = {**data, **{name: value for name, (value, _, _) in extras.items()}}
+    pz = exposure.purchase_z[:, design.index("purchase")]
+    return tv_model.log_likelihood(params, columns, NUMPY) + pz @ coefficients["purchase"]
+
+
+def coefficient_table(model, level: float) -> pd.DataFrame:
+    """Rows of the time-varying coefficients for ``summary()``: estimate, SE and normal interval on
+    the standardised scale, and per unit of the user's column (``user_*``)."""
+    from scipy import stats
+
+    design = design_of(model)
+    names = list(design.coefficient_names)
+    cov = model.covariance_
+    n = len(names)
+    se = np.sqrt(np.diag(cov)[-n:]) if n and np.all(np.isfinite(cov)) else np.full(n, np.nan)
+    est = model.time_varying_coefficients_[names].to_numpy()
+    z = stats.norm.ppf(0.5 + level / 2)
+    lo, hi = f"lower_{level:.0%}", f"upper_{level:.0%}"
+    table = pd.DataFrame({"estimate": est, "se": se, lo: est - z * se, hi: est + z * se},
+                         index=pd.Index(names, name="parameter"))
+    for column in ("estimate", "se", lo, hi):
+        table[f"user_{column}"] = design.user_scale(table[column].to_numpy())
+    return table

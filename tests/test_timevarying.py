@@ -1,0 +1,164 @@
+"""Time-varying covariates (issue #16): likelihoods, fits, gradients and forecasts of the models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvmodels import BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel
+from clvmodels.errors import ClvDataError
+from clvmodels.exposure import ExposurePieces, TimeVaryingSummary
+from clvmodels.models import timevarying
+from clvmodels.validation import validate_columns
+
+from tv_pieces import grid_pieces, simulate, summary_of
+
+COLUMNS = ["season", "holiday"]
+BG = dict(r=0.8, alpha=4.0, a=0.6, b=2.5)
+PNBD = dict(r=0.8, alpha=4.0, s=0.7, beta=12.0)
+
+
+def z_weekly(k):
+    """A seasonal wave and a holiday every 10th week, by calendar week ``k``."""
+    k = np.asarray(k, float)
+    return np.c_[np.sin(2 * np.pi * k / 13.0), (k % 10 == 0).astype(float)]
+
+
+def cohort(n=1500, seed=1):
+    rng = np.random.default_rng(seed)
+    birth = rng.uniform(0, 30, n)
+    return birth, 60.0 - birth
+
+
+@pytest.fixture(scope="module")
+def bg_data():
+    birth, T = cohort()
+    rfm, times = simulate("bgnbd", BG, birth, T, COLUMNS, z_weekly, [0.5, 0.8], seed=2)
+    return rfm, birth, times
+
+
+@pytest.fixture(scope="module")
+def pnbd_data():
+    birth, T = cohort(seed=3)
+    rfm, times = simulate("pnbd", PNBD, birth, T, COLUMNS, z_weekly, [0.5, 0.8], [0.4, -0.6], seed=4)
+    return rfm, birth, times
+
+
+def objective_of(model, rfm, summary):
+    """The fit's objective ``theta -> (nll, grad)`` of an unfitted ``model`` (static covariates learned)."""
+    data = model._fit_arrays(rfm)
+    design = model._learn_covariates(rfm)
+    if design is not None:
+        data.update(design.transform(rfm))
+        model.covariates_ = design.to_dict()
+    processes = timevarying.processes_of(model, summary)
+    names, make = timevarying.fit_setup(model, processes, summary, data, np.ones(len(rfm)))
+    f = make(0.0)
+    return (lambda theta: f(theta, float(len(rfm)), 0.0)), names
+
+
+def constant_summary(rfm, values, column="c"):
+    """Pieces over each customer's [0, T] (cut at the recency) with a covariate constant in time."""
+    pieces = grid_pieces(np.zeros(len(rfm)), rfm["T"].to_numpy(), [column],
+                         lambda k: np.zeros(len(k)), cut=rfm["recency"].to_numpy())
+    z = values[pieces.customer][:, None]
+    pieces = ExposurePieces((column,), pieces.customer, pieces.start, pieces.length, z, len(rfm))
+    return TimeVaryingSummary(pieces, (rfm["frequency"].to_numpy() * values)[:, None])
+
+
+@pytest.mark.parametrize("cls", [BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel])
+def test_constant_in_time_equals_static_covariate(cls, bg_data):
+    rfm, _, _ = bg_data
+    values = np.random.default_rng(5).normal(1.0, 0.7, len(rfm))
+    table = rfm.assign(c=values)
+    static = cls(purchase_covariates=["c"]).fit(table)
+    varying = cls(purchase_time_varying=["c"]).fit(rfm, time_varying=constant_summary(rfm, values))
+    assert varying.log_likelihood_ == pytest.approx(static.log_likelihood_, abs=1e-8)
+    assert static.converged_ and varying.converged_
+    gs, gv = static.summary().loc["alpha:c", "user_estimate"], varying.summary().loc["tv_purchase:c", "user_estimate"]
+    assert gv == pytest.approx(gs, rel=1e-6)
+    # the baselines differ by the standardisation's shift (customers' mean vs exposure-weighted mean)
+    ms = static.covariates_["columns"][0]["mean"]
+    mv = varying.time_varying_["means"][0]
+    assert varying.params_["alpha"] * np.exp(gv * mv) == pytest.approx(static.params_["alpha"] * np.exp(gs * ms), rel=1e-6)
+    for p in set(cls.param_names) - {"alpha"}:
+        assert varying.params_[p] == pytest.approx(static.params_[p], rel=1e-6)
+
+
+@pytest.mark.parametrize("cls", [BetaGeoModel, ParetoNBDModel])
+def test_zero_coefficients_give_the_model_without_covariates(cls, bg_data):
+    rfm, birth, times = bg_data
+    processes = {"purchase_time_varying": COLUMNS}
+    if cls is ParetoNBDModel:
+        processes["dropout_time_varying"] = ["season"]
+    model = cls(**processes)
+    f, names = objective_of(model, rfm, summary_of(rfm, birth, COLUMNS, z_weekly, times))
+    theta = np.log(np.array(list((BG if cls is BetaGeoModel else PNBD).values())))
+    nll, _ = f(np.r_[theta, np.zeros(len(names))])
+    data = validate_columns(rfm, cls.data_columns)
+    plain = cls.log_likelihood(dict(zip(cls.param_names, np.exp(theta))), data, np)
+    assert -nll * len(rfm) == pytest.approx(float(plain.sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("cls", [BetaGeoModel, ParetoNBDModel])
+def test_refining_the_grid_leaves_the_fit_unchanged(cls, bg_data):
+    rfm, birth, times = bg_data
+    processes = {"purchase_time_varying": COLUMNS}
+    if cls is ParetoNBDModel:
+        processes["dropout_time_varying"] = ["holiday"]
+    weekly = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    daily = summary_of(rfm, birth, COLUMNS, lambda k: z_weekly(np.floor(np.asarray(k) / 7)), times, step=1 / 7)
+    assert len(daily.pieces.length) > 5 * len(weekly.pieces.length)
+    f_week, names = objective_of(cls(**processes), rfm, weekly)
+    f_day, _ = objective_of(cls(**processes), rfm, daily)
+    theta = np.r_[np.log(list((BG if cls is BetaGeoModel else PNBD).values())), 0.3 * np.ones(len(names))]
+    (v1, g1), (v2, g2) = f_week(theta), f_day(theta)
+    assert v2 == pytest.approx(v1, rel=1e-11)
+    np.testing.assert_allclose(g2, g1, rtol=1e-8, atol=1e-11)
+
+
+@pytest.mark.parametrize("cls", [BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel])
+def test_gradient_is_finite_differences(cls, bg_data):
+    rfm, birth, times = bg_data
+    table = rfm.assign(c=np.random.default_rng(6).normal(size=len(rfm)))
+    processes = {"purchase_time_varying": COLUMNS}
+    if cls is ParetoNBDModel:
+        processes["dropout_time_varying"] = ["season"]
+    f, names = objective_of(cls(purchase_covariates=["c"], dropout_covariates=["c"], **processes), table,
+                            summary_of(rfm, birth, COLUMNS, z_weekly, times))
+    k = len(cls.param_names)
+    rng = np.random.default_rng(7)
+    n_static = 1 if cls is ParetoNBDModel else 3
+    theta = np.r_[np.log(list((PNBD if cls is ParetoNBDModel else BG).values())), rng.normal(0, 0.3, n_static + len(names))]
+    _, grad = f(theta)
+    h = 1e-6
+    numeric = np.array([(f(theta + h * e)[0] - f(theta - h * e)[0]) / (2 * h) for e in np.eye(len(theta))])
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+    assert len(theta) == k + n_static + len(names)
+
+
+def test_bgnbd_recovers_the_seasonal_and_holiday_effects(bg_data):
+    rfm, birth, times = bg_data
+    model = BetaGeoModel(purchase_time_varying=COLUMNS).fit(rfm, time_varying=summary_of(rfm, birth, COLUMNS, z_weekly, times))
+    table = model.summary()
+    assert model.converged_
+    for name, truth in (("tv_purchase:season", 0.5), ("tv_purchase:holiday", 0.8)):
+        assert abs(table.loc[name, "user_estimate"] - truth) < 3 * table.loc[name, "user_se"]
+    for p in ("r", "a", "b"):
+        assert abs(table.loc[p, "estimate"] - BG[p]) < 3 * table.loc[p, "se"]
+
+
+def test_errors_name_what_to_do(bg_data):
+    rfm, birth, times = bg_data
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    with pytest.raises(ClvDataError, match="time_varying=summary"):
+        BetaGeoModel(purchase_time_varying=COLUMNS).fit(rfm)
+    with pytest.raises(ClvDataError, match="purchase_time_varying"):
+        BetaGeoModel().fit(rfm, time_varying=summary)
+    with pytest.raises(ClvDataError, match="dropout"):
+        BetaGeoModel(dropout_time_varying=COLUMNS).fit(rfm, time_varying=summary)
+    with pytest.raises(ClvDataError, match="not among the pieces"):
+        BetaGeoModel(purchase_time_varying=["promo"]).fit(rfm, time_varying=summary)
+    with pytest.raises(ClvDataError, match="do not cover"):
+        BetaGeoModel(purchase_time_varying=COLUMNS).fit(rfm.assign(T=rfm["T"] + 1), time_varying=summary)
