@@ -129,7 +129,7 @@ def test_gradient_is_finite_differences(cls, bg_data):
                             summary_of(rfm, birth, COLUMNS, z_weekly, times))
     k = len(cls.param_names)
     rng = np.random.default_rng(7)
-    n_static = 1 if cls is ParetoNBDModel else 3
+    n_static = 2 if cls is ParetoNBDModel else 3
     theta = np.r_[np.log(list((PNBD if cls is ParetoNBDModel else BG).values())), rng.normal(0, 0.3, n_static + len(names))]
     _, grad = f(theta)
     h = 1e-6
@@ -162,3 +162,17 @@ def test_errors_name_what_to_do(bg_data):
         BetaGeoModel(purchase_time_varying=["promo"]).fit(rfm, time_varying=summary)
     with pytest.raises(ClvDataError, match="do not cover"):
         BetaGeoModel(purchase_time_varying=COLUMNS).fit(rfm.assign(T=rfm["T"] + 1), time_varying=summary)
+
+
+def test_pnbd_recovers_purchase_and_dropout_effects(pnbd_data):
+    rfm, birth, times = pnbd_data
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    model = ParetoNBDModel(purchase_time_varying=COLUMNS, dropout_time_varying=COLUMNS).fit(rfm, time_varying=summary)
+    table = model.summary()
+    assert model.converged_
+    truth = {"tv_purchase:season": 0.5, "tv_purchase:holiday": 0.8, "tv_dropout:season": 0.4,
+             "tv_dropout:holiday": -0.6}
+    for name, value in truth.items():
+        assert abs(table.loc[name, "user_estimate"] - value) < 3 * table.loc[name, "user_se"], name
+    for p in ("r", "s"):
+        assert abs(table.loc[p, "estimate"] - PNBD[p]) < 3 * table.loc[p, "se"], p

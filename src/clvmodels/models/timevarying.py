@@ -153,6 +153,12 @@ class Exposure:
     purchase_z: np.ndarray
     n: int
 
+    def first_piece(self) -> np.ndarray:
+        """Per piece, the index of its customer's first piece (pieces are contiguous per customer)."""
+        c = self.customer
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if c.size else np.zeros(0, dtype=np.int64)
+        return np.repeat(starts, np.diff(np.r_[starts, c.size]))
+
     @classmethod
     def of_summary(cls, design: TimeVaryingDesign, summary: TimeVaryingSummary, frequency, recency, T) -> "Exposure":
         pieces = summary.pieces
@@ -240,8 +246,8 @@ class TimeChange:
     def __init__(self, log_likelihood):
         self.log_likelihood = log_likelihood
 
-    def extras(self, params, gammas, exposure: Exposure, design: TimeVaryingDesign, want_grad: bool):
-        """``{"recency": A(t_x), "T": A(T)}``, each ``(value, None, ∂/∂γ_p (n, K_p))``."""
+    def extras(self, params, data, gammas, exposure: Exposure, design: TimeVaryingDesign, want_grad: bool):
+        """``{"recency": A(t_x), "T": A(T)}``, each ``(value, None, {"purchase": ∂/∂γ_p (n, K_p)})``."""
         e = exposure.multiplier(design, "purchase", gammas["purchase"])
         le = exposure.length * e
         z = exposure.z[:, design.index("purchase")]
@@ -329,7 +335,7 @@ def objective(model_cls, tv_model, design: TimeVaryingDesign, exposure: Exposure
         gammas = design.split(theta[k + n_static:])
         per_row = params if link is None else link.individual({**params, **link.coefficients(theta[k:k + n_static])},
                                                                data, np)
-        extras = tv_model.extras(per_row, gammas, exposure, design, True)
+        extras = tv_model.extras(per_row, data, gammas, exposure, design, True)
         dims = k + len(extras)
         unit = np.eye(dims)
         variables = {n: dual.Dual(per_row[n], unit[:, j].reshape((dims,) + (1,) * np.ndim(per_row[n])))
@@ -363,7 +369,7 @@ def log_likelihood_values(model, params: dict, coefficients: dict, exposure: Exp
     covariates already) and the time-varying ``coefficients`` (``{process: γ}``)."""
     design = design_of(model)
     tv_model = type(model).time_varying_model
-    extras = tv_model.extras(params, coefficients, exposure, design_of(model), False)
+    extras = tv_model.extras(params, data, coefficients, exposure, design, False)
     columns = {**data, **{name: value for name, (value, _, _) in extras.items()}}
     pz = exposure.purchase_z[:, design.index("purchase")]
     return tv_model.log_likelihood(params, columns, NUMPY) + pz @ coefficients["purchase"]
