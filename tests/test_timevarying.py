@@ -176,3 +176,99 @@ def test_pnbd_recovers_purchase_and_dropout_effects(pnbd_data):
         assert abs(table.loc[name, "user_estimate"] - value) < 3 * table.loc[name, "user_se"], name
     for p in ("r", "s"):
         assert abs(table.loc[p, "estimate"] - PNBD[p]) < 3 * table.loc[p, "se"], p
+
+
+# ---------------------------------------------------------------------------- forecasts
+def known_model(cls, params, purchase, dropout=None):
+    """A model "fitted" at known parameters, its covariates unstandardised (means 0, scales 1)."""
+    kwargs = {"purchase_time_varying": COLUMNS}
+    processes = {"purchase": tuple(COLUMNS)}
+    coefficients = {f"tv_purchase:{c}": g for c, g in zip(COLUMNS, purchase)}
+    if dropout is not None:
+        kwargs["dropout_time_varying"] = COLUMNS
+        processes["dropout"] = tuple(COLUMNS)
+        coefficients.update({f"tv_dropout:{c}": g for c, g in zip(COLUMNS, dropout)})
+    model = cls(**kwargs)
+    model.params_ = pd.Series(params)[list(cls.param_names)]
+    model.time_varying_ = timevarying.TimeVaryingDesign(processes, tuple(COLUMNS), (0.0, 0.0), (1.0, 1.0)).to_dict()
+    model.time_varying_coefficients_ = pd.Series(coefficients)
+    return model
+
+
+CASES = [("bgnbd", BetaGeoModel, BG, [0.5, 0.8], None), ("pnbd", ParetoNBDModel, PNBD, [0.5, 0.8], [0.4, -0.6])]
+
+
+@pytest.mark.parametrize("kind, cls, params, gp, gd", CASES)
+def test_new_customer_expectation_matches_simulation(kind, cls, params, gp, gd):
+    n, t = 20000, 40.0
+    birth = np.random.default_rng(8).uniform(0, 26, n)
+    rfm, _ = simulate(kind, params, birth, np.full(n, t), COLUMNS, z_weekly, gp, gd, seed=9)
+    model = known_model(cls, params, gp, gd)
+    expected = model.expected_purchases_new_customer(t, future=grid_pieces(birth, np.full(n, t), COLUMNS, z_weekly))
+    simulated = rfm["frequency"].to_numpy()
+    se = simulated.std() * np.sqrt(n)
+    assert abs(simulated.sum() - expected.sum()) < 4 * se
+    # the calendar matters: without it the expectation is off by many MC errors
+    static = cls.new_customer_formula(params, t=t) * n
+    assert abs(simulated.sum() - static) > 6 * se
+
+
+@pytest.mark.parametrize("kind, cls, params, gp, gd", CASES)
+def test_conditional_forecasts_match_simulation(kind, cls, params, gp, gd):
+    n, holdout = 20000, 26.0
+    birth = np.random.default_rng(10).uniform(0, 30, n)
+    T = 52.0 - birth
+    rfm, times, future, alive = simulate(kind, params, birth, T, COLUMNS, z_weekly, gp, gd, seed=11, holdout=holdout)
+    model = known_model(cls, params, gp, gd)
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    ahead = grid_pieces(birth, T + holdout, COLUMNS, z_weekly, start=T)
+    p_alive = model.probability_alive(rfm, time_varying=summary).to_numpy()
+    expected = model.expected_purchases(holdout, rfm, time_varying=summary, future=ahead).to_numpy()
+    assert abs(p_alive.sum() - alive.sum()) < 4 * np.sqrt(np.sum(p_alive * (1 - p_alive)))
+    se = np.std(future - expected) * np.sqrt(n)
+    assert abs(future.sum() - expected.sum()) < 4 * se
+    # per frequency group, too (the history enters through the clocks)
+    for group in (rfm["frequency"] == 0, rfm["frequency"].between(1, 3), rfm["frequency"] > 3):
+        g = group.to_numpy()
+        assert abs(future[g].sum() - expected[g].sum()) < 4 * np.std(future[g] - expected[g]) * np.sqrt(g.sum())
+
+
+@pytest.mark.parametrize("kind, cls, params, gp, gd", CASES)
+def test_tracking_curve_matches_simulation(kind, cls, params, gp, gd):
+    n, end = 8000, 60.0
+    birth = np.random.default_rng(12).uniform(0, 20, n)
+    rfm, times = simulate(kind, params, birth, end - birth, COLUMNS, z_weekly, gp, gd, seed=13)
+    model = known_model(cls, params, gp, gd)
+    boundaries = np.arange(1.0, end + 1.0)
+    curve = model.expected_tracking(grid_pieces(birth, end - birth, COLUMNS, z_weekly), birth, boundaries)
+    calendar = np.concatenate([birth[i] + times[i] for i in range(n)])
+    counts = np.histogram(calendar, bins=np.r_[0.0, boundaries])[0]
+    per_customer = [np.histogram(birth[i] + times[i], bins=[0, 30, end])[0] for i in range(n)]
+    per_customer = np.array(per_customer)
+    for half, sl in enumerate((slice(0, 30), slice(30, 60))):
+        se = per_customer[:, half].std() * np.sqrt(n)
+        assert abs(counts[sl].sum() - curve.iloc[sl].sum()) < 4 * se
+    # the holiday weeks show in the curve and in the data alike
+    holidays = (np.floor(boundaries - 1) % 10 == 0)
+    assert curve[holidays].mean() > 1.3 * curve[~holidays].mean()
+    assert counts[holidays].mean() > 1.3 * counts[~holidays].mean()
+
+
+def test_forecast_intervals_from_parameter_draws(bg_data):
+    rfm, birth, times = bg_data
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    model = BetaGeoModel(purchase_time_varying=COLUMNS).fit(rfm, time_varying=summary)
+    ahead = grid_pieces(birth, rfm["T"].to_numpy() + 13, COLUMNS, z_weekly, start=rfm["T"].to_numpy())
+    point = model.expected_purchases(13, future=ahead)
+    frame = model.expected_purchases(13, future=ahead, interval=0.9, n_draws=200, seed=1)
+    assert list(frame.columns) == ["mean", "mean_median", "mean_lower", "mean_upper"]
+    assert np.all(frame["mean_lower"] < point) and np.all(point < frame["mean_upper"])
+    assert frame["mean"].to_numpy() == pytest.approx(point.to_numpy(), rel=0.05)
+    # the default summary is the training one; P(alive) is a probability
+    alive = model.probability_alive()
+    assert alive.between(0, 1).all() and alive.to_numpy() == pytest.approx(
+        model.probability_alive(rfm, time_varying=summary).to_numpy(), rel=1e-14)
+    with pytest.raises(ClvDataError, match="future"):
+        model.expected_purchases(13)
+    with pytest.raises(ClvDataError, match="part of the forecast window"):
+        model.expected_purchases(20, future=ahead)

@@ -57,48 +57,56 @@ def _cumulative(pieces: ExposurePieces, rate, i_slices):
     return out
 
 
-def simulate(model: str, params: dict, birth, T, columns, z_of_cell, gamma_p, gamma_d=None, *, step=1.0, seed=0):
+def simulate(model: str, params: dict, birth, T, columns, z_of_cell, gamma_p, gamma_d=None, *, step=1.0, seed=0,
+             holdout=0.0):
     """An exact draw of BG/NBD (``model="bgnbd"``) or Pareto/NBD (``"pnbd"``) customers observed over
     ``[0, T_i]`` with purchase rate ``λ exp(γ_p·z(t))`` (and Pareto/NBD drop-out rate
     ``μ exp(γ_d·z(t))``): purchases are drawn in operational time ``A`` (``C`` for the lifetime) and
     mapped back through the inverse of the piecewise-linear ``A``. Returns the RFM table and the
-    repeat purchase times (on each customer's clock)."""
+    repeat purchase times (on each customer's clock); with ``holdout > 0`` also each customer's
+    purchases in ``(T, T + holdout]`` and whether she is alive at ``T``."""
     rng = np.random.default_rng(seed)
     birth, T = np.asarray(birth, float), np.asarray(T, float)
     n = len(birth)
-    pieces = grid_pieces(birth, T, columns, z_of_cell, step=step)
+    pieces = grid_pieces(birth, T + holdout, columns, z_of_cell, step=step)
     a = np.exp(pieces.z @ np.asarray(gamma_p, float))
     c = np.exp(pieces.z @ np.asarray(gamma_d if gamma_d is not None else np.zeros(len(columns)), float))
     bounds = np.searchsorted(pieces.customer, np.arange(n + 1))
     slices = [slice(bounds[i], bounds[i + 1]) for i in range(n)]
     A, C = _cumulative(pieces, a, slices), _cumulative(pieces, c, slices)
     lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
-    rows, times = [], []
+    rows, times, future, alive = [], [], [], []
     for i in range(n):
         ends, cum = A[i]
         horizon = cum[-1]
         if model == "bgnbd":
             p = rng.beta(params["a"], params["b"])
-            ops, t = [], 0.0
+            ops, t, death = [], 0.0, np.inf
             while True:
                 t += rng.exponential(1.0 / lam[i])
                 if t > horizon:
                     break
                 ops.append(t)
                 if rng.random() < p:
+                    death = np.interp(t, cum, ends)
                     break
         else:
             mu = rng.gamma(params["s"], 1.0 / params["beta"])
             c_ends, c_cum = C[i]
             death_c = rng.exponential(1.0 / mu)
             death = np.interp(death_c, c_cum, c_ends) if death_c < c_cum[-1] else np.inf
-            limit = np.interp(min(death, T[i]), ends, cum)
+            limit = np.interp(min(death, T[i] + holdout), ends, cum)
             ops = list(np.cumsum(rng.exponential(1.0 / lam[i], size=int(lam[i] * limit * 3 + 50))))
             while ops and ops[-1] < limit:
                 ops += list(ops[-1] + np.cumsum(rng.exponential(1.0 / lam[i], size=100)))
             ops = [u for u in ops if u <= limit]
         clock = np.interp(np.asarray(ops), cum, ends) if ops else np.zeros(0)
-        times.append(clock)
-        rows.append((len(clock), clock[-1] if len(clock) else 0.0, T[i]))
+        calibration = clock[clock <= T[i]]
+        times.append(calibration)
+        future.append(len(clock) - len(calibration))
+        alive.append(death > T[i])
+        rows.append((len(calibration), calibration[-1] if len(calibration) else 0.0, T[i]))
     rfm = pd.DataFrame(rows, columns=["frequency", "recency", "T"])
+    if holdout:
+        return rfm, times, np.array(future), np.array(alive)
     return rfm, times

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .pnbd_integral import evaluate
+from .namespaces import NUMPY
 from .timevarying import Exposure, TimeVaryingDesign
 
 
@@ -56,8 +57,38 @@ class ParetoTimeVarying:
 
     processes = ("purchase", "dropout")
 
-    def __init__(self, log_alive_term, log_likelihood_of_terms):
-        self._alive, self._of_terms = log_alive_term, log_likelihood_of_terms
+    def __init__(self, log_alive_term, log_likelihood_of_terms, lifetime_factor):
+        self._alive, self._of_terms, self._lifetime_factor = log_alive_term, log_likelihood_of_terms, lifetime_factor
+
+    def alive(self, params, data, extras):
+        """P(alive at ``T``) = ``(α+A_T)^−(r+x) (β+C_T)^−s / [that + s D]`` (the likelihood's bracket)."""
+        log_alive = self._alive(NUMPY, params, data["frequency"], extras["A_T"][0], extras["C_T"][0])
+        log_dead = np.log(params["s"]) + extras["log_D"][0]
+        return np.exp(log_alive - np.logaddexp(log_alive, log_dead))
+
+    def future(self, params, data, extras, window: Exposure, design: TimeVaryingDesign, gammas):
+        """E[Y] over ``window`` of a customer alive at ``T`` (module docstring):
+        ``(r+x)/(α+A_T) ∫ a(τ) ((β+C_T)/(β+C_τ))^s dτ``, closed form per piece."""
+        return self._alive_future(params, data["frequency"], extras["A_T"][0], extras["C_T"][0], window, design, gammas)
+
+    def new_customer(self, params, window: Exposure, design: TimeVaryingDesign, gammas):
+        """E[X] of a customer just acquired over ``window`` (alive at 0, clocks at 0)."""
+        return self._alive_future(params, 0.0, 0.0, 0.0, window, design, gammas)
+
+    def _alive_future(self, params, frequency, A_T, C_T, window: Exposure, design, gammas):
+        """``(r+x)/(α+A_T) Σ_j (a_j/c_j) β'_j ((β+C_T)/β'_j)^s F(s, c_j ℓ_j/β'_j)``, ``β'_j = β + C`` at the
+        piece's start, ``F(s, u) = [1 − (1+u)^−(s−1)]/(s−1)`` (``∫_0^ℓ (β'+cu)^−s du = β'^{1−s} F/c``)."""
+        n = window.n
+        r, alpha, s, beta = (np.broadcast_to(np.asarray(params[k], dtype=float), (n,)) for k in ("r", "alpha", "s", "beta"))
+        x, A_T, C_T = (np.broadcast_to(np.asarray(v, dtype=float), (n,)) for v in (frequency, A_T, C_T))
+        cust = window.customer
+        a = window.multiplier(design, "purchase", gammas["purchase"])
+        c = window.multiplier(design, "dropout", gammas["dropout"])
+        base = beta[cust] + C_T[cust]
+        start = base + exclusive_cumsum(window.length * c, window)
+        u = c * window.length / start
+        piece = a / c * start * np.exp(-s[cust] * np.log(start / base)) * self._lifetime_factor(s[cust], u)
+        return (r + x) / (alpha + A_T) * np.bincount(cust, weights=piece, minlength=n)
 
     def log_likelihood(self, params, data, xp):
         """The bracket's terms at the clocks ``A_T``, ``C_T`` and ``ln D`` (module docstring)."""

@@ -243,8 +243,23 @@ class TimeChange:
 
     processes = ("purchase",)
 
-    def __init__(self, log_likelihood):
+    def __init__(self, log_likelihood, probability_alive, future_purchases, new_customer):
         self.log_likelihood = log_likelihood
+        self._alive, self._future, self._new = probability_alive, future_purchases, new_customer
+
+    def alive(self, params, data, extras):
+        """P(alive at ``T``): the model's at the operational times ``A(t_x)``, ``A(T)``."""
+        return self._alive(params, data["frequency"], extras["recency"][0], extras["T"][0])
+
+    def future(self, params, data, extras, window: "Exposure", design, gammas):
+        """E[Y] over the future ``window`` of a customer alive at ``T``: the model's over the window's
+        operational time ``A(T+t) − A(T)`` (the future does not depend on the operational age beyond
+        what the model's formula reads)."""
+        return self._future(params, data["frequency"], extras["T"][0], t=_operational(window, design, gammas))
+
+    def new_customer(self, params, window: "Exposure", design, gammas):
+        """E[X] of a customer just acquired over ``window`` (her clock from 0)."""
+        return self._new(params, t=_operational(window, design, gammas))
 
     def extras(self, params, data, gammas, exposure: Exposure, design: TimeVaryingDesign, want_grad: bool):
         """``{"recency": A(t_x), "T": A(T)}``, each ``(value, None, {"purchase": ∂/∂γ_p (n, K_p)})``."""
@@ -258,6 +273,11 @@ class TimeChange:
                     if want_grad else None)
             out[name] = (value, None, {"purchase": grad})
         return out
+
+
+def _operational(window: Exposure, design: TimeVaryingDesign, gammas) -> np.ndarray:
+    """Each customer's purchase clock over ``window``: ``Σ length · exp(γ_p·z)``."""
+    return window.integrate(window.length * window.multiplier(design, "purchase", gammas["purchase"]))
 
 
 # ---------------------------------------------------------------------------- the model's side
@@ -393,3 +413,129 @@ def coefficient_table(model, level: float) -> pd.DataFrame:
     for column in ("estimate", "se", lo, hi):
         table[f"user_{column}"] = design.user_scale(table[column].to_numpy())
     return table
+
+
+# ---------------------------------------------------------------------------- forecasts
+def future_window(design: TimeVaryingDesign, future: ExposurePieces | None, start, t: float, n: int) -> Exposure:
+    """The ``future`` pieces within ``[start_i, start_i + t]``, checked to cover it."""
+    if future is None:
+        raise ClvDataError("This model has time-varying covariates: pass the future pieces of the forecast window, "
+                           "future=ExposurePieces (each customer's covariates from the end of observation on, on "
+                           "her clock).")
+    start = np.broadcast_to(np.asarray(start, dtype=float), (n,))
+    window = Exposure.of_pieces(design, future, n).clipped(start, start + t)
+    covered = window.integrate(window.length)
+    short = covered < t - 1e-6 * (1.0 + t)
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        raise ClvDataError(f"The future pieces cover only part of the forecast window for {int(short.sum()):,} "
+                           f"customers (e.g. row {i}: {covered[i]:.6g} of t = {t:.6g} from {start[i]:.6g}); extend "
+                           "the covariate path to the end of the window.")
+    return window
+
+
+def _draws(model, interval, n_draws, seed):
+    """The parameter draws a forecast averages over (as :meth:`~.base.CLVModel._predict`)."""
+    from .draws import is_bayesian
+
+    if is_bayesian(model):
+        return model.parameter_draws(n_draws, seed=seed)
+    return model.parameter_draws() if interval is None else model.parameter_draws(n_draws or 1000, seed=seed)
+
+
+def _at(draws: dict, i: int, design: TimeVaryingDesign):
+    """Draw ``i``: the parameters (and static coefficients) and ``{process: γ}``."""
+    names = set(design.coefficient_names)
+    params = {k: float(v[i]) for k, v in draws.items() if k not in names}
+    return params, design.split([float(draws[c][i]) for c in design.coefficient_names])
+
+
+def _summarise(values: np.ndarray, index, name: str, interval):
+    """Point values (mean over draws) or the expected value's interval frame."""
+    from .draws import EXPECTED, check_interval, interval_frame, quantiles
+
+    if interval is None:
+        return pd.Series(values.mean(axis=0), index=index, name=name)
+    level = check_interval(interval)
+    median, lower, upper = quantiles(values, [0.5, (1 - level) / 2, (1 + level) / 2])
+    return interval_frame({"mean": values.mean(axis=0), "median": median, "lower": lower, "upper": upper}, index,
+                          level, EXPECTED)
+
+
+def predict(model, quantity: str, rfm=None, *, t=None, time_varying=None, future=None, interval=None,
+            n_draws=None, seed=None):
+    """``"probability_alive"`` at ``T`` or ``"expected_purchases"`` in ``(T, T+t]`` per customer of
+    ``rfm`` (default: the training customers and summary) with time-varying covariates: the model's
+    ``time_varying_model`` at the clocks of the calibration ``time_varying`` summary and, for
+    purchases, over the ``future`` pieces (:class:`~clvmodels.exposure.ExposurePieces` of the same
+    customers from ``T_i`` on, their clock). Static covariates are applied as in any prediction."""
+    model._check_fitted()
+    training = rfm is None
+    rfm = model._rfm_or_fitted(rfm)
+    summary = time_varying if time_varying is not None else getattr(model, "time_varying_summary_", None) if training else None
+    if summary is None:
+        raise ClvDataError(f"This {type(model).__name__} has time-varying covariates: pass the customers' summary, "
+                           "time_varying=TimeVaryingSummary (same rows as rfm).")
+    design, tv_model = design_of(model), type(model).time_varying_model
+    data = model._data_arrays(rfm)
+    data.update(model.covariate_data(rfm))
+    link = model._covariate_link()
+    n = len(rfm)
+    exposure = Exposure.of_summary(design, summary, data["frequency"], data["recency"], data["T"])
+    window = None
+    if quantity == "expected_purchases":
+        model.check_window(t)
+        window = future_window(design, future, data["T"], float(t), n)
+    draws = _draws(model, interval, n_draws, seed)
+    values = []
+    for i in range(len(next(iter(draws.values())))):
+        params, gammas = _at(draws, i, design)
+        per_row = params if link is None else link.individual(params, data, NUMPY)
+        extras = tv_model.extras(per_row, data, gammas, exposure, design, False)
+        value = tv_model.alive(per_row, data, extras)
+        if window is not None:
+            value = value * tv_model.future(per_row, data, extras, window, design, gammas)
+        values.append(np.broadcast_to(value, (n,)))
+    return _summarise(np.array(values), rfm.index, quantity, interval)
+
+
+def new_customers(model, t, future: ExposurePieces, *, interval=None, n_draws=None, seed=None):
+    """E[X(t)] of customers just acquired, each along her covariate path ``future`` (pieces on her
+    clock from 0, one customer per row of its table); a Series over those customers."""
+    if model.has_covariates:
+        raise ClvDataError("Forecasts for new customers with both static and time-varying covariates are not "
+                           "supported yet.")
+    model.check_window(t)
+    design, tv_model = design_of(model), type(model).time_varying_model
+    n = future.n_customers
+    window = future_window(design, future, 0.0, float(t), n)
+    draws = _draws(model, interval, n_draws, seed)
+    values = []
+    for i in range(len(next(iter(draws.values())))):
+        params, gammas = _at(draws, i, design)
+        values.append(np.broadcast_to(tv_model.new_customer(params, window, design, gammas), (n,)))
+    return _summarise(np.array(values), pd.RangeIndex(n, name="customer"), "expected_purchases", interval)
+
+
+def expected_tracking(model, pieces: ExposurePieces, birth, boundaries) -> pd.Series:
+    """The expected cumulative repeat purchases of a cohort by calendar time, per period: customer
+    ``i``, acquired at calendar time ``birth_i`` with covariate path ``pieces`` (her clock from 0 to
+    at least the last boundary), contributes E[X(u)] of a new customer at her age ``u`` at each of
+    the calendar ``boundaries`` (the periods are ``(b_{h−1}, b_h]``, ``b_0`` the first acquisition).
+    One pass over the pieces per boundary (at the estimate)."""
+    if model.has_covariates:
+        raise ClvDataError("The tracking curve with both static and time-varying covariates is not supported yet.")
+    design, tv_model = design_of(model), type(model).time_varying_model
+    birth = np.asarray(birth, dtype=float)
+    n = pieces.n_customers
+    exposure = Exposure.of_pieces(design, pieces, n)
+    params, gammas = _at(model.parameter_draws(), 0, design)
+    cumulative = []
+    for b in np.asarray(boundaries, dtype=float):
+        age = np.maximum(b - birth, 0.0)
+        window = exposure.clipped(np.zeros(n), age)
+        value = np.where(age > 0, tv_model.new_customer(params, window, design, gammas), 0.0)
+        cumulative.append(float(np.sum(value)))
+    per_period = np.diff(np.r_[0.0, cumulative])
+    return pd.Series(per_period, index=pd.Index(np.asarray(boundaries, dtype=float), name="period_end"),
+                     name="expected_purchases")
