@@ -53,9 +53,9 @@ def objective_of(model, rfm, summary):
         data.update(design.transform(rfm))
         model.covariates_ = design.to_dict()
     processes = timevarying.processes_of(model, summary)
-    names, make = timevarying.fit_setup(model, processes, summary, data, np.ones(len(rfm)))
-    f = make(0.0)
-    return (lambda theta: f(theta, float(len(rfm)), 0.0)), names
+    setup = timevarying.fit_setup(model, processes, summary, data, np.ones(len(rfm)))
+    f = setup.objective(0.0)
+    return (lambda theta: f(theta, float(len(rfm)), 0.0)), setup.names
 
 
 def constant_summary(rfm, values, column="c"):
@@ -272,3 +272,75 @@ def test_forecast_intervals_from_parameter_draws(bg_data):
         model.expected_purchases(13)
     with pytest.raises(ClvDataError, match="part of the forecast window"):
         model.expected_purchases(20, future=ahead)
+
+
+# ---------------------------------------------------------------------------- saving, Bayesian fits
+@pytest.mark.parametrize("cls", [BetaGeoModel, ParetoNBDModel])
+def test_save_and_load_keep_the_design_and_coefficients(cls, bg_data, tmp_path):
+    from clvmodels import load_model
+
+    rfm, birth, times = bg_data
+    table = rfm.assign(c=np.random.default_rng(14).normal(size=len(rfm)))
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    kwargs = {"dropout_time_varying": ["holiday"]} if cls is ParetoNBDModel else {}
+    model = cls(purchase_covariates=["c"], purchase_time_varying=COLUMNS, **kwargs).fit(table, time_varying=summary)
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.summary(), model.summary())
+    ahead = grid_pieces(birth, rfm["T"].to_numpy() + 10, COLUMNS, z_weekly, start=rfm["T"].to_numpy())
+    np.testing.assert_array_equal(loaded.expected_purchases(10, table, time_varying=summary, future=ahead),
+                                  model.expected_purchases(10, future=ahead))
+    with pytest.raises(ClvDataError, match="time_varying=TimeVaryingSummary"):
+        loaded.probability_alive(table)
+
+
+@pytest.mark.parametrize("cls", [BetaGeoModel, pytest.param(ParetoNBDModel, marks=pytest.mark.slow)])
+def test_symbolic_likelihood_and_gradient_equal_the_mle_objective(cls, bg_data):
+    import pytensor
+    import pytensor.tensor as pt
+
+    rfm, birth, times = bg_data
+    rfm, birth, times = rfm.iloc[:300].reset_index(drop=True), birth[:300], times[:300]
+    table = rfm.assign(c=np.random.default_rng(15).normal(size=len(rfm)))
+    processes = {"purchase_time_varying": COLUMNS}
+    if cls is ParetoNBDModel:
+        processes["dropout_time_varying"] = COLUMNS
+    model = cls(purchase_covariates=["c"], **processes)
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    f, names = objective_of(model, table, summary)
+    setup = timevarying.fit_setup(model, timevarying.processes_of(model, summary), summary,
+                                  {**model._fit_arrays(table), **model.covariate_data(table)}, np.ones(len(rfm)))
+    link, k = model._covariate_link(), len(cls.param_names)
+    theta = pt.dvector("theta")
+    params = {n: pt.exp(theta[i]) for i, n in enumerate(cls.param_names)}
+    params.update(link.coefficients([theta[k + j] for j in range(link.n_free)]))
+    ll = setup.symbolic_log_likelihood(params, {n: theta[k + link.n_free + j] for j, n in enumerate(names)})
+    g = pytensor.function([theta], [ll, pytensor.grad(ll, theta)])
+    at = np.r_[np.log(list((BG if cls is BetaGeoModel else PNBD).values())),
+               np.random.default_rng(16).normal(0, 0.3, link.n_free + len(names))]
+    value, grad = g(at)
+    nll, ngrad = f(at)
+    assert value == pytest.approx(-nll * len(rfm), rel=1e-12)
+    np.testing.assert_allclose(grad, -ngrad * len(rfm), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_nuts_and_map_agree_with_the_mle(bg_data):
+    rfm, birth, times = bg_data
+    rfm, birth, times = rfm.iloc[:600].reset_index(drop=True), birth[:600], times[:600]
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    mle = BetaGeoModel(purchase_time_varying=COLUMNS).fit(rfm, time_varying=summary)
+    nuts = BetaGeoModel(purchase_time_varying=COLUMNS, draws=300, tune=300, chains=2, seed=3).fit(
+        rfm, time_varying=summary, method="nuts")
+    table, reference = nuts.summary(), mle.summary()
+    for name in ("r", "alpha", "tv_purchase:season", "tv_purchase:holiday"):
+        assert abs(table.loc[name, "mean"] - reference.loc[name, "estimate"]) < reference.loc[name, "se"], name
+    assert table.loc["tv_purchase:season", "user_mean"] == pytest.approx(
+        table.loc["tv_purchase:season", "mean"] / mle.time_varying_["scales"][0])
+    saved = nuts.expected_purchases(5, future=grid_pieces(birth, rfm["T"].to_numpy() + 5, COLUMNS, z_weekly,
+                                                          start=rfm["T"].to_numpy()))
+    assert np.all(np.isfinite(saved))
+    fitted_map = BetaGeoModel(purchase_time_varying=COLUMNS).fit(rfm, time_varying=summary, method="map")
+    for name in ("r", "tv_purchase:season", "tv_purchase:holiday"):
+        value = fitted_map.params_.get(name, fitted_map.time_varying_coefficients_.get(name))
+        assert abs(value - reference.loc[name, "estimate"]) < 0.5 * reference.loc[name, "se"], name

@@ -191,13 +191,12 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     free coefficients follow the log-parameters in the optimiser's vector (starting at 0) and in
     ``covariance_``; ``coefficients_`` holds every coefficient (standardised scale).
 
-    With time-varying covariates (``time_varying``: ``(names, make)``, the coefficients' names and
-    ``make(covariate_penalty)``, the objective :func:`~.timevarying.objective` of ``(theta, total,
-    penalizer)``) their coefficients come last in the vector (starting at 0) and in ``covariance_``,
-    and are set as ``time_varying_coefficients_``.
+    With time-varying covariates (``time_varying``: a :class:`~.timevarying.TimeVaryingFit`) their
+    coefficients come last in the vector (starting at 0) and in ``covariance_``, and are set as
+    ``time_varying_coefficients_``.
     """
     k = len(model.param_names)
-    tv_names = [] if time_varying is None else list(time_varying[0])
+    tv_names = [] if time_varying is None else list(time_varying.names)
     names = list(model.param_names) + ([] if link is None else list(link.free_names)) + tv_names
     name = type(model).__name__
     coef_penalty = 0.0 if link is None and time_varying is None else float(model.covariate_penalty)
@@ -208,7 +207,7 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
         f = mle_objective(structure, tuple(data), link, coef_penalty)
         args = objective_inputs(structure, data, w, link) + [total, penalizer]
     else:
-        f = time_varying[1](coef_penalty)
+        f = time_varying.objective(coef_penalty)
         args = [total, penalizer]
     fun = Objective(f, args)
     starts = starting_points(model, data, w, None)
@@ -248,7 +247,7 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     elif time_varying is None:
         unpenalised = mle_objective(structure, tuple(data), link)
     else:
-        unpenalised = time_varying[1](0.0)
+        unpenalised = time_varying.objective(0.0)
     model.log_likelihood_ = float(-(unpenalised(theta, *args[:-1], 0.0)[0] if is_penalised else opt.value) * total)
     model.covariance_ = cov
     # without a positive-definite Hessian there are no standard errors: not a usable fit (warned below)

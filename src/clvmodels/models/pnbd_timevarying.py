@@ -108,6 +108,47 @@ class ParetoTimeVarying:
         out["log_D"] = self._log_d(params, data["frequency"], exposure, zp, zd, log_a, log_c, la, lc, want_grad)
         return out
 
+    def symbolic_extras(self, params, data, gammas, exposure: Exposure, design: TimeVaryingDesign):
+        """:meth:`extras` as PyTensor expressions, PyTensor differentiating them (the kernel's ``Op``
+        gives the integral's partials). ``ln D`` is shifted per customer by
+        ``ref_i = −p ln(α+A(t_x)) − q ln(β+C(t_x))``, the log-integrand at ``t_x`` without ``c``: every
+        piece's ``J ≤ c ℓ e^{ref}`` (the integrand falls), so no sum overflows."""
+        import pytensor.tensor as pt
+
+        from .namespaces import pytensor_namespace
+        from .pnbd_integral import log_integral
+        from .timevarying import scatter_sum
+
+        n, cust_all = exposure.n, exposure.customer
+        log_a = pt.dot(exposure.z[:, design.index("purchase")], gammas["purchase"])
+        log_c = pt.dot(exposure.z[:, design.index("dropout")], gammas["dropout"])
+        la, lc = exposure.length * pt.exp(log_a), exposure.length * pt.exp(log_c)
+        before, after = np.flatnonzero(exposure.before), np.flatnonzero(~exposure.before)
+        cust = cust_all[after]
+        first = exposure.first_piece()
+
+        def exclusive(v):
+            total = pt.cumsum(v)
+            return total - v - (total[first] - v[first])
+
+        def at_pieces(v):
+            return v[cust] if getattr(v, "ndim", 0) else v
+
+        r, alpha, s, beta = (params[k] for k in ("r", "alpha", "s", "beta"))
+        x = np.asarray(data["frequency"], dtype=float)
+        p, q = r + x[cust], s + 1.0
+        A0, C0 = exclusive(la)[after], exclusive(lc)[after]
+        a, c = pt.exp(log_a[after]), pt.exp(log_c[after])
+        log_i = log_integral(pytensor_namespace(), p, (at_pieces(alpha) + A0) / a, s, (at_pieces(beta) + C0) / c,
+                             np.zeros(1), np.zeros(1), exposure.length[after])
+        log_j = log_i + (1.0 - q) * log_c[after] - p * log_a[after]
+        ref = -(r + x) * pt.log(alpha + scatter_sum(la[before], cust_all[before], n)) - q * pt.log(
+            beta + scatter_sum(lc[before], cust_all[before], n))
+        total = scatter_sum(pt.exp(log_j - ref[cust]), cust, n)
+        has = np.bincount(cust, minlength=n) > 0
+        log_d = pt.switch(has, ref + pt.log(pt.switch(has, total, 1.0)), -np.inf)
+        return {"A_T": scatter_sum(la, cust_all, n), "C_T": scatter_sum(lc, cust_all, n), "log_D": log_d}
+
     def _log_d(self, params, frequency, exposure: Exposure, zp, zd, log_a, log_c, la, lc, want_grad):
         """``(ln D, ∂ ln D/∂(r, α_i, s, β_i) (4, n), {process: ∂ ln D/∂γ (n, K)})`` (module docstring)."""
         n = exposure.n

@@ -261,6 +261,15 @@ class TimeChange:
         """E[X] of a customer just acquired over ``window`` (her clock from 0)."""
         return self._new(params, t=_operational(window, design, gammas))
 
+    def symbolic_extras(self, params, data, gammas, exposure: "Exposure", design, ):
+        """:meth:`extras` as PyTensor expressions (values only: PyTensor differentiates them)."""
+        import pytensor.tensor as pt
+
+        le = exposure.length * pt.exp(pt.dot(exposure.z[:, design.index("purchase")], gammas["purchase"]))
+        before = np.flatnonzero(exposure.before)
+        return {"recency": scatter_sum(le[before], exposure.customer[before], exposure.n),
+                "T": scatter_sum(le, exposure.customer, exposure.n)}
+
     def extras(self, params, data, gammas, exposure: Exposure, design: TimeVaryingDesign, want_grad: bool):
         """``{"recency": A(t_x), "T": A(T)}``, each ``(value, None, {"purchase": ∂/∂γ_p (n, K_p)})``."""
         e = exposure.multiplier(design, "purchase", gammas["purchase"])
@@ -311,19 +320,65 @@ def processes_of(model, summary=None) -> dict[str, list[str]]:
     return out
 
 
-def fit_setup(model, processes: dict, summary: TimeVaryingSummary, data: dict, w: np.ndarray):
-    """Learn and keep the design (``time_varying_``) and return what :func:`~.mle.fit_mle` takes:
-    ``(coefficient names, make(covariate_penalty) -> objective)``."""
+@dataclass(frozen=True)
+class TimeVaryingFit:
+    """What a fit with time-varying covariates evaluates: the design, the customers' exposure, the
+    data rows (one per customer) and weights, and the static covariates' link."""
+
+    model_cls: type
+    design: TimeVaryingDesign
+    exposure: Exposure
+    data: dict
+    w: np.ndarray
+    link: object
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The time-varying coefficients, in the order they follow the other parameters."""
+        return self.design.coefficient_names
+
+    def objective(self, covariate_penalty: float):
+        """The MLE's objective (:func:`objective`)."""
+        return objective(self.model_cls, self.model_cls.time_varying_model, self.design, self.exposure, self.data,
+                         self.w, self.link, covariate_penalty)
+
+    def symbolic_log_likelihood(self, params: dict, coefficients: dict):
+        """``Σ w_i ℓ_i`` as a PyTensor scalar (the Bayesian fits): ``params`` the population parameters
+        and static coefficients, ``coefficients`` the time-varying ones by name (PyTensor scalars);
+        the extras built by scatter-adds over the pieces (:meth:`symbolic_extras` of the model's
+        ``time_varying_model``)."""
+        import pytensor.tensor as pt
+
+        from .namespaces import pytensor_namespace
+
+        xp = pytensor_namespace()
+        tv_model = self.model_cls.time_varying_model
+        per_row = params if self.link is None else self.link.individual(params, self.data, xp)
+        names = list(self.design.coefficient_names)
+        gammas = {}
+        for process in PROCESSES:
+            mine = [coefficients[coefficient_name(process, c)] for c in self.design.names(process)]
+            gammas[process] = pt.stack(mine) if mine else pt.as_tensor(np.zeros(0))
+        assert set(names) <= set(coefficients)
+        extras = tv_model.symbolic_extras(per_row, self.data, gammas, self.exposure, self.design)
+        ll = tv_model.log_likelihood(per_row, {**self.data, **extras}, xp)
+        pz = self.exposure.purchase_z[:, self.design.index("purchase")]
+        return pt.sum(self.w * (ll + pt.dot(pz, gammas["purchase"])))
+
+
+def fit_setup(model, processes: dict, summary: TimeVaryingSummary, data: dict, w: np.ndarray) -> TimeVaryingFit:
+    """Learn and keep the design (``time_varying_``) and return what the fits evaluate."""
     design = TimeVaryingDesign.learn(summary.pieces, processes)
     exposure = Exposure.of_summary(design, summary, data["frequency"], data["recency"], data["T"])
     model.time_varying_ = design.to_dict()
-    structure = model.likelihood_structure()
-    link = model._covariate_link()
+    return TimeVaryingFit(model.likelihood_structure(), design, exposure, data, w, model._covariate_link())
 
-    def make(penalty: float):
-        return objective(structure, structure.time_varying_model, design, exposure, data, w, link, penalty)
 
-    return design.coefficient_names, make
+def scatter_sum(values, customer: np.ndarray, n: int):
+    """PyTensor: the sums of ``values`` (per piece) per customer."""
+    import pytensor.tensor as pt
+
+    return pt.inc_subtensor(pt.zeros(n)[customer], values)
 
 
 def design_of(model) -> TimeVaryingDesign | None:
