@@ -344,3 +344,35 @@ def test_nuts_and_map_agree_with_the_mle(bg_data):
     for name in ("r", "tv_purchase:season", "tv_purchase:holiday"):
         value = fitted_map.params_.get(name, fitted_map.time_varying_coefficients_.get(name))
         assert abs(value - reference.loc[name, "estimate"]) < 0.5 * reference.loc[name, "se"], name
+
+
+@pytest.mark.parametrize("kind, cls, params", [("bgnbd", BetaGeoModel, BG), ("pnbd", ParetoNBDModel, PNBD)])
+def test_clv_without_effects_is_the_static_clv_and_has_intervals(kind, cls, params, bg_data):
+    from clvmodels import GammaGammaModel, clv
+
+    rfm, birth, times = bg_data
+    rng = np.random.default_rng(17)
+    rfm = rfm.assign(monetary_value=np.where(rfm["frequency"] > 0, rng.gamma(4.0, 10.0, len(rfm)), 0.0))
+    rfm.attrs["time_unit"] = "W"
+    spend = GammaGammaModel().fit(rfm[rfm["frequency"] > 0])
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    T = rfm["T"].to_numpy()
+    ahead = grid_pieces(birth, T + 60, COLUMNS, z_weekly, start=T)
+    flat = known_model(cls, params, [0.0, 0.0], [0.0, 0.0] if cls is ParetoNBDModel else None)
+    flat.time_unit_ = "W"
+    static = cls()
+    static.params_, static.time_unit_ = flat.params_, "W"
+    expected = clv(static, spend, rfm, horizon=12, period="M", discount_rate=0.01)
+    got = clv(flat, spend, rfm, horizon=12, period="M", discount_rate=0.01, time_varying=summary, future=ahead)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    seasonal = known_model(cls, params, [0.5, 0.8], [0.4, -0.6] if cls is ParetoNBDModel else None)
+    seasonal.time_unit_ = "W"
+    moved = clv(seasonal, spend, rfm, horizon=12, period="M", discount_rate=0.01, time_varying=summary, future=ahead)
+    assert not np.allclose(moved, expected, rtol=0.01)
+    with pytest.raises(ClvDataError, match="kind='expected'"):
+        clv(seasonal, spend, rfm, horizon=12, interval=0.9, time_varying=summary, future=ahead)
+    fitted = cls(purchase_time_varying=COLUMNS).fit(rfm, time_varying=summary)
+    frame = clv(fitted, spend, rfm, horizon=12, interval=0.9, kind="expected", n_draws=100, seed=2, future=ahead)
+    point = clv(fitted, spend, rfm, horizon=12, future=ahead)
+    assert frame.attrs["uncertainty"].startswith("expected")
+    assert np.all(frame["mean_lower"] <= point + 1e-12) and np.all(point <= frame["mean_upper"] + 1e-12)

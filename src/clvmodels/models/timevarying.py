@@ -33,6 +33,7 @@ the user's scale too, like static covariates; they are named ``tv_<process>:<col
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,6 +154,33 @@ class Exposure:
     purchase_z: np.ndarray
     n: int
 
+    @functools.cached_property
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, rows)``: the distinct rows of ``z`` and each piece's (calendar covariates shared by
+        all customers have a few, whatever the number of pieces). Found by hashing each row to one
+        number, checked exactly (sorting the rows if two ever collided)."""
+        z = self.z
+        codes, _ = pd.factorize(z @ (np.sqrt(np.arange(2, z.shape[1] + 2)) % 1.0 + 0.5))
+        first = np.zeros(codes.max() + 1 if codes.size else 0, dtype=np.int64)
+        first[codes[::-1]] = np.arange(len(codes))[::-1]
+        rows = z[first]
+        if not np.array_equal(rows[codes], z):
+            rows, codes = np.unique(z, axis=0, return_inverse=True)
+        return codes.reshape(-1), rows
+
+    @functools.cached_property
+    def lengths(self) -> dict:
+        """Sparse ``(n, distinct rows)`` matrices of the customers' time at each distinct ``z``: over
+        the whole window (``"all"``) and before the recency (``"before"``). ``A = W exp(Z γ)``."""
+        from scipy import sparse
+
+        codes, rows = self.distinct
+        out = {}
+        for name, keep in (("all", slice(None)), ("before", self.before)):
+            out[name] = sparse.csr_matrix((self.length[keep], (self.customer[keep], codes[keep])),
+                                          shape=(self.n, len(rows)))
+        return out
+
     def first_piece(self) -> np.ndarray:
         """Per piece, the index of its customer's first piece (pieces are contiguous per customer)."""
         c = self.customer
@@ -271,16 +299,14 @@ class TimeChange:
                 "T": scatter_sum(le, exposure.customer, exposure.n)}
 
     def extras(self, params, data, gammas, exposure: Exposure, design: TimeVaryingDesign, want_grad: bool):
-        """``{"recency": A(t_x), "T": A(T)}``, each ``(value, None, {"purchase": ∂/∂γ_p (n, K_p)})``."""
-        e = exposure.multiplier(design, "purchase", gammas["purchase"])
-        le = exposure.length * e
-        z = exposure.z[:, design.index("purchase")]
+        """``{"recency": A(t_x), "T": A(T)}``, each ``(value, None, {"purchase": ∂/∂γ_p (n, K_p)})``:
+        ``A = W e`` and ``∂A/∂γ_k = W (e z_k)`` over the distinct covariate rows (:attr:`Exposure.lengths`)."""
+        z = exposure.distinct[1][:, design.index("purchase")]
+        e = np.exp(z @ gammas["purchase"])
         out = {}
-        for name, mask in (("recency", exposure.before), ("T", None)):
-            value = exposure.integrate(le, mask)
-            grad = (np.stack([exposure.integrate(le * z[:, k], mask) for k in range(z.shape[1])], axis=-1)
-                    if want_grad else None)
-            out[name] = (value, None, {"purchase": grad})
+        for name, which in (("recency", "before"), ("T", "all")):
+            w = exposure.lengths[which]
+            out[name] = (w @ e, None, {"purchase": w @ (e[:, None] * z) if want_grad else None})
         return out
 
 
@@ -505,7 +531,7 @@ def _at(draws: dict, i: int, design: TimeVaryingDesign):
     return params, design.split([float(draws[c][i]) for c in design.coefficient_names])
 
 
-def _summarise(values: np.ndarray, index, name: str, interval):
+def summarise(values: np.ndarray, index, name: str, interval):
     """Point values (mean over draws) or the expected value's interval frame."""
     from .draws import EXPECTED, check_interval, interval_frame, quantiles
 
@@ -517,6 +543,31 @@ def _summarise(values: np.ndarray, index, name: str, interval):
                           level, EXPECTED)
 
 
+def _customers(model, rfm, summary):
+    """The customers of ``rfm`` (default: the training ones and summary) as the forecasts read them:
+    ``(rfm, data (with the static covariates), exposure)``."""
+    model._check_fitted()
+    training = rfm is None or rfm is getattr(model, "rfm_", None)
+    rfm = model._rfm_or_fitted(rfm)
+    summary = summary if summary is not None else getattr(model, "time_varying_summary_", None) if training else None
+    if summary is None:
+        raise ClvDataError(f"This {type(model).__name__} has time-varying covariates: pass the customers' summary, "
+                           "time_varying=TimeVaryingSummary (same rows as rfm).")
+    data = model._data_arrays(rfm)
+    data.update(model.covariate_data(rfm))
+    return rfm, data, Exposure.of_summary(design_of(model), summary, data["frequency"], data["recency"], data["T"])
+
+
+def _histories(model, data: dict, exposure: Exposure, draws: dict):
+    """Per parameter draw: ``(params per customer, {process: γ}, extras, P(alive) at T)``."""
+    design, tv_model, link = design_of(model), type(model).time_varying_model, model._covariate_link()
+    for i in range(len(next(iter(draws.values())))):
+        params, gammas = _at(draws, i, design)
+        per_row = params if link is None else link.individual(params, data, NUMPY)
+        extras = tv_model.extras(per_row, data, gammas, exposure, design, False)
+        yield per_row, gammas, extras, tv_model.alive(per_row, data, extras)
+
+
 def predict(model, quantity: str, rfm=None, *, t=None, time_varying=None, future=None, interval=None,
             n_draws=None, seed=None):
     """``"probability_alive"`` at ``T`` or ``"expected_purchases"`` in ``(T, T+t]`` per customer of
@@ -524,34 +575,37 @@ def predict(model, quantity: str, rfm=None, *, t=None, time_varying=None, future
     ``time_varying_model`` at the clocks of the calibration ``time_varying`` summary and, for
     purchases, over the ``future`` pieces (:class:`~clvmodels.exposure.ExposurePieces` of the same
     customers from ``T_i`` on, their clock). Static covariates are applied as in any prediction."""
-    model._check_fitted()
-    training = rfm is None
-    rfm = model._rfm_or_fitted(rfm)
-    summary = time_varying if time_varying is not None else getattr(model, "time_varying_summary_", None) if training else None
-    if summary is None:
-        raise ClvDataError(f"This {type(model).__name__} has time-varying covariates: pass the customers' summary, "
-                           "time_varying=TimeVaryingSummary (same rows as rfm).")
+    rfm, data, exposure = _customers(model, rfm, time_varying)
     design, tv_model = design_of(model), type(model).time_varying_model
-    data = model._data_arrays(rfm)
-    data.update(model.covariate_data(rfm))
-    link = model._covariate_link()
-    n = len(rfm)
-    exposure = Exposure.of_summary(design, summary, data["frequency"], data["recency"], data["T"])
     window = None
     if quantity == "expected_purchases":
         model.check_window(t)
-        window = future_window(design, future, data["T"], float(t), n)
-    draws = _draws(model, interval, n_draws, seed)
+        window = future_window(design, future, data["T"], float(t), len(rfm))
     values = []
-    for i in range(len(next(iter(draws.values())))):
-        params, gammas = _at(draws, i, design)
-        per_row = params if link is None else link.individual(params, data, NUMPY)
-        extras = tv_model.extras(per_row, data, gammas, exposure, design, False)
-        value = tv_model.alive(per_row, data, extras)
-        if window is not None:
-            value = value * tv_model.future(per_row, data, extras, window, design, gammas)
-        values.append(np.broadcast_to(value, (n,)))
-    return _summarise(np.array(values), rfm.index, quantity, interval)
+    for per_row, gammas, extras, alive in _histories(model, data, exposure, _draws(model, interval, n_draws, seed)):
+        value = alive if window is None else alive * tv_model.future(per_row, data, extras, window, design, gammas)
+        values.append(np.broadcast_to(value, (len(rfm),)))
+    return summarise(np.array(values), rfm.index, quantity, interval)
+
+
+def discounted_purchases(model, rfm, draws: dict, *, bounds, factors, time_varying=None, future=None) -> np.ndarray:
+    """Per draw (rows) and customer: ``P(alive) Σ_i f_i (E[Y(t_i)] − E[Y(t_{i−1})])`` over the periods
+    ``(t_{i−1}, t_i]`` of ``bounds`` with discount factors ``factors`` (as
+    :func:`clvmodels.clv.purchase_value_draws`), the expectations over the ``future`` pieces."""
+    rfm, data, exposure = _customers(model, rfm, time_varying)
+    design, tv_model = design_of(model), type(model).time_varying_model
+    bounds = np.asarray(bounds, dtype=float)
+    window = future_window(design, future, data["T"], float(bounds[-1]), len(rfm))
+    parts = [window.clipped(data["T"], data["T"] + b) for b in bounds]
+    out = []
+    for per_row, gammas, extras, alive in _histories(model, data, exposure, draws):
+        total, previous = 0.0, 0.0
+        for part, factor in zip(parts, factors):
+            current = tv_model.future(per_row, data, extras, part, design, gammas)
+            total = total + (current - previous) * factor
+            previous = current
+        out.append(np.broadcast_to(alive * total, (len(rfm),)))
+    return np.array(out)
 
 
 def new_customers(model, t, future: ExposurePieces, *, interval=None, n_draws=None, seed=None):
@@ -569,7 +623,7 @@ def new_customers(model, t, future: ExposurePieces, *, interval=None, n_draws=No
     for i in range(len(next(iter(draws.values())))):
         params, gammas = _at(draws, i, design)
         values.append(np.broadcast_to(tv_model.new_customer(params, window, design, gammas), (n,)))
-    return _summarise(np.array(values), pd.RangeIndex(n, name="customer"), "expected_purchases", interval)
+    return summarise(np.array(values), pd.RangeIndex(n, name="customer"), "expected_purchases", interval)
 
 
 def expected_tracking(model, pieces: ExposurePieces, birth, boundaries) -> pd.Series:
