@@ -45,6 +45,19 @@ def pnbd_data():
     return rfm, birth, times
 
 
+def processes(cls, dropout=COLUMNS) -> dict:
+    """The time-varying covariates of ``cls``: both columns on the purchase process and, for
+    Pareto/NBD, ``dropout`` on the drop-out process."""
+    out = {"purchase_time_varying": COLUMNS}
+    if cls is ParetoNBDModel:
+        out["dropout_time_varying"] = dropout
+    return out
+
+
+def truth(cls) -> dict:
+    return PNBD if cls is ParetoNBDModel else BG
+
+
 def objective_of(model, rfm, summary):
     """The fit's objective ``theta -> (nll, grad)`` of an unfitted ``model`` (static covariates learned)."""
     data = model._fit_arrays(rfm)
@@ -52,8 +65,7 @@ def objective_of(model, rfm, summary):
     if design is not None:
         data.update(design.transform(rfm))
         model.covariates_ = design.to_dict()
-    processes = timevarying.processes_of(model, summary)
-    setup = timevarying.fit_setup(model, processes, summary, data, np.ones(len(rfm)))
+    setup = timevarying.fit_setup(model, timevarying.processes_of(model, summary), summary, data, np.ones(len(rfm)))
     f = setup.objective(0.0)
     return (lambda theta: f(theta, float(len(rfm)), 0.0)), setup.names
 
@@ -89,12 +101,10 @@ def test_constant_in_time_equals_static_covariate(cls, bg_data):
 @pytest.mark.parametrize("cls", [BetaGeoModel, ParetoNBDModel])
 def test_zero_coefficients_give_the_model_without_covariates(cls, bg_data):
     rfm, birth, times = bg_data
-    processes = {"purchase_time_varying": COLUMNS}
-    if cls is ParetoNBDModel:
-        processes["dropout_time_varying"] = ["season"]
-    model = cls(**processes)
+    kwargs = processes(cls, ["season"])
+    model = cls(**kwargs)
     f, names = objective_of(model, rfm, summary_of(rfm, birth, COLUMNS, z_weekly, times))
-    theta = np.log(np.array(list((BG if cls is BetaGeoModel else PNBD).values())))
+    theta = np.log(np.array(list(truth(cls).values())))
     nll, _ = f(np.r_[theta, np.zeros(len(names))])
     data = validate_columns(rfm, cls.data_columns)
     plain = cls.log_likelihood(dict(zip(cls.param_names, np.exp(theta))), data, np)
@@ -104,15 +114,13 @@ def test_zero_coefficients_give_the_model_without_covariates(cls, bg_data):
 @pytest.mark.parametrize("cls", [BetaGeoModel, ParetoNBDModel])
 def test_refining_the_grid_leaves_the_fit_unchanged(cls, bg_data):
     rfm, birth, times = bg_data
-    processes = {"purchase_time_varying": COLUMNS}
-    if cls is ParetoNBDModel:
-        processes["dropout_time_varying"] = ["holiday"]
+    kwargs = processes(cls, ["holiday"])
     weekly = summary_of(rfm, birth, COLUMNS, z_weekly, times)
     daily = summary_of(rfm, birth, COLUMNS, lambda k: z_weekly(np.floor(np.asarray(k) / 7)), times, step=1 / 7)
     assert len(daily.pieces.length) > 5 * len(weekly.pieces.length)
-    f_week, names = objective_of(cls(**processes), rfm, weekly)
-    f_day, _ = objective_of(cls(**processes), rfm, daily)
-    theta = np.r_[np.log(list((BG if cls is BetaGeoModel else PNBD).values())), 0.3 * np.ones(len(names))]
+    f_week, names = objective_of(cls(**kwargs), rfm, weekly)
+    f_day, _ = objective_of(cls(**kwargs), rfm, daily)
+    theta = np.r_[np.log(list(truth(cls).values())), 0.3 * np.ones(len(names))]
     (v1, g1), (v2, g2) = f_week(theta), f_day(theta)
     assert v2 == pytest.approx(v1, rel=1e-11)
     np.testing.assert_allclose(g2, g1, rtol=1e-8, atol=1e-11)
@@ -122,15 +130,13 @@ def test_refining_the_grid_leaves_the_fit_unchanged(cls, bg_data):
 def test_gradient_is_finite_differences(cls, bg_data):
     rfm, birth, times = bg_data
     table = rfm.assign(c=np.random.default_rng(6).normal(size=len(rfm)))
-    processes = {"purchase_time_varying": COLUMNS}
-    if cls is ParetoNBDModel:
-        processes["dropout_time_varying"] = ["season"]
-    f, names = objective_of(cls(purchase_covariates=["c"], dropout_covariates=["c"], **processes), table,
+    kwargs = processes(cls, ["season"])
+    f, names = objective_of(cls(purchase_covariates=["c"], dropout_covariates=["c"], **kwargs), table,
                             summary_of(rfm, birth, COLUMNS, z_weekly, times))
     k = len(cls.param_names)
     rng = np.random.default_rng(7)
     n_static = 2 if cls is ParetoNBDModel else 3
-    theta = np.r_[np.log(list((PNBD if cls is ParetoNBDModel else BG).values())), rng.normal(0, 0.3, n_static + len(names))]
+    theta = np.r_[np.log(list(truth(cls).values())), rng.normal(0, 0.3, n_static + len(names))]
     _, grad = f(theta)
     h = 1e-6
     numeric = np.array([(f(theta + h * e)[0] - f(theta - h * e)[0]) / (2 * h) for e in np.eye(len(theta))])
@@ -182,15 +188,15 @@ def test_pnbd_recovers_purchase_and_dropout_effects(pnbd_data):
 def known_model(cls, params, purchase, dropout=None):
     """A model "fitted" at known parameters, its covariates unstandardised (means 0, scales 1)."""
     kwargs = {"purchase_time_varying": COLUMNS}
-    processes = {"purchase": tuple(COLUMNS)}
+    linked = {"purchase": tuple(COLUMNS)}
     coefficients = {f"tv_purchase:{c}": g for c, g in zip(COLUMNS, purchase)}
     if dropout is not None:
         kwargs["dropout_time_varying"] = COLUMNS
-        processes["dropout"] = tuple(COLUMNS)
+        linked["dropout"] = tuple(COLUMNS)
         coefficients.update({f"tv_dropout:{c}": g for c, g in zip(COLUMNS, dropout)})
     model = cls(**kwargs)
     model.params_ = pd.Series(params)[list(cls.param_names)]
-    model.time_varying_ = timevarying.TimeVaryingDesign(processes, tuple(COLUMNS), (0.0, 0.0), (1.0, 1.0)).to_dict()
+    model.time_varying_ = timevarying.TimeVaryingDesign(linked, tuple(COLUMNS), (0.0, 0.0), (1.0, 1.0)).to_dict()
     model.time_varying_coefficients_ = pd.Series(coefficients)
     return model
 
@@ -302,10 +308,8 @@ def test_symbolic_likelihood_and_gradient_equal_the_mle_objective(cls, bg_data):
     rfm, birth, times = bg_data
     rfm, birth, times = rfm.iloc[:300].reset_index(drop=True), birth[:300], times[:300]
     table = rfm.assign(c=np.random.default_rng(15).normal(size=len(rfm)))
-    processes = {"purchase_time_varying": COLUMNS}
-    if cls is ParetoNBDModel:
-        processes["dropout_time_varying"] = COLUMNS
-    model = cls(purchase_covariates=["c"], **processes)
+    kwargs = processes(cls, COLUMNS)
+    model = cls(purchase_covariates=["c"], **kwargs)
     summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
     f, names = objective_of(model, table, summary)
     setup = timevarying.fit_setup(model, timevarying.processes_of(model, summary), summary,
@@ -316,7 +320,7 @@ def test_symbolic_likelihood_and_gradient_equal_the_mle_objective(cls, bg_data):
     params.update(link.coefficients([theta[k + j] for j in range(link.n_free)]))
     ll = setup.symbolic_log_likelihood(params, {n: theta[k + link.n_free + j] for j, n in enumerate(names)})
     g = pytensor.function([theta], [ll, pytensor.grad(ll, theta)])
-    at = np.r_[np.log(list((BG if cls is BetaGeoModel else PNBD).values())),
+    at = np.r_[np.log(list(truth(cls).values())),
                np.random.default_rng(16).normal(0, 0.3, link.n_free + len(names))]
     value, grad = g(at)
     nll, ngrad = f(at)
