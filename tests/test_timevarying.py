@@ -380,3 +380,17 @@ def test_clv_without_effects_is_the_static_clv_and_has_intervals(kind, cls, para
     point = clv(fitted, spend, rfm, horizon=12, future=ahead)
     assert frame.attrs["uncertainty"].startswith("expected")
     assert np.all(frame["mean_lower"] <= point + 1e-12) and np.all(point <= frame["mean_upper"] + 1e-12)
+
+
+def test_threaded_pareto_kernel_equals_one_thread(pnbd_data, monkeypatch):
+    from clvmodels.models import pnbd_timevarying
+
+    rfm, birth, times = pnbd_data
+    f, names = objective_of(ParetoNBDModel(**processes(ParetoNBDModel)), rfm, summary_of(rfm, birth, COLUMNS, z_weekly, times))
+    theta = np.r_[np.log(list(PNBD.values())), np.full(len(names), 0.2)]
+    one = f(theta)
+    monkeypatch.setattr(pnbd_timevarying, "THREADED_PIECES", 10)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})   # three threads
+    threaded = f(theta)
+    assert threaded[0] == one[0]
+    np.testing.assert_array_equal(threaded[1], one[1])

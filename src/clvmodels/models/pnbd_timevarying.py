@@ -26,10 +26,14 @@ steep piece is subdivided). ``ln D`` is the log-sum-exp of the pieces' ``ln J``,
 
 from __future__ import annotations
 
+import functools
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-from .pnbd_integral import evaluate
 from .namespaces import NUMPY
+from .pnbd_integral import _POS, _WEIGHT, row_kernel
 from .timevarying import Exposure, TimeVaryingDesign
 
 
@@ -40,14 +44,126 @@ def exclusive_cumsum(values: np.ndarray, exposure: Exposure) -> np.ndarray:
     return total - values - (total[first] - values[first])
 
 
-def segment_sum(values: np.ndarray, customer: np.ndarray, n: int) -> np.ndarray:
-    """Sums of ``values`` (``(m,)`` or ``(m, K)``) per customer: ``(n,)`` or ``(n, K)``."""
-    if values.ndim == 1:
-        return np.bincount(customer, weights=values, minlength=n)
-    if values.shape[1] == 0:
-        return np.zeros((n, 0))
-    return np.stack([np.bincount(customer, weights=values[:, k], minlength=n) for k in range(values.shape[1])],
-                    axis=-1).reshape(n, values.shape[1])
+@dataclass(frozen=True)
+class AfterPieces:
+    """The pieces after each customer's recency, contiguous per customer (``seg``: offsets, ``n+1``),
+    with their lengths and the purchase and drop-out covariates."""
+
+    seg: np.ndarray
+    length: np.ndarray
+    zp: np.ndarray
+    zd: np.ndarray
+
+
+def _after_pieces(exposure: Exposure, purchase: tuple, dropout: tuple) -> AfterPieces:
+    """:class:`AfterPieces` of ``exposure`` (kept with it: built once per fit)."""
+    cache = exposure.__dict__.setdefault("_after", {})
+    key = (purchase, dropout)
+    if key not in cache:
+        after = np.flatnonzero(~exposure.before)
+        seg = np.searchsorted(exposure.customer[after], np.arange(exposure.n + 1)).astype(np.int64)
+        cache[key] = AfterPieces(seg, np.ascontiguousarray(exposure.length[after]),
+                                 np.ascontiguousarray(exposure.z[np.ix_(after, list(purchase))]),
+                                 np.ascontiguousarray(exposure.z[np.ix_(after, list(dropout))]))
+    return cache[key]
+
+
+def _dead(seg, p, alpha, s, beta, A_tx, C_tx, dA_tx, dC_tx, length, log_a, log_c, zp, zd, pos, weight, want,
+          value, d_params, d_p, d_d, first, last):
+    """Per customer ``i`` in ``first:last`` (pieces ``seg[i]:seg[i+1]`` after ``t_x``, in time order): ``ln D`` into
+    ``value`` and, when ``want``, its gradient with respect to ``(r, α_i, s, β_i)``, ``γ_p`` and ``γ_d``
+    (module docstring), in one pass: the clocks ``A``, ``C`` and their gradients run forward from
+    ``A(t_x)``, ``C(t_x)``, and the pieces' ``ln J`` (each the static kernel's row,
+    :func:`~.pnbd_integral._row`, at ``(p, α̃, s, β̃)`` over ``(0, ℓ)``) enter a running log-sum-exp."""
+    kp, kd = zp.shape[1], zd.shape[1]
+    jac = np.empty((1, 4))
+    dA0 = np.empty(kp)
+    dC0 = np.empty(kd)
+    acc = np.empty(4 + kp + kd)
+    for i in range(first, last):
+        pi, si, qi = p[i], s[i], s[i] + 1.0
+        A0, C0 = A_tx[i], C_tx[i]
+        for k in range(kp):
+            dA0[k] = dA_tx[i, k]
+        for k in range(kd):
+            dC0[k] = dC_tx[i, k]
+        acc[:] = 0.0
+        top, total = -np.inf, 0.0
+        for j in range(seg[i], seg[i + 1]):
+            a, c = math.exp(log_a[j]), math.exp(log_c[j])
+            log_i = _row_kernel(pi, (alpha[i] + A0) / a, si, (beta[i] + C0) / c, 0.0, 0.0, length[j], pos, weight,
+                                jac, 0, want)
+            log_j = log_i + (1.0 - qi) * log_c[j] - pi * log_a[j]
+            if log_j > top:                       # rescale the sums to the new maximum
+                scale = math.exp(top - log_j)
+                total *= scale
+                for k in range(acc.shape[0]):
+                    acc[k] *= scale
+                top = log_j
+            v = math.exp(log_j - top)
+            total += v
+            if want:
+                acc[0] += v * (jac[0, 0] - log_a[j])
+                acc[1] += v * jac[0, 1] / a
+                acc[2] += v * (jac[0, 2] - log_c[j])
+                acc[3] += v * jac[0, 3] / c
+                for k in range(kp):
+                    acc[4 + k] += v * (-pi * zp[j, k] + jac[0, 1] * (dA0[k] - (alpha[i] + A0) * zp[j, k]) / a)
+                for k in range(kd):
+                    acc[4 + kp + k] += v * ((1.0 - qi) * zd[j, k] + jac[0, 3] * (dC0[k] - (beta[i] + C0) * zd[j, k]) / c)
+            la, lc = length[j] * a, length[j] * c
+            A0 += la
+            C0 += lc
+            for k in range(kp):
+                dA0[k] += la * zp[j, k]
+            for k in range(kd):
+                dC0[k] += lc * zd[j, k]
+        value[i] = top + math.log(total) if total > 0.0 else -np.inf
+        if want:
+            for k in range(acc.shape[0]):
+                g = acc[k] / total if total > 0.0 else 0.0
+                if k < 4:
+                    d_params[i, k] = g
+                elif k < 4 + kp:
+                    d_p[i, k - 4] = g
+                else:
+                    d_d[i, k - 4 - kp] = g
+
+
+#: The compiled :func:`~.pnbd_integral._row` (set by :func:`_dead_kernel` before it compiles :func:`_dead`).
+_row_kernel = None
+
+
+@functools.cache
+def _dead_kernel():
+    """:func:`_dead` compiled with numba (from its disk cache after the first time)."""
+    import numba
+
+    global _row_kernel
+    _row_kernel = row_kernel()
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(_dead)
+
+
+#: Below this many pieces :func:`_run_dead` runs in one thread.
+THREADED_PIECES = 200_000
+
+
+def _run_dead(args: tuple) -> None:
+    """:func:`_dead` over all customers, split into chunks of about equal numbers of pieces run in
+    threads (the kernel releases the GIL), one per available core."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    kernel, seg = _dead_kernel(), args[0]
+    n = len(seg) - 1
+    threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 16)
+    if threads <= 1 or seg[-1] < THREADED_PIECES:
+        kernel(*args, 0, n)
+        return
+    cuts = np.unique(np.searchsorted(seg, np.linspace(0, seg[-1], threads + 1)).clip(0, n))
+    cuts[0], cuts[-1] = 0, n
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda bounds: kernel(*args, *bounds), zip(cuts[:-1], cuts[1:])))
 
 
 class ParetoTimeVarying:
@@ -97,15 +213,31 @@ class ParetoTimeVarying:
         return self._of_terms(params, x, log_alive, xp.log(params["s"]) + data["log_D"], xp)
 
     def extras(self, params, data, gammas, exposure: Exposure, design: TimeVaryingDesign, want_grad: bool):
+        """``A_T``, ``C_T`` (sparse products over the distinct covariate rows, :attr:`Exposure.lengths`)
+        and ``log_D`` (:func:`_dead` over the pieces after ``t_x``), with their derivatives."""
         n = exposure.n
-        zp, zd = exposure.z[:, design.index("purchase")], exposure.z[:, design.index("dropout")]
-        log_a, log_c = zp @ gammas["purchase"], zd @ gammas["dropout"]
-        la, lc = exposure.length * np.exp(log_a), exposure.length * np.exp(log_c)
-        out = {"A_T": (exposure.integrate(la), None, {"purchase": segment_sum(la[:, None] * zp, exposure.customer, n)
-                                                     if want_grad else None}),
-               "C_T": (exposure.integrate(lc), None, {"dropout": segment_sum(lc[:, None] * zd, exposure.customer, n)
-                                                     if want_grad else None})}
-        out["log_D"] = self._log_d(params, data["frequency"], exposure, zp, zd, log_a, log_c, la, lc, want_grad)
+        rows = exposure.distinct[1]
+        clocks = {}
+        for process, name in (("purchase", "A"), ("dropout", "C")):
+            z = rows[:, design.index(process)]
+            e = np.exp(z @ gammas[process])
+            for which in ("all", "before"):
+                w = exposure.lengths[which]
+                clocks[name, which] = (w @ e, np.ascontiguousarray(w @ (e[:, None] * z)).reshape(n, z.shape[1]))
+        out = {"A_T": (clocks["A", "all"][0], None, {"purchase": clocks["A", "all"][1] if want_grad else None}),
+               "C_T": (clocks["C", "all"][0], None, {"dropout": clocks["C", "all"][1] if want_grad else None})}
+        after = _after_pieces(exposure, tuple(design.index("purchase")), tuple(design.index("dropout")))
+        r, alpha, s, beta = (np.ascontiguousarray(np.broadcast_to(np.asarray(params[k], dtype=float), (n,)))
+                             for k in ("r", "alpha", "s", "beta"))
+        size = n if want_grad else 0
+        value, d_params = np.empty(n), np.empty((size, 4))
+        d_p, d_d = np.empty((size, after.zp.shape[1])), np.empty((size, after.zd.shape[1]))
+        _run_dead((after.seg, r + np.asarray(data["frequency"], dtype=float), alpha, s, beta,
+                   clocks["A", "before"][0], clocks["C", "before"][0], clocks["A", "before"][1],
+                   clocks["C", "before"][1], after.length, after.zp @ gammas["purchase"],
+                   after.zd @ gammas["dropout"], after.zp, after.zd, _POS, _WEIGHT, want_grad, value, d_params,
+                   d_p, d_d))
+        out["log_D"] = (value, d_params.T, {"purchase": d_p, "dropout": d_d}) if want_grad else (value, None, None)
         return out
 
     def symbolic_extras(self, params, data, gammas, exposure: Exposure, design: TimeVaryingDesign):
@@ -148,43 +280,3 @@ class ParetoTimeVarying:
         has = np.bincount(cust, minlength=n) > 0
         log_d = pt.switch(has, ref + pt.log(pt.switch(has, total, 1.0)), -np.inf)
         return {"A_T": scatter_sum(la, cust_all, n), "C_T": scatter_sum(lc, cust_all, n), "log_D": log_d}
-
-    def _log_d(self, params, frequency, exposure: Exposure, zp, zd, log_a, log_c, la, lc, want_grad):
-        """``(ln D, ∂ ln D/∂(r, α_i, s, β_i) (4, n), {process: ∂ ln D/∂γ (n, K)})`` (module docstring)."""
-        n = exposure.n
-        after = np.flatnonzero(~exposure.before)
-        cust = exposure.customer[after]
-        x = np.asarray(frequency, dtype=float)[cust]
-        r, alpha, s, beta = (np.broadcast_to(np.asarray(params[k], dtype=float), (n,))[cust]
-                             for k in ("r", "alpha", "s", "beta"))
-        p, q = r + x, s + 1.0
-        A0, C0 = exclusive_cumsum(la, exposure)[after], exclusive_cumsum(lc, exposure)[after]
-        a, c = np.exp(log_a[after]), np.exp(log_c[after])
-        alpha_t, beta_t = (alpha + A0) / a, (beta + C0) / c
-        log_i, jac = evaluate(p, alpha_t, s, beta_t, 0.0, 0.0, exposure.length[after], with_jac=want_grad)
-        log_j = log_i + (1.0 - q) * log_c[after] - p * log_a[after]
-        log_d = np.full(n, -np.inf)
-        has = np.flatnonzero(np.bincount(cust, minlength=n))
-        if after.size:
-            starts = np.searchsorted(cust, has)
-            top = np.maximum.reduceat(log_j, starts)
-            top_of = np.full(n, 0.0)
-            top_of[has] = top
-            weights = np.exp(log_j - top_of[cust])
-            total = np.bincount(cust, weights=weights, minlength=n)
-            log_d[has] = top + np.log(total[has])
-        if not want_grad:
-            return log_d, None, None
-        pi = np.exp(log_j - log_d[cust])                    # each piece's share of D
-        d_params = np.stack([
-            segment_sum(pi * (jac[:, 0] - log_a[after]), cust, n),
-            segment_sum(pi * jac[:, 1] / a, cust, n),
-            segment_sum(pi * (jac[:, 2] - log_c[after]), cust, n),
-            segment_sum(pi * jac[:, 3] / c, cust, n)])
-        dA0 = exclusive_cumsum(la[:, None] * zp, exposure)[after]
-        dC0 = exclusive_cumsum(lc[:, None] * zd, exposure)[after]
-        zpa, zda = zp[after], zd[after]
-        g_p = -p[:, None] * zpa + (jac[:, 1] / a)[:, None] * (dA0 - (alpha + A0)[:, None] * zpa)
-        g_d = (1.0 - q)[:, None] * zda + (jac[:, 3] / c)[:, None] * (dC0 - (beta + C0)[:, None] * zda)
-        return log_d, d_params, {"purchase": segment_sum(pi[:, None] * g_p, cust, n),
-                                 "dropout": segment_sum(pi[:, None] * g_d, cust, n)}
