@@ -223,20 +223,12 @@ class Exposure:
                         self.purchase_z, self.n)
 
     def multiplier(self, design: TimeVaryingDesign, process: str, gamma) -> np.ndarray:
-        """``exp(γ·z)`` on each piece (``γ`` the process's coefficients; draws on a leading axis)."""
-        idx = design.index(process)
-        gamma = np.asarray(gamma, dtype=float)
-        if not idx.size:
-            return np.ones(gamma.shape[:-1] + self.length.shape)
-        return np.exp(gamma @ self.z[:, idx].T)
+        """``exp(γ·z)`` on each piece (``γ`` the process's coefficients)."""
+        return np.exp(self.z[:, design.index(process)] @ np.asarray(gamma, dtype=float))
 
-    def integrate(self, values: np.ndarray, mask=None) -> np.ndarray:
-        """``Σ`` of ``values`` over each customer's pieces (optionally those where ``mask``); a leading
-        axis of draws is kept."""
-        values = values if mask is None else values * mask
-        if values.ndim == 1:
-            return np.bincount(self.customer, weights=values, minlength=self.n)
-        return np.stack([np.bincount(self.customer, weights=v, minlength=self.n) for v in values])
+    def integrate(self, values: np.ndarray) -> np.ndarray:
+        """``Σ`` of ``values`` over each customer's pieces."""
+        return np.bincount(self.customer, weights=values, minlength=self.n)
 
 
 def check_pieces(pieces: ExposurePieces, n: int, T=None) -> None:
@@ -289,7 +281,7 @@ class TimeChange:
         """E[X] of a customer just acquired over ``window`` (her clock from 0)."""
         return self._new(params, t=_operational(window, design, gammas))
 
-    def symbolic_extras(self, params, data, gammas, exposure: "Exposure", design, ):
+    def symbolic_extras(self, params, data, gammas, exposure: "Exposure", design):
         """:meth:`extras` as PyTensor expressions (values only: PyTensor differentiates them)."""
         import pytensor.tensor as pt
 
@@ -380,12 +372,10 @@ class TimeVaryingFit:
         xp = pytensor_namespace()
         tv_model = self.model_cls.time_varying_model
         per_row = params if self.link is None else self.link.individual(params, self.data, xp)
-        names = list(self.design.coefficient_names)
         gammas = {}
         for process in PROCESSES:
             mine = [coefficients[coefficient_name(process, c)] for c in self.design.names(process)]
             gammas[process] = pt.stack(mine) if mine else pt.as_tensor(np.zeros(0))
-        assert set(names) <= set(coefficients)
         extras = tv_model.symbolic_extras(per_row, self.data, gammas, self.exposure, self.design)
         ll = tv_model.log_likelihood(per_row, {**self.data, **extras}, xp)
         pz = self.exposure.purchase_z[:, self.design.index("purchase")]
@@ -463,17 +453,6 @@ def objective(model_cls, tv_model, design: TimeVaryingDesign, exposure: Exposure
         return penalised(theta, k, log_lik, grad, total, penalizer, covariate_penalty)
 
     return f
-
-
-def log_likelihood_values(model, params: dict, coefficients: dict, exposure: Exposure, data: dict) -> np.ndarray:
-    """Per-customer log-likelihood (numpy) at population ``params`` (linked per customer by the static
-    covariates already) and the time-varying ``coefficients`` (``{process: γ}``)."""
-    design = design_of(model)
-    tv_model = type(model).time_varying_model
-    extras = tv_model.extras(params, data, coefficients, exposure, design, False)
-    columns = {**data, **{name: value for name, (value, _, _) in extras.items()}}
-    pz = exposure.purchase_z[:, design.index("purchase")]
-    return tv_model.log_likelihood(params, columns, NUMPY) + pz @ coefficients["purchase"]
 
 
 def coefficient_table(model, level: float) -> pd.DataFrame:
