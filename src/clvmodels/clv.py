@@ -394,6 +394,8 @@ def clv(
     n_samples: int = 1000,
     seed: int | None = None,
     time_unit: str | None = None,
+    time_varying=None,
+    future=None,
 ) -> pd.Series | pd.DataFrame:
     """Discounted customer lifetime value over ``horizon`` discounting periods of length ``period``.
 
@@ -420,6 +422,10 @@ def clv(
         use another convention (lifetimes takes a month as 4.345 weeks).
     interval
         With ``interval`` (e.g. 0.9), a frame of the distribution named by ``kind``.
+    time_varying, future
+        A purchase model with time-varying covariates: the customers' calibration summary (default:
+        the training one) and their covariate pieces from ``T`` over the horizon (required); the
+        expected CLV and ``kind="expected"`` intervals only (:func:`time_varying_clv`).
     kind
         ``"predictive"`` (default): the distribution of the *realised* discounted value (what the
         customer will actually spend; process and parameter uncertainty), by simulation
@@ -442,6 +448,13 @@ def clv(
     period = renamed_argument("clv", "period", period, "time_unit", time_unit)
     rfm, data, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
                                          period_length, "clv")
+    if getattr(purchase_model, "has_time_varying", False):
+        if interval is not None and kind == "predictive":
+            raise ClvDataError("The predictive CLV (simulated futures) is not available with time-varying covariates "
+                               "yet: pass kind='expected' for the uncertainty of the expected value.")
+        return time_varying_clv(purchase_model, spend_model, rfm, data, horizon=int(horizon),
+                                period_length=period_length, discount_rate=discount_rate, interval=interval,
+                                n_draws=n_draws, seed=seed, time_varying=time_varying, future=future)
     if interval is not None and kind == "predictive":
         return predictive_clv(purchase_model, spend_model, rfm, horizon=horizon, period_length=period_length,
                               discount_rate=discount_rate, interval=interval, n_samples=n_samples, seed=seed,
@@ -452,3 +465,21 @@ def clv(
     if interval is None:
         return pd.Series(values["mean"], index=rfm.index, name="clv")
     return interval_frame(values, rfm.index, interval, EXPECTED)
+
+
+def time_varying_clv(purchase_model, spend_model, rfm: pd.DataFrame, data: dict, *, horizon: int,
+                     period_length: float, discount_rate: float, interval=None, n_draws=None, seed=None,
+                     time_varying=None, future=None):
+    """The expected CLV of a purchase model with time-varying covariates: per joint draw of both
+    models, ``P(alive) Σ_i f_i ΔE[Y]_i`` over the future pieces
+    (:func:`~clvmodels.models.timevarying.discounted_purchases`) times the expected spend."""
+    from .models.timevarying import discounted_purchases, summarise
+
+    draws = model_draws(purchase_model, spend_model, interval=interval, n_draws=n_draws, seed=seed)
+    bounds, factors = clv_periods(horizon, period_length, discount_rate)
+    purchases = discounted_purchases(purchase_model, rfm, draws[0], bounds=bounds, factors=factors,
+                                     time_varying=time_varying, future=future)
+    spend_data = {**{k: data[k] for k in spend_model.data_columns}, **_covariates(spend_model, rfm)}
+    expected_spend = spend_model.formula("expected_spend_formula")
+    params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws[1].items()}
+    return summarise(purchases * expected_spend(params, **spend_data), rfm.index, "clv", interval)

@@ -192,7 +192,8 @@ class CLVModel(ABC):
         return formula
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, rfm: pd.DataFrame, *, method: str | None = None, weights=None, **kwargs) -> "CLVModel":
+    def fit(self, rfm: pd.DataFrame, *, method: str | None = None, weights=None, time_varying=None,
+            **kwargs) -> "CLVModel":
         """Fit the model to an RFM summary; returns ``self``.
 
         Parameters
@@ -204,6 +205,11 @@ class CLVModel(ABC):
             constructor's ``method``.
         weights
             Optional number of customers each row stands for (e.g. a pre-aggregated table).
+        time_varying
+            With time-varying covariates (the constructor's ``<process>_time_varying``): the
+            :class:`~clvmodels.exposure.TimeVaryingSummary` of ``rfm``'s customers (same rows, same
+            order); see :mod:`.timevarying`. Sets ``time_varying_`` (the design) and
+            ``time_varying_coefficients_``.
         **kwargs
             Passed to the fitting routine (e.g. ``draws``, ``chains`` for NUTS).
 
@@ -225,20 +231,27 @@ class CLVModel(ABC):
         design = self._learn_covariates(rfm, weights)
         if design is not None:
             data.update(design.transform(rfm))
-        unique, w = compress(data, weights)
+        from .timevarying import fit_setup, processes_of
+
+        varying = processes_of(self, time_varying)
+        # with time-varying covariates every customer has her own path: no two rows are alike
+        unique, w = compress(data, weights) if not varying else (data, np.ones(len(rfm)) if weights is None else weights)
         self._reset_fit()
         if design is not None:
             self.covariates_ = design.to_dict()
+        tv = fit_setup(self, varying, time_varying, unique, w) if varying else None
         if method == "mle":
             from .mle import fit_mle
 
-            fit_mle(self, unique, w, link=self._covariate_link(), **kwargs)
+            fit_mle(self, unique, w, link=self._covariate_link(), time_varying=tv, **kwargs)
         else:
             from .bayes import fit_bayes
             from .environment import quiet_pymc
 
             kwargs.setdefault("random_seed", renamed_argument(type(self).__name__, "seed", self.seed,
                                                               "random_seed", self.random_seed))
+            if tv is not None:
+                kwargs["time_varying"] = tv
             with quiet_pymc():
                 fit_bayes(self, unique, w, method=method, **kwargs)
         self.method_ = method
@@ -247,6 +260,8 @@ class CLVModel(ABC):
         self.time_unit_ = rfm.attrs.get("time_unit") if hasattr(rfm, "attrs") else None
         self.fingerprint_ = data_fingerprint(unique, w)
         self.rfm_ = rfm
+        if varying:
+            self.time_varying_summary_ = time_varying
         return self
 
     # ------------------------------------------------------------------ covariates
@@ -420,6 +435,10 @@ class CLVModel(ABC):
         if link is not None:
             table = pd.concat([table, self._coefficient_table(link, level)])
             table.attrs["dropped_levels"] = dict(self.covariates_["dropped"])
+        if getattr(self, "time_varying_", None) is not None:
+            from .timevarying import coefficient_table
+
+            table = pd.concat([table, coefficient_table(self, level)])
         table.attrs.update(log_likelihood=self.log_likelihood_, aic=self.aic_, bic=self.bic_,
                            converged=self.converged_, n_customers=self.n_customers_)
         return with_prior_sensitivity(self, table)   # a MAP fit's

@@ -177,13 +177,14 @@ def parametrisation(model_cls, priors: dict) -> Reparametrisation | None:
 
 
 def resolve_priors(model_cls, priors: dict | None, data: dict[str, np.ndarray],
-                   weights: np.ndarray, link=None) -> dict[str, Any]:
-    """:func:`_resolve_population_priors`, plus with covariates (``link``) the prior of each free
-    coefficient (:data:`COEFFICIENT_PRIOR` unless ``priors`` names it or gives :data:`COEFFICIENTS`)."""
+                   weights: np.ndarray, link=None, varying: tuple[str, ...] = ()) -> dict[str, Any]:
+    """:func:`_resolve_population_priors`, plus with covariates (``link``; ``varying``: the
+    time-varying coefficients) the prior of each free coefficient (:data:`COEFFICIENT_PRIOR` unless
+    ``priors`` names it or gives :data:`COEFFICIENTS`)."""
     priors = dict(priors or {})
     coefficient_priors = {k: priors.pop(k) for k in list(priors) if _is_coefficient(k) or k == COEFFICIENTS}
     out = _resolve_population_priors(model_cls, priors, data, weights)
-    free = () if link is None else link.free_names
+    free = (() if link is None else link.free_names) + tuple(varying)
     unknown = set(coefficient_priors) - set(free) - {COEFFICIENTS}
     if unknown:
         raise ValueError(f"priors given for unknown coefficient(s) {sorted(unknown)}; {model_cls.__name__} has "
@@ -322,14 +323,17 @@ def _unpack(model_cls, data_names: tuple[str, ...], priors: dict, packed, link=N
     return values, hyper
 
 
-def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict, link=None):
+def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray, priors: dict, link=None,
+                     time_varying=None):
     """PyMC model: priors on :attr:`param_names` (or on the sampled quantities of
     :func:`parametrisation`, the parameters then being deterministic) plus
     ``Potential(sum(w * log_likelihood))``.
 
     The data and the spec priors' numeric hyperparameters are read from one ``pm.Data`` input
     (:func:`model_inputs`), so one compiled model serves every fit of the same structure, whatever
-    its data and prior values (:mod:`.compiled`)."""
+    its data and prior values (:mod:`.compiled`). With time-varying covariates (``time_varying``, a
+    :class:`~.timevarying.TimeVaryingFit`) the likelihood is its symbolic one, the pieces constants
+    of the graph (one model per fit)."""
     import pymc as pm
 
     rep = parametrisation(model_cls, priors)
@@ -345,8 +349,16 @@ def build_pymc_model(model_cls, data: dict[str, np.ndarray], weights: np.ndarray
             pm.Potential("prior_" + "_".join(joint.names), joint.logp(*(params[k] for k in joint.names)))
         if link is not None:
             params.update(link.coefficients([coefficients[k] for k in link.free_names]))
-        pm.Potential("log_likelihood", weighted_log_likelihood(model_cls, params, tuple(data), values, link))
+        pm.Potential("log_likelihood", _log_likelihood(model_cls, params, coefficients, data, values, link,
+                                                       time_varying))
     return pymc_model
+
+
+def _log_likelihood(model_cls, params, coefficients, data, values, link, time_varying):
+    """:func:`weighted_log_likelihood`, or with time-varying covariates their symbolic likelihood."""
+    if time_varying is not None:
+        return time_varying.symbolic_log_likelihood(params, coefficients)
+    return weighted_log_likelihood(model_cls, params, tuple(data), values, link)
 
 
 def weighted_log_likelihood(model_cls, params: dict, data_names: tuple[str, ...], values, link=None):
@@ -390,7 +402,8 @@ def _joint_priors(priors: dict) -> list[BetaConcentrationPrior]:
     return list({id(p): p for p in priors.values() if isinstance(p, BetaConcentrationPrior)}.values())
 
 
-def _log_posterior_functions(model_cls, data_names: tuple[str, ...], pymc_model, priors, link=None):
+def _log_posterior_functions(model_cls, data_names: tuple[str, ...], pymc_model, priors, link=None,
+                             time_varying=None):
     """Compiled ``f(theta) -> (log posterior, gradient)`` and ``g(theta) -> log-likelihood`` of the
     log-parameters ``theta``, reading the data and hyperparameters from ``pymc_model``'s inputs (so
     compiled once per model structure). The log posterior uses the priors' densities on the natural
@@ -399,19 +412,24 @@ def _log_posterior_functions(model_cls, data_names: tuple[str, ...], pymc_model,
     import pymc as pm
     import pytensor
 
-    free = () if link is None else link.free_names
+    free = _free(link, time_varying)
     theta, params = log_parameters(model_cls.param_names, free)
     values, _ = _unpack(model_cls, data_names, priors, pymc_model[INPUTS], link)
     coefficients = {k: params.pop(k) for k in free}
     rep = parametrisation(model_cls, priors)
     sampled = {**(rep.from_params(params) if rep is not None else params), **coefficients}
     if link is not None:
-        params.update(link.coefficients([coefficients[k] for k in free]))
-    ll = weighted_log_likelihood(model_cls, params, data_names, values, link)
+        params.update(link.coefficients([coefficients[k] for k in link.free_names]))
+    ll = _log_likelihood(model_cls, params, coefficients, data_names, values, link, time_varying)
     log_prior = sum(pm.logp(pymc_model[k], sampled[k]).sum() for k in priors)
     log_prior += sum(j.logp(*(params[k] for k in j.names)) for j in _joint_priors(priors))
     return (value_and_gradient([theta], ll + log_prior, theta),
             pytensor.function([theta], ll, mode=compile_mode()))
+
+
+def _free(link, time_varying) -> list[str]:
+    """The free coefficients sampled after the parameters: the static covariates', then the time-varying ones."""
+    return (list(link.free_names) if link is not None else []) + (list(time_varying.names) if time_varying else [])
 
 
 def _start_point(pymc_model, values: dict[str, float]) -> dict[str, np.ndarray]:
@@ -433,7 +451,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
               draws: int | None = None, tune: int | None = None, chains: int | None = None,
               cores: int | None = None, random_seed: int | None = None, progressbar: bool | None = None,
               nuts_sampler: str | None = None, target_accept: float = 0.8, advi_iterations: int = 30_000,
-              **sampler_kwargs) -> None:
+              time_varying=None, **sampler_kwargs) -> None:
     """Fit ``model`` on unique rows ``data`` with weights ``w`` by MAP, NUTS or ADVI; sets its ``*_``.
 
     Parameters
@@ -454,6 +472,10 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     **sampler_kwargs
         Passed on to ``pm.sample`` (NUTS) or ``pm.fit`` (ADVI).
 
+    With time-varying covariates (``time_varying``, a :class:`~.timevarying.TimeVaryingFit`) their
+    coefficients are sampled after the static ones, with the same default prior, and their posterior
+    means set as ``time_varying_coefficients_``.
+
     Sets ``params_`` (posterior means; the mode for MAP), ``covariance_`` (of the log-parameters),
     ``posterior_draws_`` (NUTS/ADVI: dict of flat arrays over chains x draws), ``idata_`` (the
     DataTree PyMC returns), ``diagnostics_``, ``converged_``, ``priors_`` (the priors used, as
@@ -464,9 +486,10 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
 
     cls = model.likelihood_structure()
     link = model._covariate_link()
-    free = [] if link is None else list(link.free_names)
+    free = _free(link, time_varying)
     names = list(cls.param_names)
-    priors = resolve_priors(cls, model.priors if priors is None else priors, data, w, link)
+    priors = resolve_priors(cls, model.priors if priors is None else priors, data, w, link,
+                            () if time_varying is None else time_varying.names)
     draws, tune, chains = check_sampling(model.draws if draws is None else draws,
                                          model.tune if tune is None else tune,
                                          model.chains if chains is None else chains)
@@ -474,8 +497,9 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     # the sampler's bar: as asked, else on a terminal or in Jupyter (clvmodels.progress)
     progressbar = show_progress(model.progressbar if progressbar is None else progressbar)
     # one compiled model per structure, its inputs set to this fit's data and priors (models/compiled.py)
-    entry = compiled_model(structure_key(cls, tuple(data), priors, link),
-                           lambda: build_pymc_model(cls, data, w, priors, link))
+    # time-varying covariates: the pieces are constants of the graph, so no compile is shared
+    key = structure_key(cls, tuple(data), priors, link) if time_varying is None else None
+    entry = compiled_model(key, lambda: build_pymc_model(cls, data, w, priors, link, time_varying))
     inputs = {INPUTS: model_inputs(cls, data, w, priors, link)}
     pymc_model = entry.pymc_model
     model.priors_ = {k: (list(v) if isinstance(v, tuple) else repr(v)) for k, v in priors.items()}
@@ -486,8 +510,8 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
         if sampler_kwargs:
             raise TypeError(f"Unexpected arguments for method='map': {sorted(sampler_kwargs)}.")
         with entry.using(inputs):
-            _fit_map(model, data, w, entry, priors)
-        check_prior_sensitivity(model, data, w)
+            _fit_map(model, data, w, entry, priors, time_varying)
+        check_prior_sensitivity(model, data, w, time_varying)
         return
     if method == "nuts":
         sampler = nuts_sampler or default_nuts_sampler()
@@ -518,7 +542,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
 
         with entry.using(inputs):
             # start at the MAP: ADVI's stochastic optimiser then only has to find the spread
-            theta = _map_estimate(model, data, w, entry, priors)[0].theta
+            theta = _map_estimate(model, data, w, entry, priors, time_varying)[0].theta
             rep = parametrisation(cls, priors)
             values = dict(zip(names, np.exp(theta)))
             values = {**(rep.from_params(values) if rep is not None else values), **dict(zip(free, theta[len(names):]))}
@@ -542,9 +566,13 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
     logs = np.column_stack([np.log(flat[k]) for k in names] + [flat[k] for k in free])
     model.covariance_ = np.atleast_2d(np.cov(logs, rowvar=False))
     if link is not None:   # every coefficient's draws (constrained ones share their free coefficient's)
-        model.posterior_draws_.update(link.coefficients([flat[k] for k in free]))
+        model.posterior_draws_.update(link.coefficients([flat[k] for k in link.free_names]))
         model.coefficients_ = pd.Series({k: float(np.mean(v)) for k, v in link.coefficients(
-            [flat[k] for k in free]).items()}, name="posterior_mean")
+            [flat[k] for k in link.free_names]).items()}, name="posterior_mean")
+    if time_varying is not None:
+        model.posterior_draws_.update({k: flat[k] for k in time_varying.names})
+        model.time_varying_coefficients_ = pd.Series({k: float(np.mean(flat[k])) for k in time_varying.names},
+                                                     name="posterior_mean")
     if method == "nuts":
         model.diagnostics_ = nuts_diagnostics(idata, names + free)
         model.converged_ = _check_nuts(cls.__name__, model.diagnostics_, chains, target_accept)
@@ -556,7 +584,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
             warn_convergence(
                 f"{cls.__name__}: ADVI did not settle within {advi_iterations:,} steps; the approximation "
                 "may be poor. Pass advi_iterations=<more>, or use method='nuts'.")
-    check_prior_sensitivity(model, data, w)
+    check_prior_sensitivity(model, data, w, time_varying)
 
 
 def _sample_nutpie(entry, inputs, *, draws, tune, chains, cores, random_seed, progressbar, nuts, **_):
@@ -573,7 +601,7 @@ def _sample_nutpie(entry, inputs, *, draws, tune, chains, cores, random_seed, pr
                          seed=seed, save_warmup=False, progress_bar=bool(progressbar), **nuts)
 
 
-def _map_estimate(model, data, w, entry, priors):
+def _map_estimate(model, data, w, entry, priors, time_varying=None):
     """Maximise the log posterior over the log-parameters (:func:`~.optimize.minimize_log_params`:
     L-BFGS from every start, exact gradient, no Newton polish).
 
@@ -582,15 +610,15 @@ def _map_estimate(model, data, w, entry, priors):
     """
     log_post, loglik = entry.function(
         "map", lambda: _log_posterior_functions(model.likelihood_structure(), tuple(data), entry.pymc_model, priors,
-                                                model._covariate_link()))
-    link = model._covariate_link()
+                                                model._covariate_link(), time_varying))
+    free = _free(model._covariate_link(), time_varying)
     starts = starting_points(model, data, w)
     # covariate coefficients are not logged: L-BFGS's first steps on the total log posterior (a
     # gradient of the order of the number of customers) overflow exp(γ·z); the per-customer mean
     # is scaled as the MLE's objective is, and the optimum and Hessian are rescaled below
-    scale = 1.0 if link is None else float(np.sum(w))
-    if link is not None:
-        starts = [np.r_[s, np.zeros(link.n_free)] for s in starts]
+    scale = 1.0 if not free else float(np.sum(w))
+    if free:
+        starts = [np.r_[s, np.zeros(len(free))] for s in starts]
 
     def objective(theta):
         if scale == 1.0:
@@ -607,18 +635,23 @@ def _map_estimate(model, data, w, entry, priors):
     return opt, log_post, loglik
 
 
-def _fit_map(model, data, w, entry, priors) -> None:
+def _fit_map(model, data, w, entry, priors, time_varying=None) -> None:
     cls = type(model)
     names = list(cls.param_names)
     link = model._covariate_link()
-    opt, log_post, loglik = _map_estimate(model, data, w, entry, priors)
+    opt, log_post, loglik = _map_estimate(model, data, w, entry, priors, time_varying)
     theta, grad_max = opt.theta, opt.max_abs_gradient
     cov, ok = covariance_from_hessian(opt.hessian)
     at_boundary = boundary_parameters(names, theta[:len(names)])
     model.params_ = pd.Series(np.exp(theta[:len(names)]), index=names, name="map")
+    k = len(names)
+    n_static = 0 if link is None else link.n_free
     if link is not None:
-        model.coefficients_ = pd.Series(link.coefficients(theta[len(names):]), name="map", dtype=float)
-        names = names + list(link.free_names)
+        model.coefficients_ = pd.Series(link.coefficients(theta[k:k + n_static]), name="map", dtype=float)
+    if time_varying is not None:
+        model.time_varying_coefficients_ = pd.Series(theta[k + n_static:], index=list(time_varying.names), name="map",
+                                                     dtype=float)
+    names = names + _free(link, time_varying)
     model.covariance_ = cov
     model.log_likelihood_ = float(loglik(theta))
     model.log_posterior_ = float(log_post(theta)[0])
@@ -736,7 +769,21 @@ def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
             table[f"user_{column}"] = np.nan
             table.loc[coefficients, f"user_{column}"] = user_scale(design, coefficients,
                                                                    table.loc[coefficients, column].to_numpy())
+    varying = getattr(model, "time_varying_coefficients_", None)
+    if varying is not None:   # time-varying coefficients (standardised scale, and per unit of the user's column)
+        from .timevarying import design_of
+
+        for k in varying.index:
+            v = np.asarray(draws[k], dtype=float)
+            lower, upper = np.asarray(az.hdi(v, prob=level), dtype=float)
+            table.loc[k] = pd.Series({"mean": v.mean(), "sd": v.std(ddof=1), lo: lower, hi: upper})
+        user = {c: design_of(model).user_scale(table.loc[list(varying.index), c].to_numpy()) for c in ("mean", "sd", lo, hi)}
+        for column, values in user.items():
+            if f"user_{column}" not in table:
+                table[f"user_{column}"] = np.nan
+            table.loc[list(varying.index), f"user_{column}"] = values
     if "r_hat" in diag:
+        free_of = {**(free_of if link is not None else {}), **({k: k for k in varying.index} if varying is not None else {})}
         for col in ("r_hat", "ess_bulk", "ess_tail"):
             table[col] = [diag[col][k if k in names else free_of[k]] for k in table.index]
     table.attrs.update(method=model.method_ if hasattr(model, "method_") else None,

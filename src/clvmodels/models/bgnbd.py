@@ -22,6 +22,7 @@ from ..errors import ClvDataError
 from .namespaces import likelihood
 from .purchase import (ContinuousPurchaseModel, mixture_pmf, per_distinct_draw, period_boundaries, scatter,
                        split_over_periods)
+from .timevarying import TimeChange
 from .rows import per_distinct_pair
 
 
@@ -527,6 +528,9 @@ class BetaGeoModel(ContinuousPurchaseModel):
                          "a": "a of the drop-out probability's beta law (higher: more drop-out)",
                          "b": "b of the drop-out probability's beta law (higher: less drop-out)"}
     log_likelihood = staticmethod(log_likelihood)
+    #: Time-varying purchase covariates: a time change of the model (:mod:`.timevarying`).
+    time_varying_model = TimeChange(log_likelihood, probability_alive, future_purchases_alive,
+                                    expected_purchases_new_customer)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),
                             (("frequency", "recency", "T"), history_terms))

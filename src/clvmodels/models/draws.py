@@ -59,10 +59,16 @@ def _fitted_draws(model, n_draws, rng, replace) -> dict[str, np.ndarray]:
     link = model._covariate_link()   # covariates: the free coefficients follow the log-parameters
     if link is not None:
         point = np.r_[point, [model.coefficients_[n.split("=")[0]] for n in link.free_names]]
+    n_fixed = len(point)
+    varying = getattr(model, "time_varying_coefficients_", None)   # time-varying covariates: last
+    if varying is not None:
+        point = np.r_[point, varying.to_numpy(dtype=float)]
     if n_draws is None:
         out = {k: np.array([v]) for k, v in zip(names, np.exp(point))}
         if link is not None:
-            out.update(link.coefficients([np.array([v]) for v in point[len(names):]]))
+            out.update(link.coefficients([np.array([v]) for v in point[len(names):n_fixed]]))
+        if varying is not None:
+            out.update({k: np.array([v]) for k, v in zip(varying.index, point[n_fixed:])})
         return out
     cov = getattr(model, "covariance_", None)
     if cov is None or not np.all(np.isfinite(cov)):
@@ -74,7 +80,9 @@ def _fitted_draws(model, n_draws, rng, replace) -> dict[str, np.ndarray]:
     z = rng.multivariate_normal(point, cov, size=int(n_draws), method="eigh")
     out = {k: np.exp(z[:, i]) for i, k in enumerate(names)}
     if link is not None:
-        out.update(link.coefficients([z[:, i] for i in range(len(names), len(point))]))
+        out.update(link.coefficients([z[:, i] for i in range(len(names), n_fixed)]))
+    if varying is not None:
+        out.update({k: z[:, n_fixed + j] for j, k in enumerate(varying.index)})
     return out
 
 

@@ -23,6 +23,7 @@ from .purchase import ContinuousPurchaseModel, mixture_pmf, per_distinct_draw
 from .bgnbd import (BetaGeoModel, expected_new, lifetime_survival, next_purchase_time, probability_new,
                     simulate_until_dropout)
 from .bgnbd import alive_pmf as bg_alive_pmf
+from .timevarying import TimeChange
 from .rows import per_distinct_pair
 
 
@@ -177,6 +178,9 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
                          "a": "a of the drop-out probability's beta law (higher: more drop-out)",
                          "b": "b of the drop-out probability's beta law (higher: less drop-out)"}
     log_likelihood = staticmethod(log_likelihood)
+    #: Time-varying purchase covariates: a time change of the model (:mod:`.timevarying`).
+    time_varying_model = TimeChange(log_likelihood, probability_alive, future_purchases_alive,
+                                    expected_purchases_new_customer)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),
                             (("frequency", "recency", "T"), history_terms))

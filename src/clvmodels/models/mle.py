@@ -111,12 +111,12 @@ def mle_objective(model_cls, data_names: tuple[str, ...], link=None, covariate_p
         # a non-finite value is the optimiser's business (Objective: (inf, 0)), not a warning's
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ll = weighted_log_likelihood(parts, params, values, DUAL)
-        return _penalised(theta, k, float(ll.value), ll.full_tangent(), total, penalizer, covariate_penalty)
+        return penalised(theta, k, float(ll.value), ll.full_tangent(), total, penalizer, covariate_penalty)
 
     return f
 
 
-def _penalised(theta, k: int, log_lik: float, grad: np.ndarray, total: float, penalizer: float,
+def penalised(theta, k: int, log_lik: float, grad: np.ndarray, total: float, penalizer: float,
                covariate_penalty: float):
     """The objective's ``(value, gradient)`` from the log-likelihood and its gradient in ``theta``:
     ``−ℓ/total + penalizer · Σ θ_j² + covariate_penalty · Σ γ²`` (``θ_j = e^{theta_j}``, the first
@@ -148,18 +148,27 @@ def _linked_objective(model_cls, columns: tuple[str, ...], link, covariate_penal
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ll = model_cls.log_likelihood(variables, data, DUAL)
             weighted = ll.full_tangent() * w                            # (k, rows): w_i ∂ℓ_i/∂θ_ij
-        grad_log = np.array([np.sum(weighted[j] * per_row[n]) for j, n in enumerate(names)])
-        grad_free = np.zeros(link.n_free)
-        for param, sign, cnames in link.terms:
-            j = names.index(param)
-            scaled = weighted[j] * per_row[param]
-            for cname in cnames:
-                i = link.free[link.coefficient_names.index(f"{param}:{cname}")]
-                grad_free[i] += sign * np.sum(scaled * data[key(cname)])
-        return _penalised(theta, k, float(np.sum(w * ll.value)), np.r_[grad_log, grad_free], total, penalizer,
-                          covariate_penalty)
+        grad_log, grad_free = link_gradient(names, link, weighted, per_row, data)
+        return penalised(theta, k, float(np.sum(w * ll.value)), np.r_[grad_log, grad_free], total, penalizer,
+                         covariate_penalty)
 
     return f
+
+
+def link_gradient(names, link, weighted, per_row, data) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient in the log-parameters and in the link's free coefficients from ``weighted``
+    (``(k, rows)``: ``w_i ∂ℓ_i/∂θ_ij``, each customer's own parameters ``per_row``), by the chain rule
+    through ``θ_ij = θ_j exp(s Σ_c γ_jc z_ic)``: ``∂θ_ij/∂ln θ_j = θ_ij``, ``∂θ_ij/∂γ_jc = s z_ic θ_ij``
+    (``link`` None: no coefficients)."""
+    grad_log = np.array([np.sum(weighted[j] * per_row[n]) for j, n in enumerate(names)])
+    grad_free = np.zeros(0 if link is None else link.n_free)
+    for param, sign, cnames in () if link is None else link.terms:
+        j = names.index(param)
+        scaled = weighted[j] * per_row[param]
+        for cname in cnames:
+            i = link.free[link.coefficient_names.index(f"{param}:{cname}")]
+            grad_free[i] += sign * np.sum(scaled * data[key(cname)])
+    return grad_log, grad_free
 
 
 def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray, link=None) -> list[np.ndarray]:
@@ -168,7 +177,7 @@ def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray, link
 
 
 def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxiter: int = 1000,
-            tol: float = 1e-10, link=None) -> None:
+            tol: float = 1e-10, link=None, time_varying=None) -> None:
     """Fit ``model`` by maximum likelihood on unique rows ``data`` with weights ``w``; sets its ``*_``.
 
     L-BFGS on the log-parameters from the first of a few starting points that converges (``x0``,
@@ -181,16 +190,25 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     With covariates (``link``: :class:`~.covariates.CovariateLink`, their columns in ``data``) the
     free coefficients follow the log-parameters in the optimiser's vector (starting at 0) and in
     ``covariance_``; ``coefficients_`` holds every coefficient (standardised scale).
+
+    With time-varying covariates (``time_varying``: a :class:`~.timevarying.TimeVaryingFit`) their
+    coefficients come last in the vector (starting at 0) and in ``covariance_``, and are set as
+    ``time_varying_coefficients_``.
     """
     k = len(model.param_names)
-    names = list(model.param_names) + ([] if link is None else list(link.free_names))
+    tv_names = [] if time_varying is None else list(time_varying.names)
+    names = list(model.param_names) + ([] if link is None else list(link.free_names)) + tv_names
     name = type(model).__name__
-    coef_penalty = 0.0 if link is None else float(model.covariate_penalty)
+    coef_penalty = 0.0 if link is None and time_varying is None else float(model.covariate_penalty)
     structure = model.likelihood_structure()
-    f = mle_objective(structure, tuple(data), link, coef_penalty)
     penalizer = float(model.penalizer)
     total = float(w.sum())
-    args = objective_inputs(structure, data, w, link) + [total, penalizer]
+    if time_varying is None:
+        f = mle_objective(structure, tuple(data), link, coef_penalty)
+        args = objective_inputs(structure, data, w, link) + [total, penalizer]
+    else:
+        f = time_varying.objective(coef_penalty)
+        args = [total, penalizer]
     fun = Objective(f, args)
     starts = starting_points(model, data, w, None)
     starts = ([] if x0 is None else [np.asarray(x0, dtype=float)]) + [np.r_[s, np.zeros(len(names) - k)] for s in starts]
@@ -217,11 +235,20 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
         )
 
     model.params_ = params
+    n_static = len(names) - k - len(tv_names)
     if link is not None:
-        model.coefficients_ = pd.Series(link.coefficients(theta[k:]), name="estimate", dtype=float)
-    penalised = penalizer or coef_penalty
-    unpenalised = mle_objective(structure, tuple(data), link) if coef_penalty else f
-    model.log_likelihood_ = float(-(unpenalised(theta, *args[:-1], 0.0)[0] if penalised else opt.value) * total)
+        model.coefficients_ = pd.Series(link.coefficients(theta[k:k + n_static]), name="estimate", dtype=float)
+    if time_varying is not None:
+        model.time_varying_coefficients_ = pd.Series(theta[k + n_static:], index=tv_names, name="estimate",
+                                                     dtype=float)
+    is_penalised = penalizer or coef_penalty
+    if not coef_penalty:
+        unpenalised = f
+    elif time_varying is None:
+        unpenalised = mle_objective(structure, tuple(data), link)
+    else:
+        unpenalised = time_varying.objective(0.0)
+    model.log_likelihood_ = float(-(unpenalised(theta, *args[:-1], 0.0)[0] if is_penalised else opt.value) * total)
     model.covariance_ = cov
     # without a positive-definite Hessian there are no standard errors: not a usable fit (warned below)
     model.converged_ = converged and pd_ok

@@ -38,6 +38,7 @@ from .bayes import Reparametrisation
 from .draws import CHUNK_ELEMENTS
 from .namespaces import NUMPY, as_namespace, likelihood
 from .pnbd_integral import log_integral
+from .pnbd_timevarying import ParetoTimeVarying
 from .quadrature import N_NODES, gauss_legendre
 from .purchase import (ContinuousPurchaseModel, mixture_pmf, next_purchase_before_dropout, per_distinct_draw,
                        period_boundaries, scatter, split_over_lifetime)
@@ -49,9 +50,23 @@ def _log_terms(xp, params, x, tx, T):
     """ln of the two bracket terms of the likelihood: alive at ``T``, and died in ``(t_x, T)`` (times s)."""
     xp = as_namespace(xp)
     r, alpha, s, beta = params["r"], params["alpha"], params["s"], params["beta"]
-    log_alive = -(r + x) * xp.log(alpha + T) - s * xp.log(beta + T)
     log_dead = xp.log(s) + log_integral(xp, r, alpha, s, beta, x, tx, T)
-    return log_alive, log_dead
+    return log_alive_term(xp, params, x, T, T), log_dead
+
+
+def log_alive_term(xp, params, x, purchase_time, lifetime_time):
+    """``−(r+x) ln(α + A) − s ln(β + C)``: the "alive at ``T``" term, ``A`` and ``C`` the purchase and
+    lifetime clocks at ``T`` (both ``T`` without time-varying covariates, :mod:`.pnbd_timevarying`)."""
+    return -(params["r"] + x) * xp.log(params["alpha"] + purchase_time) - params["s"] * xp.log(params["beta"] + lifetime_time)
+
+
+def log_likelihood_of_terms(params, x, log_alive, log_dead, xp):
+    """``lnΓ(r+x) − lnΓ(r) + r ln α + s ln β + ln[e^log_alive + e^log_dead]`` (Fader & Hardie 2005
+    note, eq. 19; the bracket's terms from :func:`_log_terms`, or with time-varying covariates
+    Bachmann, Meierer & Näf 2021's, :mod:`.pnbd_timevarying`)."""
+    r, alpha, s, beta = params["r"], params["alpha"], params["s"], params["beta"]
+    return (xp.gammaln(r + x) - xp.gammaln(r) + r * xp.log(alpha) + s * xp.log(beta)
+            + xp.logaddexp(log_alive, log_dead))
 
 
 # ---------------------------------------------------------------------------- likelihood
@@ -63,11 +78,9 @@ def log_likelihood(params: dict, data: dict, xp):
     ``ln L = lnΓ(r+x) − lnΓ(r) + r ln α + s ln β + ln[(α+T)^−(r+x) (β+T)^−s + s I]`` with ``I`` by
     :func:`log_integral` and the bracket by log-sum-exp.
     """
-    r, alpha, s, beta = params["r"], params["alpha"], params["s"], params["beta"]
     x, tx, T = data["frequency"], data["recency"], data["T"]
     log_alive, log_dead = _log_terms(xp, params, x, tx, T)
-    return (xp.gammaln(r + x) - xp.gammaln(r) + r * xp.log(alpha) + s * xp.log(beta)
-            + xp.logaddexp(log_alive, log_dead))
+    return log_likelihood_of_terms(params, x, log_alive, log_dead, xp)
 
 
 # ---------------------------------------------------------------------------- predictions
@@ -552,6 +565,8 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     covariate_links = {"purchase": (("alpha", -1.0),), "dropout": (("beta", -1.0),)}
     covariate_effects = {"alpha": "the mean purchase rate (r/α)", "beta": "the mean drop-out rate (s/β)"}
     log_likelihood = staticmethod(log_likelihood)
+    #: Time-varying purchase and drop-out covariates (Bachmann, Meierer & Näf 2021; :mod:`.pnbd_timevarying`).
+    time_varying_model = ParetoTimeVarying(log_alive_term, log_likelihood_of_terms, _lifetime_factor)
     #: The formulas of the purchase-model protocol (see :mod:`.purchase`).
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)

@@ -336,7 +336,7 @@ def _write_model(model: object, directory: Path) -> None:
             params[key] = {"__unsaved__": repr(value)}
     fitted = {}
     for attr, value in vars(model).items():
-        if not attr.endswith("_") or attr.startswith("_") or attr == "rfm_":
+        if not attr.endswith("_") or attr.startswith("_") or attr in _TRAINING_DATA:
             continue
         if attr in _NOT_IN_JSON and value is not None:
             continue  # the draws go to netCDF files
@@ -455,6 +455,34 @@ def _check_covariates(cls: type, fitted: dict, where: Path) -> int:
     return link.n_free
 
 
+def _check_time_varying(cls: type, fitted: dict, where: Path) -> int:
+    """``time_varying_`` (a valid time-varying design of processes ``cls`` links) with
+    ``time_varying_coefficients_`` (finite, one per coefficient); returns their number (0 without)."""
+    if "time_varying_" not in fitted:
+        if "time_varying_coefficients_" in fitted:
+            raise _tampered(where, "holds time_varying_coefficients_ without the time_varying_ design they belong to")
+        return 0
+    from .timevarying import TimeVaryingDesign
+
+    try:
+        design = TimeVaryingDesign.from_dict(fitted["time_varying_"])
+        tv_model = getattr(cls, "time_varying_model", None)
+        if tv_model is None or not set(design.processes) <= set(tv_model.processes):
+            raise ClvDataError(f"processes {sorted(design.processes)} are not time-varying processes of {cls.__name__}")
+    except (ClvDataError, AttributeError, TypeError) as exc:
+        raise _tampered(where, f"holds an invalid time_varying_ ({str(exc)[:200]})") from None
+    coefs = fitted.get("time_varying_coefficients_")
+    if not isinstance(coefs, pd.Series) or list(map(str, coefs.index)) != list(design.coefficient_names) \
+            or np.asarray(coefs).dtype.kind != "f" or not np.all(np.isfinite(coefs.to_numpy())):
+        raise _tampered(where, "holds time_varying_coefficients_ that are not finite values of "
+                               f"{list(design.coefficient_names)}")
+    return len(design.coefficient_names)
+
+
+#: Fitted attributes holding the training data (not saved: predictions on a loaded model name their customers).
+_TRAINING_DATA = ("rfm_", "time_varying_summary_")
+
+
 def _check_covariance(cls: type, cov, where: Path, n_coefficients: int = 0) -> None:
     """``covariance_``: a k x k float matrix (k: the parameters and free covariate coefficients), all NaN
     (no standard errors) or symmetric positive semi-definite."""
@@ -479,7 +507,7 @@ def _load_fitted(cls: type, saved, where: Path) -> dict:
     """The fitted attributes of model.json, decoded and checked."""
     fitted = _decoded(saved, where, "fitted attribute")
     for attr, value in fitted.items():
-        if not isinstance(attr, str) or not _FITTED_NAME.fullmatch(attr) or hasattr(cls, attr) or attr == "rfm_":
+        if not isinstance(attr, str) or not _FITTED_NAME.fullmatch(attr) or hasattr(cls, attr) or attr in _TRAINING_DATA:
             raise _tampered(where, f"sets the attribute {_short(attr)}, which clvmodels never saves")
         expected = _FITTED_TYPES.get(attr)
         if attr in ("posterior_draws_", "idata_") and value is not None:
@@ -493,7 +521,7 @@ def _load_fitted(cls: type, saved, where: Path) -> dict:
         raise _tampered(where, "holds fitted attributes but no fitted parameters (params_)")
     if "params_" in fitted:
         _check_params(cls, fitted["params_"], where)
-    n_coefficients = _check_covariates(cls, fitted, where)
+    n_coefficients = _check_covariates(cls, fitted, where) + _check_time_varying(cls, fitted, where)
     if "covariance_" in fitted:
         _check_covariance(cls, fitted["covariance_"], where, n_coefficients)
     method = fitted.get("method_", cls.methods[0])
@@ -607,7 +635,8 @@ def _read_model(path: Path, digest: str | None = None) -> object:
     for attr, value in _load_fitted(cls, doc["fitted"], where).items():
         setattr(model, attr, value)
     if POSTERIOR_FILE in contents:
-        coefficients = tuple(map(str, getattr(model, "coefficients_", pd.Series(dtype=float)).index))
+        coefficients = tuple(map(str, getattr(model, "coefficients_", pd.Series(dtype=float)).index)) + tuple(
+            map(str, getattr(model, "time_varying_coefficients_", pd.Series(dtype=float)).index))
         model.posterior_draws_ = _load_posterior(cls, contents[POSTERIOR_FILE], doc["posterior_variables"], where,
                                                  coefficients)
     if IDATA_FILE in contents:

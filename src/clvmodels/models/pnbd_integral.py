@@ -52,91 +52,111 @@ _POS, _WEIGHT = gauss_legendre(N_NODES)   # node positions and weights in a pane
 _LOG_TAIL = math.log(1e-17)
 
 
+def _row(ri, ai, si, bi, xi, txi, Ti, pos, weight, jac, i, want_jac):
+    """``ln I`` of one row and, when ``want_jac``, its gradient with respect to ``(r, α, s, β)``
+    (into ``jac[i]``). ``−inf`` (and a zero gradient) where ``T − t_x ≤ 1e-12 (T+1)``: an interval
+    that short adds less than double precision resolves."""
+    if want_jac:
+        for k in range(4):
+            jac[i, k] = 0.0
+    if Ti - txi <= 1e-12 * (Ti + 1.0):
+        return -np.inf
+    p, q = ri + xi, si + 1.0
+    big_alpha = ai >= bi        # one branch also at α = β, where both are analytic
+    c = bi if big_alpha else ai
+    gap = (ai - bi) if big_alpha else (bi - ai)
+    p_small = q if big_alpha else p      # exponent of (c+τ)
+    p_big = p if big_alpha else q        # exponent of (C+τ)
+    ctx = c + txi
+    log_ctx = math.log(ctx)
+    Y = math.log1p((Ti - txi) / ctx)
+    h_rel = 1.0 / (p / (ai + txi) + q / (bi + txi)) / ctx
+    top = -np.inf
+    total = d_lsmall = d_lbig = d_ismall = d_ibig = 0.0
+    lo = 0.0
+    for j in range(N_PANELS):
+        if lo >= Y:
+            break
+        hi = Y if j == N_PANELS - 1 else min(math.log1p(h_rel * (2.0 ** (j + 1) - 1.0)), Y)
+        width = hi - lo
+        for k in range(pos.shape[0]):
+            y = lo + pos[k] * width
+            small = ctx * math.exp(y)          # c + τ
+            big = small + gap                  # C + τ
+            l_small = log_ctx + y
+            l_big = math.log(big)
+            psi = (1.0 - p_small) * l_small - p_big * l_big
+            if psi > top:                      # rescale the sums to the new maximum
+                scale = math.exp(top - psi)
+                total *= scale
+                d_lsmall *= scale
+                d_lbig *= scale
+                d_ismall *= scale
+                d_ibig *= scale
+                top = psi
+            v = weight[k] * width * math.exp(psi - top)
+            total += v
+            if want_jac:
+                d_lsmall += v * l_small
+                d_lbig += v * l_big
+                d_ismall += v / small
+                d_ibig += v / big
+        lo = hi
+        if lo < Y:   # concavity bounds what is left by e^ψ(lo) / |ψ'(lo)|
+            small = ctx * math.exp(lo)
+            big = small + gap
+            psi = (1.0 - p_small) * (log_ctx + lo) - p_big * math.log(big)
+            slope = (1.0 - p_small) - p_big * small / big
+            if slope < 0.0 and psi - math.log(-slope) < top + math.log(total) + _LOG_TAIL:
+                break
+    if want_jac:
+        # E[ln(α+τ)], E[1/(α+τ)], E[ln(β+τ)], E[1/(β+τ)] from those of (c+τ) and (C+τ)
+        la, ia = (d_lbig, d_ibig) if big_alpha else (d_lsmall, d_ismall)
+        lb, ib = (d_lsmall, d_ismall) if big_alpha else (d_lbig, d_ibig)
+        jac[i, 0] = -la / total
+        jac[i, 1] = -p * ia / total
+        jac[i, 2] = -lb / total
+        jac[i, 3] = -q * ib / total
+    return top + math.log(total)
+
+
 def _rows(r, alpha, s, beta, x, tx, T, strides, pos, weight, value, jac, start, stop):
     """``ln I`` (into ``value``) and, when ``jac`` has rows, its gradient with respect to
-    ``(r, α, s, β)`` (into ``jac``) for rows ``start:stop``. Input ``k`` is read at ``i * strides[k]``
-    (stride 0: one value for all rows). ``−inf`` (and a zero gradient) where ``T − t_x ≤ 1e-12 (T+1)``:
-    an interval that short adds less than double precision resolves."""
+    ``(r, α, s, β)`` (into ``jac``) for rows ``start:stop`` (:func:`_row`). Input ``k`` is read at
+    ``i * strides[k]`` (stride 0: one value for all rows)."""
     want_jac = jac.shape[0] > 0
     for i in range(start, stop):
-        ri, ai, si, bi = r[i * strides[0]], alpha[i * strides[1]], s[i * strides[2]], beta[i * strides[3]]
-        xi, txi, Ti = x[i * strides[4]], tx[i * strides[5]], T[i * strides[6]]
-        if want_jac:
-            for k in range(4):
-                jac[i, k] = 0.0
-        if Ti - txi <= 1e-12 * (Ti + 1.0):
-            value[i] = -np.inf
-            continue
-        p, q = ri + xi, si + 1.0
-        big_alpha = ai >= bi        # one branch also at α = β, where both are analytic
-        c = bi if big_alpha else ai
-        gap = (ai - bi) if big_alpha else (bi - ai)
-        p_small = q if big_alpha else p      # exponent of (c+τ)
-        p_big = p if big_alpha else q        # exponent of (C+τ)
-        ctx = c + txi
-        log_ctx = math.log(ctx)
-        Y = math.log1p((Ti - txi) / ctx)
-        h_rel = 1.0 / (p / (ai + txi) + q / (bi + txi)) / ctx
-        top = -np.inf
-        total = d_lsmall = d_lbig = d_ismall = d_ibig = 0.0
-        lo = 0.0
-        for j in range(N_PANELS):
-            if lo >= Y:
-                break
-            hi = Y if j == N_PANELS - 1 else min(math.log1p(h_rel * (2.0 ** (j + 1) - 1.0)), Y)
-            width = hi - lo
-            for k in range(pos.shape[0]):
-                y = lo + pos[k] * width
-                small = ctx * math.exp(y)          # c + τ
-                big = small + gap                  # C + τ
-                l_small = log_ctx + y
-                l_big = math.log(big)
-                psi = (1.0 - p_small) * l_small - p_big * l_big
-                if psi > top:                      # rescale the sums to the new maximum
-                    scale = math.exp(top - psi)
-                    total *= scale
-                    d_lsmall *= scale
-                    d_lbig *= scale
-                    d_ismall *= scale
-                    d_ibig *= scale
-                    top = psi
-                v = weight[k] * width * math.exp(psi - top)
-                total += v
-                if want_jac:
-                    d_lsmall += v * l_small
-                    d_lbig += v * l_big
-                    d_ismall += v / small
-                    d_ibig += v / big
-            lo = hi
-            if lo < Y:   # concavity bounds what is left by e^ψ(lo) / |ψ'(lo)|
-                small = ctx * math.exp(lo)
-                big = small + gap
-                psi = (1.0 - p_small) * (log_ctx + lo) - p_big * math.log(big)
-                slope = (1.0 - p_small) - p_big * small / big
-                if slope < 0.0 and psi - math.log(-slope) < top + math.log(total) + _LOG_TAIL:
-                    break
-        value[i] = top + math.log(total)
-        if want_jac:
-            # E[ln(α+τ)], E[1/(α+τ)], E[ln(β+τ)], E[1/(β+τ)] from those of (c+τ) and (C+τ)
-            la, ia = (d_lbig, d_ibig) if big_alpha else (d_lsmall, d_ismall)
-            lb, ib = (d_lsmall, d_ismall) if big_alpha else (d_lbig, d_ibig)
-            jac[i, 0] = -la / total
-            jac[i, 1] = -p * ia / total
-            jac[i, 2] = -lb / total
-            jac[i, 3] = -q * ib / total
+        value[i] = _row_kernel(r[i * strides[0]], alpha[i * strides[1]], s[i * strides[2]], beta[i * strides[3]],
+                               x[i * strides[4]], tx[i * strides[5]], T[i * strides[6]], pos, weight, jac, i, want_jac)
+
+
+#: :func:`_row` compiled (set by :func:`_kernel` before anything that calls it is compiled).
+_row_kernel = _row
 
 
 #: Salt of the compiled kernels' cache keys: the kernels' source, so that an edit recompiles.
-KERNEL_KEY = int(hashlib.sha256(inspect.getsource(_rows).encode())
+KERNEL_KEY = int(hashlib.sha256((inspect.getsource(_row) + inspect.getsource(_rows)).encode())
                  .hexdigest()[:12], 16)
 
 
 @functools.cache
 def _kernel():
     """:func:`_rows` compiled with numba (loaded from its disk cache after the first time)."""
+    row_kernel()
     import numba
 
     return numba.njit(cache=True, nogil=True, error_model="numpy")(_rows)
+
+
+@functools.cache
+def row_kernel():
+    """:func:`_row` compiled with numba: one row's ``ln I`` and gradient, for other compiled kernels
+    (:mod:`.pnbd_timevarying`)."""
+    import numba
+
+    global _row_kernel
+    _row_kernel = numba.njit(cache=True, nogil=True, error_model="numpy")(_row)
+    return _row_kernel
 
 
 def _flat(a) -> tuple[np.ndarray, int]:

@@ -73,9 +73,10 @@ def prior_sensitivity_table(names, post_mean, post_sd, mle_params, mle_se, mle_c
     return table
 
 
-def check_prior_sensitivity(model, data: dict[str, np.ndarray], w: np.ndarray) -> pd.DataFrame:
-    """Fit the MLE on the same unique rows, set ``model.prior_sensitivity_`` and warn (a
-    :class:`~clvmodels.errors.PriorSensitivityWarning`) when a parameter is prior-dominated."""
+def check_prior_sensitivity(model, data: dict[str, np.ndarray], w: np.ndarray, time_varying=None) -> pd.DataFrame:
+    """Fit the MLE on the same unique rows (and time-varying covariates, ``time_varying``), set
+    ``model.prior_sensitivity_`` and warn (a :class:`~clvmodels.errors.PriorSensitivityWarning`) when
+    a parameter is prior-dominated."""
     from .mle import fit_mle
 
     cls = type(model)
@@ -84,7 +85,7 @@ def check_prior_sensitivity(model, data: dict[str, np.ndarray], w: np.ndarray) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # an MLE that fails is the finding, reported below
         try:
-            fit_mle(reference, data, w, link=model._covariate_link())
+            fit_mle(reference, data, w, link=model._covariate_link(), time_varying=time_varying)
             mle_params, cov = reference.params_[names].to_numpy(), reference.covariance_
             converged = reference.converged_
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):

@@ -86,11 +86,15 @@ class PurchaseModel(CLVModel):
     #: operations per row, which is cheaper than finding the distinct rows.
     compress_alive_rows: ClassVar[bool] = True
 
-    def __init__(self, *, purchase_covariates: list[str] | None = None, dropout_covariates: list[str] | None = None, **kwargs):
-        """``purchase_covariates``, ``dropout_covariates``: columns of the customer table whose values scale the purchase and drop-out processes (each model's ``covariate_links``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
+    def __init__(self, *, purchase_covariates: list[str] | None = None, dropout_covariates: list[str] | None = None,
+                 purchase_time_varying: list[str] | None = None, dropout_time_varying: list[str] | None = None,
+                 **kwargs):
+        """``purchase_covariates``, ``dropout_covariates``: columns of the customer table whose values scale the purchase and drop-out processes (each model's ``covariate_links``); ``purchase_time_varying``, ``dropout_time_varying``: time-varying covariates (columns of the pieces of ``fit(..., time_varying=)``) multiplying the purchase and drop-out rates by ``exp(γ·z(t))`` (:mod:`.timevarying`; the model's ``time_varying_model``); the other settings as for :class:`~clvmodels.models.base.CLVModel`."""
         super().__init__(**kwargs)
         self.purchase_covariates = purchase_covariates
         self.dropout_covariates = dropout_covariates
+        self.purchase_time_varying = purchase_time_varying
+        self.dropout_time_varying = dropout_time_varying
 
     @staticmethod
     @abstractmethod
@@ -146,17 +150,45 @@ class PurchaseModel(CLVModel):
         else:
             check_t(t)
 
+    @property
+    def has_time_varying(self) -> bool:
+        """Whether the fitted model has time-varying covariates (:mod:`.timevarying`)."""
+        return getattr(self, "time_varying_", None) is not None
+
+    def expected_tracking(self, pieces, birth, boundaries):
+        """With time-varying covariates: the expected repeat purchases of a cohort per calendar period
+        (:func:`.timevarying.expected_tracking`)."""
+        from .timevarying import expected_tracking
+
+        self._check_fitted()
+        if not self.has_time_varying:
+            raise ClvDataError("expected_tracking(pieces, ...) is for models with time-varying covariates.")
+        return expected_tracking(self, pieces, birth, boundaries)
+
     # ------------------------------------------------------------------ predictions
     def expected_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs):
         """Expected repeat purchases in the next ``t`` periods (opportunities), given each
-        customer's history. ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`."""
+        customer's history. ``interval=0.9`` adds parameter uncertainty; see :meth:`CLVModel._predict`.
+        With time-varying covariates also ``time_varying=`` (the customers' calibration summary;
+        default the training one) and ``future=`` (their pieces from ``T`` on; :func:`.timevarying.predict`)."""
         self.check_window(t)
+        if self.has_time_varying:
+            from .timevarying import predict
+
+            return predict(self, "expected_purchases", rfm, t=float(t), **kwargs)
         return self._predict(self.expected_purchases_formula, rfm, name="expected_purchases", t=float(t), **kwargs)
 
     def probability_alive(self, rfm: pd.DataFrame | None = None, *, at: float | None = None, **kwargs):
         """Probability that each customer is still alive at the end of observation or, with ``at``,
         ``at`` periods (opportunities) later: ``P(alive) ×`` the model's ``survival`` over ``at``
-        (whatever she buys meanwhile)."""
+        (whatever she buys meanwhile). With time-varying covariates also ``time_varying=`` (see
+        :meth:`expected_purchases`; ``at`` is not supported there yet)."""
+        if self.has_time_varying:
+            from .timevarying import predict
+
+            if at is not None:
+                raise ClvDataError("probability_alive(at=...) is not supported with time-varying covariates yet.")
+            return predict(self, "probability_alive", rfm, **kwargs)
         kwargs.setdefault("compress_rows", self.compress_alive_rows)
         if at is None:
             return self._predict(self.probability_alive_formula, rfm, name="probability_alive", **kwargs)
@@ -206,7 +238,14 @@ class PurchaseModel(CLVModel):
 
         A model with covariates needs the new customers' ``covariates``: one profile (a dict or
         Series) for every ``t``, a frame of profiles for one ``t`` (the result is indexed like it), or
-        a frame of one profile per ``t`` (customers of different ages)."""
+        a frame of one profile per ``t`` (customers of different ages).
+
+        With time-varying covariates: ``future=`` the new customers' covariate paths (pieces on their
+        clocks from 0, covering ``t``); a Series over those customers (:func:`.timevarying.new_customers`)."""
+        if self.has_time_varying:
+            from .timevarying import new_customers
+
+            return new_customers(self, t, kwargs.pop("future", None), **kwargs)
         formula = self.require_formula("new_customer_formula", "expected_purchases_new_customer")
         ts = np.atleast_1d(np.asarray(t, dtype=float))
         self.check_window(ts)
