@@ -244,7 +244,7 @@ def main(argv=None) -> int:
 
     table = pd.DataFrame(rows)
     print("\n## Wall time (s) and peak memory (GiB) per step\n")
-    print(f"| customers | tool | step | wall s | peak GiB | status |\n|---:|---|---|---:|---:|---|")
+    print("| customers | tool | step | wall s | peak GiB | status |\n|---:|---|---|---:|---:|---|")
     for r in rows:
         print(f"| {r['n']:,} | {r['tool']} | {r['step']} | {r['wall']:.1f} | {r['peak']:.2f} | {r['status']} |")
     e2e = table[(table["tool"] == "clvmodels") & (table["step"] == "end to end")]
