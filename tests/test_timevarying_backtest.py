@@ -93,3 +93,41 @@ def test_time_varying_inputs_are_checked(seasonal):
     with pytest.raises(ClvDataError, match="prediction window"):
         clv.backtest(log, clv.BetaGeoModel(purchase_time_varying=["holiday"]), calibration_end=CUTOFF,
                      baselines={}, time_varying=short, spend_model=False)
+
+
+def test_the_likelihood_ratio_test_compares_the_calendar_with_the_plain_model(seasonal):
+    _, _, result = seasonal
+    tests = result.covariate_tests().set_index("model")
+    row = tests.loc["BG/NBD + calendar"]
+    plain, calendar = (result.models[(CUTOFF, n)] for n in ("BG/NBD", "BG/NBD + calendar"))
+    assert row["without"] == "BG/NBD" and row["df"] == 3
+    assert row["statistic"] == pytest.approx(2 * (calendar.log_likelihood_ - plain.log_likelihood_))
+    assert row["p_value"] < 1e-10
+
+
+def test_the_report_shows_the_calendar(seasonal, tmp_path):
+    _, _, result = seasonal
+    from clvmodels.report import calendar_effects, tracking_errors
+
+    text = clv.compare_report(result, tmp_path / "report.html").read_text()
+    model = result.models[(CUTOFF, "BG/NBD + calendar")]
+    holiday = model.summary().loc["tv_purchase:holiday"]
+    factor = f"{np.exp(holiday['user_estimate']):.2f}x as fast when holiday = 1 as when holiday = 0"
+    assert 1.8 < np.exp(holiday["user_estimate"]) < 2.25        # the truth: exp(0.7) = 2.01
+    sentences = calendar_effects(model)
+    assert sentences[0].startswith(f"Purchases run {factor} (95% interval")
+    assert "per unit of fourier_sin1" in sentences[1] and len(sentences) == 3
+    summary = text[text.index('<section id="summary">'):text.index('<section id="data">')]
+    covariates = text[text.index('<section id="covariates">'):text.index('<section id="glossary">')]
+    tracking = text[text.index('<section id="tracking">'):text.index('<section id="conditional">')]
+    assert factor in summary and factor in covariates
+    # both scales of the coefficients, and what they multiply
+    assert f"{holiday['estimate']:.3f}" in covariates and f"{holiday['user_estimate']:.3f}" in covariates
+    assert "the purchase rate while the covariate holds" in covariates
+    # the tracking: one plot per kind with both models, and the error table with and without the calendar
+    errors = tracking_errors(result)
+    assert errors.loc["BG/NBD + calendar", "holdout"] < errors.loc["BG/NBD", "holdout"]
+    assert "with and without the calendar" in tracking and tracking.count("<img") == 2
+    for name in ("BG/NBD", "BG/NBD + calendar"):
+        assert f"{errors.loc[name, 'holdout']:.3f}" in tracking
+    assert "Time-varying covariate" in text[text.index('<section id="glossary">'):]

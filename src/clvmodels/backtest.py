@@ -139,12 +139,13 @@ class BacktestResult:
     def covariate_tests(self) -> pd.DataFrame:
         """Likelihood-ratio tests (:func:`~clvmodels.lr_test`) of each model with covariates against the
         same model without them, per cutoff, when both are in the backtest: the same class and
-        settings but the covariates (see :func:`without_covariates`). Columns ``cutoff``, ``model``,
-        ``without`` (the smaller model's name), ``statistic``, ``df``, ``p_value`` and ``note`` (why a
-        pair could not be tested, e.g. a Bayesian or penalised fit; its numbers are then NaN)."""
+        settings but the covariates, static or time-varying (see :func:`without_covariates`). Columns
+        ``cutoff``, ``model``, ``without`` (the smaller model's name), ``statistic``, ``df``, ``p_value``
+        and ``note`` (why a pair could not be tested, e.g. a Bayesian or penalised fit; its numbers are
+        then NaN)."""
         rows = []
         for (cutoff, name), big in self.models.items():
-            if not getattr(big, "has_covariates", False):
+            if not (getattr(big, "has_covariates", False) or getattr(big, "has_time_varying", False)):
                 continue
             for (other_cutoff, other), small in self.models.items():
                 if other_cutoff != cutoff or not without_covariates(small, big):
@@ -170,13 +171,15 @@ COVARIATE_SETTINGS = ("covariate_constraints", "covariate_penalty", "one_hot")
 
 def without_covariates(small, big) -> bool:
     """Whether ``small`` is the fitted model ``big`` without its covariates: the same class, no
-    covariates, and the same settings apart from the covariates' (so ``lr_test(small, big)`` applies)."""
-    if type(small) is not type(big) or getattr(small, "has_covariates", True):
+    covariates (static or time-varying), and the same settings apart from the covariates' (so
+    ``lr_test(small, big)`` applies)."""
+    if (type(small) is not type(big) or getattr(small, "has_covariates", True)
+            or getattr(small, "has_time_varying", False)):
         return False
 
     def settings(model):
         return {k: v for k, v in model.get_params().items()
-                if not k.endswith("_covariates") and k not in COVARIATE_SETTINGS}
+                if not k.endswith(("_covariates", "_time_varying")) and k not in COVARIATE_SETTINGS}
 
     return settings(small) == settings(big)
 
