@@ -131,3 +131,19 @@ def test_the_report_shows_the_calendar(seasonal, tmp_path):
     for name in ("BG/NBD", "BG/NBD + calendar"):
         assert f"{errors.loc[name, 'holdout']:.3f}" in tracking
     assert "Time-varying covariate" in text[text.index('<section id="glossary">'):]
+
+
+def test_tracking_weights_count_customers_sharing_a_path(seasonal):
+    _, path, result = seasonal
+    model = result.models[(CUTOFF, "BG/NBD + calendar")]
+    born = pd.to_datetime(["2024-01-03", "2024-02-20"])
+    days = ((born - pd.Timestamp("1970-01-01")).days.to_numpy() / 7.0)
+    boundaries = days.min() + np.arange(1.0, 90.0)
+    t = boundaries[-1] - days
+    weighted = model.expected_tracking(clv.timevarying.new_customer_exposure(path, born, t), days, boundaries,
+                                       weights=[3, 1])
+    repeated = np.array([0, 0, 0, 1])
+    rows = model.expected_tracking(clv.timevarying.new_customer_exposure(path, born[repeated], t[repeated]),
+                                   days[repeated], boundaries)
+    np.testing.assert_allclose(weighted.to_numpy(), rows.to_numpy(), rtol=1e-12)
+    assert weighted.sum() > 0
