@@ -69,7 +69,8 @@ def test_predictive_scores_are_skipped_with_a_warning_and_values_still_forecast(
     assert np.all(np.isfinite(preds[["purchases", "value", "clv"]].to_numpy()))
     # discounted at 1% a month over 34 weeks: below the undiscounted value, by less than 10%
     assert np.all(preds["clv"] <= preds["value"] + 1e-9) and preds["clv"].sum() > 0.9 * preds["value"].sum()
-    assert sorted(result.settings["time_varying"]) == sorted(COLUMNS) and result.settings["time_varying_models"] == ["BG/NBD + calendar"]
+    assert sorted(result.settings["time_varying"]) == sorted(COLUMNS)
+    assert result.settings["time_varying_models"] == ["BG/NBD + calendar"]
 
 
 def test_the_holdout_forecast_is_the_models_forecast_along_the_path(seasonal):
@@ -147,3 +148,17 @@ def test_tracking_weights_count_customers_sharing_a_path(seasonal):
                                    days[repeated], boundaries)
     np.testing.assert_allclose(weighted.to_numpy(), rows.to_numpy(), rtol=1e-12)
     assert weighted.sum() > 0
+
+
+def test_a_panel_equal_to_the_calendar_gives_the_calendars_backtest(seasonal):
+    log, path, result = seasonal
+    calendar = pd.DataFrame(path.values, columns=list(path.columns), index=path.periods)
+    ids = log["customer_id"].unique()
+    panel = pd.concat({c: calendar for c in ids}, names=["customer_id", "period"]).reset_index()
+    models = {"BG/NBD + calendar": clv.BetaGeoModel(purchase_time_varying=COLUMNS)}
+    by_panel = clv.backtest(log, models, calibration_end=CUTOFF, time_varying=clv.covariate_panel(panel),
+                            baselines={}, spend_model=False)
+    mine = result.predictions[result.predictions["model"] == "BG/NBD + calendar"]
+    np.testing.assert_allclose(by_panel.predictions["purchases"].to_numpy(), mine["purchases"].to_numpy(), rtol=1e-9)
+    tracking = result.tracking[result.tracking["model"] == "BG/NBD + calendar"]
+    np.testing.assert_allclose(by_panel.tracking["predicted"].to_numpy(), tracking["predicted"].to_numpy(), rtol=1e-9)

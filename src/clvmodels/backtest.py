@@ -1023,10 +1023,11 @@ def _tracking(log, ch, model, name, cut, obs_end, unit, res, period, path=None) 
     edges = np.unique(np.maximum(edges, first_days.min() - step))
     actual_cum = np.searchsorted(np.sort(repeat_days), edges, side="right").astype(float)
 
-    if path is not None:
-        f_vals, f_counts = np.unique(first_days, return_counts=True)
+    if path is not None:     # a calendar: one path per first day; a panel: each customer's own
+        f_vals, f_counts = np.unique(first_days, return_counts=True) if path.customers is None else (first_days, None)
         born = pd.Timestamp("1970-01-01") + pd.to_timedelta(f_vals, unit="D")
-        pieces = new_customer_exposure(path, born, (edges[-1] - f_vals) / unit_days(unit), unit)
+        pieces = new_customer_exposure(path, born, (edges[-1] - f_vals) / unit_days(unit), unit,
+                                       customers=None if path.customers is None else pd.Index(uniques))
         per_period = model.expected_tracking(pieces, f_vals / unit_days(unit), edges / unit_days(unit),
                                              weights=f_counts)
         predicted_cum = np.cumsum(per_period.to_numpy())

@@ -596,10 +596,11 @@ def calendar_effects(model) -> list[str]:
             lower = [c for c in row.index if c.startswith("user_lower_")]
             upper = [c for c in row.index if c.startswith("user_upper_")]
             interval = ""
-            if lower and upper and np.isfinite(row[lower[0]]) and np.isfinite(row[upper[0]]):
-                interval = (f" ({lower[0].removeprefix('user_lower_')} interval {np.exp(row[lower[0]]):.2f}x to "
-                            f"{np.exp(row[upper[0]]):.2f}x)")
-            out.append(f"{subject} {np.exp(estimate):.2f}x as fast {where}{interval}.")
+            with np.errstate(over="ignore"):    # an unidentified effect's interval reaches "infx" (warned at the fit)
+                if lower and upper and np.isfinite(row[lower[0]]) and np.isfinite(row[upper[0]]):
+                    interval = (f" ({lower[0].removeprefix('user_lower_')} interval {np.exp(row[lower[0]]):.2f}x to "
+                                f"{np.exp(row[upper[0]]):.2f}x)")
+                out.append(f"{subject} {np.exp(estimate):.2f}x as fast {where}{interval}.")
     return out
 
 
