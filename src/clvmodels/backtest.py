@@ -17,7 +17,12 @@ transaction opportunities (BG/BB). Both return a :class:`BacktestResult` of tidy
 
 With ``covariates=`` (a customer-level table; both backtests) models with and without covariates are compared in one
 run; :meth:`BacktestResult.covariate_tests` gives the likelihood-ratio test of each covariate model
-against the same model without covariates.
+against the same model without covariates. With ``time_varying=`` (a calendar or panel of
+:mod:`clvmodels.timevarying`) models with time-varying covariates (``purchase_time_varying=...``) are
+fitted on each cutoff's :func:`~clvmodels.timevarying.timevarying_holdout` summary and forecast the
+holdout along the path (:func:`~clvmodels.timevarying.future_exposure`), their tracking series along
+the calendar (:meth:`~clvmodels.models.purchase.PurchaseModel.expected_tracking`), next to the same
+models without them.
 
 The purchase models' value forecast is ``E[purchases] × E[spend]`` with the spend model
 (Gamma-Gamma by default) fitted on the same calibration data, and their ``clv`` forecast the
@@ -60,6 +65,7 @@ from .models.spend import SpendModel
 from .progress import progress
 from .periods import period_end, period_hours, period_start_days, period_start_hours, resolve_resolution
 from .rfm import bgbb_summary, calibration_holdout, join_covariates
+from .timevarying import CovariatePath, future_exposure, new_customer_exposure, timevarying_holdout
 from . import units
 from .units import normalize_unit, unit_days
 
@@ -133,12 +139,13 @@ class BacktestResult:
     def covariate_tests(self) -> pd.DataFrame:
         """Likelihood-ratio tests (:func:`~clvmodels.lr_test`) of each model with covariates against the
         same model without them, per cutoff, when both are in the backtest: the same class and
-        settings but the covariates (see :func:`without_covariates`). Columns ``cutoff``, ``model``,
-        ``without`` (the smaller model's name), ``statistic``, ``df``, ``p_value`` and ``note`` (why a
-        pair could not be tested, e.g. a Bayesian or penalised fit; its numbers are then NaN)."""
+        settings but the covariates, static or time-varying (see :func:`without_covariates`). Columns
+        ``cutoff``, ``model``, ``without`` (the smaller model's name), ``statistic``, ``df``, ``p_value``
+        and ``note`` (why a pair could not be tested, e.g. a Bayesian or penalised fit; its numbers are
+        then NaN)."""
         rows = []
         for (cutoff, name), big in self.models.items():
-            if not getattr(big, "has_covariates", False):
+            if not (getattr(big, "has_covariates", False) or getattr(big, "has_time_varying", False)):
                 continue
             for (other_cutoff, other), small in self.models.items():
                 if other_cutoff != cutoff or not without_covariates(small, big):
@@ -164,13 +171,15 @@ COVARIATE_SETTINGS = ("covariate_constraints", "covariate_penalty", "one_hot")
 
 def without_covariates(small, big) -> bool:
     """Whether ``small`` is the fitted model ``big`` without its covariates: the same class, no
-    covariates, and the same settings apart from the covariates' (so ``lr_test(small, big)`` applies)."""
-    if type(small) is not type(big) or getattr(small, "has_covariates", True):
+    covariates (static or time-varying), and the same settings apart from the covariates' (so
+    ``lr_test(small, big)`` applies)."""
+    if (type(small) is not type(big) or getattr(small, "has_covariates", True)
+            or getattr(small, "has_time_varying", False)):
         return False
 
     def settings(model):
         return {k: v for k, v in model.get_params().items()
-                if not k.endswith("_covariates") and k not in COVARIATE_SETTINGS}
+                if not k.endswith(("_covariates", "_time_varying")) and k not in COVARIATE_SETTINGS}
 
     return settings(small) == settings(big)
 
@@ -270,6 +279,7 @@ def backtest(
     covariates: pd.DataFrame | None = None,
     covariate_id: str | None = None,
     missing_covariates: str = "error",
+    time_varying: CovariatePath | None = None,
 ) -> BacktestResult:
     """Fit each model on the calibration period(s), predict the holdout and score the predictions.
 
@@ -325,6 +335,15 @@ def backtest(
         and counted in ``data["customers_without_covariates"]``; covariate rows matching no
         customer of a cutoff are counted in ``data["covariate_rows_unmatched"]``. Baselines ignore
         the covariates.
+    time_varying
+        A :class:`~clvmodels.timevarying.CovariatePath` (:func:`~clvmodels.covariate_calendar` or
+        :func:`~clvmodels.covariate_panel`) covering every customer from her first purchase to the end
+        of the holdout, for the models constructed with ``purchase_time_varying=`` (or
+        ``dropout_time_varying=``): each cutoff fits them on the calibration summary of
+        :func:`~clvmodels.timevarying.timevarying_holdout`, forecasts the holdout over the path's future
+        pieces, and draws their tracking series along the calendar; models without time-varying
+        covariates run as before. Predictive scores (coverage, PIT, log score, CRPS, the totals'
+        intervals) are not available for time-varying models yet: recorded as a ``PredictiveWarning``.
 
     Returns
     -------
@@ -343,6 +362,7 @@ def backtest(
     unit = normalize_unit(time_unit)
     res = resolve_resolution(resolution)
     named = _named_models(models)
+    varying = _time_varying_models(named, time_varying)
     if spend_model is None:
         spend_model = GammaGammaModel(exclude_invalid=True)
     if spend_model is not False:
@@ -376,12 +396,20 @@ def backtest(
                 obs_end = pd.Timestamp(observation_end) if observation_end is not None else log_end
             if obs_end <= cut:
                 raise ClvDataError(f"The holdout after {cut.date()} is empty (observation end {obs_end.date()}).")
-            ch = calibration_holdout(log, cut, obs_end, unit, resolution=res, truncate=True,
-                                     litt=any("litt" in getattr(m, "fit_columns", ()) for m in named.values()),
-                                     covariates=covariates, covariate_id=covariate_id,
-                                     missing_covariates=missing_covariates)
+            litt = any("litt" in getattr(m, "fit_columns", ()) for m in named.values())
+            tv = None
+            if varying:
+                ch, summary = timevarying_holdout(log, time_varying, cut, obs_end, unit, resolution=res, truncate=True,
+                                                  litt=litt, static_covariates=covariates, covariate_id=covariate_id,
+                                                  missing_covariates=missing_covariates)
+            else:
+                ch = calibration_holdout(log, cut, obs_end, unit, resolution=res, truncate=True, litt=litt,
+                                         covariates=covariates, covariate_id=covariate_id,
+                                         missing_covariates=missing_covariates)
             label = str(cut.date())
             t = float(ch["duration_holdout"].iloc[0])
+            if varying:
+                tv = {"time_varying": summary, "future": future_exposure(ch, time_varying, t)}
             actual = {"purchases": ch["frequency_holdout"].to_numpy(dtype=float)}
             bounds, factors = holdout_periods(t, clv_period_length, discount_rate)
             if has_value:
@@ -405,7 +433,8 @@ def backtest(
                         spend = None
 
             for j, (name, template) in enumerate(named.items()):
-                model, purchases = _fit_model(out, fitted, clone(template), ch, name, label, t)
+                path = tv if name in varying else None
+                model, purchases = _fit_model(out, fitted, clone(template), ch, name, label, t, path)
                 if model is None:
                     advance(1)
                     continue
@@ -413,15 +442,24 @@ def backtest(
                 if spend is not None:
                     preds[name]["value"] = purchases * spend_mean
                     try:
-                        preds[name]["clv"] = _expected_value(model, spend, ch, bounds, factors)["mean"]
+                        preds[name]["clv"] = (_expected_value(model, spend, ch, bounds, factors)["mean"] if path is None
+                                              else _time_varying_value(model, ch, bounds, factors, path) * spend_mean)
                     except ModelKindError as exc:   # predictions per fitted customer only (Pareto/GGG)
                         out["warnings"].append(_warning(label, name, "AssumptionWarning", f"No discounted value: {exc}"))
-                dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval, n_draws=n_draws,
-                                          n_samples=n_samples, seed=int(seeds[i, j]), bounds=bounds, factors=factors)
+                if path is None:
+                    dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval,
+                                              n_draws=n_draws, n_samples=n_samples, seed=int(seeds[i, j]),
+                                              bounds=bounds, factors=factors)
+                else:
+                    dists[name] = {"notes": [TIME_VARYING_PREDICTIVE]}
                 out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
                                        for msg in dists[name].pop("notes", []))
                 if model.new_customer_formula is not None:
-                    out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res, tracking_period))
+                    try:
+                        out["tracking"].append(_tracking(log, ch, model, name, cut, obs_end, unit, res,
+                                                         tracking_period, time_varying if path else None))
+                    except ClvDataError as exc:
+                        out["warnings"].append(_warning(label, name, "AssumptionWarning", f"No tracking series: {exc}"))
                 advance(1)
 
             for name, baseline in base.items():
@@ -444,8 +482,39 @@ def backtest(
                 "models": {k: type(v).__name__ for k, v in named.items()},
                 "baselines": {k: type(v).__name__ for k, v in base.items()},
                 "spend_model": type(spend_model).__name__ if has_value else None,
-                "covariates": _covariate_columns(covariates, covariate_id)}
+                "covariates": _covariate_columns(covariates, covariate_id),
+                "time_varying": list(time_varying.columns) if varying else None,
+                "time_varying_models": sorted(varying)}
     return _result(out, settings, fitted)
+
+
+#: Why a backtest has no predictive scores for a model with time-varying covariates.
+TIME_VARYING_PREDICTIVE = ("Predictive distributions (coverage, PIT, log score, CRPS, the totals' intervals) are not "
+                           "available with time-varying covariates yet: only the expected values are scored.")
+
+
+def _time_varying_models(named: dict, path) -> set[str]:
+    """The names of the models constructed with time-varying covariates (checked against ``path``)."""
+    varying = {name for name, m in named.items()
+               if any(getattr(m, f"{p}_time_varying", None) for p in ("purchase", "dropout"))}
+    if varying and path is None:
+        raise ClvDataError(f"Model(s) {sorted(varying)} have time-varying covariates: pass their covariate path, "
+                           "backtest(..., time_varying=covariate_calendar(calendar)) (or a covariate_panel).")
+    if path is not None and not isinstance(path, CovariatePath):
+        raise ClvDataError(f"time_varying must be a CovariatePath (covariate_calendar or covariate_panel), got "
+                           f"{type(path).__name__}.")
+    if path is not None and not varying:
+        raise ClvDataError("time_varying= was given but no model has time-varying covariates: construct one with "
+                           "purchase_time_varying=[...] (columns of the path).")
+    return varying
+
+
+def _time_varying_value(model, ch, bounds, factors, path: dict) -> np.ndarray:
+    """Expected discounted holdout purchases per customer of a model with time-varying covariates (at
+    the estimate), over the periods ``bounds`` of the path's future pieces."""
+    from .models.timevarying import discounted_purchases
+
+    return discounted_purchases(model, ch, model.parameter_draws(), bounds=bounds, factors=factors, **path)[0]
 
 
 def discrete_backtest(
@@ -699,24 +768,26 @@ def model_warnings(cutoff, model, caught) -> list[dict]:
             if issubclass(w.category, MODEL_WARNINGS)]
 
 
-def _fit_model(out: dict, fitted: dict, model, ch, name, label, t):
+def _fit_model(out: dict, fitted: dict, model, ch, name, label, t, path: dict | None = None):
     """Fit ``model`` on ``ch``, recording its warnings, parameters and the fitted model; returns it with
-    its customers' expected holdout purchases, or ``(None, None)`` when the fit failed."""
-    model, records = fit_with_warnings(model, ch, name, label)
+    its customers' expected holdout purchases, or ``(None, None)`` when the fit failed. ``path``: with
+    time-varying covariates, ``{"time_varying": the calibration summary, "future": the holdout's pieces}``."""
+    model, records = fit_with_warnings(model, ch, name, label,
+                                       **({} if path is None else {"time_varying": path["time_varying"]}))
     out["warnings"].extend(records)
     if model is None:
         return None, None
     fitted[(label, name)] = model
     out["parameters"].append(parameter_table(model, label, name))
-    return model, model.expected_purchases(t, ch).to_numpy()
+    return model, model.expected_purchases(t, ch, **(path or {})).to_numpy()
 
 
-def fit_with_warnings(model, rfm, name, label):
+def fit_with_warnings(model, rfm, name, label, **fit_args):
     """Fit, recording (and re-emitting, with context) the fit's warnings; a failed fit is reported, not fatal."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model.fit(rfm)
+            model.fit(rfm, **fit_args)
         except (ClvDataError, FloatingPointError) as exc:
             caught_msgs = model_warnings(label, name, caught)
             return None, caught_msgs + [_warning(label, name, "FitError", f"The fit failed: {exc}")]
@@ -926,11 +997,13 @@ def _conditional(ch, preds, label) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _tracking(log, ch, model, name, cut, obs_end, unit, res, period) -> pd.DataFrame:
+def _tracking(log, ch, model, name, cut, obs_end, unit, res, period, path=None) -> pd.DataFrame:
     """Actual vs expected repeat transactions of the cohort, per ``period``, over calibration + holdout.
 
     Expected cumulative repeat transactions by day ``e``: ``Σ_i E[X((e − f_i)/unit)]`` over the
-    cohort's first-purchase days ``f_i`` (FHL 2005, eq. 9), computed once per distinct first day.
+    cohort's first-purchase days ``f_i`` (FHL 2005, eq. 9), computed once per distinct first day;
+    with time-varying covariates along the covariate ``path`` from each first day
+    (:meth:`~clvmodels.models.purchase.PurchaseModel.expected_tracking`).
     Bins end at the calibration end plus whole periods, so the calibration/holdout boundary is an edge.
     """
     cohort = log.loc[log[CUSTOMER].isin(ch.index)]
@@ -950,7 +1023,15 @@ def _tracking(log, ch, model, name, cut, obs_end, unit, res, period) -> pd.DataF
     edges = np.unique(np.maximum(edges, first_days.min() - step))
     actual_cum = np.searchsorted(np.sort(repeat_days), edges, side="right").astype(float)
 
-    if model.has_covariates:
+    if path is not None:     # a calendar: one path per first day; a panel: each customer's own
+        f_vals, f_counts = np.unique(first_days, return_counts=True) if path.customers is None else (first_days, None)
+        born = pd.Timestamp("1970-01-01") + pd.to_timedelta(f_vals, unit="D")
+        pieces = new_customer_exposure(path, born, (edges[-1] - f_vals) / unit_days(unit), unit,
+                                       customers=None if path.customers is None else pd.Index(uniques))
+        per_period = model.expected_tracking(pieces, f_vals / unit_days(unit), edges / unit_days(unit),
+                                             weights=f_counts)
+        predicted_cum = np.cumsum(per_period.to_numpy())
+    elif model.has_covariates:
         predicted_cum = _cumulative_with_covariates(model, ch.loc[np.asarray(uniques)], first_days, edges,
                                                     unit_days(unit))
     else:

@@ -121,6 +121,10 @@ GLOSSARY = {
     "0.8 means 20% fewer. Coefficients are fitted on standardised attributes (mean 0, standard deviation 1) and "
     "also shown per unit of the attribute as given. An interval that contains 0 (a factor of 1) means the data "
     "cannot tell the direction of the effect.",
+    "Time-varying covariate": "A covariate that changes over the calendar (a holiday season, a promotion, a "
+    "yearly cycle), the same for all customers or per customer: while it holds, the purchase rate (for "
+    "Pareto/NBD also the drop-out rate) is multiplied by exp(coefficient × its value). \"Purchases run 2x as fast "
+    "when holiday = 1\" means twice the purchases in holiday weeks, for the same customers.",
     "Likelihood-ratio test": "Whether a model with covariates fits the calibration data better than the same model "
     "without them by more than chance: the statistic is twice the gain in log-likelihood, compared with a "
     "chi-squared law with as many degrees of freedom as there are coefficients. A small p-value (e.g. below 0.05) "
@@ -367,6 +371,12 @@ def _summary_section(result: BacktestResult, currency: str) -> str:
             f'predicted total {_target_amount(r["target"], r["predicted"], currency)} vs actual '
             f'{_target_amount(r["target"], r["actual"], currency)} (<b>{r["error_pct"]:+.1f}%</b>, {limit}){interval}.',
             bad=bool(bad)))
+    last = result.cutoffs[-1]
+    for name in result.settings.get("time_varying_models") or []:
+        model = result.models.get((last, name))
+        if model is not None:
+            parts.append(_finding(f"<b>{_esc(name)}</b>, calibration end {_esc(last)}, the calendar's effect: "
+                                  + " ".join(_esc(s) for s in calendar_effects(model)), bad=None))
     return "".join(parts)
 
 
@@ -485,8 +495,28 @@ def _tracking_section(result: BacktestResult) -> str:
     caption = ("Expected repeat transactions of the whole cohort, each customer from her first purchase on "
                "(unconditional expectation, FHL 2005 eq. 9), against the actual count {}; the dotted line separates "
                "the calibration period (fitted) from the holdout (predicted).")
-    return (_plot(plotting.plot_tracking, result, caption=caption.format("per period"))
-            + _plot(plotting.plot_tracking, result, cumulative=True, caption=caption.format("summed over time")))
+    varying = result.settings.get("time_varying_models") or []
+    if varying:
+        caption += (f" {', '.join(map(_esc, varying))} follow{'s' if len(varying) == 1 else ''} the calendar of the "
+                    f"time-varying covariates ({', '.join(map(_esc, result.settings['time_varying']))}); the other "
+                    "models assume purchase rates constant over the calendar.")
+    out = (_plot(plotting.plot_tracking, result, caption=caption.format("per period"))
+           + _plot(plotting.plot_tracking, result, cumulative=True, caption=caption.format("summed over time")))
+    if varying:
+        out += ("<h3>Tracking error per period, with and without the calendar</h3>"
+                + _table(tracking_errors(result), index_name="model")
+                + '<p class="note">Mean absolute difference between the expected and the actual repeat transactions '
+                  "per period of the tracking plot, over the calibration period and over the holdout.</p>")
+    return out
+
+
+def tracking_errors(result: BacktestResult) -> pd.DataFrame:
+    """Mean absolute error of each model's tracking series per period (rows: models; columns:
+    ``calibration`` and ``holdout``), at the latest cutoff."""
+    frame = result.tracking[result.tracking["cutoff"] == result.cutoffs[-1]]
+    error = (frame["predicted"] - frame["actual"]).abs()
+    table = error.groupby([frame["model"], frame["phase"]], sort=False).mean().unstack("phase")
+    return table.reindex(columns=[c for c in ("calibration", "holdout") if c in table.columns])
 
 
 def _models_section(result: BacktestResult) -> str:
@@ -529,16 +559,55 @@ def _parameters_section(result: BacktestResult) -> str:
     return "".join(out)
 
 
+#: What exp(coefficient) of a time-varying covariate multiplies (``tv_<process>:<column>``).
+TIME_VARYING_EFFECTS = {"tv_purchase": "the purchase rate while the covariate holds",
+                        "tv_dropout": "the drop-out rate while the covariate holds"}
+#: How the plain-words sentences name each process's speed.
+PROCESS_SUBJECTS = {"purchase": "Purchases run", "dropout": "Drop-out runs"}
+
+
 def coefficient_meaning(model, coefficient: str) -> str:
     """What exp(coefficient) multiplies, in words (the model class's ``covariate_effects``), for the
-    coefficient ``"<param>:<column>"`` of a model with covariates."""
+    coefficient ``"<param>:<column>"`` of a model with covariates (``tv_<process>:<column>``: a
+    time-varying covariate's rate)."""
     param = coefficient.split(":", 1)[0]
+    if param in TIME_VARYING_EFFECTS:
+        return TIME_VARYING_EFFECTS[param]
     return type(model).covariate_effects.get(param, f"the parameter {param}")
+
+
+def calendar_effects(model) -> list[str]:
+    """Plain-words sentences of a fitted model's time-varying effects, one per coefficient: "Purchases
+    run 2.00x as fast when holiday = 1 as when holiday = 0 (95% interval 1.80x to 2.20x)" for a 0/1
+    column of the training pieces, "... per unit of fourier_sin1" otherwise (exp of the coefficient per
+    unit of the user's column; the interval where the fit has one)."""
+    summary = getattr(model, "time_varying_summary_", None)
+    table = model.summary()
+    out = []
+    for process, subject in PROCESS_SUBJECTS.items():
+        for column in model.time_varying_["processes"].get(process, ()):
+            row = table.loc[f"tv_{process}:{column}"]
+            estimate = row.get("user_estimate", row.get("user_mean", np.nan))
+            binary = False
+            if summary is not None and column in summary.pieces.columns:
+                z = np.asarray(summary.pieces.z, dtype=float).reshape(len(summary.pieces.length), -1)
+                binary = bool(np.isin(z[:, list(summary.pieces.columns).index(column)], (0.0, 1.0)).all())
+            where = f"when {column} = 1 as when {column} = 0" if binary else f"per unit of {column}"
+            lower = [c for c in row.index if c.startswith("user_lower_")]
+            upper = [c for c in row.index if c.startswith("user_upper_")]
+            interval = ""
+            with np.errstate(over="ignore"):    # an unidentified effect's interval reaches "infx" (warned at the fit)
+                if lower and upper and np.isfinite(row[lower[0]]) and np.isfinite(row[upper[0]]):
+                    interval = (f" ({lower[0].removeprefix('user_lower_')} interval {np.exp(row[lower[0]]):.2f}x to "
+                                f"{np.exp(row[upper[0]]):.2f}x)")
+                out.append(f"{subject} {np.exp(estimate):.2f}x as fast {where}{interval}.")
+    return out
 
 
 def _covariates_section(result: BacktestResult) -> str:
     purchase_models = result.settings.get("models", {})
-    covariate_models = sorted(((c, n, m) for (c, n), m in result.models.items() if getattr(m, "has_covariates", False)),
+    covariate_models = sorted(((c, n, m) for (c, n), m in result.models.items()
+                               if getattr(m, "has_covariates", False) or getattr(m, "has_time_varying", False)),
                               key=lambda cnm: (cnm[0], cnm[1] not in purchase_models))   # purchase models first
     if not covariate_models:
         return '<p class="note">No model with covariates in this backtest.</p>'
@@ -546,8 +615,9 @@ def _covariates_section(result: BacktestResult) -> str:
            "parameter is the population's times exp(coefficient × her attribute value); the <i>factor per unit</i> "
            "exp(coefficient) multiplies the quantity named in the last column per unit of the attribute as given "
            "(for a category: against the baseline level), e.g. 1.3: 30% more, 0.8: 20% less. Coefficients are "
-           "fitted on standardised attributes (first columns) and shown per unit of the attribute too. See the "
-           "glossary.</p>"]
+           "fitted on standardised attributes (first columns) and shown per unit of the attribute too. Time-varying "
+           "covariates (<i>tv_</i> rows) follow the calendar instead: while one holds, the purchase (or drop-out) "
+           "rate of every customer is multiplied by exp(coefficient × its value). See the glossary.</p>"]
     tests = result.covariate_tests()
     if len(tests):
         table = tests.set_index("model")[["cutoff", "without", "statistic", "df", "p_value", "note"]]
@@ -558,7 +628,7 @@ def _covariates_section(result: BacktestResult) -> str:
         out.append('<p class="note">The statistic is 2 × (log-likelihood with covariates − without), on the '
                    "calibration data of the same customers; the p-value is that of a chi-squared law with "
                    "<i>df</i> degrees of freedom (the number of coefficients). A small p-value: the covariates "
-                   "explain real differences between customers.</p>")
+                   "explain real differences between customers (time-varying ones: over the calendar).</p>")
     for cutoff, name, model in covariate_models:
         part = result.parameters[(result.parameters["cutoff"] == cutoff) & (result.parameters["model"] == name)
                                  & result.parameters["parameter"].str.contains(":", regex=False)]
@@ -568,10 +638,13 @@ def _covariates_section(result: BacktestResult) -> str:
         wide = wide.rename(columns=lambda c: f"per unit: {statistic_label(c.removeprefix('user_'))}"
                            if c.startswith("user_") else c if c.startswith("factor") else statistic_label(c))
         wide["multiplies"] = [coefficient_meaning(model, p) for p in wide.index]
-        dropped = model.covariates_["dropped"]
+        dropped = model.covariates_["dropped"] if getattr(model, "has_covariates", False) else {}
         base = "; ".join(f"{_esc(k)}: {_esc(v)}" for k, v in dropped.items())
         out.append(f"<h4>{_esc(name)}, calibration end {_esc(cutoff)}</h4>")
         out.append(_table(wide, index_name="coefficient", text_columns=("multiplies",)))
+        if getattr(model, "has_time_varying", False):
+            out.append('<p class="note">Time-varying covariates (<i>tv_</i>): '
+                       + " ".join(_esc(s) for s in calendar_effects(model)) + "</p>")
         if base:
             out.append(f'<p class="note">Baseline levels of the categories (their effect is 0): {base}.</p>')
     return "".join(out)

@@ -611,11 +611,14 @@ def future_exposure(rfm: pd.DataFrame, covariates: CovariatePath, t) -> Exposure
                    "the prediction window")
 
 
-def new_customer_exposure(covariates: CovariatePath, born, t, time_unit: str = "W") -> ExposurePieces:
+def new_customer_exposure(covariates: CovariatePath, born, t, time_unit: str = "W", *,
+                          customers=None) -> ExposurePieces:
     """The pieces of the window ``[0, t]`` of new customers whose first purchase is at ``born`` (dates,
-    one per customer), from a calendar, in ``time_unit``: what the expected purchases of a new customer read."""
-    if covariates.customers is not None:
-        raise ClvDataError("A new customer has no panel rows: pass a calendar (covariate_calendar).")
+    one per customer), from a calendar, in ``time_unit``: what the expected purchases of a new customer
+    read. From a panel, ``customers`` names whose rows each window reads (one id per ``born``)."""
+    if covariates.customers is not None and customers is None:
+        raise ClvDataError("A new customer has no panel rows: pass a calendar (covariate_calendar), or the ids "
+                           "of the panel's customers whose paths to read (customers=).")
     born = pd.DatetimeIndex(pd.to_datetime(np.atleast_1d(born)))
     unit = normalize_unit(time_unit)
     t = np.broadcast_to(np.asarray(t, dtype=float), (len(born),))
@@ -624,8 +627,10 @@ def new_customer_exposure(covariates: CovariatePath, born, t, time_unit: str = "
     a = _ns(born)
     b = a + _duration_ns(t, unit)
     unit_ns = unit_days(unit) * _NS_PER_DAY
-    return _pieces(covariates, np.zeros(len(a), dtype=np.int64), a, b, None, a, unit_ns,
-                   pd.Index(born.astype(str)), "the window")
+    ids = pd.Index(born.astype(str)) if customers is None else pd.Index(customers)
+    if len(ids) != len(a):
+        raise ClvDataError(f"customers= names {len(ids):,} customers for {len(a):,} first purchases (born).")
+    return _pieces(covariates, covariates.rows_of(ids), a, b, None, a, unit_ns, ids, "the window")
 
 
 __all__ = ["CovariatePath", "covariate_calendar", "covariate_panel", "first_purchase", "fourier_terms",

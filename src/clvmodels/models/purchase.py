@@ -155,15 +155,15 @@ class PurchaseModel(CLVModel):
         """Whether the fitted model has time-varying covariates (:mod:`.timevarying`)."""
         return getattr(self, "time_varying_", None) is not None
 
-    def expected_tracking(self, pieces, birth, boundaries):
+    def expected_tracking(self, pieces, birth, boundaries, weights=None):
         """With time-varying covariates: the expected repeat purchases of a cohort per calendar period
-        (:func:`.timevarying.expected_tracking`)."""
+        (:func:`.timevarying.expected_tracking`; ``weights``: customers per row of ``pieces``)."""
         from .timevarying import expected_tracking
 
         self._check_fitted()
         if not self.has_time_varying:
             raise ClvDataError("expected_tracking(pieces, ...) is for models with time-varying covariates.")
-        return expected_tracking(self, pieces, birth, boundaries)
+        return expected_tracking(self, pieces, birth, boundaries, weights)
 
     # ------------------------------------------------------------------ predictions
     def expected_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs):

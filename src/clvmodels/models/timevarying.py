@@ -604,11 +604,12 @@ def new_customers(model, t, future: ExposurePieces, *, interval=None, n_draws=No
     return summarise(np.array(values), pd.RangeIndex(n, name="customer"), "expected_purchases", interval)
 
 
-def expected_tracking(model, pieces: ExposurePieces, birth, boundaries) -> pd.Series:
+def expected_tracking(model, pieces: ExposurePieces, birth, boundaries, weights=None) -> pd.Series:
     """The expected cumulative repeat purchases of a cohort by calendar time, per period: customer
     ``i``, acquired at calendar time ``birth_i`` with covariate path ``pieces`` (her clock from 0 to
     at least the last boundary), contributes E[X(u)] of a new customer at her age ``u`` at each of
-    the calendar ``boundaries`` (the periods are ``(b_{h−1}, b_h]``, ``b_0`` the first acquisition).
+    the calendar ``boundaries`` (the periods are ``(b_{h−1}, b_h]``, ``b_0`` the first acquisition),
+    times her ``weights`` (default 1: e.g. the number of customers acquired on one day, sharing a path).
     One pass over the pieces per boundary (at the estimate)."""
     if model.has_covariates:
         raise ClvDataError("The tracking curve with both static and time-varying covariates is not supported yet.")
@@ -616,13 +617,14 @@ def expected_tracking(model, pieces: ExposurePieces, birth, boundaries) -> pd.Se
     birth = np.asarray(birth, dtype=float)
     n = pieces.n_customers
     exposure = Exposure.of_pieces(design, pieces, n)
+    weights = np.ones(n) if weights is None else np.broadcast_to(np.asarray(weights, dtype=float), (n,))
     params, gammas = _at(model.parameter_draws(), 0, design)
     cumulative = []
     for b in np.asarray(boundaries, dtype=float):
         age = np.maximum(b - birth, 0.0)
         window = exposure.clipped(np.zeros(n), age)
         value = np.where(age > 0, tv_model.new_customer(params, window, design, gammas), 0.0)
-        cumulative.append(float(np.sum(value)))
+        cumulative.append(float(value @ weights))
     per_period = np.diff(np.r_[0.0, cumulative])
     return pd.Series(per_period, index=pd.Index(np.asarray(boundaries, dtype=float), name="period_end"),
                      name="expected_purchases")

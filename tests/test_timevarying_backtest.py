@@ -1,0 +1,164 @@
+"""Backtests, reports with time-varying covariates (issue #16): a seasonal log where the model with
+the calendar should forecast the holdout and its weekly tracking better than the same model without."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels as clv
+from clvmodels.datasets import simulate_seasonal
+from clvmodels.datasets.simulate import DEFAULT_SEASONAL_EFFECTS
+from clvmodels.errors import ClvDataError
+
+COLUMNS = ["holiday", "fourier_sin1", "fourier_cos1"]
+CUTOFF = "2025-05-05"     # week 70 of 104: a Christmas in calibration and one in the holdout
+
+
+@pytest.fixture(scope="module")
+def seasonal():
+    log, calendar = simulate_seasonal(4000, observation_length=104, cohort_length=12, seed=3)
+    path = clv.covariate_calendar(calendar)
+    models = {"BG/NBD": clv.BetaGeoModel(), "BG/NBD + calendar": clv.BetaGeoModel(purchase_time_varying=COLUMNS)}
+    result = clv.backtest(log, models, calibration_end=CUTOFF, time_varying=path, baselines={})
+    return log, path, result
+
+
+def _holdout_weekly_error(result, name):
+    h = result.tracking[(result.tracking["model"] == name) & (result.tracking["phase"] == "holdout")]
+    return float((h["actual"] - h["predicted"]).abs().mean())
+
+
+def test_the_calendar_beats_the_stationary_model_on_the_holdout(seasonal):
+    _, _, result = seasonal
+    errors = result.table("purchases")["total_error_pct"]
+    assert abs(errors["BG/NBD + calendar"]) < 5 < abs(errors["BG/NBD"])
+    plain, calendar = (_holdout_weekly_error(result, n) for n in ("BG/NBD", "BG/NBD + calendar"))
+    assert calendar < 0.6 * plain
+    # the tracking shows the holidays: expected weekly purchases in December above November's
+    tr = result.tracking[result.tracking["model"] == "BG/NBD + calendar"].set_index("period_end")["predicted"]
+    assert tr["2025-12-09":"2025-12-22"].mean() > 1.5 * tr["2025-11-03":"2025-11-24"].mean()
+    flat = result.tracking[result.tracking["model"] == "BG/NBD"].set_index("period_end")["predicted"]
+    assert flat["2025-12-09":"2025-12-22"].mean() < flat["2025-11-03":"2025-11-24"].mean()
+    # the cumulative tracking ends at the holdout total of the cohort's repeat purchases
+    last = result.tracking[result.tracking["model"] == "BG/NBD + calendar"].iloc[-1]
+    assert last["actual_cumulative"] == pytest.approx(result.tracking.loc[
+        result.tracking["model"] == "BG/NBD + calendar", "actual"].sum())
+
+
+def test_the_coefficients_recover_the_truth(seasonal):
+    _, _, result = seasonal
+    p = result.parameters
+    p = p[(p["model"] == "BG/NBD + calendar")].pivot_table(index="parameter", columns="statistic", values="value")
+    truth = {"holiday": DEFAULT_SEASONAL_EFFECTS["holiday"], "fourier_sin1": DEFAULT_SEASONAL_EFFECTS["fourier_sin1"],
+             "fourier_cos1": 0.0}
+    for column, gamma in truth.items():
+        row = p.loc[f"tv_purchase:{column}"]
+        assert abs(row["user_estimate"] - gamma) < 3 * row["user_se"], column
+
+
+def test_predictive_scores_are_skipped_with_a_warning_and_values_still_forecast(seasonal):
+    _, _, result = seasonal
+    w = result.warnings
+    skipped = w[(w["model"] == "BG/NBD + calendar") & (w["category"] == "PredictiveWarning")]
+    assert skipped["message"].str.contains("not available with time-varying covariates").any()
+    metrics = result.table("purchases")
+    assert np.isnan(metrics.loc["BG/NBD + calendar", "crps"]) and np.isfinite(metrics.loc["BG/NBD", "crps"])
+    preds = result.predictions[result.predictions["model"] == "BG/NBD + calendar"]
+    assert np.all(np.isfinite(preds[["purchases", "value", "clv"]].to_numpy()))
+    # discounted at 1% a month over 34 weeks: below the undiscounted value, by less than 10%
+    assert np.all(preds["clv"] <= preds["value"] + 1e-9) and preds["clv"].sum() > 0.9 * preds["value"].sum()
+    assert sorted(result.settings["time_varying"]) == sorted(COLUMNS)
+    assert result.settings["time_varying_models"] == ["BG/NBD + calendar"]
+
+
+def test_the_holdout_forecast_is_the_models_forecast_along_the_path(seasonal):
+    log, path, result = seasonal
+    ch, summary = clv.timevarying_holdout(log, path, CUTOFF, truncate=True)
+    model = result.models[(CUTOFF, "BG/NBD + calendar")]
+    t = float(ch["duration_holdout"].iloc[0])
+    direct = model.expected_purchases(t, ch, time_varying=summary, future=clv.timevarying.future_exposure(ch, path, t))
+    preds = result.predictions[result.predictions["model"] == "BG/NBD + calendar"]
+    np.testing.assert_allclose(preds["purchases"].to_numpy(), direct.to_numpy(), rtol=1e-12)
+
+
+def test_time_varying_inputs_are_checked(seasonal):
+    log, path, _ = seasonal
+    with pytest.raises(ClvDataError, match="time_varying=covariate_calendar"):
+        clv.backtest(log, clv.BetaGeoModel(purchase_time_varying=["holiday"]), calibration_end=CUTOFF, baselines={})
+    with pytest.raises(ClvDataError, match="no model has time-varying covariates"):
+        clv.backtest(log, clv.BetaGeoModel(), calibration_end=CUTOFF, baselines={}, time_varying=path)
+    short = clv.covariate_calendar(clv.holiday_windows(pd.date_range("2024-01-01", "2025-06-30", freq="7D"),
+                                                       ["2024-12-25"], before=20))
+    with pytest.raises(ClvDataError, match="prediction window"):
+        clv.backtest(log, clv.BetaGeoModel(purchase_time_varying=["holiday"]), calibration_end=CUTOFF,
+                     baselines={}, time_varying=short, spend_model=False)
+
+
+def test_the_likelihood_ratio_test_compares_the_calendar_with_the_plain_model(seasonal):
+    _, _, result = seasonal
+    tests = result.covariate_tests().set_index("model")
+    row = tests.loc["BG/NBD + calendar"]
+    plain, calendar = (result.models[(CUTOFF, n)] for n in ("BG/NBD", "BG/NBD + calendar"))
+    assert row["without"] == "BG/NBD" and row["df"] == 3
+    assert row["statistic"] == pytest.approx(2 * (calendar.log_likelihood_ - plain.log_likelihood_))
+    assert row["p_value"] < 1e-10
+
+
+def test_the_report_shows_the_calendar(seasonal, tmp_path):
+    _, _, result = seasonal
+    from clvmodels.report import calendar_effects, tracking_errors
+
+    text = clv.compare_report(result, tmp_path / "report.html").read_text()
+    model = result.models[(CUTOFF, "BG/NBD + calendar")]
+    holiday = model.summary().loc["tv_purchase:holiday"]
+    factor = f"{np.exp(holiday['user_estimate']):.2f}x as fast when holiday = 1 as when holiday = 0"
+    assert 1.8 < np.exp(holiday["user_estimate"]) < 2.25        # the truth: exp(0.7) = 2.01
+    sentences = calendar_effects(model)
+    assert sentences[0].startswith(f"Purchases run {factor} (95% interval")
+    assert "per unit of fourier_sin1" in sentences[1] and len(sentences) == 3
+    summary = text[text.index('<section id="summary">'):text.index('<section id="data">')]
+    covariates = text[text.index('<section id="covariates">'):text.index('<section id="glossary">')]
+    tracking = text[text.index('<section id="tracking">'):text.index('<section id="conditional">')]
+    assert factor in summary and factor in covariates
+    # both scales of the coefficients, and what they multiply
+    assert f"{holiday['estimate']:.3f}" in covariates and f"{holiday['user_estimate']:.3f}" in covariates
+    assert "the purchase rate while the covariate holds" in covariates
+    # the tracking: one plot per kind with both models, and the error table with and without the calendar
+    errors = tracking_errors(result)
+    assert errors.loc["BG/NBD + calendar", "holdout"] < errors.loc["BG/NBD", "holdout"]
+    assert "with and without the calendar" in tracking and tracking.count("<img") == 2
+    for name in ("BG/NBD", "BG/NBD + calendar"):
+        assert f"{errors.loc[name, 'holdout']:.3f}" in tracking
+    assert "Time-varying covariate" in text[text.index('<section id="glossary">'):]
+
+
+def test_tracking_weights_count_customers_sharing_a_path(seasonal):
+    _, path, result = seasonal
+    model = result.models[(CUTOFF, "BG/NBD + calendar")]
+    born = pd.to_datetime(["2024-01-03", "2024-02-20"])
+    days = ((born - pd.Timestamp("1970-01-01")).days.to_numpy() / 7.0)
+    boundaries = days.min() + np.arange(1.0, 90.0)
+    t = boundaries[-1] - days
+    weighted = model.expected_tracking(clv.timevarying.new_customer_exposure(path, born, t), days, boundaries,
+                                       weights=[3, 1])
+    repeated = np.array([0, 0, 0, 1])
+    rows = model.expected_tracking(clv.timevarying.new_customer_exposure(path, born[repeated], t[repeated]),
+                                   days[repeated], boundaries)
+    np.testing.assert_allclose(weighted.to_numpy(), rows.to_numpy(), rtol=1e-12)
+    assert weighted.sum() > 0
+
+
+def test_a_panel_equal_to_the_calendar_gives_the_calendars_backtest(seasonal):
+    log, path, result = seasonal
+    calendar = pd.DataFrame(path.values, columns=list(path.columns), index=path.periods)
+    ids = log["customer_id"].unique()
+    panel = pd.concat({c: calendar for c in ids}, names=["customer_id", "period"]).reset_index()
+    models = {"BG/NBD + calendar": clv.BetaGeoModel(purchase_time_varying=COLUMNS)}
+    by_panel = clv.backtest(log, models, calibration_end=CUTOFF, time_varying=clv.covariate_panel(panel),
+                            baselines={}, spend_model=False)
+    mine = result.predictions[result.predictions["model"] == "BG/NBD + calendar"]
+    np.testing.assert_allclose(by_panel.predictions["purchases"].to_numpy(), mine["purchases"].to_numpy(), rtol=1e-9)
+    tracking = result.tracking[result.tracking["model"] == "BG/NBD + calendar"]
+    np.testing.assert_allclose(by_panel.tracking["predicted"].to_numpy(), tracking["predicted"].to_numpy(), rtol=1e-9)
