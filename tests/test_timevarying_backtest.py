@@ -162,3 +162,21 @@ def test_a_panel_equal_to_the_calendar_gives_the_calendars_backtest(seasonal):
     np.testing.assert_allclose(by_panel.predictions["purchases"].to_numpy(), mine["purchases"].to_numpy(), rtol=1e-9)
     tracking = result.tracking[result.tracking["model"] == "BG/NBD + calendar"]
     np.testing.assert_allclose(by_panel.tracking["predicted"].to_numpy(), tracking["predicted"].to_numpy(), rtol=1e-9)
+
+
+def test_an_unidentified_calendar_effect_is_said_so_not_given_a_factor(seasonal, monkeypatch):
+    """A boundary fit's interval (from 0x to an overflowing factor) is no effect to report in words."""
+    import copy
+
+    from clvmodels.report import calendar_effects
+
+    _, _, result = seasonal
+    model = copy.deepcopy(result.models[(CUTOFF, "BG/NBD + calendar")])
+    table = model.summary()
+    lower = [c for c in table.columns if c.startswith("user_lower_")][0]
+    upper = lower.replace("lower", "upper")
+    table.loc["tv_purchase:holiday", [lower, upper]] = [-800.0, 800.0]     # exp overflows: unbounded
+    monkeypatch.setattr(model, "summary", lambda *a, **k: table)
+    sentences = calendar_effects(model)
+    assert sentences[0].startswith("The effect of holiday on the purchase rate is not identified")
+    assert "inf" not in " ".join(sentences) and sentences[1].startswith("Purchases run")

@@ -576,6 +576,10 @@ def coefficient_meaning(model, coefficient: str) -> str:
     return type(model).covariate_effects.get(param, f"the parameter {param}")
 
 
+#: Widest log-interval of a calendar effect still read as an effect (a factor interval spanning 1e6x is none).
+IDENTIFIED_LOG_WIDTH = np.log(1e6)
+
+
 def calendar_effects(model) -> list[str]:
     """Plain-words sentences of a fitted model's time-varying effects, one per coefficient: "Purchases
     run 2.00x as fast when holiday = 1 as when holiday = 0 (95% interval 1.80x to 2.20x)" for a 0/1
@@ -596,11 +600,17 @@ def calendar_effects(model) -> list[str]:
             lower = [c for c in row.index if c.startswith("user_lower_")]
             upper = [c for c in row.index if c.startswith("user_upper_")]
             interval = ""
-            with np.errstate(over="ignore"):    # an unidentified effect's interval reaches "infx" (warned at the fit)
-                if lower and upper and np.isfinite(row[lower[0]]) and np.isfinite(row[upper[0]]):
-                    interval = (f" ({lower[0].removeprefix('user_lower_')} interval {np.exp(row[lower[0]]):.2f}x to "
-                                f"{np.exp(row[upper[0]]):.2f}x)")
-                out.append(f"{subject} {np.exp(estimate):.2f}x as fast {where}{interval}.")
+            if lower and upper:
+                level = lower[0].removeprefix("user_lower_")
+                lo, hi = float(row[lower[0]]), float(row[upper[0]])
+                if np.isfinite(lo) and np.isfinite(hi) and hi - lo < IDENTIFIED_LOG_WIDTH:
+                    interval = f" ({level} interval {np.exp(lo):.2f}x to {np.exp(hi):.2f}x)"
+                else:    # a boundary fit (warned at the fit): its interval is no information
+                    out.append(f"The effect of {column} on the {process.replace('dropout', 'drop-out')} rate is not "
+                               f"identified by these data (the {level} interval of its factor is unbounded; the fit "
+                               "warned): read no effect into it.")
+                    continue
+            out.append(f"{subject} {np.exp(estimate):.2f}x as fast {where}{interval}.")
     return out
 
 
