@@ -150,6 +150,19 @@ def test_same_seed_same_draws(small_fit):
     assert all(np.array_equal(again.posterior_draws_[k], model.posterior_draws_[k]) for k in model.param_names)
 
 
+def test_fit_shows_a_bar_of_the_sweeps_when_asked(small_fit, capsys):
+    """The chains run in pieces of sweeps (here three) with a progress bar between them: shown when
+    asked (off a terminal, as here, none by default); the bar does not change the draws."""
+    model, rfm = small_fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        shown = ParetoGGGModel(chains=2, tune=30, draws=40, latent_draws=20, seed=8, progressbar=True).fit(rfm)
+        assert "Pareto/GGG MCMC" in capsys.readouterr().err
+        ParetoGGGModel(chains=2, tune=5, draws=5, latent_draws=2, seed=8).fit(rfm)
+        assert "Pareto/GGG MCMC" not in capsys.readouterr().err
+    assert all(np.array_equal(shown.posterior_draws_[k], model.posterior_draws_[k]) for k in model.param_names)
+
+
 def test_save_and_load_keep_the_latent_draws(small_fit, tmp_path):
     model, rfm = small_fit
     model.save(tmp_path / "pggg")

@@ -265,7 +265,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         cores = chains if settings["cores"] is None else max(1, int(settings["cores"]))
         out = pggg_mcmc.sample(data, chains=chains, tune=int(settings["tune"]), draws=int(settings["draws"]),
                                latent_draws=int(settings["latent_draws"]), priors=self._prior_array(),
-                               seed=settings["seed"], cores=cores, start=self._start(rfm))
+                               seed=settings["seed"], cores=cores, start=self._start(rfm), progressbar=self.progressbar)
         self._reset_fit()
         self._store(rfm, data, out)
         return self

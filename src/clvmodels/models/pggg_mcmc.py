@@ -224,28 +224,29 @@ def _kernels():
                 group_step[move] *= math.exp(rate * ((1.0 if ok else 0.0) - TARGET_ACCEPT))
 
     @jit
-    def run_chain(seed, x, tx, T, litt, theta, step, hyper, prior, n_tune, n_draws, keep_every):
-        """One chain: ``n_tune`` adapting sweeps, then ``n_draws`` sweeps, recording the
-        hyperparameters every sweep and the latents (as float32) every ``keep_every``-th.
+    def run_chain(seed, x, tx, T, litt, theta, step, group_step, hyper, prior, first, last, n_tune, keep_every,
+                  hyper_draws, latent_draws, accepted):
+        """Sweeps ``first`` to ``last − 1`` of one chain (sweeps below ``n_tune`` adapt, the others are
+        recorded: the hyperparameters every sweep into ``hyper_draws``, the latents (as float32) every
+        ``keep_every``-th into ``latent_draws``), so that a chain runs in pieces (a progress bar between
+        them) with its whole state in the arrays passed.
 
         ``theta``: ``(3, n)`` log-latents (``ln k, ln λ, ln μ``), updated in place; ``step``: their
-        random-walk scales; ``hyper``: ``(3, 2)`` shape and rate of each latent's population;
-        ``prior``: ``(3, 4)`` the Gamma priors of each population's shape and rate."""
+        random-walk scales, ``group_step`` those of :func:`group_moves`; ``hyper``: ``(3, 2)`` shape and
+        rate of each latent's population; ``prior``: ``(3, 4)`` the Gamma priors of each population's
+        shape and rate; ``accepted``: per latent, accepted steps of the recorded sweeps. ``seed`` seeds
+        this piece's random numbers."""
         np.random.seed(seed)
         n = x.size
         ll = np.empty(n)
         for i in range(n):
             ll[i] = customer_log_likelihood(math.exp(theta[0, i]), math.exp(theta[1, i]), math.exp(theta[2, i]),
                                             x[i], tx[i], T[i], litt[i])
-        hyper_draws = np.empty((n_draws, 3, 2))
-        n_kept = n_draws // keep_every
-        latent_draws = np.empty((n_kept, 3, n), dtype=np.float32)
-        accepted = np.zeros(3)
+        n_kept = latent_draws.shape[0]
         z = np.empty(n)
         ll_new_all = np.empty(n)
         old_theta = np.empty((3, n))
-        group_step = np.full(7, 0.05)
-        for sweep in range(n_tune + n_draws):
+        for sweep in range(first, last):
             tuning = sweep < n_tune
             rate = 1.0 / math.sqrt(sweep + 1.0)
             for i in range(n):
@@ -282,7 +283,6 @@ def _kernels():
                     for c in range(3):
                         for i in range(n):
                             latent_draws[d // keep_every, c, i] = math.exp(theta[c, i])
-        return hyper_draws, latent_draws, accepted / max(n_draws * n, 1)
 
     vectorize = numba.vectorize(["float64(float64, float64, float64, float64, float64, float64, float64)"])
     alive = numba.vectorize(["float64(float64, float64, float64, float64)"])
@@ -296,9 +296,16 @@ def kernels():
     return _kernels()
 
 
+#: Sweeps per piece of a chain between two updates of the progress bar.
+PIECE = 25
+
+
 def sample(data: dict[str, np.ndarray], *, chains: int, tune: int, draws: int, latent_draws: int,
-           priors: np.ndarray, seed: int | None, cores: int, start: dict[str, float]) -> dict:
-    """Run ``chains`` chains of :func:`kernels`' ``run_chain`` in threads (at most ``cores`` at once).
+           priors: np.ndarray, seed: int | None, cores: int, start: dict[str, float],
+           progressbar: bool | None = None) -> dict:
+    """Run ``chains`` chains of :func:`kernels`' ``run_chain`` in threads (at most ``cores`` at once),
+    each in pieces of :data:`PIECE` sweeps, with a progress bar of all chains' sweeps
+    (:func:`clvmodels.progress.progress`: ``progressbar``, else only on a terminal).
 
     ``start``: values of the hyperparameters ``r, alpha, s, beta`` to start from (Pareto/NBD's
     maximum-likelihood estimates: the limit ``k = 1``); every chain draws its own starting latents
@@ -309,6 +316,8 @@ def sample(data: dict[str, np.ndarray], *, chains: int, tune: int, draws: int, l
     "acceptance": (chains, 3)}``; ``latent_draws`` latent draws are kept in all (equally spaced
     within each chain)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from ..progress import progress
 
     *_, run_chain = kernels()
     x, tx, T, litt = (np.ascontiguousarray(data[c], dtype=float) for c in ("frequency", "recency", "T", "litt"))
@@ -324,11 +333,25 @@ def sample(data: dict[str, np.ndarray], *, chains: int, tune: int, draws: int, l
         return np.ascontiguousarray(theta), np.full((4, x.size), 0.5), hyper
 
     starts = [start_point() for _ in range(chains)]
-    with ThreadPoolExecutor(max_workers=max(1, min(cores, chains))) as pool:
-        runs = list(pool.map(lambda c: run_chain(int(seeds[c] % 2**31), x, tx, T, litt, *starts[c], priors,
-                                                 int(tune), int(draws), keep_every), range(chains)))
-    return {"hyper": np.stack([r[0] for r in runs]), "latent": np.stack([r[1] for r in runs]),
-            "acceptance": np.stack([r[2] for r in runs])}
+    total = int(tune) + int(draws)
+    hyper = np.empty((chains, int(draws), 3, 2))
+    latent = np.empty((chains, int(draws) // keep_every, 3, x.size), dtype=np.float32)
+    accepted = np.zeros((chains, 3))
+
+    def chain(c, advance):
+        theta, step, hyper0 = starts[c]
+        group_step = np.full(7, 0.05)
+        piece_seeds = np.random.SeedSequence(int(seeds[c])).generate_state(-(-total // PIECE))
+        for piece, first in enumerate(range(0, total, PIECE)):
+            last = min(first + PIECE, total)
+            run_chain(int(piece_seeds[piece] % 2**31), x, tx, T, litt, theta, step, group_step, hyper0, priors,
+                      first, last, int(tune), keep_every, hyper[c], latent[c], accepted[c])
+            advance(last - first)
+
+    with progress(chains * total, "Pareto/GGG MCMC", unit="sweep", progressbar=progressbar) as advance, \
+            ThreadPoolExecutor(max_workers=max(1, min(cores, chains))) as pool:
+        list(pool.map(lambda c: chain(c, advance), range(chains)))
+    return {"hyper": hyper, "latent": latent, "acceptance": accepted / max(int(draws) * x.size, 1)}
 
 
 __all__ = ["HYPERS", "LATENTS", "TARGET_ACCEPT", "kernels", "sample"]
