@@ -191,7 +191,8 @@ class Exposure:
         pieces = summary.pieces
         n = len(frequency)
         check_pieces(pieces, n, T)
-        pz = np.asarray(summary.purchase_z, dtype=float).reshape(n, -1)
+        pz = (np.zeros((n, len(pieces.columns))) if summary.purchase_z is None   # a forecast summary
+              else np.asarray(summary.purchase_z, dtype=float).reshape(n, -1))
         if pz.shape[1] != len(pieces.columns):
             raise ClvDataError(f"purchase_z has {pz.shape[1]} columns, the pieces {len(pieces.columns)}.")
         if not np.all(np.isfinite(pz)):
@@ -383,6 +384,9 @@ class TimeVaryingFit:
 
 def fit_setup(model, processes: dict, summary: TimeVaryingSummary, data: dict, w: np.ndarray) -> TimeVaryingFit:
     """Learn and keep the design (``time_varying_``) and return what the fits evaluate."""
+    if summary.purchase_z is None:
+        raise ClvDataError("This time-varying summary has no purchase_z (a forecast summary of an RFM table): a fit "
+                           "needs the purchase times' covariates, timevarying_summary(log, covariates, ...).")
     design = TimeVaryingDesign.learn(summary.pieces, processes)
     exposure = Exposure.of_summary(design, summary, data["frequency"], data["recency"], data["T"])
     model.time_varying_ = design.to_dict()
