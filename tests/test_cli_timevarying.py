@@ -16,7 +16,7 @@ import clvmodels as clv
 from clvmodels import cli
 from clvmodels.datasets import simulate_seasonal
 from clvmodels.models.persistence import load_models
-from clvmodels.timevarying import covariate_calendar, future_exposure, timevarying_summary
+from clvmodels.timevarying import covariate_calendar, forecast_summary, future_exposure, timevarying_summary
 
 HORIZON = 20      # weeks (--period W)
 COLUMNS = ["holiday", "fourier_sin1"]
@@ -110,6 +110,29 @@ def test_expected_intervals_equal_the_python_api(d, tmp_path):
     assert (scores["clv_mean_lower"] < scores["clv"]).all() and (scores["clv"] < scores["clv_mean_upper"]).all()
 
 
+def test_predictive_clv_interval_equals_the_python_api(d, tmp_path):
+    """``--interval`` (predictive CLV, by simulation along the calendar) gives the interval of
+    ``clv(..., kind="predictive")`` with the chunk's seed."""
+    from clvmodels.scoring import _chunk_seed
+
+    out = tmp_path / "s.parquet"
+    assert run("score", d / "bg", d / "rfm.parquet", "--calendar", d / "cal.csv", "--period-column", "week",
+               "--period", "W", "--horizon", HORIZON, "--interval", 0.8, "--samples", 200, "--draws", 20,
+               "--out", out, "-q") == 0
+    scores = read_scores(out)
+    models, _ = load_models(d / "bg")
+    path = covariate_calendar(pd.read_csv(d / "cal.csv"), period="week", columns=COLUMNS)
+    rfm = pd.read_parquet(d / "rfm.parquet")
+    rfm = rfm.set_axis(rfm.index.astype(str)).loc[scores.index]     # the scores' order: the chunk's seed
+    tv = forecast_summary(rfm, path)
+    pred = clv.clv(models["purchase"], models["spend"], rfm, horizon=HORIZON, period="W", discount_rate=0.01,
+                   interval=0.8, n_samples=200, seed=_chunk_seed(0, rfm.index), time_varying=tv,
+                   future=future_exposure(rfm, path, HORIZON))
+    for end in ("lower", "upper"):
+        np.testing.assert_allclose(scores[f"clv_{end}"].to_numpy(), pred[end].to_numpy(), rtol=1e-8)
+    assert (scores["clv_lower"] <= scores["clv_upper"]).all() and (scores["clv_upper"] > 0).any()
+
+
 def test_customers_the_calendar_does_not_cover_are_rejected_one_by_one(d, tmp_path, capsys):
     """A calendar ending 10 weeks after the end of observation covers nobody's 20-week horizon; one
     starting in week 6 misses the customers who bought first before it (rejected with the reason), and
@@ -178,8 +201,6 @@ def test_bad_options_and_files_exit_2_naming_what_is_wrong(d, tmp_path, capsys):
         (score, r"time-varying covariates \(holiday, fourier_sin1\): give their future path with --calendar"),
         (["score", d / "bg", tmp_path / "rfm.csv", "--out", tmp_path / "s.parquet", "--calendar", d / "cal.csv",
           "--period-column", "week", "--period", "W"], r"does not record its resolution and observation_end"),
-        (score + ["--calendar", d / "cal.csv", "--period-column", "week", "--interval", "0.9"],
-         "--clv-interval expected"),
         (["fit", d / "log.csv", "--purchase-time-varying", "holiday", "--out", tmp_path / "m"],
          "give it with --calendar FILE"),
         (["fit", d / "log.csv", "--calendar", d / "cal.csv", "--period-column", "week", "--out", tmp_path / "m"],

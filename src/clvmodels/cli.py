@@ -909,9 +909,6 @@ def _score_covariate_path(args, purchase):
         raise UsageError(f"The purchase model has time-varying covariates ({', '.join(columns)}): give their future "
                          "path with --calendar FILE (or --covariate-panel FILE), covering each customer from her first "
                          "purchase to the end of the horizon.")
-    if args.interval is not None and args.clv_interval == "predictive":
-        raise UsageError("--interval with time-varying covariates: the predictive CLV interval is not available yet; "
-                         "pass --clv-interval expected.")
     return _read_covariate_path(args, columns)
 
 

@@ -250,14 +250,10 @@ def time_varying_values(purchase_model, spend_model, rfm: pd.DataFrame, s: Score
     as there)."""
     from .clv import time_varying_clv
     from .models.timevarying import predict
-    from .timevarying import forecast_summary, future_exposure
 
-    if path is None:
-        raise ClvDataError("The purchase model has time-varying covariates: pass the customers' covariate path "
-                           "(time_varying=covariate_calendar(...) or covariate_panel(...); clvmodels score --calendar "
-                           "FILE or --covariate-panel FILE) covering each customer to the end of the horizon.")
     window = s.horizon * period_length(purchase_model, s)
-    summary, future = forecast_summary(rfm, path), future_exposure(rfm, path, window)
+    paths = time_varying_paths(purchase_model, rfm, s, path)
+    summary, future = paths["time_varying"], paths["future"]
     kw = dict(interval=s.interval, n_draws=s.n_draws, seed=s.seed)
     frames = {"expected_purchases": predict(purchase_model, "expected_purchases", rfm, t=window,
                                             time_varying=summary, future=future, **kw),
@@ -274,19 +270,34 @@ def time_varying_values(purchase_model, spend_model, rfm: pd.DataFrame, s: Score
             for name, frame in frames.items() if name in what}
 
 
+def time_varying_paths(purchase_model, rfm: pd.DataFrame, s: ScoreSettings, path) -> dict:
+    """``{"time_varying": summary, "future": pieces}`` of the customers of ``rfm`` (which records its end of
+    observation) along the covariate ``path``: their calibration pieces
+    (:func:`~clvmodels.timevarying.forecast_summary`) and the horizon's (:func:`~clvmodels.timevarying.future_exposure`)."""
+    from .timevarying import forecast_summary, future_exposure
+
+    if path is None:
+        raise ClvDataError("The purchase model has time-varying covariates: pass the customers' covariate path "
+                           "(time_varying=covariate_calendar(...) or covariate_panel(...); clvmodels score --calendar "
+                           "FILE or --covariate-panel FILE) covering each customer to the end of the horizon.")
+    window = s.horizon * period_length(purchase_model, s)
+    return {"time_varying": forecast_summary(rfm, path), "future": future_exposure(rfm, path, window)}
+
+
 def _predictive_clv_interval(purchase_model, spend_model, rfm, s: ScoreSettings, expected: dict, time_varying=None):
     """The predictive CLV interval of the customers whose expected scores are valid (the others,
-    rejected anyway, get NaN), simulated with the chunk's seed (:func:`_chunk_seed`)."""
-    if purchase_model.has_time_varying:
-        raise ClvDataError("The predictive CLV interval is not available with time-varying covariates yet: pass "
-                           "clv_interval='expected' (clvmodels score --clv-interval expected).")
+    rejected anyway, get NaN), simulated with the chunk's seed (:func:`_chunk_seed`); with time-varying
+    covariates along the customers' ``time_varying`` path (:func:`time_varying_paths`)."""
     lower, upper = np.full(len(rfm), np.nan), np.full(len(rfm), np.nan)
     ok = np.all([np.isfinite(v) for v in expected.values()], axis=0)
     if ok.any():
-        pred = predictive_clv(purchase_model, spend_model, rfm.loc[ok], horizon=int(s.horizon),
+        scored = rfm.loc[ok]
+        paths = time_varying_paths(purchase_model, scored, s, time_varying) if purchase_model.has_time_varying else {}
+        pred = predictive_clv(purchase_model, spend_model, scored, horizon=int(s.horizon),
                               period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
                               interval=s.interval, n_samples=int(s.n_samples),
-                              seed=_chunk_seed(s.seed, rfm.index[ok]), jobs=1)  # scoring runs --jobs processes
+                              seed=_chunk_seed(s.seed, rfm.index[ok]), jobs=1,  # scoring runs --jobs processes
+                              **paths)
         lower[ok], upper[ok] = pred["lower"].to_numpy(), pred["upper"].to_numpy()
     return lower, upper
 
