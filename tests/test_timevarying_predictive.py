@@ -128,6 +128,14 @@ def test_probability_alive_later_follows_the_drop_out_clock(holdout):
         assert not np.allclose(later[1], static.probability_alive(rfm, at=20.0))
     with pytest.raises(clv.ClvDataError, match="future"):
         model.probability_alive(rfm, time_varying=summary, at=5.0)
+    # the static closed forms are refused, never evaluated without the covariates
+    from clvmodels.predictive import active_customers, purchase_pmf
+
+    for call in (lambda: purchase_pmf(model, 5.0, 10, rfm), lambda: active_customers(model, rfm)):
+        with pytest.raises(clv.ClvDataError, match="no closed form .* time-varying"):
+            call()
+    with pytest.raises(clv.ClvDataError, match="not available along a covariate path"):
+        model.expected_time_to_next_purchase(rfm)
 
 
 def test_static_bgnbd_is_unchanged_by_the_own_boundaries():

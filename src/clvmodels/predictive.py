@@ -62,6 +62,14 @@ def _window(model, t) -> float:
     return float(t)
 
 
+def _without_time_varying(model, what: str) -> None:
+    """Closed forms of the static model do not hold along a covariate path: refuse, never answer silently."""
+    if getattr(model, "has_time_varying", False):
+        raise ClvDataError(f"{what} has no closed form for a model with time-varying covariates: use "
+                           "predictive_purchases(..., time_varying=, future=) (simulated along the paths), or "
+                           "probability_alive / expected_purchases with future=.")
+
+
 def _check_quantiles(quantiles) -> np.ndarray:
     qs = np.asarray(quantiles, dtype=float).ravel()
     if qs.size == 0 or np.any((qs <= 0) | (qs >= 1)):
@@ -245,6 +253,7 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     history.
     """
     check_kind(model, PurchaseModel, "purchase_pmf")
+    _without_time_varying(model, "purchase_pmf (and randomized_pit)")
     model.require_formula("purchase_pmf_formula", "purchase_pmf")
     t = _window(model, t)
     if int(n_max) != n_max or n_max < 1:
@@ -611,6 +620,7 @@ def active_customers(model, rfm: pd.DataFrame | None = None, *, interval: float 
     ``upper`` (``attrs["uncertainty"]``: predictive).
     """
     check_kind(model, PurchaseModel, "active_customers")
+    _without_time_varying(model, "active_customers")
     check_interval(interval)
     rfm = model._rfm_or_fitted(rfm)
     data, inverse = unique_rows({**validate_columns(rfm, model.data_columns), **model.covariate_data(rfm)})
