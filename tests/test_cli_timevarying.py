@@ -245,3 +245,15 @@ def test_outputs_never_over_the_calendar_and_failures_keep_the_previous_file(d, 
     assert run("score", d / "bg", d / "rfm.parquet", *opts, "--out", out, "-q") == cli.EXIT_INTERNAL
     assert "simulated bug" in capsys.readouterr().err
     assert out.read_bytes() == previous and cal.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_worker_processes_read_the_calendar(d, tmp_path):
+    """``--jobs 2``: the workers get the covariate path and score as one process does."""
+    args = ["--calendar", d / "cal.csv", "--period-column", "week", "--period", "W", "--horizon", HORIZON, "-q"]
+    assert run("score", d / "pnbd", d / "log.csv", *args, "--out", tmp_path / "one.parquet") == 0
+    assert run("score", d / "pnbd", d / "log.csv", *args, "--out", tmp_path / "two.parquet", "--jobs", 2,
+               "--chunk-rows", 400) == 0
+    one, two = read_scores(tmp_path / "one.parquet"), read_scores(tmp_path / "two.parquet")
+    assert len(two) == 1200
+    np.testing.assert_allclose(two.loc[one.index, "clv"].to_numpy(), one["clv"].to_numpy(), rtol=1e-10)
