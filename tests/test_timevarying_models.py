@@ -373,13 +373,15 @@ def test_clv_without_effects_is_the_static_clv_and_has_intervals(kind, cls, para
     seasonal.time_unit_ = "W"
     moved = clv(seasonal, spend, rfm, horizon=12, period="M", discount_rate=0.01, time_varying=summary, future=ahead)
     assert not np.allclose(moved, expected, rtol=0.01)
-    with pytest.raises(ClvDataError, match="kind='expected'"):
-        clv(seasonal, spend, rfm, horizon=12, interval=0.9, time_varying=summary, future=ahead)
     fitted = cls(purchase_time_varying=COLUMNS).fit(rfm, time_varying=summary)
     frame = clv(fitted, spend, rfm, horizon=12, interval=0.9, kind="expected", n_draws=100, seed=2, future=ahead)
     point = clv(fitted, spend, rfm, horizon=12, future=ahead)
     assert frame.attrs["uncertainty"].startswith("expected")
     assert np.all(frame["mean_lower"] <= point + 1e-12) and np.all(point <= frame["mean_upper"] + 1e-12)
+    # the predictive CLV is simulated along the paths (tests/test_timevarying_predictive.py)
+    predictive = clv(fitted, spend, rfm, horizon=12, interval=0.9, n_samples=50, n_draws=5, seed=2, future=ahead)
+    assert predictive.attrs["uncertainty"].startswith("predictive")
+    assert np.all(predictive["lower"] <= predictive["upper"])
 
 
 def test_threaded_pareto_kernel_equals_one_thread(pnbd_data, monkeypatch):

@@ -6,8 +6,9 @@
     clvmodels fit RFM.parquet --model bgnbd+gg --method mle --out MODEL_DIR \\
         [--purchase-covariates A,B --dropout-covariates C --spend-covariates D --one-hot A] \\
         [--covariate-constraint a:A=b:A --covariate-penalty 0.1] [--covariates COV.parquet --covariate-id COL]
+    clvmodels fit LOG --calendar CAL.csv --purchase-time-varying A,B [--dropout-time-varying C] --model pnbd ...
     clvmodels score MODEL_DIR RFM_OR_LOG --horizon 12 --period M --discount-rate 0.01 \\
-        --interval 0.9 --out SCORES.parquet [--covariates COV.parquet]
+        --interval 0.9 --out SCORES.parquet [--covariates COV.parquet] [--calendar CAL.csv]
     clvmodels backtest LOG --calibration-end DATE --out RESULT_DIR [--report REPORT.html]
     clvmodels report LOG --calibration-end DATE --out REPORT.html
     clvmodels demo
@@ -272,6 +273,60 @@ def _join_covariates(args, rfm):
     return out
 
 
+def _time_varying_options(parser: argparse.ArgumentParser, fit: bool = False):
+    """``--calendar FILE`` or ``--covariate-panel FILE`` (time-varying covariates on a regular grid), in
+    their group; for ``fit`` also the columns each process reads."""
+    g = parser.add_argument_group("time-varying covariates")
+    source = g.add_mutually_exclusive_group()
+    source.add_argument("--calendar", metavar="FILE",
+                        help="calendar of time-varying covariates shared by all customers (.csv or .parquet): one row "
+                             "per grid period, its start in --period-column" + (
+                                 "; the input is then a transaction log" if fit else
+                                 ", covering each customer from her first purchase to the end of the horizon"))
+    source.add_argument("--covariate-panel", metavar="FILE",
+                        help="panel of time-varying covariates: one row per customer (--panel-id) and grid period")
+    g.add_argument("--period-column", default="period", metavar="COL", help="period start column (period)")
+    g.add_argument("--panel-id", default="customer_id", metavar="COL",
+                   help="customer id column of --covariate-panel (customer_id); ids match as text")
+    g.add_argument("--grid", default="7D", metavar="FREQ",
+                   help="the grid's pandas frequency: 7D (weeks from the first period start), W-MON, D, MS, ... (7D)")
+    if fit:
+        for process, what in (("purchase", "the purchase rate"), ("dropout", "the drop-out rate (pnbd)")):
+            g.add_argument(f"--{process}-time-varying", metavar="COLS", type=_names,
+                           help=f"comma-separated time-varying covariates of {what}: columns of --calendar or "
+                                "--covariate-panel")
+    return g
+
+
+def _time_varying_file(args) -> tuple[str | None, str | None]:
+    """``(option, path)`` of the time-varying covariates given (``(None, None)`` without)."""
+    if args.calendar is not None:
+        return "--calendar", args.calendar
+    if args.covariate_panel is not None:
+        return "--covariate-panel", args.covariate_panel
+    return None, None
+
+
+def _read_covariate_path(args, columns=None):
+    """The :class:`~clvmodels.timevarying.CovariatePath` of ``--calendar`` or ``--covariate-panel`` with
+    ``columns`` (default: all but the period and id), validated (exit 2 naming a missing column)."""
+    from .io import read_columns
+    from .timevarying import covariate_calendar, covariate_panel
+
+    option, path = _time_varying_file(args)
+    panel = option == "--covariate-panel"
+    table = read_columns(path, text_columns=(args.panel_id,) if panel else ())
+    need = [args.period_column] + ([args.panel_id] if panel else []) + list(columns or [])
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise UsageError(f"{option} {path}: no column(s) {', '.join(map(repr, missing))} (it has "
+                         f"{', '.join(map(str, table.columns))}); name the period with --period-column"
+                         f"{' and the id with --panel-id' if panel else ''}.")
+    if panel:
+        return covariate_panel(table, id_column=args.panel_id, period=args.period_column, columns=columns, freq=args.grid)
+    return covariate_calendar(table, period=args.period_column, columns=columns, freq=args.grid)
+
+
 def _log_columns(parser: argparse.ArgumentParser):
     """The options that read a transaction log (its columns, time format, refunds), in their group."""
     g = parser.add_argument_group("transaction log")
@@ -373,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "shared by every process); repeatable; for the model whose coefficients they are")
     g.add_argument("--covariate-penalty", metavar="LAMBDA", type=finite_float,
                    help="L2 penalty on the standardised coefficients of every model with covariates (MLE; 0)")
+    _time_varying_options(p, fit=True)
+    _log_options(p)  # the log's, read with --calendar or --covariate-panel
     _common(p)
 
     p = sub.add_parser("score", epilog=SCORE_EXIT_CODES, help="score customers with a saved model",
@@ -418,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "customers, P(alive) and the sums of the expected scores to <out>.segments.parquet "
                         "(.csv); a log's customer takes her last row's segment")
     _covariate_options(p)
+    _time_varying_options(p)
     p.add_argument("--chunk-rows", type=positive_int, default=100_000, help="customers per chunk (100000)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="worker processes scoring chunks in parallel; they die with this process (1)")
@@ -586,36 +644,50 @@ def cmd_fit(args) -> int:
     from .models.persistence import save_models
     from .units import normalize_unit
 
-    _check_outputs({"the RFM table": args.rfm} | ({"--covariates": args.covariates} if args.covariates else {}),
-                   directories={"--out": args.out})
+    option, tv_file = _time_varying_file(args)
+    _check_outputs({"the RFM table" if tv_file is None else "the log": args.rfm}
+                   | ({"--covariates": args.covariates} if args.covariates else {})
+                   | ({option: tv_file} if tv_file else {}), directories={"--out": args.out})
     purchase_cls, spend_cls = _model_pair(args.model)
     covariate_settings = _covariate_settings(args, purchase_cls, spend_cls)
-    attrs = table_attrs(args.rfm)
-    unit = args.time_unit or attrs.get("time_unit")
-    if unit is None:
-        raise UsageError(f"{args.rfm!r} does not record its time unit (CSV tables cannot): pass --time-unit W (or D, M, ...).")
-    unit = normalize_unit(unit)
+    tv_settings = _time_varying_settings(args)
     columns = list(dict.fromkeys(input_columns(purchase_cls, spend_cls) + list(purchase_cls.fit_columns)))
-    named = list(dict.fromkeys(c for kw in covariate_settings.values() for k, v in kw.items()
-                               if k.endswith("_covariates") for c in v))
-    if args.covariates is None:
-        rfm = read_columns(args.rfm, columns + named)  # refuses missing columns
+    summary = None
+    if tv_file is not None:
+        rfm, summary = _time_varying_summary(args, tv_settings)
+        unit, attrs = rfm.attrs["time_unit"], rfm.attrs
+        rfm = _join_covariates(args, rfm)
     else:
-        rfm = read_columns(args.rfm, [args.id_column] + columns, text_columns=(args.id_column,))
-        rfm = _join_covariates(args, rfm.set_index(args.id_column))
+        attrs = table_attrs(args.rfm)
+        unit = args.time_unit or attrs.get("time_unit")
+        if unit is None:
+            raise UsageError(f"{args.rfm!r} does not record its time unit (CSV tables cannot): pass --time-unit W (or D, "
+                             "M, ...).")
+        named = list(dict.fromkeys(c for kw in covariate_settings.values() for k, v in kw.items()
+                                   if k.endswith("_covariates") for c in v))
+        if args.covariates is None:
+            rfm = read_columns(args.rfm, columns + named)  # refuses missing columns
+        else:
+            rfm = read_columns(args.rfm, [args.id_column] + columns, text_columns=(args.id_column,))
+            rfm = _join_covariates(args, rfm.set_index(args.id_column))
+    unit = normalize_unit(unit)
     rfm.attrs["time_unit"] = unit
     settings = dict(method=args.method, penalizer=args.penalizer, draws=args.draws, tune=args.tune,
                     chains=args.chains, seed=args.seed, progressbar=_interactive(args))
     models = {}
     start = time.monotonic()
     log.info("fitting %s (%s) on %s customers", purchase_cls.__name__, args.method, f"{len(rfm):,}")
-    models["purchase"] = purchase_cls(**_accepted(purchase_cls, settings), **covariate_settings["purchase"]).fit(rfm)
+    purchase = purchase_cls(**_accepted(purchase_cls, settings), **covariate_settings["purchase"], **tv_settings)
+    models["purchase"] = purchase.fit(rfm, **({} if summary is None else {"time_varying": summary}))
     if spend_cls is not None:
         log.info("fitting %s (%s)", spend_cls.__name__, args.method)
         spend_settings = _accepted(spend_cls, {**settings, "exclude_invalid": True}) | covariate_settings["spend"]
         models["spend"] = spend_cls(**spend_settings).fit(rfm)
     metadata = {"model": args.model, "method": args.method, "source": str(args.rfm), "time_unit": unit,
                 "resolution": attrs.get("resolution"), "n_customers": len(rfm)}
+    if tv_file is not None:
+        metadata["time_varying"] = {"option": option, "file": str(tv_file), "period_column": args.period_column,
+                                    "grid": args.grid, "observation_end": str(attrs["observation_end"])}
     save_models(models, args.out, metadata=metadata)
     log.info("fitted in %.1f s -> %s", time.monotonic() - start, args.out)
     if not args.quiet:
@@ -624,6 +696,44 @@ def cmd_fit(args) -> int:
             print(model.summary().to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {args.out}")
     return EXIT_OK
+
+
+def _time_varying_settings(args) -> dict[str, list[str]]:
+    """The purchase model's ``<process>_time_varying`` from ``--<process>-time-varying``, given exactly when
+    ``--calendar`` or ``--covariate-panel`` is (a usage error otherwise)."""
+    out = {f"{p}_time_varying": getattr(args, f"{p}_time_varying") for p in ("purchase", "dropout")
+           if getattr(args, f"{p}_time_varying") is not None}
+    option, _ = _time_varying_file(args)
+    if out and option is None:
+        raise UsageError("--purchase-time-varying / --dropout-time-varying name columns of a covariate path: give it "
+                         "with --calendar FILE or --covariate-panel FILE (the input is then the transaction log).")
+    if option is not None and not out:
+        raise UsageError(f"{option} is given, but no --purchase-time-varying or --dropout-time-varying names its "
+                         "columns the model reads.")
+    if option is not None and args.covariates is not None and args.missing_covariates != "error":
+        raise UsageError("--missing-covariates drop with time-varying covariates: the summary is built from the log "
+                         "for every customer; give every customer a row in --covariates.")
+    return out
+
+
+def _time_varying_summary(args, tv_settings: dict):
+    """``(rfm, summary)`` of the log ``args.rfm`` with the covariate path of ``--calendar`` or
+    ``--covariate-panel`` (:func:`~clvmodels.timevarying.timevarying_summary`, or its DuckDB twin)."""
+    from .timevarying import timevarying_summary, timevarying_summary_duckdb
+
+    path = _read_covariate_path(args, list(dict.fromkeys(c for cols in tv_settings.values() for c in cols)))
+    unit = args.time_unit or "W"
+    common = dict(resolution=args.resolution, truncate=args.truncate, customer_id=args.customer_id,
+                  timestamp=args.timestamp, amount=_amount(args), date_format=args.date_format, refunds=args.refunds)
+    log.info("summarising the transaction log %s with the time-varying covariates of %s", args.rfm,
+             args.calendar or args.covariate_panel)
+    if _use_duckdb(args, args.rfm):
+        return timevarying_summary_duckdb(args.rfm, path, args.observation_end, unit, memory_limit=args.memory_limit,
+                                          **common)
+    from .data import load_transactions
+
+    load = {k: common.pop(k) for k in ("customer_id", "timestamp", "amount", "date_format", "refunds")}
+    return timevarying_summary(load_transactions(args.rfm, **load), path, args.observation_end, unit, **common)
 
 
 def _covariate_settings(args, purchase_cls, spend_cls) -> dict[str, dict]:
@@ -735,14 +845,17 @@ def cmd_score(args) -> int:
     fmt = _out_format(args.out, args.csv)
     rejects = args.rejects or default_rejects_path(args.out, fmt)
     segments_path = None if args.segment_col is None else companion_path(args.out, fmt, "segments")
+    option, tv_file = _time_varying_file(args)
     _check_outputs({"the model directory": args.model_dir, "the input": args.input}
-                   | ({"--covariates": args.covariates} if args.covariates else {}),
+                   | ({"--covariates": args.covariates} if args.covariates else {})
+                   | ({option: tv_file} if tv_file else {}),
                    {"--out": args.out, "--rejects": rejects} | ({"--segment-col's table": segments_path}
                                                                if segments_path else {}))
     models, meta = load_models(args.model_dir)
     if "purchase" not in models:
         raise ClvDataError(f"{args.model_dir!r} holds no purchase model (it has {sorted(models)}).")
     purchase, spend = models["purchase"], models.get("spend")
+    path = _score_covariate_path(args, purchase)
     columns = table_columns(args.input)
     if args.segment_col is not None and args.segment_col not in columns:
         raise UsageError(f"--segment-col {args.segment_col}: {args.input!r} has no such column; it has "
@@ -762,7 +875,7 @@ def cmd_score(args) -> int:
                              id_column=args.id_column, chunk_rows=args.chunk_rows, progress=advance,
                              jobs=args.jobs, escape=not args.csv_raw,
                              prior_rejects=None if screened is None else screened.rejects,
-                             covariates=_read_covariates(args))
+                             covariates=_read_covariates(args), time_varying=path)
     if screened is not None:
         for line in screened.summary():
             log.warning("rejected: %s", line)
@@ -779,6 +892,24 @@ def cmd_score(args) -> int:
                   file=sys.stderr)
             return EXIT_REJECTS
     return EXIT_OK
+
+
+def _score_covariate_path(args, purchase):
+    """The covariate path of ``--calendar`` / ``--covariate-panel`` with the purchase model's time-varying
+    columns (None for a model without; a usage error when one is given for a model without, or missing)."""
+    from .models.timevarying import design_of
+
+    option, tv_file = _time_varying_file(args)
+    if not purchase.has_time_varying:
+        if option is not None:
+            raise UsageError(f"{option}: the purchase model has no time-varying covariates; leave it out.")
+        return None
+    columns = list(design_of(purchase).columns)
+    if option is None:
+        raise UsageError(f"The purchase model has time-varying covariates ({', '.join(columns)}): give their future "
+                         "path with --calendar FILE (or --covariate-panel FILE), covering each customer from her first "
+                         "purchase to the end of the horizon.")
+    return _read_covariate_path(args, columns)
 
 
 def _backtest_models(args) -> tuple[dict, bool]:

@@ -191,23 +191,26 @@ def _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate, 
 
 
 def discounted_chunks(purchase_model, spend_model, rfm, *, bounds, factors, n_samples, seed, jobs=None,
-                      n_draws=None, progressbar=None):
+                      n_draws=None, progressbar=None, time_varying=None, future=None):
     """Yield ``(customer positions, discounted value, purchases, spend per period)``: the spend simulated
     per period ``(t_{i−1}, t_i]`` of ``bounds`` (:func:`clvmodels.predictive._simulate_chunks`, exact
     per model, ``(n_samples, chunk, H)``) weighted by ``factors`` and summed, and the number of
     purchases over all periods, both ``(n_samples, chunk)``. ``jobs``: threads simulating chunks
     (default: one per CPU; the result does not depend on it); ``n_draws``: distinct parameter draws
     shared by the futures (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`); ``progressbar``:
-    a bar over the customers (default: on a terminal or in Jupyter, :mod:`clvmodels.progress`)."""
+    a bar over the customers (default: on a terminal or in Jupyter, :mod:`clvmodels.progress`);
+    ``time_varying``, ``future``: the paths of a purchase model with time-varying covariates."""
     for sl, counts, spend in P._simulate_chunks(purchase_model, spend_model, bounds, rfm, n_samples, seed,
-                                                jobs=jobs, n_draws=n_draws, progressbar=progressbar):
+                                                jobs=jobs, n_draws=n_draws, progressbar=progressbar,
+                                                time_varying=time_varying, future=future):
         yield sl, spend @ factors, counts.sum(axis=-1), spend
 
 
 def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *, horizon: int = 12,
                  period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
                  n_samples: int = 1000, seed: int | None = None, jobs: int | None = None,
-                 n_draws: int | None = None, progressbar: bool | None = None) -> pd.DataFrame:
+                 n_draws: int | None = None, progressbar: bool | None = None, time_varying=None,
+                 future=None) -> pd.DataFrame:
     """Samples of each customer's realised discounted value ``Σ_i S_i / (1+d)^i`` over ``horizon``
     periods, by exact simulation: every sample draws the parameters of both models (posterior, or
     the MLE's asymptotic normal), then the customer's purchases in each period from her
@@ -220,14 +223,15 @@ def simulate_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None, *
     threads simulate chunks of customers (default: one per CPU), each chunk with its own random
     stream spawned from ``seed``, so the samples do not depend on ``jobs``. The futures share
     ``n_draws`` parameter draws (default :data:`clvmodels.models.draws.SIMULATION_DRAWS`: future ``i``
-    uses draw ``i mod n_draws``)."""
+    uses draw ``i mod n_draws``). A purchase model with time-varying covariates reads the customers'
+    ``time_varying`` summary and ``future`` pieces (:func:`predictive_clv`)."""
     rfm, _, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
                                       period_length, "simulate_clv")
     bounds, factors = clv_periods(horizon, period_length, discount_rate)
     out = np.empty((int(n_samples), len(rfm)))
     for sl, value, _, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
                                              n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
-                                             progressbar=progressbar):
+                                             progressbar=progressbar, time_varying=time_varying, future=future):
         out[:, sl] = value
     return sample_frame(out, rfm.index, f"discounted value over {horizon} periods of length {period_length:g}")
 
@@ -253,7 +257,8 @@ def _segment_codes(segments, rfm: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
 
 
 def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, horizon, period_length,
-                        discount_rate, n_samples, seed, jobs=None, n_draws=None, progressbar=None):
+                        discount_rate, n_samples, seed, jobs=None, n_draws=None, progressbar=None,
+                        time_varying=None, future=None):
     """One pass of the simulation: per-customer mean, ``p_zero``, ``mean_purchases`` and the
     quantiles ``qs`` of the discounted value, and the samples of each segment's total
     ``(n_samples, n_segments)`` (sums over customers per simulated future)."""
@@ -265,7 +270,8 @@ def _simulate_summaries(purchase_model, spend_model, rfm, qs, *, segments=None, 
     bounds, factors = clv_periods(horizon, period_length, discount_rate)
     for sl, value, counts, _ in discounted_chunks(purchase_model, spend_model, rfm, bounds=bounds, factors=factors,
                                                   n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
-                                                  progressbar=progressbar):
+                                                  progressbar=progressbar, time_varying=time_varying,
+                                                  future=future):
         per["mean"][sl] = value.mean(axis=0)
         per["p_zero"][sl] = (counts == 0).mean(axis=0)
         per["mean_purchases"][sl] = counts.mean(axis=0)
@@ -280,9 +286,11 @@ def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None,
                    period: str = "M", discount_rate: float = 0.01, period_length: float | None = None,
                    interval: float | None = 0.9, quantiles=None, n_samples: int = 1000,
                    seed: int | None = None, jobs: int | None = None, n_draws: int | None = None,
-                   progressbar: bool | None = None) -> pd.DataFrame:
+                   progressbar: bool | None = None, time_varying=None, future=None) -> pd.DataFrame:
     """Per-customer predictive distribution of realised discounted value (:func:`simulate_clv`),
     summarised chunk by chunk (bounded memory: 1M customers x 1,000 futures never in memory at once).
+    A purchase model with time-varying covariates reads the customers' calibration summary
+    ``time_varying`` (default the training one) and their ``future`` pieces over the horizon.
 
     Returns
     -------
@@ -299,7 +307,7 @@ def predictive_clv(purchase_model, spend_model, rfm: pd.DataFrame | None = None,
     per, per_q, _, _ = _simulate_summaries(purchase_model, spend_model, rfm, qs, horizon=horizon,
                                            period_length=period_length, discount_rate=discount_rate,
                                            n_samples=n_samples, seed=seed, jobs=jobs, n_draws=n_draws,
-                                           progressbar=progressbar)
+                                           progressbar=progressbar, time_varying=time_varying, future=future)
     return _customer_frame(per, per_q, names, rfm.index, interval)
 
 
@@ -424,8 +432,8 @@ def clv(
         With ``interval`` (e.g. 0.9), a frame of the distribution named by ``kind``.
     time_varying, future
         A purchase model with time-varying covariates: the customers' calibration summary (default:
-        the training one) and their covariate pieces from ``T`` over the horizon (required); the
-        expected CLV and ``kind="expected"`` intervals only (:func:`time_varying_clv`).
+        the training one) and their covariate pieces from ``T`` over the horizon (required): the
+        expected CLV (:func:`time_varying_clv`) and the predictive one (:func:`predictive_clv`).
     kind
         ``"predictive"`` (default): the distribution of the *realised* discounted value (what the
         customer will actually spend; process and parameter uncertainty), by simulation
@@ -448,17 +456,14 @@ def clv(
     period = renamed_argument("clv", "period", period, "time_unit", time_unit)
     rfm, data, period_length = _settings(purchase_model, spend_model, rfm, horizon, period, discount_rate,
                                          period_length, "clv")
-    if getattr(purchase_model, "has_time_varying", False):
-        if interval is not None and kind == "predictive":
-            raise ClvDataError("The predictive CLV (simulated futures) is not available with time-varying covariates "
-                               "yet: pass kind='expected' for the uncertainty of the expected value.")
-        return time_varying_clv(purchase_model, spend_model, rfm, data, horizon=int(horizon),
-                                period_length=period_length, discount_rate=discount_rate, interval=interval,
-                                n_draws=n_draws, seed=seed, time_varying=time_varying, future=future)
     if interval is not None and kind == "predictive":
         return predictive_clv(purchase_model, spend_model, rfm, horizon=horizon, period_length=period_length,
                               discount_rate=discount_rate, interval=interval, n_samples=n_samples, seed=seed,
-                              n_draws=n_draws)
+                              n_draws=n_draws, time_varying=time_varying, future=future)
+    if getattr(purchase_model, "has_time_varying", False):
+        return time_varying_clv(purchase_model, spend_model, rfm, data, horizon=int(horizon),
+                                period_length=period_length, discount_rate=discount_rate, interval=interval,
+                                n_draws=n_draws, seed=seed, time_varying=time_varying, future=future)
     values = value_customers(purchase_model, spend_model, data, horizon=int(horizon), period_length=period_length,
                              discount_rate=discount_rate, interval=interval, n_draws=n_draws, seed=seed,
                              rfm=rfm)["clv"]

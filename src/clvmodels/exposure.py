@@ -59,8 +59,10 @@ class TimeVaryingSummary:
         that every piece lies within ``[0, t_x]`` or within ``[t_x, T]``.
     purchase_z
         ``(n, K)``: the sum over the customer's ``frequency`` repeat purchases of ``z`` at the purchase
-        time (the purchase times' multipliers enter the likelihood as ``exp(γ · purchase_z_i)``).
+        time (the purchase times' multipliers enter the likelihood as ``exp(γ · purchase_z_i)``), or
+        ``None`` in a summary for forecasts only (:func:`clvmodels.timevarying.forecast_summary`: P(alive)
+        and the expectations read the history through the integrals alone), which a fit refuses.
     """
 
     pieces: ExposurePieces
-    purchase_z: np.ndarray
+    purchase_z: np.ndarray | None

@@ -62,6 +62,14 @@ def _window(model, t) -> float:
     return float(t)
 
 
+def _without_time_varying(model, what: str) -> None:
+    """Closed forms of the static model do not hold along a covariate path: refuse, never answer silently."""
+    if getattr(model, "has_time_varying", False):
+        raise ClvDataError(f"{what} has no closed form for a model with time-varying covariates: use "
+                           "predictive_purchases(..., time_varying=, future=) (simulated along the paths), or "
+                           "probability_alive / expected_purchases with future=.")
+
+
 def _check_quantiles(quantiles) -> np.ndarray:
     qs = np.asarray(quantiles, dtype=float).ravel()
     if qs.size == 0 or np.any((qs <= 0) | (qs >= 1)):
@@ -245,6 +253,7 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
     history.
     """
     check_kind(model, PurchaseModel, "purchase_pmf")
+    _without_time_varying(model, "purchase_pmf (and randomized_pit)")
     model.require_formula("purchase_pmf_formula", "purchase_pmf")
     t = _window(model, t)
     if int(n_max) != n_max or n_max < 1:
@@ -257,7 +266,8 @@ def purchase_pmf(model, t: float, n_max: int, rfm: pd.DataFrame | None = None, *
 
 
 def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, interval: float | None = None,
-                         quantiles=None, n_draws: int | None = None, seed: int | None = None) -> pd.DataFrame:
+                         quantiles=None, n_draws: int | None = None, seed: int | None = None, time_varying=None,
+                         future=None, n_samples: int = 1000) -> pd.DataFrame:
     """Per-customer mean and predictive interval (or quantiles) of the number of purchases in the
     next ``t`` periods.
 
@@ -281,8 +291,15 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
     Monte Carlo error: ``mc_se_mean`` (largest over customers of the standard error of the mean,
     ``sd over draws of E[Y(t) | θ] / √n_draws``) and ``mc_se_cdf`` (largest standard error of the
     predictive cdf at the reported quantiles); both are 0 for a single point estimate.
+
+    A model with time-varying covariates has no closed-form pmf along a covariate path: its
+    distribution is simulated exactly (:func:`_simulated_purchases`, ``n_samples`` futures over the
+    customers' ``time_varying`` summary and ``future`` pieces).
     """
     check_kind(model, PurchaseModel, "predictive_purchases")
+    if model.has_time_varying:
+        return _simulated_purchases(model, t, rfm, interval=interval, quantiles=quantiles, n_draws=n_draws, seed=seed,
+                                    n_samples=n_samples, time_varying=time_varying, future=future)
     model.require_formula("purchase_pmf_formula", "predictive_purchases")
     t = _window(model, t)
     qs, names = _quantile_columns(interval, quantiles)
@@ -321,6 +338,44 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
     single = n_draws == 1                      # a point estimate: no Monte Carlo (not rounding noise)
     frame.attrs["draws"] = dict(info, mc_se_mean=0.0 if single else float(mean_se.max(initial=0.0)),
                                 mc_se_cdf=0.0 if single else float(cdf_se.max(initial=0.0)))
+    return frame
+
+
+def _simulated_purchases(model, t: float, rfm, *, interval, quantiles, n_draws, seed, n_samples, time_varying,
+                         future) -> pd.DataFrame:
+    """:func:`predictive_purchases` of a model with time-varying covariates, by exact simulation
+    (:func:`clvmodels.models.timevarying.purchase_simulator`): ``n_samples`` futures per customer sharing
+    ``n_draws`` parameter draws (default :data:`SIMULATION_DRAWS`) as :func:`_simulate_chunks`; the mean
+    and ``p_zero`` are Monte Carlo averages (``attrs["draws"]["mc_se_mean"]``: their largest standard
+    error), a quantile ``q`` the smallest count whose empirical cdf reaches ``q``."""
+    from .models.timevarying import purchase_simulator
+
+    t = _window(model, t)
+    qs, names = _quantile_columns(interval, quantiles)
+    rfm = model._rfm_or_fitted(rfm)
+    if int(n_samples) != n_samples or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer of at least 2, got {n_samples!r}.")
+    n_samples = int(n_samples)
+    n_draws = min(n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
+    draw_seed, chunk_seed = _seed_sequence(seed).spawn(2)
+    draws = parameter_draws(model, n_draws, np.random.default_rng(draw_seed), replace=True)
+    future_draw = np.arange(n_samples) % n_draws
+    along = purchase_simulator(model, rfm, [t], time_varying=time_varying, future=future)
+    n = len(rfm)
+    out = {name: np.empty(n) for name in ["mean", "p_zero", *names]}
+    se = np.zeros(n)
+    chunk = max(1, CHUNK_ELEMENTS // n_samples)
+    starts = range(0, n, chunk)
+    for start, stream in zip(starts, chunk_seed.spawn(len(starts))):
+        sl = np.arange(start, min(n, start + chunk))
+        counts = along(draws, future_draw, sl, np.random.default_rng(stream))[..., 0]
+        out["mean"][sl], out["p_zero"][sl] = counts.mean(axis=0), (counts == 0).mean(axis=0)
+        se[sl] = counts.std(axis=0, ddof=1) / np.sqrt(n_samples)
+        for q, name in zip(qs, names):
+            out[name][sl] = np.quantile(counts, q, axis=0, method="inverted_cdf")
+    frame = _summary_frame(out, rfm.index, interval)
+    frame.attrs["draws"] = {"n_draws": n_draws, "n_samples": n_samples, "simulated": True,
+                            "mc_se_mean": float(se.max(initial=0.0))}
     return frame
 
 
@@ -369,7 +424,8 @@ def default_jobs() -> int:
 
 def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,
                      seed, *, jobs: int | None = None, n_draws: int | None = None,
-                     progressbar: bool | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                     progressbar: bool | None = None, time_varying=None,
+                     future=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(customer positions, purchases, spend)`` arrays of shape ``(n_samples, chunk)``, or
     with increasing period boundaries ``t = [t_1, ..., t_H]`` the counts and spend per period
     ``(n_samples, chunk, H)``, the chunk's customers at ``positions`` of ``rfm``. Chunks hold at most
@@ -383,7 +439,11 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     (spawned from ``seed``), so the result is the same whether ``jobs`` threads simulate the chunks
     (numpy's random draws release the GIL; default: :func:`default_jobs`) or one does. At most
     ``jobs + 1`` chunks are in memory at once. A progress bar counts the customers simulated
-    (:mod:`clvmodels.progress`; ``progressbar``)."""
+    (:mod:`clvmodels.progress`; ``progressbar``).
+
+    A purchase model with time-varying covariates simulates along the customers' paths: their
+    calibration summary ``time_varying`` (default the training one) and ``future`` pieces from ``T``
+    (:func:`clvmodels.models.timevarying.purchase_simulator`), the rest as above."""
     check_kind(purchase_model, PurchaseModel, "simulate_value (the purchase model)")
     check_kind(spend_model, SpendModel, "simulate_value (the spend model)")
     purchase_model.require_formula("simulate_purchases_formula", "simulate_value")
@@ -415,11 +475,20 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     chunk = max(1, CHUNK_ELEMENTS // (n_samples * len(bounds)))
     starts = range(0, n, chunk)
     order = np.lexsort(tuple(purchase_data.values())[::-1]) if purchase_data else np.arange(n)
+    along = None   # time-varying covariates: the purchases along the customers' paths
+    if purchase_model.has_time_varying:
+        from .models.timevarying import purchase_simulator
+
+        along = purchase_simulator(purchase_model, rfm, bounds, time_varying=time_varying, future=future)
 
     def simulate(start: int, stream: np.random.SeedSequence):
         sl = order[start:start + chunk]
         rng = np.random.default_rng(stream)
-        counts = sim_purchases(pp, **{k: v[sl] for k, v in purchase_data.items()}, t=t, rng=rng)
+        if along is None:
+            counts = sim_purchases(pp, **{k: v[sl] for k, v in purchase_data.items()}, t=t, rng=rng)
+        else:
+            counts = along(pd_, future_draw, sl, rng)
+            counts = counts[..., 0] if scalar else counts
         spend = sim_spend(sp, **{k: v[sl] for k, v in spend_data.items()}, n_transactions=counts, rng=rng)
         check_finite(spend, "simulate_value")
         return sl, counts, spend
@@ -551,6 +620,7 @@ def active_customers(model, rfm: pd.DataFrame | None = None, *, interval: float 
     ``upper`` (``attrs["uncertainty"]``: predictive).
     """
     check_kind(model, PurchaseModel, "active_customers")
+    _without_time_varying(model, "active_customers")
     check_interval(interval)
     rfm = model._rfm_or_fitted(rfm)
     data, inverse = unique_rows({**validate_columns(rfm, model.data_columns), **model.covariate_data(rfm)})

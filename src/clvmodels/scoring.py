@@ -186,7 +186,7 @@ def period_length(purchase_model, settings: ScoreSettings) -> float:
 
 
 def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreSettings, *,
-                reasons: bool = False) -> pd.DataFrame:
+                reasons: bool = False, time_varying=None) -> pd.DataFrame:
     """Scores of the customers of ``rfm`` (valid rows only; see :func:`clvmodels.validation.problems`).
 
     All scores come from one set of parameter draws of each model (:func:`clvmodels.clv.value_customers`):
@@ -198,6 +198,10 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
     customers, or with ``reasons=True`` are returned as they are with the reason in an extra
     ``reason`` column (empty for the customers scored), so that a batch rejects them one by one.
     A table whose recorded time unit differs from the purchase model's is refused.
+
+    A purchase model with time-varying covariates reads them from ``time_varying``, a
+    :class:`~clvmodels.timevarying.CovariatePath` covering each customer from her first purchase to the
+    end of the horizon (:func:`time_varying_values`; ``rfm`` records its end of observation).
     """
     s = settings
     check_time_unit(purchase_model, rfm)
@@ -208,7 +212,8 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
     columns = tuple(dict.fromkeys(c for m in models for c in m.data_columns))
     what = SCORE_NAMES if spend_model is not None else SCORE_NAMES[:2]
     with np.errstate(all="ignore"):  # overflow is checked per customer below
-        values = value_customers(purchase_model, spend_model, validate_columns(rfm, columns), horizon=int(s.horizon),
+        values = time_varying_values(purchase_model, spend_model, rfm, s, time_varying, what) \
+            if purchase_model.has_time_varying else value_customers(purchase_model, spend_model, validate_columns(rfm, columns), horizon=int(s.horizon),
                                  period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
                                  interval=s.interval, n_draws=s.n_draws, seed=s.seed, what=what, finite=False,
                                  rfm=rfm)
@@ -221,7 +226,8 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
             out[f"{name}_{names['upper']}"] = values[name]["upper"]
     columns_out = score_columns(spend_model is not None, s.interval is not None, s.clv_interval)
     if "clv_lower" in columns_out:
-        out["clv_lower"], out["clv_upper"] = _predictive_clv_interval(purchase_model, spend_model, rfm, s, out)
+        out["clv_lower"], out["clv_upper"] = _predictive_clv_interval(purchase_model, spend_model, rfm, s, out,
+                                                                      time_varying)
     scores = pd.DataFrame(out, index=rfm.index)[columns_out]
     reason = result_problems(scores)
     if reasons:
@@ -235,16 +241,63 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
     return scores
 
 
-def _predictive_clv_interval(purchase_model, spend_model, rfm, s: ScoreSettings, expected: dict):
+def time_varying_values(purchase_model, spend_model, rfm: pd.DataFrame, s: ScoreSettings, path,
+                        what: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`~clvmodels.clv.value_customers`' summaries for a purchase model with time-varying covariates,
+    from the customers' covariate ``path``: their calibration pieces from the table
+    (:func:`~clvmodels.timevarying.forecast_summary`) and the horizon's (:func:`~clvmodels.timevarying.future_exposure`),
+    through the models' own forecasts (the purchase model's draws seeded ``seed``, the spend model's ``seed + 1``,
+    as there)."""
+    from .clv import time_varying_clv
+    from .models.timevarying import predict
+
+    window = s.horizon * period_length(purchase_model, s)
+    paths = time_varying_paths(purchase_model, rfm, s, path)
+    summary, future = paths["time_varying"], paths["future"]
+    kw = dict(interval=s.interval, n_draws=s.n_draws, seed=s.seed)
+    frames = {"expected_purchases": predict(purchase_model, "expected_purchases", rfm, t=window,
+                                            time_varying=summary, future=future, **kw),
+              "probability_alive": predict(purchase_model, "probability_alive", rfm, time_varying=summary, **kw)}
+    if "expected_spend" in what:
+        frames["expected_spend"] = spend_model.expected_spend(rfm, **{**kw, "seed": s.seed + 1})
+    if "clv" in what:
+        frames["clv"] = time_varying_clv(purchase_model, spend_model, rfm, validate_columns(rfm, spend_model.data_columns),
+                                         horizon=int(s.horizon), period_length=period_length(purchase_model, s),
+                                         discount_rate=s.discount_rate, time_varying=summary, future=future, **kw)
+    names = interval_names(EXPECTED)
+    return {name: {"mean": frame.to_numpy()} if isinstance(frame, pd.Series) else
+            {"mean": frame["mean"].to_numpy(), **{k: frame[names[k]].to_numpy() for k in ("lower", "upper")}}
+            for name, frame in frames.items() if name in what}
+
+
+def time_varying_paths(purchase_model, rfm: pd.DataFrame, s: ScoreSettings, path) -> dict:
+    """``{"time_varying": summary, "future": pieces}`` of the customers of ``rfm`` (which records its end of
+    observation) along the covariate ``path``: their calibration pieces
+    (:func:`~clvmodels.timevarying.forecast_summary`) and the horizon's (:func:`~clvmodels.timevarying.future_exposure`)."""
+    from .timevarying import forecast_summary, future_exposure
+
+    if path is None:
+        raise ClvDataError("The purchase model has time-varying covariates: pass the customers' covariate path "
+                           "(time_varying=covariate_calendar(...) or covariate_panel(...); clvmodels score --calendar "
+                           "FILE or --covariate-panel FILE) covering each customer to the end of the horizon.")
+    window = s.horizon * period_length(purchase_model, s)
+    return {"time_varying": forecast_summary(rfm, path), "future": future_exposure(rfm, path, window)}
+
+
+def _predictive_clv_interval(purchase_model, spend_model, rfm, s: ScoreSettings, expected: dict, time_varying=None):
     """The predictive CLV interval of the customers whose expected scores are valid (the others,
-    rejected anyway, get NaN), simulated with the chunk's seed (:func:`_chunk_seed`)."""
+    rejected anyway, get NaN), simulated with the chunk's seed (:func:`_chunk_seed`); with time-varying
+    covariates along the customers' ``time_varying`` path (:func:`time_varying_paths`)."""
     lower, upper = np.full(len(rfm), np.nan), np.full(len(rfm), np.nan)
     ok = np.all([np.isfinite(v) for v in expected.values()], axis=0)
     if ok.any():
-        pred = predictive_clv(purchase_model, spend_model, rfm.loc[ok], horizon=int(s.horizon),
+        scored = rfm.loc[ok]
+        paths = time_varying_paths(purchase_model, scored, s, time_varying) if purchase_model.has_time_varying else {}
+        pred = predictive_clv(purchase_model, spend_model, scored, horizon=int(s.horizon),
                               period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
                               interval=s.interval, n_samples=int(s.n_samples),
-                              seed=_chunk_seed(s.seed, rfm.index[ok]), jobs=1)  # scoring runs --jobs processes
+                              seed=_chunk_seed(s.seed, rfm.index[ok]), jobs=1,  # scoring runs --jobs processes
+                              **paths)
         lower[ok], upper[ok] = pred["lower"].to_numpy(), pred["upper"].to_numpy()
     return lower, upper
 
@@ -297,7 +350,7 @@ def _hash_ids(ids: pd.Series) -> np.ndarray:
 _WORKER: tuple | None = None  # (purchase model, spend model, settings) of a scoring worker process
 
 
-def _init_worker(model_dir: str, settings: ScoreSettings, parent_pid: int, directory: str) -> None:
+def _init_worker(model_dir: str, settings: ScoreSettings, parent_pid: int, directory: str, time_varying=None) -> None:
     """Load the models in a fresh worker process (from files: nothing is shared but data); the
     worker exits, removing the parent's temporaries in ``directory``, if the parent dies."""
     global _WORKER
@@ -306,13 +359,13 @@ def _init_worker(model_dir: str, settings: ScoreSettings, parent_pid: int, direc
 
     exit_with_parent(parent_pid, directory)
     models, _ = load_models(model_dir)
-    _WORKER = (models["purchase"], models.get("spend"), settings)
+    _WORKER = (models["purchase"], models.get("spend"), settings, time_varying)
 
 
-def _score_chunk(purchase_model, spend_model, settings: ScoreSettings, rfm: pd.DataFrame) -> pd.DataFrame:
+def _score_chunk(purchase_model, spend_model, settings: ScoreSettings, time_varying, rfm: pd.DataFrame) -> pd.DataFrame:
     """The chunk's rows, their scores and the ``reason`` of those whose scores are invalid."""
-    return pd.concat([rfm, score_frame(purchase_model, spend_model, rfm, settings, reasons=True)],
-                     axis=1).reset_index()
+    return pd.concat([rfm, score_frame(purchase_model, spend_model, rfm, settings, reasons=True,
+                                       time_varying=time_varying)], axis=1).reset_index()
 
 
 def _score_in_worker(rfm: pd.DataFrame) -> pd.DataFrame:
@@ -328,8 +381,8 @@ class _Scorer:
     ``clvmodels`` command) are stopped at once.
     """
 
-    def __init__(self, purchase_model, spend_model, settings: ScoreSettings, jobs: int, out: str):
-        self.models = (purchase_model, spend_model, settings)
+    def __init__(self, purchase_model, spend_model, settings: ScoreSettings, jobs: int, out: str, time_varying=None):
+        self.models = (purchase_model, spend_model, settings, time_varying)
         self.jobs = max(1, int(jobs))
         self.out = out
         self.pool = None
@@ -343,7 +396,7 @@ class _Scorer:
             from .io import scratch_directory
             from .models.persistence import save_models
 
-            purchase_model, spend_model, settings = self.models
+            purchase_model, spend_model, settings, time_varying = self.models
             self._scratch = scratch_directory(self.out)
             model_dir = os.path.join(self._scratch.__enter__(), "models")
             try:
@@ -351,7 +404,7 @@ class _Scorer:
                             model_dir)
                 self.pool = ProcessPoolExecutor(
                     self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                    initargs=(model_dir, settings, os.getpid(), os.path.dirname(os.path.abspath(self.out))))
+                    initargs=(model_dir, settings, os.getpid(), os.path.dirname(os.path.abspath(self.out)), time_varying))
             except BaseException:
                 self._scratch.__exit__(None, None, None)
                 raise
@@ -434,6 +487,7 @@ def score_table(
     escape: bool = True,
     prior_rejects: pd.DataFrame | None = None,
     covariates: pd.DataFrame | None = None,
+    time_varying=None,
 ) -> ScoreCounts:
     """Score every customer of an RFM table and write the scores (and rejects) atomically.
 
@@ -475,6 +529,12 @@ def score_table(
         A covariate column in neither is an error before any row is read; a customer without a
         covariate row, or with a missing, non-finite or unseen covariate value, is rejected with the
         reason. The scores file keeps the covariate columns.
+    time_varying
+        A purchase model with time-varying covariates: their path, a
+        :class:`~clvmodels.timevarying.CovariatePath` (the future calendar, or a panel) with the model's
+        columns. The table must record its end of observation (a Parquet table from ``rfm_summary``, or
+        a frame with its ``attrs``); a customer it does not cover from her first purchase to the end of
+        the horizon (or, for a panel, without rows) is rejected with the reason.
 
     Returns
     -------
@@ -507,6 +567,7 @@ def score_table(
     period_length(purchase_model, settings)  # fail before reading anything if the unit is unknown
     attrs = source.attrs if isinstance(source, pd.DataFrame) else table_attrs(source)
     counts = ScoreCounts(time_unit=check_time_unit(purchase_model, attrs))
+    path_attrs = _time_varying_attrs(purchase_model, time_varying, attrs, source)
 
     if isinstance(source, pd.DataFrame):
         frame = source.reset_index()
@@ -531,7 +592,7 @@ def score_table(
     extra = [] if prior_rejects is None else [c for c in prior_rejects.columns if c not in REJECT_COLUMNS]
     with ChunkedTableWriter(out, fmt, escape=escape) as scores_out, \
             ChunkedTableWriter(rejects, fmt, escape=escape) as rejects_out, \
-            _Scorer(purchase_model, spend_model, settings, jobs, out) as scorer:
+            _Scorer(purchase_model, spend_model, settings, jobs, out, time_varying) as scorer:
         pending: collections.deque = collections.deque()  # (scores in progress, rows of the chunk)
         import pyarrow as pa
 
@@ -577,6 +638,9 @@ def score_table(
                 reason[lacking & (reason == "").to_numpy()] = "no row in the covariate table"
             if needed:
                 reason = reason.where(reason != "", covariate_problems(purchase_model, spend_model, chunk))
+            if path_attrs is not None:
+                reason = _coverage(chunk, reason, id_column, time_varying, path_attrs,
+                                   settings.horizon * period_length(purchase_model, settings))
             repeat = repeats(chunk[id_column]) & (reason == "").to_numpy()
             reason[repeat] = f"duplicate {id_column} (an earlier row was scored)"
             bad = (reason != "").to_numpy()
@@ -587,12 +651,58 @@ def score_table(
             if len(good):
                 rfm = good.set_index(id_column)
                 rfm = rfm.astype({c: float for c in columns}).astype({"frequency": np.int64})
+                rfm.attrs.update(path_attrs or {})
             pending.append((scorer.submit(rfm) if rfm is not None else None, len(chunk)))
             while len(pending) > scorer.jobs:  # bounded: at most `jobs` chunks in flight
                 write_next()
         while pending:
             write_next()
     return counts
+
+
+def _time_varying_attrs(purchase_model, path, attrs: dict, source) -> dict | None:
+    """The table's ``attrs`` that place its customers on the calendar (time unit, resolution, end of
+    observation) when the purchase model has time-varying covariates (None otherwise); errors before
+    any row is read when the path is missing, lacks the model's columns, or the table records no end."""
+    from .models.timevarying import design_of
+    from .timevarying import CovariatePath
+
+    if not purchase_model.has_time_varying:
+        if path is not None:
+            raise ClvDataError("The purchase model has no time-varying covariates: the covariate path is not used; "
+                               "leave it out.")
+        return None
+    if not isinstance(path, CovariatePath):
+        raise ClvDataError("The purchase model has time-varying covariates: pass their path covering the horizon, "
+                           "time_varying=covariate_calendar(...) or covariate_panel(...) (clvmodels score --calendar "
+                           "FILE or --covariate-panel FILE).")
+    missing = [c for c in design_of(purchase_model).columns if c not in path.columns]
+    if missing:
+        raise ClvDataError(f"The covariate path has no column(s) {missing} of the model's time-varying covariates "
+                           f"(it has {list(path.columns)}).")
+    keep = {k: attrs[k] for k in ("time_unit", "resolution", "observation_end", "calibration_end") if k in attrs}
+    lacking = [k for k in ("resolution", "observation_end") if k not in keep]
+    if lacking:
+        where = "the table" if isinstance(source, pd.DataFrame) else repr(os.fspath(source))
+        raise ClvDataError(f"{where} does not record its {' and '.join(lacking)} (CSV tables cannot), which place its "
+                           "customers on the calendar: score the transaction log, or a Parquet table from "
+                           "clvmodels summarize.")
+    keep.setdefault("time_unit", purchase_model.time_unit_)
+    return keep
+
+
+def _coverage(chunk: pd.DataFrame, reason: pd.Series, id_column: str, path, attrs: dict, window: float) -> pd.Series:
+    """``reason`` with the customers still valid whom ``path`` does not cover over their calibration
+    window and the horizon's ``window`` (:func:`~clvmodels.timevarying.coverage_problems`)."""
+    from .timevarying import coverage_problems
+
+    ok = (reason == "").to_numpy()
+    if ok.any():
+        rows = chunk.loc[ok].set_index(id_column).astype({"T": float, "recency": float})
+        rows.attrs.update(attrs)
+        reason = reason.copy()
+        reason[ok] = coverage_problems(rows, path, window).to_numpy()
+    return reason
 
 
 def _check_covariate_sources(available: list[str], joined: list[str], purchase_model, spend_model,

@@ -611,6 +611,48 @@ def future_exposure(rfm: pd.DataFrame, covariates: CovariatePath, t) -> Exposure
                    "the prediction window")
 
 
+def forecast_summary(rfm: pd.DataFrame, covariates: CovariatePath) -> TimeVaryingSummary:
+    """The calibration pieces of an RFM table's customers, built from the table alone (each one's window
+    ``[0, T]`` from her first purchase, :func:`first_purchase`, cut at ``recency``): what forecasts read
+    (P(alive) and the expectations depend on the history through the integrals over these pieces).
+    ``purchase_z`` is ``None``: a fit refuses the summary (it needs :func:`timevarying_summary` of the log).
+    The covariates must cover every customer from her first purchase to ``T`` (errors name them)."""
+    origin = first_purchase(rfm).view(np.int64)
+    unit_ns = unit_days(rfm.attrs["time_unit"]) * _NS_PER_DAY
+    end = np.full(len(rfm), _end_hours(rfm) * _NS_PER_HOUR, dtype=np.int64)
+    cut = origin + _duration_ns(rfm["recency"].to_numpy(dtype=float), rfm.attrs["time_unit"])
+    pieces = _pieces(covariates, covariates.rows_of(rfm.index), origin, end, cut, origin, unit_ns, rfm.index,
+                     "the calibration window", closed=True)
+    return TimeVaryingSummary(pieces=pieces, purchase_z=None)
+
+
+def coverage_problems(rfm: pd.DataFrame, covariates: CovariatePath, t) -> pd.Series:
+    """Why each customer of ``rfm`` cannot be forecast over ``(T, T + t]`` with ``covariates`` (empty
+    string when she can): no row in the panel, or periods missing between her first purchase and the
+    end of the window, as :func:`forecast_summary` and :func:`future_exposure` need them."""
+    origin = first_purchase(rfm).view(np.int64)
+    observed = _end_hours(rfm) * _NS_PER_HOUR          # T: its period is read too (as the summaries do)
+    end = observed + _duration_ns(np.broadcast_to(np.asarray(t, dtype=float), (len(rfm),)), rfm.attrs["time_unit"])
+    lo = _period_of(covariates.edges, origin)
+    hi = np.maximum(_period_of(covariates.edges, end - 1), _period_of(covariates.edges, np.full(len(rfm), observed)))
+    reason = np.full(len(rfm), "", dtype=object)
+    if covariates.customers is None:
+        rows = np.zeros(len(rfm), dtype=np.int64)
+    else:
+        rows = covariates.customers.get_indexer(pd.Index(rfm.index.astype(str)))
+        reason[rows < 0] = "no row in the covariate panel"
+    known = rows >= 0
+    first = covariates.first[np.maximum(rows, 0)]
+    last = first + covariates.count[np.maximum(rows, 0)] - 1
+    short = known & ((lo < first) | (hi > last))
+    if covariates.customers is None:
+        whose = f"the calendar ({_dates(covariates.edges[:1])[0]} to {_dates(covariates.edges[-1:])[0]})"
+    else:
+        whose = "her panel rows"
+    reason[short] = f"not covered by {whose} from her first purchase to the end of the window"
+    return pd.Series(reason, index=rfm.index, name="reason")
+
+
 def new_customer_exposure(covariates: CovariatePath, born, t, time_unit: str = "W", *,
                           customers=None) -> ExposurePieces:
     """The pieces of the window ``[0, t]`` of new customers whose first purchase is at ``born`` (dates,
@@ -633,6 +675,6 @@ def new_customer_exposure(covariates: CovariatePath, born, t, time_unit: str = "
     return _pieces(covariates, covariates.rows_of(ids), a, b, None, a, unit_ns, ids, "the window")
 
 
-__all__ = ["CovariatePath", "covariate_calendar", "covariate_panel", "first_purchase", "fourier_terms",
-           "future_exposure", "holiday_windows", "new_customer_exposure", "seasonal_dummies",
+__all__ = ["CovariatePath", "covariate_calendar", "covariate_panel", "coverage_problems", "first_purchase",
+           "forecast_summary", "fourier_terms", "future_exposure", "holiday_windows", "new_customer_exposure", "seasonal_dummies",
            "timevarying_holdout", "timevarying_summary", "timevarying_summary_duckdb"]

@@ -401,8 +401,13 @@ class CLVModel(ABC):
         ``median``, ``lower`` and ``upper`` per customer, over parameter draws: the uncertainty of
         the expected value (``attrs``: ``interval`` and ``uncertainty``; see
         :func:`~clvmodels.models.draws.interval_frame`).
-        ``compress_rows``: see :func:`summarise_draws`.
+        ``compress_rows``: see :func:`summarise_draws`. A model with time-varying covariates refuses:
+        its forecasts go along the covariate paths (:mod:`.timevarying`), not through the static formulas.
         """
+        if getattr(self, "time_varying_", None) is not None:
+            raise ClvDataError(f"{name} is not available along a covariate path: this {type(self).__name__} has "
+                               "time-varying covariates (expected_purchases, probability_alive, clv and "
+                               "predictive_purchases take time_varying= and future=).")
         rfm = self._rfm_or_fitted(rfm)
         data = self._data_arrays(rfm) if columns is None else validate_columns(rfm, columns)
         fn = self._with_covariates(fn, data, rfm)

@@ -463,22 +463,31 @@ def simulate_until_dropout(r, alpha, a, b, alive, *, t, rng):
     makes the first ``min(N, G)`` of them, in time order (drop-out after a purchase is memoryless,
     so this is exact); a number ``t`` draws the same total as the last boundary would. Draws are
     made only where they matter: ``λ`` for the customers alive, ``G`` for those with events, by
-    inversion of its beta-geometric law (:func:`purchases_before_dropout`)."""
-    bounds, scalar = period_boundaries(t)
+    inversion of its beta-geometric law (:func:`purchases_before_dropout`).
+
+    ``t`` of shape ``(n, H)`` gives each customer her own boundaries (time-varying covariates: the
+    periods' ends in her operational time, :mod:`.timevarying`); the events then fall in her periods
+    with probabilities proportional to her own period lengths."""
+    own = np.ndim(t) == 2
+    bounds, scalar = (np.asarray(t, dtype=float), False) if own else period_boundaries(t)
     r, alpha, a, b, alive = np.broadcast_arrays(r, alpha, a, b, alive)
     buys = rng.random(alive.shape) < alive
-    n = rng.poisson(rng.gamma(r[buys], 1.0 / alpha[buys]) * bounds[-1])
+    lengths = np.diff(bounds, axis=-1, prepend=0.0)
+    if own:
+        lengths = np.broadcast_to(lengths, alive.shape + lengths.shape[-1:])[buys]
+    n = rng.poisson(rng.gamma(r[buys], 1.0 / alpha[buys]) * lengths.sum(axis=-1))
     some = n > 0
     a, b, n = a[buys][some], b[buys][some], n[some]
+    lengths = lengths[some] if own else lengths
     buys[buys] = some
     k = purchases_before_dropout(n, a, b, rng)
     if scalar:
         return scatter(buys, k)
-    events = split_over_periods(n, np.diff(bounds, prepend=0.0), rng)
+    events = split_over_periods(n, lengths, rng)
     cut = k < n                                            # dropped out before her last event
     made = np.minimum(np.cumsum(events[cut], axis=-1), k[cut, None])
     events[cut] = np.diff(made, axis=-1, prepend=0)
-    return scatter(buys, events, len(bounds))
+    return scatter(buys, events, bounds.shape[-1])
 
 
 # ---------------------------------------------------------------------------- estimator
@@ -530,7 +539,7 @@ class BetaGeoModel(ContinuousPurchaseModel):
     log_likelihood = staticmethod(log_likelihood)
     #: Time-varying purchase covariates: a time change of the model (:mod:`.timevarying`).
     time_varying_model = TimeChange(log_likelihood, probability_alive, future_purchases_alive,
-                                    expected_purchases_new_customer)
+                                    expected_purchases_new_customer, survival, simulate_purchases)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),
                             (("frequency", "recency", "T"), history_terms))

@@ -180,7 +180,7 @@ class ModifiedBetaGeoModel(ContinuousPurchaseModel):
     log_likelihood = staticmethod(log_likelihood)
     #: Time-varying purchase covariates: a time change of the model (:mod:`.timevarying`).
     time_varying_model = TimeChange(log_likelihood, probability_alive, future_purchases_alive,
-                                    expected_purchases_new_customer)
+                                    expected_purchases_new_customer, survival, simulate_purchases)
     #: ``log_likelihood`` as a sum of parts, each with the columns it reads (see :mod:`.mle`).
     log_likelihood_parts = ((("frequency",), frequency_terms),
                             (("frequency", "recency", "T"), history_terms))

@@ -566,7 +566,7 @@ class ParetoNBDModel(ContinuousPurchaseModel):
     covariate_effects = {"alpha": "the mean purchase rate (r/α)", "beta": "the mean drop-out rate (s/β)"}
     log_likelihood = staticmethod(log_likelihood)
     #: Time-varying purchase and drop-out covariates (Bachmann, Meierer & Näf 2021; :mod:`.pnbd_timevarying`).
-    time_varying_model = ParetoTimeVarying(log_alive_term, log_likelihood_of_terms, _lifetime_factor)
+    time_varying_model = ParetoTimeVarying(log_alive_term, log_likelihood_of_terms, _lifetime_factor, survival)
     #: The formulas of the purchase-model protocol (see :mod:`.purchase`).
     expected_purchases_formula = staticmethod(expected_purchases)
     probability_alive_formula = staticmethod(probability_alive)

@@ -173,8 +173,9 @@ class ParetoTimeVarying:
 
     processes = ("purchase", "dropout")
 
-    def __init__(self, log_alive_term, log_likelihood_of_terms, lifetime_factor):
+    def __init__(self, log_alive_term, log_likelihood_of_terms, lifetime_factor, survival):
         self._alive, self._of_terms, self._lifetime_factor = log_alive_term, log_likelihood_of_terms, lifetime_factor
+        self._survival = survival
 
     def alive(self, params, data, extras):
         """P(alive at ``T``) = ``(α+A_T)^−(r+x) (β+C_T)^−s / [that + s D]`` (the likelihood's bracket)."""
@@ -186,6 +187,45 @@ class ParetoTimeVarying:
         """E[Y] over ``window`` of a customer alive at ``T`` (module docstring):
         ``(r+x)/(α+A_T) ∫ a(τ) ((β+C_T)/(β+C_τ))^s dτ``, closed form per piece."""
         return self._alive_future(params, data["frequency"], extras["A_T"][0], extras["C_T"][0], window, design, gammas)
+
+    def survival(self, params, data, extras, window: Exposure, design: TimeVaryingDesign, gammas):
+        """P(alive at the end of ``window`` | alive at ``T``) = ``((β+C_T)/(β+C_T+ΔC))^s``: Pareto/NBD's
+        survival on the drop-out clock (``μ ~ Gamma(s, β+C_T)`` given alive at ``T``)."""
+        delta = window.integrate(window.length * window.multiplier(design, "dropout", gammas["dropout"]))
+        return self._survival(params, data["frequency"], extras["C_T"][0], t=delta)
+
+    def simulate(self, params, data, extras, periods, design: TimeVaryingDesign, gammas, rng):
+        """Purchases per period ``(samples, n, H)`` of ``periods`` (:class:`~.timevarying.HorizonPeriods`;
+        ``params`` of shape ``(samples, 1)`` or ``(samples, n)``), exactly: alive at ``T`` with P(alive),
+        then ``λ ~ Gamma(r+x, α+A_T)``, ``μ ~ Gamma(s, β+C_T)`` (the posterior given alive), death when
+        the drop-out clock ``C`` has run ``E/μ`` past ``T`` (``E ~ Exp(1)``; ``C`` piecewise linear, so each
+        piece's time alive is ``clip((E/μ − C_0)/c, 0, ℓ)``), and ``Poisson(λ e_h)`` purchases in period
+        ``h``, ``e_h`` the purchase clock ``A`` run while alive in it."""
+        e = periods.exposure
+        n, H = e.n, periods.n_periods
+        alive = self.alive(params, data, extras)
+        x = np.asarray(data["frequency"], dtype=float)
+        r, alpha, s, beta, alive = np.broadcast_arrays(params["r"] + x, params["alpha"] + extras["A_T"][0],
+                                                       params["s"], params["beta"] + extras["C_T"][0], alive)
+        buys = rng.random(alive.shape) < alive
+        at = np.nonzero(buys)
+        lam = rng.gamma(r[at], 1.0 / alpha[at])
+        budget = rng.exponential(size=lam.size) / np.maximum(rng.gamma(s[at], 1.0 / beta[at]), 1e-300)
+        a = e.multiplier(design, "purchase", gammas["purchase"])
+        c = e.multiplier(design, "dropout", gammas["dropout"])
+        c_start = exclusive_cumsum(e.length * c, e)
+        count = np.bincount(e.customer, minlength=n)
+        first = np.cumsum(count) - count
+        who = at[1]                                           # each alive future's customer
+        k = count[who]
+        pair = np.repeat(np.arange(who.size), k)
+        piece = np.repeat(first[who] - np.cumsum(k) + k, k) + np.arange(int(k.sum()))
+        alive_len = np.clip((budget[pair] - c_start[piece]) / c[piece], 0.0, e.length[piece])
+        clock = np.bincount(pair * H + periods.period[piece], weights=a[piece] * alive_len,
+                            minlength=who.size * H).reshape(who.size, H)
+        out = np.zeros(alive.shape + (H,), dtype=np.int32)
+        out[at] = rng.poisson(lam[:, None] * clock)
+        return out
 
     def new_customer(self, params, window: Exposure, design: TimeVaryingDesign, gammas):
         """E[X] of a customer just acquired over ``window`` (alive at 0, clocks at 0)."""

@@ -182,13 +182,12 @@ class PurchaseModel(CLVModel):
         """Probability that each customer is still alive at the end of observation or, with ``at``,
         ``at`` periods (opportunities) later: ``P(alive) ×`` the model's ``survival`` over ``at``
         (whatever she buys meanwhile). With time-varying covariates also ``time_varying=`` (see
-        :meth:`expected_purchases`; ``at`` is not supported there yet)."""
+        :meth:`expected_purchases`) and, with ``at``, ``future=`` (the pieces of ``(T, T+at]``: the
+        survival runs on the drop-out process's clock)."""
         if self.has_time_varying:
             from .timevarying import predict
 
-            if at is not None:
-                raise ClvDataError("probability_alive(at=...) is not supported with time-varying covariates yet.")
-            return predict(self, "probability_alive", rfm, **kwargs)
+            return predict(self, "probability_alive", rfm, at=at, **kwargs)
         kwargs.setdefault("compress_rows", self.compress_alive_rows)
         if at is None:
             return self._predict(self.probability_alive_formula, rfm, name="probability_alive", **kwargs)

@@ -191,7 +191,8 @@ class Exposure:
         pieces = summary.pieces
         n = len(frequency)
         check_pieces(pieces, n, T)
-        pz = np.asarray(summary.purchase_z, dtype=float).reshape(n, -1)
+        pz = (np.zeros((n, len(pieces.columns))) if summary.purchase_z is None   # a forecast summary
+              else np.asarray(summary.purchase_z, dtype=float).reshape(n, -1))
         if pz.shape[1] != len(pieces.columns):
             raise ClvDataError(f"purchase_z has {pz.shape[1]} columns, the pieces {len(pieces.columns)}.")
         if not np.all(np.isfinite(pz)):
@@ -212,6 +213,21 @@ class Exposure:
         customer = np.asarray(pieces.customer, dtype=np.int64)
         return cls(customer, np.asarray(pieces.start, dtype=float), np.asarray(pieces.length, dtype=float),
                    design.standardise(pieces), np.zeros(len(customer), dtype=bool), np.zeros((n, len(design.columns))), n)
+
+    def pieces_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(pieces, customer)``: the pieces of the customers at ``rows`` (positions) by customer in that
+        order (in time order within each), and their customers renumbered ``0 .. len(rows) − 1``."""
+        new = np.full(self.n, -1, dtype=np.int64)
+        new[rows] = np.arange(len(rows))
+        keep = np.flatnonzero(new[self.customer] >= 0)
+        keep = keep[np.argsort(new[self.customer[keep]], kind="stable")]
+        return keep, new[self.customer[keep]]
+
+    def subset(self, rows: np.ndarray) -> "Exposure":
+        """The customers at ``rows`` (positions), renumbered ``0 .. len(rows) − 1`` in that order."""
+        keep, customer = self.pieces_of(rows)
+        return Exposure(customer, self.start[keep], self.length[keep], self.z[keep], self.before[keep],
+                        self.purchase_z[rows], len(rows))
 
     def clipped(self, start, end) -> "Exposure":
         """The parts of the pieces within ``[start_i, end_i]`` (per customer, on her clock)."""
@@ -262,9 +278,10 @@ class TimeChange:
 
     processes = ("purchase",)
 
-    def __init__(self, log_likelihood, probability_alive, future_purchases, new_customer):
+    def __init__(self, log_likelihood, probability_alive, future_purchases, new_customer, survival, simulate):
         self.log_likelihood = log_likelihood
         self._alive, self._future, self._new = probability_alive, future_purchases, new_customer
+        self._survival, self._simulate = survival, simulate
 
     def alive(self, params, data, extras):
         """P(alive at ``T``): the model's at the operational times ``A(t_x)``, ``A(T)``."""
@@ -279,6 +296,19 @@ class TimeChange:
     def new_customer(self, params, window: "Exposure", design, gammas):
         """E[X] of a customer just acquired over ``window`` (her clock from 0)."""
         return self._new(params, t=_operational(window, design, gammas))
+
+    def survival(self, params, data, extras, window: "Exposure", design, gammas):
+        """P(alive at the end of ``window`` | alive at ``T``): the model's survival over the window's
+        operational time from the operational age ``A(T)`` (drop-out comes only at purchases)."""
+        return self._survival(params, data["frequency"], extras["T"][0], t=_operational(window, design, gammas))
+
+    def simulate(self, params, data, extras, periods: "HorizonPeriods", design, gammas, rng):
+        """Purchases per period ``(samples, n, H)`` (``params`` of shape ``(samples, 1)`` or ``(samples, n)``),
+        exactly: the model's own simulation in operational time, each customer's period boundaries
+        ``A(T + b_h) − A(T)`` her own (purchase counts per period are invariant to the time change)."""
+        own = np.cumsum(periods.sums(periods.exposure.length * periods.exposure.multiplier(design, "purchase",
+                                                                                             gammas["purchase"])), axis=-1)
+        return self._simulate(params, data["frequency"], extras["recency"][0], extras["T"][0], t=own, rng=rng)
 
     def symbolic_extras(self, params, data, gammas, exposure: "Exposure", design):
         """:meth:`extras` as PyTensor expressions (values only: PyTensor differentiates them)."""
@@ -383,6 +413,9 @@ class TimeVaryingFit:
 
 def fit_setup(model, processes: dict, summary: TimeVaryingSummary, data: dict, w: np.ndarray) -> TimeVaryingFit:
     """Learn and keep the design (``time_varying_``) and return what the fits evaluate."""
+    if summary.purchase_z is None:
+        raise ClvDataError("This time-varying summary has no purchase_z (a forecast summary of an RFM table): a fit "
+                           "needs the purchase times' covariates, timevarying_summary(log, covariates, ...).")
     design = TimeVaryingDesign.learn(summary.pieces, processes)
     exposure = Exposure.of_summary(design, summary, data["frequency"], data["recency"], data["T"])
     model.time_varying_ = design.to_dict()
@@ -493,6 +526,45 @@ def future_window(design: TimeVaryingDesign, future: ExposurePieces | None, star
     return window
 
 
+@dataclass(frozen=True)
+class HorizonPeriods:
+    """A future window's pieces cut at the period boundaries ``T_i + b_h``, each piece's period ``h``,
+    for per-period sums (what simulations read)."""
+
+    exposure: Exposure
+    period: np.ndarray
+    n_periods: int
+
+    @classmethod
+    def of(cls, window: Exposure, start, bounds) -> "HorizonPeriods":
+        start = np.broadcast_to(np.asarray(start, dtype=float), (window.n,))
+        parts = [window.clipped(start + lo, start + hi) for lo, hi in zip(np.r_[0.0, bounds[:-1]], bounds)]
+        customer = np.concatenate([p.customer for p in parts])
+        begin = np.concatenate([p.start for p in parts])
+        order = np.lexsort((begin, customer))
+        period = np.repeat(np.arange(len(parts)), [len(p.customer) for p in parts])[order]
+        exposure = Exposure(customer[order], begin[order], np.concatenate([p.length for p in parts])[order],
+                            np.concatenate([p.z for p in parts])[order], np.zeros(len(order), dtype=bool),
+                            window.purchase_z, window.n)
+        return cls(exposure, period, len(parts))
+
+    def subset(self, rows: np.ndarray) -> "HorizonPeriods":
+        keep, _ = self.exposure.pieces_of(rows)
+        return HorizonPeriods(self.exposure.subset(rows), self.period[keep], self.n_periods)
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """``Σ`` of per-piece ``values`` (last axis: the pieces) per customer and period: ``(..., n, H)``."""
+        from scipy import sparse
+
+        e = self.exposure
+        index = sparse.csr_matrix((np.ones(len(e.customer)), (np.arange(len(e.customer)),
+                                                               e.customer * self.n_periods + self.period)),
+                                  shape=(len(e.customer), e.n * self.n_periods))
+        values = np.asarray(values, dtype=float)
+        flat = values.reshape(-1, values.shape[-1])
+        return np.asarray((index.T @ flat.T).T).reshape(values.shape[:-1] + (e.n, self.n_periods))
+
+
 def _draws(model, interval, n_draws, seed):
     """The parameter draws a forecast averages over (as :meth:`~.base.CLVModel._predict`)."""
     from .draws import is_bayesian
@@ -546,22 +618,26 @@ def _histories(model, data: dict, exposure: Exposure, draws: dict):
         yield per_row, gammas, extras, tv_model.alive(per_row, data, extras)
 
 
-def predict(model, quantity: str, rfm=None, *, t=None, time_varying=None, future=None, interval=None,
+def predict(model, quantity: str, rfm=None, *, t=None, at=None, time_varying=None, future=None, interval=None,
             n_draws=None, seed=None):
-    """``"probability_alive"`` at ``T`` or ``"expected_purchases"`` in ``(T, T+t]`` per customer of
+    """``"probability_alive"`` at ``T`` (with ``at``: at ``T+at``, times the model's survival over the
+    ``future`` pieces of ``(T, T+at]``) or ``"expected_purchases"`` in ``(T, T+t]`` per customer of
     ``rfm`` (default: the training customers and summary) with time-varying covariates: the model's
     ``time_varying_model`` at the clocks of the calibration ``time_varying`` summary and, for
     purchases, over the ``future`` pieces (:class:`~clvmodels.exposure.ExposurePieces` of the same
     customers from ``T_i`` on, their clock). Static covariates are applied as in any prediction."""
     rfm, data, exposure = _customers(model, rfm, time_varying)
     design, tv_model = design_of(model), type(model).time_varying_model
-    window = None
+    window, ahead = None, tv_model.future
     if quantity == "expected_purchases":
         model.check_window(t)
         window = future_window(design, future, data["T"], float(t), len(rfm))
+    elif at is not None:
+        model.check_window(at)
+        window, ahead = future_window(design, future, data["T"], float(at), len(rfm)), tv_model.survival
     values = []
     for per_row, gammas, extras, alive in _histories(model, data, exposure, _draws(model, interval, n_draws, seed)):
-        value = alive if window is None else alive * tv_model.future(per_row, data, extras, window, design, gammas)
+        value = alive if window is None else alive * ahead(per_row, data, extras, window, design, gammas)
         values.append(np.broadcast_to(value, (len(rfm),)))
     return summarise(np.array(values), rfm.index, quantity, interval)
 
@@ -584,6 +660,38 @@ def discounted_purchases(model, rfm, draws: dict, *, bounds, factors, time_varyi
             previous = current
         out.append(np.broadcast_to(alive * total, (len(rfm),)))
     return np.array(out)
+
+
+def purchase_simulator(model, rfm, bounds, *, time_varying=None, future=None):
+    """``simulate(draws, future_draw, rows, rng) -> (n_samples, len(rows), H)``: the purchases per period
+    ``(T + b_{h−1}, T + b_h]`` of the customers at ``rows`` of ``rfm`` in each simulated future, future ``i``
+    at parameter draw ``future_draw[i]`` of ``draws`` (with the time-varying coefficients), exactly:
+    per draw, the customers' integrals over their calibration pieces (``time_varying``, default the
+    training summary) and their ``future`` pieces cut at the periods, then the ``time_varying_model``'s
+    ``simulate`` (alive at ``T`` with P(alive), the individual-level posterior, purchases until drop-out
+    on the covariates' clocks). What :func:`clvmodels.predictive._simulate_chunks` reads in place of the
+    ``simulate_purchases_formula``."""
+    rfm, data, exposure = _customers(model, rfm, time_varying)
+    design, tv_model, link = design_of(model), type(model).time_varying_model, model._covariate_link()
+    bounds = np.asarray(bounds, dtype=float)
+    periods = HorizonPeriods.of(future_window(design, future, data["T"], float(bounds[-1]), len(rfm)), data["T"],
+                                bounds)
+
+    def simulate(draws: dict, future_draw: np.ndarray, rows: np.ndarray, rng) -> np.ndarray:
+        part = {k: np.asarray(v)[rows] for k, v in data.items()}
+        mine, ahead = exposure.subset(rows), periods.subset(rows)
+        out = np.zeros((len(future_draw), len(rows), len(bounds)), dtype=np.int32)
+        for d in np.unique(future_draw):
+            at = np.flatnonzero(future_draw == d)
+            params, gammas = _at(draws, int(d), design)
+            per_row = params if link is None else link.individual(params, part, NUMPY)
+            extras = tv_model.extras(per_row, part, gammas, mine, design, False)
+            shaped = {k: np.broadcast_to(np.asarray(v, dtype=float), (len(at), 1) if np.ndim(v) == 0
+                                         else (len(at), len(rows))) for k, v in per_row.items()}
+            out[at] = tv_model.simulate(shaped, part, extras, ahead, design, gammas, rng)
+        return out
+
+    return simulate
 
 
 def new_customers(model, t, future: ExposurePieces, *, interval=None, n_draws=None, seed=None):
