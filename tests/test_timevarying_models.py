@@ -420,3 +420,17 @@ def test_short_pieces_rule_equals_the_doubling_rule():
     # a short week after a large clock takes few nodes; a steep one (exponent 500, alpha 1) is declined
     assert not np.isnan(ptv._short_piece(1.6, 40.0, 1.7, 60.0, 1.0, *ptv._SHORT, np.zeros((1, 4)), False))
     assert np.isnan(ptv._short_piece(500.0, 1.0, 1.7, 60.0, 1.0, *ptv._SHORT, np.zeros((1, 4)), False))
+
+
+def test_time_varying_fit_starts_from_the_static_optimum(bg_data):
+    """The first start of a time-varying fit is the fit without its time-varying covariates."""
+    from clvmodels.models.mle import static_optimum
+    from clvmodels.models.optimize import starting_points
+
+    rfm = bg_data[0]
+    model = BetaGeoModel(**processes(BetaGeoModel))
+    data = model._fit_arrays(rfm)
+    w = np.ones(len(rfm))
+    theta = static_optimum(model, data, w, None, 0.0, starting_points(model, data, w, None))
+    static = BetaGeoModel().fit(rfm)
+    np.testing.assert_allclose(np.exp(theta), static.params_.to_numpy(), rtol=1e-5)
