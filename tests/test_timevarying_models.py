@@ -396,3 +396,43 @@ def test_threaded_pareto_kernel_equals_one_thread(pnbd_data, monkeypatch):
     threaded = f(theta)
     assert threaded[0] == one[0]
     np.testing.assert_array_equal(threaded[1], one[1])
+
+
+def test_short_pieces_rule_equals_the_doubling_rule():
+    """The few-node rule of a piece (its error bound below 1e-14) gives the static kernel's value and
+    gradient, and declines (NaN) a piece too steep for it, which then takes the doubling rule."""
+    from clvmodels.models import pnbd_timevarying as ptv
+    from clvmodels.models.pnbd_integral import _POS, _WEIGHT, _row
+
+    rng = np.random.default_rng(3)
+    used, declined = 0, 0
+    for _ in range(3000):
+        p, q = rng.choice([0.5, 2.0, 8.0, 60.0]) * rng.uniform(0.5, 1.5), rng.uniform(1.1, 3.0)
+        at, bt, ell = 10 ** rng.uniform(-1, 3), 10 ** rng.uniform(-1, 3), 10 ** rng.uniform(-2, 1)
+        short, row = np.zeros((1, 4)), np.zeros((1, 4))
+        value = ptv._short_piece(p, at, q, bt, ell, *ptv._SHORT, short, True)
+        exact = _row(p, at, q - 1.0, bt, 0.0, 0.0, ell, _POS, _WEIGHT, row, 0, True)
+        if np.isnan(value):
+            declined += 1
+            continue
+        used += 1
+        assert value == pytest.approx(exact, rel=1e-13, abs=1e-12)
+        np.testing.assert_allclose(short, row, rtol=1e-10, atol=1e-12)
+    assert used > 1500 and declined > 100
+    # a short week after a large clock takes few nodes; a steep one (exponent 500, alpha 1) is declined
+    assert not np.isnan(ptv._short_piece(1.6, 40.0, 1.7, 60.0, 1.0, *ptv._SHORT, np.zeros((1, 4)), False))
+    assert np.isnan(ptv._short_piece(500.0, 1.0, 1.7, 60.0, 1.0, *ptv._SHORT, np.zeros((1, 4)), False))
+
+
+def test_time_varying_fit_starts_from_the_static_optimum(bg_data):
+    """The first start of a time-varying fit is the fit without its time-varying covariates."""
+    from clvmodels.models.mle import static_optimum
+    from clvmodels.models.optimize import starting_points
+
+    rfm = bg_data[0]
+    model = BetaGeoModel(**processes(BetaGeoModel))
+    data = model._fit_arrays(rfm)
+    w = np.ones(len(rfm))
+    theta = static_optimum(model, data, w, None, 0.0, starting_points(model, data, w, None))
+    static = BetaGeoModel().fit(rfm)
+    np.testing.assert_allclose(np.exp(theta), static.params_.to_numpy(), rtol=1e-5)

@@ -176,6 +176,21 @@ def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray, link
     return [v for values, weights in part_data(model_cls, data, w, link) for v in (*values.values(), weights)]
 
 
+def static_optimum(model, data: dict[str, np.ndarray], w: np.ndarray, link, coef_penalty: float, starts) -> np.ndarray:
+    """The log-parameters (and static coefficients) maximising the likelihood without the time-varying
+    covariates, on the distinct rows: the time-varying fit's first start (its coefficients at 0 give
+    this likelihood), which saves it about a fifth of its evaluations (``benchmarks/bench_timevarying.py``)."""
+    rows, weights = compress(data, w)
+    structure = model.likelihood_structure()
+    f = mle_objective(structure, tuple(rows), link, coef_penalty)
+    fun = Objective(f, objective_inputs(structure, rows, weights, link) + [float(weights.sum()), float(model.penalizer)])
+    n_free = len(link.free_names) if link is not None else 0
+    opt = minimize_log_params(fun, [np.r_[s, np.zeros(n_free)] for s in starts],
+                              failure=f"{type(model).__name__}: the log-likelihood is not finite at any starting point.",
+                              maxiter=1000, ftol=1e-12, gtol=1e-8, improvement=1e-12, good_enough=CONVERGED_GRADIENT)
+    return opt.theta
+
+
 def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxiter: int = 1000,
             tol: float = 1e-10, link=None, time_varying=None) -> None:
     """Fit ``model`` by maximum likelihood on unique rows ``data`` with weights ``w``; sets its ``*_``.
@@ -211,6 +226,8 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
         args = [total, penalizer]
     fun = Objective(f, args)
     starts = starting_points(model, data, w, None)
+    if x0 is None and time_varying is not None:
+        x0 = np.r_[static_optimum(model, data, w, link, coef_penalty, starts), np.zeros(len(tv_names))]
     starts = ([] if x0 is None else [np.asarray(x0, dtype=float)]) + [np.r_[s, np.zeros(len(names) - k)] for s in starts]
     opt = minimize_log_params(
         fun, starts,
