@@ -21,8 +21,8 @@ against the same model without covariates. With ``time_varying=`` (a calendar or
 :mod:`clvmodels.timevarying`) models with time-varying covariates (``purchase_time_varying=...``) are
 fitted on each cutoff's :func:`~clvmodels.timevarying.timevarying_holdout` summary and forecast the
 holdout along the path (:func:`~clvmodels.timevarying.future_exposure`), their tracking series along
-the calendar (:meth:`~clvmodels.models.purchase.PurchaseModel.expected_tracking`), next to the same
-models without them.
+the calendar (:meth:`~clvmodels.models.purchase.PurchaseModel.expected_tracking`) and their predictive
+scores from futures simulated along the path (no closed-form pmf), next to the same models without them.
 
 The purchase models' value forecast is ``E[purchases] × E[spend]`` with the spend model
 (Gamma-Gamma by default) fitted on the same calibration data, and their ``clv`` forecast the
