@@ -103,6 +103,23 @@ def test_pit_is_reproducible_with_a_seed():
 def test_log_score_by_hand():
     pmf = np.array([[0.5, 0.3, 0.2, 0.0], [0.1, 0.1, 0.7, 0.1]])
     assert M.log_score(pmf, [1, 2]) == pytest.approx(-(np.log(0.3) + np.log(0.7)) / 2)
+    # an impossible outcome: floored at 1e-300, or at a simulated pmf's resolution
+    assert M.log_score(pmf, [3, 2]) == pytest.approx(-(np.log(1e-300) + np.log(0.7)) / 2)
+    assert M.log_score(pmf, [3, 2], floor=0.5 / 100) == pytest.approx(-(np.log(0.005) + np.log(0.7)) / 2)
+
+
+def test_sample_pmf_counts_the_samples_and_scores_as_the_samples_do():
+    samples = np.array([[0, 2], [1, 7], [0, 3], [0, 2]])
+    pmf = M.sample_pmf(samples, 3)          # columns 0, 1, 2 and ">= 3"
+    np.testing.assert_allclose(pmf, [[0.75, 0.25, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]])
+    rng = np.random.default_rng(1)
+    draws = rng.poisson(2.0, size=(200, 30))
+    y = rng.poisson(2.0, size=30)
+    big = M.sample_pmf(draws, int(draws.max()) + 1)     # nothing in the tail column: the samples' own law
+    assert M.crps_pmf(big, y) == pytest.approx(M.crps_samples(draws, y), rel=1e-12)
+    np.testing.assert_allclose(M.randomized_pit(big, y, seed=3), M.pit_samples(draws, y, seed=3), atol=1e-12)
+    with pytest.raises(ClvDataError, match="non-negative counts"):
+        M.sample_pmf(-samples, 3)
 
 
 def test_crps_of_a_point_mass_is_the_absolute_error_and_matches_samples():

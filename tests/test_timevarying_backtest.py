@@ -14,6 +14,7 @@ from clvmodels.errors import ClvDataError
 
 COLUMNS = ["holiday", "fourier_sin1", "fourier_cos1"]
 CUTOFF = "2025-05-05"     # week 70 of 104: a Christmas in calibration and one in the holdout
+N_SAMPLES = 300
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,10 @@ def seasonal():
     log, calendar = simulate_seasonal(4000, observation_length=104, cohort_length=12, seed=3)
     path = clv.covariate_calendar(calendar)
     models = {"BG/NBD": clv.BetaGeoModel(), "BG/NBD + calendar": clv.BetaGeoModel(purchase_time_varying=COLUMNS)}
-    result = clv.backtest(log, models, calibration_end=CUTOFF, time_varying=path, baselines={})
+    # 300 simulated futures per customer, 50 parameter draws: the predictive scores' Monte Carlo is small
+    # beside the customers' sampling error (below), and the fixture stays quick
+    result = clv.backtest(log, models, calibration_end=CUTOFF, time_varying=path, baselines={}, n_samples=N_SAMPLES,
+                          n_draws=50)
     return log, path, result
 
 
@@ -58,19 +62,76 @@ def test_the_coefficients_recover_the_truth(seasonal):
         assert abs(row["user_estimate"] - gamma) < 3 * row["user_se"], column
 
 
-def test_predictive_scores_are_skipped_with_a_warning_and_values_still_forecast(seasonal):
+def test_predictive_intervals_along_the_path_are_calibrated(seasonal):
+    """The calendar model's predictive distributions, simulated along the path, are scored like any
+    model's: per-customer coverage near nominal, finite scores, and its holdout total inside its 90%
+    interval where the model without the calendar (15% high) misses."""
     _, _, result = seasonal
     w = result.warnings
-    skipped = w[(w["model"] == "BG/NBD + calendar") & (w["category"] == "PredictiveWarning")]
-    assert skipped["message"].str.contains("not available with time-varying covariates").any()
-    metrics = result.table("purchases")
-    assert np.isnan(metrics.loc["BG/NBD + calendar", "crps"]) and np.isfinite(metrics.loc["BG/NBD", "crps"])
+    assert not w["message"].str.contains("not available with time-varying").any()
+    assert not ((w["model"] == "BG/NBD + calendar") & (w["category"] == "PredictiveWarning")).any()
+    n = int(result.data["customers"].iloc[0])
+    for target in ("purchases", "value", "clv"):
+        table = result.table(target)
+        row = table.loc["BG/NBD + calendar"]
+        # each customer's randomised PIT falls in the central interval with probability `level` under a
+        # calibrated model: the binomial sd over n = 4000 customers is sqrt(level (1 - level) / n)
+        # (0.0047 at 90%); 4 sd, plus 0.01 for the simulated pmfs' Monte Carlo (300 futures each) and the
+        # fitted parameters
+        for level in (0.5, 0.8, 0.9):
+            tolerance = 4 * np.sqrt(level * (1 - level) / n) + 0.01
+            assert abs(row[f"coverage_{round(100 * level)}"] - level) < tolerance, (target, level)
+        scores = ["coverage_50", "coverage_80", "coverage_90", "crps"] + (["log_score"] if target == "purchases" else
+                                                                          ["expected_coverage_90"])
+        assert np.all(np.isfinite(table[scores].to_numpy(dtype=float))), target
+    purchases = result.table("purchases")
+    # the simulated pmf's scores are those of the exact pmf to Monte Carlo error: the same data, nearly the
+    # same forecasts (the models differ by the calendar's 0.8% vs 15% in the total, not per customer)
+    assert abs(purchases.loc["BG/NBD + calendar", "log_score"] - purchases.loc["BG/NBD", "log_score"]) < 0.02
+    assert abs(purchases.loc["BG/NBD + calendar", "crps"] - purchases.loc["BG/NBD", "crps"]) < 0.01
+    # the PIT of every customer is in the predictions, for the report's calibration plots
     preds = result.predictions[result.predictions["model"] == "BG/NBD + calendar"]
+    for target in ("purchases", "value", "clv"):
+        pit = preds[f"pit_{target}"].to_numpy()
+        assert np.all((pit >= 0) & (pit <= 1))
+        assert abs(np.mean(pit) - 0.5) < 4 * np.sqrt(1 / 12 / n) + 0.01
     assert np.all(np.isfinite(preds[["purchases", "value", "clv"]].to_numpy()))
     # discounted at 1% a month over 34 weeks: below the undiscounted value, by less than 10%
     assert np.all(preds["clv"] <= preds["value"] + 1e-9) and preds["clv"].sum() > 0.9 * preds["value"].sum()
+    # the holdout totals: the calendar's 90% intervals hold the actual totals, the stationary model's miss
+    totals = result.totals.set_index(["model", "target"])
+    for target in ("purchases", "value", "clv"):
+        calendar, plain = totals.loc[("BG/NBD + calendar", target)], totals.loc[("BG/NBD", target)]
+        assert calendar["lower"] <= calendar["actual"] <= calendar["upper"] and bool(calendar["inside"]), target
+        assert not bool(plain["inside"]) and plain["actual"] < plain["lower"], target
+        assert calendar["lower"] < calendar["predicted"] < calendar["upper"]
+        # the simulated futures' mean total is the expected total, to Monte Carlo error
+        sd = (calendar["upper"] - calendar["lower"]) / (2 * 1.645)
+        assert abs(calendar["simulated_mean"] - calendar["predicted"]) < 4 * sd / np.sqrt(N_SAMPLES) + 1e-9 * sd
+    row = totals.loc[("BG/NBD + calendar", "purchases")]
+    # futures independent between customers (the "plugin"): narrower than with the shared parameter draws
+    assert row["lower"] <= row["plugin_lower"] < row["actual"] < row["plugin_upper"] <= row["upper"]
     assert sorted(result.settings["time_varying"]) == sorted(COLUMNS)
     assert result.settings["time_varying_models"] == ["BG/NBD + calendar"]
+
+
+def test_simulated_scores_are_reproducible_without_a_spend_model(seasonal):
+    """Purchases only (no value simulation to share): the pmfs are simulated alone; the same seed gives
+    the same numbers, another seed other ones (the scores are Monte Carlo estimates)."""
+    log, path, _ = seasonal
+    few = log[log["customer_id"].isin(log["customer_id"].unique()[:800])]
+    models = {"BG/NBD + calendar": clv.BetaGeoModel(purchase_time_varying=COLUMNS)}
+    args = dict(calibration_end=CUTOFF, time_varying=path, baselines={}, spend_model=False, n_samples=100, n_draws=20)
+    runs = [clv.backtest(few, models, seed=s, **args) for s in (5, 5, 6)]
+    tables = [r.table("purchases") for r in runs]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(runs[0].totals, runs[1].totals)
+    assert tables[0].loc["BG/NBD + calendar", "crps"] != tables[2].loc["BG/NBD + calendar", "crps"]
+    row = tables[0].loc["BG/NBD + calendar"]
+    assert np.all(np.isfinite(row[["coverage_90", "log_score", "crps"]].to_numpy(dtype=float)))
+    # 800 customers: coverage within 4 binomial sd (0.011) plus Monte Carlo (100 futures)
+    assert abs(row["coverage_90"] - 0.9) < 4 * np.sqrt(0.09 / 800) + 0.02
+    assert runs[0].totals["inside"].notna().all()
 
 
 def test_the_holdout_forecast_is_the_models_forecast_along_the_path(seasonal):
@@ -157,7 +218,7 @@ def test_a_panel_equal_to_the_calendar_gives_the_calendars_backtest(seasonal):
     panel = pd.concat({c: calendar for c in ids}, names=["customer_id", "period"]).reset_index()
     models = {"BG/NBD + calendar": clv.BetaGeoModel(purchase_time_varying=COLUMNS)}
     by_panel = clv.backtest(log, models, calibration_end=CUTOFF, time_varying=clv.covariate_panel(panel),
-                            baselines={}, spend_model=False)
+                            baselines={}, spend_model=False, n_samples=20, n_draws=5)  # (few futures: not compared)
     mine = result.predictions[result.predictions["model"] == "BG/NBD + calendar"]
     np.testing.assert_allclose(by_panel.predictions["purchases"].to_numpy(), mine["purchases"].to_numpy(), rtol=1e-9)
     tracking = result.tracking[result.tracking["model"] == "BG/NBD + calendar"]

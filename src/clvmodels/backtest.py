@@ -21,8 +21,8 @@ against the same model without covariates. With ``time_varying=`` (a calendar or
 :mod:`clvmodels.timevarying`) models with time-varying covariates (``purchase_time_varying=...``) are
 fitted on each cutoff's :func:`~clvmodels.timevarying.timevarying_holdout` summary and forecast the
 holdout along the path (:func:`~clvmodels.timevarying.future_exposure`), their tracking series along
-the calendar (:meth:`~clvmodels.models.purchase.PurchaseModel.expected_tracking`), next to the same
-models without them.
+the calendar (:meth:`~clvmodels.models.purchase.PurchaseModel.expected_tracking`) and their predictive
+scores from futures simulated along the path (no closed-form pmf), next to the same models without them.
 
 The purchase models' value forecast is ``E[purchases] × E[spend]`` with the spend model
 (Gamma-Gamma by default) fitted on the same calibration data, and their ``clv`` forecast the
@@ -49,7 +49,7 @@ import pandas as pd
 
 from . import metrics as M
 from .baselines import default_baselines
-from .clv import check_discounting, discounted_chunks, value_customers
+from .clv import check_discounting, discounted_chunks, time_varying_clv, value_customers
 from .data import AMOUNT, CUSTOMER, TIMESTAMP
 from .errors import MODEL_WARNINGS, ClvDataError, ModelKindError, renamed_argument
 from . import predictive as P
@@ -342,8 +342,8 @@ def backtest(
         ``dropout_time_varying=``): each cutoff fits them on the calibration summary of
         :func:`~clvmodels.timevarying.timevarying_holdout`, forecasts the holdout over the path's future
         pieces, and draws their tracking series along the calendar; models without time-varying
-        covariates run as before. Predictive scores (coverage, PIT, log score, CRPS, the totals'
-        intervals) are not available for time-varying models yet: recorded as a ``PredictiveWarning``.
+        covariates run as before. Their predictive scores (coverage, PIT, log score, CRPS, the totals'
+        intervals) come from ``n_samples`` futures simulated along the path (no closed-form pmf).
 
     Returns
     -------
@@ -442,16 +442,12 @@ def backtest(
                 if spend is not None:
                     preds[name]["value"] = purchases * spend_mean
                     try:
-                        preds[name]["clv"] = (_expected_value(model, spend, ch, bounds, factors)["mean"] if path is None
-                                              else _time_varying_value(model, ch, bounds, factors, path) * spend_mean)
+                        preds[name]["clv"] = _expected_value(model, spend, ch, bounds, factors, path)["mean"]
                     except ModelKindError as exc:   # predictions per fitted customer only (Pareto/GGG)
                         out["warnings"].append(_warning(label, name, "AssumptionWarning", f"No discounted value: {exc}"))
-                if path is None:
-                    dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval,
-                                              n_draws=n_draws, n_samples=n_samples, seed=int(seeds[i, j]),
-                                              bounds=bounds, factors=factors)
-                else:
-                    dists[name] = {"notes": [TIME_VARYING_PREDICTIVE]}
+                dists[name] = _predictive(model, spend, ch, t, actual, purchases, interval=interval,
+                                          n_draws=n_draws, n_samples=n_samples, seed=int(seeds[i, j]),
+                                          bounds=bounds, factors=factors, path=path)
                 out["warnings"].extend(_warning(label, name, "PredictiveWarning", msg)
                                        for msg in dists[name].pop("notes", []))
                 if model.new_customer_formula is not None:
@@ -488,11 +484,6 @@ def backtest(
     return _result(out, settings, fitted)
 
 
-#: Why a backtest has no predictive scores for a model with time-varying covariates.
-TIME_VARYING_PREDICTIVE = ("Predictive distributions (coverage, PIT, log score, CRPS, the totals' intervals) are not "
-                           "available with time-varying covariates yet: only the expected values are scored.")
-
-
 def _time_varying_models(named: dict, path) -> set[str]:
     """The names of the models constructed with time-varying covariates (checked against ``path``)."""
     varying = {name for name, m in named.items()
@@ -507,14 +498,6 @@ def _time_varying_models(named: dict, path) -> set[str]:
         raise ClvDataError("time_varying= was given but no model has time-varying covariates: construct one with "
                            "purchase_time_varying=[...] (columns of the path).")
     return varying
-
-
-def _time_varying_value(model, ch, bounds, factors, path: dict) -> np.ndarray:
-    """Expected discounted holdout purchases per customer of a model with time-varying covariates (at
-    the estimate), over the periods ``bounds`` of the path's future pieces."""
-    from .models.timevarying import discounted_purchases
-
-    return discounted_purchases(model, ch, model.parameter_draws(), bounds=bounds, factors=factors, **path)[0]
 
 
 def discrete_backtest(
@@ -876,9 +859,16 @@ def holdout_discounted_value(log, ch, cut, obs_end, unit, res, bounds, factors) 
     return np.bincount(code[known], weights=(amount * factors[period])[known], minlength=len(ch))
 
 
-def _expected_value(model, spend, ch, bounds, factors, **draws) -> dict[str, np.ndarray]:
+def _expected_value(model, spend, ch, bounds, factors, path=None, **draws) -> dict[str, np.ndarray]:
     """Expected discounted holdout value per customer (``clv`` of :func:`clvmodels.clv.value_customers`
-    over the periods ``bounds``): the point value, or with ``interval`` its expected-value interval."""
+    over the periods ``bounds``; with time-varying covariates, :func:`clvmodels.clv.time_varying_clv`
+    along the ``path``): the point value, or with ``interval`` its expected-value interval."""
+    if path is not None:
+        values = time_varying_clv(model, spend, ch, validate_columns(ch, spend.data_columns), bounds=bounds,
+                                  factors=factors, **path, **draws)
+        if isinstance(values, pd.Series):
+            return {"mean": values.to_numpy()}
+        return {k: values[f"mean_{k}"].to_numpy() for k in ("lower", "upper")} | {"mean": values["mean"].to_numpy()}
     columns = tuple(dict.fromkeys(model.data_columns + spend.data_columns))
     return value_customers(model, spend, validate_columns(ch, columns), bounds=bounds, factors=factors,
                            rfm=ch, **draws)["clv"]
@@ -897,50 +887,79 @@ def _sample_scores(samples: np.ndarray, y: np.ndarray, expected: dict, interval:
 
 
 def _predictive(model, spend, ch, t, actual, expected, *, interval, n_draws, n_samples, seed,
-                bounds=None, factors=None) -> dict:
+                bounds=None, factors=None, path=None) -> dict:
     """Predictive-distribution scores of one fitted purchase model (and its value and discounted
     value forecasts, from one simulation per period of ``bounds``); ``expected`` holds the customers'
-    expected purchases."""
+    expected purchases.
+
+    With time-varying covariates (``path``: the calibration summary and the holdout's pieces) there
+    is no closed-form pmf: each customer's pmf is the share of ``n_samples`` futures simulated along
+    her path with that many purchases (those of the value's simulation when there is one, else
+    :func:`clvmodels.predictive.simulated_pmf`), scored as the closed form is (randomised PIT,
+    coverage, CRPS), the log score with outcomes no future reached floored at half a future
+    (``0.5 / n_samples``: the simulation's resolution, where an exact pmf's floor would score a
+    merely unsampled count as impossible); the total's interval from the futures' totals
+    (:func:`_simulated_total`)."""
     out: dict = {"notes": []}
-    if model.purchase_pmf_formula is None:
+    if path is None and model.purchase_pmf_formula is None:
         out["notes"].append(f"{type(model).__name__} has no predictive pmf: no coverage, PIT, log score, "
                             "CRPS or interval of the total.")
         return out
     rng = np.random.default_rng(seed)
     y = actual["purchases"]
+    value = spend is not None and "value" in actual
     # columns 0..n_max-1 of the pmf are exact, the last one is P(N >= n_max): keep every actual below it
     n_max = int(np.ceil(max(y.max(), np.max(expected + 10 * np.sqrt(expected) + 10)))) + 1
-    pmf = P.purchase_pmf(model, t, n_max, ch)
+    samples = None
+    if path is None:
+        pmf = P.purchase_pmf(model, t, n_max, ch)
+    elif value:                 # one simulation of the futures: their purchases and their value
+        samples = _value_samples(model, spend, ch, bounds, factors, n_samples, int(rng.integers(2**31 - 1)), path)
+        pmf, totals = M.sample_pmf(samples["purchases"], n_max), samples["purchases"].sum(axis=1)
+    else:
+        pmf, totals = P.simulated_pmf(model, t, n_max, ch, n_samples=n_samples, seed=int(rng.integers(2**31 - 1)),
+                                      **path)
     tail = pmf[:, -1]
     if tail.max() > 1e-3:
         out["notes"].append(f"The purchase pmf puts up to {tail.max():.2g} on {n_max} or more purchases: the "
                             f"CRPS and the total's interval count that tail as {n_max}.")
     pit = M.randomized_pit(pmf, y, seed=int(rng.integers(2**31 - 1)))
     scores = {f"coverage_{round(lev * 100)}": v for lev, v in M.pit_coverage(pit).items()}
-    scores |= {"log_score": M.log_score(pmf, y), "crps": M.crps_pmf(pmf, y)}
-    out["purchases"] = {"scores": scores, "pit": pit,
-                        "total": _purchase_total(model, pmf, ch, t, interval, n_draws, int(rng.integers(2**31 - 1)),
-                                                 out["notes"])}
-    if spend is not None and "value" in actual:
+    floor = {} if path is None else {"floor": 0.5 / n_samples}
+    scores |= {"log_score": M.log_score(pmf, y, **floor), "crps": M.crps_pmf(pmf, y)}
+    total = (_purchase_total(model, pmf, ch, t, interval, n_draws, int(rng.integers(2**31 - 1)), out["notes"])
+             if path is None else _simulated_total(pmf, totals, interval))
+    out["purchases"] = {"scores": scores, "pit": pit, "total": total}
+    if value:
         if model.simulate_purchases_formula is None:
             out["notes"].append(f"{type(model).__name__} has no purchase simulator: no predictive value scores.")
             return out
-        shape = (int(n_samples), len(ch))
-        samples = {"value": np.empty(shape), "clv": np.empty(shape)}
-        for sl, discounted, _, per_period in discounted_chunks(model, spend, ch, bounds=bounds, factors=factors,
-                                                               n_samples=n_samples,
-                                                               seed=int(rng.integers(2**31 - 1))):
-            samples["value"][:, sl], samples["clv"][:, sl] = per_period.sum(axis=-1), discounted
+        if samples is None:
+            samples = _value_samples(model, spend, ch, bounds, factors, n_samples, int(rng.integers(2**31 - 1)))
         draws = {"interval": EXPECTED_LEVEL, "n_draws": n_draws, "seed": int(rng.integers(2**31 - 1))}
         try:
-            intervals = {"value": _expected_value(model, spend, ch, bounds[-1:], np.ones(1), **draws),
-                         "clv": _expected_value(model, spend, ch, bounds, factors, **draws)}
+            intervals = {"value": _expected_value(model, spend, ch, bounds[-1:], np.ones(1), path, **draws),
+                         "clv": _expected_value(model, spend, ch, bounds, factors, path, **draws)}
         except ClvDataError as exc:
             out["notes"].append(f"No expected-value interval: {exc}")
-            intervals = {k: {"lower": np.full(len(ch), np.nan), "upper": np.full(len(ch), np.nan)} for k in samples}
+            intervals = {k: {"lower": np.full(len(ch), np.nan), "upper": np.full(len(ch), np.nan)}
+                         for k in ("value", "clv")}
         for target in ("value", "clv"):
             out[target] = _sample_scores(samples[target], actual[target], intervals[target], interval, rng)
     return out
+
+
+def _value_samples(model, spend, ch, bounds, factors, n_samples, seed, path=None) -> dict[str, np.ndarray]:
+    """``n_samples`` simulated futures ``(n_samples, customers)`` of each customer's holdout
+    ``purchases``, ``value`` and discounted value (``clv``) over the periods ``bounds``
+    (:func:`clvmodels.clv.discounted_chunks`; along the ``path`` with time-varying covariates)."""
+    shape = (int(n_samples), len(ch))
+    samples = {"purchases": np.empty(shape, dtype=np.int64), "value": np.empty(shape), "clv": np.empty(shape)}
+    for sl, discounted, counts, per_period in discounted_chunks(model, spend, ch, bounds=bounds, factors=factors,
+                                                                n_samples=n_samples, seed=seed, **(path or {})):
+        samples["purchases"][:, sl], samples["value"][:, sl], samples["clv"][:, sl] = \
+            counts, per_period.sum(axis=-1), discounted
+    return samples
 
 
 def _purchase_total(model, pmf, ch, t, level, n_draws, seed, notes) -> dict:
@@ -977,6 +996,17 @@ def _purchase_total(model, pmf, ch, t, level, n_draws, seed, notes) -> dict:
     lo, hi = np.quantile(mixture, [(1 - level) / 2, (1 + level) / 2])
     row.update(lower=float(lo), upper=float(hi))
     return row
+
+
+def _simulated_total(pmf, totals, level) -> dict:
+    """Interval of the holdout's total purchases of a model with time-varying covariates: quantiles of
+    the simulated futures' totals over customers (``totals``; each future at one parameter draw that
+    all customers share, so the interval carries process and parameter uncertainty, as the mixture of
+    :func:`_purchase_total` does). The "plugin" interval convolves the customers' simulated pmfs as if
+    independent: like a Bayesian fit's, they are averaged over the draws customer by customer."""
+    mean, lower, upper = M.total_interval_samples(np.asarray(totals)[:, None], level)
+    plug_lo, plug_hi = M.interval_from_pmf(*M.total_pmf(pmf), level)
+    return {"plugin_lower": plug_lo, "plugin_upper": plug_hi, "lower": lower, "upper": upper, "simulated_mean": mean}
 
 
 def _conditional(ch, preds, label) -> pd.DataFrame:

@@ -472,16 +472,19 @@ def clv(
     return interval_frame(values, rfm.index, interval, EXPECTED)
 
 
-def time_varying_clv(purchase_model, spend_model, rfm: pd.DataFrame, data: dict, *, horizon: int,
-                     period_length: float, discount_rate: float, interval=None, n_draws=None, seed=None,
-                     time_varying=None, future=None):
+def time_varying_clv(purchase_model, spend_model, rfm: pd.DataFrame, data: dict, *, horizon: int | None = None,
+                     period_length: float | None = None, discount_rate: float | None = None, bounds=None, factors=None,
+                     interval=None, n_draws=None, seed=None, time_varying=None, future=None):
     """The expected CLV of a purchase model with time-varying covariates: per joint draw of both
     models, ``P(alive) Σ_i f_i ΔE[Y]_i`` over the future pieces
-    (:func:`~clvmodels.models.timevarying.discounted_purchases`) times the expected spend."""
+    (:func:`~clvmodels.models.timevarying.discounted_purchases`) times the expected spend; the periods
+    are ``horizon`` periods of ``period_length`` (:func:`clv_periods`), or given as ``bounds`` and
+    ``factors``."""
     from .models.timevarying import discounted_purchases, summarise
 
     draws = model_draws(purchase_model, spend_model, interval=interval, n_draws=n_draws, seed=seed)
-    bounds, factors = clv_periods(horizon, period_length, discount_rate)
+    if bounds is None:
+        bounds, factors = clv_periods(horizon, period_length, discount_rate)
     purchases = discounted_purchases(purchase_model, rfm, draws[0], bounds=bounds, factors=factors,
                                      time_varying=time_varying, future=future)
     spend_data = {**{k: data[k] for k in spend_model.data_columns}, **_covariates(spend_model, rfm)}

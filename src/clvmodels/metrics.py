@@ -12,7 +12,7 @@ Three families, all plain numpy functions of arrays (one entry per customer):
   :func:`randomized_pit`, :func:`log_score`,
   :func:`crps_pmf` and the distribution of the total over customers, :func:`total_pmf`;
 * predictive distributions given as samples (simulated values): :func:`pit_samples`,
-  :func:`crps_samples` and :func:`total_interval_samples`.
+  :func:`crps_samples` and :func:`total_interval_samples`; :func:`sample_pmf`, the pmf of simulated counts.
 
 Ties in the predicted ranking are shared fairly: customers with equal predictions count as the
 average over all their orderings, so a forecast that predicts the same value for everyone scores as
@@ -182,15 +182,17 @@ def pit_histogram(pit, bins: int = 10) -> np.ndarray:
     return counts / max(u.size, 1)
 
 
-def log_score(pmf, actual) -> float:
+def log_score(pmf, actual, *, floor: float = 1e-300) -> float:
     """Mean negative log predictive probability of the actual counts (lower is better).
 
-    Probabilities are floored at 1e-300 so that an impossible outcome scores about 690, not infinity.
+    Probabilities are floored at ``floor`` so that an impossible outcome scores ``−log(floor)`` (about
+    690 by default), not infinity. A pmf estimated from ``m`` simulated futures gives 0 to outcomes
+    no future reached: a floor at its resolution (e.g. ``0.5 / m``) scores them as rare, not impossible.
     """
     pmf, y = _pmf_actual(pmf, actual)
     k = np.minimum(y, pmf.shape[1] - 1)
     prob = pmf[np.arange(y.size), k]
-    return float(-np.mean(np.log(np.maximum(prob, 1e-300))))
+    return float(-np.mean(np.log(np.maximum(prob, floor))))
 
 
 def crps_pmf(pmf, actual) -> float:
@@ -289,6 +291,19 @@ def pit_samples(samples, actual, *, seed=None) -> np.ndarray:
     equal = (s == y).sum(axis=0)
     v = np.random.default_rng(seed).uniform(size=y.size)
     return (below + v * equal) / s.shape[0]
+
+
+def sample_pmf(samples, n_max: int) -> np.ndarray:
+    """The empirical pmf of count samples ``(n_samples, n_customers)``: per customer (rows) the share
+    of samples equal to ``k`` in column ``k < n_max`` and of samples ``>= n_max`` in the last column
+    (the layout of :func:`randomized_pit`, :func:`log_score`, :func:`crps_pmf`)."""
+    s = np.asarray(samples)
+    if s.ndim != 2 or np.any(s < 0) or int(n_max) != n_max or n_max < 1:
+        raise ClvDataError(f"samples must be non-negative counts (n_samples, n_customers) and n_max a positive "
+                           f"integer; got shape {s.shape} and n_max={n_max!r}.")
+    n_max = int(n_max)
+    cell = np.arange(s.shape[1]) * (n_max + 1) + np.minimum(s, n_max).astype(np.int64)
+    return np.bincount(cell.ravel(), minlength=s.shape[1] * (n_max + 1)).reshape(s.shape[1], -1) / s.shape[0]
 
 
 def crps_samples(samples, actual) -> float:

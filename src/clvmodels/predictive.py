@@ -344,39 +344,72 @@ def predictive_purchases(model, t: float, rfm: pd.DataFrame | None = None, *, in
 def _simulated_purchases(model, t: float, rfm, *, interval, quantiles, n_draws, seed, n_samples, time_varying,
                          future) -> pd.DataFrame:
     """:func:`predictive_purchases` of a model with time-varying covariates, by exact simulation
-    (:func:`clvmodels.models.timevarying.purchase_simulator`): ``n_samples`` futures per customer sharing
-    ``n_draws`` parameter draws (default :data:`SIMULATION_DRAWS`) as :func:`_simulate_chunks`; the mean
-    and ``p_zero`` are Monte Carlo averages (``attrs["draws"]["mc_se_mean"]``: their largest standard
-    error), a quantile ``q`` the smallest count whose empirical cdf reaches ``q``."""
-    from .models.timevarying import purchase_simulator
-
-    t = _window(model, t)
+    (:class:`SimulatedCounts`); the mean and ``p_zero`` are Monte Carlo averages
+    (``attrs["draws"]["mc_se_mean"]``: their largest standard error), a quantile ``q`` the smallest
+    count whose empirical cdf reaches ``q``."""
     qs, names = _quantile_columns(interval, quantiles)
     rfm = model._rfm_or_fitted(rfm)
-    if int(n_samples) != n_samples or n_samples < 2:
-        raise ValueError(f"n_samples must be an integer of at least 2, got {n_samples!r}.")
-    n_samples = int(n_samples)
-    n_draws = min(n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
-    draw_seed, chunk_seed = _seed_sequence(seed).spawn(2)
-    draws = parameter_draws(model, n_draws, np.random.default_rng(draw_seed), replace=True)
-    future_draw = np.arange(n_samples) % n_draws
-    along = purchase_simulator(model, rfm, [t], time_varying=time_varying, future=future)
     n = len(rfm)
     out = {name: np.empty(n) for name in ["mean", "p_zero", *names]}
     se = np.zeros(n)
-    chunk = max(1, CHUNK_ELEMENTS // n_samples)
-    starts = range(0, n, chunk)
-    for start, stream in zip(starts, chunk_seed.spawn(len(starts))):
-        sl = np.arange(start, min(n, start + chunk))
-        counts = along(draws, future_draw, sl, np.random.default_rng(stream))[..., 0]
+    chunks = SimulatedCounts(model, t, rfm, n_samples=n_samples, n_draws=n_draws, seed=seed,
+                              time_varying=time_varying, future=future)
+    for sl, counts in chunks:
         out["mean"][sl], out["p_zero"][sl] = counts.mean(axis=0), (counts == 0).mean(axis=0)
-        se[sl] = counts.std(axis=0, ddof=1) / np.sqrt(n_samples)
+        se[sl] = counts.std(axis=0, ddof=1) / np.sqrt(len(counts))
         for q, name in zip(qs, names):
             out[name][sl] = np.quantile(counts, q, axis=0, method="inverted_cdf")
     frame = _summary_frame(out, rfm.index, interval)
-    frame.attrs["draws"] = {"n_draws": n_draws, "n_samples": n_samples, "simulated": True,
+    frame.attrs["draws"] = {"n_draws": chunks.n_draws, "n_samples": chunks.n_samples, "simulated": True,
                             "mc_se_mean": float(se.max(initial=0.0))}
     return frame
+
+
+class SimulatedCounts:
+    """``(customer positions, purchases (n_samples, chunk))`` per chunk of the customers of ``rfm``:
+    each customer's purchases in ``(T, T + t]`` simulated exactly along her covariate path
+    (:func:`clvmodels.models.timevarying.purchase_simulator`, the ``time_varying`` summary and
+    ``future`` pieces) in ``n_samples`` futures; future ``i`` at parameter draw ``i mod n_draws`` of
+    ``n_draws`` draws (default :data:`SIMULATION_DRAWS`, at most ``n_samples``) shared by all
+    customers, so that a future summed over customers is a draw of their total. Chunks of at most
+    :data:`CHUNK_ELEMENTS` counts, each with its own random stream spawned from ``seed``."""
+
+    def __init__(self, model, t: float, rfm, *, n_samples: int, n_draws=None, seed=None, time_varying=None,
+                 future=None):
+        from .models.timevarying import purchase_simulator
+
+        t = _window(model, t)
+        if int(n_samples) != n_samples or n_samples < 2:
+            raise ValueError(f"n_samples must be an integer of at least 2, got {n_samples!r}.")
+        self.n_samples = int(n_samples)
+        self.n_draws = min(self.n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
+        draw_seed, self._chunk_seed = _seed_sequence(seed).spawn(2)
+        self._draws = parameter_draws(model, self.n_draws, np.random.default_rng(draw_seed), replace=True)
+        self._along = purchase_simulator(model, rfm, [t], time_varying=time_varying, future=future)
+        self._n = len(rfm)
+
+    def __iter__(self):
+        future_draw = np.arange(self.n_samples) % self.n_draws
+        chunk = max(1, CHUNK_ELEMENTS // self.n_samples)
+        starts = range(0, self._n, chunk)
+        for start, stream in zip(starts, self._chunk_seed.spawn(len(starts))):
+            sl = np.arange(start, min(self._n, start + chunk))
+            yield sl, self._along(self._draws, future_draw, sl, np.random.default_rng(stream))[..., 0]
+
+
+def simulated_pmf(model, t: float, n_max: int, rfm, **simulation) -> tuple[np.ndarray, np.ndarray]:
+    """The predictive pmf of each customer's purchases in ``(T, T + t]`` of a model with time-varying
+    covariates, from :class:`SimulatedCounts` (``simulation``: its arguments): the share of the
+    simulated futures with ``k`` purchases in column ``k < n_max``, with ``n_max`` or more in the last
+    column (:func:`clvmodels.metrics.sample_pmf`, the layout of :func:`purchase_pmf`); and the simulated
+    futures' totals over customers."""
+    rfm = model._rfm_or_fitted(rfm)
+    pmf = np.zeros((len(rfm), int(n_max) + 1))
+    totals = 0.0
+    for sl, counts in SimulatedCounts(model, t, rfm, **simulation):
+        pmf[sl] = M.sample_pmf(counts, n_max)
+        totals = totals + counts.sum(axis=1, dtype=np.int64)
+    return pmf, np.asarray(totals, dtype=float)
 
 
 def randomized_pit(model, t: float, actual, rfm: pd.DataFrame | None = None, *, n_draws: int | None = None,

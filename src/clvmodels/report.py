@@ -474,7 +474,8 @@ def _totals_section(result: BacktestResult, currency: str) -> str:
     out = [f'<p class="note">Totals over all customers of the holdout period: purchases in transactions, value and '
            f"discounted CLV in {_esc(currency)}. \"Interval\": the predicted total's {result.settings['interval']:.0%} "
            "predictive interval (process and parameter uncertainty); \"process-only\": process uncertainty at "
-           "the point estimate (Bayesian fits: each customer's posterior predictive), by exact convolution of the "
+           "the point estimate (Bayesian fits: each customer's posterior predictive; time-varying covariates: each "
+           "customer's distribution simulated along her path), by exact convolution of the "
            "customers' predicted distributions. An actual total outside the interval is marked red: the model's "
            "uncertainty is understated there. Baselines have no interval.</p>",
            _table(frame, index_name="forecast", cell_class=mark)]
