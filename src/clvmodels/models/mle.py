@@ -234,7 +234,7 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
         failure=f"{name}: the log-likelihood is not finite at any starting point; check the data "
                 "(e.g. recency > T, negative values).",
         maxiter=maxiter, ftol=1e-12, gtol=1e-8, improvement=1e-12, good_enough=CONVERGED_GRADIENT,
-        newton_steps=20, newton_tol=tol)
+        newton_steps=20, newton_tol=tol, precondition=time_varying is not None)
     theta, grad_max = opt.theta, opt.max_abs_gradient
     params = pd.Series(np.exp(theta[:k]), index=names[:k], name="estimate")
     at_boundary = boundary_parameters(names[:k], theta[:k])
