@@ -369,12 +369,18 @@ def _period_of(edges: np.ndarray, ns: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, ns, side="right") - 1
 
 
+def _uncovered(path: CovariatePath, rows, lo, hi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whether each customer's grid periods ``lo..hi`` (inclusive) reach outside the periods her rows of
+    ``path`` give; and those rows' first and last periods."""
+    first = path.first[rows]
+    last = first + path.count[rows] - 1
+    return (lo < first) | (hi > last), first, last
+
+
 def _check_covered(path: CovariatePath, rows, lo, hi, ids: pd.Index, what: str, a, b) -> None:
     """Each customer's grid periods ``lo..hi`` (inclusive; her window ``[a, b]``, ns) are given; else an
     error naming the customers, their windows and the first period missing."""
-    first = path.first[rows]
-    last = first + path.count[rows] - 1
-    short = (lo < first) | (hi > last)
+    short, first, last = _uncovered(path, rows, lo, hi)
     if not short.any():
         return
     bad = np.flatnonzero(short)[:5]
@@ -641,10 +647,7 @@ def coverage_problems(rfm: pd.DataFrame, covariates: CovariatePath, t) -> pd.Ser
     else:
         rows = covariates.customers.get_indexer(pd.Index(rfm.index.astype(str)))
         reason[rows < 0] = "no row in the covariate panel"
-    known = rows >= 0
-    first = covariates.first[np.maximum(rows, 0)]
-    last = first + covariates.count[np.maximum(rows, 0)] - 1
-    short = known & ((lo < first) | (hi > last))
+    short = (rows >= 0) & _uncovered(covariates, np.maximum(rows, 0), lo, hi)[0]
     if covariates.customers is None:
         whose = f"the calendar ({_dates(covariates.edges[:1])[0]} to {_dates(covariates.edges[-1:])[0]})"
     else:

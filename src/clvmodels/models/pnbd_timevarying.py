@@ -36,6 +36,7 @@ import numpy as np
 
 from .namespaces import NUMPY
 from .pnbd_integral import _POS, _WEIGHT, row_kernel
+from .quadrature import gauss_legendre
 from .timevarying import Exposure, TimeVaryingDesign
 
 
@@ -84,7 +85,8 @@ def _short_rules() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     width = max(SHORT_RULES)
     pos, weight = np.zeros((len(SHORT_RULES), width)), np.zeros((len(SHORT_RULES), width))
     for k, n in enumerate(SHORT_RULES):
-        pos[k, :n], weight[k, :n] = np.polynomial.legendre.leggauss(n)
+        x, w = gauss_legendre(n)       # on [0, 1]: the kernel's pieces take the rule on [-1, 1]
+        pos[k, :n], weight[k, :n] = 2.0 * x - 1.0, 2.0 * w
     return pos, weight, np.array(SHORT_RULES, dtype=np.int64)
 
 

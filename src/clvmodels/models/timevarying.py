@@ -42,6 +42,7 @@ import pandas as pd
 from ..errors import ClvDataError
 from ..exposure import ExposurePieces, TimeVaryingSummary
 from . import dual
+from .draws import model_draws
 from .namespaces import DUAL, NUMPY
 
 #: The processes a time-varying covariate can scale.
@@ -565,15 +566,6 @@ class HorizonPeriods:
         return np.asarray((index.T @ flat.T).T).reshape(values.shape[:-1] + (e.n, self.n_periods))
 
 
-def _draws(model, interval, n_draws, seed):
-    """The parameter draws a forecast averages over (as :meth:`~.base.CLVModel._predict`)."""
-    from .draws import is_bayesian
-
-    if is_bayesian(model):
-        return model.parameter_draws(n_draws, seed=seed)
-    return model.parameter_draws() if interval is None else model.parameter_draws(n_draws or 1000, seed=seed)
-
-
 def _at(draws: dict, i: int, design: TimeVaryingDesign):
     """Draw ``i``: the parameters (and static coefficients) and ``{process: γ}``."""
     names = set(design.coefficient_names)
@@ -636,7 +628,8 @@ def predict(model, quantity: str, rfm=None, *, t=None, at=None, time_varying=Non
         model.check_window(at)
         window, ahead = future_window(design, future, data["T"], float(at), len(rfm)), tv_model.survival
     values = []
-    for per_row, gammas, extras, alive in _histories(model, data, exposure, _draws(model, interval, n_draws, seed)):
+    draws = model_draws(model, interval=interval, n_draws=n_draws, seed=seed)[0]
+    for per_row, gammas, extras, alive in _histories(model, data, exposure, draws):
         value = alive if window is None else alive * ahead(per_row, data, extras, window, design, gammas)
         values.append(np.broadcast_to(value, (len(rfm),)))
     return summarise(np.array(values), rfm.index, quantity, interval)
@@ -704,7 +697,7 @@ def new_customers(model, t, future: ExposurePieces, *, interval=None, n_draws=No
     design, tv_model = design_of(model), type(model).time_varying_model
     n = future.n_customers
     window = future_window(design, future, 0.0, float(t), n)
-    draws = _draws(model, interval, n_draws, seed)
+    draws = model_draws(model, interval=interval, n_draws=n_draws, seed=seed)[0]
     values = []
     for i in range(len(next(iter(draws.values())))):
         params, gammas = _at(draws, i, design)
