@@ -31,7 +31,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -123,7 +122,7 @@ def main() -> None:
     customers = [int(c) for c in args.customers.split(",")]
     customers = customers * len(weeks_list) if len(customers) == 1 else customers
     sys.path.insert(0, str(ROOT / "src"))
-    rows, fits = [], []
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for weeks, n in zip(weeks_list, customers):
             for model in args.models.split(","):
