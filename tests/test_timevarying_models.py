@@ -436,3 +436,75 @@ def test_time_varying_fit_starts_from_the_static_optimum(bg_data):
     theta = static_optimum(model, data, w, None, 0.0, starting_points(model, data, w, None))
     static = BetaGeoModel().fit(rfm)
     np.testing.assert_allclose(np.exp(theta), static.params_.to_numpy(), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def same_day_cohort():
+    """Pareto/NBD customers born on three calendar days: those alike in (frequency, recency, T) and
+    birth day have the same pieces, and one likelihood term."""
+    rng = np.random.default_rng(5)
+    birth = rng.integers(0, 3, 2000).astype(float)
+    rfm, times = simulate("pnbd", PNBD, birth, 40.0 - birth, COLUMNS, z_weekly, [0.5, 0.8], [0.4, -0.6], seed=6,
+                          step=1.0)
+    return rfm, birth, times
+
+
+@pytest.mark.parametrize("cls", [BetaGeoModel, ParetoNBDModel])
+def test_alike_customers_are_one_weighted_row(cls, same_day_cohort):
+    """A fit merges customers with the same history and covariate path (their purchase times' covariates
+    averaged): its objective and gradient are those of the customers one by one."""
+    rfm, birth, times = same_day_cohort
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    model = cls(**processes(cls))
+    data = model._fit_arrays(rfm)
+    w = np.ones(len(rfm))
+    setup = timevarying.fit_setup(model, timevarying.processes_of(model, summary), summary, data, w)
+    assert len(setup.w) < 0.7 * len(rfm) and setup.w.sum() == len(rfm)
+    full = timevarying.Exposure.of_summary(setup.design, summary, data["frequency"], data["recency"], data["T"])
+    structure = model.likelihood_structure()
+    merged = setup.objective(0.0)
+    single = timevarying.objective(structure, structure.time_varying_model, setup.design, full, data, w)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        theta = np.r_[np.log(list(truth(cls).values())), rng.normal(0.0, 0.3, len(setup.names))]
+        (v1, g1), (v2, g2) = merged(theta, len(rfm), 0.0), single(theta, len(rfm), 0.0)
+        np.testing.assert_allclose(v1, v2, rtol=1e-11)
+        np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9 * np.max(np.abs(g2)))
+    fitted = cls(**processes(cls)).fit(rfm, time_varying=summary)
+    assert fitted.n_unique_ == len(setup.w) and fitted.n_customers_ == len(rfm)
+
+
+def test_exposure_groups_are_exact_whatever_the_hashes(same_day_cohort, monkeypatch):
+    """Customers are merged only when their pieces agree one by one: pieces in another order are another
+    path, and a hash that collides for everybody (forced) merges nobody wrongly."""
+    rfm, birth, times = same_day_cohort
+    summary = summary_of(rfm, birth, COLUMNS, z_weekly, times)
+    model = ParetoNBDModel(**processes(ParetoNBDModel))
+    data = model._fit_arrays(rfm)
+    design = timevarying.TimeVaryingDesign.learn(summary.pieces, timevarying.processes_of(model, summary))
+    exposure = timevarying.Exposure.of_summary(design, summary, data["frequency"], data["recency"], data["T"])
+
+    def agree(group):
+        """Every group's customers have the same data row and the same pieces."""
+        for g in np.unique(group):
+            members = np.flatnonzero(group == g)
+            lead = members[0]
+            pieces = [exposure.pieces_of(np.array([i]))[0] for i in members]
+            for i, p in zip(members, pieces):
+                assert all(data[k][i] == data[k][lead] for k in data)
+                np.testing.assert_array_equal(exposure.length[p], exposure.length[pieces[0]])
+                np.testing.assert_array_equal(exposure.z[p], exposure.z[pieces[0]])
+
+    honest = timevarying.exposure_groups(data, exposure)
+    assert honest.max() + 1 < 0.7 * len(rfm)
+    agree(honest[:300])
+    monkeypatch.setattr(timevarying, "_mix", lambda values, seed: np.zeros(len(values), dtype=np.uint64))
+    colliding = timevarying.exposure_groups(data, exposure)
+    agree(colliding[:300])
+    # two customers with the same pieces in the other order are two paths
+    two = {k: np.zeros(2) for k in data}
+    pieces = ExposurePieces(("a",), np.array([0, 0, 1, 1]), np.array([0.0, 1.0, 0.0, 1.0]), np.ones(4),
+                            np.array([[1.0], [2.0], [2.0], [1.0]]), 2)
+    swapped = timevarying.Exposure(np.array([0, 0, 1, 1]), pieces.start, pieces.length, pieces.z,
+                                   np.zeros(4, dtype=bool), np.zeros((2, 1)), 2)
+    assert len(set(timevarying.exposure_groups(two, swapped))) == 2

@@ -234,12 +234,15 @@ class CLVModel(ABC):
         from .timevarying import fit_setup, processes_of
 
         varying = processes_of(self, time_varying)
-        # with time-varying covariates every customer has her own path: no two rows are alike
-        unique, w = compress(data, weights) if not varying else (data, np.ones(len(rfm)) if weights is None else weights)
         self._reset_fit()
         if design is not None:
             self.covariates_ = design.to_dict()
-        tv = fit_setup(self, varying, time_varying, unique, w) if varying else None
+        tv = None
+        if varying:       # rows alike in their history and their covariate path too (fit_setup merges them)
+            tv = fit_setup(self, varying, time_varying, data, np.ones(len(rfm)) if weights is None else weights)
+            unique, w = tv.data, tv.w
+        else:
+            unique, w = compress(data, weights)
         if method == "mle":
             from .mle import fit_mle
 

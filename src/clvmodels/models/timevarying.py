@@ -413,14 +413,82 @@ class TimeVaryingFit:
 
 
 def fit_setup(model, processes: dict, summary: TimeVaryingSummary, data: dict, w: np.ndarray) -> TimeVaryingFit:
-    """Learn and keep the design (``time_varying_``) and return what the fits evaluate."""
+    """Learn and keep the design (``time_varying_``) and return what the fits evaluate: the customers
+    whose likelihood terms coincide merged into one weighted row (:func:`compress_exposure`)."""
     if summary.purchase_z is None:
         raise ClvDataError("This time-varying summary has no purchase_z (a forecast summary of an RFM table): a fit "
                            "needs the purchase times' covariates, timevarying_summary(log, covariates, ...).")
     design = TimeVaryingDesign.learn(summary.pieces, processes)
     exposure = Exposure.of_summary(design, summary, data["frequency"], data["recency"], data["T"])
     model.time_varying_ = design.to_dict()
+    data, w, exposure = compress_exposure(data, w, exposure)
     return TimeVaryingFit(model.likelihood_structure(), design, exposure, data, w, model._covariate_link())
+
+
+def _mix(values: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64's finaliser (Steele, Lea & Flood 2014) of ``values + seed``: 64 well-mixed bits."""
+    z = values.astype(np.uint64) + np.uint64(seed)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def exposure_groups(data: dict, exposure: Exposure) -> np.ndarray:
+    """Per customer, the number of her group: customers with the same row of ``data`` and the same
+    pieces (start, then lengths and covariate rows in order) share one. The pieces are keyed by two
+    64-bit sums of hashed (position, piece) codes, and every customer's pieces are then compared with
+    her group's first customer's: one who differs (a hash collision) gets a group of her own, so the
+    groups are exact."""
+    from .rows import unique_rows
+
+    n = exposure.n
+    codes, _ = exposure.distinct
+    piece = pd.factorize(pd.factorize(exposure.length)[0] * (int(codes.max(initial=0)) + 1) + codes)[0]
+    first = exposure.first_piece()
+    position = np.arange(len(piece)) - first
+    count = np.bincount(exposure.customer, minlength=n)
+    has = count > 0
+    offsets = np.r_[0, np.cumsum(count)[:-1]]
+    start = np.zeros(n)
+    start[has] = exposure.start[offsets[has]]
+    key = piece.astype(np.int64) * (int(position.max(initial=0)) + 1) + position
+    hashes = {}
+    for seed in (1, 2):
+        h = np.zeros(n, dtype=np.uint64)
+        if len(key):
+            h[has] = np.add.reduceat(_mix(key, seed), offsets[has])
+        hashes[f"_h{seed}"] = h.view(np.int64)
+    _, group = unique_rows({**data, "_count": count, "_start": start, **hashes})
+    lead = np.full(group.max() + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(lead, group, np.arange(n))
+    other = offsets[lead[group[exposure.customer]]] + position   # the same piece of her group's first customer
+    differs = np.bincount(exposure.customer, weights=piece != piece[other], minlength=n) > 0
+    group[differs] = group.max() + 1 + np.arange(int(differs.sum()))
+    return group
+
+
+def compress_exposure(data: dict, w: np.ndarray, exposure: Exposure) -> tuple[dict, np.ndarray, Exposure]:
+    """The customers of :func:`exposure_groups` merged: one row per group with its total weight, and
+    the weighted mean of the group's ``purchase_z`` (which enters the log-likelihood only through the
+    linear term ``w_i γ_p·purchase_z_i``: the sum over a group is the same). A calendar shared by all
+    customers leaves as many groups as distinct ``(frequency, recency, T, start on the calendar)``; the
+    objective, its gradient and its optimum are those of the customers one by one (the tests)."""
+    group = exposure_groups(data, exposure)
+    size = group.max() + 1 if len(group) else 0
+    if size == exposure.n:
+        return data, w, exposure
+    total = np.bincount(group, weights=w, minlength=size)
+    first = np.full(size, exposure.n, dtype=np.int64)
+    np.minimum.at(first, group, np.arange(exposure.n))
+    keep = total > 0
+    rows, total = first[keep], total[keep]
+    pz = exposure.purchase_z
+    mean = np.column_stack([np.bincount(group, weights=w * pz[:, j], minlength=size)[keep] / total
+                            for j in range(pz.shape[1])]) if pz.shape[1] else pz[rows]
+    merged = exposure.subset(rows)
+    merged = Exposure(merged.customer, merged.start, merged.length, merged.z, merged.before, mean.reshape(len(rows), -1),
+                      merged.n)
+    return {k: np.asarray(v)[rows] for k, v in data.items()}, total, merged
 
 
 def scatter_sum(values, customer: np.ndarray, n: int):
