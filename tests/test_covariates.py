@@ -196,6 +196,21 @@ def test_join_covariates_counts_customers_missing_on_either_side():
     assert list(cal["age"]) == [30.0, 40.0] and cal.attrs["n_without_covariates"] == 1
 
 
+def test_a_table_with_an_id_column_joins_by_it_not_by_row_numbers():
+    """A table read from a file has its ids in a column and row numbers as index: joining on the
+    row numbers would give customers the covariates of others (a bug once, found in a backtest)."""
+    log = pd.DataFrame({"customer_id": [7, 7, 3, 5], "date": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-01-03",
+                                                                             "2024-01-05"])})
+    table = pd.DataFrame({"customer_id": [5, 3, 7], "age": [50.0, 30.0, 70.0]})    # index 0, 1, 2
+    kw = dict(customer_id="customer_id", timestamp="date", amount=None)
+    rfm = clv.rfm_summary(log, covariates=table, **kw)
+    assert rfm["age"].to_dict() == {3: 30.0, 5: 50.0, 7: 70.0} and "customer_id" not in rfm.columns
+    cal = clv.calibration_holdout(log, "2024-01-10", covariates=table, **kw)
+    assert cal["age"].to_dict() == {3: 30.0, 5: 50.0, 7: 70.0}
+    with pytest.raises(ClvDataError, match="say which holds the customer ids"):
+        clv.rfm_summary(log, covariates=table.set_index(pd.Index([5, 3, 7], name="cid")), **kw)
+
+
 # ---------------------------------------------------------------------------- MLE
 def user_scale_baseline(model, param: str) -> float:
     """The population parameter at the user's covariates all 0 (the fit's is at their means)."""

@@ -232,7 +232,9 @@ def join_covariates(rfm: pd.DataFrame, covariates: pd.DataFrame, id_column: str 
     """``rfm`` with the columns of the customer-level table ``covariates`` joined by customer id.
 
     Ids are labels: they match by their text (``1`` and ``"1"`` are one customer). The key is the
-    index of ``covariates`` or its column ``id_column``; a duplicated id is an error. Customers of
+    column ``id_column`` of ``covariates``, else its column named as ``rfm``'s index (e.g.
+    ``customer_id``) where its index is pandas' default row numbers, else its index (both: an error,
+    never a join on row numbers); a duplicated id is an error. Customers of
     ``rfm`` without a covariate row are an error naming how many and which (``missing="drop"``
     leaves them out instead, with a warning, counted in ``attrs["n_without_covariates"]``); rows
     of ``covariates`` for customers not in ``rfm`` are counted in ``attrs["n_covariates_unmatched"]``.
@@ -240,6 +242,14 @@ def join_covariates(rfm: pd.DataFrame, covariates: pd.DataFrame, id_column: str 
     """
     if missing not in ("error", "drop"):
         raise ClvDataError(f"missing_covariates must be 'error' or 'drop', got {missing!r}.")
+    name = rfm.index.name
+    if id_column is None and name is not None and name in covariates.columns:
+        # the ids are a column, as in a table read from a file: its default row numbers are no ids
+        if not (isinstance(covariates.index, pd.RangeIndex) and covariates.index.name is None):
+            raise ClvDataError(f"The covariate table has both an index ({covariates.index.name or 'unnamed'}) and a "
+                               f"column {name!r}: say which holds the customer ids, covariate_id={name!r} or its "
+                               "index without that column.")
+        id_column = name
     table = covariate_index(covariates, id_column)
     keys = table.index
     clash = [c for c in table.columns if c in rfm.columns]
