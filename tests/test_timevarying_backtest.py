@@ -241,3 +241,32 @@ def test_an_unidentified_calendar_effect_is_said_so_not_given_a_factor(seasonal,
     sentences = calendar_effects(model)
     assert sentences[0].startswith("The effect of holiday on the purchase rate is not identified")
     assert "inf" not in " ".join(sentences) and sentences[1].startswith("Purchases run")
+
+
+def test_tracking_with_static_and_time_varying_covariates(seasonal):
+    """A model with a static covariate and the calendar has its tracking curve: each customer at her own
+    parameters along her path, customers sharing a first day and a profile computed once."""
+    log, path, _ = seasonal
+    ids = log["customer_id"].drop_duplicates().to_numpy()
+    rng = np.random.default_rng(0)
+    customers = pd.DataFrame({"customer_id": ids, "vip": rng.integers(0, 2, len(ids)).astype(float)})
+    model = clv.BetaGeoModel(purchase_covariates=["vip"], purchase_time_varying=COLUMNS)
+    result = clv.backtest(log, {"both": model}, calibration_end=CUTOFF, time_varying=path, covariates=customers,
+                          baselines={}, spend_model=False, n_samples=20, n_draws=5)
+    assert not result.warnings["message"].str.contains("No tracking series").any()
+    tracking = result.tracking[result.tracking["model"] == "both"]
+    fitted = result.models[(CUTOFF, "both")]
+    # one row per customer, by her own first day, path and profile
+    first = log.groupby("customer_id")["timestamp"].min().dt.normalize()
+    first = first[first < pd.Timestamp(CUTOFF)]
+    days = (first - pd.Timestamp("1970-01-01")).dt.days.to_numpy() / 7.0
+    edges = (tracking["period_end"] - pd.Timestamp("1970-01-01")).dt.days.to_numpy() / 7.0
+    boundaries = np.r_[edges[0] - 1.0, edges]
+    pieces = clv.timevarying.new_customer_exposure(path, first.to_numpy(), boundaries[-1] - days)
+    profile = customers.set_index("customer_id").loc[first.index].reset_index(drop=True)
+    one_by_one = fitted.expected_tracking(pieces, days, boundaries, covariates=profile)
+    np.testing.assert_allclose(tracking["predicted"].to_numpy(), one_by_one.to_numpy()[1:], rtol=1e-9)
+    other = fitted.expected_tracking(pieces, days, boundaries, covariates=profile.assign(vip=1.0 - profile["vip"]))
+    assert not np.allclose(other.to_numpy(), one_by_one.to_numpy(), rtol=1e-3)
+    with pytest.raises(ClvDataError, match="covariates="):
+        fitted.expected_tracking(pieces, days, boundaries)

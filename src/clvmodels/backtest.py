@@ -1053,13 +1053,20 @@ def _tracking(log, ch, model, name, cut, obs_end, unit, res, period, path=None) 
     edges = np.unique(np.maximum(edges, first_days.min() - step))
     actual_cum = np.searchsorted(np.sort(repeat_days), edges, side="right").astype(float)
 
-    if path is not None:     # a calendar: one path per first day; a panel: each customer's own
-        f_vals, f_counts = np.unique(first_days, return_counts=True) if path.customers is None else (first_days, None)
+    if path is not None:     # a calendar: one path per first day (and static profile); a panel: each customer's own
+        profiles = (ch.loc[np.asarray(uniques), model.covariate_sources()].reset_index(drop=True)
+                    if model.has_covariates else pd.DataFrame(index=range(len(first_days))))
+        f_vals, f_counts = first_days, None
+        if path.customers is None:
+            keys = profiles.assign(_first=first_days)
+            groups = keys.groupby(list(keys.columns), sort=True).size().rename("_n").reset_index()
+            f_vals, f_counts = groups["_first"].to_numpy(), groups["_n"].to_numpy()
+            profiles = groups[list(profiles.columns)]
         born = pd.Timestamp("1970-01-01") + pd.to_timedelta(f_vals, unit="D")
         pieces = new_customer_exposure(path, born, (edges[-1] - f_vals) / unit_days(unit), unit,
                                        customers=None if path.customers is None else pd.Index(uniques))
         per_period = model.expected_tracking(pieces, f_vals / unit_days(unit), edges / unit_days(unit),
-                                             weights=f_counts)
+                                             weights=f_counts, covariates=profiles if model.has_covariates else None)
         predicted_cum = np.cumsum(per_period.to_numpy())
     elif model.has_covariates:
         predicted_cum = _cumulative_with_covariates(model, ch.loc[np.asarray(uniques)], first_days, edges,

@@ -155,15 +155,16 @@ class PurchaseModel(CLVModel):
         """Whether the fitted model has time-varying covariates (:mod:`.timevarying`)."""
         return getattr(self, "time_varying_", None) is not None
 
-    def expected_tracking(self, pieces, birth, boundaries, weights=None):
+    def expected_tracking(self, pieces, birth, boundaries, weights=None, covariates=None):
         """With time-varying covariates: the expected repeat purchases of a cohort per calendar period
-        (:func:`.timevarying.expected_tracking`; ``weights``: customers per row of ``pieces``)."""
+        (:func:`.timevarying.expected_tracking`; ``weights``: customers per row of ``pieces``;
+        ``covariates``: with static covariates too, their values per row of ``pieces``)."""
         from .timevarying import expected_tracking
 
         self._check_fitted()
         if not self.has_time_varying:
             raise ClvDataError("expected_tracking(pieces, ...) is for models with time-varying covariates.")
-        return expected_tracking(self, pieces, birth, boundaries, weights)
+        return expected_tracking(self, pieces, birth, boundaries, weights, covariates)
 
     # ------------------------------------------------------------------ predictions
     def expected_purchases(self, t: float, rfm: pd.DataFrame | None = None, **kwargs):

@@ -773,21 +773,25 @@ def new_customers(model, t, future: ExposurePieces, *, interval=None, n_draws=No
     return summarise(np.array(values), pd.RangeIndex(n, name="customer"), "expected_purchases", interval)
 
 
-def expected_tracking(model, pieces: ExposurePieces, birth, boundaries, weights=None) -> pd.Series:
+def expected_tracking(model, pieces: ExposurePieces, birth, boundaries, weights=None, covariates=None) -> pd.Series:
     """The expected cumulative repeat purchases of a cohort by calendar time, per period: customer
     ``i``, acquired at calendar time ``birth_i`` with covariate path ``pieces`` (her clock from 0 to
     at least the last boundary), contributes E[X(u)] of a new customer at her age ``u`` at each of
     the calendar ``boundaries`` (the periods are ``(b_{h−1}, b_h]``, ``b_0`` the first acquisition),
     times her ``weights`` (default 1: e.g. the number of customers acquired on one day, sharing a path).
-    One pass over the pieces per boundary (at the estimate)."""
-    if model.has_covariates:
-        raise ClvDataError("The tracking curve with both static and time-varying covariates is not supported yet.")
-    design, tv_model = design_of(model), type(model).time_varying_model
+    With static covariates too, ``covariates`` (a table, one row per row of ``pieces``) gives each row's
+    parameters. One pass over the pieces per boundary (at the estimate)."""
+    design, tv_model, link = design_of(model), type(model).time_varying_model, model._covariate_link()
     birth = np.asarray(birth, dtype=float)
     n = pieces.n_customers
+    if link is not None and (covariates is None or len(covariates) != n):
+        raise ClvDataError(f"This {type(model).__name__} has static covariates too: pass covariates=, a table with "
+                           f"their columns and one row per row of the pieces ({n:,}).")
     exposure = Exposure.of_pieces(design, pieces, n)
     weights = np.ones(n) if weights is None else np.broadcast_to(np.asarray(weights, dtype=float), (n,))
     params, gammas = _at(model.parameter_draws(), 0, design)
+    if link is not None:
+        params = link.individual(params, model.covariate_data(covariates), NUMPY)
     cumulative = []
     for b in np.asarray(boundaries, dtype=float):
         age = np.maximum(b - birth, 0.0)
