@@ -64,6 +64,23 @@ def test_per_row_parameters_equal_row_by_row_evaluations():
         np.testing.assert_array_equal(grid[d], pnbd_integral.evaluate(*draws[d], *ROWS.T, with_jac=False)[0])
 
 
+def test_rows_split_over_threads_equal_one_thread(monkeypatch):
+    """Many rows run in chunks on several threads: the same values and gradients, bit for bit."""
+    rng = np.random.default_rng(4)
+    rows = ROWS[rng.integers(0, len(ROWS), 500)]
+    params = [rng.uniform(0.2, 2.0, 500), rng.uniform(1.0, 30.0, 500), 0.6, 12.0]
+    one = pnbd_integral.evaluate(*params, *rows.T, with_jac=True)
+    calls = []
+    monkeypatch.setattr(pnbd_integral, "THREADED_ROWS", 10)
+    monkeypatch.setattr("clvmodels.workers.available_cores", lambda: 3)
+    kernel = pnbd_integral._kernel()
+    monkeypatch.setattr(pnbd_integral, "_kernel", lambda: lambda *a: calls.append(a[-2:]) or kernel(*a))
+    threaded = pnbd_integral.evaluate(*params, *rows.T, with_jac=True)
+    assert sorted(calls) == [(0, 167), (167, 334), (334, 500)]
+    np.testing.assert_array_equal(threaded[0], one[0])
+    np.testing.assert_array_equal(threaded[1], one[1])
+
+
 def test_dual_numbers_take_the_kernel_gradient_by_the_chain_rule():
     r, alpha, s, beta = dual.Dual.variables([0.553, 10.58, 0.606, 11.67])
     # a parameter that is a function of the variables (as a covariate link makes it) chains through

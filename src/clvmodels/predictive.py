@@ -29,7 +29,6 @@ Quantile columns are named ``q5``, ``q50``, ``q95`` (the percentage).
 from __future__ import annotations
 
 import collections
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
@@ -41,6 +40,7 @@ from .errors import ClvDataError
 from .models.base import check_kind
 from .models.covariates import KEY_PREFIX, profile_groups
 from .validation import validate_columns
+from .workers import available_cores
 from .models.draws import (CHUNK_ELEMENTS, PREDICTIVE, SIMULATION_DRAWS, check_finite, check_interval, sample_frame,
                            interval_frame, parameter_draws, predictive_draws)
 from .models.purchase import PurchaseModel, period_boundaries
@@ -448,11 +448,6 @@ def _seed_sequence(seed) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed)
 
 
-def default_jobs() -> int:
-    """Threads that simulate chunks by default: the CPUs this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 
 
 def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_samples: int,
@@ -470,7 +465,7 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     :data:`SIMULATION_DRAWS`, at most ``n_samples``; posterior draws resampled, or the MLE's
     asymptotic normal), seeded by ``seed``; every chunk of customers has its own random stream
     (spawned from ``seed``), so the result is the same whether ``jobs`` threads simulate the chunks
-    (numpy's random draws release the GIL; default: :func:`default_jobs`) or one does. At most
+    (numpy's random draws release the GIL; default: :func:`~clvmodels.workers.available_cores`) or one does. At most
     ``jobs + 1`` chunks are in memory at once. A progress bar counts the customers simulated
     (:mod:`clvmodels.progress`; ``progressbar``).
 
@@ -489,7 +484,7 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     if int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
     n_samples = int(n_samples)
-    jobs = default_jobs() if jobs is None else int(jobs)
+    jobs = available_cores() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}.")
     purchase_data = {**validate_columns(rfm, purchase_model.data_columns), **purchase_model.covariate_data(rfm)}

@@ -1,4 +1,5 @@
-"""Worker processes that die with their parent, and a pool that stops them at once.
+"""Worker processes that die with their parent, and a pool that stops them at once; compiled kernels
+split over threads (:func:`run_in_threads`).
 
 A scoring run with ``jobs > 1`` (:mod:`clvmodels.scoring`) starts worker processes. If the parent
 is killed (SIGKILL cannot be caught) the workers must not keep running, and the parent's temporary
@@ -86,3 +87,28 @@ def terminate_pool(pool) -> None:
     for process in processes:
         with contextlib.suppress(OSError, AttributeError, ValueError):
             process.join(5)
+
+
+def available_cores() -> int:
+    """The CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_in_threads(call, n: int, *, work=None, min_work: int = 200_000, max_threads: int = 16) -> None:
+    """``call(first, last)`` over rows ``0 .. n`` in chunks of about equal ``work`` (cumulative, ``n + 1``
+    values; default one unit a row), one chunk per available core, in threads: for compiled kernels that
+    release the GIL (numba's ``nogil``) and write their rows' results in place. Below ``min_work`` units,
+    or on one core, one call in this thread."""
+    import numpy as np
+
+    work = np.arange(n + 1) if work is None else np.asarray(work)
+    threads = min(available_cores(), max_threads)
+    if threads <= 1 or n < 2 or work[-1] < min_work:
+        call(0, n)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    cuts = np.unique(np.searchsorted(work, np.linspace(0, work[-1], threads + 1)).clip(0, n))
+    cuts[0], cuts[-1] = 0, n
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda bounds: call(int(bounds[0]), int(bounds[1])), zip(cuts[:-1], cuts[1:])))

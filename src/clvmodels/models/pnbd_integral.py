@@ -44,10 +44,13 @@ import math
 
 import numpy as np
 
+from ..workers import run_in_threads
 from . import dual
 from .quadrature import N_NODES, N_PANELS, gauss_legendre
 
 _POS, _WEIGHT = gauss_legendre(N_NODES)   # node positions and weights in a panel
+#: From this many rows :func:`evaluate` splits them over threads, one per core.
+THREADED_ROWS = 100_000
 #: A row's remaining integral below this share (here as its log, 1e-17) of its sum is left out.
 _LOG_TAIL = math.log(1e-17)
 
@@ -175,7 +178,9 @@ def evaluate(r, alpha, s, beta, x, tx, T, *, with_jac: bool) -> tuple[np.ndarray
     strides = np.array([st for _, st in flat], dtype=np.int64)
     value = np.empty(n)
     jac = np.empty((n if with_jac else 0, 4))
-    _kernel()(*(a for a, _ in flat), strides, _POS, _WEIGHT, value, jac, 0, n)
+    kernel, inputs = _kernel(), [a for a, _ in flat]
+    run_in_threads(lambda first, last: kernel(*inputs, strides, _POS, _WEIGHT, value, jac, first, last), n,
+                   min_work=THREADED_ROWS)
     return value.reshape(shape), (jac.reshape(shape + (4,)) if with_jac else None)
 
 

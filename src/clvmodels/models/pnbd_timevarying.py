@@ -234,20 +234,11 @@ THREADED_PIECES = 200_000
 
 def _run_dead(args: tuple) -> None:
     """:func:`_dead` over all customers, split into chunks of about equal numbers of pieces run in
-    threads (the kernel releases the GIL), one per available core."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
+    threads (the kernel releases the GIL), one per available core (:func:`~clvmodels.workers.run_in_threads`)."""
+    from ..workers import run_in_threads
 
     kernel, seg = _dead_kernel(), args[0]
-    n = len(seg) - 1
-    threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 16)
-    if threads <= 1 or seg[-1] < THREADED_PIECES:
-        kernel(*args, 0, n)
-        return
-    cuts = np.unique(np.searchsorted(seg, np.linspace(0, seg[-1], threads + 1)).clip(0, n))
-    cuts[0], cuts[-1] = 0, n
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda bounds: kernel(*args, *bounds), zip(cuts[:-1], cuts[1:])))
+    run_in_threads(lambda first, last: kernel(*args, first, last), len(seg) - 1, work=seg, min_work=THREADED_PIECES)
 
 
 class ParetoTimeVarying:
