@@ -40,6 +40,7 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--tune", type=int, default=700)
     parser.add_argument("--draws", type=int, default=1400)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=2, help="the sampler's seed (the data's is fixed)")
     args = parser.parse_args(argv)
     n = parse_size(args.customers) if args.customers else (2_000 if args.quick else 10_000)
     chains = args.chains or (2 if args.quick else 4)
@@ -66,7 +67,8 @@ def main(argv=None) -> pd.DataFrame:
     start, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)   # reported in the table
-        pggg = clv.ParetoGGGModel(chains=chains, tune=args.tune, draws=args.draws, cores=args.cores, seed=2).fit(cal)
+        pggg = clv.ParetoGGGModel(chains=chains, tune=args.tune, draws=args.draws, cores=args.cores,
+                                  seed=args.seed).fit(cal)
     fit, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
     predicted = float(pggg.expected_purchases(horizon, cal).sum())
     diag = pggg.diagnostics_
