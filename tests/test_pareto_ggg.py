@@ -102,6 +102,40 @@ def test_simulated_periods_add_up_to_the_window():
     assert per_period.shape == (m, 3) and np.array_equal(per_period.sum(axis=1), total[:, 0])
 
 
+def _no_repeat_brute_force(hyper, T, n, seed):
+    """Customers drawn from the populations, kept when the process makes no repeat purchase in (0, T]."""
+    rng = np.random.default_rng(seed)
+    k, lam, mu = (rng.gamma(hyper[c, 0], 1 / hyper[c, 1], n) for c in range(3))
+    silent = rng.gamma(k, 1 / (k * lam)) > np.minimum(rng.exponential(1 / mu), T)
+    return silent, k[silent], lam[silent], mu[silent]
+
+
+@pytest.mark.parametrize("hyper", [[[6.3, 1.6], [1.25, 12.3], [0.84, 13.0]],    # the benchmark's posterior
+                                   [[0.8, 0.5], [0.5, 3.0], [2.0, 20.0]],       # irregular, heterogeneous k
+                                   [[400.0, 400.0], [0.8, 8.0], [0.7, 10.0]]])  # Pareto/NBD limit
+def test_no_repeat_marginal_and_draws_match_brute_force(hyper):
+    """The sampler integrates out the latents of customers without repeat purchases: their marginal
+    likelihood (quadrature, all distinct T in one pass) against simulating the populations and the
+    process (5 standard errors), and the exact draws of their latents against the kept simulations."""
+    from clvmodels.models import pggg_mcmc
+
+    _, _, marginal, draw, _ = pggg_mcmc.kernels()
+    hyper = np.array(hyper)
+    T = np.array([1.0, 30.0, 30.2, 52.0])
+    count = np.array([2.0, 1.0, 3.0, 1.0])
+    one = [marginal(hyper, T[[j]], np.ones(1), np.empty((3, 1))) for j in range(T.size)]
+    # one pass over all T (the midpoint rule between 30 and 30.2) agrees with one T at a time
+    assert marginal(hyper, T, count, np.empty((3, T.size))) == pytest.approx(np.dot(count, one), rel=1e-7)
+    for j, t in enumerate(T[[0, 3]]):
+        silent, k, lam, mu = _no_repeat_brute_force(hyper, t, 1_000_000, seed=j)
+        p = np.exp(one[3 * j])
+        assert abs(silent.mean() - p) < 5 * np.sqrt(p * (1 - p) / silent.size)
+        drawn = np.array([draw(hyper, t) for _ in range(20_000)])
+        for c, values in enumerate((k, lam, mu)):
+            se = np.hypot(values.std() / np.sqrt(values.size), drawn[:, c].std() / np.sqrt(len(drawn)))
+            assert abs(np.mean(drawn[:, c]) - values.mean()) < 5 * se
+
+
 def test_simulator_alive_share_is_the_lifetime_law():
     """``P(alive at the end) = E[(β/(β + end − first))^s]`` over the uniform first purchases."""
     log, truth = clv.simulate_pareto_ggg(50_000, s=0.8, beta=12.0, seed=6, return_truth=True)

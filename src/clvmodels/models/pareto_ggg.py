@@ -8,7 +8,8 @@ the first purchase is ``τ_i ~ Exponential(μ_i)``. In the population ``λ_i ~ G
 ``μ_i ~ Gamma(s, rate β)`` and ``k_i ~ Gamma(t, rate γ)``. The likelihood reads ``(x, t_x, T)`` and
 ``litt`` (the sum of the logs of the inter-purchase times: :func:`clvmodels.rfm_summary` with
 ``litt=True``), and each customer's latents: the model has no closed-form marginal likelihood, so it is
-fitted by MCMC only (:mod:`.pggg_mcmc`, lifetimes integrated out), and its predictions are for the
+fitted by MCMC only (:mod:`.pggg_mcmc`: lifetimes integrated out, and all the latents of customers
+without repeat purchases, which are drawn exactly for the kept draws), and its predictions are for the
 fitted customers, from their latent draws:
 
 * ``P(alive at T)`` exactly per draw (:func:`probability_alive`);
@@ -185,7 +186,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
     simulate_purchases_formula = staticmethod(simulate_purchases)
     survival_formula = staticmethod(survival)
 
-    def __init__(self, *, method: str = "mcmc", draws: int = 1000, tune: int = 500, chains: int = 4,
+    def __init__(self, *, method: str = "mcmc", draws: int = 1400, tune: int = 700, chains: int = 4,
                  latent_draws: int = 400, cores: int | None = None, **kwargs):
         """``kwargs``: the settings every model has (``priors``, ``seed``, ``progressbar``; a penalizer or
         covariates are refused at fit: the model has neither)."""
