@@ -33,6 +33,7 @@ the user's scale too, like static covariates; they are named ``tv_<process>:<col
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -459,8 +460,7 @@ def exposure_groups(data: dict, exposure: Exposure) -> np.ndarray:
             h[has] = np.add.reduceat(_mix(key, seed), offsets[has])
         hashes[f"_h{seed}"] = h.view(np.int64)
     _, group = unique_rows({**data, "_count": count, "_start": start, **hashes})
-    lead = np.full(group.max() + 1 if n else 0, n, dtype=np.int64)
-    np.minimum.at(lead, group, np.arange(n))
+    _, lead = np.unique(group, return_index=True)       # each group's first customer
     other = offsets[lead[group[exposure.customer]]] + position   # the same piece of her group's first customer
     differs = np.bincount(exposure.customer, weights=piece != piece[other], minlength=n) > 0
     group[differs] = group.max() + 1 + np.arange(int(differs.sum()))
@@ -478,16 +478,12 @@ def compress_exposure(data: dict, w: np.ndarray, exposure: Exposure) -> tuple[di
     if size == exposure.n:
         return data, w, exposure
     total = np.bincount(group, weights=w, minlength=size)
-    first = np.full(size, exposure.n, dtype=np.int64)
-    np.minimum.at(first, group, np.arange(exposure.n))
+    _, first = np.unique(group, return_index=True)
+    sums = np.zeros((size, exposure.purchase_z.shape[1]))
+    np.add.at(sums, group, w[:, None] * exposure.purchase_z)
     keep = total > 0
     rows, total = first[keep], total[keep]
-    pz = exposure.purchase_z
-    mean = np.column_stack([np.bincount(group, weights=w * pz[:, j], minlength=size)[keep] / total
-                            for j in range(pz.shape[1])]) if pz.shape[1] else pz[rows]
-    merged = exposure.subset(rows)
-    merged = Exposure(merged.customer, merged.start, merged.length, merged.z, merged.before, mean.reshape(len(rows), -1),
-                      merged.n)
+    merged = dataclasses.replace(exposure.subset(rows), purchase_z=sums[keep] / total[:, None])
     return {k: np.asarray(v)[rows] for k, v in data.items()}, total, merged
 
 
