@@ -712,7 +712,8 @@ def elbo_settled(loss_history, fraction: float = 0.1) -> bool:
     return bool(previous.mean() - last.mean() < 0.5 * last.std())
 
 
-def _check_nuts(name: str, diag: dict, chains: int, target_accept: float) -> bool:
+def _check_nuts(name: str, diag: dict, chains: int, target_accept: float | None, sampler: str = "NUTS") -> bool:
+    """Whether the chains converged (r_hat, bulk and tail ESS, divergences); warns naming what failed."""
     problems = []
     worst_rhat = max(diag["r_hat"].values())
     if not worst_rhat <= RHAT_MAX:
@@ -729,7 +730,7 @@ def _check_nuts(name: str, diag: dict, chains: int, target_accept: float) -> boo
         problems.append(f"{diag['divergences']} divergent transitions: the posterior is hard to explore; "
                         f"raise target_accept (now {target_accept}) toward 0.95, or use tighter priors")
     if problems:
-        warn_convergence(f"{name}: NUTS sampling problems: " + "; ".join(problems)
+        warn_convergence(f"{name}: {sampler} sampling problems: " + "; ".join(problems)
                          + ". Do not trust these estimates or intervals before fixing this.")
     return not problems
 

@@ -26,16 +26,17 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammainccinv, gammaincc
 
-from ..errors import ClvDataError, ModelKindError, warn_convergence
+from ..errors import ClvDataError, ModelKindError
 from ..validation import validate_columns
 from .cnbd import require_litt
 from .draws import CHUNK_ELEMENTS, EXPECTED, check_finite, check_interval, interval_frame, quantiles, sample_frame
 from .purchase import ContinuousPurchaseModel, period_boundaries, scatter
 from .rows import data_fingerprint
+from .settings import check_count, check_sampling
 from . import pggg_mcmc
 
 #: The per-customer latents of the formulas' parameter dicts (draws x customers).
-LATENT_NAMES = ("k", "lambda", "mu")
+LATENT_NAMES = pggg_mcmc.LATENTS
 #: Seed of the simulated futures behind :func:`future_purchases_alive` (common random numbers).
 FUTURE_SEED = 20160901
 
@@ -251,10 +252,8 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         if unknown:
             raise TypeError(f"ParetoGGGModel.fit got unexpected arguments {unknown}; it takes {sorted(settings)}.")
         settings.update(kwargs)
-        for name, minimum in (("draws", 1), ("tune", 0), ("chains", 1), ("latent_draws", 1)):
-            if isinstance(settings[name], bool) or not isinstance(settings[name], (int, np.integer)) \
-                    or settings[name] < minimum:
-                raise ClvDataError(f"{name} must be a whole number of at least {minimum}, got {settings[name]!r}.")
+        draws, tune, chains = check_sampling(settings["draws"], settings["tune"], settings["chains"])
+        latent_draws = check_count("latent_draws", settings["latent_draws"], 1)
         require_litt(self, rfm)
         data = self._fit_arrays(rfm)
         one_time = data["frequency"] == 0
@@ -262,10 +261,9 @@ class ParetoGGGModel(ContinuousPurchaseModel):
             raise ClvDataError("Customers without repeat purchases must have litt = 0 (no inter-purchase times): "
                                f"{int(np.sum(data['litt'][one_time] != 0)):,} rows break this; recompute litt "
                                "with rfm_summary(..., litt=True).")
-        chains = int(settings["chains"])
         cores = chains if settings["cores"] is None else max(1, int(settings["cores"]))
-        out = pggg_mcmc.sample(data, chains=chains, tune=int(settings["tune"]), draws=int(settings["draws"]),
-                               latent_draws=int(settings["latent_draws"]), priors=self._prior_array(),
+        out = pggg_mcmc.sample(data, chains=chains, tune=tune, draws=draws,
+                               latent_draws=latent_draws, priors=self._prior_array(),
                                seed=settings["seed"], cores=cores, start=self._start(rfm), progressbar=self.progressbar)
         self._reset_fit()
         self._store(rfm, data, out)
@@ -275,7 +273,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         """The fitted attributes from the sampler's output (see the class docstring)."""
         import xarray as xr
 
-        from .bayes import ESS_PER_CHAIN_MIN, RHAT_MAX, nuts_diagnostics
+        from .bayes import _check_nuts, nuts_diagnostics
 
         hyper = out["hyper"]                                     # (chain, draw, 3, 2)
         posterior = {}
@@ -303,13 +301,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         self.covariance_ = np.cov(np.log(np.column_stack([self.posterior_draws_[k] for k in names])), rowvar=False)
         self.diagnostics_ = nuts_diagnostics(tree, names)
         self.acceptance_ = {n: float(out["acceptance"][:, c].mean()) for c, n in enumerate(LATENT_NAMES)}
-        rhat = max(self.diagnostics_["r_hat"].values())
-        ess = min(min(self.diagnostics_["ess_bulk"].values()), min(self.diagnostics_["ess_tail"].values()))
-        self.converged_ = bool(rhat <= RHAT_MAX and ess >= ESS_PER_CHAIN_MIN * chains)
-        if not self.converged_:
-            warn_convergence(f"ParetoGGGModel: the MCMC has not converged (max r_hat {rhat:.3f}, min ESS {ess:.0f}; "
-                             f"wanted r_hat <= {RHAT_MAX} and ESS >= {ESS_PER_CHAIN_MIN * chains}): run more "
-                             "tune and draws before trusting these estimates.")
+        self.converged_ = _check_nuts("ParetoGGGModel", self.diagnostics_, chains, None, sampler="MCMC")
         self.method_ = "mcmc"
         self.sampler_ = "pggg-metropolis-within-gibbs"
         self.n_customers_ = self.n_unique_ = len(rfm)
