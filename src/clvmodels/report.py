@@ -29,6 +29,7 @@ from ._version import __version__
 from .backtest import HTML_RENDERERS, BacktestResult, best_per_metric
 from .errors import ClvDataError
 from .io import atomic_file
+from .models.timevarying import coefficient_name, piece_columns
 from .retention import RetentionBacktestResult
 from .units import UNIT_NAMES
 
@@ -591,12 +592,11 @@ def calendar_effects(model) -> list[str]:
     out = []
     for process, subject in PROCESS_SUBJECTS.items():
         for column in model.time_varying_["processes"].get(process, ()):
-            row = table.loc[f"tv_{process}:{column}"]
+            row = table.loc[coefficient_name(process, column)]
             estimate = row.get("user_estimate", row.get("user_mean", np.nan))
             binary = False
             if summary is not None and column in summary.pieces.columns:
-                z = np.asarray(summary.pieces.z, dtype=float).reshape(len(summary.pieces.length), -1)
-                binary = bool(np.isin(z[:, list(summary.pieces.columns).index(column)], (0.0, 1.0)).all())
+                binary = bool(np.isin(piece_columns(summary.pieces, [column]), (0.0, 1.0)).all())
             where = f"when {column} = 1 as when {column} = 0" if binary else f"per unit of {column}"
             lower = [c for c in row.index if c.startswith("user_lower_")]
             upper = [c for c in row.index if c.startswith("user_upper_")]

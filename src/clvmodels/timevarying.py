@@ -34,7 +34,7 @@ import pandas as pd
 from .data import CUSTOMER, TIMESTAMP, as_log, factorize_ids
 from .errors import ClvDataError, data_error
 from .exposure import ExposurePieces, TimeVaryingSummary
-from .periods import period_end, period_hours, period_start_hours, resolve_resolution
+from .periods import _NS_PER_DAY, _NS_PER_HOUR, period_end, period_hours, period_start_hours, resolve_resolution
 from .rfm import calibration_holdout, rfm_summary
 from .units import normalize_unit, unit_days
 
@@ -43,8 +43,6 @@ DEFAULT_FREQ = "7D"
 #: Default name of the period-start column of panels and calendars.
 PERIOD = "period"
 
-_NS_PER_HOUR = 3_600 * 10**9
-_NS_PER_DAY = 86_400 * 10**9
 
 
 @dataclass(frozen=True)
@@ -489,6 +487,13 @@ def _summary_from_periods(rfm: pd.DataFrame, path: CovariatePath, row: np.ndarra
     return TimeVaryingSummary(pieces=pieces, purchase_z=purchase_z)
 
 
+def _require_path(covariates) -> None:
+    """A :class:`CovariatePath`, or an error saying how to build one."""
+    if not isinstance(covariates, CovariatePath):
+        raise ClvDataError("covariates must be a CovariatePath: build it with covariate_panel(table) or "
+                           "covariate_calendar(table).")
+
+
 def timevarying_summary(transactions, covariates: CovariatePath, observation_end=None, time_unit: str = "W", *,
                         resolution: str = "D", truncate: bool = False, **kwargs) -> tuple[pd.DataFrame, TimeVaryingSummary]:
     """The RFM table of a transaction log and its :class:`~clvmodels.exposure.TimeVaryingSummary`.
@@ -512,9 +517,7 @@ def timevarying_summary(transactions, covariates: CovariatePath, observation_end
     sum of ``z`` at her repeat purchases (after the merging that defines ``frequency``), rows in the
     table's order.
     """
-    if not isinstance(covariates, CovariatePath):
-        raise ClvDataError("covariates must be a CovariatePath: build it with covariate_panel(table) or "
-                           "covariate_calendar(table).")
+    _require_path(covariates)
     rfm_args, load_args = _split_kwargs(kwargs)
     log = as_log(transactions, **load_args)
     rfm = rfm_summary(log, observation_end, time_unit, resolution=resolution, truncate=truncate, **rfm_args)
@@ -534,9 +537,7 @@ def timevarying_holdout(transactions, covariates: CovariatePath, calibration_end
     The covariates must cover every customer from her first purchase to the calibration end; the
     holdout window's pieces are :func:`future_exposure` ``(table, covariates, table["duration_holdout"])``.
     """
-    if not isinstance(covariates, CovariatePath):
-        raise ClvDataError("covariates must be a CovariatePath: build it with covariate_panel(table) or "
-                           "covariate_calendar(table).")
+    _require_path(covariates)
     rfm_args, load_args = _split_kwargs(kwargs)
     log = as_log(transactions, **load_args)
     table = calibration_holdout(log, calibration_end, observation_end, time_unit, resolution=resolution,
@@ -556,16 +557,12 @@ def timevarying_summary_duckdb(source, covariates: CovariatePath, observation_en
     periods; the pieces are then built as on the pandas path, so both give the same summaries."""
     from .scale import _run
 
-    if not isinstance(covariates, CovariatePath):
-        raise ClvDataError("covariates must be a CovariatePath: build it with covariate_panel(table) or "
-                           "covariate_calendar(table).")
+    _require_path(covariates)
     table, periods = _run(source, observation_end=observation_end, calibration_end=calibration_end,
                           time_unit=time_unit, periods=True, **kwargs)
     row = table.index.get_indexer(pd.Index(periods["cid"].to_numpy()))
     when = periods["pkey"].to_numpy(dtype=np.int64) * _NS_PER_HOUR
-    end = pd.Timestamp(table.attrs.get("calibration_end", table.attrs["observation_end"]))
-    return table, _summary_from_periods(table, covariates, row, when,
-                                        period_start_hours(end, resolve_resolution(table.attrs["resolution"])))
+    return table, _summary_from_periods(table, covariates, row, when, _end_hours(table))
 
 
 def _split_kwargs(kwargs: dict) -> tuple[dict, dict]:

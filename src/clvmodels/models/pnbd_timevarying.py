@@ -266,8 +266,8 @@ class ParetoTimeVarying:
     def survival(self, params, data, extras, window: Exposure, design: TimeVaryingDesign, gammas):
         """P(alive at the end of ``window`` | alive at ``T``) = ``((β+C_T)/(β+C_T+ΔC))^s``: Pareto/NBD's
         survival on the drop-out clock (``μ ~ Gamma(s, β+C_T)`` given alive at ``T``)."""
-        delta = window.integrate(window.length * window.multiplier(design, "dropout", gammas["dropout"]))
-        return self._survival(params, data["frequency"], extras["C_T"][0], t=delta)
+        return self._survival(params, data["frequency"], extras["C_T"][0],
+                              t=window.clock(design, "dropout", gammas["dropout"]))
 
     def simulate(self, params, data, extras, periods, design: TimeVaryingDesign, gammas, rng):
         """Purchases per period ``(samples, n, H)`` of ``periods`` (:class:`~.timevarying.HorizonPeriods`;

@@ -69,7 +69,7 @@ class TimeVaryingDesign:
     @classmethod
     def learn(cls, pieces: ExposurePieces, processes: dict[str, list[str]]) -> "TimeVaryingDesign":
         columns = tuple(dict.fromkeys(c for cols in processes.values() for c in cols))
-        z = _columns(pieces, columns)
+        z = piece_columns(pieces, columns)
         w = np.asarray(pieces.length, dtype=float)
         if not w.sum() > 0:
             raise ClvDataError("The time-varying covariates' pieces have no length: nothing to fit.")
@@ -105,7 +105,7 @@ class TimeVaryingDesign:
 
     def standardise(self, pieces: ExposurePieces) -> np.ndarray:
         """The pieces' ``z`` as the design's standardised columns."""
-        return (_columns(pieces, self.columns) - np.array(self.means)) / np.array(self.scales)
+        return (piece_columns(pieces, self.columns) - np.array(self.means)) / np.array(self.scales)
 
     def user_scale(self, values: np.ndarray) -> np.ndarray:
         """Coefficients (or their SEs) per unit of the user's columns."""
@@ -132,7 +132,7 @@ class TimeVaryingDesign:
         return design
 
 
-def _columns(pieces: ExposurePieces, columns) -> np.ndarray:
+def piece_columns(pieces: ExposurePieces, columns) -> np.ndarray:
     """The pieces' ``z`` columns named ``columns`` (an error naming the missing ones)."""
     missing = [c for c in columns if c not in pieces.columns]
     if missing:
@@ -247,6 +247,10 @@ class Exposure:
         """``Σ`` of ``values`` over each customer's pieces."""
         return np.bincount(self.customer, weights=values, minlength=self.n)
 
+    def clock(self, design: TimeVaryingDesign, process: str, gamma) -> np.ndarray:
+        """Each customer's ``process`` clock over these pieces: ``Σ length · exp(γ·z)`` (``A`` or ``C``)."""
+        return self.integrate(self.length * self.multiplier(design, process, gamma))
+
 
 def check_pieces(pieces: ExposurePieces, n: int, T=None) -> None:
     """The pieces belong to a table of ``n`` customers, are finite with positive lengths, and (given
@@ -293,16 +297,16 @@ class TimeChange:
         """E[Y] over the future ``window`` of a customer alive at ``T``: the model's over the window's
         operational time ``A(T+t) − A(T)`` (the future does not depend on the operational age beyond
         what the model's formula reads)."""
-        return self._future(params, data["frequency"], extras["T"][0], t=_operational(window, design, gammas))
+        return self._future(params, data["frequency"], extras["T"][0], t=window.clock(design, "purchase", gammas["purchase"]))
 
     def new_customer(self, params, window: "Exposure", design, gammas):
         """E[X] of a customer just acquired over ``window`` (her clock from 0)."""
-        return self._new(params, t=_operational(window, design, gammas))
+        return self._new(params, t=window.clock(design, "purchase", gammas["purchase"]))
 
     def survival(self, params, data, extras, window: "Exposure", design, gammas):
         """P(alive at the end of ``window`` | alive at ``T``): the model's survival over the window's
         operational time from the operational age ``A(T)`` (drop-out comes only at purchases)."""
-        return self._survival(params, data["frequency"], extras["T"][0], t=_operational(window, design, gammas))
+        return self._survival(params, data["frequency"], extras["T"][0], t=window.clock(design, "purchase", gammas["purchase"]))
 
     def simulate(self, params, data, extras, periods: "HorizonPeriods", design, gammas, rng):
         """Purchases per period ``(samples, n, H)`` (``params`` of shape ``(samples, 1)`` or ``(samples, n)``),
@@ -331,11 +335,6 @@ class TimeChange:
             w = exposure.lengths[which]
             out[name] = (w @ e, None, {"purchase": w @ (e[:, None] * z) if want_grad else None})
         return out
-
-
-def _operational(window: Exposure, design: TimeVaryingDesign, gammas) -> np.ndarray:
-    """Each customer's purchase clock over ``window``: ``Σ length · exp(γ_p·z)``."""
-    return window.integrate(window.length * window.multiplier(design, "purchase", gammas["purchase"]))
 
 
 # ---------------------------------------------------------------------------- the model's side
@@ -426,20 +425,13 @@ def fit_setup(model, processes: dict, summary: TimeVaryingSummary, data: dict, w
     return TimeVaryingFit(model.likelihood_structure(), design, exposure, data, w, model._covariate_link())
 
 
-def _mix(values: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64's finaliser (Steele, Lea & Flood 2014) of ``values + seed``: 64 well-mixed bits."""
-    z = values.astype(np.uint64) + np.uint64(seed)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def exposure_groups(data: dict, exposure: Exposure) -> np.ndarray:
     """Per customer, the number of her group: customers with the same row of ``data`` and the same
-    pieces (start, then lengths and covariate rows in order) share one. The pieces are keyed by two
-    64-bit sums of hashed (position, piece) codes, and every customer's pieces are then compared with
-    her group's first customer's: one who differs (a hash collision) gets a group of her own, so the
-    groups are exact."""
+    pieces (start, then lengths and covariate rows in order) share one. The pieces are keyed by a
+    64-bit sum of hashed (position, piece) codes (splitmix64), and every customer's pieces are then
+    compared with her group's first customer's: one who differs (a hash collision) gets a group of
+    her own, so the groups are exact."""
+    from ..data import _mix
     from .rows import unique_rows
 
     n = exposure.n
@@ -453,13 +445,10 @@ def exposure_groups(data: dict, exposure: Exposure) -> np.ndarray:
     start = np.zeros(n)
     start[has] = exposure.start[offsets[has]]
     key = piece.astype(np.int64) * (int(position.max(initial=0)) + 1) + position
-    hashes = {}
-    for seed in (1, 2):
-        h = np.zeros(n, dtype=np.uint64)
-        if len(key):
-            h[has] = np.add.reduceat(_mix(key, seed), offsets[has])
-        hashes[f"_h{seed}"] = h.view(np.int64)
-    _, group = unique_rows({**data, "_count": count, "_start": start, **hashes})
+    h = np.zeros(n, dtype=np.uint64)
+    if len(key):
+        h[has] = np.add.reduceat(_mix(key.astype(np.uint64)), offsets[has])
+    _, group = unique_rows({**data, "_count": count, "_start": start, "_hash": h.view(np.int64)})
     _, lead = np.unique(group, return_index=True)       # each group's first customer
     other = offsets[lead[group[exposure.customer]]] + position   # the same piece of her group's first customer
     differs = np.bincount(exposure.customer, weights=piece != piece[other], minlength=n) > 0
