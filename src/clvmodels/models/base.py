@@ -328,8 +328,7 @@ class CLVModel(ABC):
         customer's parameters (:func:`linked`: the data then include :meth:`covariate_data`)."""
         fn = getattr(type(self), name)
         link = self._covariate_link()
-        # a simulation draws its random numbers customer after customer: not profile by profile
-        return fn if fn is None or link is None else linked(fn, link, by_profile=not name.startswith("simulate_"))
+        return fn if fn is None or link is None else linked(fn, link)
 
     def _covariate_grid(self, grid: pd.DataFrame, covariates) -> pd.DataFrame:
         """A prediction grid that needs no customer history (new customers, a cohort's survival) with
@@ -494,17 +493,18 @@ class CLVModel(ABC):
 
 
 # ---------------------------------------------------------------------------- helpers
-def linked(fn: Callable, link: CovariateLink, *, by_profile: bool = True) -> Callable:
+def linked(fn: Callable, link: CovariateLink) -> Callable:
     """``fn(params, **data)`` evaluated at the per-customer parameters of ``link`` (the covariate
     columns ``z:...`` of ``data`` are consumed by the link): once per distinct covariate profile, at
-    the parameters its customers share (:func:`~clvmodels.models.covariates.per_profile`; with
-    ``by_profile=False``, or the data passed by position, at every customer's own parameters)."""
+    the parameters its customers share (:func:`~clvmodels.models.covariates.per_profile`), or at every
+    customer's own parameters where ``fn`` draws random numbers (an ``rng``: a simulation draws them
+    customer after customer, which a regrouping by profile would reorder) or takes data by position."""
     import functools
 
     @functools.wraps(fn)
     def at_customer_parameters(params, *args, **data):
         z = {k: data.pop(k) for k in list(data) if k.startswith(KEY_PREFIX)}
-        if by_profile and not args:
+        if "rng" not in data and not args:
             return per_profile(fn, link, params, z, data)
         return fn(link.individual(params, z, NUMPY), *args, **data)
 
