@@ -176,18 +176,27 @@ def objective_inputs(model_cls, data: dict[str, np.ndarray], w: np.ndarray, link
     return [v for values, weights in part_data(model_cls, data, w, link) for v in (*values.values(), weights)]
 
 
+def _static_objective(model, data: dict[str, np.ndarray], w: np.ndarray, link, coef_penalty: float) -> Objective:
+    """The objective of the log-parameters (and static coefficients) without time-varying covariates."""
+    structure = model.likelihood_structure()
+    f = mle_objective(structure, tuple(data), link, coef_penalty)
+    return Objective(f, objective_inputs(structure, data, w, link) + [float(w.sum()), float(model.penalizer)])
+
+
+#: L-BFGS settings of every maximum-likelihood fit (:func:`~.optimize.minimize_log_params`).
+_LBFGS = dict(ftol=1e-12, gtol=1e-8, improvement=1e-12, good_enough=CONVERGED_GRADIENT)
+
+
 def static_optimum(model, data: dict[str, np.ndarray], w: np.ndarray, link, coef_penalty: float, starts) -> np.ndarray:
     """The log-parameters (and static coefficients) maximising the likelihood without the time-varying
     covariates, on the distinct rows: the time-varying fit's first start (its coefficients at 0 give
     this likelihood), which saves it about a fifth of its evaluations (``benchmarks/bench_timevarying.py``)."""
     rows, weights = compress(data, w)
-    structure = model.likelihood_structure()
-    f = mle_objective(structure, tuple(rows), link, coef_penalty)
-    fun = Objective(f, objective_inputs(structure, rows, weights, link) + [float(weights.sum()), float(model.penalizer)])
     n_free = len(link.free_names) if link is not None else 0
-    opt = minimize_log_params(fun, [np.r_[s, np.zeros(n_free)] for s in starts],
+    opt = minimize_log_params(_static_objective(model, rows, weights, link, coef_penalty),
+                              [np.r_[s, np.zeros(n_free)] for s in starts],
                               failure=f"{type(model).__name__}: the log-likelihood is not finite at any starting point.",
-                              maxiter=1000, ftol=1e-12, gtol=1e-8, improvement=1e-12, good_enough=CONVERGED_GRADIENT)
+                              maxiter=1000, **_LBFGS)
     return opt.theta
 
 
@@ -215,16 +224,9 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     names = list(model.param_names) + ([] if link is None else list(link.free_names)) + tv_names
     name = type(model).__name__
     coef_penalty = 0.0 if link is None and time_varying is None else float(model.covariate_penalty)
-    structure = model.likelihood_structure()
-    penalizer = float(model.penalizer)
     total = float(w.sum())
-    if time_varying is None:
-        f = mle_objective(structure, tuple(data), link, coef_penalty)
-        args = objective_inputs(structure, data, w, link) + [total, penalizer]
-    else:
-        f = time_varying.objective(coef_penalty)
-        args = [total, penalizer]
-    fun = Objective(f, args)
+    fun = (_static_objective(model, data, w, link, coef_penalty) if time_varying is None
+           else Objective(time_varying.objective(coef_penalty), [total, float(model.penalizer)]))
     starts = starting_points(model, data, w, None)
     if x0 is None and time_varying is not None:
         x0 = np.r_[static_optimum(model, data, w, link, coef_penalty, starts), np.zeros(len(tv_names))]
@@ -233,8 +235,7 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
         fun, starts,
         failure=f"{name}: the log-likelihood is not finite at any starting point; check the data "
                 "(e.g. recency > T, negative values).",
-        maxiter=maxiter, ftol=1e-12, gtol=1e-8, improvement=1e-12, good_enough=CONVERGED_GRADIENT,
-        newton_steps=20, newton_tol=tol, precondition=time_varying is not None)
+        maxiter=maxiter, **_LBFGS, newton_steps=20, newton_tol=tol, precondition=time_varying is not None)
     theta, grad_max = opt.theta, opt.max_abs_gradient
     params = pd.Series(np.exp(theta[:k]), index=names[:k], name="estimate")
     at_boundary = boundary_parameters(names[:k], theta[:k])
@@ -258,14 +259,14 @@ def fit_mle(model, data: dict[str, np.ndarray], w: np.ndarray, *, x0=None, maxit
     if time_varying is not None:
         model.time_varying_coefficients_ = pd.Series(theta[k + n_static:], index=tv_names, name="estimate",
                                                      dtype=float)
-    is_penalised = penalizer or coef_penalty
+    is_penalised = model.penalizer or coef_penalty
     if not coef_penalty:
-        unpenalised = f
+        unpenalised = fun.f
     elif time_varying is None:
-        unpenalised = mle_objective(structure, tuple(data), link)
+        unpenalised = mle_objective(model.likelihood_structure(), tuple(data), link)
     else:
         unpenalised = time_varying.objective(0.0)
-    model.log_likelihood_ = float(-(unpenalised(theta, *args[:-1], 0.0)[0] if is_penalised else opt.value) * total)
+    model.log_likelihood_ = float(-(unpenalised(theta, *fun.args[:-1], 0.0)[0] if is_penalised else opt.value) * total)
     model.covariance_ = cov
     # without a positive-definite Hessian there are no standard errors: not a usable fit (warned below)
     model.converged_ = converged and pd_ok
