@@ -151,3 +151,11 @@ def test_static_bgnbd_is_unchanged_by_the_own_boundaries():
     assert shared.shape == own.shape == (2000, 3, 3)
     se = np.sqrt((shared.var(axis=0) + own.var(axis=0)) / 2000)
     assert np.all(np.abs(shared.mean(axis=0) - own.mean(axis=0)) < 4.5 * se + 1e-9)
+
+
+def test_simulated_futures_refuse_zero_parameter_draws(holdout):
+    """The along-the-path simulation checks n_draws as the static one does (it once divided by it)."""
+    model, rfm, summary, ahead, _ = holdout
+    with pytest.raises(ValueError, match="n_draws must be a positive integer"):
+        predictive_purchases(model, HOLDOUT, rfm, interval=0.8, time_varying=summary, future=ahead, n_samples=50,
+                             seed=3, n_draws=0)

@@ -365,6 +365,15 @@ def _simulated_purchases(model, t: float, rfm, *, interval, quantiles, n_draws, 
     return frame
 
 
+def future_draws(n_samples: int, n_draws) -> tuple[int, np.ndarray]:
+    """``(n_draws, draw of each future)``: ``n_draws`` parameter draws (default :data:`SIMULATION_DRAWS`,
+    at most ``n_samples``), future ``i`` at draw ``i mod n_draws``."""
+    n_draws = min(n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}.")
+    return n_draws, np.arange(n_samples) % n_draws
+
+
 class SimulatedCounts:
     """``(customer positions, purchases (n_samples, chunk))`` per chunk of the customers of ``rfm``:
     each customer's purchases in ``(T, T + t]`` simulated exactly along her covariate path
@@ -382,14 +391,14 @@ class SimulatedCounts:
         if int(n_samples) != n_samples or n_samples < 2:
             raise ValueError(f"n_samples must be an integer of at least 2, got {n_samples!r}.")
         self.n_samples = int(n_samples)
-        self.n_draws = min(self.n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
+        self.n_draws, self._future_draw = future_draws(self.n_samples, n_draws)
         draw_seed, self._chunk_seed = _seed_sequence(seed).spawn(2)
         self._draws = parameter_draws(model, self.n_draws, np.random.default_rng(draw_seed), replace=True)
         self._along = purchase_simulator(model, rfm, [t], time_varying=time_varying, future=future)
         self._n = len(rfm)
 
     def __iter__(self):
-        future_draw = np.arange(self.n_samples) % self.n_draws
+        future_draw = self._future_draw
         chunk = max(1, CHUNK_ELEMENTS // self.n_samples)
         starts = range(0, self._n, chunk)
         for start, stream in zip(starts, self._chunk_seed.spawn(len(starts))):
@@ -490,11 +499,8 @@ def _simulate_chunks(purchase_model, spend_model, t, rfm: pd.DataFrame, n_sample
     purchase_data = {**validate_columns(rfm, purchase_model.data_columns), **purchase_model.covariate_data(rfm)}
     spend_data = {**validate_columns(rfm, spend_model.data_columns), **spend_model.covariate_data(rfm)}
     draw_seed, chunk_seed = _seed_sequence(seed).spawn(2)
-    n_draws = min(n_samples, SIMULATION_DRAWS if n_draws is None else int(n_draws))
-    if n_draws < 1:
-        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}.")
+    n_draws, future_draw = future_draws(n_samples, n_draws)
     rng = np.random.default_rng(draw_seed)
-    future_draw = np.arange(n_samples) % n_draws
     pd_ = parameter_draws(purchase_model, n_draws, rng, replace=True)
     sd_ = parameter_draws(spend_model, n_draws, rng, replace=True)
     pp = {k: np.broadcast_to(v, (n_draws,))[future_draw][:, None] for k, v in pd_.items()}
