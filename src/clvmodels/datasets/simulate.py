@@ -113,12 +113,8 @@ def simulate(
     pareto = s is not None or beta is not None
     if pareto and (s is None or beta is None or drop_at_first):
         raise ClvDataError("Pareto/NBD drop-out needs both s and beta (and no drop_at_first).")
-    if n_customers < 1:
-        raise ClvDataError("n_customers must be at least 1.")
-    if min(r, alpha, a, b, p, q, gamma, *((s, beta) if pareto else ())) <= 0:
-        raise ClvDataError("All model parameters must be positive.")
-    if cohort_length > observation_length:
-        raise ClvDataError("cohort_length must not exceed observation_length.")
+    _check_design(n_customers, (r, alpha, a, b, p, q, gamma, *((s, beta) if pareto else ())), cohort_length,
+                  observation_length)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ClvDataError(f"k must be a whole number of at least 1, got {k!r}.")
     rng = np.random.default_rng(seed)
@@ -149,13 +145,25 @@ def simulate(
     return log, truth
 
 
-def _bgnbd_purchases(lam, drop, first, end, rng, k: int = 1, drop_at_first: bool = False):
-    """BG/NBD purchase times after each customer's first at ``first``, up to ``end``: Poisson (Erlang-``k``)
-    purchases of rate ``lam``, inactive after each purchase with probability ``drop``; simulated in rounds
-    over all still-active customers (``end``: one per customer, or one for all). Returns the customers, times
-    (first purchases included) and who is alive."""
+def _check_design(n_customers, params, cohort_length, observation_length) -> None:
+    """A simulation's size, positive parameters and a cohort window within the observation."""
+    if n_customers < 1:
+        raise ClvDataError("n_customers must be at least 1.")
+    if min(params) <= 0:
+        raise ClvDataError("All model parameters must be positive.")
+    if cohort_length > observation_length:
+        raise ClvDataError("cohort_length must not exceed observation_length.")
+
+
+def _bgnbd_purchases(lam, drop, first, end, rng, k=1, drop_at_first: bool = False):
+    """BG/NBD purchase times after each customer's first at ``first``, up to ``end``: Poisson (Erlang-``k``,
+    or Gamma-``k`` waits for a per-customer real ``k``) purchases of rate ``lam`` (a wait is Gamma(k, 1) / lam),
+    inactive after each purchase with probability ``drop``; simulated in rounds over all still-active
+    customers (``end``: one per customer, or one for all). Returns the customers, times (first purchases
+    included) and who is alive."""
     n = len(lam)
     end = np.broadcast_to(np.asarray(end, dtype=float), (n,))
+    shapes = None if np.ndim(k) == 0 else np.asarray(k, dtype=float)
     cust_parts = [np.arange(n)]
     time_parts = [first]
     active = np.arange(n)
@@ -166,7 +174,8 @@ def _bgnbd_purchases(lam, drop, first, end, rng, k: int = 1, drop_at_first: bool
         alive[dies] = False
         active = active[~dies]
     while active.size:
-        shape = rng.exponential(1.0, active.size) if k == 1 else rng.gamma(k, 1.0, active.size)
+        shape = (rng.gamma(shapes[active], 1.0) if shapes is not None else
+                 rng.exponential(1.0, active.size) if k == 1 else rng.gamma(k, 1.0, active.size))
         wait = shape / np.maximum(lam[active], 1e-300)
         t_next = now[active] + wait
         buys = t_next < end[active]
@@ -231,12 +240,7 @@ def simulate_pareto_ggg(
 
     The truth frame (``return_truth``) holds ``k``, ``lambda``, ``mu``, ``first_purchase``, ``lifetime``
     (``τ``) and ``alive`` (at the end of observation)."""
-    if n_customers < 1:
-        raise ClvDataError("n_customers must be at least 1.")
-    if min(r, alpha, s, beta, t, gamma, p, q, spend_gamma) <= 0:
-        raise ClvDataError("All model parameters must be positive.")
-    if cohort_length > observation_length:
-        raise ClvDataError("cohort_length must not exceed observation_length.")
+    _check_design(n_customers, (r, alpha, s, beta, t, gamma, p, q, spend_gamma), cohort_length, observation_length)
     rng = np.random.default_rng(seed)
     n = int(n_customers)
     lam = rng.gamma(r, 1.0 / alpha, n)
@@ -246,17 +250,8 @@ def simulate_pareto_ggg(
     first = rng.uniform(0.0, cohort_length, n)
     lifetime = rng.exponential(1.0, n) / mu
     end = np.minimum(first + lifetime, observation_length)
-    cust_parts, time_parts = [np.arange(n)], [first]
-    active, now = np.arange(n), first.copy()
-    while active.size:
-        t_next = now[active] + rng.gamma(k[active], 1.0) / (k[active] * lam[active])
-        buys = t_next < end[active]
-        active, t_next = active[buys], t_next[buys]
-        cust_parts.append(active)
-        time_parts.append(t_next)
-        now[active] = t_next
-    log = _log_frame(np.concatenate(cust_parts), np.concatenate(time_parts), nu, p, rng, start,
-                     observation_length, time_unit, customer_prefix)
+    cust, times, _ = _bgnbd_purchases(k * lam, np.zeros(n), first, end, rng, k)   # Gamma(k, kλ) waits, no drop
+    log = _log_frame(cust, times, nu, p, rng, start, observation_length, time_unit, customer_prefix)
     if not return_truth:
         return log
     truth = pd.DataFrame({"k": k, "lambda": lam, "mu": mu, "first_purchase": first, "lifetime": lifetime,
