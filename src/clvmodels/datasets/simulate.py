@@ -158,9 +158,9 @@ def _check_design(n_customers, params, cohort_length, observation_length) -> Non
 def _bgnbd_purchases(lam, drop, first, end, rng, k=1, drop_at_first: bool = False):
     """BG/NBD purchase times after each customer's first at ``first``, up to ``end``: Poisson (Erlang-``k``,
     or Gamma-``k`` waits for a per-customer real ``k``) purchases of rate ``lam`` (a wait is Gamma(k, 1) / lam),
-    inactive after each purchase with probability ``drop``; simulated in rounds over all still-active
-    customers (``end``: one per customer, or one for all). Returns the customers, times (first purchases
-    included) and who is alive."""
+    inactive after each purchase with probability ``drop`` (``None``: never, and no draws for it); simulated
+    in rounds over all still-active customers (``end``: one per customer, or one for all). Returns the
+    customers, times (first purchases included) and who is alive."""
     n = len(lam)
     end = np.broadcast_to(np.asarray(end, dtype=float), (n,))
     shapes = None if np.ndim(k) == 0 else np.asarray(k, dtype=float)
@@ -183,9 +183,10 @@ def _bgnbd_purchases(lam, drop, first, end, rng, k=1, drop_at_first: bool = Fals
         cust_parts.append(active)
         time_parts.append(t_next)
         now[active] = t_next
-        dies = rng.random(active.size) < drop[active]
-        alive[active[dies]] = False
-        active = active[~dies]
+        if drop is not None:
+            dies = rng.random(active.size) < drop[active]
+            alive[active[dies]] = False
+            active = active[~dies]
     return np.concatenate(cust_parts), np.concatenate(time_parts), alive
 
 
@@ -250,7 +251,7 @@ def simulate_pareto_ggg(
     first = rng.uniform(0.0, cohort_length, n)
     lifetime = rng.exponential(1.0, n) / mu
     end = np.minimum(first + lifetime, observation_length)
-    cust, times, _ = _bgnbd_purchases(k * lam, np.zeros(n), first, end, rng, k)   # Gamma(k, kλ) waits, no drop
+    cust, times, _ = _bgnbd_purchases(k * lam, None, first, end, rng, k)   # Gamma(k, kλ) waits, no drop
     log = _log_frame(cust, times, nu, p, rng, start, observation_length, time_unit, customer_prefix)
     if not return_truth:
         return log
