@@ -555,3 +555,15 @@ def test_predictive_purchases_per_pair_equal_per_history(rfm, fitted, monkeypatc
     monkeypatch.setattr(ParetoNBDModel, "future_pmf_formula", None)
     slow = P.predictive_purchases(fitted, 52.0, sample, interval=0.9, n_draws=12, seed=1)
     pd.testing.assert_frame_equal(fast, slow, rtol=1e-12)
+
+
+def test_future_purchases_of_an_alive_customer_per_pair_equal_per_customer(rfm):
+    """eq. 27 without P(alive) is evaluated once per distinct (x, T) pair and gathered back: the same
+    values as customer by customer, for a stack of parameter draws."""
+    rng = np.random.default_rng(2)
+    draws = {k: v * rng.uniform(0.9, 1.1, (5, 1)) for k, v in {"r": 0.55, "alpha": 10.6, "s": 0.61, "beta": 11.7}.items()}
+    x, T = rfm["frequency"].to_numpy(float), rfm["T"].to_numpy(float)
+    shared = pn.future_purchases_alive(draws, x, T, t=39.0)
+    direct = pn.expected_new(draws["r"] + x, draws["alpha"] + T, draws["s"], draws["beta"] + T, 39.0)
+    assert shared.shape == (5, len(rfm)) and len(np.unique(np.c_[x, T], axis=0)) < len(rfm) / 5
+    np.testing.assert_array_equal(shared, direct)

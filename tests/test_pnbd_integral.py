@@ -24,10 +24,10 @@ def _python_rows(params, rows, log_tail):
     n = len(rows)
     value, jac = np.empty(n), np.empty((n, 4))
     cols = [np.array([p]) for p in params] + [np.ascontiguousarray(rows[:, k]) for k in range(3)]
-    strides = np.array([0, 0, 0, 0, 1, 1, 1])
+    strides = np.array([[0, 0]] * 4 + [[0, 1]] * 3)
     saved, pnbd_integral._LOG_TAIL = pnbd_integral._LOG_TAIL, log_tail
     try:
-        pnbd_integral._rows(*cols, strides, pnbd_integral._POS, pnbd_integral._WEIGHT, value, jac, 0, n)
+        pnbd_integral._rows(*cols, strides, n, pnbd_integral._POS, pnbd_integral._WEIGHT, value, jac, 0, n)
     finally:
         pnbd_integral._LOG_TAIL = saved
     return value, jac
@@ -62,6 +62,16 @@ def test_per_row_parameters_equal_row_by_row_evaluations():
     assert grid.shape == (2, n)
     for d in range(2):
         np.testing.assert_array_equal(grid[d], pnbd_integral.evaluate(*draws[d], *ROWS.T, with_jac=False)[0])
+    # three axes, inputs broadcast along some leading axes only (read in place or filled in)
+    alpha = np.array([[10.0], [11.0], [12.0]])                          # (3, 1): along the draws' axis
+    cube = pnbd_integral.evaluate(draws[:, 0, None, None], alpha, 0.6, draws[:, 3, None, None], *ROWS.T,
+                                  with_jac=True)
+    assert cube[0].shape == (2, 3, n) and cube[1].shape == (2, 3, n, 4)
+    for d in range(2):
+        for a in range(3):
+            v, j = pnbd_integral.evaluate(draws[d, 0], alpha[a, 0], 0.6, draws[d, 3], *ROWS.T, with_jac=True)
+            np.testing.assert_array_equal(cube[0][d, a], v)
+            np.testing.assert_array_equal(cube[1][d, a], j)
 
 
 def test_rows_split_over_threads_equal_one_thread(monkeypatch):
@@ -76,7 +86,7 @@ def test_rows_split_over_threads_equal_one_thread(monkeypatch):
     kernel = pnbd_integral._kernel()
     monkeypatch.setattr(pnbd_integral, "_kernel", lambda: lambda *a: calls.append(a[-2:]) or kernel(*a))
     threaded = pnbd_integral.evaluate(*params, *rows.T, with_jac=True)
-    assert sorted(calls) == [(0, 167), (167, 334), (334, 500)]
+    assert sorted(calls) == [(0, 166), (166, 333), (333, 500)]
     np.testing.assert_array_equal(threaded[0], one[0])
     np.testing.assert_array_equal(threaded[1], one[1])
 

@@ -101,14 +101,16 @@ def run_in_threads(call, n: int, *, work=None, min_work: int = 200_000, max_thre
     or on one core, one call in this thread."""
     import numpy as np
 
-    work = np.arange(n + 1) if work is None else np.asarray(work)
+    work = None if work is None else np.asarray(work)
+    total = n if work is None else work[-1]
     threads = min(available_cores(), max_threads)
-    if threads <= 1 or n < 2 or work[-1] < min_work:
+    if threads <= 1 or n < 2 or total < min_work:
         call(0, n)
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    cuts = np.unique(np.searchsorted(work, np.linspace(0, work[-1], threads + 1)).clip(0, n))
+    even = np.linspace(0, total, threads + 1)
+    cuts = np.unique((even if work is None else np.searchsorted(work, even)).astype(np.int64).clip(0, n))
     cuts[0], cuts[-1] = 0, n
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda bounds: call(int(bounds[0]), int(bounds[1])), zip(cuts[:-1], cuts[1:])))

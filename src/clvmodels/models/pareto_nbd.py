@@ -114,9 +114,14 @@ def expected_purchases(params, frequency, recency, T, *, t):
 
 def future_purchases_alive(params, frequency, T, *, t):
     """E[Y(t)] of a customer alive at ``T`` with ``x`` purchases: the new-customer expectation at
-    ``(r+x, α+T, s, β+T)`` (eq. 27 without ``P(alive)``)."""
-    x = frequency
-    return expected_new(params["r"] + x, params["alpha"] + T, params["s"], params["beta"] + T, t)
+    ``(r+x, α+T, s, β+T)`` (eq. 27 without ``P(alive)``). It does not depend on the recency, so for a
+    vector of customers it is evaluated once per distinct ``(x, T)`` pair (:func:`~.rows.per_distinct_pair`)."""
+    def future(x, age):
+        return expected_new(params["r"] + x, params["alpha"] + age, params["s"], params["beta"] + age, t)
+
+    if np.ndim(t) != 0:
+        return future(np.asarray(frequency, dtype=float), np.asarray(T, dtype=float))
+    return per_distinct_pair(future, frequency, T, axis=-1, params=params)
 
 
 def survival(params, frequency, T, *, t):

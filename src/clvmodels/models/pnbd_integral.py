@@ -123,14 +123,19 @@ def _row(ri, ai, si, bi, xi, txi, Ti, pos, weight, jac, i, want_jac):
     return top + math.log(total)
 
 
-def _rows(r, alpha, s, beta, x, tx, T, strides, pos, weight, value, jac, start, stop):
+def _rows(r, alpha, s, beta, x, tx, T, strides, inner, pos, weight, value, jac, start, stop):
     """``ln I`` (into ``value``) and, when ``jac`` has rows, its gradient with respect to
-    ``(r, α, s, β)`` (into ``jac``) for rows ``start:stop`` (:func:`_row`). Input ``k`` is read at
-    ``i * strides[k]`` (stride 0: one value for all rows)."""
+    ``(r, α, s, β)`` (into ``jac``) for the flat rows ``start:stop`` of a ``(outer, inner)`` grid
+    (:func:`_row`). Row ``k`` is ``(k // inner, k % inner)``, at which input ``m`` is read at
+    ``(k // inner) * strides[m, 0] + (k % inner) * strides[m, 1]`` (stride 0: broadcast along that
+    axis, e.g. a draw's parameters along the customers)."""
     want_jac = jac.shape[0] > 0
-    for i in range(start, stop):
-        value[i] = _row_kernel(r[i * strides[0]], alpha[i * strides[1]], s[i * strides[2]], beta[i * strides[3]],
-                               x[i * strides[4]], tx[i * strides[5]], T[i * strides[6]], pos, weight, jac, i, want_jac)
+    for k in range(start, stop):
+        i, j = k // inner, k % inner
+        value[k] = _row_kernel(r[i * strides[0, 0] + j * strides[0, 1]], alpha[i * strides[1, 0] + j * strides[1, 1]],
+                               s[i * strides[2, 0] + j * strides[2, 1]], beta[i * strides[3, 0] + j * strides[3, 1]],
+                               x[i * strides[4, 0] + j * strides[4, 1]], tx[i * strides[5, 0] + j * strides[5, 1]],
+                               T[i * strides[6, 0] + j * strides[6, 1]], pos, weight, jac, k, want_jac)
 
 
 #: :func:`_row` compiled (set by :func:`_kernel` before anything that calls it is compiled).
@@ -162,9 +167,19 @@ def row_kernel():
     return _row_kernel
 
 
-def _flat(a) -> tuple[np.ndarray, int]:
-    a = np.ascontiguousarray(a, dtype=float).reshape(-1)
-    return a, int(a.size > 1)
+def _grid(a: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int]]:
+    """``a`` (broadcasting to ``shape``) as a flat array and its element strides over the grid
+    ``(outer, inner) = (prod(shape[:-1]), shape[-1])``: an axis ``a`` is broadcast along reads with
+    stride 0, so a ``(draws, 1)`` parameter against ``(customers,)`` data is never copied out to
+    ``(draws, customers)``. Broadcast along some leading axes only, those are filled in."""
+    a = a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
+    inner = int(a.shape[-1] > 1 or shape[-1] == 1)
+    lead = a.shape[:-1]
+    if all(n == 1 for n in lead):
+        return np.ascontiguousarray(a, dtype=float).reshape(-1), (0, inner)
+    if lead != shape[:-1]:
+        a = np.broadcast_to(a, shape[:-1] + a.shape[-1:])
+    return np.ascontiguousarray(a, dtype=float).reshape(-1), (a.shape[-1], inner)
 
 
 def evaluate(r, alpha, s, beta, x, tx, T, *, with_jac: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -172,15 +187,16 @@ def evaluate(r, alpha, s, beta, x, tx, T, *, with_jac: bool) -> tuple[np.ndarray
     broadcast shape (the gradient with a trailing axis of 4), or ``None`` for the gradient when
     ``with_jac`` is false."""
     args = [np.asarray(a, dtype=float) for a in (r, alpha, s, beta, x, tx, T)]
-    shape = np.broadcast_shapes(*(a.shape for a in args))
+    shape = np.broadcast_shapes(*(a.shape for a in args)) or (1,)
     n = math.prod(shape)
-    flat = [_flat(a if a.size == 1 or a.shape == shape else np.broadcast_to(a, shape)) for a in args]
-    strides = np.array([st for _, st in flat], dtype=np.int64)
+    grids = [_grid(a, shape) for a in args]
+    strides = np.array([st for _, st in grids], dtype=np.int64)
     value = np.empty(n)
     jac = np.empty((n if with_jac else 0, 4))
-    kernel, inputs = _kernel(), [a for a, _ in flat]
-    run_in_threads(lambda first, last: kernel(*inputs, strides, _POS, _WEIGHT, value, jac, first, last), n,
-                   min_work=THREADED_ROWS)
+    kernel, inputs = _kernel(), [a for a, _ in grids]
+    run_in_threads(lambda first, last: kernel(*inputs, strides, shape[-1], _POS, _WEIGHT, value, jac, first, last),
+                   n, min_work=THREADED_ROWS)
+    shape = np.broadcast_shapes(*(a.shape for a in args))
     return value.reshape(shape), (jac.reshape(shape + (4,)) if with_jac else None)
 
 
@@ -258,12 +274,12 @@ def pytensor_op():
         def pareto_log_integral(r, alpha, s, beta, x, tx, T):
             sizes = (r.shape[0], alpha.shape[0], s.shape[0], beta.shape[0], x.shape[0], tx.shape[0], T.shape[0])
             n = max(sizes)
-            strides = np.empty(7, dtype=np.int64)
+            strides = np.zeros((7, 2), dtype=np.int64)
             for k in range(7):
-                strides[k] = 1 if sizes[k] > 1 else 0
+                strides[k, 1] = 1 if sizes[k] > 1 else 0
             value = np.empty(n)
             jac = np.empty((n, 4))
-            rows(r, alpha, s, beta, x, tx, T, strides, pos, weight, value, jac, 0, n)
+            rows(r, alpha, s, beta, x, tx, T, strides, n, pos, weight, value, jac, 0, n)
             return value, jac
 
         return pareto_log_integral, KERNEL_KEY % (2 ** 31)
