@@ -241,7 +241,7 @@ def test_outputs_never_over_the_calendar_and_failures_keep_the_previous_file(d, 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(scoring, "time_varying_values", broken)
+    monkeypatch.setattr(scoring, "value_customers", broken)
     assert run("score", d / "bg", d / "rfm.parquet", *opts, "--out", out, "-q") == cli.EXIT_INTERNAL
     assert "simulated bug" in capsys.readouterr().err
     assert out.read_bytes() == previous and cal.read_bytes() == before

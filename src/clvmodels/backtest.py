@@ -49,7 +49,7 @@ import pandas as pd
 
 from . import metrics as M
 from .baselines import default_baselines
-from .clv import check_discounting, discounted_chunks, time_varying_clv, value_customers
+from .clv import check_discounting, discounted_chunks, value_customers
 from .data import AMOUNT, CUSTOMER, TIMESTAMP
 from .errors import MODEL_WARNINGS, ClvDataError, ModelKindError, renamed_argument
 from . import predictive as P
@@ -861,17 +861,11 @@ def holdout_discounted_value(log, ch, cut, obs_end, unit, res, bounds, factors) 
 
 def _expected_value(model, spend, ch, bounds, factors, path=None, **draws) -> dict[str, np.ndarray]:
     """Expected discounted holdout value per customer (``clv`` of :func:`clvmodels.clv.value_customers`
-    over the periods ``bounds``; with time-varying covariates, :func:`clvmodels.clv.time_varying_clv`
-    along the ``path``): the point value, or with ``interval`` its expected-value interval."""
-    if path is not None:
-        values = time_varying_clv(model, spend, ch, validate_columns(ch, spend.data_columns), bounds=bounds,
-                                  factors=factors, **path, **draws)
-        if isinstance(values, pd.Series):
-            return {"mean": values.to_numpy()}
-        return {k: values[f"mean_{k}"].to_numpy() for k in ("lower", "upper")} | {"mean": values["mean"].to_numpy()}
+    over the periods ``bounds``; with time-varying covariates along the ``path``): the point value, or
+    with ``interval`` its expected-value interval."""
     columns = tuple(dict.fromkeys(model.data_columns + spend.data_columns))
     return value_customers(model, spend, validate_columns(ch, columns), bounds=bounds, factors=factors,
-                           rfm=ch, **draws)["clv"]
+                           rfm=ch, **(path or {}), **draws)["clv"]
 
 
 def _sample_scores(samples: np.ndarray, y: np.ndarray, expected: dict, interval: float, rng) -> dict:

@@ -75,7 +75,7 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
                     interval: float | None = None,
                     n_draws: int | None = None, seed: int | None = None,
                     what: tuple[str, ...] = ("clv",), finite: bool = True,
-                    rfm: pd.DataFrame | None = None) -> dict[str, dict[str, np.ndarray]]:
+                    rfm: pd.DataFrame | None = None, time_varying=None, future=None) -> dict[str, dict[str, np.ndarray]]:
     """Per-customer summaries (``mean``, and with ``interval`` ``median``/``lower``/``upper``) of
     ``what`` among ``expected_purchases`` (by the horizon), ``probability_alive``,
     ``expected_spend`` and ``clv``, all from one set of parameter draws of each model: intervals of
@@ -89,19 +89,16 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
     fit in memory at once; ``spend_model`` may be ``None`` when ``what`` needs no spend.
     ``finite=False``: a non-finite value makes its customer's mean non-finite instead of raising
     (see :func:`clvmodels.models.base.summarise_draws`). ``rfm``: the customers' table, whose covariate
-    columns models with covariates read (:meth:`~clvmodels.models.base.CLVModel.covariate_data`)."""
+    columns models with covariates read (:meth:`~clvmodels.models.base.CLVModel.covariate_data`).
+
+    A purchase model with time-varying covariates forecasts along the customers' pieces: the
+    calibration ``time_varying`` summary and the ``future`` pieces from ``T`` over the periods
+    (:func:`~clvmodels.models.timevarying.value_draws`), per customer."""
     models = [purchase_model] + ([spend_model] if spend_model is not None else [])
     covariates = [_covariates(m, rfm) for m in models]
     draws = model_draws(*models, interval=interval, n_draws=n_draws, seed=seed)
-    # sorted (by covariate profile, then frequency): a chunk of histories holds whole profiles and
-    # (frequency, age) pairs, which formulas share (per profile, per pair)
-    histories, history_code = unique_rows({**covariates[0], **{k: data[k] for k in purchase_model.data_columns}},
-                                          sort=True)
     if bounds is None:
         bounds, factors = clv_periods(horizon, period_length, discount_rate)
-    n_histories, n_draws = len(next(iter(histories.values()))), len(next(iter(draws[0].values())))
-    keys = ("mean",) if interval is None else ("mean", "median", "lower", "upper")
-    params = {k: v[:, None] for k, v in draws[0].items()}
     spend_data = {}
     if {"expected_spend", "clv"} & set(what):
         expected_spend = spend_model.formula("expected_spend_formula")
@@ -110,6 +107,25 @@ def value_customers(purchase_model, spend_model, data: dict[str, np.ndarray], *,
     if "expected_spend" in what:
         out["expected_spend"] = summarise_draws(expected_spend, draws[1], spend_data, interval=interval,
                                                 compress_rows=False, finite=finite)
+    if getattr(purchase_model, "has_time_varying", False):
+        from .models.timevarying import value_draws
+
+        values = value_draws(purchase_model, rfm, draws[0], bounds=bounds, factors=factors, time_varying=time_varying,
+                             future=future)
+        if "clv" in what:
+            params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws[1].items()}
+            values["clv"] = values["discounted_purchases"] * expected_spend(params, **spend_data)
+        local = {"history": np.arange(values["probability_alive"].shape[1], dtype=float)}
+        return out | {name: summarise_draws(_gather(values[name], name), draws[0], local, interval=interval,
+                                            compress_rows=False, finite=finite)
+                      for name in ("expected_purchases", "probability_alive", "clv") if name in what}
+    # sorted (by covariate profile, then frequency): a chunk of histories holds whole profiles and
+    # (frequency, age) pairs, which formulas share (per profile, per pair)
+    histories, history_code = unique_rows({**covariates[0], **{k: data[k] for k in purchase_model.data_columns}},
+                                          sort=True)
+    n_histories, n_draws = len(next(iter(histories.values()))), len(next(iter(draws[0].values())))
+    keys = ("mean",) if interval is None else ("mean", "median", "lower", "upper")
+    params = {k: v[:, None] for k, v in draws[0].items()}
     per_history = {name: {k: np.empty(n_histories) for k in keys}
                    for name in ("expected_purchases", "probability_alive") if name in what}
     if "clv" in what:
@@ -433,7 +449,7 @@ def clv(
     time_varying, future
         A purchase model with time-varying covariates: the customers' calibration summary (default:
         the training one) and their covariate pieces from ``T`` over the horizon (required): the
-        expected CLV (:func:`time_varying_clv`) and the predictive one (:func:`predictive_clv`).
+        expected CLV (:func:`value_customers`) and the predictive one (:func:`predictive_clv`).
     kind
         ``"predictive"`` (default): the distribution of the *realised* discounted value (what the
         customer will actually spend; process and parameter uncertainty), by simulation
@@ -460,34 +476,11 @@ def clv(
         return predictive_clv(purchase_model, spend_model, rfm, horizon=horizon, period_length=period_length,
                               discount_rate=discount_rate, interval=interval, n_samples=n_samples, seed=seed,
                               n_draws=n_draws, time_varying=time_varying, future=future)
-    if getattr(purchase_model, "has_time_varying", False):
-        return time_varying_clv(purchase_model, spend_model, rfm, data, horizon=int(horizon),
-                                period_length=period_length, discount_rate=discount_rate, interval=interval,
-                                n_draws=n_draws, seed=seed, time_varying=time_varying, future=future)
     values = value_customers(purchase_model, spend_model, data, horizon=int(horizon), period_length=period_length,
                              discount_rate=discount_rate, interval=interval, n_draws=n_draws, seed=seed,
-                             rfm=rfm)["clv"]
+                             rfm=rfm, time_varying=time_varying, future=future)["clv"]
     if interval is None:
         return pd.Series(values["mean"], index=rfm.index, name="clv")
     return interval_frame(values, rfm.index, interval, EXPECTED)
 
 
-def time_varying_clv(purchase_model, spend_model, rfm: pd.DataFrame, data: dict, *, horizon: int | None = None,
-                     period_length: float | None = None, discount_rate: float | None = None, bounds=None, factors=None,
-                     interval=None, n_draws=None, seed=None, time_varying=None, future=None):
-    """The expected CLV of a purchase model with time-varying covariates: per joint draw of both
-    models, ``P(alive) Σ_i f_i ΔE[Y]_i`` over the future pieces
-    (:func:`~clvmodels.models.timevarying.discounted_purchases`) times the expected spend; the periods
-    are ``horizon`` periods of ``period_length`` (:func:`clv_periods`), or given as ``bounds`` and
-    ``factors``."""
-    from .models.timevarying import discounted_purchases, summarise
-
-    draws = model_draws(purchase_model, spend_model, interval=interval, n_draws=n_draws, seed=seed)
-    if bounds is None:
-        bounds, factors = clv_periods(horizon, period_length, discount_rate)
-    purchases = discounted_purchases(purchase_model, rfm, draws[0], bounds=bounds, factors=factors,
-                                     time_varying=time_varying, future=future)
-    spend_data = {**{k: data[k] for k in spend_model.data_columns}, **_covariates(spend_model, rfm)}
-    expected_spend = spend_model.formula("expected_spend_formula")
-    params = {k: np.asarray(v, dtype=float)[:, None] for k, v in draws[1].items()}
-    return summarise(purchases * expected_spend(params, **spend_data), rfm.index, "clv", interval)

@@ -201,7 +201,7 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
 
     A purchase model with time-varying covariates reads them from ``time_varying``, a
     :class:`~clvmodels.timevarying.CovariatePath` covering each customer from her first purchase to the
-    end of the horizon (:func:`time_varying_values`; ``rfm`` records its end of observation).
+    end of the horizon (:func:`time_varying_paths`; ``rfm`` records its end of observation).
     """
     s = settings
     check_time_unit(purchase_model, rfm)
@@ -211,12 +211,12 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
         model._check_fitted()
     columns = tuple(dict.fromkeys(c for m in models for c in m.data_columns))
     what = SCORE_NAMES if spend_model is not None else SCORE_NAMES[:2]
+    paths = time_varying_paths(purchase_model, rfm, s, time_varying) if purchase_model.has_time_varying else {}
     with np.errstate(all="ignore"):  # overflow is checked per customer below
-        values = time_varying_values(purchase_model, spend_model, rfm, s, time_varying, what) \
-            if purchase_model.has_time_varying else value_customers(purchase_model, spend_model, validate_columns(rfm, columns), horizon=int(s.horizon),
+        values = value_customers(purchase_model, spend_model, validate_columns(rfm, columns), horizon=int(s.horizon),
                                  period_length=period_length(purchase_model, s), discount_rate=s.discount_rate,
                                  interval=s.interval, n_draws=s.n_draws, seed=s.seed, what=what, finite=False,
-                                 rfm=rfm)
+                                 rfm=rfm, **paths)
     out = {}
     for name in what:
         out[name] = values[name]["mean"]
@@ -239,35 +239,6 @@ def score_frame(purchase_model, spend_model, rfm: pd.DataFrame, settings: ScoreS
                          fix="Check these customers' values; score_table (clvmodels score) rejects them one "
                              "by one and scores the others.")
     return scores
-
-
-def time_varying_values(purchase_model, spend_model, rfm: pd.DataFrame, s: ScoreSettings, path,
-                        what: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
-    """:func:`~clvmodels.clv.value_customers`' summaries for a purchase model with time-varying covariates,
-    from the customers' covariate ``path``: their calibration pieces from the table
-    (:func:`~clvmodels.timevarying.forecast_summary`) and the horizon's (:func:`~clvmodels.timevarying.future_exposure`),
-    through the models' own forecasts (the purchase model's draws seeded ``seed``, the spend model's ``seed + 1``,
-    as there)."""
-    from .clv import time_varying_clv
-    from .models.timevarying import predict
-
-    window = s.horizon * period_length(purchase_model, s)
-    paths = time_varying_paths(purchase_model, rfm, s, path)
-    summary, future = paths["time_varying"], paths["future"]
-    kw = dict(interval=s.interval, n_draws=s.n_draws, seed=s.seed)
-    frames = {"expected_purchases": predict(purchase_model, "expected_purchases", rfm, t=window,
-                                            time_varying=summary, future=future, **kw),
-              "probability_alive": predict(purchase_model, "probability_alive", rfm, time_varying=summary, **kw)}
-    if "expected_spend" in what:
-        frames["expected_spend"] = spend_model.expected_spend(rfm, **{**kw, "seed": s.seed + 1})
-    if "clv" in what:
-        frames["clv"] = time_varying_clv(purchase_model, spend_model, rfm, validate_columns(rfm, spend_model.data_columns),
-                                         horizon=int(s.horizon), period_length=period_length(purchase_model, s),
-                                         discount_rate=s.discount_rate, time_varying=summary, future=future, **kw)
-    names = interval_names(EXPECTED)
-    return {name: {"mean": frame.to_numpy()} if isinstance(frame, pd.Series) else
-            {"mean": frame["mean"].to_numpy(), **{k: frame[names[k]].to_numpy() for k in ("lower", "upper")}}
-            for name, frame in frames.items() if name in what}
 
 
 def time_varying_paths(purchase_model, rfm: pd.DataFrame, s: ScoreSettings, path) -> dict:

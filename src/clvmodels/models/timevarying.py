@@ -688,24 +688,28 @@ def predict(model, quantity: str, rfm=None, *, t=None, at=None, time_varying=Non
     return summarise(np.array(values), rfm.index, quantity, interval)
 
 
-def discounted_purchases(model, rfm, draws: dict, *, bounds, factors, time_varying=None, future=None) -> np.ndarray:
-    """Per draw (rows) and customer: ``P(alive) Σ_i f_i (E[Y(t_i)] − E[Y(t_{i−1})])`` over the periods
-    ``(t_{i−1}, t_i]`` of ``bounds`` with discount factors ``factors`` (as
-    :func:`clvmodels.clv.purchase_value_draws`), the expectations over the ``future`` pieces."""
+def value_draws(model, rfm, draws: dict, *, bounds, factors, time_varying=None, future=None) -> dict[str, np.ndarray]:
+    """Per draw (rows) and customer, as :func:`clvmodels.clv.purchase_value_draws` without covariates
+    that vary: ``probability_alive`` at ``T``, ``expected_purchases`` by the last boundary and
+    ``discounted_purchases`` ``P(alive) Σ_i f_i (E[Y(t_i)] − E[Y(t_{i−1})])`` over the periods
+    ``(t_{i−1}, t_i]`` of ``bounds`` with discount factors ``factors``, the expectations over the
+    ``future`` pieces."""
     rfm, data, exposure = _customers(model, rfm, time_varying)
     design, tv_model = design_of(model), type(model).time_varying_model
     bounds = np.asarray(bounds, dtype=float)
     window = future_window(design, future, data["T"], float(bounds[-1]), len(rfm))
     parts = [window.clipped(data["T"], data["T"] + b) for b in bounds]
-    out = []
+    out = {"probability_alive": [], "expected_purchases": [], "discounted_purchases": []}
     for per_row, gammas, extras, alive in _histories(model, data, exposure, draws):
         total, previous = 0.0, 0.0
         for part, factor in zip(parts, factors):
             current = tv_model.future(per_row, data, extras, part, design, gammas)
             total = total + (current - previous) * factor
             previous = current
-        out.append(np.broadcast_to(alive * total, (len(rfm),)))
-    return np.array(out)
+        for name, value in (("probability_alive", alive), ("expected_purchases", alive * previous),
+                            ("discounted_purchases", alive * total)):
+            out[name].append(np.broadcast_to(value, (len(rfm),)))
+    return {name: np.array(values) for name, values in out.items()}
 
 
 def purchase_simulator(model, rfm, bounds, *, time_varying=None, future=None):
