@@ -82,20 +82,23 @@ class CovariatePath:
         """The grid's period starts."""
         return pd.DatetimeIndex(self.edges[:-1].astype("datetime64[ns]"), name=PERIOD)
 
-    def rows_of(self, ids: pd.Index) -> np.ndarray:
-        """The entry of ``offset``/``first``/``count`` of each customer of ``ids`` (a calendar: all 0);
-        a customer missing from a panel is an error naming how many and which."""
+    def entries(self, ids: pd.Index) -> np.ndarray:
+        """The entry of ``offset``/``first``/``count`` of each customer of ``ids`` (a calendar: all 0;
+        −1 for a customer missing from a panel)."""
         if self.customers is None:
             return np.zeros(len(ids), dtype=np.int64)
-        text = pd.Index(ids.astype(str))
-        rows = self.customers.get_indexer(text)
+        return self.customers.get_indexer(pd.Index(ids.astype(str))).astype(np.int64)
+
+    def rows_of(self, ids: pd.Index) -> np.ndarray:
+        """:meth:`entries`, where a customer missing from a panel is an error naming how many and which."""
+        rows = self.entries(ids)
         lacking = rows < 0
         if lacking.any():
             raise ClvDataError(
                 f"{int(lacking.sum()):,} customer(s) of the summary have no row in the covariate panel, e.g. "
-                f"{', '.join(repr(c) for c in text[lacking][:5])}. Add their covariate path (from their first "
+                f"{', '.join(repr(str(c)) for c in ids[lacking][:5])}. Add their covariate path (from their first "
                 "purchase to the end of the window), or leave them out of the log.")
-        return rows.astype(np.int64)
+        return rows
 
 
 # ---------------------------------------------------------------------------- panels and calendars
@@ -639,11 +642,8 @@ def coverage_problems(rfm: pd.DataFrame, covariates: CovariatePath, t) -> pd.Ser
     lo = _period_of(covariates.edges, origin)
     hi = np.maximum(_period_of(covariates.edges, end - 1), _period_of(covariates.edges, np.full(len(rfm), observed)))
     reason = np.full(len(rfm), "", dtype=object)
-    if covariates.customers is None:
-        rows = np.zeros(len(rfm), dtype=np.int64)
-    else:
-        rows = covariates.customers.get_indexer(pd.Index(rfm.index.astype(str)))
-        reason[rows < 0] = "no row in the covariate panel"
+    rows = covariates.entries(rfm.index)
+    reason[rows < 0] = "no row in the covariate panel"
     short = (rows >= 0) & _uncovered(covariates, np.maximum(rows, 0), lo, hi)[0]
     if covariates.customers is None:
         whose = f"the calendar ({_dates(covariates.edges[:1])[0]} to {_dates(covariates.edges[-1:])[0]})"

@@ -225,9 +225,10 @@ class Exposure:
         keep = keep[np.argsort(new[self.customer[keep]], kind="stable")]
         return keep, new[self.customer[keep]]
 
-    def subset(self, rows: np.ndarray) -> "Exposure":
-        """The customers at ``rows`` (positions), renumbered ``0 .. len(rows) − 1`` in that order."""
-        keep, customer = self.pieces_of(rows)
+    def subset(self, rows: np.ndarray, pieces: tuple[np.ndarray, np.ndarray] | None = None) -> "Exposure":
+        """The customers at ``rows`` (positions), renumbered ``0 .. len(rows) − 1`` in that order
+        (``pieces``: their :meth:`pieces_of`, where the caller has it already)."""
+        keep, customer = self.pieces_of(rows) if pieces is None else pieces
         return Exposure(customer, self.start[keep], self.length[keep], self.z[keep], self.before[keep],
                         self.purchase_z[rows], len(rows))
 
@@ -603,8 +604,8 @@ class HorizonPeriods:
         return cls(exposure, period, len(parts))
 
     def subset(self, rows: np.ndarray) -> "HorizonPeriods":
-        keep, _ = self.exposure.pieces_of(rows)
-        return HorizonPeriods(self.exposure.subset(rows), self.period[keep], self.n_periods)
+        pieces = self.exposure.pieces_of(rows)
+        return HorizonPeriods(self.exposure.subset(rows, pieces), self.period[pieces[0]], self.n_periods)
 
     def sums(self, values: np.ndarray) -> np.ndarray:
         """``Σ`` of per-piece ``values`` (last axis: the pieces) per customer and period: ``(..., n, H)``."""
