@@ -149,6 +149,8 @@ def test_rejects_exit_3_unless_allowed(workdir, tmp_path, capsys):
     (["score", "{t}/nomodel", "{d}/rfm.parquet", "--out", "{t}/s.parquet"], "No saved model"),
     (["fit", "{d}/rfm.parquet", "--model", "nosuchmodel", "--out", "{t}/m"], "Unknown model"),
     (["fit", "{t}/plain.csv", "--out", "{t}/m"], "time unit"),
+    # a missing table is named as missing, not as one without a recorded time unit
+    (["fit", "{t}/missing.parquet", "--out", "{t}/m"], "File not found"),
     (["summarize", "{d}/log.csv", "--out", "{t}/r.parquet"], "Missing column"),
     (["score", "{d}/model", "{d}/rfm.parquet", "--out", "{t}/s.parquet", "--interval", "2"], "interval"),
 ])

@@ -326,8 +326,9 @@ def iter_table(path: str | os.PathLike, columns: list[str] | None = None,
 
 def table_attrs(path: str | os.PathLike) -> dict:
     """The ``attrs`` pandas recorded in a Parquet table (e.g. ``time_unit``, ``resolution`` of an RFM
-    summary); empty for CSV, a dataset directory, or a file without them."""
-    p = Path(path)
+    summary); empty for CSV, a dataset directory, or a file without them. A path that does not exist
+    is an error (before any complaint about what the table lacks)."""
+    p = _existing(path)
     if not p.is_file() or table_format(p) != "parquet":
         return {}
     import json
