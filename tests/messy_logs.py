@@ -38,3 +38,19 @@ def messiest_log(seed: int = 0) -> pd.DataFrame:
     # DuckDB's time-zone-aware timestamps hold microseconds
     out["when"] = out["when"].dt.floor("us").dt.tz_localize("UTC").dt.tz_convert("America/New_York")
     return out
+
+
+def degenerate_log(seed: int = 0, n: int = 400, *, repeats: bool = True) -> pd.DataFrame:
+    """One acquisition day, one purchase rate for everyone, no drop-out and amounts without customer
+    heterogeneity (``repeats=False``: one purchase each, nothing else): the data identify neither a
+    drop-out process nor BG/NBD's or Gamma-Gamma's heterogeneity, so their estimates go to a boundary."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        days = np.sort(np.r_[0.0, rng.uniform(1, 360, rng.poisson(2.0) if repeats else 0)])
+        rows += [(f"c{i}", d, a) for d, a in zip(days, rng.gamma(2.0, 20.0, len(days)))]
+    log = pd.DataFrame(rows, columns=["customer_id", "day", "amount"])
+    log["timestamp"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(log.pop("day"), unit="D")
+    if not repeats:  # first purchases over the year instead of one day
+        log["timestamp"] += pd.to_timedelta(rng.uniform(0, 300, len(log)), unit="D")
+    return log

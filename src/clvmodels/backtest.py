@@ -57,7 +57,7 @@ from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
 from .models.base import check_kind
 from .models.covariates import lr_test
-from .models.draws import check_interval
+from .models.draws import at_estimate, check_interval, lacks_covariance
 from .validation import validate_columns
 from .models.purchase import DiscretePurchaseModel, PurchaseModel
 from .models.rows import unique_rows
@@ -766,7 +766,9 @@ def _fit_model(out: dict, fitted: dict, model, ch, name, label, t, path: dict | 
 
 
 def fit_with_warnings(model, rfm, name, label, **fit_args):
-    """Fit, recording (and re-emitting, with context) the fit's warnings; a failed fit is reported, not fatal."""
+    """Fit, recording (and re-emitting, with context) the fit's warnings; a failed fit is reported, not
+    fatal, and a fit without a finite covariance matrix forecasts at its estimate (:func:`~.models.draws.at_estimate`,
+    recorded as a ``PredictiveWarning``)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -779,6 +781,11 @@ def fit_with_warnings(model, rfm, name, label, **fit_args):
         warnings.warn(f"[{name}, calibration end {label}] {w.message}", w.category, stacklevel=3)
     if getattr(model, "converged_", True) is False and not any(r["category"] == "ConvergenceWarning" for r in records):
         records.append(_warning(label, name, "ConvergenceWarning", "The fit did not converge."))
+    if lacks_covariance(model):   # (its ConvergenceWarning was emitted above)
+        model = at_estimate(model)
+        message = ("The fit has no finite covariance matrix (an estimate at a boundary), so its parameter uncertainty "
+                   "cannot be estimated: its forecasts' intervals leave it out and are too narrow by that much.")
+        records.append(_warning(label, name, "PredictiveWarning", message))
     return model, records
 
 
@@ -1108,11 +1115,17 @@ def _add_result_warnings(result: BacktestResult) -> None:
             continue
         r = r.copy()
         r["target"] = "discounted CLV" if r["target"] == "clv" else r["target"]
+        # an error in percent of an actual 0 is undefined (+inf): say what was predicted instead
+        error = f", {r['error_pct']:+.1f}%" if r["actual"] != 0 else ""
         if pd.notna(r["inside"]) and not r["inside"]:
             rows.append(_warning(r["cutoff"], r["model"], "IntervalMiss",
                                  f"The actual holdout {r['target']} total {r['actual']:,.0f} lies outside the "
                                  f"predicted {r['level']:.0%} interval [{r['lower']:,.0f}, {r['upper']:,.0f}] "
-                                 f"(predicted {r['predicted']:,.0f}, {r['error_pct']:+.1f}%)."))
+                                 f"(predicted {r['predicted']:,.0f}{error})."))
+        elif r["actual"] == 0 and r["predicted"] != 0:
+            rows.append(_warning(r["cutoff"], r["model"], "LargeTotalError",
+                                 f"The actual holdout {r['target']} total is 0 and {r['predicted']:,.3g} was predicted "
+                                 "(an error in percent of 0 is undefined)."))
         elif abs(r["error_pct"]) > 10:
             rows.append(_warning(r["cutoff"], r["model"], "LargeTotalError",
                                  f"The predicted holdout {r['target']} total is {r['error_pct']:+.1f}% off "

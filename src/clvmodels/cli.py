@@ -1016,13 +1016,14 @@ def _write_report(result, path, title=None):
 
 
 def cmd_report(args) -> int:
-    from .clv_report import clv_report
+    from .clv_report import clv_report, fitted_spend_model
 
     _check_outputs({"the log": args.log}, {"--out": args.out, "--segments-out": args.segments_out})
     frame = _backtest_log(args)
     result = _run_backtest(args, frame)
-    if "amount" not in frame.columns or not hasattr(result, "settings") or result.settings.get("spend_model") is None:
-        log.warning("the log has no amounts: writing the comparison report of purchases (no CLV)")
+    spend, why = fitted_spend_model(result) if "amount" in frame.columns else (None, "the log has no amounts.")
+    if spend is None:
+        log.warning("no CLV report: %s Writing the comparison report of purchases instead.", why)
         print(f"wrote {_write_report(result, args.out, title=args.title)}")
         return EXIT_OK
     clv_report(result, frame, args.out, title=args.title, horizon=args.horizon, period=args.clv_period,

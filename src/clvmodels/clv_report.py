@@ -193,16 +193,18 @@ def clv_report(result: BacktestResult, transactions, path: str | os.PathLike | N
     settings = result.settings
     unit = normalize_unit(settings["time_unit"])
     last = result.cutoffs[-1]
+    spend_fit, why = fitted_spend_model(result)
+    if spend_fit is None:
+        raise ClvDataError(f"clv_report needs a fitted spend model (Gamma-Gamma) at the last calibration end: {why} "
+                           "compare_report (clvmodels report on a log without amounts) reports the purchase models.")
     choice = recommend_model(result)
     name = model if model is not None else (choice.index[choice["recommended"]][0] if choice["recommended"].any()
                                             else None)
     if name is None or (last, name) not in result.models:
         known = [n for (c, n) in result.models if c == last and n in settings.get("models", {})]
+        if name is None:
+            raise ClvDataError(f"No purchase model was fitted at the calibration end {last}: {_failures(result, last)}.")
         raise ClvDataError(f"No fitted model {name!r} at the calibration end {last}: the backtest has {known}.")
-    spends = [m for (c, _), m in result.models.items() if c == last and isinstance(m, SpendModel)]
-    if not spends:
-        raise ClvDataError("clv_report needs a backtest with amounts and a fitted spend model (Gamma-Gamma): the "
-                           "backtest has purchases only. Use compare_report for a purchases-only backtest.")
 
     from sklearn.base import clone
 
@@ -213,8 +215,8 @@ def clv_report(result: BacktestResult, transactions, path: str | os.PathLike | N
     fit_rows = []
     purchase, records = fit_with_warnings(clone(result.models[(last, name)]), rfm, name, "whole log")
     fit_rows += records
-    spend_name = type(spends[0]).__name__
-    spend, records = fit_with_warnings(clone(spends[0]), rfm, spend_name, "whole log")
+    spend_name = type(spend_fit).__name__
+    spend, records = fit_with_warnings(clone(spend_fit), rfm, spend_name, "whole log")
     fit_rows += records
     if purchase is None or spend is None:
         failed = "; ".join(r["message"] for r in fit_rows if r["category"] == "FitError")
@@ -255,6 +257,25 @@ def clv_report(result: BacktestResult, transactions, path: str | os.PathLike | N
     if export is not None:
         report.export_segments(export)
     return report
+
+
+def fitted_spend_model(result: BacktestResult) -> tuple[SpendModel | None, str]:
+    """The spend model fitted at the backtest's last calibration end, or ``None`` and why not (its
+    fit's error, or a backtest of purchases only)."""
+    last = result.cutoffs[-1]
+    spends = [m for (c, _), m in result.models.items() if c == last and isinstance(m, SpendModel)]
+    if spends:
+        return spends[0], ""
+    if result.settings.get("spend_model") is None:
+        return None, "the backtest has purchases only (no amounts)."
+    return None, f"the spend model could not be fitted at the last calibration end ({_failures(result, last)})."
+
+
+def _failures(result: BacktestResult, cutoff) -> str:
+    """The failed fits' messages at ``cutoff``, by model."""
+    w = result.warnings
+    rows = w[(w["cutoff"] == cutoff) & (w["category"] == "FitError")] if len(w) else w
+    return "; ".join(f"{r['model']}: {r['message'].removeprefix('The fit failed: ')}" for _, r in rows.iterrows())
 
 
 @dataclass

@@ -263,7 +263,9 @@ def recommend_model(result: BacktestResult) -> pd.DataFrame:
     CLV), the one with the fewest problems is recommended; ties go to the lowest CRPS (the error of
     the whole predicted distribution), then the lowest MAE.
     """
-    targets = set(result.metrics["target"]) if len(result.metrics) else set()
+    metrics = result.metrics
+    # on value where a model forecasts it (a spend model was fitted), else on purchases
+    targets = set(metrics.loc[metrics["kind"] == "model", "target"]) if len(metrics) else set()
     target = "value" if "value" in targets else "purchases"
     table = result.table(target)
     totals = result.totals[result.totals["target"] == target]

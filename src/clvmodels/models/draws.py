@@ -10,6 +10,8 @@ over customers so that draws x customers never has to fit in memory at once.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..errors import ClvDataError
@@ -72,8 +74,10 @@ def _fitted_draws(model, n_draws, rng, replace) -> dict[str, np.ndarray]:
         return out
     cov = getattr(model, "covariance_", None)
     if cov is None or not np.all(np.isfinite(cov)):
+        if getattr(model, "draws_at_estimate_", False):
+            return {k: np.repeat(v, int(n_draws)) for k, v in _fitted_draws(model, None, rng, replace).items()}
         raise ClvDataError(
-            "This fit has no finite covariance matrix (the Hessian was singular or not "
+            f"This {type(model).__name__} fit has no finite covariance matrix (the Hessian was singular or not "
             "positive definite), so parameter uncertainty cannot be drawn; refit with more "
             "data or a penalizer, or use a Bayesian method."
         )
@@ -84,6 +88,23 @@ def _fitted_draws(model, n_draws, rng, replace) -> dict[str, np.ndarray]:
     if varying is not None:
         out.update({k: z[:, n_fixed + j] for j, k in enumerate(varying.index)})
     return out
+
+
+def lacks_covariance(model) -> bool:
+    """A maximum-likelihood fit without a finite covariance matrix (its Hessian singular or not
+    positive definite, e.g. an estimate at a boundary): :func:`parameter_draws` cannot draw it."""
+    cov = getattr(model, "covariance_", None)
+    return not is_bayesian(model) and cov is not None and not np.all(np.isfinite(cov))
+
+
+def at_estimate(model):
+    """A shallow copy of ``model`` whose parameter draws (:func:`parameter_draws`) are all its point
+    estimate, for a fit that :func:`lacks_covariance`: forecasts from it run, and their intervals
+    leave out its parameter uncertainty, which the fit cannot estimate (whoever uses it says so).
+    Its covariance and summary stay as they are (no standard errors)."""
+    known = copy.copy(model)
+    known.draws_at_estimate_ = True
+    return known
 
 
 def predictive_draws(model, n_draws: int | None, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
@@ -253,5 +274,6 @@ def check_finite(values: np.ndarray, what: str) -> None:
 
 
 __all__ = ["CHUNK_ELEMENTS", "EXPECTED", "INTERVAL_NAMES", "PREDICTIVE", "PREDICTIVE_DRAWS", "SIMULATION_DRAWS",
-           "check_finite", "check_interval", "interval_frame", "interval_names", "is_bayesian", "model_draws", "parameter_draws",
-           "predictive_draws", "quantiles", "sample_frame", "summarise_draws"]
+           "at_estimate", "check_finite", "check_interval", "interval_frame", "interval_names", "is_bayesian",
+           "lacks_covariance", "model_draws", "parameter_draws", "predictive_draws", "quantiles", "sample_frame",
+           "summarise_draws"]
