@@ -550,3 +550,16 @@ def test_predictions_for_new_rows_and_intervals(fitted):
     assert np.all((band["mean_lower"] <= point) & (point <= band["mean_upper"]))
     alive = fitted.probability_alive(new)
     assert alive["a"] == 1.0 and 0 < alive["c"] < alive["b"] < 1
+
+
+def test_expected_new_at_huge_beta_shapes_is_accurate_and_quiet():
+    """A fit at the drop-out boundary (a, b ~ 1e7: the drop-out probability ~fixed) made the series
+    overflow in the elements it then rejected: the value stands, and no RuntimeWarning leaks."""
+    r, alpha, a, b, t = 10.59, 79.39, 5292449.48, 28534658.19, 17.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        value = float(bgnbd.expected_new(r, alpha, a, b, t))
+    mp.mp.dps = 40
+    z = mp.mpf(t) / (alpha + t)
+    exact = (a + b - 1) / mp.mpf(a - 1) * (1 - (1 - z) ** r * mp.hyp2f1(r, b, a + b - 1, z))
+    assert value == pytest.approx(float(exact), rel=1e-9)

@@ -13,7 +13,7 @@ import clvmodels as clv
 from clvmodels import ClvDataError, cli
 from clvmodels.backtest import backtest
 from clvmodels.clv_report import clv_report
-from clvmodels.models.draws import lacks_covariance, parameter_draws
+from clvmodels.models.draws import covariance_problem, parameter_draws
 from clvmodels.report import recommend_model
 from messy_logs import degenerate_log
 
@@ -30,7 +30,7 @@ def test_a_fit_without_covariance_forecasts_at_its_estimate_and_says_so(no_dropo
     log, result = no_dropout
     cutoff = result.cutoffs[-1]
     model = result.models[(cutoff, "BG/NBD")]
-    assert lacks_covariance(model)   # alpha -> infinity: no finite covariance matrix
+    assert covariance_problem(model).startswith("has no finite covariance matrix")   # alpha -> infinity
     warned = result.warnings[(result.warnings["model"] == "BG/NBD") & (result.warnings["category"] == "PredictiveWarning")]
     assert warned["message"].str.contains("leave it out").any()
     # every draw is the point estimate; the model as fitted refuses to draw, naming itself

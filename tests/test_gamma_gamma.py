@@ -228,3 +228,44 @@ def test_weighted_distinct_rows_fit_like_every_customer(cdnow_sample_log):
     np.testing.assert_allclose(weighted.params_, every.params_, rtol=1e-6)
     assert weighted.n_excluded_ == every.n_excluded_ == 2357 - 946
     assert weighted.correlation_ == pytest.approx(every.correlation_, rel=1e-9)
+
+
+def test_parameter_draws_stay_where_the_mean_spend_exists(fitted):
+    """Draws of an MLE's asymptotic normal are restricted to q > 1 (the mean spend pγ/(q−1) exists):
+    a well identified fit's draws are the plain ones; a weakly identified q (log-scale SE 3.7, as
+    small real logs give) no longer reaches q < 1, where simulated spends overflowed; a fit with no
+    mass there is refused."""
+    from copy import copy
+
+    from clvmodels.models.draws import covariance_problem, parameter_draws
+
+    point = np.log(fitted.params_[["p", "q", "gamma"]].to_numpy())
+    plain = np.exp(np.random.default_rng(0).multivariate_normal(point, fitted.covariance_, 500, method="eigh"))
+    draws = parameter_draws(fitted, 500, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.c_[draws["p"], draws["q"], draws["gamma"]], plain)
+
+    weak = copy(fitted)
+    se = np.sqrt(np.diag(fitted.covariance_))
+    scale = np.array([1.0, 3.7 / se[1], 3.7 / se[2]])          # q and γ weakly identified, as correlated
+    weak.covariance_ = fitted.covariance_ * np.outer(scale, scale)
+    stream = np.exp(np.random.default_rng(1).multivariate_normal(point, weak.covariance_, 400, method="eigh"))
+    assert (stream[:, 1] <= 1).mean() > 0.2
+    draws = parameter_draws(weak, 400, np.random.default_rng(1))
+    assert len(draws["q"]) == 400 and draws["q"].min() > 1
+    np.testing.assert_array_equal(draws["q"][:100], stream[stream[:, 1] > 1, 1][:100])  # the plain stream, filtered
+    spend = gamma_gamma.simulate_spend({k: v[:, None] for k, v in draws.items()}, np.zeros(50), np.zeros(50),
+                                       n_transactions=np.ones((400, 50)), rng=np.random.default_rng(2))
+    assert np.all(np.isfinite(spend))
+
+    # beyond a log-scale SE of 5 the fit says it barely identifies them, and draws are refused
+    vague = copy(fitted)
+    vague.covariance_ = fitted.covariance_ * (6.0 / se[1]) ** 2
+    assert covariance_problem(vague).startswith("barely identifies p (SE")
+    with pytest.raises(ClvDataError, match="This GammaGammaModel fit barely identifies"):
+        parameter_draws(vague, 10, np.random.default_rng(0))
+
+    below = copy(fitted)
+    below.params_ = fitted.params_.copy()
+    below.params_["q"] = 0.5
+    with pytest.raises(ClvDataError, match="almost no parameter uncertainty where its predictions exist"):
+        parameter_draws(below, 100, np.random.default_rng(0))

@@ -57,7 +57,7 @@ from .data import as_log
 from .models import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel
 from .models.base import check_kind
 from .models.covariates import lr_test
-from .models.draws import at_estimate, check_interval, lacks_covariance
+from .models.draws import at_estimate, check_interval, covariance_problem
 from .validation import validate_columns
 from .models.purchase import DiscretePurchaseModel, PurchaseModel
 from .models.rows import unique_rows
@@ -781,10 +781,11 @@ def fit_with_warnings(model, rfm, name, label, **fit_args):
         warnings.warn(f"[{name}, calibration end {label}] {w.message}", w.category, stacklevel=3)
     if getattr(model, "converged_", True) is False and not any(r["category"] == "ConvergenceWarning" for r in records):
         records.append(_warning(label, name, "ConvergenceWarning", "The fit did not converge."))
-    if lacks_covariance(model):   # (its ConvergenceWarning was emitted above)
+    problem = covariance_problem(model)
+    if problem is not None:   # (its ConvergenceWarning was emitted above)
         model = at_estimate(model)
-        message = ("The fit has no finite covariance matrix (an estimate at a boundary), so its parameter uncertainty "
-                   "cannot be estimated: its forecasts' intervals leave it out and are too narrow by that much.")
+        message = (f"The fit {problem}, so its parameter uncertainty cannot be estimated: its forecasts' intervals "
+                   "leave it out and are too narrow by that much.")
         records.append(_warning(label, name, "PredictiveWarning", message))
     return model, records
 

@@ -80,6 +80,10 @@ class CLVModel(ABC):
     #: In words, what ``exp(coefficient)`` of each linked parameter multiplies (reports); a parameter
     #: not listed is described by its name.
     covariate_effects: ClassVar[dict[str, str]] = {}
+    #: Open lower bounds of parameters beyond positivity where the predictions exist (Gamma-Gamma's
+    #: ``q > 1``: the expected spend): draws from a maximum-likelihood fit's asymptotic normal are
+    #: restricted to them (:func:`~clvmodels.models.draws.parameter_draws`).
+    draw_bounds: ClassVar[dict[str, float]] = {}
     #: Fit methods understood by :meth:`fit`.
     methods: ClassVar[tuple[str, ...]] = ("mle", "map", "nuts", "advi")
 

@@ -142,17 +142,18 @@ def _expected_new_series(r, alpha, a, b, t, max_terms: int = 400):
     A = c - r
     z = t / (alpha + t)
     L = -np.log1p(t / alpha)  # ln(1 − z), accurate for small z
-    term = A * z
-    total = term.copy()
-    largest = np.abs(term)
-    for k in range(1, max_terms):
-        term = term * ((A + k) * (eps + k) / ((c + k) * (k + 1.0)) * z)
-        total += term
-        largest = np.maximum(largest, np.abs(term))
-        if np.all(np.abs(term) <= 1e-17 * np.abs(total)):
-            break
-    first = -c * L * exprel(eps * L)
-    value = first - np.exp(eps * L) * total
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging element is reported below, not warned of
+        term = A * z
+        total = term.copy()
+        largest = np.abs(term)
+        for k in range(1, max_terms):
+            term = term * ((A + k) * (eps + k) / ((c + k) * (k + 1.0)) * z)
+            total += term
+            largest = np.maximum(largest, np.abs(term))
+            if np.all(np.abs(term) <= 1e-17 * np.abs(total)):
+                break
+        first = -c * L * exprel(eps * L)
+        value = first - np.exp(eps * L) * total
     # the result is a difference: its relative error is ~1e-16 x (largest magnitude summed) / result
     scale = np.maximum(np.abs(first), largest)
     converged = (np.abs(term) <= 1e-16 * np.abs(total)) & (scale <= 1e10 * np.abs(value))

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ClvDataError
 from .covariates import KEY_PREFIX
+from .optimize import UNIDENTIFIED_LOG_SE
 from .rows import unique_rows
 
 #: Largest number of (draw x customer) values held in memory at once by predictions.
@@ -72,16 +73,14 @@ def _fitted_draws(model, n_draws, rng, replace) -> dict[str, np.ndarray]:
         if varying is not None:
             out.update({k: np.array([v]) for k, v in zip(varying.index, point[n_fixed:])})
         return out
-    cov = getattr(model, "covariance_", None)
-    if cov is None or not np.all(np.isfinite(cov)):
+    problem = covariance_problem(model)
+    if problem is not None:
         if getattr(model, "draws_at_estimate_", False):
             return {k: np.repeat(v, int(n_draws)) for k, v in _fitted_draws(model, None, rng, replace).items()}
-        raise ClvDataError(
-            f"This {type(model).__name__} fit has no finite covariance matrix (the Hessian was singular or not "
-            "positive definite), so parameter uncertainty cannot be drawn; refit with more "
-            "data or a penalizer, or use a Bayesian method."
-        )
-    z = rng.multivariate_normal(point, cov, size=int(n_draws), method="eigh")
+        raise ClvDataError(f"This {type(model).__name__} fit {problem}, so its parameter uncertainty cannot be "
+                           "drawn; refit with more data or a penalizer, or use a Bayesian method.")
+    cov = model.covariance_
+    z = _normal_draws(model, point, cov, int(n_draws), rng)
     out = {k: np.exp(z[:, i]) for i, k in enumerate(names)}
     if link is not None:
         out.update(link.coefficients([z[:, i] for i in range(len(names), n_fixed)]))
@@ -90,18 +89,58 @@ def _fitted_draws(model, n_draws, rng, replace) -> dict[str, np.ndarray]:
     return out
 
 
-def lacks_covariance(model) -> bool:
-    """A maximum-likelihood fit without a finite covariance matrix (its Hessian singular or not
-    positive definite, e.g. an estimate at a boundary): :func:`parameter_draws` cannot draw it."""
+#: Rounds of draws :func:`_normal_draws` makes before it gives up on a model's ``draw_bounds``.
+DRAW_ROUNDS = 50
+
+
+def _normal_draws(model, point, cov, n: int, rng) -> np.ndarray:
+    """``n`` draws from ``N(point, cov)`` (the log-parameters first) restricted by rejection to the
+    model's ``draw_bounds`` (one round, the plain draws, where it declares none or all fall inside)."""
+    bounds = [(model.param_names.index(k), np.log(v)) for k, v in model.draw_bounds.items()]
+    kept, total = [], 0
+    for _ in range(DRAW_ROUNDS):
+        z = rng.multivariate_normal(point, cov, size=n, method="eigh")
+        for i, low in bounds:
+            z = z[z[:, i] > low]
+        kept.append(z)
+        total += len(z)
+        if total >= n:
+            return np.concatenate(kept)[:n]
+    limits = ", ".join(f"{k} > {v:g}" for k, v in model.draw_bounds.items())
+    raise ClvDataError(f"This {type(model).__name__} fit leaves almost no parameter uncertainty where its predictions "
+                       f"exist ({limits}; estimates {model.params_.round(4).to_dict()}); refit with more data or a "
+                       "penalizer, or use a Bayesian method.")
+
+
+def covariance_problem(model) -> str | None:
+    """Why :func:`parameter_draws` cannot draw a maximum-likelihood fit's parameters from their
+    asymptotic normal, or ``None``: no finite covariance matrix (its Hessian singular or not positive
+    definite, e.g. an estimate at a boundary), or parameters the data barely identify (a log-scale
+    standard error above :data:`~.optimize.UNIDENTIFIED_LOG_SE`, which the fit warned of: draws
+    would span factors beyond ``e^±10`` and overflow the formulas)."""
     cov = getattr(model, "covariance_", None)
-    return not is_bayesian(model) and cov is not None and not np.all(np.isfinite(cov))
+    if cov is None or is_bayesian(model):
+        return None
+    if not np.all(np.isfinite(cov)):
+        return "has no finite covariance matrix (the Hessian was singular or not positive definite)"
+    se = np.sqrt(np.diag(cov))
+    wide = se > UNIDENTIFIED_LOG_SE
+    if not wide.any():
+        return None
+    names = list(model.param_names)
+    link = model._covariate_link()
+    names += list(link.free_names) if link is not None else []
+    varying = getattr(model, "time_varying_coefficients_", None)
+    names += list(varying.index) if varying is not None else []
+    which = ", ".join(f"{n} (SE {v:.3g})" for n, v, w in zip(names, se, wide) if w)
+    return f"barely identifies {which} on the log scale (above {UNIDENTIFIED_LOG_SE:g})"
 
 
 def at_estimate(model):
     """A shallow copy of ``model`` whose parameter draws (:func:`parameter_draws`) are all its point
-    estimate, for a fit that :func:`lacks_covariance`: forecasts from it run, and their intervals
+    estimate, for a fit with a :func:`covariance_problem`: forecasts from it run, and their intervals
     leave out its parameter uncertainty, which the fit cannot estimate (whoever uses it says so).
-    Its covariance and summary stay as they are (no standard errors)."""
+    Its covariance and summary stay as they are."""
     known = copy.copy(model)
     known.draws_at_estimate_ = True
     return known
@@ -274,6 +313,6 @@ def check_finite(values: np.ndarray, what: str) -> None:
 
 
 __all__ = ["CHUNK_ELEMENTS", "EXPECTED", "INTERVAL_NAMES", "PREDICTIVE", "PREDICTIVE_DRAWS", "SIMULATION_DRAWS",
-           "at_estimate", "check_finite", "check_interval", "interval_frame", "interval_names", "is_bayesian",
-           "lacks_covariance", "model_draws", "parameter_draws", "predictive_draws", "quantiles", "sample_frame",
+           "at_estimate", "check_finite", "check_interval", "covariance_problem", "interval_frame", "interval_names",
+           "is_bayesian", "model_draws", "parameter_draws", "predictive_draws", "quantiles", "sample_frame",
            "summarise_draws"]

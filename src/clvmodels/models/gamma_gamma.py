@@ -140,6 +140,9 @@ class GammaGammaModel(SpendModel):
         "q": ("LogNormal", {"mu": 0.0, "sigma": 3.0}),
         "gamma": ("HalfNormal", {"sigma": 10.0}, {"sigma": "monetary_value"}),
     }
+    #: The mean spend ``pγ/(q−1)`` exists for ``q > 1`` only: parameter draws stay there (a weakly
+    #: identified ``q``'s asymptotic normal reaches below 1, where simulated spends overflow).
+    draw_bounds = {"q": 1.0}
     log_likelihood = staticmethod(log_likelihood)
     expected_spend_formula = staticmethod(expected_spend)
     simulate_spend_formula = staticmethod(simulate_spend)
