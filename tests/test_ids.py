@@ -108,3 +108,15 @@ def test_ids_round_trip_through_the_summarize_command(tmp_path, engine, suffix):
            else pd.read_parquet(out).reset_index())
     assert sorted(rfm["customer_id"]) == sorted(ids)
     assert rfm["customer_id"].dtype == "str"
+
+
+def test_ids_that_are_equal_numbers_of_different_types_are_refused_not_merged():
+    """A frame's object id column with 1, 1.0 and True: pandas would merge them (they are equal) while
+    "1" stays apart as given; ids are labels, so the mix of number types is an error saying how to fix it."""
+    df = _log(range(6))
+    df["customer_id"] = pd.Series([1, "1", 1.0, "01", 2, True], dtype=object)
+    with pytest.raises(ClvDataError, match=r"numbers of different types \(int: 2, float: 1, bool: 1\) in column "
+                                           r"'customer_id' \(4 rows\).*astype\(str\)"):
+        clv.load_transactions(df)
+    one_type = clv.rfm_summary(df.assign(customer_id=df["customer_id"].astype(str)))
+    assert sorted(one_type.index) == ["01", "1", "1.0", "2", "True"]

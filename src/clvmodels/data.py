@@ -14,6 +14,7 @@ is validated and summarised in seconds without per-row Python code.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 
 import numpy as np
@@ -197,6 +198,29 @@ def _check_ids(ids: pd.Series, raw: pd.DataFrame, column: str, wanted) -> None:
             "Missing customer ids (empty, blank or NaN)", column=column, rows=raw.loc[bad, wanted],
             fix="Every transaction needs a customer id: remove or fill these rows.",
         )
+    if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=True).startswith("mixed"):
+        # ids are labels as given (7 and "7" stay apart), but numbers of different types that are
+        # equal (1, 1.0 and True) would silently be one customer
+        kinds = ids.map(_number_kind)
+        numbers = kinds[kinds != ""]
+        if numbers.nunique() > 1:
+            counts = ", ".join(f"{k}: {n:,}" for k, n in numbers.value_counts().items())
+            first = (~numbers.duplicated()).reindex(ids.index, fill_value=False).to_numpy()
+            raise data_error(
+                f"Customer ids that are numbers of different types ({counts})",
+                column=column, n_rows=len(numbers), rows=raw.loc[first, wanted],
+                fix=f"Equal ids of different types (1, 1.0, True) would be one customer: give the column one type "
+                    f"first, e.g. log[{column!r}].astype(str), or .astype('int64') where every id is a whole number.",
+            )
+
+
+def _number_kind(value) -> str:
+    """``"bool"``, ``"int"`` or ``"float"`` for a number, ``""`` for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int"
+    return "float" if isinstance(value, numbers.Real) else ""
 
 
 def _blank_object(ids: pd.Series) -> pd.Series:
