@@ -767,8 +767,8 @@ def _fit_model(out: dict, fitted: dict, model, ch, name, label, t, path: dict | 
 
 def fit_with_warnings(model, rfm, name, label, **fit_args):
     """Fit, recording (and re-emitting, with context) the fit's warnings; a failed fit is reported, not
-    fatal, and a fit without a finite covariance matrix forecasts at its estimate (:func:`~.models.draws.at_estimate`,
-    recorded as a ``PredictiveWarning``)."""
+    fatal, and a fit whose parameters cannot be drawn (:func:`~.models.draws.covariance_problem`)
+    forecasts at its estimate (:func:`~.models.draws.at_estimate`, recorded as a ``PredictiveWarning``)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

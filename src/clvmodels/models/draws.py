@@ -133,7 +133,8 @@ def covariance_problem(model) -> str | None:
     varying = getattr(model, "time_varying_coefficients_", None)
     names += list(varying.index) if varying is not None else []
     which = ", ".join(f"{n} (SE {v:.3g})" for n, v, w in zip(names, se, wide) if w)
-    return f"barely identifies {which} on the log scale (above {UNIDENTIFIED_LOG_SE:g})"
+    return (f"barely identifies {which}: standard errors above {UNIDENTIFIED_LOG_SE:g} on the fit's scale (log for "
+            "the parameters)")
 
 
 def at_estimate(model):
