@@ -558,12 +558,16 @@ def test_predictive_purchases_per_pair_equal_per_history(rfm, fitted, monkeypatc
 
 
 def test_future_purchases_of_an_alive_customer_per_pair_equal_per_customer(rfm):
-    """eq. 27 without P(alive) is evaluated once per distinct (x, T) pair and gathered back: the same
-    values as customer by customer, for a stack of parameter draws."""
+    """eq. 27's factor without P(alive) is evaluated once per distinct (x, T) pair and gathered back
+    (``purchase.alive_times_future``): the same values as customer by customer, for a stack of draws."""
+    from clvmodels.models.purchase import alive_times_future
+
     rng = np.random.default_rng(2)
     draws = {k: v * rng.uniform(0.9, 1.1, (5, 1)) for k, v in {"r": 0.55, "alpha": 10.6, "s": 0.61, "beta": 11.7}.items()}
-    x, T = rfm["frequency"].to_numpy(float), rfm["T"].to_numpy(float)
-    shared = pn.future_purchases_alive(draws, x, T, t=39.0)
+    x, tx, T = rfm["frequency"].to_numpy(float), rfm["recency"].to_numpy(float), rfm["T"].to_numpy(float)
+    alive = pn.probability_alive(draws, x, tx, T)
+    shared = alive_times_future(pn.probability_alive, pn.future_purchases_alive, draws, x, tx, T, t=39.0) / alive
     direct = pn.expected_new(draws["r"] + x, draws["alpha"] + T, draws["s"], draws["beta"] + T, 39.0)
     assert shared.shape == (5, len(rfm)) and len(np.unique(np.c_[x, T], axis=0)) < len(rfm) / 5
-    np.testing.assert_array_equal(shared, direct)
+    np.testing.assert_allclose(shared, direct, rtol=1e-15)
+    np.testing.assert_array_equal(pn.expected_purchases(draws, x, tx, T, t=39.0), alive * direct)

@@ -20,8 +20,8 @@ from scipy.special import betainc, betaln, expit, exprel, gammaln, hyp2f1, xlog1
 
 from ..errors import ClvDataError
 from .namespaces import likelihood
-from .purchase import (ContinuousPurchaseModel, mixture_pmf, per_distinct_draw, period_boundaries, scatter,
-                       split_over_periods)
+from .purchase import (ContinuousPurchaseModel, alive_times_future, mixture_pmf, per_distinct_draw, period_boundaries,
+                       scatter, split_over_periods)
 from .timevarying import TimeChange
 from .rows import per_distinct_pair
 
@@ -265,23 +265,15 @@ def _expected_new_quadrature(r: float, alpha: float, a: float, b: float, t: floa
 
 
 def expected_purchases(params, frequency, recency, T, *, t):
-    """E[Y(t) | x, t_x, T]: expected repeat purchases in (T, T+t] (FHL 2005 eq. 10)."""
-    alive = probability_alive(params, frequency, recency, T)
-    return alive * future_purchases_alive(params, frequency, T, t=t)
+    """E[Y(t) | x, t_x, T]: expected repeat purchases in (T, T+t] (FHL 2005 eq. 10), P(alive) times
+    :func:`future_purchases_alive` (:func:`~.purchase.alive_times_future`)."""
+    return alive_times_future(probability_alive, future_purchases_alive, params, frequency, recency, T, t=t)
 
 
 def future_purchases_alive(params, frequency, T, *, t):
-    """E[Y(t)] of a customer alive at ``T``: :func:`expected_new` at ``(r+x, α+T, a, b+x)``.
-
-    It does not depend on the recency, so for a vector of customers the costly ``2F1`` is evaluated
-    once per distinct ``(x, T)`` pair (:func:`~.rows.per_distinct_pair`).
-    """
-    def future(x, age):
-        return expected_new(params["r"] + x, params["alpha"] + age, params["a"], params["b"] + x, t)
-
-    if np.ndim(t) != 0:
-        return future(np.asarray(frequency, dtype=float), np.asarray(T, dtype=float))
-    return per_distinct_pair(future, frequency, T, axis=-1, params=params)
+    """E[Y(t)] of a customer alive at ``T``: :func:`expected_new` at ``(r+x, α+T, a, b+x)``."""
+    x = np.asarray(frequency, dtype=float)
+    return expected_new(params["r"] + x, params["alpha"] + T, params["a"], params["b"] + x, t)
 
 
 def lifetime_survival(r, alpha, a, b, t):

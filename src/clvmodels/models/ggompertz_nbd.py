@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from .namespaces import NUMPY, as_namespace, likelihood
-from .purchase import (ContinuousPurchaseModel, next_purchase_before_dropout, per_distinct_draw, period_boundaries, scatter,
-                       split_over_lifetime)
+from .purchase import (ContinuousPurchaseModel, alive_times_future, next_purchase_before_dropout, per_distinct_draw,
+                       period_boundaries, scatter, split_over_lifetime)
 from .quadrature import log_doubling_quadrature
 from .rows import per_distinct_pair
 
@@ -117,8 +117,8 @@ def future_purchases_alive(params, frequency, T, *, t):
 
 
 def expected_purchases(params, frequency, recency, T, *, t):
-    """E[Y(t) | x, t_x, T] = P(alive) × :func:`future_purchases_alive`."""
-    return probability_alive(params, frequency, recency, T) * future_purchases_alive(params, frequency, T, t=t)
+    """E[Y(t) | x, t_x, T] = P(alive) × :func:`future_purchases_alive` (:func:`~.purchase.alive_times_future`)."""
+    return alive_times_future(probability_alive, future_purchases_alive, params, frequency, recency, T, t=t)
 
 
 def next_purchase_time(params, frequency, recency, T):

@@ -19,7 +19,7 @@ from scipy.special import expit
 
 from ..errors import ClvDataError
 from .namespaces import likelihood
-from .purchase import ContinuousPurchaseModel, mixture_pmf, per_distinct_draw
+from .purchase import ContinuousPurchaseModel, alive_times_future, mixture_pmf, per_distinct_draw
 from .bgnbd import (BetaGeoModel, expected_new, lifetime_survival, next_purchase_time, probability_new,
                     simulate_until_dropout)
 from .bgnbd import alive_pmf as bg_alive_pmf
@@ -73,7 +73,7 @@ def expected_purchases(params, frequency, recency, T, *, t):
     """E[Y(t) | x, t_x, T] (Batislam et al. 2007, eq. 9): ``P(alive)`` times the BG/NBD
     new-customer expectation (FHL 2005 eq. 9) at ``(r+x, α+T, a, b+x+1)``, i.e.
     ``(a+b+x)/(a−1) [1 − ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; t/(α+T+t))] P(alive)``."""
-    return probability_alive(params, frequency, recency, T) * future_purchases_alive(params, frequency, T, t=t)
+    return alive_times_future(probability_alive, future_purchases_alive, params, frequency, recency, T, t=t)
 
 
 def future_purchases_alive(params, frequency, T, *, t):

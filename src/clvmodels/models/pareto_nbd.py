@@ -40,8 +40,8 @@ from .namespaces import NUMPY, as_namespace, likelihood
 from .pnbd_integral import log_integral
 from .pnbd_timevarying import ParetoTimeVarying
 from .quadrature import N_NODES, gauss_legendre
-from .purchase import (ContinuousPurchaseModel, mixture_pmf, next_purchase_before_dropout, per_distinct_draw,
-                       period_boundaries, scatter, split_over_lifetime)
+from .purchase import (ContinuousPurchaseModel, alive_times_future, mixture_pmf, next_purchase_before_dropout,
+                       per_distinct_draw, period_boundaries, scatter, split_over_lifetime)
 from .rows import per_distinct_pair
 
 
@@ -109,19 +109,14 @@ def expected_new(r, alpha, s, beta, t):
 def expected_purchases(params, frequency, recency, T, *, t):
     """E[Y(t) | x, t_x, T] = (r+x)(β+T) / ((α+T)(s−1)) [1 − ((β+T)/(β+T+t))^(s−1)] P(alive)
     (Fader & Hardie 2005 note, eq. 27)."""
-    return probability_alive(params, frequency, recency, T) * future_purchases_alive(params, frequency, T, t=t)
+    return alive_times_future(probability_alive, future_purchases_alive, params, frequency, recency, T, t=t)
 
 
 def future_purchases_alive(params, frequency, T, *, t):
     """E[Y(t)] of a customer alive at ``T`` with ``x`` purchases: the new-customer expectation at
-    ``(r+x, α+T, s, β+T)`` (eq. 27 without ``P(alive)``). It does not depend on the recency, so for a
-    vector of customers it is evaluated once per distinct ``(x, T)`` pair (:func:`~.rows.per_distinct_pair`)."""
-    def future(x, age):
-        return expected_new(params["r"] + x, params["alpha"] + age, params["s"], params["beta"] + age, t)
-
-    if np.ndim(t) != 0:
-        return future(np.asarray(frequency, dtype=float), np.asarray(T, dtype=float))
-    return per_distinct_pair(future, frequency, T, axis=-1, params=params)
+    ``(r+x, α+T, s, β+T)`` (eq. 27 without ``P(alive)``)."""
+    x = frequency
+    return expected_new(params["r"] + x, params["alpha"] + T, params["s"], params["beta"] + T, t)
 
 
 def survival(params, frequency, T, *, t):

@@ -53,6 +53,7 @@ from ..validation import check_time_unit
 from .base import CLVModel, check_n, check_t
 from .namespaces import NUMPY
 from .quadrature import gauss_legendre, log_doubling_quadrature
+from .rows import per_distinct_pair
 
 #: Gauss-Legendre nodes of :func:`discounted_future_purchases`.
 DERT_NODES = 64
@@ -364,6 +365,18 @@ def scatter(mask: np.ndarray, values: np.ndarray, n_periods: int | None = None) 
     return out
 
 
+def alive_times_future(alive, future, params, frequency, recency, T, *, t):
+    """``E[Y(t) | x, t_x, T] = P(alive) · E[Y(t) | alive at T]`` of a model's ``alive`` and ``future``
+    formulas. The second factor does not read the recency, so for a vector of customers it is
+    evaluated once per distinct ``(x, T)`` pair (:func:`~.rows.per_distinct_pair`), far fewer than
+    the histories."""
+    if np.ndim(t) != 0:
+        ahead = future(params, frequency, T, t=t)
+    else:
+        ahead = per_distinct_pair(lambda x, age: future(params, x, age, t=t), frequency, T, axis=-1, params=params)
+    return alive(params, frequency, recency, T) * ahead
+
+
 def per_distinct_draw(fn, params: dict, *columns):
     """``fn(params, *columns)`` evaluated once per distinct parameter draw and distinct history (the
     tuple of the customers' ``columns``, 1-D) and gathered back.
@@ -513,6 +526,6 @@ class DiscretePurchaseModel(PurchaseModel):
     discrete = True
 
 
-__all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel", "alive_in_periods",
+__all__ = ["ContinuousPurchaseModel", "DiscretePurchaseModel", "PurchaseModel", "alive_in_periods", "alive_times_future",
            "discounted_future_purchases", "next_purchase_before_dropout", "per_distinct_draw", "period_boundaries", "scatter",
            "split_over_lifetime", "split_over_periods"]
