@@ -187,16 +187,16 @@ def evaluate(r, alpha, s, beta, x, tx, T, *, with_jac: bool) -> tuple[np.ndarray
     broadcast shape (the gradient with a trailing axis of 4), or ``None`` for the gradient when
     ``with_jac`` is false."""
     args = [np.asarray(a, dtype=float) for a in (r, alpha, s, beta, x, tx, T)]
-    shape = np.broadcast_shapes(*(a.shape for a in args)) or (1,)
-    n = math.prod(shape)
-    grids = [_grid(a, shape) for a in args]
+    shape = np.broadcast_shapes(*(a.shape for a in args))
+    grid = shape or (1,)                     # scalars: one row
+    n = math.prod(grid)
+    grids = [_grid(a, grid) for a in args]
     strides = np.array([st for _, st in grids], dtype=np.int64)
     value = np.empty(n)
     jac = np.empty((n if with_jac else 0, 4))
     kernel, inputs = _kernel(), [a for a, _ in grids]
-    run_in_threads(lambda first, last: kernel(*inputs, strides, shape[-1], _POS, _WEIGHT, value, jac, first, last),
+    run_in_threads(lambda first, last: kernel(*inputs, strides, grid[-1], _POS, _WEIGHT, value, jac, first, last),
                    n, min_work=THREADED_ROWS)
-    shape = np.broadcast_shapes(*(a.shape for a in args))
     return value.reshape(shape), (jac.reshape(shape + (4,)) if with_jac else None)
 
 
