@@ -498,7 +498,7 @@ def test_exposure_groups_are_exact_whatever_the_hashes(same_day_cohort, monkeypa
     honest = timevarying.exposure_groups(data, exposure)
     assert honest.max() + 1 < 0.7 * len(rfm)
     agree(honest[:300])
-    monkeypatch.setattr("clvmodels.data._mix", lambda values: np.zeros(len(values), dtype=np.uint64))
+    monkeypatch.setattr("clvmodels.data.splitmix64", lambda values: np.zeros(len(values), dtype=np.uint64))
     colliding = timevarying.exposure_groups(data, exposure)
     agree(colliding[:300])
     # two customers with the same pieces in the other order are two paths

@@ -487,7 +487,7 @@ def group_order(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarra
     return order, counts[1:]
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
+def splitmix64(z: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser, in place on a uint64 array: a well-spread 64-bit hash."""
     z ^= z >> np.uint64(30)
     z *= np.uint64(0xBF58476D1CE4E5B9)
@@ -529,7 +529,7 @@ def count_duplicate_rows(codes: np.ndarray, ts: np.ndarray, amount: np.ndarray |
                         np.uint64(0x165667B19E3779F9), out=t)
             h += t
         del t
-        _mix(h)
+        splitmix64(h)
         bits = min(24, max(8, n.bit_length() + 1))
         rows = None
         for _ in range(8):
@@ -544,7 +544,7 @@ def count_duplicate_rows(codes: np.ndarray, ts: np.ndarray, amount: np.ndarray |
                 return 0
             if len(h) <= 4096 or len(h) > 0.5 * n_before:
                 break
-            _mix(h)  # fresh bits for the next round
+            splitmix64(h)  # fresh bits for the next round
     frame = {"c": codes[rows], "t": ts[rows]}
     if amount is not None:
         frame["a"] = np.asarray(amount)[rows]

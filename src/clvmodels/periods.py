@@ -17,8 +17,9 @@ from .units import normalize_unit
 #: Length of each resolution in days.
 RESOLUTIONS = {"h": 1 / 24, "D": 1.0, "W": 7.0}
 
-_NS_PER_HOUR = 3_600 * 10**9
-_NS_PER_DAY = 86_400 * 10**9
+#: Nanoseconds per hour and per day (datetime64[ns] arithmetic).
+NS_PER_HOUR = 3_600 * 10**9
+NS_PER_DAY = 86_400 * 10**9
 
 
 def resolve_resolution(resolution: str) -> str:
@@ -33,8 +34,8 @@ def period_hours(ts: np.ndarray, resolution: str) -> np.ndarray:
     """Start of each timestamp's period, in whole hours since the epoch (int64)."""
     ns = np.asarray(ts, dtype="datetime64[ns]").view(np.int64)  # no copy when already ns
     if resolution == "h":
-        return ns // _NS_PER_HOUR
-    days = ns // _NS_PER_DAY
+        return ns // NS_PER_HOUR
+    days = ns // NS_PER_DAY
     if resolution == "W":
         # weeks start on Monday; 1970-01-01 was a Thursday (weekday 3)
         days -= (days + 3) % 7
@@ -53,8 +54,8 @@ def period_start_hours(ts: pd.Timestamp, resolution: str) -> int:
 
 def period_end(ts: pd.Timestamp, resolution: str) -> np.datetime64:
     """Last nanosecond of the period containing ``ts``."""
-    start_ns = period_start_hours(pd.Timestamp(ts), resolution) * _NS_PER_HOUR
-    return np.datetime64(start_ns + int(round(RESOLUTIONS[resolution] * _NS_PER_DAY)) - 1, "ns")
+    start_ns = period_start_hours(pd.Timestamp(ts), resolution) * NS_PER_HOUR
+    return np.datetime64(start_ns + int(round(RESOLUTIONS[resolution] * NS_PER_DAY)) - 1, "ns")
 
 
 def period_label(ts: pd.Timestamp, resolution: str) -> str:

@@ -34,7 +34,7 @@ import pandas as pd
 from .data import CUSTOMER, TIMESTAMP, as_log, factorize_ids
 from .errors import ClvDataError, data_error
 from .exposure import ExposurePieces, TimeVaryingSummary
-from .periods import _NS_PER_DAY, _NS_PER_HOUR, period_end, period_hours, period_start_hours, resolve_resolution
+from .periods import NS_PER_DAY, NS_PER_HOUR, period_end, period_hours, period_start_hours, resolve_resolution
 from .rfm import calibration_holdout, rfm_summary
 from .units import normalize_unit, unit_days
 
@@ -339,7 +339,7 @@ def fourier_terms(periods, period: float = 365.25, order: int = 1, name: str = "
     if not np.isfinite(period) or period <= 0:
         raise ClvDataError(f"period must be a positive number of days, got {period!r}.")
     index, edges = _calendar_periods(periods)
-    u0, u1 = edges[:-1] / _NS_PER_DAY, edges[1:] / _NS_PER_DAY
+    u0, u1 = edges[:-1] / NS_PER_DAY, edges[1:] / NS_PER_DAY
     out = {}
     for k in range(1, int(order) + 1):
         w = 2 * np.pi * k / period
@@ -358,8 +358,8 @@ def holiday_windows(periods, dates, before: float = 0, after: float = 0, name: s
     days = pd.to_datetime(pd.Index(dates), errors="coerce")
     if days.isna().any():
         raise ClvDataError(f"holiday dates must be dates, got {list(pd.Index(dates)[days.isna()][:5])}.")
-    lo = _ns(days.normalize()) - int(round(before * _NS_PER_DAY))
-    hi = _ns(days.normalize()) + int(round((after + 1) * _NS_PER_DAY))  # the window's days, half-open
+    lo = _ns(days.normalize()) - int(round(before * NS_PER_DAY))
+    hi = _ns(days.normalize()) + int(round((after + 1) * NS_PER_DAY))  # the window's days, half-open
     overlap = (lo[None, :] < edges[1:, None]) & (hi[None, :] > edges[:-1, None])
     return pd.DataFrame({name: overlap.any(axis=1).astype(float)}, index=index)
 
@@ -460,7 +460,7 @@ def _purchase_periods(log: pd.DataFrame, res: str, customers: pd.Index) -> tuple
     owner = key // span
     row = customers.get_indexer(uniques)[owner]     # -1: not in the table (a join may drop customers)
     kept = row >= 0
-    return row[kept], ((key - owner * span + lo) * _NS_PER_HOUR)[kept]
+    return row[kept], ((key - owner * span + lo) * NS_PER_HOUR)[kept]
 
 
 def _summary_from_periods(rfm: pd.DataFrame, path: CovariatePath, row: np.ndarray, when: np.ndarray,
@@ -475,9 +475,9 @@ def _summary_from_periods(rfm: pd.DataFrame, path: CovariatePath, row: np.ndarra
         raise ClvDataError("Internal error: every customer of the RFM table needs her purchase periods.")
     first_ns = when[first]
     last_ns = when[np.r_[first[1:], len(when)] - 1]
-    end_ns = np.full(len(rfm), end_hours * _NS_PER_HOUR, dtype=np.int64)
+    end_ns = np.full(len(rfm), end_hours * NS_PER_HOUR, dtype=np.int64)
     rows = path.rows_of(rfm.index)
-    pieces = _pieces(path, rows, first_ns, end_ns, last_ns, first_ns, unit_days(rfm.attrs["time_unit"]) * _NS_PER_DAY,
+    pieces = _pieces(path, rows, first_ns, end_ns, last_ns, first_ns, unit_days(rfm.attrs["time_unit"]) * NS_PER_DAY,
                      rfm.index, "the calibration window", closed=True)
     # z at each repeat purchase (a customer's distinct periods after her first), summed per customer
     repeat = np.ones(len(when), dtype=bool)
@@ -564,7 +564,7 @@ def timevarying_summary_duckdb(source, covariates: CovariatePath, observation_en
     table, periods = _run(source, observation_end=observation_end, calibration_end=calibration_end,
                           time_unit=time_unit, periods=True, **kwargs)
     row = table.index.get_indexer(pd.Index(periods["cid"].to_numpy()))
-    when = periods["pkey"].to_numpy(dtype=np.int64) * _NS_PER_HOUR
+    when = periods["pkey"].to_numpy(dtype=np.int64) * NS_PER_HOUR
     return table, _summary_from_periods(table, covariates, row, when, _end_hours(table))
 
 
@@ -584,7 +584,7 @@ def first_purchase(rfm: pd.DataFrame) -> np.ndarray:
         raise ClvDataError(f"The RFM table lacks {missing or ['its column T']}: build it with rfm_summary or "
                            "calibration_holdout, which record the time unit, resolution and end of observation.")
     hours = _end_hours(rfm) - np.rint(rfm["T"].to_numpy(dtype=float) * unit_days(rfm.attrs["time_unit"]) * 24.0)
-    return (hours.astype(np.int64) * _NS_PER_HOUR).astype("datetime64[ns]")
+    return (hours.astype(np.int64) * NS_PER_HOUR).astype("datetime64[ns]")
 
 
 def _end_hours(rfm: pd.DataFrame) -> int:
@@ -610,9 +610,9 @@ def future_exposure(rfm: pd.DataFrame, covariates: CovariatePath, t) -> Exposure
         raise ClvDataError("The prediction window t must be finite lengths of at least 0.")
     origin = first_purchase(rfm).view(np.int64)
     unit = normalize_unit(rfm.attrs["time_unit"])
-    a = np.full(len(rfm), _end_hours(rfm) * _NS_PER_HOUR, dtype=np.int64)   # T_i after each first purchase
+    a = np.full(len(rfm), _end_hours(rfm) * NS_PER_HOUR, dtype=np.int64)   # T_i after each first purchase
     b = a + _duration_ns(t, unit)
-    unit_ns = unit_days(unit) * _NS_PER_DAY
+    unit_ns = unit_days(unit) * NS_PER_DAY
     return _pieces(covariates, covariates.rows_of(rfm.index), a, b, None, origin, unit_ns, rfm.index,
                    "the prediction window")
 
@@ -624,8 +624,8 @@ def forecast_summary(rfm: pd.DataFrame, covariates: CovariatePath) -> TimeVaryin
     ``purchase_z`` is ``None``: a fit refuses the summary (it needs :func:`timevarying_summary` of the log).
     The covariates must cover every customer from her first purchase to ``T`` (errors name them)."""
     origin = first_purchase(rfm).view(np.int64)
-    unit_ns = unit_days(rfm.attrs["time_unit"]) * _NS_PER_DAY
-    end = np.full(len(rfm), _end_hours(rfm) * _NS_PER_HOUR, dtype=np.int64)
+    unit_ns = unit_days(rfm.attrs["time_unit"]) * NS_PER_DAY
+    end = np.full(len(rfm), _end_hours(rfm) * NS_PER_HOUR, dtype=np.int64)
     cut = origin + _duration_ns(rfm["recency"].to_numpy(dtype=float), rfm.attrs["time_unit"])
     pieces = _pieces(covariates, covariates.rows_of(rfm.index), origin, end, cut, origin, unit_ns, rfm.index,
                      "the calibration window", closed=True)
@@ -637,7 +637,7 @@ def coverage_problems(rfm: pd.DataFrame, covariates: CovariatePath, t) -> pd.Ser
     string when she can): no row in the panel, or periods missing between her first purchase and the
     end of the window, as :func:`forecast_summary` and :func:`future_exposure` need them."""
     origin = first_purchase(rfm).view(np.int64)
-    observed = _end_hours(rfm) * _NS_PER_HOUR          # T: its period is read too (as the summaries do)
+    observed = _end_hours(rfm) * NS_PER_HOUR          # T: its period is read too (as the summaries do)
     end = observed + _duration_ns(np.broadcast_to(np.asarray(t, dtype=float), (len(rfm),)), rfm.attrs["time_unit"])
     lo = _period_of(covariates.edges, origin)
     hi = np.maximum(_period_of(covariates.edges, end - 1), _period_of(covariates.edges, np.full(len(rfm), observed)))
@@ -668,7 +668,7 @@ def new_customer_exposure(covariates: CovariatePath, born, t, time_unit: str = "
         raise ClvDataError("The window t must be finite lengths of at least 0.")
     a = _ns(born)
     b = a + _duration_ns(t, unit)
-    unit_ns = unit_days(unit) * _NS_PER_DAY
+    unit_ns = unit_days(unit) * NS_PER_DAY
     ids = pd.Index(born.astype(str)) if customers is None else pd.Index(customers)
     if len(ids) != len(a):
         raise ClvDataError(f"customers= names {len(ids):,} customers for {len(a):,} first purchases (born).")

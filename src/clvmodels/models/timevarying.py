@@ -432,7 +432,7 @@ def exposure_groups(data: dict, exposure: Exposure) -> np.ndarray:
     64-bit sum of hashed (position, piece) codes (splitmix64), and every customer's pieces are then
     compared with her group's first customer's: one who differs (a hash collision) gets a group of
     her own, so the groups are exact."""
-    from ..data import _mix
+    from ..data import splitmix64
     from .rows import unique_rows
 
     n = exposure.n
@@ -448,7 +448,7 @@ def exposure_groups(data: dict, exposure: Exposure) -> np.ndarray:
     key = piece.astype(np.int64) * (int(position.max(initial=0)) + 1) + position
     h = np.zeros(n, dtype=np.uint64)
     if len(key):
-        h[has] = np.add.reduceat(_mix(key.astype(np.uint64)), offsets[has])
+        h[has] = np.add.reduceat(splitmix64(key.astype(np.uint64)), offsets[has])
     _, group = unique_rows({**data, "_count": count, "_start": start, "_hash": h.view(np.int64)})
     _, lead = np.unique(group, return_index=True)       # each group's first customer
     other = offsets[lead[group[exposure.customer]]] + position   # the same piece of her group's first customer
