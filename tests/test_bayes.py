@@ -241,13 +241,13 @@ def test_convergence_checks_warn_with_advice():
             "ess_tail": {"r": 2000.0, "a": 1800.0}, "divergences": 0}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert bayes._check_nuts("M", good, 4, 0.8)
+        assert bayes.check_chains("M", good, 4, 0.8)
     with pytest.warns(ConvergenceWarning, match=r"r_hat up to 1.050 > 1.01 \(a\).*more tune/draws"):
-        assert not bayes._check_nuts("M", {**good, "r_hat": {"r": 1.0, "a": 1.05}}, 4, 0.8)
+        assert not bayes.check_chains("M", {**good, "r_hat": {"r": 1.0, "a": 1.05}}, 4, 0.8)
     with pytest.warns(ConvergenceWarning, match=r"effective sample size as low as 150 \(< 400\) for r"):
-        bayes._check_nuts("M", {**good, "ess_tail": {"r": 150.0, "a": 1800.0}}, 4, 0.8)
+        bayes.check_chains("M", {**good, "ess_tail": {"r": 150.0, "a": 1800.0}}, 4, 0.8)
     with pytest.warns(ConvergenceWarning, match="3 divergent transitions.*target_accept"):
-        bayes._check_nuts("M", {**good, "divergences": 3}, 4, 0.8)
+        bayes.check_chains("M", {**good, "divergences": 3}, 4, 0.8)
 
 
 def test_advi_settling_check():

@@ -575,7 +575,7 @@ def fit_bayes(model, data: dict[str, np.ndarray], w: np.ndarray, *, method: str,
                                                      name="posterior_mean")
     if method == "nuts":
         model.diagnostics_ = nuts_diagnostics(idata, names + free)
-        model.converged_ = _check_nuts(cls.__name__, model.diagnostics_, chains, target_accept)
+        model.converged_ = check_chains(cls.__name__, model.diagnostics_, chains, target_accept)
     else:
         converged = n_steps < int(advi_iterations) or elbo_settled(approx.hist)
         model.diagnostics_ = {"advi_steps": n_steps, "final_elbo": float(-approx.hist[-1])}
@@ -712,7 +712,7 @@ def elbo_settled(loss_history, fraction: float = 0.1) -> bool:
     return bool(previous.mean() - last.mean() < 0.5 * last.std())
 
 
-def _check_nuts(name: str, diag: dict, chains: int, target_accept: float | None, sampler: str = "NUTS") -> bool:
+def check_chains(name: str, diag: dict, chains: int, target_accept: float | None, sampler: str = "NUTS") -> bool:
     """Whether the chains converged (r_hat, bulk and tail ESS, divergences); warns naming what failed."""
     problems = []
     worst_rhat = max(diag["r_hat"].values())
@@ -794,5 +794,5 @@ def bayes_summary(model, level: float = 0.95) -> pd.DataFrame:
     return with_prior_sensitivity(model, table)
 
 
-__all__ = ["Reparametrisation", "build_pymc_model", "bayes_summary", "default_nuts_sampler", "fit_bayes",
+__all__ = ["Reparametrisation", "build_pymc_model", "bayes_summary", "check_chains", "default_nuts_sampler", "fit_bayes",
            "nuts_diagnostics", "nutpie_available", "parametrisation", "resolve_priors"]

@@ -35,8 +35,6 @@ from .rows import data_fingerprint
 from .settings import check_count, check_sampling
 from . import pggg_mcmc
 
-#: The per-customer latents of the formulas' parameter dicts (draws x customers).
-LATENT_NAMES = pggg_mcmc.LATENTS
 #: Seed of the simulated futures behind :func:`future_purchases_alive` (common random numbers).
 FUTURE_SEED = 20160901
 
@@ -45,12 +43,12 @@ FUTURE_SEED = 20160901
 def _latents(params: dict):
     """``(k, λ, μ)`` of a parameter dict of customer latents, or a clear error for population
     parameters (predictions of Pareto/GGG need each customer's own draws)."""
-    if not all(name in params for name in LATENT_NAMES):
+    if not all(name in params for name in pggg_mcmc.LATENTS):
         raise ModelKindError("Pareto/GGG's formulas read each customer's latent draws (k, lambda, mu), not the "
                              f"population parameters {sorted(params)}: use the fitted ParetoGGGModel's "
                              "probability_alive, expected_purchases and simulate_purchases for the customers it "
                              "was fitted on.")
-    return (np.asarray(params[name], dtype=float) for name in LATENT_NAMES)
+    return (np.asarray(params[name], dtype=float) for name in pggg_mcmc.LATENTS)
 
 
 def log_likelihood(params: dict, data: dict, xp=None):
@@ -273,7 +271,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         """The fitted attributes from the sampler's output (see the class docstring)."""
         import xarray as xr
 
-        from .bayes import _check_nuts, nuts_diagnostics
+        from .bayes import check_chains, nuts_diagnostics
 
         hyper = out["hyper"]                                     # (chain, draw, 3, 2)
         posterior = {}
@@ -283,7 +281,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         ids = rfm.index.to_numpy()
         ids = ids.astype(str) if ids.dtype == object else ids
         latent = {name: (("chain", "draw", "customer"), out["latent"][:, :, c, :])
-                  for c, name in enumerate(LATENT_NAMES)}
+                  for c, name in enumerate(pggg_mcmc.LATENTS)}
         histories = {c: (("customer",), data[c]) for c in ("frequency", "recency", "T", "litt")}
         chains = hyper.shape[0]
         tree = xr.DataTree.from_dict({
@@ -291,7 +289,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
             "latent": xr.Dataset(latent, coords={"customer": ids}),
             "constant_data": xr.Dataset(histories, coords={"customer": ids}),
             "sample_stats": xr.Dataset({f"acceptance_{n}": (("chain",), out["acceptance"][:, c])
-                                        for c, n in enumerate(LATENT_NAMES)}),
+                                        for c, n in enumerate(pggg_mcmc.LATENTS)}),
         })
         names = list(self.param_names)
         self.idata_ = tree
@@ -300,8 +298,8 @@ class ParetoGGGModel(ContinuousPurchaseModel):
                                  name="posterior_mean")[names]
         self.covariance_ = np.cov(np.log(np.column_stack([self.posterior_draws_[k] for k in names])), rowvar=False)
         self.diagnostics_ = nuts_diagnostics(tree, names)
-        self.acceptance_ = {n: float(out["acceptance"][:, c].mean()) for c, n in enumerate(LATENT_NAMES)}
-        self.converged_ = _check_nuts("ParetoGGGModel", self.diagnostics_, chains, None, sampler="MCMC")
+        self.acceptance_ = {n: float(out["acceptance"][:, c].mean()) for c, n in enumerate(pggg_mcmc.LATENTS)}
+        self.converged_ = check_chains("ParetoGGGModel", self.diagnostics_, chains, None, sampler="MCMC")
         self.method_ = "mcmc"
         self.sampler_ = "pggg-metropolis-within-gibbs"
         self.n_customers_ = self.n_unique_ = len(rfm)
@@ -348,7 +346,7 @@ class ParetoGGGModel(ContinuousPurchaseModel):
         pick = slice(None) if n_draws is None or n_draws >= total else \
             np.sort(np.random.default_rng(seed).choice(total, size=int(n_draws), replace=False))
         return {name: np.asarray(latent[name].values, dtype=float).reshape(total, -1)[pick][:, where]
-                for name in LATENT_NAMES}
+                for name in pggg_mcmc.LATENTS}
 
     def _evaluate(self, fn, rfm: pd.DataFrame, n_draws: int | None, seed: int | None, **fn_kwargs) -> np.ndarray:
         """``fn(latents, frequency, recency, T, **fn_kwargs)`` for the fitted customers of ``rfm`` over their
