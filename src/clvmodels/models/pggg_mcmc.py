@@ -54,6 +54,8 @@ import functools
 
 import numpy as np
 
+from .quadrature import gauss_legendre
+
 #: Target acceptance rate of the per-customer one-dimensional random-walk steps.
 TARGET_ACCEPT = 0.44
 #: Order of the latents in the sampler's arrays and of the hyperparameter pairs (shape, rate).
@@ -64,8 +66,8 @@ GROUP_ROUNDS = 3
 AUGMENT_ROUNDS = 2
 #: Gauss–Legendre nodes and weights on [0, 1] of the no-repeat customers' marginal likelihood: in
 #: ``ln k`` (40) and in ``ln g`` per panel (8; panels ``PANEL_WIDTH / sqrt(k + 1)`` wide).
-K_NODES, K_WEIGHTS = ((v + 1) / 2 if i == 0 else v / 2 for i, v in enumerate(np.polynomial.legendre.leggauss(40)))
-G_NODES, G_WEIGHTS = ((v + 1) / 2 if i == 0 else v / 2 for i, v in enumerate(np.polynomial.legendre.leggauss(8)))
+K_NODES, K_WEIGHTS = gauss_legendre(40)
+G_NODES, G_WEIGHTS = gauss_legendre(8)
 PANEL_WIDTH = 2.0
 MIDPOINT_WIDTH = 0.01
 #: At most this many panels per stretch (reached only at regularities far beyond the data's, k > 10^4).
